@@ -1,0 +1,66 @@
+//! The syntax tree of a `graph!` invocation, as written by the user.
+//!
+//! Nothing here is checked yet: names may be unknown, widths may not fit.
+//! Every node keeps the spans of its tokens so that `check` can point at them.
+
+use proc_macro2::{Span, TokenStream};
+use syn::{Attribute, Ident, Visibility};
+
+/// A whole `graph! { ... }` invocation: one or more graph declarations.
+pub struct Invocation {
+    /// Path to the runtime crate, given by the `nngraph` facade as
+    /// `#![crate = path]`; `::graph_runtime` when absent.
+    pub runtime: Option<TokenStream>,
+    pub graphs: Vec<GraphDecl>,
+}
+
+/// `#[attrs] vis Name(inputs) -> (outputs) { statements }`
+pub struct GraphDecl {
+    /// Attributes carried over to the generated struct (doc comments, ...).
+    pub attrs: Vec<Attribute>,
+    /// `#[recurrent(input = output, ...)]` pairs.
+    pub recurrent: Vec<RecurrentPair>,
+    pub vis: Visibility,
+    pub name: Ident,
+    pub inputs: Vec<InputDecl>,
+    /// The output names, each with the span where it is listed.
+    pub outputs: Vec<Ident>,
+    pub statements: Vec<Statement>,
+}
+
+/// `input = output` inside `#[recurrent(...)]`.
+pub struct RecurrentPair {
+    pub input: Ident,
+    pub output: Ident,
+}
+
+/// `name: [width]`
+pub struct InputDecl {
+    pub name: Ident,
+    pub width: syn::Expr,
+}
+
+/// `name = expr;` or `(a, b) = expr;`
+pub struct Statement {
+    pub names: Vec<Ident>,
+    pub value: Expr,
+}
+
+/// The right-hand side of a statement, or an input of a call.
+pub enum Expr {
+    /// A reference to an input or a node by name.
+    Ref(Ident),
+    /// `Layer(args)(inputs)`; nested calls are anonymous nodes.
+    Call(Call),
+}
+
+/// `Layer(args)(inputs)`
+pub struct Call {
+    pub layer: Ident,
+    pub args: Vec<syn::Expr>,
+    /// Span of the `(args)` group.
+    pub args_span: Span,
+    pub inputs: Vec<Expr>,
+    /// Span of the `(inputs)` group.
+    pub inputs_span: Span,
+}

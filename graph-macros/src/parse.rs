@@ -1,0 +1,341 @@
+//! Parsing: tokens to the syntax tree of `ast`.
+//!
+//! Errors are phrased in the DSL's own terms ("a node is declared as
+//! `name = Layer(args)(inputs);`") rather than as raw token expectations.
+//! A statement that fails to parse is skipped up to its `;`, so that the
+//! errors of independent statements are all reported at once.
+
+use crate::ast::{Call, Expr, GraphDecl, InputDecl, Invocation, RecurrentPair, Statement};
+use proc_macro2::{TokenStream, TokenTree};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{braced, bracketed, parenthesized, Attribute, Ident, Token, Visibility};
+
+/// Collects errors while parsing goes on.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    pub fn finish<T>(self, value: T) -> syn::Result<T> {
+        match self.0 {
+            Some(e) => Err(e),
+            None => Ok(value),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl Parse for Invocation {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let runtime = parse_runtime_path(input)?;
+        let mut graphs = Vec::new();
+        let mut errors = Errors::default();
+        while !input.is_empty() {
+            match input.parse::<GraphDecl>() {
+                Ok(g) => graphs.push(g),
+                Err(e) => {
+                    // A graph's structure is broken: later graphs cannot be
+                    // found reliably, so stop here.
+                    errors.push(e);
+                    break;
+                }
+            }
+        }
+        if graphs.is_empty() && errors.is_empty() {
+            errors.push(syn::Error::new(
+                input.span(),
+                "graph! needs at least one graph: `pub Name(x: [2]) -> (y) { y = Linear(2, 1)(x); }`",
+            ));
+        }
+        errors.finish(Invocation { runtime, graphs })
+    }
+}
+
+/// `#![crate = path]`, inserted by the `nngraph` facade.
+fn parse_runtime_path(input: ParseStream) -> syn::Result<Option<TokenStream>> {
+    if !(input.peek(Token![#]) && input.peek2(Token![!])) {
+        return Ok(None);
+    }
+    input.parse::<Token![#]>()?;
+    input.parse::<Token![!]>()?;
+    let content;
+    bracketed!(content in input);
+    content.parse::<Token![crate]>()?;
+    content.parse::<Token![=]>()?;
+    Ok(Some(content.parse::<TokenStream>()?))
+}
+
+impl Parse for GraphDecl {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut attrs = Vec::new();
+        let mut recurrent = Vec::new();
+        for attr in input.call(Attribute::parse_outer)? {
+            if attr.path().is_ident("recurrent") {
+                recurrent.extend(parse_recurrent(&attr)?);
+            } else {
+                attrs.push(attr);
+            }
+        }
+        let vis: Visibility = input.parse()?;
+        let name: Ident = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected a graph declaration: `pub Name(input: [width], ...) -> (outputs) { ... }`",
+            )
+        })?;
+
+        if !input.peek(syn::token::Paren) {
+            return Err(syn::Error::new(
+                input.span(),
+                format!(
+                    "expected `(` after `{name}`: a graph declares its inputs as `{name}(x: [width], ...)`"
+                ),
+            ));
+        }
+        let content;
+        parenthesized!(content in input);
+        let inputs = Punctuated::<InputDecl, Token![,]>::parse_terminated(&content)?
+            .into_iter()
+            .collect();
+
+        if !input.peek(Token![->]) {
+            return Err(syn::Error::new(
+                input.span(),
+                format!("expected `->` and the outputs of `{name}` after its inputs: `-> (y, h)`"),
+            ));
+        }
+        input.parse::<Token![->]>()?;
+        let outputs = parse_outputs(input, &name)?;
+
+        if !input.peek(syn::token::Brace) {
+            return Err(syn::Error::new(
+                input.span(),
+                format!("expected `{{` and the nodes of `{name}`: `{{ y = Linear(2, 1)(x); }}`"),
+            ));
+        }
+        let body;
+        braced!(body in input);
+        let statements = parse_statements(&body)?;
+        Ok(GraphDecl {
+            attrs,
+            recurrent,
+            vis,
+            name,
+            inputs,
+            outputs,
+            statements,
+        })
+    }
+}
+
+fn parse_recurrent(attr: &Attribute) -> syn::Result<Vec<RecurrentPair>> {
+    attr.parse_args_with(|input: ParseStream| {
+        let mut pairs = Vec::new();
+        while !input.is_empty() {
+            let input_name: Ident = input.parse()?;
+            if !input.peek(Token![=]) {
+                return Err(syn::Error::new(
+                    input_name.span(),
+                    format!("expected `{input_name} = output`: each recurrent pair names the input and the output that feeds it at the next step"),
+                ));
+            }
+            input.parse::<Token![=]>()?;
+            let output: Ident = input.parse()?;
+            pairs.push(RecurrentPair {
+                input: input_name,
+                output,
+            });
+            if !input.is_empty() {
+                input.parse::<Token![,]>()?;
+            }
+        }
+        Ok(pairs)
+    })
+}
+
+fn parse_outputs(input: ParseStream, graph: &Ident) -> syn::Result<Vec<Ident>> {
+    if input.peek(syn::token::Paren) {
+        let content;
+        let paren = parenthesized!(content in input);
+        let outputs: Vec<Ident> = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?
+            .into_iter()
+            .collect();
+        if outputs.is_empty() {
+            return Err(syn::Error::new(
+                paren.span.join(),
+                format!("`{graph}` has no outputs: list at least one node, `-> (y)`"),
+            ));
+        }
+        Ok(outputs)
+    } else if input.peek(Ident) {
+        Ok(vec![input.parse()?])
+    } else {
+        Err(syn::Error::new(
+            input.span(),
+            format!("expected the outputs of `{graph}` after `->`: a node name or a list, `-> (y, h)`"),
+        ))
+    }
+}
+
+fn parse_statements(body: ParseStream) -> syn::Result<Vec<Statement>> {
+    let mut statements = Vec::new();
+    let mut errors = Errors::default();
+    while !body.is_empty() {
+        match parse_statement(body) {
+            Ok(s) => statements.push(s),
+            Err(e) => {
+                errors.push(e);
+                skip_past_semicolon(body);
+            }
+        }
+    }
+    errors.finish(statements)
+}
+
+fn skip_past_semicolon(input: ParseStream) {
+    let _ = input.step(|cursor| {
+        let mut rest = *cursor;
+        while let Some((tt, next)) = rest.token_tree() {
+            rest = next;
+            if let TokenTree::Punct(p) = &tt {
+                if p.as_char() == ';' {
+                    break;
+                }
+            }
+        }
+        Ok(((), rest))
+    });
+}
+
+fn parse_statement(input: ParseStream) -> syn::Result<Statement> {
+    let names = if input.peek(syn::token::Paren) {
+        let content;
+        let paren = parenthesized!(content in input);
+        let names: Vec<Ident> = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?
+            .into_iter()
+            .collect();
+        if names.is_empty() {
+            return Err(syn::Error::new(
+                paren.span.join(),
+                "expected node names inside `( )`",
+            ));
+        }
+        names
+    } else {
+        let name: Ident = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected a node declaration: `name = Layer(args)(inputs);`",
+            )
+        })?;
+        vec![name]
+    };
+    let first = &names[0];
+    if !input.peek(Token![=]) {
+        return Err(syn::Error::new(
+            input.span(),
+            format!("expected `=` after `{first}`: a node is declared as `{first} = Layer(args)(inputs);`"),
+        ));
+    }
+    input.parse::<Token![=]>()?;
+    let value = parse_expr(input)?;
+    if !input.peek(Token![;]) {
+        let what = match &value {
+            Expr::Call(call) => format!("`{}(..)(..)`", call.layer),
+            Expr::Ref(name) => format!("`{name}`"),
+        };
+        return Err(syn::Error::new(
+            input.span(),
+            format!("expected `;` after {what}, which ends the declaration of `{first}`"),
+        ));
+    }
+    input.parse::<Token![;]>()?;
+    Ok(Statement { names, value })
+}
+
+fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
+    let name: Ident = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected a layer call `Layer(args)(inputs)` or the name of an input or node",
+        )
+    })?;
+    if !input.peek(syn::token::Paren) {
+        return Ok(Expr::Ref(name));
+    }
+    let args_group;
+    let args_paren = parenthesized!(args_group in input);
+    let args: Vec<syn::Expr> = Punctuated::<syn::Expr, Token![,]>::parse_terminated(&args_group)?
+        .into_iter()
+        .collect();
+    if !input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(
+            args_paren.span.join(),
+            format!("`{name}(..)` builds a layer but gives it no inputs: write `{name}(..)(input, ...)`"),
+        ));
+    }
+    let inputs_group;
+    let inputs_paren = parenthesized!(inputs_group in input);
+    let mut inputs = Vec::new();
+    while !inputs_group.is_empty() {
+        inputs.push(parse_expr(&inputs_group)?);
+        if inputs_group.is_empty() {
+            break;
+        }
+        if !inputs_group.peek(Token![,]) {
+            return Err(syn::Error::new(
+                inputs_group.span(),
+                format!("expected `,` between the inputs of `{name}`"),
+            ));
+        }
+        inputs_group.parse::<Token![,]>()?;
+    }
+    Ok(Expr::Call(Call {
+        layer: name,
+        args,
+        args_span: args_paren.span.join(),
+        inputs,
+        inputs_span: inputs_paren.span.join(),
+    }))
+}
+
+impl Parse for InputDecl {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let name: Ident = input
+            .parse()
+            .map_err(|e| syn::Error::new(e.span(), "expected an input declaration: `name: [width]`"))?;
+        if !input.peek(Token![:]) {
+            return Err(syn::Error::new(
+                input.span(),
+                format!("expected `:` and a width after input `{name}`: `{name}: [width]`"),
+            ));
+        }
+        input.parse::<Token![:]>()?;
+        if !input.peek(syn::token::Bracket) {
+            return Err(syn::Error::new(
+                input.span(),
+                format!("expected the width of `{name}` in brackets: `{name}: [width]`"),
+            ));
+        }
+        let content;
+        bracketed!(content in input);
+        let width: syn::Expr = content.parse()?;
+        if !content.is_empty() {
+            return Err(syn::Error::new(
+                content.span(),
+                format!("`{name}` takes one width per sample, `[width]`; the batch dimension is implicit"),
+            ));
+        }
+        Ok(InputDecl { name, width })
+    }
+}

@@ -1,0 +1,108 @@
+//! Run-time errors: what went wrong, which graph, input, node or parameter,
+//! and both shapes.
+
+use std::fmt;
+
+/// A `(rows, columns)` or general shape, printed the way users write it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Shape(pub Vec<usize>);
+
+impl fmt::Debug for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "(")?;
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        if self.0.len() == 1 {
+            write!(f, ",")?;
+        }
+        write!(f, ")")
+    }
+}
+
+impl From<&[usize]> for Shape {
+    fn from(dims: &[usize]) -> Self {
+        Shape(dims.to_vec())
+    }
+}
+
+/// Everything that can go wrong at run time.
+///
+/// Every variant names the graph and the input, output, node or parameter
+/// involved, and where shapes are concerned both the expected and the found
+/// shape.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value handed to `forward` has the wrong number of columns.
+    #[error("{graph}: input `{input}` has width {found}, but the graph declares `{input}: [{expected}]`")]
+    InputWidth {
+        graph: String,
+        input: String,
+        expected: usize,
+        found: usize,
+    },
+    /// Two inputs of one call disagree on the batch size (number of rows).
+    #[error(
+        "{graph}: input `{input}` has batch size {found}, but `{first}` has batch size {expected}; \
+         all inputs of one call must have the same number of rows"
+    )]
+    BatchMismatch {
+        graph: String,
+        first: String,
+        expected: usize,
+        input: String,
+        found: usize,
+    },
+    /// A gradient handed to `backward` does not have its output's shape.
+    #[error(
+        "{graph}: the gradient for output `{output}` has shape {found}, but `{output}` has shape {expected}"
+    )]
+    GradShape {
+        graph: String,
+        output: String,
+        expected: Shape,
+        found: Shape,
+    },
+    /// `backward` was called on a tape that no `forward` has filled.
+    #[error("{graph}: backward called on a tape that holds no forward pass; call forward first")]
+    NoForward { graph: String },
+    /// The wrong number of values was passed to a slice-based call.
+    #[error("{graph}: expected {expected} {what}, got {found}")]
+    Arity {
+        graph: String,
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
+    /// No parameter has the given name.
+    #[error("{graph}: no parameter named `{name}`{hint}")]
+    UnknownParam {
+        graph: String,
+        name: String,
+        /// `; did you mean ...?` or a list of the names, ready to print.
+        hint: String,
+    },
+    /// A buffer handed in has the wrong length or shape.
+    #[error("{context}: expected shape {expected}, found {found}")]
+    ShapeMismatch {
+        context: String,
+        expected: Shape,
+        found: Shape,
+    },
+    /// A sequence handed to an unrolled graph is malformed.
+    #[error("{graph}: {message}")]
+    Sequence { graph: String, message: String },
+}
+
+/// Shorthand for `Result<T, nngraph::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

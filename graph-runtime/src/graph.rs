@@ -1,0 +1,182 @@
+//! What every generated graph is, seen from the runtime: the [`Graph`] and
+//! [`Tape`] traits that unrolling, gradient checking and optimizers build on.
+//!
+//! A call flows like this: [`Graph::forward_views`] checks the inputs' shapes,
+//! sizes the tape for the batch, copies the inputs into it and runs
+//! [`Graph::forward_tape`] (generated: every node's layer in topological
+//! order). [`Graph::backward_views`] checks the output gradients, clears the
+//! tape's gradient buffers, adds the output gradients in and runs
+//! [`Graph::backward_tape`] (generated: every node in reverse order, each
+//! adding into its inputs' gradients and its parameters' gradients).
+
+use crate::error::{Error, Result, Shape};
+use crate::params::ParamStore;
+use crate::Float;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+
+/// The record of one forward pass: every node's value and, after backward,
+/// every node's gradient. Reused across calls; it reallocates only when the
+/// batch size changes.
+pub trait Tape<F: Float> {
+    /// The batch size of the recorded pass, or `None` before the first one.
+    fn batch_size(&self) -> Option<usize>;
+    /// Sizes every buffer for `batch` rows (a no-op when already so).
+    fn resize(&mut self, batch: usize);
+    /// The recorded value of input `i`.
+    fn input(&self, i: usize) -> ArrayView2<'_, F>;
+    /// Where input `i` is written before [`Graph::forward_tape`].
+    fn input_mut(&mut self, i: usize) -> ArrayViewMut2<'_, F>;
+    /// The recorded value of output `i`.
+    fn output(&self, i: usize) -> ArrayView2<'_, F>;
+    /// The gradient buffer of output `i`; add the loss gradient here before
+    /// [`Graph::backward_tape`].
+    fn output_grad_mut(&mut self, i: usize) -> ArrayViewMut2<'_, F>;
+    /// The value of output `i` and its gradient buffer, at once (a loss
+    /// reads the one and writes the other).
+    fn output_and_grad_mut(&mut self, i: usize) -> (ArrayView2<'_, F>, ArrayViewMut2<'_, F>);
+    /// The gradient of input `i`, valid after [`Graph::backward_tape`].
+    fn input_grad(&self, i: usize) -> ArrayView2<'_, F>;
+    /// Sets every gradient buffer to zero.
+    fn clear_grads(&mut self);
+}
+
+/// A graph declared with `graph!`, as the runtime sees it.
+pub trait Graph<F: Float> {
+    /// The graph's typed record of activations.
+    type Tape: Tape<F>;
+
+    /// The graph's name, as declared.
+    fn name(&self) -> &'static str;
+    /// Input names, in declaration order.
+    fn input_names(&self) -> &'static [&'static str];
+    /// Output names, in declaration order.
+    fn output_names(&self) -> &'static [&'static str];
+    /// Width of input `i`.
+    fn input_width(&self, i: usize) -> usize;
+    /// Width of output `i`.
+    fn output_width(&self, i: usize) -> usize;
+    /// Recurrent state pairs `(input index, output index)`: the output feeds
+    /// the input at the next step. Empty for a graph without `#[recurrent]`.
+    fn recurrent_pairs(&self) -> &'static [(usize, usize)] {
+        &[]
+    }
+
+    /// A fresh, empty tape.
+    fn new_tape(&self) -> Self::Tape;
+    /// Runs every node on the inputs already in `tape` (sized by [`Tape::resize`]).
+    fn forward_tape(&self, tape: &mut Self::Tape);
+    /// Propagates the gradients already in `tape`'s output buffers to every
+    /// node and input, adding parameter gradients into the gradient buffer.
+    fn backward_tape(&mut self, tape: &mut Self::Tape);
+
+    /// The parameters and their gradients.
+    fn store(&self) -> &ParamStore<F>;
+    /// The parameters and their gradients, writable.
+    fn store_mut(&mut self) -> &mut ParamStore<F>;
+
+    /// Whether the graph is in training mode (Dropout active).
+    fn is_training(&self) -> bool;
+    /// Switches between training and evaluation mode.
+    fn set_training(&mut self, training: bool);
+
+    /// Checks `inputs` (one `(batch, width)` view per declared input), records
+    /// them in `tape` and runs the forward pass.
+    fn forward_views(&self, tape: &mut Self::Tape, inputs: &[ArrayView2<'_, F>]) -> Result<()> {
+        let batch = check_inputs(self, inputs)?;
+        tape.resize(batch);
+        for (i, x) in inputs.iter().enumerate() {
+            tape.input_mut(i).assign(x);
+        }
+        self.forward_tape(tape);
+        Ok(())
+    }
+
+    /// Checks `d_outputs` (one per declared output, each of its output's
+    /// shape), and propagates them back through the pass recorded in `tape`.
+    /// Parameter gradients accumulate until [`ParamStore::zero_grad`].
+    fn backward_views(&mut self, tape: &mut Self::Tape, d_outputs: &[ArrayView2<'_, F>]) -> Result<()> {
+        let graph = self.name();
+        let batch = tape.batch_size().ok_or_else(|| Error::NoForward {
+            graph: graph.to_string(),
+        })?;
+        let names = self.output_names();
+        if d_outputs.len() != names.len() {
+            return Err(Error::Arity {
+                graph: graph.to_string(),
+                what: "output gradients",
+                expected: names.len(),
+                found: d_outputs.len(),
+            });
+        }
+        for (i, d) in d_outputs.iter().enumerate() {
+            let expected = [batch, self.output_width(i)];
+            if d.shape() != expected {
+                return Err(Error::GradShape {
+                    graph: graph.to_string(),
+                    output: names[i].to_string(),
+                    expected: Shape::from(&expected[..]),
+                    found: Shape::from(d.shape()),
+                });
+            }
+        }
+        tape.clear_grads();
+        for (i, d) in d_outputs.iter().enumerate() {
+            let mut seed = tape.output_grad_mut(i);
+            seed += d;
+        }
+        self.backward_tape(tape);
+        Ok(())
+    }
+}
+
+/// Checks the number, widths and batch sizes of a graph's inputs and returns
+/// the batch size.
+pub fn check_inputs<F: Float, G: Graph<F> + ?Sized>(
+    graph: &G,
+    inputs: &[ArrayView2<'_, F>],
+) -> Result<usize> {
+    let names = graph.input_names();
+    if inputs.len() != names.len() {
+        return Err(Error::Arity {
+            graph: graph.name().to_string(),
+            what: "inputs",
+            expected: names.len(),
+            found: inputs.len(),
+        });
+    }
+    let mut batch = None;
+    for (i, x) in inputs.iter().enumerate() {
+        let width = graph.input_width(i);
+        if x.ncols() != width {
+            return Err(Error::InputWidth {
+                graph: graph.name().to_string(),
+                input: names[i].to_string(),
+                expected: width,
+                found: x.ncols(),
+            });
+        }
+        match batch {
+            None => batch = Some((i, x.nrows())),
+            Some((first, rows)) if rows != x.nrows() => {
+                return Err(Error::BatchMismatch {
+                    graph: graph.name().to_string(),
+                    first: names[first].to_string(),
+                    expected: rows,
+                    input: names[i].to_string(),
+                    found: x.nrows(),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(batch.map_or(0, |(_, rows)| rows))
+}
+
+/// Makes `buffer` a `(rows, cols)` matrix, reallocating only when its shape
+/// differs. Used by generated tapes.
+#[inline]
+pub fn ensure_shape<F: Float>(buffer: &mut Array2<F>, rows: usize, cols: usize) {
+    if buffer.dim() != (rows, cols) {
+        *buffer = Array2::zeros((rows, cols));
+    }
+}

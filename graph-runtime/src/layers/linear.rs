@@ -1,0 +1,135 @@
+//! `Linear(in, out)`: `y = x · Wᵀ + b`, torch layout (`weight` is `(out, in)`
+//! row-major, then `bias` of length `out`).
+
+use crate::kernels::{matmul_a_b_acc, matmul_a_bt, matmul_at_b_acc};
+use crate::layer::{Layer, ParamShape};
+use crate::Float;
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use rand::Rng;
+
+/// Fully connected layer, as `nn.Linear(in, out)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Linear {
+    /// Width of the input.
+    pub in_features: usize,
+    /// Width of the output.
+    pub out_features: usize,
+}
+
+impl Linear {
+    /// A linear map from `in_features` to `out_features` columns.
+    pub const fn new(in_features: usize, out_features: usize) -> Self {
+        Linear {
+            in_features,
+            out_features,
+        }
+    }
+
+    fn split<'a, F>(&self, params: &'a [F]) -> (&'a [F], &'a [F]) {
+        params.split_at(self.in_features * self.out_features)
+    }
+}
+
+impl<F: Float> Layer<F> for Linear {
+    fn kind(&self) -> &'static str {
+        "Linear"
+    }
+
+    fn param_shapes(&self) -> Vec<ParamShape> {
+        vec![
+            ParamShape {
+                name: "weight",
+                shape: vec![self.out_features, self.in_features],
+            },
+            ParamShape {
+                name: "bias",
+                shape: vec![self.out_features],
+            },
+        ]
+    }
+
+    fn num_params(&self) -> usize {
+        (self.in_features + 1) * self.out_features
+    }
+
+    /// Uniform in ±1/√in, as torch7's `nn.Linear:reset()`.
+    fn init(&self, params: &mut [F], rng: &mut dyn rand::RngCore) {
+        let bound = 1.0 / (self.in_features.max(1) as f64).sqrt();
+        for p in params {
+            *p = F::from_f64(rng.random_range(-bound..=bound));
+        }
+    }
+
+    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+        super::expect_inputs("Linear", input_widths, 1)?;
+        if input_widths[0] != self.in_features {
+            return Err(format!(
+                "Linear({}, {}) expects an input of width {}, got width {}",
+                self.in_features, self.out_features, self.in_features, input_widths[0]
+            ));
+        }
+        Ok(self.out_features)
+    }
+
+    fn forward(&self, params: &[F], inputs: &[ArrayView2<'_, F>], mut output: ArrayViewMut2<'_, F>) {
+        let (w, b) = self.split(params);
+        let x = &inputs[0];
+        let (batch, n_in, n_out) = (x.nrows(), self.in_features, self.out_features);
+        match (x.as_slice(), output.as_slice_mut()) {
+            (Some(x), Some(y)) => matmul_a_bt(x, w, y, batch, n_in, n_out),
+            _ => {
+                let w = ArrayView2::from_shape((n_out, n_in), w).expect("weight slice has out*in elements");
+                ndarray::linalg::general_mat_mul(F::one(), x, &w.t(), F::zero(), &mut output);
+            }
+        }
+        for mut row in output.axis_iter_mut(Axis(0)) {
+            row.iter_mut().zip(b).for_each(|(y, &b)| *y += b);
+        }
+    }
+
+    fn backward_params(
+        &self,
+        _params: &[F],
+        grads: &mut [F],
+        inputs: &[ArrayView2<'_, F>],
+        _output: ArrayView2<'_, F>,
+        d_output: ArrayView2<'_, F>,
+    ) {
+        let (n_in, n_out) = (self.in_features, self.out_features);
+        let (dw, db) = grads.split_at_mut(n_in * n_out);
+        let x = &inputs[0];
+        match (x.as_slice(), d_output.as_slice()) {
+            // dW += dYᵀ · X
+            (Some(xs), Some(dys)) => matmul_at_b_acc(dys, xs, dw, x.nrows(), n_out, n_in),
+            _ => {
+                let mut dw = ArrayViewMut2::from_shape((n_out, n_in), dw).expect("weight slice");
+                ndarray::linalg::general_mat_mul(F::one(), &d_output.t(), x, F::one(), &mut dw);
+            }
+        }
+        for row in d_output.axis_iter(Axis(0)) {
+            db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+        }
+    }
+
+    fn backward_input(
+        &self,
+        _index: usize,
+        params: &[F],
+        _inputs: &[ArrayView2<'_, F>],
+        _output: ArrayView2<'_, F>,
+        d_output: ArrayView2<'_, F>,
+        mut d_input: ArrayViewMut2<'_, F>,
+    ) {
+        let (w, _) = self.split(params);
+        let (n_in, n_out) = (self.in_features, self.out_features);
+        let batch = d_output.nrows();
+        match (d_output.as_slice(), d_input.as_slice_mut()) {
+            // dX += dY · W
+            (Some(dy), Some(dx)) => matmul_a_b_acc(dy, w, dx, batch, n_out, n_in),
+            _ => {
+                let w = ArrayView2::from_shape((n_out, n_in), w).expect("weight slice");
+                ndarray::linalg::general_mat_mul(F::one(), &d_output, &w, F::one(), &mut d_input);
+            }
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The runtime of nngraph: everything a graph declared with `graph!` runs on.
+//!
+//! - [`layers`]: the built-in layers, forward and backward side by side, and
+//!   the [`Layer`] trait they (and user layers) implement.
+//! - [`criteria`]: losses with their gradients.
+//! - [`Graph`] and [`Tape`]: the interface every generated graph implements,
+//!   on which the rest of the runtime is generic.
+//! - [`ParamStore`]: parameters and gradients in two flat buffers, with
+//!   named views (torch's `getParameters()`).
+//! - [`Unroll`]: a recurrent graph over a sequence with shared weights, and
+//!   backpropagation through time.
+//! - [`GradCheck`]: finite-difference gradient checking with a report.
+//!
+//! Most users depend on the `nngraph` facade and write `use nngraph::prelude::*`.
+
+pub mod batch;
+pub mod criteria;
+pub mod error;
+pub mod float;
+pub mod gradcheck;
+pub mod graph;
+pub mod kernels;
+pub mod layer;
+pub mod layers;
+pub mod params;
+pub mod unroll;
+
+pub use batch::AsBatch;
+pub use error::{Error, Result, Shape};
+pub use float::Float;
+pub use gradcheck::{GradCheck, GradReport, Objective};
+pub use graph::{Graph, Tape};
+pub use layer::{Layer, ParamShape};
+pub use params::{ParamSpec, ParamStore};
+pub use unroll::{SequenceLoss, Unroll};
+
+/// The crates generated code and users need, re-exported so that versions agree.
+pub use ndarray;
+pub use rand;
+
+/// Everything a user of generated graphs usually needs.
+pub mod prelude {
+    pub use crate::criteria::Mse;
+    pub use crate::layers::*;
+    pub use crate::{
+        AsBatch, Error, Float, GradCheck, GradReport, Graph, Layer, ParamSpec, ParamStore, Tape, Unroll,
+    };
+    pub use ndarray::{array, Array1, Array2, Array3, ArrayView2, Axis};
+    pub use rand::{rngs::StdRng, SeedableRng};
+}
+
+/// Items used by code that `graph!` generates. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::graph::{check_inputs, ensure_shape};
+    pub use std::result::Result;
+    pub use std::vec::Vec;
+}

@@ -1,0 +1,228 @@
+//! The flat parameter and gradient buffers of a graph, and named views into
+//! them (torch's `getParameters()`).
+//!
+//! Parameters sit in declaration order of the nodes, each node's tensors in
+//! the order its layer lists them (`Linear`: `weight` `(out, in)` row-major,
+//! then `bias`). Optimizers, gradient checking and save/load work on the flat
+//! buffers; people look things up by name.
+
+use crate::error::{Error, Result};
+use crate::layer::Layer;
+use crate::Float;
+use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
+use std::ops::Range;
+
+/// Where one named parameter tensor sits in the flat buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// Full name, `node.tensor`: `x2h.weight`.
+    pub name: String,
+    /// Dimensions, row-major.
+    pub shape: Vec<usize>,
+    /// Index of the first element in the flat buffer.
+    pub offset: usize,
+}
+
+impl ParamSpec {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The range of the flat buffer this tensor occupies.
+    pub fn range(&self) -> Range<usize> {
+        self.offset..self.offset + self.len()
+    }
+}
+
+/// A graph's parameters and gradients: two flat buffers of equal length, and
+/// the table of names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamStore<F> {
+    graph: &'static str,
+    values: Vec<F>,
+    grads: Vec<F>,
+    specs: Vec<ParamSpec>,
+    /// The slice of the buffers each node owns, by node index.
+    nodes: Vec<Range<usize>>,
+}
+
+impl<F: Float> ParamStore<F> {
+    /// Lays out the parameters of `nodes` (name and layer, in declaration
+    /// order), all zero.
+    pub fn new(graph: &'static str, nodes: &[(&str, &dyn Layer<F>)]) -> Self {
+        let mut specs = Vec::new();
+        let mut ranges = Vec::with_capacity(nodes.len());
+        let mut offset = 0;
+        for (node, layer) in nodes {
+            let start = offset;
+            for p in layer.param_shapes() {
+                let len = p.len();
+                specs.push(ParamSpec {
+                    name: format!("{node}.{}", p.name),
+                    shape: p.shape,
+                    offset,
+                });
+                offset += len;
+            }
+            debug_assert_eq!(
+                offset - start,
+                layer.num_params(),
+                "{node}: num_params disagrees with param_shapes"
+            );
+            ranges.push(start..offset);
+        }
+        ParamStore {
+            graph,
+            values: vec![F::zero(); offset],
+            grads: vec![F::zero(); offset],
+            specs,
+            nodes: ranges,
+        }
+    }
+
+    /// Initialises every node's parameters with its layer's `init`; `nodes`
+    /// as given to [`new`](Self::new).
+    pub fn init(&mut self, nodes: &[(&str, &dyn Layer<F>)], rng: &mut dyn rand::RngCore) {
+        for ((_, layer), range) in nodes.iter().zip(&self.nodes) {
+            layer.init(&mut self.values[range.clone()], rng);
+        }
+    }
+
+    /// Name of the graph these parameters belong to.
+    pub fn graph(&self) -> &'static str {
+        self.graph
+    }
+
+    /// Total number of parameters.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether the graph has no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// All parameters, flat.
+    pub fn values(&self) -> &[F] {
+        &self.values
+    }
+
+    /// All parameters, flat and writable. Every use of the graph sees writes.
+    pub fn values_mut(&mut self) -> &mut [F] {
+        &mut self.values
+    }
+
+    /// All accumulated gradients, flat, in the layout of [`values`](Self::values).
+    pub fn grads(&self) -> &[F] {
+        &self.grads
+    }
+
+    /// All accumulated gradients, writable.
+    pub fn grads_mut(&mut self) -> &mut [F] {
+        &mut self.grads
+    }
+
+    /// Both buffers at once, for optimizers: `(values, grads)`.
+    pub fn values_and_grads_mut(&mut self) -> (&mut [F], &mut [F]) {
+        (&mut self.values, &mut self.grads)
+    }
+
+    /// Sets every gradient to zero.
+    pub fn zero_grad(&mut self) {
+        self.grads.iter_mut().for_each(|g| *g = F::zero());
+    }
+
+    /// Names, shapes and offsets of every tensor, in buffer order.
+    pub fn specs(&self) -> &[ParamSpec] {
+        &self.specs
+    }
+
+    /// The parameters of node `node` (by index), for the generated forward.
+    #[inline]
+    pub fn node_values(&self, node: usize) -> &[F] {
+        &self.values[self.nodes[node].clone()]
+    }
+
+    /// The parameters and gradients of node `node`, for the generated backward.
+    #[inline]
+    pub fn node_values_and_grads(&mut self, node: usize) -> (&[F], &mut [F]) {
+        let range = self.nodes[node].clone();
+        (&self.values[range.clone()], &mut self.grads[range])
+    }
+
+    /// Looks a tensor up by name.
+    pub fn spec(&self, name: &str) -> Result<&ParamSpec> {
+        self.specs
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Error::UnknownParam {
+                graph: self.graph.to_string(),
+                name: name.to_string(),
+                hint: name_hint(name, self.specs.iter().map(|s| s.name.as_str())),
+            })
+    }
+
+    /// A view of the named parameter tensor, e.g. `"x2h.weight"`.
+    pub fn param(&self, name: &str) -> Result<ArrayViewD<'_, F>> {
+        let spec = self.spec(name)?;
+        Ok(view(&self.values, spec))
+    }
+
+    /// A writable view of the named parameter tensor.
+    pub fn param_mut(&mut self, name: &str) -> Result<ArrayViewMutD<'_, F>> {
+        let spec = self.spec(name)?.clone();
+        Ok(
+            ArrayViewMutD::from_shape(IxDyn(&spec.shape), &mut self.values[spec.range()])
+                .expect("spec fits buffer"),
+        )
+    }
+
+    /// A view of the accumulated gradient of the named tensor.
+    pub fn grad(&self, name: &str) -> Result<ArrayViewD<'_, F>> {
+        let spec = self.spec(name)?;
+        Ok(view(&self.grads, spec))
+    }
+}
+
+fn view<'a, F>(buffer: &'a [F], spec: &ParamSpec) -> ArrayViewD<'a, F> {
+    ArrayViewD::from_shape(IxDyn(&spec.shape), &buffer[spec.range()]).expect("spec fits buffer")
+}
+
+/// `"; did you mean `x`?"` for the closest known name, or the list of names.
+pub(crate) fn name_hint<'a>(name: &str, known: impl Iterator<Item = &'a str> + Clone) -> String {
+    let best = known
+        .clone()
+        .map(|k| (edit_distance(name, k), k))
+        .min_by_key(|&(d, _)| d);
+    match best {
+        Some((d, k)) if d <= name.len().max(k.len()) / 3 + 1 => format!("; did you mean `{k}`?"),
+        Some(_) => {
+            let all: Vec<&str> = known.collect();
+            format!("; the parameters are {}", all.join(", "))
+        }
+        None => "; this graph has no parameters".to_string(),
+    }
+}
+
+/// Levenshtein distance, for did-you-mean hints.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
