@@ -35,6 +35,7 @@ pub use graph_runtime as runtime;
 pub use graph_runtime::{
     criteria, layers, AsBatch, Error, Float, Graph, Layer, ParamSpec, ParamStore, Result, Tape,
 };
+pub use graph_runtime::{ndarray, rand};
 
 #[doc(hidden)]
 pub use graph_macros as __macros;

@@ -9,6 +9,7 @@
 //!   named views (torch's `getParameters()`).
 //! - [`Unroll`]: a recurrent graph over a sequence with shared weights, and
 //!   backpropagation through time.
+//! - [`optim`]: SGD and gradient clipping on the flat buffers.
 //! - [`GradCheck`]: finite-difference gradient checking with a report.
 //!
 //! Most users depend on the `nngraph` facade and write `use nngraph::prelude::*`.
@@ -22,6 +23,7 @@ pub mod graph;
 pub mod kernels;
 pub mod layer;
 pub mod layers;
+pub mod optim;
 pub mod params;
 pub mod unroll;
 
@@ -42,10 +44,11 @@ pub use rand;
 pub mod prelude {
     pub use crate::criteria::Mse;
     pub use crate::layers::*;
+    pub use crate::optim::{clip_grad_norm, Sgd};
     pub use crate::{
         AsBatch, Error, Float, GradCheck, GradReport, Graph, Layer, ParamSpec, ParamStore, Tape, Unroll,
     };
-    pub use ndarray::{array, Array1, Array2, Array3, ArrayView2, Axis};
+    pub use ndarray::{array, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
     pub use rand::{rngs::StdRng, SeedableRng};
 }
 

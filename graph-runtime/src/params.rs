@@ -199,7 +199,7 @@ fn view<'a, F>(buffer: &'a [F], spec: &ParamSpec) -> ArrayViewD<'a, F> {
 pub(crate) fn name_hint<'a>(name: &str, known: impl Iterator<Item = &'a str> + Clone) -> String {
     let best = known
         .clone()
-        .map(|k| (edit_distance(name, k), k))
+        .map(|k| (strsim::levenshtein(name, k), k))
         .min_by_key(|&(d, _)| d);
     match best {
         Some((d, k)) if d <= name.len().max(k.len()) / 3 + 1 => format!("; did you mean `{k}`?"),
@@ -209,20 +209,4 @@ pub(crate) fn name_hint<'a>(name: &str, known: impl Iterator<Item = &'a str> + C
         }
         None => "; this graph has no parameters".to_string(),
     }
-}
-
-/// Levenshtein distance, for did-you-mean hints.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }

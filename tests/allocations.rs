@@ -1,0 +1,102 @@
+//! A warmed-up training iteration allocates nothing: counted with a global
+//! allocator that tallies every allocation made on the test's thread.
+
+mod common;
+
+use common::*;
+use nngraph::prelude::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_in(f: impl FnOnce()) -> usize {
+    let before = COUNT.with(Cell::get);
+    f();
+    COUNT.with(Cell::get) - before
+}
+
+graph! {
+    /// Wide enough that the blocked matrix kernels run.
+    #[recurrent(h = new_h)]
+    pub WideCell(x: [33], h: [40]) -> (y, new_h) {
+        new_h = Tanh()(CAdd()(Linear(33, 40)(x), Linear(40, 40)(h)));
+        y     = Sigmoid()(Linear(40, 9)(new_h));
+    }
+}
+
+#[test]
+fn a_second_unrolled_iteration_allocates_nothing() {
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut cell = WideCell::<f32>::new(&mut rng);
+    let h0 = Array2::<f32>::zeros((8, 40));
+    let xs = Array3::<f32>::from_shape_fn((12, 8, 33), |(t, b, j)| ((t + b + j) as f32 * 0.1).sin());
+    let target = Array2::<f32>::from_elem((8, 9), 0.5);
+    let mut unroll = Unroll::new(&cell);
+    let mut sgd = Sgd::new(0.1f32).momentum(0.9);
+    let mut iteration = |cell: &mut WideCell<f32>| {
+        unroll.forward(cell, &[h0.view()], &[xs.view()]).unwrap();
+        let loss = unroll
+            .loss(|_t, o, y, g: Option<ArrayViewMut2<f32>>| {
+                if o != 0 {
+                    return Ok(0.0);
+                }
+                if let Some(g) = g {
+                    Mse.backward(&y, &target, g)?;
+                }
+                Mse.forward(&y, &target)
+            })
+            .unwrap();
+        unroll.backward(cell).unwrap();
+        clip_grad_norm(cell.store_mut(), 5.0);
+        sgd.step(cell.store_mut());
+        cell.zero_grad();
+        loss
+    };
+    let first = allocations_in(|| {
+        iteration(&mut cell);
+    });
+    assert!(first > 0, "the first iteration builds the tapes");
+    let second = allocations_in(|| {
+        iteration(&mut cell);
+    });
+    assert_eq!(second, 0, "second iteration allocated {second} times");
+}
+
+#[test]
+fn a_second_forward_and_backward_allocate_nothing() {
+    let mut cell = SeedCell::<f64>::zeros();
+    set_seed_oracle_weights(cell.store_mut());
+    let mut tape = cell.tape();
+    let x = Array2::<f64>::ones((4, 2));
+    let h = Array2::<f64>::ones((4, 4));
+    let dy = Array2::<f64>::ones((4, 1));
+    let dh = Array2::<f64>::zeros((4, 4));
+    let mut step = |cell: &mut SeedCell<f64>| {
+        cell.forward(&mut tape, &x, &h).unwrap();
+        cell.backward(&mut tape, &dy, &dh).unwrap();
+    };
+    step(&mut cell);
+    assert_eq!(allocations_in(|| step(&mut cell)), 0);
+}

@@ -1,0 +1,106 @@
+//! Shared by the numerical tests: the seed notebook's graphs and the
+//! reference numbers in `tests/oracle/` (PyTorch, float64).
+#![allow(dead_code)]
+
+use nngraph::prelude::*;
+use serde_json::Value;
+
+graph! {
+    /// The notebook's first graph: two inputs, outputs `out` and `add`.
+    pub TwoInputs(x1: [3], x2: [2]) -> (out, add) {
+        l1  = Linear(3, 2)(x1);
+        l2  = Linear(2, 2)(x2);
+        add = CAdd()(l1, l2);
+        t   = Tanh()(add);
+        out = Linear(2, 1)(t);
+    }
+
+    /// The notebook's RNN cell, named as the oracle names its parameters.
+    #[recurrent(h = new_h)]
+    pub SeedCell(x: [2], h: [4]) -> (y, new_h) {
+        x2h   = Linear(2, 4)(x);
+        h2h   = Linear(4, 4)(h);
+        new_h = Tanh()(CAdd()(x2h, h2h));
+        out   = Linear(4, 1)(new_h);
+        y     = Sigmoid()(out);
+    }
+}
+
+pub fn oracle(file: &str) -> Value {
+    let path = format!("{}/tests/oracle/{file}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("oracle file")).expect("oracle json")
+}
+
+pub fn vec1(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
+
+pub fn mat(v: &Value) -> Array2<f64> {
+    let rows: Vec<Vec<f64>> = v.as_array().expect("array").iter().map(vec1).collect();
+    let (r, c) = (rows.len(), rows[0].len());
+    Array2::from_shape_vec((r, c), rows.concat()).expect("rectangular")
+}
+
+/// The oracle's weights: the k-th Linear (from 1, declaration order) has
+/// `weight[i][j] = 0.1 sin(k + 0.7 i + 0.3 j)`, `bias[i] = 0.05 cos(k + 0.5 i)`.
+pub fn set_seed_oracle_weights(store: &mut ParamStore<f64>) {
+    let specs = store.specs().to_vec();
+    let mut k = 0.0;
+    for spec in specs {
+        let mut p = store.param_mut(&spec.name).unwrap();
+        if spec.name.ends_with(".weight") {
+            k += 1.0;
+            p.indexed_iter_mut()
+                .for_each(|(ix, v)| *v = 0.1 * (k + 0.7 * ix[0] as f64 + 0.3 * ix[1] as f64).sin());
+        } else {
+            p.indexed_iter_mut()
+                .for_each(|(ix, v)| *v = 0.05 * (k + 0.5 * ix[0] as f64).cos());
+        }
+    }
+}
+
+/// The oracle's RNN inputs: `x_t[j] = 0.1 (t+1) - 0.2 j`, `h0[j] = 0.1 j - 0.15`.
+pub fn seed_inputs(steps: usize) -> (Array2<f64>, Array3<f64>) {
+    let h0 = Array2::from_shape_fn((1, 4), |(_, j)| 0.1 * j as f64 - 0.15);
+    let xs = Array3::from_shape_fn((steps, 1, 2), |(t, _, j)| 0.1 * (t + 1) as f64 - 0.2 * j as f64);
+    (h0, xs)
+}
+
+pub fn assert_close(
+    what: &str,
+    got: impl IntoIterator<Item = f64>,
+    want: impl IntoIterator<Item = f64>,
+    tol: f64,
+) {
+    let got: Vec<f64> = got.into_iter().collect();
+    let want: Vec<f64> = want.into_iter().collect();
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol,
+            "{what}[{i}]: got {g:e}, want {w:e} (diff {:e})",
+            (g - w).abs()
+        );
+    }
+}
+
+/// The summed-MSE loss of the seed (target 1.0 on output `y` at every step).
+pub fn seed_loss(
+    _t: usize,
+    output: usize,
+    y: ArrayView2<f64>,
+    grad: Option<ArrayViewMut2<f64>>,
+) -> nngraph::Result<f64> {
+    if output != 0 {
+        return Ok(0.0);
+    }
+    let target = Array2::from_elem(y.dim(), 1.0);
+    if let Some(g) = grad {
+        Mse.backward(&y, &target, g)?;
+    }
+    Mse.forward(&y, &target)
+}

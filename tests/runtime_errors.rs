@@ -1,0 +1,173 @@
+//! Bad input at run time is a clear `Err` naming the graph, the input,
+//! output or parameter, and both shapes; never a panic, never a changed model.
+
+mod common;
+
+use common::*;
+use nngraph::prelude::*;
+
+#[test]
+fn wrong_input_width_names_the_input_and_both_widths() {
+    let cell = SeedCell::<f64>::zeros();
+    let mut tape = cell.tape();
+    let err = cell.forward(&mut tape, &[1.0, 2.0, 3.0], &[0.0; 4]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SeedCell: input `x` has width 3, but the graph declares `x: [2]`"
+    );
+}
+
+#[test]
+fn mismatched_batch_sizes_name_both_inputs() {
+    let cell = SeedCell::<f64>::zeros();
+    let mut tape = cell.tape();
+    let err = cell
+        .forward(&mut tape, &Array2::zeros((3, 2)), &Array2::zeros((2, 4)))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SeedCell: input `h` has batch size 2, but `x` has batch size 3; \
+         all inputs of one call must have the same number of rows"
+    );
+}
+
+#[test]
+fn wrong_output_gradient_shape_is_an_error_and_changes_nothing() {
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut cell = SeedCell::<f64>::new(&mut rng);
+    let mut tape = cell.tape();
+    cell.forward(&mut tape, &Array2::zeros((2, 2)), &Array2::zeros((2, 4)))
+        .unwrap();
+    let err = cell
+        .backward(&mut tape, &Array2::zeros((2, 1)), &Array2::zeros((1, 4)))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SeedCell: the gradient for output `new_h` has shape (1, 4), but `new_h` has shape (2, 4)"
+    );
+    assert!(
+        cell.grads().iter().all(|&g| g == 0.0),
+        "no gradient was accumulated"
+    );
+}
+
+#[test]
+fn backward_before_forward_is_an_error() {
+    let mut cell = SeedCell::<f64>::zeros();
+    let mut tape = cell.tape();
+    let err = cell.backward(&mut tape, &[0.0], &[0.0; 4]).unwrap_err();
+    assert!(err.to_string().contains("call forward first"), "{err}");
+}
+
+#[test]
+fn unknown_parameter_names_suggest_the_closest() {
+    let cell = SeedCell::<f64>::zeros();
+    let err = cell.param("x2h.wieght").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SeedCell: no parameter named `x2h.wieght`; did you mean `x2h.weight`?"
+    );
+    let err = cell.grad("zzz").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the parameters are x2h.weight, x2h.bias"),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_sequences_are_errors() {
+    let cell = SeedCell::<f64>::zeros();
+    let mut unroll = Unroll::new(&cell);
+    let h0 = Array2::<f64>::zeros((2, 4));
+    let xs = Array3::<f64>::zeros((5, 3, 2));
+    let err = unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap_err();
+    assert!(
+        err.to_string().contains("initial state `h` has batch size 2"),
+        "{err}"
+    );
+    let err = unroll.forward(&cell, &[], &[xs.view()]).unwrap_err();
+    assert!(err.to_string().contains("expected 1 initial state"), "{err}");
+    let bad = Array3::<f64>::zeros((5, 2, 7));
+    let err = unroll.forward(&cell, &[h0.view()], &[bad.view()]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SeedCell: input `x` has width 7, but the graph declares `x: [2]`"
+    );
+    let mut cell = cell;
+    let err = unroll.backward(&mut cell).unwrap_err();
+    assert!(err.to_string().contains("call forward first"), "{err}");
+}
+
+#[test]
+fn params_are_laid_out_in_declaration_order_torch_style() {
+    let cell = SeedCell::<f32>::zeros();
+    let specs: Vec<(String, Vec<usize>, usize)> = cell
+        .param_specs()
+        .iter()
+        .map(|s| (s.name.clone(), s.shape.clone(), s.offset))
+        .collect();
+    let want = [
+        ("x2h.weight", vec![4, 2], 0),
+        ("x2h.bias", vec![4], 8),
+        ("h2h.weight", vec![4, 4], 12),
+        ("h2h.bias", vec![4], 28),
+        ("out.weight", vec![1, 4], 32),
+        ("out.bias", vec![1], 36),
+    ];
+    assert_eq!(specs.len(), want.len());
+    for ((name, shape, offset), (wn, ws, wo)) in specs.iter().zip(want) {
+        assert_eq!((name.as_str(), shape, *offset), (wn, &ws, wo));
+    }
+    assert_eq!(SeedCell::<f32>::NUM_PARAMS, 37);
+    assert_eq!(cell.params().len(), 37);
+    assert_eq!(cell.grads().len(), 37);
+    // A write through a named view lands in the flat buffer, row-major.
+    let mut cell = cell;
+    cell.param_mut("h2h.weight").unwrap()[[1, 2]] = 7.0;
+    assert_eq!(cell.params()[12 + 4 + 2], 7.0);
+}
+
+#[test]
+fn initialisation_is_torch_like() {
+    let mut rng = StdRng::seed_from_u64(42);
+    let cell = SeedCell::<f64>::new(&mut rng);
+    for spec in cell.param_specs() {
+        let fan_in = if spec.name.starts_with("x2h") { 2.0 } else { 4.0f64 };
+        let bound = 1.0 / fan_in.sqrt();
+        let p = cell.param(&spec.name).unwrap();
+        assert!(
+            p.iter().all(|v| v.abs() <= bound),
+            "{} outside ±{bound}",
+            spec.name
+        );
+        assert!(p.iter().any(|&v| v != 0.0));
+    }
+}
+
+#[test]
+fn describes_itself() {
+    assert_eq!(SeedCell::<f32>::INPUTS, &["x", "h"]);
+    assert_eq!(SeedCell::<f32>::INPUT_WIDTHS, &[2, 4]);
+    assert_eq!(SeedCell::<f32>::OUTPUTS, &["y", "new_h"]);
+    assert_eq!(SeedCell::<f32>::OUTPUT_WIDTHS, &[1, 4]);
+    assert_eq!(SeedCell::<f32>::RECURRENT, &[(1, 1)]);
+    assert_eq!(
+        SeedCell::<f32>::NODES,
+        &["x2h", "h2h", "new_h_cadd", "new_h", "out", "y"]
+    );
+    let dot = SeedCell::<f32>::zeros().to_dot();
+    assert!(dot.starts_with("digraph SeedCell {"));
+    assert!(dot.contains("\"x2h\" -> \"new_h_cadd\" [label=\"4\"]"), "{dot}");
+    assert!(dot.contains("\"y\" [shape=ellipse, peripheries=2"), "{dot}");
+}
+
+#[test]
+fn evaluation_mode_is_a_switch() {
+    let mut cell = SeedCell::<f32>::zeros();
+    assert!(cell.is_training());
+    cell.evaluate();
+    assert!(!cell.is_training());
+    cell.training();
+    assert!(cell.is_training());
+}

@@ -1,0 +1,151 @@
+//! The seed notebook's computations against PyTorch float64 reference
+//! numbers (`tests/oracle/seed_oracle.json`), to 1e-12.
+
+mod common;
+
+use common::*;
+use nngraph::prelude::*;
+
+const TOL: f64 = 1e-12;
+
+#[test]
+fn two_inputs_matches_the_oracle() {
+    let o = oracle("seed_oracle.json");
+    let case = &o["two_inputs"];
+    let mut g = TwoInputs::<f64>::zeros();
+    set_seed_oracle_weights(g.store_mut());
+    let mut tape = g.tape();
+    let out = g
+        .forward(&mut tape, &vec1(&case["x1"]), &vec1(&case["x2"]))
+        .unwrap();
+    assert_close("out", out.out.iter().copied(), vec1(&case["out"]), TOL);
+    assert_close("add", out.add.iter().copied(), vec1(&case["add"]), TOL);
+}
+
+/// The notebook's way: one forward per step by hand, then backward per step
+/// from the last, carrying the state gradient.
+#[test]
+fn rnn_cell_bptt_by_hand_matches_the_oracle() {
+    let o = oracle("seed_oracle.json");
+    let case = &o["rnn_cell_bptt"];
+    let steps = case["T"].as_u64().unwrap() as usize;
+    let mut cell = SeedCell::<f64>::zeros();
+    set_seed_oracle_weights(cell.store_mut());
+    let (h0, xs) = seed_inputs(steps);
+    let target = array![[1.0]];
+
+    let mut tapes: Vec<_> = (0..steps).map(|_| cell.tape()).collect();
+    let mut h = h0.clone();
+    let mut loss = 0.0;
+    for (t, tape) in tapes.iter_mut().enumerate() {
+        let out = cell.forward(tape, &xs.index_axis(Axis(0), t), &h).unwrap();
+        loss += Mse.forward(&out.y, &target).unwrap();
+        h = out.new_h.to_owned();
+    }
+    assert!((loss - case["loss"].as_f64().unwrap()).abs() < TOL, "loss {loss}");
+
+    let mut dh = Array2::zeros((1, 4));
+    let mut grad_xs = vec![Array2::zeros((1, 2)); steps];
+    for t in (0..steps).rev() {
+        let mut dy = Array2::zeros((1, 1));
+        Mse.backward(&tapes[t].values.y, &target, dy.view_mut()).unwrap();
+        let grads = cell.backward(&mut tapes[t], &dy, &dh).unwrap();
+        grad_xs[t] = grads.x.to_owned();
+        dh = grads.h.to_owned();
+    }
+    check_grads(&cell, case);
+    assert_close("grad_h0", dh.iter().copied(), vec1(&case["grad_h0"]), TOL);
+    for (t, want) in case["grad_xs"].as_array().unwrap().iter().enumerate() {
+        assert_close(
+            &format!("grad_xs[{t}]"),
+            grad_xs[t].iter().copied(),
+            vec1(want),
+            TOL,
+        );
+    }
+}
+
+fn check_grads(cell: &SeedCell<f64>, case: &serde_json::Value) {
+    for spec in cell.param_specs() {
+        let want = &case["grads"][&spec.name];
+        let want: Vec<f64> = if spec.shape.len() == 2 {
+            mat(want).into_iter().collect()
+        } else {
+            vec1(want)
+        };
+        assert_close(
+            &spec.name,
+            cell.grad(&spec.name).unwrap().iter().copied(),
+            want,
+            TOL,
+        );
+    }
+}
+
+#[test]
+fn rnn_cell_bptt_through_unroll_matches_the_oracle() {
+    let o = oracle("seed_oracle.json");
+    let case = &o["rnn_cell_bptt"];
+    let steps = case["T"].as_u64().unwrap() as usize;
+    let mut cell = SeedCell::<f64>::zeros();
+    set_seed_oracle_weights(cell.store_mut());
+    let (h0, xs) = seed_inputs(steps);
+
+    let mut unroll = Unroll::new(&cell);
+    unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
+    let loss = unroll.loss(seed_loss).unwrap();
+    assert!((loss - case["loss"].as_f64().unwrap()).abs() < TOL, "loss {loss}");
+    for (t, want) in case["ys"].as_array().unwrap().iter().enumerate() {
+        assert_close(
+            &format!("y[{t}]"),
+            unroll.output(t, 0).iter().copied(),
+            vec1(want),
+            TOL,
+        );
+    }
+    unroll.backward(&mut cell).unwrap();
+    check_grads(&cell, case);
+    assert_close(
+        "grad_h0",
+        unroll.initial_state_grad(&cell, 0).iter().copied(),
+        vec1(&case["grad_h0"]),
+        TOL,
+    );
+    for (t, want) in case["grad_xs"].as_array().unwrap().iter().enumerate() {
+        assert_close(
+            &format!("grad_xs[{t}]"),
+            unroll.input_grad(t, 0).iter().copied(),
+            vec1(want),
+            TOL,
+        );
+    }
+
+    // One SGD step with lr 0.01, then the loss again.
+    Sgd::new(0.01).step(cell.store_mut());
+    unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
+    let after = unroll.loss_value(seed_loss).unwrap();
+    let want = case["loss_after_one_sgd_step_lr0.01"].as_f64().unwrap();
+    assert!((after - want).abs() < TOL, "loss after SGD {after} vs {want}");
+}
+
+#[test]
+fn finite_difference_entry_matches_the_oracle() {
+    let o = oracle("seed_oracle.json");
+    let case = &o["rnn_cell_bptt"];
+    let fd = &case["fd_check_x2h.weight[0][0]"];
+    let mut cell = SeedCell::<f64>::zeros();
+    set_seed_oracle_weights(cell.store_mut());
+    let (h0, xs) = seed_inputs(5);
+    let mut unroll = Unroll::new(&cell);
+    let mut loss_at = |cell: &mut SeedCell<f64>, delta: f64| {
+        cell.param_mut("x2h.weight").unwrap()[[0, 0]] += delta;
+        unroll.forward(cell, &[h0.view()], &[xs.view()]).unwrap();
+        let l = unroll.loss_value(seed_loss).unwrap();
+        cell.param_mut("x2h.weight").unwrap()[[0, 0]] -= delta;
+        l
+    };
+    let eps = 1e-4;
+    let numeric = (loss_at(&mut cell, eps) - loss_at(&mut cell, -eps)) / (2.0 * eps);
+    let want = fd["central_fd"]["0.0001"].as_f64().unwrap();
+    assert!((numeric - want).abs() < 1e-9, "{numeric} vs {want}");
+}
