@@ -130,10 +130,14 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
         });
     }
 
-    // Flatten statements into nodes, nested calls first.
+    // Flatten statements into nodes, nested calls first. Names of statements
+    // that are already reported are remembered, so uses of them are not
+    // reported again as unknown.
     let mut raw: Vec<RawNode> = Vec::new();
+    let mut broken: Vec<String> = Vec::new();
     for statement in &decl.statements {
         if statement.names.len() > 1 {
+            broken.extend(statement.names.iter().map(Ident::to_string));
             errors.push(syn::Error::new(
                 statement.names[1].span(),
                 format!(
@@ -150,13 +154,16 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
         }
         let name = &statement.names[0];
         match &statement.value {
-            Expr::Ref(other) => errors.push(syn::Error::new(
-                other.span(),
-                format!(
-                    "`{name} = {other};` gives a node another name, but every node is a layer call\n\
+            Expr::Ref(other) => {
+                broken.push(name.to_string());
+                errors.push(syn::Error::new(
+                    other.span(),
+                    format!(
+                        "`{name} = {other};` gives a node another name, but every node is a layer call\n\
                      = help: to copy `{other}`, write `{name} = Identity()({other});`"
-                ),
-            )),
+                    ),
+                ))
+            }
             Expr::Call(call) => {
                 let mut counts = HashMap::new();
                 flatten(name, name.clone(), false, call, &mut raw, &mut counts);
@@ -219,7 +226,9 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
                     Some(Def::Node(k)) => resolved.push((Source::Node(*k), name.span())),
                     None => {
                         ok = false;
-                        errors.push(unknown_name(name, &all_names, &graph_name));
+                        if !broken.contains(&name.to_string()) {
+                            errors.push(unknown_name(name, &all_names, &graph_name));
+                        }
                     }
                 },
                 RawInput::Anonymous(k, span) => resolved.push((Source::Node(*k), *span)),
@@ -283,6 +292,7 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
                      = help: pass it through a node: `{key}_out = Identity()({key});`"
                 ),
             )),
+            None if broken.contains(&key) => {}
             None => errors.push(unknown_name(out, &all_names, &graph_name)),
         }
     }
@@ -628,9 +638,9 @@ fn topological_order(
                             errors.push(syn::Error::new(
                                 raw[j].name.span(),
                                 format!(
-                                    "cycle: {} uses itself; a graph must not feed a node back into itself\n\
+                                    "cycle: {}; a node cannot depend on its own output\n\
                                      = help: to carry a value to the next step, use `#[recurrent(input = output)]`",
-                                    path.join(" -> ")
+                                    path.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(" -> ")
                                 ),
                             ));
                             // Break the cycle for the rest of the walk.
@@ -722,7 +732,9 @@ fn unknown_name(name: &Ident, known: &[String], graph: &str) -> syn::Error {
 pub fn did_you_mean(name: &str, candidates: impl Iterator<Item = String>) -> String {
     let best = candidates
         .map(|c| (strsim::levenshtein(name, &c), c))
-        .filter(|(d, c)| *d <= name.len().max(c.len()) / 3 + 1 && *d > 0)
+        .filter(|(d, c)| {
+            *d > 0 && *d < name.len().min(c.len()).max(2) && *d <= name.len().max(c.len()) / 3 + 1
+        })
         .min_by_key(|(d, _)| *d);
     match best {
         Some((_, c)) => format!("\n= help: did you mean `{c}`?"),

@@ -250,12 +250,12 @@ fn parse_statement(input: ParseStream) -> syn::Result<Statement> {
     input.parse::<Token![=]>()?;
     let value = parse_expr(input)?;
     if !input.peek(Token![;]) {
-        let what = match &value {
-            Expr::Call(call) => format!("`{}(..)(..)`", call.layer),
-            Expr::Ref(name) => format!("`{name}`"),
+        let (what, span) = match &value {
+            Expr::Call(call) => (format!("`{}(..)(..)`", call.layer), call.inputs_span),
+            Expr::Ref(name) => (format!("`{name}`"), name.span()),
         };
         return Err(syn::Error::new(
-            input.span(),
+            span,
             format!("expected `;` after {what}, which ends the declaration of `{first}`"),
         ));
     }

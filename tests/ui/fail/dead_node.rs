@@ -1,0 +1,10 @@
+use nngraph::prelude::*;
+
+graph! {
+    pub Cell(x: [2]) -> (y) {
+        y = Linear(2, 1)(x);
+        z = Tanh()(x);
+    }
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use nngraph::prelude::*;
+
+graph! {
+    pub Cell(x: [2]) -> (y) {
+        y = Linear(2, 1)(x);
+    }
+    pub Cell(x: [3]) -> (y) {
+        y = Linear(3, 1)(x);
+    }
+}
+
+fn main() {}

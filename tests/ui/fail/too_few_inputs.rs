@@ -1,0 +1,9 @@
+use nngraph::prelude::*;
+
+graph! {
+    pub Cell(a: [2]) -> (y) {
+        y = CAdd()(a);
+    }
+}
+
+fn main() {}
