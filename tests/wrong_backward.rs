@@ -104,13 +104,14 @@ impl Graph<f64> for Hand {
     fn new_tape(&self) -> HandTape {
         HandTape::default()
     }
-    fn forward_tape(&self, tape: &mut HandTape) {
+    fn forward_tape(&self, tape: &mut HandTape) -> nngraph::Result<()> {
         let [x, l, y] = &mut tape.values;
         self.linear
             .forward(self.store.node_values(0), &[x.view()], l.view_mut());
         WrongTanh.forward(&[], &[l.view()], y.view_mut());
+        Ok(())
     }
-    fn backward_tape(&mut self, tape: &mut HandTape) {
+    fn backward_tape(&mut self, tape: &mut HandTape) -> nngraph::Result<()> {
         let [x, l, y] = &tape.values;
         let [dx, dl, dy] = &mut tape.grads;
         WrongTanh.backward_input(0, &[], &[l.view()], y.view(), dy.view(), dl.view_mut());
@@ -119,6 +120,7 @@ impl Graph<f64> for Hand {
             .backward_params(p, g, &[x.view()], l.view(), dl.view());
         self.linear
             .backward_input(0, p, &[x.view()], l.view(), dl.view(), dx.view_mut());
+        Ok(())
     }
     fn store(&self) -> &ParamStore<f64> {
         &self.store
@@ -130,6 +132,10 @@ impl Graph<f64> for Hand {
         true
     }
     fn set_training(&mut self, _: bool) {}
+    fn is_checked(&self) -> bool {
+        false
+    }
+    fn set_checked(&mut self, _: bool) {}
 }
 
 #[test]

@@ -55,6 +55,8 @@ pub struct Node {
     pub args: Vec<u64>,
     pub inputs: Vec<Source>,
     pub width: u64,
+    /// Source line of the node's name (0 when unknown), for run-time messages.
+    pub line: u32,
 }
 
 /// Where a node's input comes from.
@@ -372,6 +374,7 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
                         .map(|(s, _)| s)
                         .collect(),
                     width: width.expect("no errors: width known"),
+                    line: node.name.span().start().line as u32,
                 }
             })
             .collect()

@@ -85,6 +85,7 @@ fn expand_graph(rt: &TokenStream, g: &Graph) -> TokenStream {
         let ty = &layer_tys[k];
         let ins = node.inputs.iter().map(|&s| field(s));
         let k = lit(k as u64);
+        let (node_str, line) = (f.to_string(), node.line);
         quote! {
             <#ty as #rt::Layer<F>>::forward(
                 &self.layers.#f,
@@ -92,6 +93,11 @@ fn expand_graph(rt: &TokenStream, g: &Graph) -> TokenStream {
                 &[#(#v.#ins.view()),*],
                 #v.#f.view_mut(),
             );
+            if self.checked {
+                #rt::__private::check_finite(
+                    #name_str, #node_str, ::core::file!(), #line, #rt::__private::Pass::Forward, #v.#f.view(),
+                )?;
+            }
         }
     });
 
@@ -102,7 +108,13 @@ fn expand_graph(rt: &TokenStream, g: &Graph) -> TokenStream {
         let ins: Vec<&Ident> = node.inputs.iter().map(|&s| field(s)).collect();
         let idx = (0..ins.len()).map(|i| lit(i as u64));
         let k = lit(k as u64);
+        let (node_str, line) = (f.to_string(), node.line);
         quote! {
+            if self.checked {
+                #rt::__private::check_finite(
+                    #name_str, #node_str, ::core::file!(), #line, #rt::__private::Pass::Backward, #gr.#f.view(),
+                )?;
+            }
             {
                 let #inputs_l = [#(#v.#ins.view()),*];
                 let (#params_l, #pgrads_l) = self.store.node_values_and_grads(#k);
@@ -184,6 +196,7 @@ fn expand_graph(rt: &TokenStream, g: &Graph) -> TokenStream {
             store: #rt::ParamStore<F>,
             layers: #layers_ty,
             training: bool,
+            checked: bool,
         }
 
         #[doc = concat!("The layers of [`", #name_str, "`], one field per node.")]
@@ -333,7 +346,7 @@ fn expand_graph(rt: &TokenStream, g: &Graph) -> TokenStream {
             pub fn zeros() -> Self {
                 let layers = Self::build_layers();
                 let store = #rt::ParamStore::new(#name_str, &Self::layer_list(&layers));
-                Self { store, layers, training: true }
+                Self { store, layers, training: true, checked: false }
             }
 
             /// A graph with torch-like initial parameters (`Linear`: uniform
@@ -462,6 +475,14 @@ fn expand_graph(rt: &TokenStream, g: &Graph) -> TokenStream {
                 self.training
             }
 
+            /// Turns checked mode on or off: when on, the first node whose
+            /// output or gradient holds a NaN or an infinity makes `forward`
+            /// or `backward` fail with an error naming the node, its source
+            /// line and the value. Off by default.
+            pub fn set_checked(&mut self, checked: bool) {
+                self.checked = checked;
+            }
+
             /// A Graphviz picture of the graph; see [`DOT`](Self::DOT).
             pub fn to_dot(&self) -> &'static str {
                 Self::DOT
@@ -499,14 +520,16 @@ fn expand_graph(rt: &TokenStream, g: &Graph) -> TokenStream {
                 self.tape()
             }
 
-            fn forward_tape(&self, #tape: &mut #tape_ty<F>) {
+            fn forward_tape(&self, #tape: &mut #tape_ty<F>) -> #rt::Result<()> {
                 let #v = &mut #tape.values;
                 #(#forward_steps)*
+                ::core::result::Result::Ok(())
             }
 
-            fn backward_tape(&mut self, #tape: &mut #tape_ty<F>) {
+            fn backward_tape(&mut self, #tape: &mut #tape_ty<F>) -> #rt::Result<()> {
                 let (#v, #gr) = (&#tape.values, &mut #tape.grads);
                 #(#backward_steps)*
+                ::core::result::Result::Ok(())
             }
 
             fn store(&self) -> &#rt::ParamStore<F> {
@@ -523,6 +546,14 @@ fn expand_graph(rt: &TokenStream, g: &Graph) -> TokenStream {
 
             fn set_training(&mut self, training: bool) {
                 self.training = training;
+            }
+
+            fn is_checked(&self) -> bool {
+                self.checked
+            }
+
+            fn set_checked(&mut self, checked: bool) {
+                self.checked = checked;
             }
         }
     }

@@ -31,3 +31,6 @@ fn graph_impl(input: TokenStream) -> syn::Result<TokenStream> {
     let checked = check::check(invocation)?;
     Ok(expand::expand(&checked))
 }
+
+#[cfg(test)]
+mod tests;

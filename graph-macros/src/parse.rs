@@ -6,7 +6,7 @@
 //! errors of independent statements are all reported at once.
 
 use crate::ast::{Call, Expr, GraphDecl, InputDecl, Invocation, RecurrentPair, Statement};
-use proc_macro2::{TokenStream, TokenTree};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{braced, bracketed, parenthesized, Attribute, Ident, Token, Visibility};
@@ -61,6 +61,16 @@ impl Parse for Invocation {
     }
 }
 
+/// Where to point when something is missing: the next token, or at the end
+/// of the input the last token read, rather than the whole macro call.
+fn here(input: ParseStream, last: Span) -> Span {
+    if input.is_empty() {
+        last
+    } else {
+        input.span()
+    }
+}
+
 /// `#![crate = path]`, inserted by the `nngraph` facade.
 fn parse_runtime_path(input: ParseStream) -> syn::Result<Option<TokenStream>> {
     if !(input.peek(Token![#]) && input.peek2(Token![!])) {
@@ -103,23 +113,24 @@ impl Parse for GraphDecl {
             ));
         }
         let content;
-        parenthesized!(content in input);
+        let paren = parenthesized!(content in input);
         let inputs = Punctuated::<InputDecl, Token![,]>::parse_terminated(&content)?
             .into_iter()
             .collect();
 
         if !input.peek(Token![->]) {
             return Err(syn::Error::new(
-                input.span(),
+                here(input, paren.span.close()),
                 format!("expected `->` and the outputs of `{name}` after its inputs: `-> (y, h)`"),
             ));
         }
-        input.parse::<Token![->]>()?;
-        let outputs = parse_outputs(input, &name)?;
+        let arrow = input.parse::<Token![->]>()?;
+        let outputs = parse_outputs(input, &name, arrow.spans[1])?;
 
         if !input.peek(syn::token::Brace) {
+            let last = outputs.last().map_or(arrow.spans[1], Ident::span);
             return Err(syn::Error::new(
-                input.span(),
+                here(input, last),
                 format!("expected `{{` and the nodes of `{name}`: `{{ y = Linear(2, 1)(x); }}`"),
             ));
         }
@@ -163,7 +174,7 @@ fn parse_recurrent(attr: &Attribute) -> syn::Result<Vec<RecurrentPair>> {
     })
 }
 
-fn parse_outputs(input: ParseStream, graph: &Ident) -> syn::Result<Vec<Ident>> {
+fn parse_outputs(input: ParseStream, graph: &Ident, arrow: Span) -> syn::Result<Vec<Ident>> {
     if input.peek(syn::token::Paren) {
         let content;
         let paren = parenthesized!(content in input);
@@ -181,7 +192,7 @@ fn parse_outputs(input: ParseStream, graph: &Ident) -> syn::Result<Vec<Ident>> {
         Ok(vec![input.parse()?])
     } else {
         Err(syn::Error::new(
-            input.span(),
+            here(input, arrow),
             format!("expected the outputs of `{graph}` after `->`: a node name or a list, `-> (y, h)`"),
         ))
     }
@@ -191,7 +202,7 @@ fn parse_statements(body: ParseStream) -> syn::Result<Vec<Statement>> {
     let mut statements = Vec::new();
     let mut errors = Errors::default();
     while !body.is_empty() {
-        match parse_statement(body) {
+        match parse_statement(body, &mut errors) {
             Ok(s) => statements.push(s),
             Err(e) => {
                 errors.push(e);
@@ -217,7 +228,9 @@ fn skip_past_semicolon(input: ParseStream) {
     });
 }
 
-fn parse_statement(input: ParseStream) -> syn::Result<Statement> {
+/// Parses one statement. A missing `;` is reported into `errors` and the
+/// statement kept, since the next statement starts right there.
+fn parse_statement(input: ParseStream, errors: &mut Errors) -> syn::Result<Statement> {
     let names = if input.peek(syn::token::Paren) {
         let content;
         let paren = parenthesized!(content in input);
@@ -254,12 +267,13 @@ fn parse_statement(input: ParseStream) -> syn::Result<Statement> {
             Expr::Call(call) => (format!("`{}(..)(..)`", call.layer), call.inputs_span),
             Expr::Ref(name) => (format!("`{name}`"), name.span()),
         };
-        return Err(syn::Error::new(
+        errors.push(syn::Error::new(
             span,
             format!("expected `;` after {what}, which ends the declaration of `{first}`"),
         ));
+    } else {
+        input.parse::<Token![;]>()?;
     }
-    input.parse::<Token![;]>()?;
     Ok(Statement { names, value })
 }
 

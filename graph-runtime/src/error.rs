@@ -99,9 +99,48 @@ pub enum Error {
         expected: Shape,
         found: Shape,
     },
+    /// Checked mode found a NaN or an infinity.
+    #[error(
+        "{graph}: {}node `{node}` ({file}:{line}) holds {value} at [{}, {}]{}",
+        match pass { Pass::Forward => "the output of ", Pass::Backward => "the gradient arriving at " },
+        index.0, index.1,
+        match step { Some(t) => format!(" at step {t}"), None => String::new() }
+    )]
+    NonFinite {
+        graph: String,
+        node: String,
+        /// Where the node is declared.
+        file: String,
+        line: u32,
+        pass: Pass,
+        /// The step of an unrolled sequence, if any.
+        step: Option<usize>,
+        /// `(row, column)` of the first offending value.
+        index: (usize, usize),
+        value: f64,
+    },
     /// A sequence handed to an unrolled graph is malformed.
     #[error("{graph}: {message}")]
     Sequence { graph: String, message: String },
+}
+
+/// Which pass a checked-mode error comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// The forward pass: a node's output.
+    Forward,
+    /// The backward pass: the gradient of the loss with respect to a node's output.
+    Backward,
+}
+
+impl Error {
+    /// Attaches the step of an unrolled sequence to a checked-mode error.
+    pub fn at_step(mut self, t: usize) -> Self {
+        if let Error::NonFinite { step, .. } = &mut self {
+            *step = Some(t);
+        }
+        self
+    }
 }
 
 /// Shorthand for `Result<T, nngraph::Error>`.

@@ -9,7 +9,7 @@
 //! [`Graph::backward_tape`] (generated: every node in reverse order, each
 //! adding into its inputs' gradients and its parameters' gradients).
 
-use crate::error::{Error, Result, Shape};
+use crate::error::{Error, Pass, Result, Shape};
 use crate::params::ParamStore;
 use crate::Float;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
@@ -64,10 +64,12 @@ pub trait Graph<F: Float> {
     /// A fresh, empty tape.
     fn new_tape(&self) -> Self::Tape;
     /// Runs every node on the inputs already in `tape` (sized by [`Tape::resize`]).
-    fn forward_tape(&self, tape: &mut Self::Tape);
+    /// Fails only in checked mode, at the first node whose output is not finite.
+    fn forward_tape(&self, tape: &mut Self::Tape) -> Result<()>;
     /// Propagates the gradients already in `tape`'s output buffers to every
     /// node and input, adding parameter gradients into the gradient buffer.
-    fn backward_tape(&mut self, tape: &mut Self::Tape);
+    /// Fails only in checked mode, at the first node whose gradient is not finite.
+    fn backward_tape(&mut self, tape: &mut Self::Tape) -> Result<()>;
 
     /// The parameters and their gradients.
     fn store(&self) -> &ParamStore<F>;
@@ -78,6 +80,11 @@ pub trait Graph<F: Float> {
     fn is_training(&self) -> bool;
     /// Switches between training and evaluation mode.
     fn set_training(&mut self, training: bool);
+    /// Whether checked mode is on: every node's output and gradient is
+    /// tested for NaN and infinity, and the first offender is an error.
+    fn is_checked(&self) -> bool;
+    /// Turns checked mode on or off (off by default; off costs one branch per node).
+    fn set_checked(&mut self, checked: bool);
 
     /// Checks `inputs` (one `(batch, width)` view per declared input), records
     /// them in `tape` and runs the forward pass.
@@ -87,8 +94,7 @@ pub trait Graph<F: Float> {
         for (i, x) in inputs.iter().enumerate() {
             tape.input_mut(i).assign(x);
         }
-        self.forward_tape(tape);
-        Ok(())
+        self.forward_tape(tape)
     }
 
     /// Checks `d_outputs` (one per declared output, each of its output's
@@ -124,8 +130,7 @@ pub trait Graph<F: Float> {
             let mut seed = tape.output_grad_mut(i);
             seed += d;
         }
-        self.backward_tape(tape);
-        Ok(())
+        self.backward_tape(tape)
     }
 }
 
@@ -170,6 +175,32 @@ pub fn check_inputs<F: Float, G: Graph<F> + ?Sized>(
         }
     }
     Ok(batch.map_or(0, |(_, rows)| rows))
+}
+
+/// Checked mode: the first NaN or infinity in `values` as an error naming
+/// the node and where it is declared.
+#[cold]
+pub fn check_finite<F: Float>(
+    graph: &str,
+    node: &str,
+    file: &str,
+    line: u32,
+    pass: Pass,
+    values: ArrayView2<'_, F>,
+) -> Result<()> {
+    match values.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        None => Ok(()),
+        Some((index, v)) => Err(Error::NonFinite {
+            graph: graph.to_string(),
+            node: node.to_string(),
+            file: file.to_string(),
+            line,
+            pass,
+            step: None,
+            index,
+            value: Float::to_f64(*v),
+        }),
+    }
 }
 
 /// Makes `buffer` a `(rows, cols)` matrix, reallocating only when its shape

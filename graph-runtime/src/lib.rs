@@ -28,7 +28,7 @@ pub mod params;
 pub mod unroll;
 
 pub use batch::AsBatch;
-pub use error::{Error, Result, Shape};
+pub use error::{Error, Pass, Result, Shape};
 pub use float::Float;
 pub use gradcheck::{GradCheck, GradReport, Objective};
 pub use graph::{Graph, Tape};
@@ -55,7 +55,8 @@ pub mod prelude {
 /// Items used by code that `graph!` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::graph::{check_inputs, ensure_shape};
+    pub use crate::error::Pass;
+    pub use crate::graph::{check_finite, check_inputs, ensure_shape};
     pub use std::result::Result;
     pub use std::vec::Vec;
 }

@@ -137,7 +137,7 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
                     _ => dst.assign(&done[t - 1].output(o)),
                 }
             }
-            graph.forward_tape(tape);
+            graph.forward_tape(tape).map_err(|e| e.at_step(t))?;
             tape.clear_grads();
         }
         for (k, &(i, o)) in pairs.iter().enumerate() {
@@ -315,7 +315,7 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
                     state_grad += &tail[0].input_grad(i);
                 }
             }
-            graph.backward_tape(tape);
+            graph.backward_tape(tape).map_err(|e| e.at_step(t))?;
         }
         Ok(())
     }

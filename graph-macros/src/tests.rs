@@ -1,0 +1,345 @@
+//! Tests of the macro on `proc_macro2` tokens, without a compiler: what it
+//! accepts, where its errors point, and that no input makes it panic.
+
+use crate::graph_impl;
+use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+fn run(src: &str) -> syn::Result<TokenStream> {
+    graph_impl(src.parse().expect("lexes"))
+}
+
+fn errors(src: &str) -> Vec<String> {
+    match run(src) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// A real token has a non-empty range in the source; `Span::call_site()`
+/// (the whole macro call) has an empty one.
+fn points_at_a_token(span: Span) -> bool {
+    span.start() != span.end()
+}
+
+const SEED_CELL: &str = "
+    /// The seed's cell.
+    #[recurrent(h = new_h)]
+    pub RnnCell(x: [2], h: [4]) -> (y, new_h) {
+        x2h   = Linear(2, 4)(x);
+        h2h   = Linear(4, 4)(h);
+        new_h = Tanh()(CAdd()(x2h, h2h));
+        y     = Sigmoid()(Linear(4, 1)(new_h));
+    }";
+
+const VALID: &[&str] = &[
+    SEED_CELL,
+    "pub A(x1: [3], x2: [2]) -> (out, add) {
+        l1 = Linear(3, 2)(x1); l2 = Linear(2, 2)(x2); add = CAdd()(l1, l2);
+        out = Linear(2, 1)(Tanh()(add));
+    }
+    B(a: [4], b: [4]) -> y { y = CMul()(ReLU()(a), CSub()(a, b), Identity()(b)); }",
+];
+
+#[test]
+fn valid_graphs_expand() {
+    for src in VALID {
+        let out = run(src).unwrap_or_else(|e| panic!("{e}"));
+        let text = out.to_string();
+        assert!(text.contains("impl < F : :: graph_runtime :: Float > :: graph_runtime :: Graph < F >"));
+    }
+}
+
+#[test]
+fn nested_calls_get_documented_names_in_declaration_order() {
+    let out = run(SEED_CELL).unwrap().to_string();
+    let nodes = out.split("NODES").nth(1).unwrap();
+    let list = &nodes[..nodes.find(';').unwrap()];
+    assert!(
+        list.contains(r#"& ["x2h" , "h2h" , "new_h_cadd" , "new_h" , "y_linear" , "y"]"#),
+        "{list}"
+    );
+    let repeated = run("pub R(a: [2]) -> y { y = CAdd()(Tanh()(a), Tanh()(a)); }")
+        .unwrap()
+        .to_string();
+    assert!(repeated.contains(r#""y_tanh" , "y_tanh_2" , "y""#), "{repeated}");
+}
+
+#[test]
+fn errors_are_combined_not_one_per_rebuild() {
+    let errs = errors(
+        "pub Cell(x: [2], h: [4]) -> (y) {
+            x2h = Linear(3, 4)(x);
+            h2h = Linaer(4, 4)(h);
+            y = Sigmoid()(Linear(4, 1)(CAdd()(x2h, hh)));
+        }",
+    );
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(errs
+        .iter()
+        .any(|e| e.contains("expects an input of width 3, but `x` has width 2")));
+    assert!(errs.iter().any(|e| e.contains("unknown layer `Linaer`")));
+    assert!(errs.iter().any(|e| e.contains("`hh` is not an input or a node")));
+}
+
+#[test]
+fn broken_statements_do_not_hide_later_ones() {
+    let errs = errors(
+        "pub Cell(x: [2]) -> (y) {
+            a = Linear(2, 2)(x)
+            b = 3;
+            y = Linear(2, 1)(x);
+        }",
+    );
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+}
+
+#[test]
+fn element_wise_mismatch_names_both_widths() {
+    let errs = errors("pub G(a: [3], b: [4]) -> y { y = CMul()(a, b); }");
+    assert_eq!(
+        errs,
+        ["node `y`: `CMul` is element-wise, so its inputs must have one width, but `a` has width 3 and `b` has width 4"]
+    );
+}
+
+/// Every compile-fail case of the UI suite, run through the macro: each
+/// diagnostic must point at a token of the user's input.
+#[test]
+fn ui_diagnostics_point_into_the_input() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/ui/fail");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).expect("tests/ui/fail") {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let file = syn::parse_file(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for item in file.items {
+            let syn::Item::Macro(m) = item else { continue };
+            if !m.mac.path.is_ident("graph") {
+                continue;
+            }
+            if let Err(err) = graph_impl(m.mac.tokens.clone()) {
+                for e in err {
+                    assert!(
+                        points_at_a_token(e.span()),
+                        "{}: `{e}` is spanned over the whole macro call",
+                        path.display()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} diagnostics found");
+}
+
+// ---- Fuzzing -------------------------------------------------------------
+
+/// xorshift64*: a small deterministic generator, so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// A token stream flattened so that tokens can be dropped or moved across
+/// group boundaries; `rebuild` turns it back into a stream when the
+/// delimiters still balance.
+#[derive(Clone)]
+enum Flat {
+    Open(Delimiter),
+    Close(Delimiter),
+    Leaf(TokenTree),
+}
+
+fn flatten(stream: TokenStream, out: &mut Vec<Flat>) {
+    for tt in stream {
+        match tt {
+            TokenTree::Group(g) => {
+                out.push(Flat::Open(g.delimiter()));
+                flatten(g.stream(), out);
+                out.push(Flat::Close(g.delimiter()));
+            }
+            leaf => out.push(Flat::Leaf(leaf)),
+        }
+    }
+}
+
+fn rebuild(flat: &[Flat]) -> Option<TokenStream> {
+    let mut stack: Vec<(Delimiter, Vec<TokenTree>)> = vec![(Delimiter::None, Vec::new())];
+    for f in flat {
+        match f {
+            Flat::Open(d) => stack.push((*d, Vec::new())),
+            Flat::Close(d) => {
+                let (open, inner) = stack.pop()?;
+                if open != *d || stack.is_empty() {
+                    return None;
+                }
+                let group = Group::new(open, inner.into_iter().collect());
+                stack.last_mut()?.1.push(TokenTree::Group(group));
+            }
+            Flat::Leaf(t) => stack.last_mut()?.1.push(t.clone()),
+        }
+    }
+    if stack.len() != 1 {
+        return None;
+    }
+    Some(stack.pop()?.1.into_iter().collect())
+}
+
+const NAMES: &[&str] = &[
+    "x",
+    "h",
+    "y",
+    "new_h",
+    "x2h",
+    "zz",
+    "_q",
+    "Linear",
+    "Tanh",
+    "CAdd",
+    "CMul",
+    "Split",
+    "recurrent",
+    "pub",
+    "crate",
+    "self",
+    "F",
+    "Linaer",
+];
+const NUMBERS: &[&str] = &[
+    "0",
+    "1",
+    "4",
+    "3",
+    "18446744073709551615",
+    "99999999999",
+    "2.5",
+    "-1",
+    "1e3",
+    "'c'",
+];
+const PUNCTS: &[&str] = &[";", ",", "=", "->", ":", "#", "!", "::", "."];
+
+fn mutate(flat: &mut Vec<Flat>, rng: &mut Rng) {
+    let n = flat.len();
+    let i = rng.below(n);
+    let parse_leaf = |s: &str| -> Flat {
+        let tt = s.parse::<TokenStream>().unwrap().into_iter().next().unwrap();
+        Flat::Leaf(tt)
+    };
+    match rng.below(7) {
+        0 => {
+            flat.remove(i);
+        }
+        1 => {
+            let j = rng.below(n);
+            flat.swap(i, j);
+        }
+        2 => {
+            let t = flat[i].clone();
+            flat.insert(rng.below(n), t);
+        }
+        3 => {
+            if let Some(k) = (0..n)
+                .map(|d| (i + d) % n)
+                .find(|&k| matches!(&flat[k], Flat::Leaf(TokenTree::Literal(_))))
+            {
+                flat[k] = parse_leaf(NUMBERS[rng.below(NUMBERS.len())]);
+            }
+        }
+        4 => {
+            if let Some(k) = (0..n)
+                .map(|d| (i + d) % n)
+                .find(|&k| matches!(&flat[k], Flat::Leaf(TokenTree::Ident(_))))
+            {
+                flat[k] = parse_leaf(NAMES[rng.below(NAMES.len())]);
+            }
+        }
+        5 => {
+            let p = PUNCTS[rng.below(PUNCTS.len())];
+            for tt in p.parse::<TokenStream>().unwrap() {
+                flat.insert(i, Flat::Leaf(tt));
+            }
+        }
+        _ => {
+            // Drop a balanced group's contents: `Linear(2, 4)` -> `Linear()`.
+            if let Some(k) = (i..n).find(|&k| matches!(&flat[k], Flat::Open(_))) {
+                let mut depth = 0;
+                let mut end = k;
+                for (m, f) in flat.iter().enumerate().skip(k) {
+                    match f {
+                        Flat::Open(_) => depth += 1,
+                        Flat::Close(_) => depth -= 1,
+                        Flat::Leaf(_) => {}
+                    }
+                    if depth == 0 {
+                        end = m;
+                        break;
+                    }
+                }
+                if end > k {
+                    flat.drain(k + 1..end);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fuzz_mutated_graphs_never_panic_and_errors_point_into_the_input() {
+    let seeds: Vec<Vec<Flat>> = VALID
+        .iter()
+        .map(|src| {
+            let mut flat = Vec::new();
+            flatten(src.parse().unwrap(), &mut flat);
+            flat
+        })
+        .collect();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut ran, mut failed) = (0, 0);
+    while ran < 10_000 {
+        let mut flat = seeds[rng.below(seeds.len())].clone();
+        for _ in 0..1 + rng.below(3) {
+            if !flat.is_empty() {
+                mutate(&mut flat, &mut rng);
+            }
+        }
+        let Some(stream) = rebuild(&flat) else { continue };
+        ran += 1;
+        let text = stream.to_string();
+        // Re-lex so that every token has a location in a fresh source.
+        let Ok(stream) = text.parse::<TokenStream>() else {
+            continue;
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| graph_impl(stream)));
+        match result {
+            Err(_) => panic!("the macro panicked on:\n{text}"),
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                failed += 1;
+                for e in err {
+                    assert!(
+                        points_at_a_token(e.span()),
+                        "error `{e}` does not point into the input:\n{text}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        failed > 5_000,
+        "mutations should mostly break the graph ({failed} of {ran} did)"
+    );
+}
