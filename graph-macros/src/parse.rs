@@ -293,9 +293,28 @@ fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
         .into_iter()
         .collect();
     if !input.peek(syn::token::Paren) {
+        // `Tanh(x)`: most likely the inputs were written where the
+        // constructor arguments go.
+        let names: Vec<String> = args
+            .iter()
+            .filter_map(|a| match a {
+                syn::Expr::Path(p) => p.path.get_ident().map(Ident::to_string),
+                _ => None,
+            })
+            .collect();
+        let help = if !names.is_empty() && names.len() == args.len() {
+            format!(
+                "\n= help: if these are its inputs, write `{name}()({})`",
+                names.join(", ")
+            )
+        } else {
+            String::new()
+        };
         return Err(syn::Error::new(
             args_paren.span.join(),
-            format!("`{name}(..)` builds a layer but gives it no inputs: write `{name}(..)(input, ...)`"),
+            format!(
+                "`{name}(..)` builds a layer but gives it no inputs: write `{name}(..)(input, ...)`{help}"
+            ),
         ));
     }
     let inputs_group;

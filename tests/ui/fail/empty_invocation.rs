@@ -1,0 +1,5 @@
+use nngraph::prelude::*;
+
+graph! {}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use nngraph::prelude::*;
+
+graph! {
+    pub Loop(x: [4]) -> (a) {
+        a = CAdd()(x, a);
+    }
+}
+
+fn main() {}
