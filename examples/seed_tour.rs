@@ -144,9 +144,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Ok(0.0);
         }
         if let Some(g) = g {
-            Mse.backward(&y, &target, g)?;
+            Mse::new().backward(&y, &target, g)?;
         }
-        Mse.forward(&y, &target)
+        Mse::new().forward(&y, &target)
     };
     cell.evaluate();
     unroll.forward(&cell, &[h0.view()], &[xs.view()])?;

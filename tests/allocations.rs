@@ -63,9 +63,9 @@ fn a_second_unrolled_iteration_allocates_nothing() {
                     return Ok(0.0);
                 }
                 if let Some(g) = g {
-                    Mse.backward(&y, &target, g)?;
+                    Mse::new().backward(&y, &target, g)?;
                 }
-                Mse.forward(&y, &target)
+                Mse::new().forward(&y, &target)
             })
             .unwrap();
         unroll.backward(cell).unwrap();

@@ -31,9 +31,9 @@ fn mse_on_every_output(
 ) -> nngraph::Result<f64> {
     let target = Array2::from_shape_fn(y.dim(), |(i, j)| 0.2 * (i + j + o) as f64 - 0.3);
     if let Some(g) = grad {
-        Mse.backward(&y, &target, g)?;
+        Mse::new().backward(&y, &target, g)?;
     }
-    Mse.forward(&y, &target)
+    Mse::new().forward(&y, &target)
 }
 
 #[test]

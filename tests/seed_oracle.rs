@@ -39,7 +39,7 @@ fn rnn_cell_bptt_by_hand_matches_the_oracle() {
     let mut loss = 0.0;
     for (t, tape) in tapes.iter_mut().enumerate() {
         let out = cell.forward(tape, &xs.index_axis(Axis(0), t), &h).unwrap();
-        loss += Mse.forward(&out.y, &target).unwrap();
+        loss += Mse::new().forward(&out.y, &target).unwrap();
         h = out.new_h.to_owned();
     }
     assert!((loss - case["loss"].as_f64().unwrap()).abs() < TOL, "loss {loss}");
@@ -48,7 +48,9 @@ fn rnn_cell_bptt_by_hand_matches_the_oracle() {
     let mut grad_xs = vec![Array2::zeros((1, 2)); steps];
     for t in (0..steps).rev() {
         let mut dy = Array2::zeros((1, 1));
-        Mse.backward(&tapes[t].values.y, &target, dy.view_mut()).unwrap();
+        Mse::new()
+            .backward(&tapes[t].values.y, &target, dy.view_mut())
+            .unwrap();
         let grads = cell.backward(&mut tapes[t], &dy, &dh).unwrap();
         grad_xs[t] = grads.x.to_owned();
         dh = grads.h.to_owned();

@@ -141,19 +141,16 @@ impl Graph<f64> for Hand {
 #[test]
 fn the_checker_fails_on_a_sign_error_and_names_the_culprits() {
     let linear = Linear::new(3, 2);
-    let mut store = ParamStore::new("Hand", &[("l", &linear as &dyn Layer<f64>)]);
-    store.init(
-        &[("l", &linear as &dyn Layer<f64>)],
-        &mut StdRng::seed_from_u64(2),
-    );
+    let mut store = ParamStore::of_layers("Hand", &[("l", &linear as &dyn Layer<f64>)]);
+    linear.init(store.node_values_mut(0), &mut StdRng::seed_from_u64(2));
     let mut g = Hand { linear, store };
     let x = Array2::from_shape_fn((2, 3), |(i, j)| (i as f64 + 0.5 * j as f64).sin());
     let loss = |_t, _o, y: ArrayView2<f64>, grad: Option<ArrayViewMut2<f64>>| {
         let target = Array2::from_elem(y.dim(), 0.25);
         if let Some(g) = grad {
-            Mse.backward(&y, &target, g)?;
+            Mse::new().backward(&y, &target, g)?;
         }
-        Mse.forward(&y, &target)
+        Mse::new().forward(&y, &target)
     };
     let report = GradCheck::new().check_graph(&mut g, &[x], loss).unwrap();
     assert!(!report.passed(), "a sign error must fail:\n{report}");

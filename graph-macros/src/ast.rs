@@ -22,6 +22,10 @@ pub struct GraphDecl {
     pub recurrent: Vec<RecurrentPair>,
     pub vis: Visibility,
     pub name: Ident,
+    /// `Name<const I: usize, const H: usize>`: sizes known at compile time.
+    pub const_sizes: Vec<Ident>,
+    /// `Name[vocab, hidden]`: sizes given to `new` at run time.
+    pub runtime_sizes: Vec<Ident>,
     pub inputs: Vec<InputDecl>,
     /// The output names, each with the span where it is listed.
     pub outputs: Vec<Ident>,
@@ -34,10 +38,17 @@ pub struct RecurrentPair {
     pub output: Ident,
 }
 
-/// `name: [width]`
+/// `name: [width]` or `name: usize`
 pub struct InputDecl {
     pub name: Ident,
-    pub width: syn::Expr,
+    pub kind: InputKind,
+}
+
+pub enum InputKind {
+    /// `[width]`: one row of floats per sample.
+    Values(Box<syn::Expr>),
+    /// `usize`: one integer id per sample (for `Embedding` and class targets).
+    Ids,
 }
 
 /// `name = expr;` or `(a, b) = expr;`

@@ -6,15 +6,20 @@
 //! whose inputs are already wrong gets no width, and nothing downstream of it
 //! is reported again.
 //!
+//! Widths are polynomials over the graph's sizes (`width.rs`). What the macro
+//! cannot decide symbolically becomes a [`Deferred`] check in generated code.
+//!
 //! Nested calls are flattened into anonymous nodes named
 //! `{statement}_{layer}` in snake case (`y = Sigmoid()(Linear(4, 1)(h))`
 //! declares `y_linear`, then `y`), with `_2`, `_3`, ... when a statement
-//! nests the same layer more than once. Nodes are numbered in that
-//! declaration order, which is also the order of their parameters.
+//! nests the same layer more than once. `(a, b) = Split(2)(x);` declares
+//! `Narrow` nodes `a` and `b`. Nodes are numbered in that declaration order,
+//! which is also the order of their parameters.
 
-use crate::ast::{Call, Expr, GraphDecl, Invocation};
-use crate::layers::{self, LayerDef, Rule};
+use crate::ast::{Call, Expr, GraphDecl, InputKind, Invocation};
+use crate::layers::{self, ArgKind, LayerDef, Rule};
 use crate::parse::Errors;
+use crate::width::{self, Decision, Width};
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use std::collections::HashMap;
@@ -26,12 +31,14 @@ pub struct Checked {
     pub graphs: Vec<Graph>,
 }
 
-/// One graph, checked: every name resolved, every width known, nodes in an
-/// order where each comes after its inputs.
+/// One graph, checked: every name resolved, every width known (perhaps as an
+/// expression of sizes), nodes in an order where each comes after its inputs.
 pub struct Graph {
     pub attrs: Vec<Attribute>,
     pub vis: Visibility,
     pub name: Ident,
+    pub const_sizes: Vec<Ident>,
+    pub runtime_sizes: Vec<Ident>,
     pub inputs: Vec<Input>,
     /// In declaration order (the order of the parameters).
     pub nodes: Vec<Node>,
@@ -41,22 +48,31 @@ pub struct Graph {
     pub outputs: Vec<(Ident, usize)>,
     /// `(input index, output index)` of each `#[recurrent]` pair.
     pub recurrent: Vec<(usize, usize)>,
+    /// Claims about sizes the macro could not decide.
+    pub deferred: Vec<Deferred>,
 }
 
 pub struct Input {
     pub name: Ident,
-    pub width: u64,
+    /// `None` for an ids input (`name: usize`).
+    pub width: Option<Width>,
 }
 
 pub struct Node {
     /// The user's name, or a generated one spanned on the nested call.
     pub name: Ident,
     pub layer: &'static LayerDef,
-    pub args: Vec<u64>,
+    pub args: Vec<Arg>,
     pub inputs: Vec<Source>,
-    pub width: u64,
+    pub width: Width,
     /// Source line of the node's name (0 when unknown), for run-time messages.
     pub line: u32,
+}
+
+/// A checked constructor argument.
+pub enum Arg {
+    Width(Width),
+    Float(Box<syn::Expr>),
 }
 
 /// Where a node's input comes from.
@@ -64,6 +80,20 @@ pub struct Node {
 pub enum Source {
     Input(usize),
     Node(usize),
+}
+
+/// A claim checked by generated code: by a const assertion when every size
+/// involved is a const generic, by the constructor otherwise.
+pub struct Deferred {
+    pub claim: Claim,
+    /// The message if the claim is false, naming the node and the widths.
+    pub message: String,
+    pub span: Span,
+}
+
+pub enum Claim {
+    Equal(Width, Width),
+    AtMost(Width, Width),
 }
 
 pub fn check(invocation: Invocation) -> syn::Result<Checked> {
@@ -96,6 +126,8 @@ struct RawNode<'a> {
     generated: bool,
     call: &'a Call,
     inputs: Vec<RawInput<'a>>,
+    /// For `(a, b, ..) = Split(n)(x)`: this node's position and `n`.
+    split: Option<(usize, usize)>,
 }
 
 enum RawInput<'a> {
@@ -109,22 +141,54 @@ enum Def {
     Node(usize),
 }
 
+/// The width of a value flowing into a node, as the shape rules see it.
+#[derive(Clone)]
+struct Flow {
+    /// `None` for integer ids.
+    width: Option<Width>,
+    span: Span,
+    name: String,
+}
+
+/// What is known about a node's layer after its call is checked.
+struct LayerUse {
+    def: &'static LayerDef,
+    args: Vec<Arg>,
+}
+
 fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
     let mut errors = Errors::default();
     let graph_name = decl.name.to_string();
+    let mut deferred = Vec::new();
+
+    // Sizes.
+    let mut sizes: Vec<String> = Vec::new();
+    for size in decl.const_sizes.iter().chain(&decl.runtime_sizes) {
+        let key = size.to_string();
+        if sizes.contains(&key) {
+            errors.push(syn::Error::new(
+                size.span(),
+                format!("size `{key}` is declared twice"),
+            ));
+        }
+        sizes.push(key);
+    }
 
     // Inputs and their widths.
     let mut inputs = Vec::new();
     for input in &decl.inputs {
-        let width = match width_literal(&input.width) {
-            Ok(w) => w,
-            Err(msg) => {
-                errors.push(syn::Error::new_spanned(
-                    &input.width,
-                    format!("input `{}`: {msg}", input.name),
-                ));
-                0
-            }
+        let width = match &input.kind {
+            InputKind::Ids => None,
+            InputKind::Values(expr) => match positive_width(expr, &sizes) {
+                Ok(w) => Some(w),
+                Err(msg) => {
+                    errors.push(syn::Error::new_spanned(
+                        expr,
+                        format!("input `{}`: {msg}", input.name),
+                    ));
+                    Some(Width::constant(1))
+                }
+            },
         };
         inputs.push(Input {
             name: input.name.clone(),
@@ -138,37 +202,55 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
     let mut raw: Vec<RawNode> = Vec::new();
     let mut broken: Vec<String> = Vec::new();
     for statement in &decl.statements {
-        if statement.names.len() > 1 {
-            broken.extend(statement.names.iter().map(Ident::to_string));
-            errors.push(syn::Error::new(
-                statement.names[1].span(),
-                format!(
-                    "`{}` declares {} names, but `{}` has one output; declare one node per statement",
-                    names_list(&statement.names),
-                    statement.names.len(),
-                    match &statement.value {
-                        Expr::Call(c) => c.layer.to_string(),
-                        Expr::Ref(r) => r.to_string(),
-                    }
-                ),
-            ));
-            continue;
-        }
-        let name = &statement.names[0];
+        let first = &statement.names[0];
         match &statement.value {
             Expr::Ref(other) => {
-                broken.push(name.to_string());
+                broken.extend(statement.names.iter().map(Ident::to_string));
                 errors.push(syn::Error::new(
                     other.span(),
                     format!(
-                        "`{name} = {other};` gives a node another name, but every node is a layer call\n\
-                     = help: to copy `{other}`, write `{name} = Identity()({other});`"
+                        "`{first} = {other};` gives a node another name, but every node is a layer call\n\
+                         = help: to copy `{other}`, write `{first} = Identity()({other});`"
                     ),
-                ))
+                ));
+            }
+            Expr::Call(call) if call.layer == layers::SPLIT => {
+                let mut counts = HashMap::new();
+                let shared = flatten_inputs(first, call, &mut raw, &mut counts);
+                let n = statement.names.len();
+                for (k, name) in statement.names.iter().enumerate() {
+                    raw.push(RawNode {
+                        name: name.clone(),
+                        generated: false,
+                        call,
+                        inputs: shared
+                            .iter()
+                            .map(|i| match i {
+                                RawInput::Name(n) => RawInput::Name(n),
+                                RawInput::Anonymous(k, s) => RawInput::Anonymous(*k, *s),
+                            })
+                            .collect(),
+                        split: Some((k, n)),
+                    });
+                }
             }
             Expr::Call(call) => {
+                if statement.names.len() > 1 {
+                    broken.extend(statement.names.iter().map(Ident::to_string));
+                    errors.push(syn::Error::new(
+                        statement.names[1].span(),
+                        format!(
+                            "`({})` names {} nodes, but `{}` has one output\n\
+                             = help: to cut a node into equal parts, use `Split(n)`",
+                            names_list(&statement.names),
+                            statement.names.len(),
+                            call.layer
+                        ),
+                    ));
+                    continue;
+                }
                 let mut counts = HashMap::new();
-                flatten(name, name.clone(), false, call, &mut raw, &mut counts);
+                flatten(first, first.clone(), false, call, &mut raw, &mut counts);
             }
         }
     }
@@ -177,6 +259,12 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
     let mut defs: HashMap<String, Def> = HashMap::new();
     for (i, input) in inputs.iter().enumerate() {
         let key = input.name.to_string();
+        if sizes.contains(&key) {
+            errors.push(syn::Error::new(
+                input.name.span(),
+                format!("input `{key}` has the name of a size of `{graph_name}`"),
+            ));
+        }
         if defs.insert(key.clone(), Def::Input(i)).is_some() {
             errors.push(syn::Error::new(
                 input.name.span(),
@@ -239,35 +327,66 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
         sources.push(ok.then_some(resolved));
     }
 
-    let mut layer_defs: Vec<Option<(&'static LayerDef, Vec<u64>)>> = Vec::with_capacity(raw.len());
+    let mut uses: Vec<Option<LayerUse>> = Vec::with_capacity(raw.len());
     for node in &raw {
-        layer_defs.push(check_call(node, &mut errors));
+        // A split is checked once, on its first part.
+        match node.split {
+            Some((k, _)) if k > 0 => uses.push(None),
+            _ => uses.push(check_call(node, &sizes, &mut errors)),
+        }
+    }
+    // The other parts of a split share the first part's check.
+    for k in 0..raw.len() {
+        if let Some((part, _)) = raw[k].split {
+            if part > 0 {
+                let first = k - part;
+                if uses[first].is_some() {
+                    uses[k] = Some(LayerUse {
+                        def: uses[first].as_ref().map(|u| u.def).expect("checked"),
+                        args: Vec::new(),
+                    });
+                }
+            }
+        }
     }
 
     // Evaluation order, and cycles.
     let order = topological_order(&raw, &sources, &mut errors);
 
     // Widths, in evaluation order.
-    let mut widths: Vec<Option<u64>> = vec![None; raw.len()];
+    let mut widths: Vec<Option<Width>> = vec![None; raw.len()];
+    let mut split_args: Vec<Option<Vec<Arg>>> = (0..raw.len()).map(|_| None).collect();
     for &k in &order {
-        let (Some(srcs), Some((def, args))) = (&sources[k], &layer_defs[k]) else {
+        let (Some(srcs), Some(layer)) = (&sources[k], &uses[k]) else {
             continue;
         };
-        let mut in_widths = Vec::with_capacity(srcs.len());
+        let mut flows = Vec::with_capacity(srcs.len());
         for (src, span) in srcs {
-            let w = match *src {
-                Source::Input(i) => (inputs[i].width > 0).then_some(inputs[i].width),
-                Source::Node(j) => widths[j],
+            let (width, known) = match *src {
+                Source::Input(i) => (inputs[i].width.clone(), true),
+                Source::Node(j) => (widths[j].clone(), widths[j].is_some()),
             };
-            match w {
-                Some(w) => in_widths.push((w, *span, source_name(*src, &inputs, &raw))),
-                None => break,
+            if !known {
+                break;
             }
+            flows.push(Flow {
+                width,
+                span: *span,
+                name: source_name(*src, &inputs, &raw),
+            });
         }
-        if in_widths.len() != srcs.len() {
+        if flows.len() != srcs.len() {
             continue; // an input is already wrong and reported
         }
-        match infer_width(&raw[k], def, args, &in_widths) {
+        let node = &raw[k];
+        let result = match node.split {
+            Some((part, n)) => infer_split(node, part, n, &flows).map(|(w, args)| {
+                split_args[k] = Some(args);
+                w
+            }),
+            None => infer_width(node, layer, &flows, &mut deferred),
+        };
+        match result {
             Ok(w) => widths[k] = Some(w),
             Err(e) => errors.push(e),
         }
@@ -309,13 +428,12 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
     for pair in &decl.recurrent {
         let input = inputs.iter().position(|i| i.name == pair.input);
         let output = outputs.iter().position(|(o, _)| *o == pair.output);
+        let pair_text = format!("`#[recurrent({} = {})]`", pair.input, pair.output);
         match (input, output) {
             (None, _) => errors.push(syn::Error::new(
                 pair.input.span(),
                 format!(
-                    "`#[recurrent({} = {})]`: `{}` is not an input of `{graph_name}`{}",
-                    pair.input,
-                    pair.output,
+                    "{pair_text}: `{}` is not an input of `{graph_name}`{}",
                     pair.input,
                     did_you_mean(&pair.input.to_string(), inputs.iter().map(|i| i.name.to_string()))
                 ),
@@ -323,9 +441,7 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
             (_, None) => errors.push(syn::Error::new(
                 pair.output.span(),
                 format!(
-                    "`#[recurrent({} = {})]`: `{}` is not an output of `{graph_name}`{}",
-                    pair.input,
-                    pair.output,
+                    "{pair_text}: `{}` is not an output of `{graph_name}`{}",
                     pair.output,
                     did_you_mean(
                         &pair.output.to_string(),
@@ -334,17 +450,30 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
                 ),
             )),
             (Some(i), Some(o)) => {
-                let in_w = inputs[i].width;
-                if let Some(out_w) = widths[outputs[o].1] {
-                    if in_w != 0 && out_w != in_w {
-                        errors.push(syn::Error::new(
-                            pair.output.span(),
-                            format!(
-                                "`#[recurrent({} = {})]`: output `{}` is {out_w} wide but it feeds input `{}`, which is {in_w} wide",
-                                pair.input, pair.output, pair.output, pair.input
-                            ),
-                        ));
+                match (&inputs[i].width, &widths[outputs[o].1]) {
+                    (None, _) => errors.push(syn::Error::new(
+                        pair.input.span(),
+                        format!(
+                            "{pair_text}: `{}` holds integer ids; a recurrent state holds values",
+                            pair.input
+                        ),
+                    )),
+                    (Some(in_w), Some(out_w)) => {
+                        let message = format!(
+                            "{pair_text}: output `{}` is {out_w} wide but it feeds input `{}`, which is {in_w} wide",
+                            pair.output, pair.input
+                        );
+                        match out_w.equals(in_w) {
+                            Decision::Yes => {}
+                            Decision::No => errors.push(syn::Error::new(pair.output.span(), message)),
+                            Decision::Unknown => deferred.push(Deferred {
+                                claim: Claim::Equal(out_w.clone(), in_w.clone()),
+                                message,
+                                span: pair.output.span(),
+                            }),
+                        }
                     }
+                    (Some(_), None) => {}
                 }
                 if recurrent.iter().any(|&(ri, _)| ri == i) {
                     errors.push(syn::Error::new(
@@ -357,56 +486,68 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
         }
     }
 
-    let nodes = if errors.is_empty() {
-        raw.iter()
-            .zip(layer_defs)
-            .zip(sources)
-            .zip(&widths)
-            .map(|(((node, layer), srcs), width)| {
-                let (layer, args) = layer.expect("no errors: layer known");
-                Node {
-                    name: node.name.clone(),
-                    layer,
-                    args,
-                    inputs: srcs
-                        .expect("no errors: inputs resolved")
-                        .into_iter()
-                        .map(|(s, _)| s)
-                        .collect(),
-                    width: width.expect("no errors: width known"),
-                    line: node.name.span().start().line as u32,
-                }
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    errors.finish(Graph {
+    if !errors.is_empty() {
+        return errors.finish(Graph {
+            attrs: Vec::new(),
+            vis: decl.vis,
+            name: decl.name,
+            const_sizes: Vec::new(),
+            runtime_sizes: Vec::new(),
+            inputs: Vec::new(),
+            nodes: Vec::new(),
+            order: Vec::new(),
+            outputs: Vec::new(),
+            recurrent: Vec::new(),
+            deferred: Vec::new(),
+        });
+    }
+    let mut nodes = Vec::with_capacity(raw.len());
+    for (k, ((node, layer), srcs)) in raw.iter().zip(uses).zip(sources).enumerate() {
+        let layer = layer.expect("no errors: layer known");
+        let (def, args) = match split_args[k].take() {
+            Some(args) => (layers::lookup("Narrow").expect("Narrow is built in"), args),
+            None => (layer.def, layer.args),
+        };
+        nodes.push(Node {
+            name: node.name.clone(),
+            layer: def,
+            args,
+            inputs: srcs
+                .expect("no errors: inputs resolved")
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect(),
+            width: widths[k].clone().expect("no errors: width known"),
+            line: node.name.span().start().line as u32,
+        });
+    }
+    Ok(Graph {
         attrs: decl.attrs,
         vis: decl.vis,
         name: decl.name,
+        const_sizes: decl.const_sizes,
+        runtime_sizes: decl.runtime_sizes,
         inputs,
         nodes,
         order,
         outputs,
         recurrent,
+        deferred,
     })
 }
 
 fn names_list(names: &[Ident]) -> String {
     let names: Vec<String> = names.iter().map(Ident::to_string).collect();
-    format!("({})", names.join(", "))
+    names.join(", ")
 }
 
-/// Appends the nodes of `call` (inner calls first) to `raw`.
-fn flatten<'a>(
+/// Flattens the nested calls among `call`'s inputs and returns its inputs.
+fn flatten_inputs<'a>(
     statement: &Ident,
-    name: Ident,
-    generated: bool,
     call: &'a Call,
     raw: &mut Vec<RawNode<'a>>,
     counts: &mut HashMap<String, usize>,
-) -> usize {
+) -> Vec<RawInput<'a>> {
     let mut inputs = Vec::with_capacity(call.inputs.len());
     for input in &call.inputs {
         match input {
@@ -422,11 +563,25 @@ fn flatten<'a>(
             }
         }
     }
+    inputs
+}
+
+/// Appends the nodes of `call` (inner calls first) to `raw`.
+fn flatten<'a>(
+    statement: &Ident,
+    name: Ident,
+    generated: bool,
+    call: &'a Call,
+    raw: &mut Vec<RawNode<'a>>,
+    counts: &mut HashMap<String, usize>,
+) -> usize {
+    let inputs = flatten_inputs(statement, call, raw, counts);
     raw.push(RawNode {
         name,
         generated,
         call,
         inputs,
+        split: None,
     });
     raw.len() - 1
 }
@@ -438,49 +593,39 @@ fn source_name(src: Source, inputs: &[Input], raw: &[RawNode]) -> String {
     }
 }
 
+fn count(n: usize, was: bool) -> String {
+    match (n, was) {
+        (0, _) => "none was".to_string(),
+        (1, _) => "1 was".to_string(),
+        (n, _) => format!("{n} were"),
+    }
+}
+
 /// Looks up the layer and checks its arguments and number of inputs.
-fn check_call(node: &RawNode, errors: &mut Errors) -> Option<(&'static LayerDef, Vec<u64>)> {
+fn check_call(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option<LayerUse> {
     let call = node.call;
     let layer_name = call.layer.to_string();
+    if let Some((_, n)) = node.split {
+        return check_split(node, n, errors);
+    }
     let Some(def) = layers::lookup(&layer_name) else {
-        let alias = layers::ALIASES
-            .iter()
-            .find(|(a, _)| *a == layer_name)
-            .map(|(_, l)| *l);
-        let help = match alias {
-            Some(l) => format!("\n= help: this layer is called `{l}` here"),
-            None => {
-                let hint = did_you_mean(&layer_name, layers::CATALOG.iter().map(|d| d.name.to_string()));
-                if hint.is_empty() {
-                    let all: Vec<&str> = layers::CATALOG.iter().map(|d| d.name).collect();
-                    format!("\n= help: the built-in layers are {}", all.join(", "))
-                } else {
-                    hint
-                }
-            }
-        };
-        errors.push(syn::Error::new(
-            call.layer.span(),
-            format!("unknown layer `{layer_name}`{help}"),
-        ));
+        errors.push(unknown_layer(&call.layer));
         return None;
     };
     let mut ok = true;
     if call.args.len() != def.args.len() {
+        let names: Vec<&str> = def.args.iter().map(|(n, _)| *n).collect();
         let expected = match def.args.len() {
             0 => "no arguments".to_string(),
-            1 => format!("1 argument ({})", def.args[0]),
-            n => format!("{n} arguments ({})", def.args.join(", ")),
+            1 => format!("1 argument ({})", names[0]),
+            n => format!("{n} arguments ({})", names.join(", ")),
         };
         errors.push(syn::Error::new(
             call.args_span,
             format!(
                 "node `{}`: `{layer_name}` takes {expected}, but {} given",
                 node.name,
-                match call.args.len() {
-                    1 => "1 was".to_string(),
-                    n => format!("{n} were"),
-                }
+                count(call.args.len(), true)
             ),
         ));
         ok = false;
@@ -492,19 +637,23 @@ fn check_call(node: &RawNode, errors: &mut Errors) -> Option<(&'static LayerDef,
                 "node `{}`: `{layer_name}` takes {}, but {} given",
                 node.name,
                 def.arity.describe(),
-                match call.inputs.len() {
-                    0 => "none was".to_string(),
-                    1 => "1 was".to_string(),
-                    n => format!("{n} were"),
-                }
+                count(call.inputs.len(), true)
             ),
         ));
         ok = false;
     }
     let mut args = Vec::with_capacity(call.args.len());
-    for (arg, arg_name) in call.args.iter().zip(def.args) {
-        match width_literal(arg) {
-            Ok(v) => args.push(v),
+    for (arg, (arg_name, kind)) in call.args.iter().zip(def.args) {
+        let checked = match kind {
+            ArgKind::Width => positive_width(arg, sizes).map(Arg::Width),
+            ArgKind::Offset => width::parse(arg, sizes).and_then(|w| match w.as_const() {
+                Some(c) if c < 0 => Err("an offset must not be negative".to_string()),
+                _ => Ok(Arg::Width(w)),
+            }),
+            ArgKind::Float => float_literal(arg).map(|_| Arg::Float(Box::new(arg.clone()))),
+        };
+        match checked {
+            Ok(a) => args.push(a),
             Err(msg) => {
                 errors.push(syn::Error::new_spanned(
                     arg,
@@ -517,78 +666,296 @@ fn check_call(node: &RawNode, errors: &mut Errors) -> Option<(&'static LayerDef,
             }
         }
     }
-    ok.then_some((def, args))
+    ok.then_some(LayerUse { def, args })
 }
 
-/// A width: a positive integer literal.
-fn width_literal(expr: &syn::Expr) -> Result<u64, String> {
-    let expr = match expr {
-        syn::Expr::Group(g) => &*g.expr,
-        syn::Expr::Paren(p) => &*p.expr,
-        e => e,
-    };
-    match expr {
-        syn::Expr::Lit(syn::ExprLit {
-            lit: syn::Lit::Int(int),
-            ..
-        }) => match int.base10_parse::<u64>() {
-            Ok(0) => Err("a width must be at least 1, found 0".to_string()),
-            Ok(v) if v > u32::MAX as u64 => Err(format!("width {v} is too large")),
-            Ok(v) => Ok(v),
-            Err(_) => Err(format!("`{}` is not a width (a positive integer)", int)),
+/// `(a, b, ..) = Split(n)(x)`: `n` a positive literal equal to the number of names.
+fn check_split(node: &RawNode, n: usize, errors: &mut Errors) -> Option<LayerUse> {
+    let call = node.call;
+    let parts = match call.args.as_slice() {
+        [arg] => match positive_width(arg, &[]).ok().and_then(|w| w.as_const()) {
+            Some(p) => Some((p as usize, arg)),
+            None => {
+                errors.push(syn::Error::new_spanned(
+                    arg,
+                    "`Split` takes the number of parts, a positive integer",
+                ));
+                return None;
+            }
         },
+        _ => {
+            errors.push(syn::Error::new(
+                call.args_span,
+                format!(
+                    "`Split` takes 1 argument (the number of parts), but {} given",
+                    count(call.args.len(), true)
+                ),
+            ));
+            return None;
+        }
+    };
+    let (p, arg) = parts?;
+    if p != n {
+        errors.push(syn::Error::new_spanned(
+            arg,
+            format!("`Split({p})` makes {p} parts, but {n} names receive them"),
+        ));
+        return None;
+    }
+    if call.inputs.len() != 1 {
+        errors.push(syn::Error::new(
+            call.inputs_span,
+            format!(
+                "`Split` takes exactly one input, but {} given",
+                count(call.inputs.len(), true)
+            ),
+        ));
+        return None;
+    }
+    Some(LayerUse {
+        def: layers::lookup("Narrow").expect("Narrow is built in"),
+        args: Vec::new(),
+    })
+}
+
+fn unknown_layer(layer: &Ident) -> syn::Error {
+    let layer_name = layer.to_string();
+    let alias = layers::ALIASES
+        .iter()
+        .find(|(a, _)| *a == layer_name)
+        .map(|(_, l)| *l);
+    let help = match alias {
+        Some(l) => format!("\n= help: this layer is called `{l}` here"),
+        None => {
+            let names = layers::CATALOG
+                .iter()
+                .map(|d| d.name.to_string())
+                .chain([layers::SPLIT.to_string()]);
+            let hint = did_you_mean(&layer_name, names);
+            if hint.is_empty() {
+                let all: Vec<&str> = layers::CATALOG.iter().map(|d| d.name).collect();
+                format!("\n= help: the built-in layers are {}, Split", all.join(", "))
+            } else {
+                hint
+            }
+        }
+    };
+    syn::Error::new(layer.span(), format!("unknown layer `{layer_name}`{help}"))
+}
+
+/// A width that must be positive: zero and negative constants are errors.
+fn positive_width(expr: &syn::Expr, sizes: &[String]) -> Result<Width, String> {
+    let w = width::parse(expr, sizes)?;
+    match w.as_const() {
+        Some(0) => Err("a width must be at least 1, found 0".to_string()),
+        Some(c) if c < 0 => Err(format!("a width must be positive, `{w}` is {c}")),
+        _ => Ok(w),
+    }
+}
+
+fn float_literal(expr: &syn::Expr) -> Result<f64, String> {
+    let (negative, inner) = match expr {
         syn::Expr::Unary(syn::ExprUnary {
             op: syn::UnOp::Neg(_),
+            expr,
             ..
-        }) => Err("a width must be a positive integer, found a negative number".to_string()),
-        syn::Expr::Lit(syn::ExprLit { lit, .. }) => Err(format!(
-            "expected a width (a positive integer), found `{}`",
-            quote!(#lit)
-        )),
-        _ => Err("expected a width (a positive integer literal)".to_string()),
+        }) => (true, &**expr),
+        e => (false, e),
+    };
+    let value = match inner {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Float(f),
+            ..
+        }) => f.base10_parse::<f64>().map_err(|e| e.to_string())?,
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(i),
+            ..
+        }) => i.base10_parse::<f64>().map_err(|e| e.to_string())?,
+        _ => return Err("expected a number literal".to_string()),
+    };
+    Ok(if negative { -value } else { value })
+}
+
+fn need_values<'f>(node: &RawNode, flow: &'f Flow) -> syn::Result<&'f Width> {
+    flow.width.as_ref().ok_or_else(|| {
+        syn::Error::new(
+            flow.span,
+            format!(
+                "node `{}`: `{}` takes values, but `{}` holds integer ids\n\
+                 = help: turn ids into values with `Embedding(vocab, dim)({})`",
+                node.name, node.call.layer, flow.name, flow.name
+            ),
+        )
+    })
+}
+
+/// Compares two widths: an error if they differ, a deferred check if the
+/// macro cannot tell.
+fn require(
+    decision: Decision,
+    claim: Claim,
+    span: Span,
+    message: String,
+    deferred: &mut Vec<Deferred>,
+) -> syn::Result<()> {
+    match decision {
+        Decision::Yes => Ok(()),
+        Decision::No => Err(syn::Error::new(span, message)),
+        Decision::Unknown => {
+            deferred.push(Deferred { claim, message, span });
+            Ok(())
+        }
     }
 }
 
 /// Applies the layer's shape rule.
 fn infer_width(
     node: &RawNode,
-    def: &LayerDef,
-    args: &[u64],
-    inputs: &[(u64, Span, String)],
-) -> syn::Result<u64> {
-    let layer = &node.call.layer;
-    match def.rule {
+    layer: &LayerUse,
+    inputs: &[Flow],
+    deferred: &mut Vec<Deferred>,
+) -> syn::Result<Width> {
+    let call = &node.call.layer;
+    let arg = |i: usize| match &layer.args[i] {
+        Arg::Width(w) => w.clone(),
+        Arg::Float(_) => Width::constant(0),
+    };
+    match layer.def.rule {
         Rule::Linear => {
-            let (width, span, name) = &inputs[0];
-            if *width != args[0] {
+            let w = need_values(node, &inputs[0])?;
+            let (n_in, n_out) = (arg(0), arg(1));
+            let message = format!(
+                "node `{}`: `{call}({n_in}, {n_out})` expects an input of width {n_in}, but `{}` has width {w}",
+                node.name, inputs[0].name
+            );
+            require(
+                w.equals(&n_in),
+                Claim::Equal(w.clone(), n_in),
+                inputs[0].span,
+                message,
+                deferred,
+            )?;
+            Ok(n_out)
+        }
+        Rule::SameAsInput => need_values(node, &inputs[0]).cloned(),
+        Rule::ElementWise => {
+            let first = need_values(node, &inputs[0])?;
+            for flow in &inputs[1..] {
+                let w = need_values(node, flow)?;
+                let message = format!(
+                    "node `{}`: `{call}` is element-wise, so its inputs must have one width, \
+                     but `{}` has width {first} and `{}` has width {w}",
+                    node.name, inputs[0].name, flow.name
+                );
+                require(
+                    w.equals(first),
+                    Claim::Equal(w.clone(), first.clone()),
+                    flow.span,
+                    message,
+                    deferred,
+                )?;
+            }
+            Ok(first.clone())
+        }
+        Rule::Concat => {
+            let mut total = Width::constant(0);
+            for flow in inputs {
+                total = total.add(need_values(node, flow)?);
+            }
+            Ok(total)
+        }
+        Rule::Narrow => {
+            let w = need_values(node, &inputs[0])?;
+            let (offset, length) = (arg(0), arg(1));
+            let end = offset.add(&length);
+            let message = format!(
+                "node `{}`: `{call}({offset}, {length})` takes columns {offset}..{end}, but `{}` has width {w}",
+                node.name, inputs[0].name
+            );
+            require(
+                end.at_most(w),
+                Claim::AtMost(end.clone(), w.clone()),
+                node.call.args_span,
+                message,
+                deferred,
+            )?;
+            Ok(length)
+        }
+        Rule::Embedding => {
+            if inputs[0].width.is_some() {
                 return Err(syn::Error::new(
-                    *span,
+                    inputs[0].span,
                     format!(
-                        "node `{}`: `{layer}({}, {})` expects an input of width {}, but `{name}` has width {width}",
-                        node.name, args[0], args[1], args[0]
+                        "node `{}`: `{call}` looks up integer ids, but `{}` holds values\n\
+                         = help: declare the ids as an input `name: usize`",
+                        node.name, inputs[0].name
                     ),
                 ));
             }
-            Ok(args[1])
+            Ok(arg(1))
         }
-        Rule::SameAsInput => Ok(inputs[0].0),
-        Rule::ElementWise => {
-            let (first, _, first_name) = &inputs[0];
-            for (width, span, name) in &inputs[1..] {
-                if width != first {
-                    return Err(syn::Error::new(
-                        *span,
-                        format!(
-                            "node `{}`: `{layer}` is element-wise, so its inputs must have one width, \
-                             but `{first_name}` has width {first} and `{name}` has width {width}",
-                            node.name
-                        ),
-                    ));
-                }
+        Rule::Criterion => {
+            let prediction = need_values(node, &inputs[0])?;
+            let target = need_values(node, &inputs[1])?;
+            let message = format!(
+                "node `{}`: `{call}` compares a prediction and a target of one width, \
+                 but `{}` has width {prediction} and `{}` has width {target}",
+                node.name, inputs[0].name, inputs[1].name
+            );
+            require(
+                target.equals(prediction),
+                Claim::Equal(target.clone(), prediction.clone()),
+                inputs[1].span,
+                message,
+                deferred,
+            )?;
+            Ok(Width::constant(1))
+        }
+        Rule::ClassCriterion => {
+            need_values(node, &inputs[0])?;
+            if inputs[1].width.is_some() {
+                return Err(syn::Error::new(
+                    inputs[1].span,
+                    format!(
+                        "node `{}`: `{call}` takes the target classes as integer ids, but `{}` holds values\n\
+                         = help: declare the target as an input `name: usize`",
+                        node.name, inputs[1].name
+                    ),
+                ));
             }
-            Ok(*first)
+            Ok(Width::constant(1))
         }
     }
+}
+
+/// Part `part` of `Split(n)`: a `Narrow(part * w / n, w / n)`.
+fn infer_split(node: &RawNode, part: usize, n: usize, inputs: &[Flow]) -> syn::Result<(Width, Vec<Arg>)> {
+    let w = need_values(node, &inputs[0])?;
+    let n = n as i64;
+    let length = match w.div_exact(n) {
+        Some(l) => l,
+        None if w.as_const().is_some() => {
+            return Err(syn::Error::new(
+                inputs[0].span,
+                format!(
+                    "`Split({n})` cuts `{}` into {n} equal parts, but its width {w} is not divisible by {n}",
+                    inputs[0].name
+                ),
+            ))
+        }
+        None => {
+            return Err(syn::Error::new(
+                inputs[0].span,
+                format!(
+                    "`Split({n})` needs the width of `{}` ({w}) to be a multiple of {n} the macro can see, \
+                     such as `{n} * H`",
+                    inputs[0].name
+                ),
+            ))
+        }
+    };
+    let offset = length.scale(part as i64);
+    Ok((length.clone(), vec![Arg::Width(offset), Arg::Width(length)]))
 }
 
 /// A depth-first order in which every node comes after its inputs; a cycle

@@ -2,24 +2,34 @@
 //!
 //! For a graph `G` this generates the struct `G<F>` (parameters, layers,
 //! mode), its tape `GTape<F>` holding `GValues<F>` twice (values and
-//! gradients, one `(batch, width)` matrix per input and node), the typed
-//! `GOutputs` / `GInputGrads` views returned by `forward` / `backward`, and
-//! the `graph_runtime::Graph` impl whose `forward_tape` / `backward_tape`
-//! call each node's layer. All math lives in the runtime.
+//! gradients, one matrix per input and node), the typed `GOutputs` /
+//! `GInputGrads` views returned by `forward` / `backward`, and the
+//! `graph_runtime::Graph` impl whose `forward_tape` / `backward_tape` call
+//! each node's layer. All math lives in the runtime.
+//!
+//! Size parameters: const generics (`G<const H: usize>`) are spelled as
+//! themselves; run-time sizes (`G[vocab]`) live in a `GSizes` struct kept by
+//! the graph and its tapes, and are spelled `sizes.vocab` where a `sizes`
+//! binding is in scope.
 
-use crate::check::{Checked, Graph, Node, Source};
-use crate::layers::Rule;
+use crate::check::{Arg, Checked, Claim, Graph, Node, Source};
+use crate::layers::{Call, Rule};
+use crate::width::Width;
 use proc_macro2::{Literal, Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
 
 pub fn expand(checked: &Checked) -> TokenStream {
     let rt = &checked.runtime;
-    checked.graphs.iter().map(|g| expand_graph(rt, g)).collect()
+    checked
+        .graphs
+        .iter()
+        .map(|g| Expander::new(rt, g).graph())
+        .collect()
 }
 
-fn lit(n: u64) -> Literal {
-    Literal::usize_unsuffixed(n as usize)
+fn lit(n: usize) -> Literal {
+    Literal::usize_unsuffixed(n)
 }
 
 /// An identifier for generated locals that cannot clash with user names.
@@ -27,562 +37,1041 @@ fn local(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())
 }
 
-fn expand_graph(rt: &TokenStream, g: &Graph) -> TokenStream {
-    let name = &g.name;
-    let name_str = name.to_string();
-    let vis = &g.vis;
-    let attrs = &g.attrs;
-    let tape_ty = format_ident!("{}Tape", name);
-    let values_ty = format_ident!("{}Values", name);
-    let outputs_ty = format_ident!("{}Outputs", name);
-    let input_grads_ty = format_ident!("{}InputGrads", name);
-    let layers_ty = format_ident!("{}Layers", name);
+struct Expander<'a> {
+    rt: &'a TokenStream,
+    g: &'a Graph,
+    /// `sizes`, the binding run-time sizes are read from.
+    sizes: Ident,
+}
 
-    let (tape, v, gr, inputs_l, params_l, pgrads_l, rng_l) = (
-        local("tape"),
-        local("values"),
-        local("grads"),
-        local("inputs"),
-        local("params"),
-        local("param_grads"),
-        local("rng"),
-    );
-
-    let input_names: Vec<&Ident> = g.inputs.iter().map(|i| &i.name).collect();
-    let input_strs: Vec<String> = input_names.iter().map(|i| i.to_string()).collect();
-    let input_widths: Vec<Literal> = g.inputs.iter().map(|i| lit(i.width)).collect();
-    let node_names: Vec<&Ident> = g.nodes.iter().map(|n| &n.name).collect();
-    let node_strs: Vec<String> = node_names.iter().map(|n| n.to_string()).collect();
-    let node_widths: Vec<Literal> = g.nodes.iter().map(|n| lit(n.width)).collect();
-    let output_names: Vec<&Ident> = g.outputs.iter().map(|(o, _)| o).collect();
-    let output_strs: Vec<String> = output_names.iter().map(|o| o.to_string()).collect();
-    let output_widths: Vec<Literal> = g.outputs.iter().map(|&(_, k)| lit(g.nodes[k].width)).collect();
-    let output_fields: Vec<&Ident> = g.outputs.iter().map(|&(_, k)| &g.nodes[k].name).collect();
-    let n_nodes = lit(g.nodes.len() as u64);
-    let total_params: u64 = g.nodes.iter().map(num_params).sum();
-    let num_params_lit = lit(total_params);
-    let recurrent: Vec<TokenStream> = g
-        .recurrent
-        .iter()
-        .map(|&(i, o)| {
-            let (i, o) = (lit(i as u64), lit(o as u64));
-            quote!((#i, #o))
-        })
-        .collect();
-
-    let layer_tys: Vec<TokenStream> = g.nodes.iter().map(|n| layer_type(rt, n)).collect();
-    let layer_inits: Vec<TokenStream> = g.nodes.iter().map(|n| layer_ctor(rt, n)).collect();
-    let field = |src: Source| -> &Ident {
-        match src {
-            Source::Input(i) => &g.inputs[i].name,
-            Source::Node(k) => &g.nodes[k].name,
+impl<'a> Expander<'a> {
+    fn new(rt: &'a TokenStream, g: &'a Graph) -> Self {
+        Expander {
+            rt,
+            g,
+            sizes: local("sizes"),
         }
-    };
+    }
 
-    let forward_steps = g.order.iter().map(|&k| {
-        let node = &g.nodes[k];
-        let f = &node.name;
-        let ty = &layer_tys[k];
-        let ins = node.inputs.iter().map(|&s| field(s));
-        let k = lit(k as u64);
-        let (node_str, line) = (f.to_string(), node.line);
+    fn has_runtime_sizes(&self) -> bool {
+        !self.g.runtime_sizes.is_empty()
+    }
+
+    /// A width as a `usize` expression.
+    fn width(&self, w: &Width) -> TokenStream {
+        let sizes = &self.sizes;
+        w.to_tokens(&|atom| {
+            if let Some(c) = self.g.const_sizes.iter().find(|c| *c == atom) {
+                quote!(#c)
+            } else {
+                let field = Ident::new(atom, Span::call_site());
+                quote!(#sizes.#field)
+            }
+        })
+    }
+
+    fn is_runtime(&self, w: &Width) -> bool {
+        w.atoms().any(|a| self.g.runtime_sizes.iter().any(|r| r == a))
+    }
+
+    fn field(&self, src: Source) -> &Ident {
+        match src {
+            Source::Input(i) => &self.g.inputs[i].name,
+            Source::Node(k) => &self.g.nodes[k].name,
+        }
+    }
+
+    fn layer_type(&self, node: &Node) -> TokenStream {
+        let rt = self.rt;
+        let ty = Ident::new(node.layer.name, Span::call_site());
+        match node.layer.rule {
+            Rule::Criterion | Rule::ClassCriterion => quote!(#rt::criteria::#ty),
+            _ => quote!(#rt::layers::#ty),
+        }
+    }
+
+    fn layer_ctor(&self, node: &Node) -> TokenStream {
+        let ty = self.layer_type(node);
+        let args: Vec<TokenStream> = node
+            .args
+            .iter()
+            .map(|a| match a {
+                Arg::Width(w) => self.width(w),
+                Arg::Float(e) => quote!((#e) as f64),
+            })
+            .collect();
+        match node.layer.rule {
+            Rule::Criterion | Rule::ClassCriterion => quote!(#ty::new()),
+            _ if args.is_empty() => ty,
+            _ => quote!(#ty::new(#(#args),*)),
+        }
+    }
+
+    fn num_params(node: &Node) -> Width {
+        let arg = |i: usize| match &node.args[i] {
+            Arg::Width(w) => w.clone(),
+            Arg::Float(_) => Width::constant(0),
+        };
+        match node.layer.rule {
+            Rule::Linear => arg(0).add(&Width::constant(1)).mul(&arg(1)),
+            Rule::Embedding => arg(0).mul(&arg(1)),
+            _ => Width::constant(0),
+        }
+    }
+
+    fn graph(&self) -> TokenStream {
+        let rt = self.rt;
+        let g = self.g;
+        let name = &g.name;
+        let name_str = name.to_string();
+        let vis = &g.vis;
+        let attrs = &g.attrs;
+        let tape_ty = format_ident!("{}Tape", name);
+        let values_ty = format_ident!("{}Values", name);
+        let outputs_ty = format_ident!("{}Outputs", name);
+        let input_grads_ty = format_ident!("{}InputGrads", name);
+        let layers_ty = format_ident!("{}Layers", name);
+        let sizes_ty = format_ident!("{}Sizes", name);
+        let sizes = &self.sizes;
+
+        let (tape, v, gr, inputs_l, params_l, pgrads_l, rng_l) = (
+            local("tape"),
+            local("values"),
+            local("grads"),
+            local("inputs"),
+            local("params"),
+            local("param_grads"),
+            local("rng"),
+        );
+
+        // Generic parameters: const sizes first, the float type last (it has a default).
+        let consts = &g.const_sizes;
+        let gen_decl = quote!(#(const #consts: usize,)*);
+        let gen_use = quote!(#(#consts,)*);
+        let runtime_sizes = &g.runtime_sizes;
+        let (sizes_field_ty, sizes_decl) = if self.has_runtime_sizes() {
+            let docs = runtime_sizes.iter().map(|s| format!("Size `{s}`."));
+            (
+                quote!(#sizes_ty),
+                quote! {
+                    #[doc = concat!("The run-time sizes of [`", #name_str, "`].")]
+                    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+                    #vis struct #sizes_ty {
+                        #(#[doc = #docs] pub #runtime_sizes: usize,)*
+                    }
+                },
+            )
+        } else {
+            (quote!(()), quote!())
+        };
+        let bind_sizes = |from: TokenStream| {
+            if self.has_runtime_sizes() {
+                quote!(let #sizes = #from;)
+            } else {
+                quote!(let _ = #from;)
+            }
+        };
+
+        // Inputs.
+        let value_inputs: Vec<usize> = (0..g.inputs.len())
+            .filter(|&i| g.inputs[i].width.is_some())
+            .collect();
+        let input_names: Vec<&Ident> = g.inputs.iter().map(|i| &i.name).collect();
+        let input_strs: Vec<String> = input_names.iter().map(|i| i.to_string()).collect();
+        let input_widths: Vec<TokenStream> = g
+            .inputs
+            .iter()
+            .map(|i| i.width.as_ref().map_or(quote!(1usize), |w| self.width(w)))
+            .collect();
+        let input_fields: Vec<TokenStream> = g
+            .inputs
+            .iter()
+            .map(|i| {
+                let n = &i.name;
+                match &i.width {
+                    Some(w) => {
+                        let doc = format!("Input `{n}`, `(batch, {w})`.");
+                        quote!(#[doc = #doc] pub #n: #rt::ndarray::Array2<F>,)
+                    }
+                    None => {
+                        let doc = format!("Input `{n}`: one id per sample.");
+                        quote!(#[doc = #doc] pub #n: #rt::__private::Vec<usize>,)
+                    }
+                }
+            })
+            .collect();
+        let input_empty: Vec<TokenStream> = g
+            .inputs
+            .iter()
+            .zip(&input_widths)
+            .map(|(i, w)| {
+                let n = &i.name;
+                match i.width {
+                    Some(_) => quote!(#n: #rt::ndarray::Array2::zeros((0, #w)),),
+                    None => quote!(#n: #rt::__private::Vec::new(),),
+                }
+            })
+            .collect();
+        let input_resize: Vec<TokenStream> = value_inputs
+            .iter()
+            .map(|&i| {
+                let (n, w) = (&input_names[i], &input_widths[i]);
+                quote!(#rt::__private::ensure_shape(&mut self.#n, batch, #w);)
+            })
+            .collect();
+        let input_zero: Vec<TokenStream> = g
+            .inputs
+            .iter()
+            .map(|i| {
+                let n = &i.name;
+                match i.width {
+                    Some(_) => quote!(self.#n.fill(F::zero());),
+                    None => quote!(),
+                }
+            })
+            .collect();
+        let value_idx: Vec<Literal> = value_inputs.iter().map(|&i| lit(i)).collect();
+        let value_names: Vec<&Ident> = value_inputs.iter().map(|&i| input_names[i]).collect();
+        let ids_inputs: Vec<usize> = (0..g.inputs.len())
+            .filter(|&i| g.inputs[i].width.is_none())
+            .collect();
+        let ids_idx: Vec<Literal> = ids_inputs.iter().map(|&i| lit(i)).collect();
+        let ids_names: Vec<&Ident> = ids_inputs.iter().map(|&i| input_names[i]).collect();
+        let input_is_ids: Vec<bool> = g.inputs.iter().map(|i| i.width.is_none()).collect();
+        let input_traits: Vec<TokenStream> = input_is_ids
+            .iter()
+            .map(|&ids| {
+                if ids {
+                    quote!(#rt::AsIds)
+                } else {
+                    quote!(#rt::AsBatch<F>)
+                }
+            })
+            .collect();
+        let input_conv: Vec<TokenStream> = g
+            .inputs
+            .iter()
+            .map(|i| {
+                let n = &i.name;
+                if i.width.is_none() {
+                    quote!(#rt::Input::Ids(#rt::AsIds::as_ids(#n)))
+                } else {
+                    quote!(#rt::Input::Values(#rt::AsBatch::as_batch(#n)))
+                }
+            })
+            .collect();
+
+        // Nodes.
+        let node_names: Vec<&Ident> = g.nodes.iter().map(|n| &n.name).collect();
+        let node_strs: Vec<String> = node_names.iter().map(|n| n.to_string()).collect();
+        let node_widths: Vec<TokenStream> = g.nodes.iter().map(|n| self.width(&n.width)).collect();
+        let node_docs: Vec<String> = g
+            .nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "Node `{}` = `{}`, `(batch, {})`.",
+                    n.name,
+                    layer_label(n),
+                    n.width
+                )
+            })
+            .collect();
+        let layer_tys: Vec<TokenStream> = g.nodes.iter().map(|n| self.layer_type(n)).collect();
+        let layer_inits: Vec<TokenStream> = g.nodes.iter().map(|n| self.layer_ctor(n)).collect();
+        let masked: Vec<usize> = (0..g.nodes.len())
+            .filter(|&k| g.nodes[k].layer.call == Call::Masked)
+            .collect();
+        let mask_fields: Vec<Ident> = masked
+            .iter()
+            .map(|&k| format_ident!("mask_{}", g.nodes[k].name))
+            .collect();
+        let mask_widths: Vec<&TokenStream> = masked.iter().map(|&k| &node_widths[k]).collect();
+
+        // Outputs.
+        let output_names: Vec<&Ident> = g.outputs.iter().map(|(o, _)| o).collect();
+        let output_strs: Vec<String> = output_names.iter().map(|o| o.to_string()).collect();
+        let output_widths: Vec<&TokenStream> = g.outputs.iter().map(|&(_, k)| &node_widths[k]).collect();
+        let output_fields: Vec<&Ident> = g.outputs.iter().map(|&(_, k)| &g.nodes[k].name).collect();
+        let output_docs: Vec<String> = g
+            .outputs
+            .iter()
+            .map(|&(ref o, k)| format!("Output `{o}`, `(batch, {})`.", g.nodes[k].width))
+            .collect();
+        let input_grad_docs: Vec<String> = value_inputs
+            .iter()
+            .map(|&i| {
+                format!(
+                    "Gradient of the loss with respect to input `{}`, `(batch, {})`.",
+                    input_names[i],
+                    g.inputs[i].width.as_ref().expect("value input")
+                )
+            })
+            .collect();
+        let input_idx: Vec<Literal> = (0..g.inputs.len()).map(lit).collect();
+        let output_idx: Vec<Literal> = (0..g.outputs.len()).map(lit).collect();
+        let n_nodes = lit(g.nodes.len());
+        let recurrent: Vec<TokenStream> = g
+            .recurrent
+            .iter()
+            .map(|&(i, o)| {
+                let (i, o) = (lit(i), lit(o));
+                quote!((#i, #o))
+            })
+            .collect();
+
+        let forward_steps = g.order.iter().map(|&k| self.forward_step(k, &v, &tape));
+        let backward_steps = g
+            .order
+            .iter()
+            .rev()
+            .map(|&k| self.backward_step(k, &v, &gr, &tape, &inputs_l, &params_l, &pgrads_l));
+
+        let param_shapes = g.nodes.iter().zip(&layer_tys).map(|(n, ty)| {
+            let f = &n.name;
+            match n.layer.call {
+                Call::Layer => quote!(<#ty as #rt::Layer<F>>::param_shapes(&layers.#f)),
+                Call::Ids => quote!(layers.#f.param_shapes()),
+                Call::ClassTarget | Call::Masked => quote!(#rt::__private::Vec::new()),
+            }
+        });
+        let param_inits = g.nodes.iter().zip(&layer_tys).enumerate().map(|(k, (n, ty))| {
+            let f = &n.name;
+            let k = lit(k);
+            match n.layer.call {
+                Call::Layer => {
+                    quote!(<#ty as #rt::Layer<F>>::init(&graph.layers.#f, graph.store.node_values_mut(#k), #rng_l);)
+                }
+                Call::Ids => quote!(graph.layers.#f.init(graph.store.node_values_mut(#k), #rng_l);),
+                Call::ClassTarget | Call::Masked => quote!(),
+            }
+        });
+
+        let total_params = g
+            .nodes
+            .iter()
+            .map(Self::num_params)
+            .fold(Width::constant(0), |a, b| a.add(&b));
+        let dot = to_dot(g);
+        let struct_doc = format!(
+            "\n\nGenerated by `graph!`: inputs {}; outputs {}; {} parameters. \
+             Run it with [`forward`]({name_str}::forward) and [`backward`]({name_str}::backward) \
+             on a [`{tape_ty}`].",
+            g.inputs
+                .iter()
+                .map(|i| match &i.width {
+                    Some(w) => format!("`{}: [{w}]`", i.name),
+                    None => format!("`{}: usize`", i.name),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            g.outputs
+                .iter()
+                .map(|&(ref o, k)| format!("`{o}: [{}]`", g.nodes[k].width))
+                .collect::<Vec<_>>()
+                .join(", "),
+            total_params,
+        );
+        let oob = |what: &str, n: usize| format!("{name_str} has {n} {what}s; index out of range");
+        let (oob_in, oob_out) = (oob("input", g.inputs.len()), oob("output", g.outputs.len()));
+        let oob_values = format!("{name_str}: this input holds ids, or the index is out of range");
+        let oob_ids = format!("{name_str}: this input holds values, or the index is out of range");
+
+        // Size-dependent consts only exist when no size is given at run time.
+        let static_consts = if self.has_runtime_sizes() {
+            quote!()
+        } else {
+            let total = self.width(&total_params);
+            quote! {
+                /// Input widths (per sample; 1 for an ids input), in declaration order.
+                pub const INPUT_WIDTHS: &'static [usize] = &[#(#input_widths),*];
+                /// Output widths (per sample), in declaration order.
+                pub const OUTPUT_WIDTHS: &'static [usize] = &[#(#output_widths),*];
+                /// Total number of parameters.
+                pub const NUM_PARAMS: usize = #total;
+            }
+        };
+
+        // Checks the macro could not decide.
+        let (const_checks, runtime_checks) = self.deferred_checks();
+        let check_const_use = if const_checks.is_empty() {
+            quote!()
+        } else {
+            quote!(let () = Self::SIZE_CHECKS;)
+        };
+        let size_checks_const = if const_checks.is_empty() {
+            quote!()
+        } else {
+            quote! {
+                /// Size checks the macro could not decide, evaluated when the graph is built.
+                const SIZE_CHECKS: () = { #(#const_checks)* };
+            }
+        };
+
+        // Constructors.
+        let size_params: Vec<TokenStream> = runtime_sizes.iter().map(|s| quote!(#s: usize)).collect();
+        let (ctor_ret, ctor_ok, zeros_call) = if self.has_runtime_sizes() {
+            (
+                quote!(#rt::Result<Self>),
+                quote!(::core::result::Result::Ok),
+                quote!(Self::zeros(#(#runtime_sizes),*)?),
+            )
+        } else {
+            (quote!(Self), quote!(), quote!(Self::zeros()))
+        };
+        let make_sizes = if self.has_runtime_sizes() {
+            let zero_checks = runtime_sizes.iter().map(|s| {
+                let msg = format!("size `{s}` must be at least 1, got 0");
+                quote! {
+                    if #s == 0 {
+                        return ::core::result::Result::Err(#rt::Error::Sizes {
+                            graph: #name_str.into(),
+                            message: #msg.into(),
+                        });
+                    }
+                }
+            });
+            quote! {
+                #(#zero_checks)*
+                let #sizes = #sizes_ty { #(#runtime_sizes),* };
+                #(#runtime_checks)*
+            }
+        } else {
+            quote!(let #sizes = ();)
+        };
+        let sizes_method = if self.has_runtime_sizes() {
+            quote! {
+                /// The sizes this graph was built with.
+                pub fn sizes(&self) -> #sizes_ty {
+                    self.sizes
+                }
+            }
+        } else {
+            quote!()
+        };
+        let zeros_doc = if self.has_runtime_sizes() {
+            "A graph with every parameter zero, in training mode; an error if the sizes do not fit its nodes."
+        } else {
+            "A graph with every parameter zero, in training mode."
+        };
+
+        let bind_self_sizes = bind_sizes(quote!(self.sizes));
+        let bind_arg_sizes = bind_sizes(quote!(*#sizes));
+
         quote! {
-            <#ty as #rt::Layer<F>>::forward(
-                &self.layers.#f,
-                self.store.node_values(#k),
-                &[#(#v.#ins.view()),*],
-                #v.#f.view_mut(),
-            );
+            #sizes_decl
+
+            #(#attrs)*
+            #[doc = #struct_doc]
+            #[derive(Debug, Clone)]
+            #vis struct #name<#gen_decl F: #rt::Float = f32> {
+                store: #rt::ParamStore<F>,
+                layers: #layers_ty,
+                sizes: #sizes_field_ty,
+                training: bool,
+                checked: bool,
+                seed: u64,
+            }
+
+            #[doc = concat!("The layers of [`", #name_str, "`], one field per node.")]
+            #[derive(Debug, Clone)]
+            #vis struct #layers_ty {
+                #(#[doc = #node_docs] pub #node_names: #layer_tys,)*
+            }
+
+            #[doc = concat!("One matrix per input and node of [`", #name_str, "`].")]
+            #[derive(Debug, Clone)]
+            #vis struct #values_ty<#gen_decl F> {
+                #(#input_fields)*
+                #(#[doc = #node_docs] pub #node_names: #rt::ndarray::Array2<F>,)*
+            }
+
+            #[doc = concat!("The record of a forward pass of [`", #name_str, "`]: every value, and after backward every gradient. Reuse it: it reallocates only when the batch size changes.")]
+            #[derive(Debug, Clone)]
+            #vis struct #tape_ty<#gen_decl F> {
+                batch: ::core::option::Option<usize>,
+                sizes: #sizes_field_ty,
+                salt: u64,
+                calls: u64,
+                /// Recorded values.
+                pub values: #values_ty<#gen_use F>,
+                /// Gradients of the loss with respect to each value.
+                pub grads: #values_ty<#gen_use F>,
+                #(#mask_fields: #rt::ndarray::Array2<F>,)*
+            }
+
+            #[doc = concat!("The outputs of [`", #name_str, "::forward`], borrowed from the tape.")]
+            #[derive(Debug, Clone, Copy)]
+            #vis struct #outputs_ty<'t, F> {
+                #(#[doc = #output_docs] pub #output_names: #rt::ndarray::ArrayView2<'t, F>,)*
+            }
+
+            #[doc = concat!("The input gradients returned by [`", #name_str, "::backward`], borrowed from the tape.")]
+            #[derive(Debug, Clone, Copy)]
+            #vis struct #input_grads_ty<'t, F> {
+                #(#[doc = #input_grad_docs] pub #value_names: #rt::ndarray::ArrayView2<'t, F>,)*
+            }
+
+            impl<#gen_decl F: #rt::Float> #values_ty<#gen_use F> {
+                #[allow(unused_variables)]
+                fn empty(#sizes: &#sizes_field_ty) -> Self {
+                    #bind_arg_sizes
+                    Self {
+                        #(#input_empty)*
+                        #(#node_names: #rt::ndarray::Array2::zeros((0, #node_widths)),)*
+                    }
+                }
+
+                #[allow(unused_variables)]
+                fn resize(&mut self, batch: usize, #sizes: &#sizes_field_ty) {
+                    #bind_arg_sizes
+                    #(#input_resize)*
+                    #(#rt::__private::ensure_shape(&mut self.#node_names, batch, #node_widths);)*
+                }
+
+                fn fill_zero(&mut self) {
+                    #(#input_zero)*
+                    #(self.#node_names.fill(F::zero());)*
+                }
+            }
+
+            impl<#gen_decl F: #rt::Float> #rt::Tape<F> for #tape_ty<#gen_use F> {
+                fn batch_size(&self) -> ::core::option::Option<usize> {
+                    self.batch
+                }
+
+                #[allow(unused_variables)]
+                fn resize(&mut self, batch: usize) {
+                    self.values.resize(batch, &self.sizes);
+                    self.grads.resize(batch, &self.sizes);
+                    #bind_self_sizes
+                    #(#rt::__private::ensure_shape(&mut self.#mask_fields, batch, #mask_widths);)*
+                    self.batch = ::core::option::Option::Some(batch);
+                }
+
+                fn input(&self, i: usize) -> #rt::ndarray::ArrayView2<'_, F> {
+                    match i {
+                        #(#value_idx => self.values.#value_names.view(),)*
+                        _ => panic!(#oob_values),
+                    }
+                }
+
+                fn input_mut(&mut self, i: usize) -> #rt::ndarray::ArrayViewMut2<'_, F> {
+                    match i {
+                        #(#value_idx => self.values.#value_names.view_mut(),)*
+                        _ => panic!(#oob_values),
+                    }
+                }
+
+                fn set_ids(&mut self, i: usize, ids: &[usize]) {
+                    match i {
+                        #(#ids_idx => {
+                            self.values.#ids_names.clear();
+                            self.values.#ids_names.extend_from_slice(ids);
+                        })*
+                        _ => { let _ = ids; panic!(#oob_ids) }
+                    }
+                }
+
+                fn input_ids(&self, i: usize) -> &[usize] {
+                    match i {
+                        #(#ids_idx => &self.values.#ids_names,)*
+                        _ => panic!(#oob_ids),
+                    }
+                }
+
+                fn output(&self, i: usize) -> #rt::ndarray::ArrayView2<'_, F> {
+                    match i {
+                        #(#output_idx => self.values.#output_fields.view(),)*
+                        _ => panic!(#oob_out),
+                    }
+                }
+
+                fn output_grad_mut(&mut self, i: usize) -> #rt::ndarray::ArrayViewMut2<'_, F> {
+                    match i {
+                        #(#output_idx => self.grads.#output_fields.view_mut(),)*
+                        _ => panic!(#oob_out),
+                    }
+                }
+
+                fn output_and_grad_mut(
+                    &mut self,
+                    i: usize,
+                ) -> (#rt::ndarray::ArrayView2<'_, F>, #rt::ndarray::ArrayViewMut2<'_, F>) {
+                    match i {
+                        #(#output_idx => (self.values.#output_fields.view(), self.grads.#output_fields.view_mut()),)*
+                        _ => panic!(#oob_out),
+                    }
+                }
+
+                fn input_grad(&self, i: usize) -> #rt::ndarray::ArrayView2<'_, F> {
+                    match i {
+                        #(#value_idx => self.grads.#value_names.view(),)*
+                        _ => panic!(#oob_values),
+                    }
+                }
+
+                fn clear_grads(&mut self) {
+                    self.grads.fill_zero();
+                }
+            }
+
+            impl<#gen_decl F: #rt::Float> #name<#gen_use F> {
+                /// The graph's name.
+                pub const NAME: &'static str = #name_str;
+                /// Input names, in declaration order.
+                pub const INPUTS: &'static [&'static str] = &[#(#input_strs),*];
+                /// Output names, in declaration order.
+                pub const OUTPUTS: &'static [&'static str] = &[#(#output_strs),*];
+                /// Node names (nested calls included), in declaration order.
+                pub const NODES: &'static [&'static str] = &[#(#node_strs),*];
+                /// `(input index, output index)` of each `#[recurrent]` pair.
+                pub const RECURRENT: &'static [(usize, usize)] = &[#(#recurrent),*];
+                /// A Graphviz picture of the graph (`dot -Tsvg`).
+                pub const DOT: &'static str = #dot;
+                #static_consts
+                #size_checks_const
+
+                #[allow(unused_variables)]
+                fn build_layers(#sizes: &#sizes_field_ty) -> #layers_ty {
+                    #bind_arg_sizes
+                    #layers_ty { #(#node_names: #layer_inits,)* }
+                }
+
+                fn param_layout(layers: &#layers_ty) -> [(&'static str, #rt::__private::Vec<#rt::ParamShape>); #n_nodes] {
+                    [#((#node_strs, #param_shapes)),*]
+                }
+
+                #[doc = #zeros_doc]
+                pub fn zeros(#(#size_params),*) -> #ctor_ret {
+                    #check_const_use
+                    #make_sizes
+                    let layers = Self::build_layers(&#sizes);
+                    let store = #rt::ParamStore::new(#name_str, &Self::param_layout(&layers));
+                    #ctor_ok(Self { store, layers, sizes: #sizes, training: true, checked: false, seed: 0 })
+                }
+
+                /// A graph with torch-like initial parameters (`Linear`: uniform
+                /// in ±1/√in; `Embedding`: standard normal), in training mode.
+                pub fn new(#rng_l: &mut impl #rt::rand::RngCore, #(#size_params),*) -> #ctor_ret {
+                    let mut graph = #zeros_call;
+                    #(#param_inits)*
+                    graph.seed = #rt::rand::RngCore::next_u64(#rng_l);
+                    #ctor_ok(graph)
+                }
+
+                #sizes_method
+
+                /// A fresh tape to run this graph on.
+                pub fn tape(&self) -> #tape_ty<#gen_use F> {
+                    #bind_self_sizes
+                    #tape_ty {
+                        batch: ::core::option::Option::None,
+                        sizes: self.sizes,
+                        salt: #rt::__private::next_tape_salt(),
+                        calls: 0,
+                        values: #values_ty::empty(&self.sizes),
+                        grads: #values_ty::empty(&self.sizes),
+                        #(#mask_fields: #rt::ndarray::Array2::zeros((0, #mask_widths)),)*
+                    }
+                }
+
+                /// Runs the graph on one value per input (a `(batch, width)`
+                /// matrix, or a 1-D value for one sample; ids for a `usize`
+                /// input) and records the pass in `tape`.
+                ///
+                /// Fails, leaving the graph unchanged, if an input has the wrong
+                /// width or the inputs disagree on the batch size.
+                #[allow(clippy::too_many_arguments)]
+                pub fn forward<'t>(
+                    &self,
+                    #tape: &'t mut #tape_ty<#gen_use F>,
+                    #(#input_names: &(impl #input_traits + ?Sized),)*
+                ) -> #rt::Result<#outputs_ty<'t, F>> {
+                    #rt::Graph::forward_inputs(self, #tape, &[#(#input_conv),*])?;
+                    let #tape = &*#tape;
+                    ::core::result::Result::Ok(#outputs_ty {
+                        #(#output_names: #tape.values.#output_fields.view(),)*
+                    })
+                }
+
+                /// Propagates one gradient per output back through the pass
+                /// recorded in `tape`, returning the gradient for each input.
+                /// Parameter gradients ACCUMULATE until [`zero_grad`](Self::zero_grad).
+                #[allow(clippy::too_many_arguments)]
+                pub fn backward<'t>(
+                    &mut self,
+                    #tape: &'t mut #tape_ty<#gen_use F>,
+                    #(#output_names: &(impl #rt::AsBatch<F> + ?Sized),)*
+                ) -> #rt::Result<#input_grads_ty<'t, F>> {
+                    #rt::Graph::backward_views(self, #tape, &[#(#output_names.as_batch()),*])?;
+                    let #tape = &*#tape;
+                    ::core::result::Result::Ok(#input_grads_ty {
+                        #(#value_names: #tape.grads.#value_names.view(),)*
+                    })
+                }
+
+                /// All parameters in one flat buffer, in declaration order.
+                pub fn params(&self) -> &[F] {
+                    self.store.values()
+                }
+
+                /// All parameters, writable.
+                pub fn params_mut(&mut self) -> &mut [F] {
+                    self.store.values_mut()
+                }
+
+                /// All accumulated gradients, in the layout of [`params`](Self::params).
+                pub fn grads(&self) -> &[F] {
+                    self.store.grads()
+                }
+
+                /// All accumulated gradients, writable.
+                pub fn grads_mut(&mut self) -> &mut [F] {
+                    self.store.grads_mut()
+                }
+
+                /// Total number of parameters.
+                pub fn num_params(&self) -> usize {
+                    self.store.len()
+                }
+
+                /// Sets every parameter gradient to zero.
+                pub fn zero_grad(&mut self) {
+                    self.store.zero_grad();
+                }
+
+                /// The named parameter tensor, e.g. `"x2h.weight"` (`(out, in)`).
+                pub fn param(&self, name: &str) -> #rt::Result<#rt::ndarray::ArrayViewD<'_, F>> {
+                    self.store.param(name)
+                }
+
+                /// The named parameter tensor, writable.
+                pub fn param_mut(&mut self, name: &str) -> #rt::Result<#rt::ndarray::ArrayViewMutD<'_, F>> {
+                    self.store.param_mut(name)
+                }
+
+                /// The accumulated gradient of the named parameter tensor.
+                pub fn grad(&self, name: &str) -> #rt::Result<#rt::ndarray::ArrayViewD<'_, F>> {
+                    self.store.grad(name)
+                }
+
+                /// Name, shape and offset of every parameter tensor.
+                pub fn param_specs(&self) -> &[#rt::ParamSpec] {
+                    self.store.specs()
+                }
+
+                /// The parameters and gradients as one store (for optimizers and tools).
+                pub fn store(&self) -> &#rt::ParamStore<F> {
+                    &self.store
+                }
+
+                /// The parameters and gradients, writable.
+                pub fn store_mut(&mut self) -> &mut #rt::ParamStore<F> {
+                    &mut self.store
+                }
+
+                /// The layer of every node.
+                pub fn layers(&self) -> &#layers_ty {
+                    &self.layers
+                }
+
+                /// Switches to training mode (torch's `training()`): Dropout drops.
+                pub fn training(&mut self) {
+                    self.training = true;
+                }
+
+                /// Switches to evaluation mode (torch's `evaluate()`): Dropout is the identity.
+                pub fn evaluate(&mut self) {
+                    self.training = false;
+                }
+
+                /// Whether the graph is in training mode.
+                pub fn is_training(&self) -> bool {
+                    self.training
+                }
+
+                /// Sets the seed Dropout masks are drawn from (set from the
+                /// generator by [`new`](Self::new)).
+                pub fn set_seed(&mut self, seed: u64) {
+                    self.seed = seed;
+                }
+
+                /// Turns checked mode on or off: when on, the first node whose
+                /// output or gradient holds a NaN or an infinity makes `forward`
+                /// or `backward` fail with an error naming the node, its source
+                /// line and the value. Off by default.
+                pub fn set_checked(&mut self, checked: bool) {
+                    self.checked = checked;
+                }
+
+                /// A Graphviz picture of the graph; see [`DOT`](Self::DOT).
+                pub fn to_dot(&self) -> &'static str {
+                    Self::DOT
+                }
+            }
+
+            impl<#gen_decl F: #rt::Float> #rt::Graph<F> for #name<#gen_use F> {
+                type Tape = #tape_ty<#gen_use F>;
+
+                fn name(&self) -> &'static str {
+                    #name_str
+                }
+
+                fn input_names(&self) -> &'static [&'static str] {
+                    Self::INPUTS
+                }
+
+                fn output_names(&self) -> &'static [&'static str] {
+                    Self::OUTPUTS
+                }
+
+                #[allow(unused_variables)]
+                fn input_width(&self, i: usize) -> usize {
+                    #bind_self_sizes
+                    match i {
+                        #(#input_idx => #input_widths,)*
+                        _ => panic!(#oob_in),
+                    }
+                }
+
+                fn input_is_ids(&self, i: usize) -> bool {
+                    [#(#input_is_ids),*][i]
+                }
+
+                #[allow(unused_variables)]
+                fn output_width(&self, i: usize) -> usize {
+                    #bind_self_sizes
+                    match i {
+                        #(#output_idx => #output_widths,)*
+                        _ => panic!(#oob_out),
+                    }
+                }
+
+                fn recurrent_pairs(&self) -> &'static [(usize, usize)] {
+                    Self::RECURRENT
+                }
+
+                fn new_tape(&self) -> #tape_ty<#gen_use F> {
+                    self.tape()
+                }
+
+                #[allow(unused_variables)]
+                fn forward_tape(&self, #tape: &mut #tape_ty<#gen_use F>) -> #rt::Result<()> {
+                    #tape.calls = #tape.calls.wrapping_add(1);
+                    let #v = &mut #tape.values;
+                    #(#forward_steps)*
+                    ::core::result::Result::Ok(())
+                }
+
+                #[allow(unused_variables)]
+                fn backward_tape(&mut self, #tape: &mut #tape_ty<#gen_use F>) -> #rt::Result<()> {
+                    let (#v, #gr) = (&#tape.values, &mut #tape.grads);
+                    #(#backward_steps)*
+                    ::core::result::Result::Ok(())
+                }
+
+                fn store(&self) -> &#rt::ParamStore<F> {
+                    &self.store
+                }
+
+                fn store_mut(&mut self) -> &mut #rt::ParamStore<F> {
+                    &mut self.store
+                }
+
+                fn is_training(&self) -> bool {
+                    self.training
+                }
+
+                fn set_training(&mut self, training: bool) {
+                    self.training = training;
+                }
+
+                fn is_checked(&self) -> bool {
+                    self.checked
+                }
+
+                fn set_checked(&mut self, checked: bool) {
+                    self.checked = checked;
+                }
+            }
+        }
+    }
+
+    fn forward_step(&self, k: usize, v: &Ident, tape: &Ident) -> TokenStream {
+        let rt = self.rt;
+        let node = &self.g.nodes[k];
+        let f = &node.name;
+        let ty = self.layer_type(node);
+        let ins: Vec<&Ident> = node.inputs.iter().map(|&s| self.field(s)).collect();
+        let name_str = self.g.name.to_string();
+        let (node_str, line) = (f.to_string(), node.line);
+        let k_lit = lit(k);
+        let call = match node.layer.call {
+            Call::Layer => quote! {
+                <#ty as #rt::Layer<F>>::forward(
+                    &self.layers.#f,
+                    self.store.node_values(#k_lit),
+                    &[#(#v.#ins.view()),*],
+                    #v.#f.view_mut(),
+                );
+            },
+            Call::Ids => {
+                let ids = ins[0];
+                quote! {
+                    self.layers.#f.forward_ids(#name_str, #node_str, self.store.node_values(#k_lit), &#v.#ids, #v.#f.view_mut())?;
+                }
+            }
+            Call::ClassTarget => {
+                let (x, ids) = (ins[0], ins[1]);
+                quote! {
+                    self.layers.#f.forward_class(#v.#x.view(), &#v.#ids, #v.#f.view_mut()).map_err(|e| #rt::Error::InvalidInput {
+                        graph: #name_str.into(),
+                        message: ::std::format!("node `{}`: {}", #node_str, e),
+                    })?;
+                }
+            }
+            Call::Masked => {
+                let x = ins[0];
+                let mask = format_ident!("mask_{}", f);
+                quote! {
+                    self.layers.#f.forward_masked(
+                        self.training,
+                        #rt::__private::mix_seed(self.seed, #tape.salt, #tape.calls, #k_lit),
+                        #v.#x.view(),
+                        #tape.#mask.view_mut(),
+                        #v.#f.view_mut(),
+                    );
+                }
+            }
+        };
+        quote! {
+            #call
             if self.checked {
                 #rt::__private::check_finite(
                     #name_str, #node_str, ::core::file!(), #line, #rt::__private::Pass::Forward, #v.#f.view(),
                 )?;
             }
         }
-    });
+    }
 
-    let backward_steps = g.order.iter().rev().map(|&k| {
-        let node = &g.nodes[k];
+    #[allow(clippy::too_many_arguments)]
+    fn backward_step(
+        &self,
+        k: usize,
+        v: &Ident,
+        gr: &Ident,
+        tape: &Ident,
+        inputs_l: &Ident,
+        params_l: &Ident,
+        pgrads_l: &Ident,
+    ) -> TokenStream {
+        let rt = self.rt;
+        let node = &self.g.nodes[k];
         let f = &node.name;
-        let ty = &layer_tys[k];
-        let ins: Vec<&Ident> = node.inputs.iter().map(|&s| field(s)).collect();
-        let idx = (0..ins.len()).map(|i| lit(i as u64));
-        let k = lit(k as u64);
+        let ty = self.layer_type(node);
+        let ins: Vec<&Ident> = node.inputs.iter().map(|&s| self.field(s)).collect();
+        let name_str = self.g.name.to_string();
         let (node_str, line) = (f.to_string(), node.line);
+        let k_lit = lit(k);
+        let body = match node.layer.call {
+            Call::Layer => {
+                let idx = (0..ins.len()).map(lit);
+                quote! {
+                    let #inputs_l = [#(#v.#ins.view()),*];
+                    let (#params_l, #pgrads_l) = self.store.node_values_and_grads(#k_lit);
+                    <#ty as #rt::Layer<F>>::backward_params(
+                        &self.layers.#f, #params_l, #pgrads_l, &#inputs_l, #v.#f.view(), #gr.#f.view(),
+                    );
+                    #(
+                        <#ty as #rt::Layer<F>>::backward_input(
+                            &self.layers.#f, #idx, #params_l, &#inputs_l, #v.#f.view(), #gr.#f.view(),
+                            #gr.#ins.view_mut(),
+                        );
+                    )*
+                }
+            }
+            Call::Ids => {
+                let ids = ins[0];
+                quote! {
+                    let (_, #pgrads_l) = self.store.node_values_and_grads(#k_lit);
+                    self.layers.#f.backward_ids(#pgrads_l, &#v.#ids, #gr.#f.view());
+                }
+            }
+            Call::ClassTarget => {
+                let (x, ids) = (ins[0], ins[1]);
+                quote! {
+                    self.layers.#f.backward_class(#v.#x.view(), &#v.#ids, #gr.#f.view(), #gr.#x.view_mut());
+                }
+            }
+            Call::Masked => {
+                let x = ins[0];
+                let mask = format_ident!("mask_{}", f);
+                quote! {
+                    self.layers.#f.backward_masked(#tape.#mask.view(), #gr.#f.view(), #gr.#x.view_mut());
+                }
+            }
+        };
         quote! {
             if self.checked {
                 #rt::__private::check_finite(
                     #name_str, #node_str, ::core::file!(), #line, #rt::__private::Pass::Backward, #gr.#f.view(),
                 )?;
             }
-            {
-                let #inputs_l = [#(#v.#ins.view()),*];
-                let (#params_l, #pgrads_l) = self.store.node_values_and_grads(#k);
-                <#ty as #rt::Layer<F>>::backward_params(
-                    &self.layers.#f, #params_l, #pgrads_l, &#inputs_l, #v.#f.view(), #gr.#f.view(),
-                );
-                #(
-                    <#ty as #rt::Layer<F>>::backward_input(
-                        &self.layers.#f, #idx, #params_l, &#inputs_l, #v.#f.view(), #gr.#f.view(),
-                        #gr.#ins.view_mut(),
-                    );
-                )*
-            }
-        }
-    });
-
-    let input_idx: Vec<Literal> = (0..g.inputs.len()).map(|i| lit(i as u64)).collect();
-    let output_idx: Vec<Literal> = (0..g.outputs.len()).map(|i| lit(i as u64)).collect();
-    let n_inputs = g.inputs.len();
-    let n_outputs = g.outputs.len();
-
-    let dot = to_dot(g);
-    let struct_doc = format!(
-        "\n\nGenerated by `graph!`: inputs {}; outputs {}; {} parameters. \
-         Run it with [`forward`]({name_str}::forward) and [`backward`]({name_str}::backward) \
-         on a [`{tape_ty}`].",
-        g.inputs
-            .iter()
-            .map(|i| format!("`{}: [{}]`", i.name, i.width))
-            .collect::<Vec<_>>()
-            .join(", "),
-        g.outputs
-            .iter()
-            .map(|&(ref o, k)| format!("`{o}: [{}]`", g.nodes[k].width))
-            .collect::<Vec<_>>()
-            .join(", "),
-        total_params,
-    );
-    let input_docs: Vec<String> = g
-        .inputs
-        .iter()
-        .map(|i| format!("Input `{}`, `(batch, {})`.", i.name, i.width))
-        .collect();
-    let node_docs: Vec<String> = g
-        .nodes
-        .iter()
-        .map(|n| {
-            format!(
-                "Node `{}` = `{}`, `(batch, {})`.",
-                n.name,
-                layer_label(n),
-                n.width
-            )
-        })
-        .collect();
-    let output_docs: Vec<String> = g
-        .outputs
-        .iter()
-        .map(|&(ref o, k)| format!("Output `{o}`, `(batch, {})`.", g.nodes[k].width))
-        .collect();
-    let output_grad_docs: Vec<String> = input_strs
-        .iter()
-        .zip(&g.inputs)
-        .map(|(s, i)| {
-            format!(
-                "Gradient of the loss with respect to input `{s}`, `(batch, {})`.",
-                i.width
-            )
-        })
-        .collect();
-    let oob = |what: &str, n: usize| format!("{name_str} has {n} {what}s; index out of range");
-    let (oob_in, oob_out) = (oob("input", n_inputs), oob("output", n_outputs));
-
-    quote! {
-        #(#attrs)*
-        #[doc = #struct_doc]
-        #[derive(Debug, Clone)]
-        #vis struct #name<F: #rt::Float = f32> {
-            store: #rt::ParamStore<F>,
-            layers: #layers_ty,
-            training: bool,
-            checked: bool,
-        }
-
-        #[doc = concat!("The layers of [`", #name_str, "`], one field per node.")]
-        #[derive(Debug, Clone)]
-        #vis struct #layers_ty {
-            #(#[doc = #node_docs] pub #node_names: #layer_tys,)*
-        }
-
-        #[doc = concat!("One `(batch, width)` matrix per input and node of [`", #name_str, "`].")]
-        #[derive(Debug, Clone)]
-        #vis struct #values_ty<F> {
-            #(#[doc = #input_docs] pub #input_names: #rt::ndarray::Array2<F>,)*
-            #(#[doc = #node_docs] pub #node_names: #rt::ndarray::Array2<F>,)*
-        }
-
-        #[doc = concat!("The record of a forward pass of [`", #name_str, "`]: every value, and after backward every gradient. Reuse it: it reallocates only when the batch size changes.")]
-        #[derive(Debug, Clone)]
-        #vis struct #tape_ty<F> {
-            batch: ::core::option::Option<usize>,
-            /// Recorded values.
-            pub values: #values_ty<F>,
-            /// Gradients of the loss with respect to each value.
-            pub grads: #values_ty<F>,
-        }
-
-        #[doc = concat!("The outputs of [`", #name_str, "::forward`], borrowed from the tape.")]
-        #[derive(Debug, Clone, Copy)]
-        #vis struct #outputs_ty<'t, F> {
-            #(#[doc = #output_docs] pub #output_names: #rt::ndarray::ArrayView2<'t, F>,)*
-        }
-
-        #[doc = concat!("The input gradients returned by [`", #name_str, "::backward`], borrowed from the tape.")]
-        #[derive(Debug, Clone, Copy)]
-        #vis struct #input_grads_ty<'t, F> {
-            #(#[doc = #output_grad_docs] pub #input_names: #rt::ndarray::ArrayView2<'t, F>,)*
-        }
-
-        impl<F: #rt::Float> #values_ty<F> {
-            fn empty() -> Self {
-                Self {
-                    #(#input_names: #rt::ndarray::Array2::zeros((0, #input_widths)),)*
-                    #(#node_names: #rt::ndarray::Array2::zeros((0, #node_widths)),)*
-                }
-            }
-
-            fn resize(&mut self, batch: usize) {
-                #(#rt::__private::ensure_shape(&mut self.#input_names, batch, #input_widths);)*
-                #(#rt::__private::ensure_shape(&mut self.#node_names, batch, #node_widths);)*
-            }
-
-            fn fill_zero(&mut self) {
-                #(self.#input_names.fill(F::zero());)*
-                #(self.#node_names.fill(F::zero());)*
-            }
-        }
-
-        impl<F: #rt::Float> #rt::Tape<F> for #tape_ty<F> {
-            fn batch_size(&self) -> ::core::option::Option<usize> {
-                self.batch
-            }
-
-            fn resize(&mut self, batch: usize) {
-                self.values.resize(batch);
-                self.grads.resize(batch);
-                self.batch = ::core::option::Option::Some(batch);
-            }
-
-            fn input(&self, i: usize) -> #rt::ndarray::ArrayView2<'_, F> {
-                match i {
-                    #(#input_idx => self.values.#input_names.view(),)*
-                    _ => panic!(#oob_in),
-                }
-            }
-
-            fn input_mut(&mut self, i: usize) -> #rt::ndarray::ArrayViewMut2<'_, F> {
-                match i {
-                    #(#input_idx => self.values.#input_names.view_mut(),)*
-                    _ => panic!(#oob_in),
-                }
-            }
-
-            fn output(&self, i: usize) -> #rt::ndarray::ArrayView2<'_, F> {
-                match i {
-                    #(#output_idx => self.values.#output_fields.view(),)*
-                    _ => panic!(#oob_out),
-                }
-            }
-
-            fn output_grad_mut(&mut self, i: usize) -> #rt::ndarray::ArrayViewMut2<'_, F> {
-                match i {
-                    #(#output_idx => self.grads.#output_fields.view_mut(),)*
-                    _ => panic!(#oob_out),
-                }
-            }
-
-            fn output_and_grad_mut(
-                &mut self,
-                i: usize,
-            ) -> (#rt::ndarray::ArrayView2<'_, F>, #rt::ndarray::ArrayViewMut2<'_, F>) {
-                match i {
-                    #(#output_idx => (self.values.#output_fields.view(), self.grads.#output_fields.view_mut()),)*
-                    _ => panic!(#oob_out),
-                }
-            }
-
-            fn input_grad(&self, i: usize) -> #rt::ndarray::ArrayView2<'_, F> {
-                match i {
-                    #(#input_idx => self.grads.#input_names.view(),)*
-                    _ => panic!(#oob_in),
-                }
-            }
-
-            fn clear_grads(&mut self) {
-                self.grads.fill_zero();
-            }
-        }
-
-        impl<F: #rt::Float> #name<F> {
-            /// The graph's name.
-            pub const NAME: &'static str = #name_str;
-            /// Input names, in declaration order.
-            pub const INPUTS: &'static [&'static str] = &[#(#input_strs),*];
-            /// Input widths (per sample), in declaration order.
-            pub const INPUT_WIDTHS: &'static [usize] = &[#(#input_widths),*];
-            /// Output names, in declaration order.
-            pub const OUTPUTS: &'static [&'static str] = &[#(#output_strs),*];
-            /// Output widths (per sample), in declaration order.
-            pub const OUTPUT_WIDTHS: &'static [usize] = &[#(#output_widths),*];
-            /// Node names (nested calls included), in declaration order.
-            pub const NODES: &'static [&'static str] = &[#(#node_strs),*];
-            /// Total number of parameters.
-            pub const NUM_PARAMS: usize = #num_params_lit;
-            /// `(input index, output index)` of each `#[recurrent]` pair.
-            pub const RECURRENT: &'static [(usize, usize)] = &[#(#recurrent),*];
-            /// A Graphviz picture of the graph (`dot -Tsvg`).
-            pub const DOT: &'static str = #dot;
-
-            fn build_layers() -> #layers_ty {
-                #layers_ty { #(#node_names: #layer_inits,)* }
-            }
-
-            fn layer_list(layers: &#layers_ty) -> [(&'static str, &dyn #rt::Layer<F>); #n_nodes] {
-                [#((#node_strs, &layers.#node_names as &dyn #rt::Layer<F>)),*]
-            }
-
-            /// A graph with every parameter zero, in training mode.
-            pub fn zeros() -> Self {
-                let layers = Self::build_layers();
-                let store = #rt::ParamStore::new(#name_str, &Self::layer_list(&layers));
-                Self { store, layers, training: true, checked: false }
-            }
-
-            /// A graph with torch-like initial parameters (`Linear`: uniform
-            /// in ±1/√in), in training mode.
-            pub fn new(#rng_l: &mut impl #rt::rand::RngCore) -> Self {
-                let mut graph = Self::zeros();
-                graph.store.init(&Self::layer_list(&graph.layers), #rng_l);
-                graph
-            }
-
-            /// A fresh tape to run this graph on.
-            pub fn tape(&self) -> #tape_ty<F> {
-                #tape_ty {
-                    batch: ::core::option::Option::None,
-                    values: #values_ty::empty(),
-                    grads: #values_ty::empty(),
-                }
-            }
-
-            /// Runs the graph on one `(batch, width)` value per input (a 1-D
-            /// value is one sample) and records the pass in `tape`.
-            ///
-            /// Fails, leaving the graph unchanged, if an input has the wrong
-            /// width or the inputs disagree on the batch size.
-            #[allow(clippy::too_many_arguments)]
-            pub fn forward<'t>(
-                &self,
-                #tape: &'t mut #tape_ty<F>,
-                #(#input_names: &(impl #rt::AsBatch<F> + ?Sized),)*
-            ) -> #rt::Result<#outputs_ty<'t, F>> {
-                #rt::Graph::forward_views(self, #tape, &[#(#input_names.as_batch()),*])?;
-                let #tape = &*#tape;
-                ::core::result::Result::Ok(#outputs_ty {
-                    #(#output_names: #tape.values.#output_fields.view(),)*
-                })
-            }
-
-            /// Propagates one gradient per output back through the pass
-            /// recorded in `tape`, returning the gradient for each input.
-            /// Parameter gradients ACCUMULATE until [`zero_grad`](Self::zero_grad).
-            #[allow(clippy::too_many_arguments)]
-            pub fn backward<'t>(
-                &mut self,
-                #tape: &'t mut #tape_ty<F>,
-                #(#output_names: &(impl #rt::AsBatch<F> + ?Sized),)*
-            ) -> #rt::Result<#input_grads_ty<'t, F>> {
-                #rt::Graph::backward_views(self, #tape, &[#(#output_names.as_batch()),*])?;
-                let #tape = &*#tape;
-                ::core::result::Result::Ok(#input_grads_ty {
-                    #(#input_names: #tape.grads.#input_names.view(),)*
-                })
-            }
-
-            /// All parameters in one flat buffer, in declaration order.
-            pub fn params(&self) -> &[F] {
-                self.store.values()
-            }
-
-            /// All parameters, writable.
-            pub fn params_mut(&mut self) -> &mut [F] {
-                self.store.values_mut()
-            }
-
-            /// All accumulated gradients, in the layout of [`params`](Self::params).
-            pub fn grads(&self) -> &[F] {
-                self.store.grads()
-            }
-
-            /// All accumulated gradients, writable.
-            pub fn grads_mut(&mut self) -> &mut [F] {
-                self.store.grads_mut()
-            }
-
-            /// Sets every parameter gradient to zero.
-            pub fn zero_grad(&mut self) {
-                self.store.zero_grad();
-            }
-
-            /// The named parameter tensor, e.g. `"x2h.weight"` (`(out, in)`).
-            pub fn param(&self, name: &str) -> #rt::Result<#rt::ndarray::ArrayViewD<'_, F>> {
-                self.store.param(name)
-            }
-
-            /// The named parameter tensor, writable.
-            pub fn param_mut(&mut self, name: &str) -> #rt::Result<#rt::ndarray::ArrayViewMutD<'_, F>> {
-                self.store.param_mut(name)
-            }
-
-            /// The accumulated gradient of the named parameter tensor.
-            pub fn grad(&self, name: &str) -> #rt::Result<#rt::ndarray::ArrayViewD<'_, F>> {
-                self.store.grad(name)
-            }
-
-            /// Name, shape and offset of every parameter tensor.
-            pub fn param_specs(&self) -> &[#rt::ParamSpec] {
-                self.store.specs()
-            }
-
-            /// The parameters and gradients as one store (for optimizers and tools).
-            pub fn store(&self) -> &#rt::ParamStore<F> {
-                &self.store
-            }
-
-            /// The parameters and gradients, writable.
-            pub fn store_mut(&mut self) -> &mut #rt::ParamStore<F> {
-                &mut self.store
-            }
-
-            /// The layer of every node.
-            pub fn layers(&self) -> &#layers_ty {
-                &self.layers
-            }
-
-            /// Switches to training mode (torch's `training()`).
-            pub fn training(&mut self) {
-                self.training = true;
-            }
-
-            /// Switches to evaluation mode (torch's `evaluate()`).
-            pub fn evaluate(&mut self) {
-                self.training = false;
-            }
-
-            /// Whether the graph is in training mode.
-            pub fn is_training(&self) -> bool {
-                self.training
-            }
-
-            /// Turns checked mode on or off: when on, the first node whose
-            /// output or gradient holds a NaN or an infinity makes `forward`
-            /// or `backward` fail with an error naming the node, its source
-            /// line and the value. Off by default.
-            pub fn set_checked(&mut self, checked: bool) {
-                self.checked = checked;
-            }
-
-            /// A Graphviz picture of the graph; see [`DOT`](Self::DOT).
-            pub fn to_dot(&self) -> &'static str {
-                Self::DOT
-            }
-        }
-
-        impl<F: #rt::Float> #rt::Graph<F> for #name<F> {
-            type Tape = #tape_ty<F>;
-
-            fn name(&self) -> &'static str {
-                #name_str
-            }
-
-            fn input_names(&self) -> &'static [&'static str] {
-                Self::INPUTS
-            }
-
-            fn output_names(&self) -> &'static [&'static str] {
-                Self::OUTPUTS
-            }
-
-            fn input_width(&self, i: usize) -> usize {
-                Self::INPUT_WIDTHS[i]
-            }
-
-            fn output_width(&self, i: usize) -> usize {
-                Self::OUTPUT_WIDTHS[i]
-            }
-
-            fn recurrent_pairs(&self) -> &'static [(usize, usize)] {
-                Self::RECURRENT
-            }
-
-            fn new_tape(&self) -> #tape_ty<F> {
-                self.tape()
-            }
-
-            fn forward_tape(&self, #tape: &mut #tape_ty<F>) -> #rt::Result<()> {
-                let #v = &mut #tape.values;
-                #(#forward_steps)*
-                ::core::result::Result::Ok(())
-            }
-
-            fn backward_tape(&mut self, #tape: &mut #tape_ty<F>) -> #rt::Result<()> {
-                let (#v, #gr) = (&#tape.values, &mut #tape.grads);
-                #(#backward_steps)*
-                ::core::result::Result::Ok(())
-            }
-
-            fn store(&self) -> &#rt::ParamStore<F> {
-                &self.store
-            }
-
-            fn store_mut(&mut self) -> &mut #rt::ParamStore<F> {
-                &mut self.store
-            }
-
-            fn is_training(&self) -> bool {
-                self.training
-            }
-
-            fn set_training(&mut self, training: bool) {
-                self.training = training;
-            }
-
-            fn is_checked(&self) -> bool {
-                self.checked
-            }
-
-            fn set_checked(&mut self, checked: bool) {
-                self.checked = checked;
-            }
+            { #body }
         }
     }
-}
 
-fn layer_type(rt: &TokenStream, node: &Node) -> TokenStream {
-    let ty = Ident::new(node.layer.name, Span::call_site());
-    quote!(#rt::layers::#ty)
-}
-
-fn layer_ctor(rt: &TokenStream, node: &Node) -> TokenStream {
-    let ty = layer_type(rt, node);
-    if node.args.is_empty() {
-        ty
-    } else {
-        let args = node.args.iter().map(|&a| lit(a));
-        quote!(#ty::new(#(#args),*))
-    }
-}
-
-fn num_params(node: &Node) -> u64 {
-    match node.layer.rule {
-        Rule::Linear => (node.args[0] + 1) * node.args[1],
-        Rule::SameAsInput | Rule::ElementWise => 0,
+    /// Deferred claims as const assertions (const-generic sizes only) and as
+    /// constructor checks (any run-time size).
+    fn deferred_checks(&self) -> (Vec<TokenStream>, Vec<TokenStream>) {
+        let rt = self.rt;
+        let name_str = self.g.name.to_string();
+        let (mut consts, mut runtime) = (Vec::new(), Vec::new());
+        for d in &self.g.deferred {
+            let (cond, runtime_size) = match &d.claim {
+                Claim::Equal(a, b) => {
+                    let (ta, tb) = (self.width(a), self.width(b));
+                    (quote!(#ta == #tb), self.is_runtime(a) || self.is_runtime(b))
+                }
+                Claim::AtMost(a, b) => {
+                    let (ta, tb) = (self.width(a), self.width(b));
+                    (quote!(#ta <= #tb), self.is_runtime(a) || self.is_runtime(b))
+                }
+            };
+            let message = &d.message;
+            if runtime_size {
+                let sizes = &self.sizes;
+                let shown = self.g.runtime_sizes.iter().map(|s| {
+                    let text = format!("{s} = {{}}");
+                    quote!(::std::format!(#text, #sizes.#s))
+                });
+                runtime.push(quote! {
+                    if !(#cond) {
+                        let shown: #rt::__private::Vec<::std::string::String> = #rt::__private::vec![#(#shown),*];
+                        return ::core::result::Result::Err(#rt::Error::Sizes {
+                            graph: #name_str.into(),
+                            message: ::std::format!("{} (with {})", #message, shown.join(", ")),
+                        });
+                    }
+                });
+            } else {
+                consts.push(quote_spanned!(d.span=> ::core::assert!(#cond, #message);));
+            }
+        }
+        (consts, runtime)
     }
 }
 
 fn layer_label(node: &Node) -> String {
-    let args: Vec<String> = node.args.iter().map(u64::to_string).collect();
+    let args: Vec<String> = node
+        .args
+        .iter()
+        .map(|a| match a {
+            Arg::Width(w) => w.to_string(),
+            Arg::Float(e) => quote!(#e).to_string(),
+        })
+        .collect();
     format!("{}({})", node.layer.name, args.join(", "))
 }
 
@@ -594,10 +1083,8 @@ fn to_dot(g: &Graph) -> String {
         g.name
     );
     for i in &g.inputs {
-        s += &format!(
-            "  \"{}\" [shape=box, label=\"{}\\n[{}]\"];\n",
-            i.name, i.name, i.width
-        );
+        let w = i.width.as_ref().map_or("ids".to_string(), |w| format!("[{w}]"));
+        s += &format!("  \"{}\" [shape=box, label=\"{}\\n{w}\"];\n", i.name, i.name);
     }
     for (k, n) in g.nodes.iter().enumerate() {
         let periph = if g.outputs.iter().any(|&(_, o)| o == k) {
@@ -615,8 +1102,14 @@ fn to_dot(g: &Graph) -> String {
     for n in &g.nodes {
         for &src in &n.inputs {
             let (from, w) = match src {
-                Source::Input(i) => (&g.inputs[i].name, g.inputs[i].width),
-                Source::Node(k) => (&g.nodes[k].name, g.nodes[k].width),
+                Source::Input(i) => (
+                    &g.inputs[i].name,
+                    g.inputs[i]
+                        .width
+                        .as_ref()
+                        .map_or("ids".to_string(), Width::to_string),
+                ),
+                Source::Node(k) => (&g.nodes[k].name, g.nodes[k].width.to_string()),
             };
             s += &format!("  \"{from}\" -> \"{}\" [label=\"{w}\"];\n", n.name);
         }

@@ -1,9 +1,10 @@
 //! The catalogue of built-in layers the macro knows: their constructor
-//! arguments, how many inputs they take and their shape rule.
+//! arguments, how many inputs they take, their shape rule and how generated
+//! code calls them.
 //!
 //! The runtime type of each layer has the same name under
 //! `graph_runtime::layers`; the rule here must agree with its
-//! `Layer::output_width` (a test in the root crate checks that).
+//! `Layer::output_width` (the runtime's tests check that).
 
 /// How many inputs a layer takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,17 @@ impl Arity {
     }
 }
 
+/// What a constructor argument is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgKind {
+    /// A width: a positive integer or an expression of the graph's sizes.
+    Width,
+    /// An offset: like a width, but may be zero.
+    Offset,
+    /// A number, passed to the layer as the graph's float type.
+    Float,
+}
+
 /// How a layer's output width follows from its arguments and input widths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
@@ -38,6 +50,30 @@ pub enum Rule {
     SameAsInput,
     /// Several inputs of one width; the output has that width.
     ElementWise,
+    /// Inputs side by side: the output width is the sum.
+    Concat,
+    /// `Narrow(offset, length)`: columns `offset..offset + length`.
+    Narrow,
+    /// `Embedding(vocab, dim)` of integer ids: the output is `dim` wide.
+    Embedding,
+    /// A criterion of a prediction and a target of the prediction's width:
+    /// one loss per sample.
+    Criterion,
+    /// A criterion of a prediction and integer class ids: one loss per sample.
+    ClassCriterion,
+}
+
+/// How generated code calls the layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// Through `graph_runtime::Layer`.
+    Layer,
+    /// Embedding: `forward_ids` / `backward_ids` on an ids input.
+    Ids,
+    /// Class criteria: `forward_class` / `backward_class` with an ids target.
+    ClassTarget,
+    /// Dropout: `forward_masked` / `backward_masked` with a mask in the tape.
+    Masked,
 }
 
 /// A built-in layer.
@@ -45,70 +81,119 @@ pub enum Rule {
 pub struct LayerDef {
     /// The name written in `graph!` and of the runtime type.
     pub name: &'static str,
-    /// Names of the constructor arguments, all widths.
-    pub args: &'static [&'static str],
+    /// Names and kinds of the constructor arguments.
+    pub args: &'static [(&'static str, ArgKind)],
     pub arity: Arity,
     pub rule: Rule,
+    pub call: Call,
 }
 
+const fn def(
+    name: &'static str,
+    args: &'static [(&'static str, ArgKind)],
+    arity: Arity,
+    rule: Rule,
+) -> LayerDef {
+    LayerDef {
+        name,
+        args,
+        arity,
+        rule,
+        call: Call::Layer,
+    }
+}
+
+const ONE: Arity = Arity::Exactly(1);
+const TWO: Arity = Arity::Exactly(2);
+const W: ArgKind = ArgKind::Width;
+
 pub const CATALOG: &[LayerDef] = &[
+    def("Linear", &[("in", W), ("out", W)], ONE, Rule::Linear),
+    def("Identity", &[], ONE, Rule::SameAsInput),
+    def("Tanh", &[], ONE, Rule::SameAsInput),
+    def("Sigmoid", &[], ONE, Rule::SameAsInput),
+    def("ReLU", &[], ONE, Rule::SameAsInput),
+    def("SoftMax", &[], ONE, Rule::SameAsInput),
+    def("LogSoftMax", &[], ONE, Rule::SameAsInput),
+    def("CAdd", &[], Arity::AtLeast(2), Rule::ElementWise),
+    def("CSub", &[], TWO, Rule::ElementWise),
+    def("CMul", &[], Arity::AtLeast(2), Rule::ElementWise),
+    def("CDiv", &[], TWO, Rule::ElementWise),
+    def(
+        "MulConstant",
+        &[("factor", ArgKind::Float)],
+        ONE,
+        Rule::SameAsInput,
+    ),
+    def(
+        "AddConstant",
+        &[("constant", ArgKind::Float)],
+        ONE,
+        Rule::SameAsInput,
+    ),
+    def("Concat", &[], Arity::AtLeast(2), Rule::Concat),
+    def(
+        "Narrow",
+        &[("offset", ArgKind::Offset), ("length", W)],
+        ONE,
+        Rule::Narrow,
+    ),
     LayerDef {
-        name: "Linear",
-        args: &["in", "out"],
-        arity: Arity::Exactly(1),
-        rule: Rule::Linear,
-    },
-    LayerDef {
-        name: "Identity",
-        args: &[],
-        arity: Arity::Exactly(1),
+        name: "Dropout",
+        args: &[("p", ArgKind::Float)],
+        arity: ONE,
         rule: Rule::SameAsInput,
+        call: Call::Masked,
     },
     LayerDef {
-        name: "Tanh",
+        name: "Embedding",
+        args: &[("vocab", W), ("dim", W)],
+        arity: ONE,
+        rule: Rule::Embedding,
+        call: Call::Ids,
+    },
+    def("Mse", &[], TWO, Rule::Criterion),
+    def("Bce", &[], TWO, Rule::Criterion),
+    LayerDef {
+        name: "ClassNll",
         args: &[],
-        arity: Arity::Exactly(1),
-        rule: Rule::SameAsInput,
+        arity: TWO,
+        rule: Rule::ClassCriterion,
+        call: Call::ClassTarget,
     },
     LayerDef {
-        name: "Sigmoid",
+        name: "CrossEntropy",
         args: &[],
-        arity: Arity::Exactly(1),
-        rule: Rule::SameAsInput,
-    },
-    LayerDef {
-        name: "ReLU",
-        args: &[],
-        arity: Arity::Exactly(1),
-        rule: Rule::SameAsInput,
-    },
-    LayerDef {
-        name: "CAdd",
-        args: &[],
-        arity: Arity::AtLeast(2),
-        rule: Rule::ElementWise,
-    },
-    LayerDef {
-        name: "CSub",
-        args: &[],
-        arity: Arity::Exactly(2),
-        rule: Rule::ElementWise,
-    },
-    LayerDef {
-        name: "CMul",
-        args: &[],
-        arity: Arity::AtLeast(2),
-        rule: Rule::ElementWise,
+        arity: TWO,
+        rule: Rule::ClassCriterion,
+        call: Call::ClassTarget,
     },
 ];
+
+/// `Split(n)`: not a layer of its own; `(a, b, ..) = Split(n)(x);` declares
+/// `n` `Narrow` nodes of `width / n` columns each.
+pub const SPLIT: &str = "Split";
 
 /// Other spellings users bring from torch7 and PyTorch, and the layer meant.
 pub const ALIASES: &[(&str, &str)] = &[
     ("CAddTable", "CAdd"),
     ("CSubTable", "CSub"),
     ("CMulTable", "CMul"),
+    ("CDivTable", "CDiv"),
+    ("JoinTable", "Concat"),
+    ("SplitTable", "Split"),
+    ("LookupTable", "Embedding"),
     ("Relu", "ReLU"),
+    ("Softmax", "SoftMax"),
+    ("LogSoftmax", "LogSoftMax"),
     ("Dense", "Linear"),
+    ("MSECriterion", "Mse"),
+    ("MSE", "Mse"),
+    ("BCECriterion", "Bce"),
+    ("BCE", "Bce"),
+    ("ClassNLLCriterion", "ClassNll"),
+    ("NLLLoss", "ClassNll"),
+    ("CrossEntropyCriterion", "CrossEntropy"),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static LayerDef> {

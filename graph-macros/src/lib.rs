@@ -14,6 +14,7 @@ mod check;
 mod expand;
 mod layers;
 mod parse;
+mod width;
 
 use proc_macro2::TokenStream;
 

@@ -5,7 +5,7 @@
 //! A statement that fails to parse is skipped up to its `;`, so that the
 //! errors of independent statements are all reported at once.
 
-use crate::ast::{Call, Expr, GraphDecl, InputDecl, Invocation, RecurrentPair, Statement};
+use crate::ast::{Call, Expr, GraphDecl, InputDecl, InputKind, Invocation, RecurrentPair, Statement};
 use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
@@ -104,9 +104,23 @@ impl Parse for GraphDecl {
             )
         })?;
 
+        let const_sizes = if input.peek(Token![<]) {
+            parse_const_sizes(input)?
+        } else {
+            Vec::new()
+        };
+        let runtime_sizes = if input.peek(syn::token::Bracket) {
+            let content;
+            bracketed!(content in input);
+            Punctuated::<Ident, Token![,]>::parse_terminated(&content)?
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        };
         if !input.peek(syn::token::Paren) {
             return Err(syn::Error::new(
-                input.span(),
+                here(input, name.span()),
                 format!(
                     "expected `(` after `{name}`: a graph declares its inputs as `{name}(x: [width], ...)`"
                 ),
@@ -142,11 +156,33 @@ impl Parse for GraphDecl {
             recurrent,
             vis,
             name,
+            const_sizes,
+            runtime_sizes,
             inputs,
             outputs,
             statements,
         })
     }
+}
+
+/// `<const I: usize, const H: usize>`: the only generics a graph takes.
+fn parse_const_sizes(input: ParseStream) -> syn::Result<Vec<Ident>> {
+    let generics: syn::Generics = input.parse()?;
+    let mut sizes = Vec::new();
+    for param in &generics.params {
+        match param {
+            syn::GenericParam::Const(c) if matches!(&c.ty, syn::Type::Path(p) if p.path.is_ident("usize")) => {
+                sizes.push(c.ident.clone())
+            }
+            other => {
+                return Err(syn::Error::new_spanned(
+                    other,
+                    "a graph's generic parameters are sizes: `const N: usize`",
+                ))
+            }
+        }
+    }
+    Ok(sizes)
 }
 
 fn parse_recurrent(attr: &Attribute) -> syn::Result<Vec<RecurrentPair>> {
@@ -354,10 +390,17 @@ impl Parse for InputDecl {
             ));
         }
         input.parse::<Token![:]>()?;
+        if input.peek(Ident) && input.fork().parse::<Ident>()? == "usize" {
+            input.parse::<Ident>()?;
+            return Ok(InputDecl {
+                name,
+                kind: InputKind::Ids,
+            });
+        }
         if !input.peek(syn::token::Bracket) {
             return Err(syn::Error::new(
                 input.span(),
-                format!("expected the width of `{name}` in brackets: `{name}: [width]`"),
+                format!("expected the width of `{name}` in brackets, `{name}: [width]`, or `{name}: usize` for integer ids"),
             ));
         }
         let content;
@@ -369,6 +412,9 @@ impl Parse for InputDecl {
                 format!("`{name}` takes one width per sample, `[width]`; the batch dimension is implicit"),
             ));
         }
-        Ok(InputDecl { name, width })
+        Ok(InputDecl {
+            name,
+            kind: InputKind::Values(Box::new(width)),
+        })
     }
 }

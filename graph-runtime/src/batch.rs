@@ -41,3 +41,34 @@ impl<F, const N: usize> AsBatch<F> for [F; N] {
         self.as_slice().as_batch()
     }
 }
+
+/// Anything that can be viewed as one integer id per sample (for
+/// `Embedding` inputs and class targets).
+pub trait AsIds {
+    /// The ids, one per sample.
+    fn as_ids(&self) -> &[usize];
+}
+
+impl AsIds for [usize] {
+    fn as_ids(&self) -> &[usize] {
+        self
+    }
+}
+
+impl AsIds for Vec<usize> {
+    fn as_ids(&self) -> &[usize] {
+        self
+    }
+}
+
+impl<const N: usize> AsIds for [usize; N] {
+    fn as_ids(&self) -> &[usize] {
+        self
+    }
+}
+
+impl AsIds for ndarray::Array1<usize> {
+    fn as_ids(&self) -> &[usize] {
+        self.as_slice().expect("an owned 1-D array is contiguous")
+    }
+}

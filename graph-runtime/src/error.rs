@@ -119,6 +119,13 @@ pub enum Error {
         index: (usize, usize),
         value: f64,
     },
+    /// An input holds something the graph cannot take (an id outside a
+    /// table, values where ids are expected, ...).
+    #[error("{graph}: {message}")]
+    InvalidInput { graph: String, message: String },
+    /// The sizes given to a size-parameterised graph do not fit its nodes.
+    #[error("{graph}: {message}")]
+    Sizes { graph: String, message: String },
     /// A sequence handed to an unrolled graph is malformed.
     #[error("{graph}: {message}")]
     Sequence { graph: String, message: String },

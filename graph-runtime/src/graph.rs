@@ -26,6 +26,16 @@ pub trait Tape<F: Float> {
     fn input(&self, i: usize) -> ArrayView2<'_, F>;
     /// Where input `i` is written before [`Graph::forward_tape`].
     fn input_mut(&mut self, i: usize) -> ArrayViewMut2<'_, F>;
+    /// Where ids input `i` is written before [`Graph::forward_tape`]; the
+    /// tape keeps its capacity, so this allocates only to grow.
+    fn set_ids(&mut self, i: usize, ids: &[usize]) {
+        let _ = ids;
+        panic!("input {i} holds values, not ids")
+    }
+    /// The recorded ids of ids input `i`.
+    fn input_ids(&self, i: usize) -> &[usize] {
+        panic!("input {i} holds values, not ids")
+    }
     /// The recorded value of output `i`.
     fn output(&self, i: usize) -> ArrayView2<'_, F>;
     /// The gradient buffer of output `i`; add the loss gradient here before
@@ -51,8 +61,13 @@ pub trait Graph<F: Float> {
     fn input_names(&self) -> &'static [&'static str];
     /// Output names, in declaration order.
     fn output_names(&self) -> &'static [&'static str];
-    /// Width of input `i`.
+    /// Width of input `i` (1 for an ids input).
     fn input_width(&self, i: usize) -> usize;
+    /// Whether input `i` holds integer ids (`name: usize`) rather than values.
+    fn input_is_ids(&self, i: usize) -> bool {
+        let _ = i;
+        false
+    }
     /// Width of output `i`.
     fn output_width(&self, i: usize) -> usize;
     /// Recurrent state pairs `(input index, output index)`: the output feeds
@@ -89,10 +104,23 @@ pub trait Graph<F: Float> {
     /// Checks `inputs` (one `(batch, width)` view per declared input), records
     /// them in `tape` and runs the forward pass.
     fn forward_views(&self, tape: &mut Self::Tape, inputs: &[ArrayView2<'_, F>]) -> Result<()> {
-        let batch = check_inputs(self, inputs)?;
+        let batch = check_inputs(self, inputs.len(), |i| Input::Values(inputs[i].view()))?;
         tape.resize(batch);
         for (i, x) in inputs.iter().enumerate() {
             tape.input_mut(i).assign(x);
+        }
+        self.forward_tape(tape)
+    }
+
+    /// Like [`forward_views`](Self::forward_views), for graphs with ids inputs.
+    fn forward_inputs(&self, tape: &mut Self::Tape, inputs: &[Input<'_, F>]) -> Result<()> {
+        let batch = check_inputs(self, inputs.len(), |i| inputs[i].clone())?;
+        tape.resize(batch);
+        for (i, x) in inputs.iter().enumerate() {
+            match x {
+                Input::Values(v) => tape.input_mut(i).assign(v),
+                Input::Ids(ids) => tape.set_ids(i, ids),
+            }
         }
         self.forward_tape(tape)
     }
@@ -134,47 +162,89 @@ pub trait Graph<F: Float> {
     }
 }
 
-/// Checks the number, widths and batch sizes of a graph's inputs and returns
-/// the batch size.
-pub fn check_inputs<F: Float, G: Graph<F> + ?Sized>(
+/// One input of a forward call: values, or integer ids.
+#[derive(Debug, Clone)]
+pub enum Input<'a, F> {
+    /// A `(batch, width)` matrix.
+    Values(ArrayView2<'a, F>),
+    /// One id per sample.
+    Ids(&'a [usize]),
+}
+
+/// Checks the number, kinds, widths and batch sizes of a graph's inputs and
+/// returns the batch size.
+pub fn check_inputs<'a, F: Float, G: Graph<F> + ?Sized>(
     graph: &G,
-    inputs: &[ArrayView2<'_, F>],
+    count: usize,
+    input: impl Fn(usize) -> Input<'a, F>,
 ) -> Result<usize> {
     let names = graph.input_names();
-    if inputs.len() != names.len() {
+    if count != names.len() {
         return Err(Error::Arity {
             graph: graph.name().to_string(),
             what: "inputs",
             expected: names.len(),
-            found: inputs.len(),
+            found: count,
         });
     }
     let mut batch = None;
-    for (i, x) in inputs.iter().enumerate() {
-        let width = graph.input_width(i);
-        if x.ncols() != width {
-            return Err(Error::InputWidth {
-                graph: graph.name().to_string(),
-                input: names[i].to_string(),
-                expected: width,
-                found: x.ncols(),
-            });
-        }
+    for (i, name) in names.iter().enumerate() {
+        let rows = match (input(i), graph.input_is_ids(i)) {
+            (Input::Values(x), false) => {
+                let width = graph.input_width(i);
+                if x.ncols() != width {
+                    return Err(Error::InputWidth {
+                        graph: graph.name().to_string(),
+                        input: name.to_string(),
+                        expected: width,
+                        found: x.ncols(),
+                    });
+                }
+                x.nrows()
+            }
+            (Input::Ids(ids), true) => ids.len(),
+            (_, is_ids) => {
+                return Err(Error::InvalidInput {
+                    graph: graph.name().to_string(),
+                    message: format!(
+                        "input `{name}` takes {}",
+                        if is_ids { "integer ids" } else { "values, not ids" }
+                    ),
+                })
+            }
+        };
         match batch {
-            None => batch = Some((i, x.nrows())),
-            Some((first, rows)) if rows != x.nrows() => {
+            None => batch = Some((i, rows)),
+            Some((first, expected)) if expected != rows => {
                 return Err(Error::BatchMismatch {
                     graph: graph.name().to_string(),
                     first: names[first].to_string(),
-                    expected: rows,
-                    input: names[i].to_string(),
-                    found: x.nrows(),
+                    expected,
+                    input: name.to_string(),
+                    found: rows,
                 })
             }
             Some(_) => {}
         }
     }
     Ok(batch.map_or(0, |(_, rows)| rows))
+}
+
+/// A seed for the tape being made: distinct for every tape of the process,
+/// so that Dropout masks differ between the steps of a sequence.
+pub fn next_tape_salt() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static TAPES: AtomicU64 = AtomicU64::new(0);
+    TAPES.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Mixes seeds for one Dropout mask (SplitMix64 finaliser).
+pub fn mix_seed(a: u64, b: u64, c: u64, d: u64) -> u64 {
+    let mut z = a ^ b.rotate_left(17) ^ c.rotate_left(34) ^ d.rotate_left(51);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Checked mode: the first NaN or infinity in `values` as an error naming

@@ -27,11 +27,11 @@ pub mod optim;
 pub mod params;
 pub mod unroll;
 
-pub use batch::AsBatch;
+pub use batch::{AsBatch, AsIds};
 pub use error::{Error, Pass, Result, Shape};
 pub use float::Float;
 pub use gradcheck::{GradCheck, GradReport, Objective};
-pub use graph::{Graph, Tape};
+pub use graph::{Graph, Input, Tape};
 pub use layer::{Layer, ParamShape};
 pub use params::{ParamSpec, ParamStore};
 pub use unroll::{SequenceLoss, Unroll};
@@ -42,7 +42,7 @@ pub use rand;
 
 /// Everything a user of generated graphs usually needs.
 pub mod prelude {
-    pub use crate::criteria::Mse;
+    pub use crate::criteria::{Bce, ClassNll, CrossEntropy, Mse, Reduction};
     pub use crate::layers::*;
     pub use crate::optim::{clip_grad_norm, Sgd};
     pub use crate::{
@@ -56,7 +56,8 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::Pass;
-    pub use crate::graph::{check_finite, check_inputs, ensure_shape};
+    pub use crate::graph::{check_finite, check_inputs, ensure_shape, mix_seed, next_tape_salt};
     pub use std::result::Result;
+    pub use std::vec;
     pub use std::vec::Vec;
 }

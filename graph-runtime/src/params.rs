@@ -7,7 +7,7 @@
 //! buffers; people look things up by name.
 
 use crate::error::{Error, Result};
-use crate::layer::Layer;
+use crate::layer::{Layer, ParamShape};
 use crate::Float;
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 use std::ops::Range;
@@ -53,28 +53,23 @@ pub struct ParamStore<F> {
 }
 
 impl<F: Float> ParamStore<F> {
-    /// Lays out the parameters of `nodes` (name and layer, in declaration
-    /// order), all zero.
-    pub fn new(graph: &'static str, nodes: &[(&str, &dyn Layer<F>)]) -> Self {
+    /// Lays out the parameters of `nodes` (name and parameter tensors, in
+    /// declaration order), all zero.
+    pub fn new(graph: &'static str, nodes: &[(&str, Vec<ParamShape>)]) -> Self {
         let mut specs = Vec::new();
         let mut ranges = Vec::with_capacity(nodes.len());
         let mut offset = 0;
-        for (node, layer) in nodes {
+        for (node, shapes) in nodes {
             let start = offset;
-            for p in layer.param_shapes() {
+            for p in shapes {
                 let len = p.len();
                 specs.push(ParamSpec {
                     name: format!("{node}.{}", p.name),
-                    shape: p.shape,
+                    shape: p.shape.clone(),
                     offset,
                 });
                 offset += len;
             }
-            debug_assert_eq!(
-                offset - start,
-                layer.num_params(),
-                "{node}: num_params disagrees with param_shapes"
-            );
             ranges.push(start..offset);
         }
         ParamStore {
@@ -86,12 +81,16 @@ impl<F: Float> ParamStore<F> {
         }
     }
 
-    /// Initialises every node's parameters with its layer's `init`; `nodes`
-    /// as given to [`new`](Self::new).
-    pub fn init(&mut self, nodes: &[(&str, &dyn Layer<F>)], rng: &mut dyn rand::RngCore) {
-        for ((_, layer), range) in nodes.iter().zip(&self.nodes) {
-            layer.init(&mut self.values[range.clone()], rng);
-        }
+    /// Lays out the parameters of layers (name and layer, in declaration order).
+    pub fn of_layers(graph: &'static str, nodes: &[(&str, &dyn Layer<F>)]) -> Self {
+        let shapes: Vec<(&str, Vec<ParamShape>)> =
+            nodes.iter().map(|(n, l)| (*n, l.param_shapes())).collect();
+        Self::new(graph, &shapes)
+    }
+
+    /// The parameters of node `node` (by index), writable, for initialisation.
+    pub fn node_values_mut(&mut self, node: usize) -> &mut [F] {
+        &mut self.values[self.nodes[node].clone()]
     }
 
     /// Name of the graph these parameters belong to.

@@ -221,11 +221,11 @@ impl Objective<f64> for MseObjective {
         self.input.as_slice_mut().unwrap()
     }
     fn loss(&mut self) -> Result<f64> {
-        Mse.forward(&self.input, &self.target)
+        Mse::new().forward(&self.input, &self.target)
     }
     fn gradient(&mut self) -> Result<Vec<Vec<f64>>> {
         let mut g = Array2::zeros(self.input.dim());
-        Mse.backward(&self.input, &self.target, g.view_mut())?;
+        Mse::new().backward(&self.input, &self.target, g.view_mut())?;
         Ok(vec![g.into_raw_vec_and_offset().0])
     }
 }
@@ -235,14 +235,14 @@ fn mse_gradient_and_value() {
     let input = Array2::from_shape_fn((3, 4), |(i, j)| (i as f64 - j as f64) * 0.3);
     let target = Array2::from_shape_fn((3, 4), |(i, j)| ((i * j) as f64).cos());
     let expected = (&input - &target).mapv(|d| d * d).mean().unwrap();
-    assert!((Mse.forward(&input, &target).unwrap() - expected).abs() < 1e-15);
+    assert!((Mse::new().forward(&input, &target).unwrap() - expected).abs() < 1e-15);
     let report = GradCheck::new().run(&mut MseObjective { input, target }).unwrap();
     assert!(report.passed(), "{report}");
 }
 
 #[test]
 fn mse_rejects_mismatched_shapes() {
-    let err = Mse
+    let err = Mse::new()
         .forward(&Array2::<f64>::zeros((2, 3)), &Array2::zeros((3, 2)))
         .unwrap_err();
     let msg = err.to_string();

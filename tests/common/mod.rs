@@ -100,7 +100,7 @@ pub fn seed_loss(
     }
     let target = Array2::from_elem(y.dim(), 1.0);
     if let Some(g) = grad {
-        Mse.backward(&y, &target, g)?;
+        Mse::new().backward(&y, &target, g)?;
     }
-    Mse.forward(&y, &target)
+    Mse::new().forward(&y, &target)
 }

@@ -1,5 +1,6 @@
 //! Element-wise combinations of several inputs of one width: CAdd (nngraph's
-//! CAddTable), CSub (CSubTable), CMul (CMulTable).
+//! CAddTable), CSub (CSubTable), CMul (CMulTable), CDiv (CDivTable); and
+//! the constant maps MulConstant and AddConstant.
 
 use crate::layer::Layer;
 use crate::Float;
@@ -136,5 +137,130 @@ impl<F: Float> Layer<F> for CMul {
             }
             *di += p;
         });
+    }
+}
+
+/// Element-wise quotient `a / b`, as `nn.CDivTable()`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CDiv;
+
+impl<F: Float> Layer<F> for CDiv {
+    fn kind(&self) -> &'static str {
+        "CDiv"
+    }
+
+    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+        super::expect_inputs("CDiv", input_widths, 2)?;
+        super::same_widths("CDiv", input_widths)
+    }
+
+    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], output: ArrayViewMut2<'_, F>) {
+        Zip::from(output)
+            .and(&inputs[0])
+            .and(&inputs[1])
+            .for_each(|o, &a, &b| *o = a / b);
+    }
+
+    /// `d/da = 1/b`, `d/db = -a/b²`.
+    fn backward_input(
+        &self,
+        index: usize,
+        _: &[F],
+        inputs: &[ArrayView2<'_, F>],
+        _: ArrayView2<'_, F>,
+        d_output: ArrayView2<'_, F>,
+        d_input: ArrayViewMut2<'_, F>,
+    ) {
+        let zip = Zip::from(d_input).and(&d_output).and(&inputs[0]).and(&inputs[1]);
+        if index == 0 {
+            zip.for_each(|di, &d, _, &b| *di += d / b);
+        } else {
+            zip.for_each(|di, &d, &a, &b| *di -= d * a / (b * b));
+        }
+    }
+}
+
+/// `y = factor · x`, as `nn.MulConstant(factor)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MulConstant {
+    /// The factor.
+    pub factor: f64,
+}
+
+impl MulConstant {
+    /// Multiplies by `factor`.
+    pub const fn new(factor: f64) -> Self {
+        MulConstant { factor }
+    }
+}
+
+impl<F: Float> Layer<F> for MulConstant {
+    fn kind(&self) -> &'static str {
+        "MulConstant"
+    }
+
+    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+        super::expect_inputs("MulConstant", input_widths, 1)?;
+        Ok(input_widths[0])
+    }
+
+    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], output: ArrayViewMut2<'_, F>) {
+        let k = F::from_f64(self.factor);
+        Zip::from(output).and(&inputs[0]).for_each(|o, &x| *o = k * x);
+    }
+
+    fn backward_input(
+        &self,
+        _: usize,
+        _: &[F],
+        _: &[ArrayView2<'_, F>],
+        _: ArrayView2<'_, F>,
+        d_output: ArrayView2<'_, F>,
+        d_input: ArrayViewMut2<'_, F>,
+    ) {
+        let k = F::from_f64(self.factor);
+        Zip::from(d_input).and(&d_output).for_each(|di, &d| *di += k * d);
+    }
+}
+
+/// `y = x + constant`, as `nn.AddConstant(constant)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AddConstant {
+    /// The constant added.
+    pub constant: f64,
+}
+
+impl AddConstant {
+    /// Adds `constant`.
+    pub const fn new(constant: f64) -> Self {
+        AddConstant { constant }
+    }
+}
+
+impl<F: Float> Layer<F> for AddConstant {
+    fn kind(&self) -> &'static str {
+        "AddConstant"
+    }
+
+    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+        super::expect_inputs("AddConstant", input_widths, 1)?;
+        Ok(input_widths[0])
+    }
+
+    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], output: ArrayViewMut2<'_, F>) {
+        let c = F::from_f64(self.constant);
+        Zip::from(output).and(&inputs[0]).for_each(|o, &x| *o = x + c);
+    }
+
+    fn backward_input(
+        &self,
+        _: usize,
+        _: &[F],
+        _: &[ArrayView2<'_, F>],
+        _: ArrayView2<'_, F>,
+        d_output: ArrayView2<'_, F>,
+        mut d_input: ArrayViewMut2<'_, F>,
+    ) {
+        d_input += &d_output;
     }
 }

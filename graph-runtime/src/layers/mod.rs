@@ -2,12 +2,22 @@
 //! sit side by side; generated graphs call them through [`Layer`](crate::Layer).
 
 mod activation;
+mod dropout;
 mod elementwise;
+mod embedding;
 mod linear;
+mod shape;
+mod softmax;
 
 pub use activation::{Identity, ReLU, Sigmoid, Tanh};
-pub use elementwise::{CAdd, CMul, CSub};
+pub use dropout::Dropout;
+pub use elementwise::{AddConstant, CAdd, CDiv, CMul, CSub, MulConstant};
+pub use embedding::Embedding;
 pub use linear::Linear;
+pub use shape::{Concat, Narrow};
+pub use softmax::{LogSoftMax, SoftMax};
+
+pub(crate) use softmax::log_sum_exp as row_log_sum_exp;
 
 /// Checks that every input has the same width and returns it; the rule for
 /// element-wise layers.

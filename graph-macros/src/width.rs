@@ -1,0 +1,263 @@
+//! Widths as polynomials over the graph's size parameters.
+//!
+//! `Linear(I, 4 * H)` has output width `4·H`; `H * 4`, `2 * H + 2 * H` and
+//! `(H + H) * 2` normalise to the same polynomial, so the macro can compare
+//! widths symbolically. What it cannot decide (`I` against `H`) becomes a
+//! check in the generated code: a const assertion for const-generic sizes,
+//! a check in the constructor for run-time sizes.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// `Σ coefficient · Π atoms`, with monomials kept sorted.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Width {
+    terms: BTreeMap<Vec<String>, i64>,
+}
+
+impl Width {
+    pub fn constant(c: i64) -> Self {
+        let mut w = Width::default();
+        if c != 0 {
+            w.terms.insert(Vec::new(), c);
+        }
+        w
+    }
+
+    pub fn atom(name: &str) -> Self {
+        let mut w = Width::default();
+        w.terms.insert(vec![name.to_string()], 1);
+        w
+    }
+
+    fn insert(&mut self, monomial: Vec<String>, c: i64) {
+        let entry = self.terms.entry(monomial).or_insert(0);
+        *entry = entry.saturating_add(c);
+        self.terms.retain(|_, c| *c != 0);
+    }
+
+    pub fn add(&self, other: &Width) -> Width {
+        let mut w = self.clone();
+        for (m, &c) in &other.terms {
+            w.insert(m.clone(), c);
+        }
+        w
+    }
+
+    pub fn sub(&self, other: &Width) -> Width {
+        self.add(&other.scale(-1))
+    }
+
+    pub fn scale(&self, k: i64) -> Width {
+        let mut w = Width::default();
+        for (m, &c) in &self.terms {
+            w.insert(m.clone(), c.saturating_mul(k));
+        }
+        w
+    }
+
+    pub fn mul(&self, other: &Width) -> Width {
+        let mut w = Width::default();
+        for (ma, &ca) in &self.terms {
+            for (mb, &cb) in &other.terms {
+                let mut m: Vec<String> = ma.iter().chain(mb).cloned().collect();
+                m.sort();
+                w.insert(m, ca.saturating_mul(cb));
+            }
+        }
+        w
+    }
+
+    /// `self / k` when every coefficient is divisible by `k`.
+    pub fn div_exact(&self, k: i64) -> Option<Width> {
+        if k == 0 || self.terms.values().any(|c| c % k != 0) {
+            return None;
+        }
+        let mut w = Width::default();
+        for (m, &c) in &self.terms {
+            w.insert(m.clone(), c / k);
+        }
+        Some(w)
+    }
+
+    /// The value, if the width does not depend on any size.
+    pub fn as_const(&self) -> Option<i64> {
+        match self.terms.len() {
+            0 => Some(0),
+            1 => self.terms.get(&Vec::new()).copied(),
+            _ => None,
+        }
+    }
+
+    /// The size parameters the width depends on.
+    pub fn atoms(&self) -> impl Iterator<Item = &String> {
+        self.terms.keys().flatten()
+    }
+
+    /// A Rust expression of type `usize`; `atom` spells each size.
+    pub fn to_tokens(&self, atom: &dyn Fn(&str) -> TokenStream) -> TokenStream {
+        if self.terms.is_empty() {
+            return quote!(0usize);
+        }
+        let mut plus = Vec::new();
+        let mut minus = Vec::new();
+        for (m, &c) in &self.terms {
+            let factors = m.iter().map(|a| atom(a));
+            let magnitude = proc_macro2::Literal::usize_unsuffixed(c.unsigned_abs() as usize);
+            let term = quote!((#magnitude #(* #factors)*));
+            if c > 0 {
+                plus.push(term);
+            } else {
+                minus.push(term);
+            }
+        }
+        // Subtracting last keeps intermediate values non-negative when the
+        // width is.
+        quote!((0usize #(+ #plus)* #(- #minus)*))
+    }
+}
+
+/// How two widths compare, as far as the macro can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Yes,
+    No,
+    Unknown,
+}
+
+impl Width {
+    pub fn equals(&self, other: &Width) -> Decision {
+        match self.sub(other).as_const() {
+            Some(0) => Decision::Yes,
+            Some(_) => Decision::No,
+            None => Decision::Unknown,
+        }
+    }
+
+    /// `self <= other`, decided when the difference is a constant.
+    pub fn at_most(&self, other: &Width) -> Decision {
+        match other.sub(self).as_const() {
+            Some(d) if d >= 0 => Decision::Yes,
+            Some(_) => Decision::No,
+            None => Decision::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for Width {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.terms.is_empty() {
+            return write!(f, "0");
+        }
+        // Constants last, as people write them: `4 * H + 1`.
+        let mut terms: Vec<(&Vec<String>, i64)> = self.terms.iter().map(|(m, &c)| (m, c)).collect();
+        terms.sort_by_key(|(m, _)| m.is_empty());
+        for (i, (m, c)) in terms.into_iter().enumerate() {
+            let sign = if c < 0 { "-" } else { "+" };
+            if i == 0 {
+                if c < 0 {
+                    write!(f, "-")?;
+                }
+            } else {
+                write!(f, " {sign} ")?;
+            }
+            let abs = c.unsigned_abs();
+            let factors = m.join(" * ");
+            match (abs, m.is_empty()) {
+                (_, true) => write!(f, "{abs}")?,
+                (1, false) => write!(f, "{factors}")?,
+                (_, false) => write!(f, "{abs} * {factors}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a width expression: integer literals, size names, `+`, `-`, `*`
+/// and parentheses. `sizes` are the names the graph declares.
+pub fn parse(expr: &syn::Expr, sizes: &[String]) -> Result<Width, String> {
+    match expr {
+        syn::Expr::Group(g) => parse(&g.expr, sizes),
+        syn::Expr::Paren(p) => parse(&p.expr, sizes),
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(int),
+            ..
+        }) => match int.base10_parse::<u32>() {
+            Ok(v) => Ok(Width::constant(v as i64)),
+            Err(_) => Err(format!("`{int}` is not a width (a positive integer below 2^32)")),
+        },
+        syn::Expr::Lit(syn::ExprLit { lit, .. }) => Err(format!(
+            "expected a width (a positive integer), found `{}`",
+            quote!(#lit)
+        )),
+        syn::Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
+            let name = p.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
+            if sizes.contains(&name) {
+                Ok(Width::atom(&name))
+            } else if sizes.is_empty() {
+                Err(format!(
+                    "`{name}` is not a width; to use a size, declare it: `Name<const {name}: usize>(..)` \
+                     or `Name[{name}](..)`"
+                ))
+            } else {
+                Err(format!(
+                    "`{name}` is not a size of this graph; its sizes are {}",
+                    sizes.join(", ")
+                ))
+            }
+        }
+        syn::Expr::Binary(b) => {
+            let (l, r) = (parse(&b.left, sizes)?, parse(&b.right, sizes)?);
+            match b.op {
+                syn::BinOp::Add(_) => Ok(l.add(&r)),
+                syn::BinOp::Sub(_) => Ok(l.sub(&r)),
+                syn::BinOp::Mul(_) => Ok(l.mul(&r)),
+                _ => Err("a width may use `+`, `-` and `*` only".to_string()),
+            }
+        }
+        syn::Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            ..
+        }) => Err("a width must be a positive integer, found a negative number".to_string()),
+        _ => Err("expected a width: a positive integer, a size, or `+`, `-`, `*` of those".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(src: &str) -> Width {
+        parse(&syn::parse_str(src).unwrap(), &["H".into(), "I".into()]).unwrap()
+    }
+
+    #[test]
+    fn normalises_sums_and_products() {
+        assert_eq!(w("4 * H"), w("H * 4"));
+        assert_eq!(w("2 * H + 2 * H"), w("(H + H) * 2"));
+        assert_eq!(w("I * H + H"), w("(I + 1) * H"));
+        assert_eq!(w("H - H + 3").as_const(), Some(3));
+        assert_eq!(w("4 * H").to_string(), "4 * H");
+        assert_eq!(w("I + 1").to_string(), "I + 1");
+        assert_eq!(w("4 * H").div_exact(4), Some(w("H")));
+        assert_eq!(w("4 * H + 2").div_exact(4), None);
+    }
+
+    #[test]
+    fn decides_what_it_can() {
+        assert_eq!(w("H").equals(&w("H + 1")), Decision::No);
+        assert_eq!(w("H").equals(&w("I")), Decision::Unknown);
+        assert_eq!(w("H + 2").at_most(&w("H + 3")), Decision::Yes);
+        assert_eq!(w("H + 4").at_most(&w("H + 3")), Decision::No);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_width() {
+        let sizes = ["H".to_string()];
+        for bad in ["Q", "H / 2", "2.5", "-1"] {
+            assert!(parse(&syn::parse_str(bad).unwrap(), &sizes).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Criteria over classes, with targets given as integer ids:
+//! - `ClassNll` (`nn.ClassNLLCriterion`): `-x[t]` of log-probabilities `x`;
+//! - `CrossEntropy` (`nn.CrossEntropyCriterion`): LogSoftMax then ClassNll,
+//!   fused: `log Σ exp(x) - x[t]` with the row maximum subtracted, so logits
+//!   of any magnitude give a finite loss and gradient.
+
+use super::Reduction;
+use crate::batch::{AsBatch, AsIds};
+use crate::error::Result;
+use crate::layers::row_log_sum_exp;
+use crate::Float;
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+
+/// Negative log-likelihood of log-probabilities.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassNll {
+    /// Mean over the batch (torch's default) or sum.
+    pub reduction: Reduction,
+}
+
+/// Softmax cross-entropy of raw scores (logits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CrossEntropy {
+    /// Mean over the batch (torch's default) or sum.
+    pub reduction: Reduction,
+}
+
+macro_rules! class_criterion {
+    ($ty:ident, $name:literal, per_sample: |$x:ident, $r:ident, $t:ident| $loss:expr,
+     gradient: |$gx:ident, $gr:ident, $gt:ident, $grow:ident, $k:ident| $grad:block) => {
+        impl $ty {
+            /// With the mean reduction.
+            pub const fn new() -> Self {
+                $ty {
+                    reduction: Reduction::Mean,
+                }
+            }
+
+            /// With the given reduction.
+            pub const fn with(reduction: Reduction) -> Self {
+                $ty { reduction }
+            }
+
+            /// The loss over a `(batch, classes)` input and one target id per row.
+            pub fn forward<F: Float>(&self, input: &(impl AsBatch<F> + ?Sized), target: &(impl AsIds + ?Sized)) -> Result<F> {
+                let ($x, ids) = (input.as_batch(), target.as_ids());
+                super::check_ids($name, &$x, ids)?;
+                let mut sum = F::zero();
+                for ($r, &$t) in ids.iter().enumerate() {
+                    sum += $loss;
+                }
+                Ok(sum * F::from_f64(self.reduction.scale(ids.len())))
+            }
+
+            /// Adds `d loss / d input` into `grad`.
+            pub fn backward<F: Float>(
+                &self,
+                input: &(impl AsBatch<F> + ?Sized),
+                target: &(impl AsIds + ?Sized),
+                mut grad: ArrayViewMut2<'_, F>,
+            ) -> Result<()> {
+                let (x, ids) = (input.as_batch(), target.as_ids());
+                super::check_ids($name, &x, ids)?;
+                super::check_same_shape($name, &x, &grad.view(), "gradient buffer")?;
+                let scale = F::from_f64(self.reduction.scale(ids.len()));
+                Self::add_grad(x, ids, |_| scale, grad.view_mut());
+                Ok(())
+            }
+
+            /// As a node: one loss per sample into `output` (`(batch, 1)`).
+            /// An id outside the classes is an error.
+            pub fn forward_class<F: Float>(
+                &self,
+                input: ArrayView2<'_, F>,
+                ids: &[usize],
+                mut output: ArrayViewMut2<'_, F>,
+            ) -> Result<()> {
+                let $x = input;
+                super::check_ids($name, &$x, ids)?;
+                for ($r, &$t) in ids.iter().enumerate() {
+                    output[[$r, 0]] = $loss;
+                }
+                Ok(())
+            }
+
+            /// As a node: adds the gradient of `Σ d_output · loss` into `d_input`.
+            pub fn backward_class<F: Float>(
+                &self,
+                input: ArrayView2<'_, F>,
+                ids: &[usize],
+                d_output: ArrayView2<'_, F>,
+                d_input: ArrayViewMut2<'_, F>,
+            ) {
+                Self::add_grad(input, ids, |r| d_output[[r, 0]], d_input);
+            }
+
+            fn add_grad<F: Float>(
+                $gx: ArrayView2<'_, F>,
+                ids: &[usize],
+                $k: impl Fn(usize) -> F,
+                mut d_input: ArrayViewMut2<'_, F>,
+            ) {
+                for (($gr, &$gt), mut $grow) in ids.iter().enumerate().zip(d_input.axis_iter_mut(Axis(0))) $grad
+            }
+        }
+    };
+}
+
+class_criterion!(ClassNll, "ClassNll",
+    per_sample: |x, r, t| -x[[r, t]],
+    gradient: |x, r, t, row, k| {
+        let _ = &x;
+        row[t] -= k(r);
+    }
+);
+
+class_criterion!(CrossEntropy, "CrossEntropy",
+    per_sample: |x, r, t| row_log_sum_exp(x.view(), r) - x[[r, t]],
+    gradient: |x, r, t, row, k| {
+        // softmax(x) - onehot(t), scaled.
+        let lse = row_log_sum_exp(x.view(), r);
+        let k = k(r);
+        for (j, g) in row.iter_mut().enumerate() {
+            *g += k * (x[[r, j]] - lse).exp();
+        }
+        row[t] -= k;
+    }
+);

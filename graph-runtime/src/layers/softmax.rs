@@ -1,0 +1,114 @@
+//! Row-wise normalisations: SoftMax and LogSoftMax, each computed with the
+//! row maximum subtracted so that large inputs never overflow.
+
+use crate::layer::Layer;
+use crate::Float;
+use ndarray::{ArrayView2, ArrayViewMut2, Axis, Zip};
+
+/// `y_i = exp(x_i) / Σ_j exp(x_j)` over each row, as `nn.SoftMax()`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SoftMax;
+
+/// `y_i = x_i - log Σ_j exp(x_j)` over each row, as `nn.LogSoftMax()`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogSoftMax;
+
+/// `log Σ exp(row)`, stable for any magnitude.
+pub(crate) fn log_sum_exp<F: Float>(row: ArrayView2<'_, F>, r: usize) -> F {
+    let row = row.row(r);
+    let max = row.iter().copied().fold(F::neg_infinity(), F::max);
+    if !max.is_finite() {
+        return max;
+    }
+    max + row
+        .iter()
+        .map(|&x| (x - max).exp())
+        .fold(F::zero(), |a, b| a + b)
+        .ln()
+}
+
+impl<F: Float> Layer<F> for SoftMax {
+    fn kind(&self) -> &'static str {
+        "SoftMax"
+    }
+
+    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+        super::expect_inputs("SoftMax", input_widths, 1)?;
+        Ok(input_widths[0])
+    }
+
+    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], mut output: ArrayViewMut2<'_, F>) {
+        let x = &inputs[0];
+        for (r, mut out) in output.axis_iter_mut(Axis(0)).enumerate() {
+            let lse = log_sum_exp(x.view(), r);
+            Zip::from(&mut out)
+                .and(x.row(r))
+                .for_each(|o, &v| *o = (v - lse).exp());
+        }
+    }
+
+    /// `dx_i = y_i (dy_i - Σ_j dy_j y_j)`.
+    fn backward_input(
+        &self,
+        _: usize,
+        _: &[F],
+        _: &[ArrayView2<'_, F>],
+        output: ArrayView2<'_, F>,
+        d_output: ArrayView2<'_, F>,
+        mut d_input: ArrayViewMut2<'_, F>,
+    ) {
+        for ((mut dx, y), dy) in d_input
+            .axis_iter_mut(Axis(0))
+            .zip(output.axis_iter(Axis(0)))
+            .zip(d_output.axis_iter(Axis(0)))
+        {
+            let dot = y.iter().zip(dy.iter()).fold(F::zero(), |a, (&y, &d)| a + y * d);
+            Zip::from(&mut dx)
+                .and(&y)
+                .and(&dy)
+                .for_each(|dx, &y, &d| *dx += y * (d - dot));
+        }
+    }
+}
+
+impl<F: Float> Layer<F> for LogSoftMax {
+    fn kind(&self) -> &'static str {
+        "LogSoftMax"
+    }
+
+    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+        super::expect_inputs("LogSoftMax", input_widths, 1)?;
+        Ok(input_widths[0])
+    }
+
+    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], mut output: ArrayViewMut2<'_, F>) {
+        let x = &inputs[0];
+        for (r, mut out) in output.axis_iter_mut(Axis(0)).enumerate() {
+            let lse = log_sum_exp(x.view(), r);
+            Zip::from(&mut out).and(x.row(r)).for_each(|o, &v| *o = v - lse);
+        }
+    }
+
+    /// `dx_i = dy_i - exp(y_i) Σ_j dy_j`.
+    fn backward_input(
+        &self,
+        _: usize,
+        _: &[F],
+        _: &[ArrayView2<'_, F>],
+        output: ArrayView2<'_, F>,
+        d_output: ArrayView2<'_, F>,
+        mut d_input: ArrayViewMut2<'_, F>,
+    ) {
+        for ((mut dx, y), dy) in d_input
+            .axis_iter_mut(Axis(0))
+            .zip(output.axis_iter(Axis(0)))
+            .zip(d_output.axis_iter(Axis(0)))
+        {
+            let sum = dy.iter().fold(F::zero(), |a, &d| a + d);
+            Zip::from(&mut dx)
+                .and(&y)
+                .and(&dy)
+                .for_each(|dx, &y, &d| *dx += d - y.exp() * sum);
+        }
+    }
+}
