@@ -33,7 +33,7 @@
 
 pub use graph_runtime as runtime;
 pub use graph_runtime::{
-    criteria, layers, AsBatch, Error, Float, Graph, Layer, ParamSpec, ParamStore, Result, Tape,
+    cells, criteria, layers, AsBatch, Error, Float, Graph, Layer, ParamSpec, ParamStore, Result, Tape,
 };
 pub use graph_runtime::{ndarray, rand};
 

@@ -3,6 +3,7 @@
 //! - [`layers`]: the built-in layers, forward and backward side by side, and
 //!   the [`Layer`] trait they (and user layers) implement.
 //! - [`criteria`]: losses with their gradients.
+//! - [`cells`]: LSTM and GRU cells, declared with `graph!`.
 //! - [`Graph`] and [`Tape`]: the interface every generated graph implements,
 //!   on which the rest of the runtime is generic.
 //! - [`ParamStore`]: parameters and gradients in two flat buffers, with
@@ -14,7 +15,12 @@
 //!
 //! Most users depend on the `nngraph` facade and write `use nngraph::prelude::*`.
 
+// The cells in `cells` are declared with `graph!`, whose code names this
+// crate `::graph_runtime`.
+extern crate self as graph_runtime;
+
 pub mod batch;
+pub mod cells;
 pub mod criteria;
 pub mod error;
 pub mod float;

@@ -1,0 +1,219 @@
+//! The shipped LSTM and GRU cells: PyTorch float64 reference numbers
+//! (`tests/oracle/cells_oracle.json`) to 1e-12, and finite differences over
+//! 10 unrolled steps.
+
+mod common;
+
+use common::{assert_close, oracle, vec1};
+use nngraph::cells::{GruCell, LstmCell};
+use nngraph::prelude::*;
+use nngraph::runtime::gradcheck::GradCheck;
+use serde_json::Value;
+
+const TOL: f64 = 1e-12;
+
+/// `weight_ih[i][j] = 0.1 sin(1 + 0.7 i + 0.3 j)`, `weight_hh` with 2,
+/// `bias_ih[i] = 0.05 cos(1 + 0.5 i)`, `bias_hh` with 2.
+fn set_oracle_weights(store: &mut ParamStore<f64>) {
+    for (name, k) in [("ih", 1.0), ("hh", 2.0)] {
+        store
+            .param_mut(&format!("{name}.weight"))
+            .unwrap()
+            .indexed_iter_mut()
+            .for_each(|(ix, v)| *v = 0.1 * (k + 0.7 * ix[0] as f64 + 0.3 * ix[1] as f64).sin());
+        store
+            .param_mut(&format!("{name}.bias"))
+            .unwrap()
+            .indexed_iter_mut()
+            .for_each(|(ix, v)| *v = 0.05 * (k + 0.5 * ix[0] as f64).cos());
+    }
+}
+
+fn oracle_inputs(steps: usize, i: usize, h: usize) -> (Array3<f64>, Array2<f64>, Array2<f64>) {
+    let xs = Array3::from_shape_fn((steps, 2, i), |(t, b, j)| {
+        0.1 * (t + 1) as f64 - 0.2 * j as f64 + 0.01 * b as f64
+    });
+    let h0 = Array2::from_shape_fn((2, h), |(b, j)| 0.1 * j as f64 - 0.15 + 0.01 * b as f64);
+    let c0 = Array2::from_shape_fn((2, h), |(_, j)| 0.05 * j as f64 - 0.1);
+    (xs, h0, c0)
+}
+
+/// Sum over steps of the mean over (batch, H) of `(h_t - 0.5)²`, on output 0.
+fn h_loss(_t: usize, o: usize, h: ArrayView2<f64>, grad: Option<ArrayViewMut2<f64>>) -> nngraph::Result<f64> {
+    if o != 0 {
+        return Ok(0.0);
+    }
+    let target = Array2::from_elem(h.dim(), 0.5);
+    if let Some(g) = grad {
+        Mse::new().backward(&h, &target, g)?;
+    }
+    Mse::new().forward(&h, &target)
+}
+
+fn flat(v: &Value) -> Vec<f64> {
+    match v.as_array().unwrap().first() {
+        Some(Value::Array(_)) => v.as_array().unwrap().iter().flat_map(flat).collect(),
+        _ => vec1(v),
+    }
+}
+
+fn check_param_grads(store: &ParamStore<f64>, case: &Value) {
+    for (ours, torch) in [
+        ("ih.weight", "weight_ih"),
+        ("hh.weight", "weight_hh"),
+        ("ih.bias", "bias_ih"),
+        ("hh.bias", "bias_hh"),
+    ] {
+        assert_close(
+            ours,
+            store.grad(ours).unwrap().iter().copied(),
+            flat(&case["grads"][torch]),
+            TOL,
+        );
+    }
+}
+
+#[test]
+fn lstm_matches_torch_lstm_cell() {
+    let o = oracle("cells_oracle.json");
+    let case = &o["lstm"];
+    let steps = case["T"].as_u64().unwrap() as usize;
+    let mut cell = LstmCell::<3, 4, f64>::zeros();
+    set_oracle_weights(cell.store_mut());
+    let (xs, h0, c0) = oracle_inputs(steps, 3, 4);
+
+    let mut unroll = Unroll::new(&cell);
+    unroll
+        .forward(&cell, &[h0.view(), c0.view()], &[xs.view()])
+        .unwrap();
+    for t in 0..steps {
+        assert_close(
+            &format!("h[{t}]"),
+            unroll.output(t, 0).iter().copied(),
+            flat(&case["h"][t]),
+            TOL,
+        );
+        assert_close(
+            &format!("c[{t}]"),
+            unroll.output(t, 1).iter().copied(),
+            flat(&case["c"][t]),
+            TOL,
+        );
+    }
+    let loss = unroll.loss(h_loss).unwrap();
+    assert!((loss - case["loss"].as_f64().unwrap()).abs() < TOL, "loss {loss}");
+    unroll.backward(&mut cell).unwrap();
+    check_param_grads(cell.store(), case);
+    assert_close(
+        "grad_h0",
+        unroll.initial_state_grad(&cell, 0).iter().copied(),
+        flat(&case["grad_h0"]),
+        TOL,
+    );
+    assert_close(
+        "grad_c0",
+        unroll.initial_state_grad(&cell, 1).iter().copied(),
+        flat(&case["grad_c0"]),
+        TOL,
+    );
+    for t in 0..steps {
+        assert_close(
+            &format!("grad_x[{t}]"),
+            unroll.input_grad(t, 0).iter().copied(),
+            flat(&case["grad_xs"][t]),
+            TOL,
+        );
+    }
+}
+
+#[test]
+fn gru_matches_torch_gru_cell() {
+    let o = oracle("cells_oracle.json");
+    let case = &o["gru"];
+    let steps = case["T"].as_u64().unwrap() as usize;
+    let mut cell = GruCell::<3, 4, f64>::zeros();
+    set_oracle_weights(cell.store_mut());
+    let (xs, h0, _) = oracle_inputs(steps, 3, 4);
+
+    let mut unroll = Unroll::new(&cell);
+    unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
+    for t in 0..steps {
+        assert_close(
+            &format!("h[{t}]"),
+            unroll.output(t, 0).iter().copied(),
+            flat(&case["h"][t]),
+            TOL,
+        );
+    }
+    let loss = unroll.loss(h_loss).unwrap();
+    assert!((loss - case["loss"].as_f64().unwrap()).abs() < TOL, "loss {loss}");
+    unroll.backward(&mut cell).unwrap();
+    check_param_grads(cell.store(), case);
+    assert_close(
+        "grad_h0",
+        unroll.initial_state_grad(&cell, 0).iter().copied(),
+        flat(&case["grad_h0"]),
+        TOL,
+    );
+    for t in 0..steps {
+        assert_close(
+            &format!("grad_x[{t}]"),
+            unroll.input_grad(t, 0).iter().copied(),
+            flat(&case["grad_xs"][t]),
+            TOL,
+        );
+    }
+}
+
+fn sequence(steps: usize, width: usize) -> Array3<f64> {
+    Array3::from_shape_fn((steps, 2, width), |(t, b, j)| {
+        (0.7 * t as f64 + 1.3 * b as f64 + 0.4 * j as f64).sin()
+    })
+}
+
+#[test]
+fn lstm_unrolled_over_10_steps_matches_finite_differences() {
+    let mut cell = LstmCell::<3, 5, f64>::new(&mut StdRng::seed_from_u64(10));
+    let h0 = Array2::from_shape_fn((2, 5), |(b, j)| 0.1 * (b + j) as f64 - 0.2);
+    let c0 = Array2::from_shape_fn((2, 5), |(b, j)| 0.05 * (b * j) as f64 - 0.1);
+    let report = GradCheck::new()
+        .check_unrolled(&mut cell, &[h0, c0], &[sequence(10, 3)], h_loss)
+        .unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(
+        report.count(),
+        LstmCell::<3, 5, f64>::NUM_PARAMS + 2 * 2 * 5 + 10 * 2 * 3
+    );
+}
+
+#[test]
+fn gru_unrolled_over_10_steps_matches_finite_differences() {
+    let mut cell = GruCell::<3, 5, f64>::new(&mut StdRng::seed_from_u64(11));
+    let h0 = Array2::from_shape_fn((2, 5), |(b, j)| 0.1 * (b + j) as f64 - 0.2);
+    let report = GradCheck::new()
+        .check_unrolled(&mut cell, &[h0], &[sequence(10, 3)], h_loss)
+        .unwrap();
+    assert!(report.passed(), "{report}");
+}
+
+#[test]
+fn cells_have_torch_parameter_layout() {
+    let lstm = LstmCell::<3, 4, f32>::zeros();
+    let names: Vec<(&str, &[usize])> = lstm
+        .param_specs()
+        .iter()
+        .map(|s| (s.name.as_str(), s.shape.as_slice()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("ih.weight", &[16, 3][..]),
+            ("ih.bias", &[16][..]),
+            ("hh.weight", &[16, 4][..]),
+            ("hh.bias", &[16][..])
+        ]
+    );
+    assert_eq!(LstmCell::<3, 4, f32>::NUM_PARAMS, 4 * 4 * (3 + 4 + 2));
+    assert_eq!(GruCell::<3, 4, f32>::NUM_PARAMS, 3 * 4 * (3 + 4 + 2));
+    assert_eq!(LstmCell::<3, 4, f32>::INPUT_WIDTHS, &[3, 4, 4]);
+}
