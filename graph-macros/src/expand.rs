@@ -510,6 +510,7 @@ impl<'a> Expander<'a> {
             #[derive(Debug, Clone, Copy)]
             #vis struct #input_grads_ty<'t, F> {
                 #(#[doc = #input_grad_docs] pub #value_names: #rt::ndarray::ArrayView2<'t, F>,)*
+                _tape: ::core::marker::PhantomData<#rt::ndarray::ArrayView2<'t, F>>,
             }
 
             impl<#gen_decl F: #rt::Float> #values_ty<#gen_use F> {
@@ -708,6 +709,7 @@ impl<'a> Expander<'a> {
                     let #tape = &*#tape;
                     ::core::result::Result::Ok(#input_grads_ty {
                         #(#value_names: #tape.grads.#value_names.view(),)*
+                        _tape: ::core::marker::PhantomData,
                     })
                 }
 

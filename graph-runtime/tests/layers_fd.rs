@@ -1,7 +1,7 @@
 //! Every built-in layer and criterion against central finite differences
 //! (f64): the analytic backward of each layer must agree with the numbers.
 
-use graph_runtime::criteria::Mse;
+use graph_runtime::criteria::{Bce, ClassNll, CrossEntropy, Mse, Reduction};
 use graph_runtime::layers::*;
 use graph_runtime::{GradCheck, Layer, Objective, Result};
 use ndarray::{Array2, ArrayView2};
@@ -105,8 +105,17 @@ impl<L: Layer<f64>> Objective<f64> for LayerObjective<L> {
 }
 
 fn check<L: Layer<f64>>(layer: L, widths: &[usize]) {
+    check_with(layer, widths, |_, _| {});
+}
+
+/// Like `check`, after `adjust(input index, values)` moves the inputs into
+/// the layer's domain (probabilities, non-zero divisors, ...).
+fn check_with<L: Layer<f64>>(layer: L, widths: &[usize], adjust: impl Fn(usize, &mut Array2<f64>)) {
     let name = layer.kind();
     let mut objective = LayerObjective::new(layer, widths, 3);
+    for (i, x) in objective.inputs.iter_mut().enumerate() {
+        adjust(i, x);
+    }
     let report = GradCheck::new().run(&mut objective).unwrap();
     assert!(report.passed(), "{name}:\n{report}");
     assert!(report.count() > 0, "{name}: nothing was checked");
@@ -247,4 +256,244 @@ fn mse_rejects_mismatched_shapes() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("(2, 3)") && msg.contains("(3, 2)"), "{msg}");
+}
+
+#[test]
+fn softmax_and_log_softmax() {
+    check(SoftMax, &[5]);
+    check(LogSoftMax, &[5]);
+}
+
+#[test]
+fn cdiv() {
+    // Divisors kept away from zero.
+    check_with(CDiv, &[4, 4], |i, x| {
+        if i == 1 {
+            x.mapv_inplace(|v| 1.5 + v);
+        }
+    });
+}
+
+#[test]
+fn constants() {
+    check(MulConstant::new(-2.5), &[4]);
+    check(AddConstant::new(0.75), &[4]);
+}
+
+#[test]
+fn concat_and_narrow() {
+    check(Concat, &[2, 3, 1]);
+    check(Narrow::new(1, 3), &[5]);
+    check(Narrow::new(0, 5), &[5]);
+}
+
+#[test]
+fn mse_and_bce_as_nodes() {
+    check(Mse::new(), &[4, 4]);
+    // Probabilities and targets in (0, 1).
+    check_with(Bce::new(), &[4, 4], |_, x| x.mapv_inplace(|v| 0.5 + 0.45 * v));
+}
+
+#[test]
+fn softmax_is_stable_and_normalised() {
+    let x = ndarray::array![[1000.0, 999.0, -1000.0]];
+    let mut y = Array2::zeros((1, 3));
+    Layer::<f64>::forward(&SoftMax, &[], &[x.view()], y.view_mut());
+    // Inputs near 1000 carry absolute rounding of about 1e-13 (an ulp of 1000).
+    assert!((y.sum() - 1.0).abs() < 1e-12, "{y}");
+    assert!((y[[0, 0]] - 1.0 / (1.0 + (-1.0f64).exp())).abs() < 1e-12);
+    Layer::<f64>::forward(&LogSoftMax, &[], &[x.view()], y.view_mut());
+    assert!(y.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn narrow_and_concat_shape_rules() {
+    assert!(Layer::<f64>::output_width(&Narrow::new(3, 3), &[5]).is_err());
+    assert_eq!(Layer::<f64>::output_width(&Concat, &[2, 3]), Ok(5));
+}
+
+/// Dropout with a fixed seed is a fixed linear map, so its backward can be
+/// checked like any other; in evaluation mode it is exactly the identity.
+#[test]
+fn dropout() {
+    let d = Dropout::new(0.4);
+    let x = Array2::from_shape_fn((6, 50), |(i, j)| (i as f64 - j as f64) * 0.1 + 0.05);
+    let (mut mask, mut y) = (Array2::zeros(x.dim()), Array2::zeros(x.dim()));
+    d.forward_masked(true, 7, x.view(), mask.view_mut(), y.view_mut());
+    let dropped = mask.iter().filter(|&&m| m == 0.0).count() as f64 / mask.len() as f64;
+    assert!((dropped - 0.4).abs() < 0.08, "dropped {dropped}");
+    assert!(mask.iter().all(|&m| m == 0.0 || (m - 1.0 / 0.6).abs() < 1e-12));
+    // Same seed, same mask; the gradient is the mask.
+    let (mut mask2, mut y2) = (Array2::zeros(x.dim()), Array2::zeros(x.dim()));
+    d.forward_masked(true, 7, x.view(), mask2.view_mut(), y2.view_mut());
+    assert_eq!(mask, mask2);
+    let dy = Array2::from_elem(x.dim(), 2.0);
+    let mut dx = Array2::zeros(x.dim());
+    d.backward_masked(mask.view(), dy.view(), dx.view_mut());
+    assert_eq!(dx, &mask * 2.0);
+    assert_eq!(y, &x * &mask);
+    // Evaluation mode: the identity, exactly.
+    d.forward_masked(false, 7, x.view(), mask.view_mut(), y.view_mut());
+    assert_eq!(y, x);
+}
+
+/// Embedding: the output is a row of the table; its gradient, finite differences.
+struct EmbeddingObjective {
+    table: Embedding,
+    params: Vec<f64>,
+    ids: Vec<usize>,
+    weights: Array2<f64>,
+}
+
+impl Objective<f64> for EmbeddingObjective {
+    fn variables(&self) -> Vec<(String, Vec<usize>)> {
+        vec![("weight".into(), vec![self.table.vocab, self.table.dim])]
+    }
+    fn values_mut(&mut self, _: usize) -> &mut [f64] {
+        &mut self.params
+    }
+    fn loss(&mut self) -> Result<f64> {
+        let mut out = Array2::zeros((self.ids.len(), self.table.dim));
+        self.table
+            .forward_ids("G", "e", &self.params, &self.ids, out.view_mut())?;
+        Ok((&out * &self.weights).sum())
+    }
+    fn gradient(&mut self) -> Result<Vec<Vec<f64>>> {
+        let mut g = vec![0.0; self.params.len()];
+        self.table.backward_ids(&mut g, &self.ids, self.weights.view());
+        Ok(vec![g])
+    }
+}
+
+#[test]
+fn embedding() {
+    let table = Embedding::new(5, 3);
+    let mut objective = EmbeddingObjective {
+        table,
+        params: (0..15).map(|i| (i as f64 * 0.3).sin()).collect(),
+        ids: vec![4, 0, 4, 2],
+        weights: Array2::from_shape_fn((4, 3), |(i, j)| (i + 2 * j) as f64 - 1.5),
+    };
+    let report = GradCheck::new().run(&mut objective).unwrap();
+    assert!(report.passed(), "{report}");
+    let mut out = Array2::zeros((1, 3));
+    let err = table
+        .forward_ids("G", "e", &objective.params, &[5], out.view_mut())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("id 5 at row 0 is outside the table of 5 ids"),
+        "{err}"
+    );
+}
+
+/// A class criterion on logits, as an objective over the logits.
+struct ClassObjective<C> {
+    criterion: C,
+    logits: Array2<f64>,
+    ids: Vec<usize>,
+}
+
+macro_rules! class_objective {
+    ($ty:ty) => {
+        impl Objective<f64> for ClassObjective<$ty> {
+            fn variables(&self) -> Vec<(String, Vec<usize>)> {
+                vec![("logits".into(), self.logits.shape().to_vec())]
+            }
+            fn values_mut(&mut self, _: usize) -> &mut [f64] {
+                self.logits.as_slice_mut().unwrap()
+            }
+            fn loss(&mut self) -> Result<f64> {
+                self.criterion.forward(&self.logits, &self.ids)
+            }
+            fn gradient(&mut self) -> Result<Vec<Vec<f64>>> {
+                let mut g = Array2::zeros(self.logits.dim());
+                self.criterion
+                    .backward(&self.logits, &self.ids, g.view_mut())?;
+                Ok(vec![g.into_raw_vec_and_offset().0])
+            }
+        }
+    };
+}
+class_objective!(ClassNll);
+class_objective!(CrossEntropy);
+
+fn logits() -> Array2<f64> {
+    Array2::from_shape_fn((4, 5), |(i, j)| ((i * 5 + j) as f64 * 0.77).sin() * 2.0)
+}
+
+#[test]
+fn class_nll_and_cross_entropy_with_both_reductions() {
+    for reduction in [Reduction::Mean, Reduction::Sum] {
+        let mut nll = ClassObjective {
+            criterion: ClassNll::with(reduction),
+            logits: logits(),
+            ids: vec![0, 4, 2, 2],
+        };
+        let report = GradCheck::new().run(&mut nll).unwrap();
+        assert!(report.passed(), "{report}");
+        let mut ce = ClassObjective {
+            criterion: CrossEntropy::with(reduction),
+            logits: logits(),
+            ids: vec![0, 4, 2, 2],
+        };
+        let report = GradCheck::new().run(&mut ce).unwrap();
+        assert!(report.passed(), "{report}");
+    }
+}
+
+#[test]
+fn cross_entropy_is_log_softmax_then_nll() {
+    let x = logits();
+    let ids = [1, 3, 0, 4];
+    let mut log_p = Array2::zeros(x.dim());
+    Layer::<f64>::forward(&LogSoftMax, &[], &[x.view()], log_p.view_mut());
+    let fused = CrossEntropy::new().forward(&x, &ids).unwrap();
+    let composed = ClassNll::new().forward(&log_p, &ids).unwrap();
+    assert!((fused - composed).abs() < 1e-14, "{fused} vs {composed}");
+    let sum = CrossEntropy::with(Reduction::Sum).forward(&x, &ids).unwrap();
+    assert!((sum - 4.0 * fused).abs() < 1e-12);
+}
+
+#[test]
+fn cross_entropy_is_finite_for_logits_of_magnitude_1000() {
+    let x: Array2<f64> = ndarray::array![[1000.0, -1000.0, 999.0], [-1000.0, -1000.0, 1000.0]];
+    let ids = [1, 0];
+    let loss = CrossEntropy::new().forward(&x, &ids).unwrap();
+    assert!(loss.is_finite());
+    // Row 0: log(e^1000 + e^-1000 + e^999) + 1000 = 2000 + log(1 + e^-1); row 1: 2000.
+    let want = (2000.0 + (1.0 + (-1.0f64).exp()).ln() + 2000.0) / 2.0;
+    assert!((loss - want).abs() < 1e-9, "{loss} vs {want}");
+    let mut g = Array2::zeros(x.dim());
+    CrossEntropy::new().backward(&x, &ids, g.view_mut()).unwrap();
+    assert!(g.iter().all(|v| v.is_finite()));
+    // Each row of softmax - onehot sums to zero.
+    for row in g.rows() {
+        assert!(row.sum().abs() < 1e-12);
+    }
+}
+
+#[test]
+fn bce_value_and_gradient() {
+    let p = Array2::from_shape_fn((3, 4), |(i, j)| 0.1 + 0.2 * i as f64 + 0.05 * j as f64);
+    let t = Array2::from_shape_fn((3, 4), |(i, j)| ((i + j) % 2) as f64);
+    let want = p
+        .iter()
+        .zip(t.iter())
+        .map(|(&p, &t)| -(t * p.ln() + (1.0 - t) * (1.0 - p).ln()))
+        .sum::<f64>()
+        / 12.0;
+    assert!((Bce::new().forward(&p, &t).unwrap() - want).abs() < 1e-14);
+    // p = 0 and 1 give a finite loss (torch clamps the logs at -100).
+    let edge: Array2<f64> = ndarray::array![[0.0, 1.0]];
+    let loss = Bce::new().forward(&edge, &ndarray::array![[1.0, 0.0]]).unwrap();
+    assert!((loss - 100.0).abs() < 1e-12, "{loss}");
+}
+
+#[test]
+fn class_criteria_reject_bad_ids() {
+    let err = CrossEntropy::new().forward(&logits(), &[0, 1, 2, 9]).unwrap_err();
+    assert!(err.to_string().contains("target id 9 at row 3"), "{err}");
+    let err = ClassNll::new().forward(&logits(), &[0, 1]).unwrap_err();
+    assert!(err.to_string().contains("one target id per row"), "{err}");
 }

@@ -1,0 +1,181 @@
+//! Graph-level behaviour of sizes, ids inputs, losses as nodes, Dropout,
+//! Split/Narrow/Concat: against finite differences or definitions.
+
+use nngraph::prelude::*;
+use nngraph::runtime::gradcheck::GradCheck;
+
+graph! {
+    /// Sizes known only at run time (char-rnn's vocabulary).
+    #[recurrent(h = new_h)]
+    pub CharRnn[vocab, hidden](x: [vocab], h: [hidden]) -> (logits, new_h) {
+        new_h  = Tanh()(CAdd()(Linear(vocab, hidden)(x), Linear(hidden, hidden)(h)));
+        logits = Linear(hidden, vocab)(new_h);
+    }
+
+    /// A width the macro cannot check: `b` must equal `a`.
+    pub Mismatch[a, b](x: [a]) -> (y) {
+        y = Linear(b, 2)(x);
+    }
+
+    /// Split, Narrow, Concat and the constant layers, on const-generic sizes.
+    pub Mixer<const H: usize>(x: [2 * H], g: [H]) -> (y) {
+        (left, right) = Split(2)(x);
+        mid = Narrow(1, H - 1)(CDiv()(left, AddConstant(2.0)(MulConstant(0.5)(g))));
+        y = Concat()(LogSoftMax()(mid), SoftMax()(CMul()(right, g)), Identity()(left));
+    }
+
+    /// A whole training step as one graph: the loss is a node.
+    pub Classifier(x: [4], label: usize) -> (loss, probs) {
+        logits = Linear(4, 3)(x);
+        probs  = SoftMax()(logits);
+        loss   = CrossEntropy()(logits, label);
+    }
+
+    /// Integer ids in, rows of a table out.
+    pub Lookup(ids: usize) -> (y) {
+        y = Tanh()(Embedding(5, 3)(ids));
+    }
+
+    pub Dropper(x: [40]) -> (y) {
+        y = Dropout(0.5)(x);
+    }
+}
+
+fn mse_loss(_t: usize, _o: usize, y: ArrayView2<f64>, g: Option<ArrayViewMut2<f64>>) -> nngraph::Result<f64> {
+    let target = Array2::from_shape_fn(y.dim(), |(i, j)| 0.1 * (i + j) as f64);
+    if let Some(g) = g {
+        Mse::new().backward(&y, &target, g)?;
+    }
+    Mse::new().forward(&y, &target)
+}
+
+#[test]
+fn run_time_sizes_build_and_check_gradients() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut rnn = CharRnn::<f64>::new(&mut rng, 6, 5).unwrap();
+    assert_eq!(rnn.sizes(), CharRnnSizes { vocab: 6, hidden: 5 });
+    assert_eq!(rnn.num_params(), 6 * 5 + 5 + 5 * 5 + 5 + 5 * 6 + 6);
+    assert_eq!(Graph::input_width(&rnn, 0), 6);
+    let h0 = Array2::from_elem((2, 5), 0.1);
+    let xs = Array3::from_shape_fn((4, 2, 6), |(t, b, j)| ((t + b + j) % 6 == 0) as u8 as f64);
+    let report = GradCheck::new()
+        .check_unrolled(&mut rnn, &[h0], &[xs], mse_loss)
+        .unwrap();
+    assert!(report.passed(), "{report}");
+    let err = CharRnn::<f32>::zeros(0, 5).unwrap_err();
+    assert_eq!(err.to_string(), "CharRnn: size `vocab` must be at least 1, got 0");
+}
+
+#[test]
+fn run_time_size_mismatch_is_an_error_naming_the_node() {
+    assert!(Mismatch::<f64>::zeros(3, 3).is_ok());
+    let err = Mismatch::<f64>::zeros(3, 4).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Mismatch: node `y`: `Linear(b, 2)` expects an input of width b, but `x` has width a (with a = 3, b = 4)"
+    );
+}
+
+#[test]
+fn split_narrow_concat_and_constants_match_finite_differences() {
+    let mut g = Mixer::<3, f64>::zeros();
+    assert_eq!(Mixer::<3, f64>::OUTPUT_WIDTHS, &[2 + 3 + 3]);
+    let x = Array2::from_shape_fn((2, 6), |(i, j)| (i as f64 + 0.3 * j as f64).sin());
+    let gate = Array2::from_shape_fn((2, 3), |(i, j)| 0.5 + 0.2 * (i + j) as f64);
+    let report = GradCheck::new()
+        .check_graph(&mut g, &[x.clone(), gate.clone()], mse_loss)
+        .unwrap();
+    assert!(report.passed(), "{report}");
+    // `left` is the first half of x, copied through Identity to the last columns.
+    let mut tape = g.tape();
+    let y = g.forward(&mut tape, &x, &gate).unwrap().y.to_owned();
+    assert_eq!(
+        y.slice(nngraph::ndarray::s![.., 5..]),
+        x.slice(nngraph::ndarray::s![.., ..3])
+    );
+}
+
+#[test]
+fn a_loss_node_gives_one_loss_per_sample_and_its_gradient() {
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut g = Classifier::<f64>::new(&mut rng);
+    let x = Array2::from_shape_fn((3, 4), |(i, j)| (i as f64 - j as f64) * 0.4);
+    let labels = [2usize, 0, 1];
+    let mut tape = g.tape();
+    let out = g.forward(&mut tape, &x, &labels).unwrap();
+    // Per-sample losses agree with the criterion used on its own.
+    let mean = out.loss.mean().unwrap();
+    let logits = tape.values.logits.clone();
+    assert!((mean - CrossEntropy::new().forward(&logits, &labels).unwrap()).abs() < 1e-14);
+    // Seeding 1/batch gives the gradient of the mean loss; check it against
+    // finite differences over every parameter.
+    let seed = Array2::from_elem((3, 1), 1.0 / 3.0);
+    g.zero_grad();
+    g.backward(&mut tape, &seed, &Array2::zeros((3, 3))).unwrap();
+    let analytic = g.grads().to_vec();
+    let eps = 1e-6;
+    for (j, a) in analytic.iter().enumerate() {
+        let mut at = |d: f64| {
+            g.params_mut()[j] += d;
+            let l = g.forward(&mut tape, &x, &labels).unwrap().loss.mean().unwrap();
+            g.params_mut()[j] -= d;
+            l
+        };
+        let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+        assert!((a - numeric).abs() < 1e-8, "param {j}: {a} vs {numeric}");
+    }
+    // A label outside the classes is an error naming the node.
+    let err = g.forward(&mut tape, &x, &[0usize, 3, 1]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("Classifier: node `loss`: CrossEntropy: target id 3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn embedding_rows_and_their_gradients() {
+    let mut g = Lookup::<f64>::new(&mut StdRng::seed_from_u64(2));
+    let mut tape = g.tape();
+    let y = g.forward(&mut tape, &[3usize, 1, 3]).unwrap().y.to_owned();
+    let table = g.param("y_embedding.weight").unwrap().to_owned();
+    for (b, &id) in [3usize, 1, 3].iter().enumerate() {
+        for j in 0..3 {
+            assert_eq!(y[[b, j]], table[[id, j]].tanh());
+        }
+    }
+    let dy = Array2::from_elem((3, 2 + 1), 1.0);
+    g.backward(&mut tape, &dy).unwrap();
+    let grad = g.grad("y_embedding.weight").unwrap();
+    // Row 3 was used twice, row 1 once, the others never.
+    for j in 0..3 {
+        assert!((grad[[3, j]] - 2.0 * (1.0 - y[[0, j]] * y[[0, j]])).abs() < 1e-15);
+        assert!((grad[[1, j]] - (1.0 - y[[1, j]] * y[[1, j]])).abs() < 1e-15);
+        assert_eq!(grad[[0, j]], 0.0);
+    }
+    let err = g.forward(&mut tape, &[7usize]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("id 7 at row 0 is outside the table of 5 ids"),
+        "{err}"
+    );
+}
+
+#[test]
+fn dropout_drops_in_training_and_is_the_identity_in_evaluation() {
+    let mut g = Dropper::<f64>::new(&mut StdRng::seed_from_u64(3));
+    let x = Array2::from_elem((5, 40), 1.0);
+    let mut tape = g.tape();
+    let y = g.forward(&mut tape, &x).unwrap().y.to_owned();
+    let zeros = y.iter().filter(|&&v| v == 0.0).count();
+    assert!((60..140).contains(&zeros), "{zeros} of 200 dropped");
+    assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
+    // The gradient flows exactly where values were kept.
+    let grads = g.backward(&mut tape, &Array2::from_elem((5, 40), 1.0)).unwrap();
+    assert_eq!(grads.x.to_owned(), y);
+    // A second pass draws a new mask.
+    let y2 = g.forward(&mut tape, &x).unwrap().y.to_owned();
+    assert_ne!(y, y2);
+    g.evaluate();
+    assert_eq!(g.forward(&mut tape, &x).unwrap().y, x);
+}
