@@ -70,9 +70,16 @@ fn run_time_sizes_build_and_check_gradients() {
 fn run_time_size_mismatch_is_an_error_naming_the_node() {
     assert!(Mismatch::<f64>::zeros(3, 3).is_ok());
     let err = Mismatch::<f64>::zeros(3, 4).unwrap_err();
+    let line = 1 + include_str!("features.rs")
+        .lines()
+        .position(|l| l.trim() == "y = Linear(b, 2)(x);")
+        .unwrap();
     assert_eq!(
         err.to_string(),
-        "Mismatch: node `y`: `Linear(b, 2)` expects an input of width b, but `x` has width a (with a = 3, b = 4)"
+        format!(
+            "Mismatch: node `y`: `Linear(b, 2)` expects an input of width b, but `x` has width a \
+             (with a = 3, b = 4), at tests/features.rs:{line}"
+        )
     );
 }
 

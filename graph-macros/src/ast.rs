@@ -67,6 +67,9 @@ pub enum Expr {
 
 /// `Layer(args)(inputs)`
 pub struct Call {
+    /// The layer as written: a built-in name, or a path to a user type.
+    pub path: syn::Path,
+    /// The last segment of `path`, for names and messages.
     pub layer: Ident,
     pub args: Vec<syn::Expr>,
     /// Span of the `(args)` group.

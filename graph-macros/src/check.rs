@@ -50,6 +50,9 @@ pub struct Graph {
     pub recurrent: Vec<(usize, usize)>,
     /// Claims about sizes the macro could not decide.
     pub deferred: Vec<Deferred>,
+    /// Output widths of user layers, known when the graph is built: node
+    /// index and the width's atom name.
+    pub derived: Vec<(usize, String)>,
 }
 
 pub struct Input {
@@ -62,6 +65,8 @@ pub struct Node {
     /// The user's name, or a generated one spanned on the nested call.
     pub name: Ident,
     pub layer: &'static LayerDef,
+    /// The type of a user layer (`layer` is then `layers::CUSTOM`).
+    pub path: Option<syn::Path>,
     pub args: Vec<Arg>,
     pub inputs: Vec<Source>,
     pub width: Width,
@@ -73,6 +78,8 @@ pub struct Node {
 pub enum Arg {
     Width(Width),
     Float(Box<syn::Expr>),
+    /// An argument of a user layer that is not a width, passed as written.
+    Expr(Box<syn::Expr>),
 }
 
 /// Where a node's input comes from.
@@ -154,6 +161,7 @@ struct Flow {
 struct LayerUse {
     def: &'static LayerDef,
     args: Vec<Arg>,
+    path: Option<syn::Path>,
 }
 
 fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
@@ -344,6 +352,7 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
                     uses[k] = Some(LayerUse {
                         def: uses[first].as_ref().map(|u| u.def).expect("checked"),
                         args: Vec::new(),
+                        path: None,
                     });
                 }
             }
@@ -499,18 +508,25 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
             outputs: Vec::new(),
             recurrent: Vec::new(),
             deferred: Vec::new(),
+            derived: Vec::new(),
         });
     }
+    let derived: Vec<(usize, String)> = order
+        .iter()
+        .filter(|&&k| uses[k].as_ref().is_some_and(|u| u.def.rule == Rule::Custom))
+        .map(|&k| (k, derived_atom(&raw[k].name)))
+        .collect();
     let mut nodes = Vec::with_capacity(raw.len());
     for (k, ((node, layer), srcs)) in raw.iter().zip(uses).zip(sources).enumerate() {
         let layer = layer.expect("no errors: layer known");
-        let (def, args) = match split_args[k].take() {
-            Some(args) => (layers::lookup("Narrow").expect("Narrow is built in"), args),
-            None => (layer.def, layer.args),
+        let (def, args, path) = match split_args[k].take() {
+            Some(args) => (layers::lookup("Narrow").expect("Narrow is built in"), args, None),
+            None => (layer.def, layer.args, layer.path),
         };
         nodes.push(Node {
             name: node.name.clone(),
             layer: def,
+            path,
             args,
             inputs: srcs
                 .expect("no errors: inputs resolved")
@@ -533,6 +549,7 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
         outputs,
         recurrent,
         deferred,
+        derived,
     })
 }
 
@@ -609,8 +626,11 @@ fn check_call(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option<L
         return check_split(node, n, errors);
     }
     let Some(def) = layers::lookup(&layer_name) else {
-        errors.push(unknown_layer(&call.layer));
-        return None;
+        if let Some(typo) = misspelt_layer(call) {
+            errors.push(typo);
+            return None;
+        }
+        return check_custom(node, sizes, errors);
     };
     let mut ok = true;
     if call.args.len() != def.args.len() {
@@ -666,7 +686,11 @@ fn check_call(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option<L
             }
         }
     }
-    ok.then_some(LayerUse { def, args })
+    ok.then_some(LayerUse {
+        def,
+        args,
+        path: None,
+    })
 }
 
 /// `(a, b, ..) = Split(n)(x)`: `n` a positive literal equal to the number of names.
@@ -715,11 +739,18 @@ fn check_split(node: &RawNode, n: usize, errors: &mut Errors) -> Option<LayerUse
     Some(LayerUse {
         def: layers::lookup("Narrow").expect("Narrow is built in"),
         args: Vec::new(),
+        path: None,
     })
 }
 
-fn unknown_layer(layer: &Ident) -> syn::Error {
-    let layer_name = layer.to_string();
+/// A name that is not built in is a user layer, unless it is a torch
+/// spelling of a built-in or one or two edits away from one: then it is most
+/// likely a typo. (A path, `self::Lineal`, is always a user layer.)
+fn misspelt_layer(call: &Call) -> Option<syn::Error> {
+    if call.path.segments.len() > 1 {
+        return None;
+    }
+    let layer_name = call.layer.to_string();
     let alias = layers::ALIASES
         .iter()
         .find(|(a, _)| *a == layer_name)
@@ -727,20 +758,52 @@ fn unknown_layer(layer: &Ident) -> syn::Error {
     let help = match alias {
         Some(l) => format!("\n= help: this layer is called `{l}` here"),
         None => {
-            let names = layers::CATALOG
+            // Stricter than did-you-mean elsewhere: a miss here makes the
+            // name a user layer, which is legitimate.
+            let close = layers::CATALOG
                 .iter()
-                .map(|d| d.name.to_string())
-                .chain([layers::SPLIT.to_string()]);
-            let hint = did_you_mean(&layer_name, names);
-            if hint.is_empty() {
-                let all: Vec<&str> = layers::CATALOG.iter().map(|d| d.name).collect();
-                format!("\n= help: the built-in layers are {}, Split", all.join(", "))
-            } else {
-                hint
-            }
+                .map(|d| d.name)
+                .chain([layers::SPLIT])
+                .map(|n| (strsim::damerau_levenshtein(&layer_name, n), n))
+                .filter(|&(d, _)| d > 0 && d <= 2 && d <= layer_name.len() / 3)
+                .min_by_key(|&(d, _)| d);
+            let Some((_, n)) = close else {
+                return None;
+            };
+            let hint = format!("\n= help: did you mean `{n}`?");
+            format!("{hint}\n= help: to use a layer of your own with this name, write its path: `self::{layer_name}`")
         }
     };
-    syn::Error::new(layer.span(), format!("unknown layer `{layer_name}`{help}"))
+    Some(syn::Error::new(
+        call.layer.span(),
+        format!("unknown layer `{layer_name}`{help}"),
+    ))
+}
+
+/// A user layer: a type implementing `graph_runtime::Layer`, built with
+/// `Type::new(args)`. Arguments that are widths may use the graph's sizes.
+fn check_custom(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option<LayerUse> {
+    let call = node.call;
+    if call.inputs.is_empty() {
+        errors.push(syn::Error::new(
+            call.inputs_span,
+            format!("node `{}`: `{}` is given no inputs", node.name, call.layer),
+        ));
+        return None;
+    }
+    let args = call
+        .args
+        .iter()
+        .map(|a| match width::parse(a, sizes) {
+            Ok(w) if w.as_const().is_none_or(|c| c >= 0) => Arg::Width(w),
+            _ => Arg::Expr(Box::new(a.clone())),
+        })
+        .collect();
+    Some(LayerUse {
+        def: &layers::CUSTOM,
+        args,
+        path: Some(call.path.clone()),
+    })
 }
 
 /// A width that must be positive: zero and negative constants are errors.
@@ -818,9 +881,15 @@ fn infer_width(
     let call = &node.call.layer;
     let arg = |i: usize| match &layer.args[i] {
         Arg::Width(w) => w.clone(),
-        Arg::Float(_) => Width::constant(0),
+        Arg::Float(_) | Arg::Expr(_) => Width::constant(0),
     };
     match layer.def.rule {
+        Rule::Custom => {
+            for flow in inputs {
+                need_values(node, flow)?;
+            }
+            Ok(Width::atom(&derived_atom(&node.name)))
+        }
         Rule::Linear => {
             let w = need_values(node, &inputs[0])?;
             let (n_in, n_out) = (arg(0), arg(1));
@@ -926,6 +995,11 @@ fn infer_width(
             Ok(Width::constant(1))
         }
     }
+}
+
+/// The atom standing for a user layer's output width.
+pub fn derived_atom(node: &Ident) -> String {
+    format!("__{node}")
 }
 
 /// Part `part` of `Split(n)`: a `Narrow(part * w / n, w / n)`.

@@ -53,8 +53,11 @@ impl<'a> Expander<'a> {
         }
     }
 
-    fn has_runtime_sizes(&self) -> bool {
-        !self.g.runtime_sizes.is_empty()
+    /// Whether some widths are known only when the graph is built: sizes
+    /// given at run time, or the output of a user layer. Such a graph keeps a
+    /// sizes struct and its constructors return `Result`.
+    fn is_dynamic(&self) -> bool {
+        !self.g.runtime_sizes.is_empty() || !self.g.derived.is_empty()
     }
 
     /// A width as a `usize` expression.
@@ -71,7 +74,7 @@ impl<'a> Expander<'a> {
     }
 
     fn is_runtime(&self, w: &Width) -> bool {
-        w.atoms().any(|a| self.g.runtime_sizes.iter().any(|r| r == a))
+        w.atoms().any(|a| !self.g.const_sizes.iter().any(|c| c == a))
     }
 
     fn field(&self, src: Source) -> &Ident {
@@ -83,6 +86,9 @@ impl<'a> Expander<'a> {
 
     fn layer_type(&self, node: &Node) -> TokenStream {
         let rt = self.rt;
+        if let Some(path) = &node.path {
+            return quote!(#path);
+        }
         let ty = Ident::new(node.layer.name, Span::call_site());
         match node.layer.rule {
             Rule::Criterion | Rule::ClassCriterion => quote!(#rt::criteria::#ty),
@@ -98,10 +104,12 @@ impl<'a> Expander<'a> {
             .map(|a| match a {
                 Arg::Width(w) => self.width(w),
                 Arg::Float(e) => quote!((#e) as f64),
+                Arg::Expr(e) => quote!(#e),
             })
             .collect();
         match node.layer.rule {
             Rule::Criterion | Rule::ClassCriterion => quote!(#ty::new()),
+            Rule::Custom => quote!(#ty::new(#(#args),*)),
             _ if args.is_empty() => ty,
             _ => quote!(#ty::new(#(#args),*)),
         }
@@ -110,7 +118,7 @@ impl<'a> Expander<'a> {
     fn num_params(node: &Node) -> Width {
         let arg = |i: usize| match &node.args[i] {
             Arg::Width(w) => w.clone(),
-            Arg::Float(_) => Width::constant(0),
+            Arg::Float(_) | Arg::Expr(_) => Width::constant(0),
         };
         match node.layer.rule {
             Rule::Linear => arg(0).add(&Width::constant(1)).mul(&arg(1)),
@@ -149,15 +157,21 @@ impl<'a> Expander<'a> {
         let gen_decl = quote!(#(const #consts: usize,)*);
         let gen_use = quote!(#(#consts,)*);
         let runtime_sizes = &g.runtime_sizes;
-        let (sizes_field_ty, sizes_decl) = if self.has_runtime_sizes() {
+        let derived_fields: Vec<Ident> = g
+            .derived
+            .iter()
+            .map(|(_, atom)| Ident::new(atom, Span::call_site()))
+            .collect();
+        let (sizes_field_ty, sizes_decl) = if self.is_dynamic() {
             let docs = runtime_sizes.iter().map(|s| format!("Size `{s}`."));
             (
                 quote!(#sizes_ty),
                 quote! {
-                    #[doc = concat!("The run-time sizes of [`", #name_str, "`].")]
+                    #[doc = concat!("The sizes of [`", #name_str, "`] known when it is built.")]
                     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
                     #vis struct #sizes_ty {
                         #(#[doc = #docs] pub #runtime_sizes: usize,)*
+                        #(#[doc(hidden)] pub #derived_fields: usize,)*
                     }
                 },
             )
@@ -165,7 +179,7 @@ impl<'a> Expander<'a> {
             (quote!(()), quote!())
         };
         let bind_sizes = |from: TokenStream| {
-            if self.has_runtime_sizes() {
+            if self.is_dynamic() {
                 quote!(let #sizes = #from;)
             } else {
                 quote!(let _ = #from;)
@@ -378,7 +392,7 @@ impl<'a> Expander<'a> {
         let oob_ids = format!("{name_str}: this input holds values, or the index is out of range");
 
         // Size-dependent consts only exist when no size is given at run time.
-        let static_consts = if self.has_runtime_sizes() {
+        let static_consts = if self.is_dynamic() {
             quote!()
         } else {
             let total = self.width(&total_params);
@@ -410,7 +424,7 @@ impl<'a> Expander<'a> {
 
         // Constructors.
         let size_params: Vec<TokenStream> = runtime_sizes.iter().map(|s| quote!(#s: usize)).collect();
-        let (ctor_ret, ctor_ok, zeros_call) = if self.has_runtime_sizes() {
+        let (ctor_ret, ctor_ok, zeros_call) = if self.is_dynamic() {
             (
                 quote!(#rt::Result<Self>),
                 quote!(::core::result::Result::Ok),
@@ -419,7 +433,7 @@ impl<'a> Expander<'a> {
         } else {
             (quote!(Self), quote!(), quote!(Self::zeros()))
         };
-        let make_sizes = if self.has_runtime_sizes() {
+        let make_sizes = if self.is_dynamic() {
             let zero_checks = runtime_sizes.iter().map(|s| {
                 let msg = format!("size `{s}` must be at least 1, got 0");
                 quote! {
@@ -433,13 +447,32 @@ impl<'a> Expander<'a> {
             });
             quote! {
                 #(#zero_checks)*
-                let #sizes = #sizes_ty { #(#runtime_sizes),* };
-                #(#runtime_checks)*
+                #[allow(unused_mut)]
+                let mut #sizes = #sizes_ty { #(#runtime_sizes,)* #(#derived_fields: 0,)* };
             }
         } else {
             quote!(let #sizes = ();)
         };
-        let sizes_method = if self.has_runtime_sizes() {
+        let derive_widths = g.derived.iter().map(|(k, atom)| {
+            let node = &g.nodes[*k];
+            let f = &node.name;
+            let ty = self.layer_type(node);
+            let field = Ident::new(atom, Span::call_site());
+            let in_widths = node.inputs.iter().map(|&src| match src {
+                Source::Input(i) => input_widths[i].clone(),
+                Source::Node(j) => node_widths[j].clone(),
+            });
+            let (node_str, line) = (f.to_string(), node.line);
+            quote! {
+                #sizes.#field = <#ty as #rt::Layer<F>>::output_width(&layers.#f, &[#(#in_widths),*]).map_err(|message| {
+                    #rt::Error::Sizes {
+                        graph: #name_str.into(),
+                        message: ::std::format!("node `{}` ({}:{}): {}", #node_str, ::core::file!(), #line, message),
+                    }
+                })?;
+            }
+        });
+        let sizes_method = if self.is_dynamic() {
             quote! {
                 /// The sizes this graph was built with.
                 pub fn sizes(&self) -> #sizes_ty {
@@ -449,7 +482,7 @@ impl<'a> Expander<'a> {
         } else {
             quote!()
         };
-        let zeros_doc = if self.has_runtime_sizes() {
+        let zeros_doc = if self.is_dynamic() {
             "A graph with every parameter zero, in training mode; an error if the sizes do not fit its nodes."
         } else {
             "A graph with every parameter zero, in training mode."
@@ -648,6 +681,8 @@ impl<'a> Expander<'a> {
                     #check_const_use
                     #make_sizes
                     let layers = Self::build_layers(&#sizes);
+                    #(#derive_widths)*
+                    #(#runtime_checks)*
                     let store = #rt::ParamStore::new(#name_str, &Self::param_layout(&layers));
                     #ctor_ok(Self { store, layers, sizes: #sizes, training: true, checked: false, seed: 0 })
                 }
@@ -1048,12 +1083,18 @@ impl<'a> Expander<'a> {
                     let text = format!("{s} = {{}}");
                     quote!(::std::format!(#text, #sizes.#s))
                 });
+                let line = d.span.start().line;
                 runtime.push(quote! {
                     if !(#cond) {
                         let shown: #rt::__private::Vec<::std::string::String> = #rt::__private::vec![#(#shown),*];
+                        let with = if shown.is_empty() {
+                            ::std::string::String::new()
+                        } else {
+                            ::std::format!(" (with {})", shown.join(", "))
+                        };
                         return ::core::result::Result::Err(#rt::Error::Sizes {
                             graph: #name_str.into(),
-                            message: ::std::format!("{} (with {})", #message, shown.join(", ")),
+                            message: ::std::format!("{}{}, at {}:{}", #message, with, ::core::file!(), #line),
                         });
                     }
                 });
@@ -1066,15 +1107,19 @@ impl<'a> Expander<'a> {
 }
 
 fn layer_label(node: &Node) -> String {
+    let name = match &node.path {
+        Some(p) => quote!(#p).to_string().replace(' ', ""),
+        None => node.layer.name.to_string(),
+    };
     let args: Vec<String> = node
         .args
         .iter()
         .map(|a| match a {
             Arg::Width(w) => w.to_string(),
-            Arg::Float(e) => quote!(#e).to_string(),
+            Arg::Float(e) | Arg::Expr(e) => quote!(#e).to_string(),
         })
         .collect();
-    format!("{}({})", node.layer.name, args.join(", "))
+    format!("{name}({})", args.join(", "))
 }
 
 /// The Graphviz picture: inputs as boxes, outputs doubly outlined, every

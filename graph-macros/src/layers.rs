@@ -61,6 +61,9 @@ pub enum Rule {
     Criterion,
     /// A criterion of a prediction and integer class ids: one loss per sample.
     ClassCriterion,
+    /// A user type implementing `graph_runtime::Layer`: its shape rule runs
+    /// when the graph is built.
+    Custom,
 }
 
 /// How generated code calls the layer.
@@ -169,6 +172,16 @@ pub const CATALOG: &[LayerDef] = &[
         call: Call::ClassTarget,
     },
 ];
+
+/// The definition every user layer shares: any number of inputs, arguments
+/// passed to its `new` as written.
+pub const CUSTOM: LayerDef = LayerDef {
+    name: "custom",
+    args: &[],
+    arity: Arity::AtLeast(1),
+    rule: Rule::Custom,
+    call: Call::Layer,
+};
 
 /// `Split(n)`: not a layer of its own; `(a, b, ..) = Split(n)(x);` declares
 /// `n` `Narrow` nodes of `width / n` columns each.

@@ -314,12 +314,23 @@ fn parse_statement(input: ParseStream, errors: &mut Errors) -> syn::Result<State
 }
 
 fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
-    let name: Ident = input.parse().map_err(|e| {
+    let path = syn::Path::parse_mod_style(input).map_err(|e| {
         syn::Error::new(
             e.span(),
             "expected a layer call `Layer(args)(inputs)` or the name of an input or node",
         )
     })?;
+    let name = path
+        .segments
+        .last()
+        .map(|s| s.ident.clone())
+        .expect("a path has a segment");
+    if path.segments.len() > 1 && !input.peek(syn::token::Paren) {
+        return Err(syn::Error::new_spanned(
+            &path,
+            "expected an input or node name; a path names a layer type: `path::Layer(args)(inputs)`",
+        ));
+    }
     if !input.peek(syn::token::Paren) {
         return Ok(Expr::Ref(name));
     }
@@ -370,6 +381,7 @@ fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
         inputs_group.parse::<Token![,]>()?;
     }
     Ok(Expr::Call(Call {
+        path,
         layer: name,
         args,
         args_span: args_paren.span.join(),

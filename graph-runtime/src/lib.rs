@@ -52,7 +52,8 @@ pub mod prelude {
     pub use crate::layers::*;
     pub use crate::optim::{clip_grad_norm, Sgd};
     pub use crate::{
-        AsBatch, Error, Float, GradCheck, GradReport, Graph, Layer, ParamSpec, ParamStore, Tape, Unroll,
+        AsBatch, AsIds, Error, Float, GradCheck, GradReport, Graph, Layer, ParamShape, ParamSpec, ParamStore,
+        Tape, Unroll,
     };
     pub use ndarray::{array, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
     pub use rand::{rngs::StdRng, SeedableRng};

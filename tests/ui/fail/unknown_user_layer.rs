@@ -1,0 +1,9 @@
+use nngraph::prelude::*;
+
+graph! {
+    pub Cell(x: [2]) -> (y) {
+        y = Softplux()(x);
+    }
+}
+
+fn main() {}
