@@ -767,9 +767,7 @@ fn misspelt_layer(call: &Call) -> Option<syn::Error> {
                 .map(|n| (strsim::damerau_levenshtein(&layer_name, n), n))
                 .filter(|&(d, _)| d > 0 && d <= 2 && d <= layer_name.len() / 3)
                 .min_by_key(|&(d, _)| d);
-            let Some((_, n)) = close else {
-                return None;
-            };
+            let (_, n) = close?;
             let hint = format!("\n= help: did you mean `{n}`?");
             format!("{hint}\n= help: to use a layer of your own with this name, write its path: `self::{layer_name}`")
         }
