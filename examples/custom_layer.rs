@@ -159,7 +159,7 @@ fn main() -> nngraph::Result<()> {
         }
         Mse::new().forward(&y, &target)
     };
-    let report = GradCheck::new().check_graph(&mut model, &[x.clone()], loss)?;
+    let report = GradCheck::new().check_graph(&mut model, std::slice::from_ref(&x), loss)?;
     print!("{report}");
     assert!(report.passed());
 
