@@ -28,7 +28,7 @@ impl<F: Float> Layer<F> for Gain {
 
     fn param_shapes(&self) -> Vec<ParamShape> {
         vec![ParamShape {
-            name: "gain",
+            name: "gain".into(),
             shape: vec![self.width],
         }]
     }

@@ -43,7 +43,7 @@ struct Hand {
     store: ParamStore<f64>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 struct HandTape {
     batch: Option<usize>,
     values: [Array2<f64>; 3],

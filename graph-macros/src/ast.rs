@@ -63,6 +63,28 @@ pub enum Expr {
     Ref(Ident),
     /// `Layer(args)(inputs)`; nested calls are anonymous nodes.
     Call(Call),
+    /// `Graph(inputs)`, `Graph<sizes>(inputs)`, `Graph[sizes](inputs)`,
+    /// optionally `.output`: another graph used as a node.
+    Graph(GraphCall),
+}
+
+/// A graph used as a node of another.
+pub struct GraphCall {
+    /// The graph's type, without generic arguments.
+    pub path: syn::Path,
+    /// The last segment of `path`.
+    pub name: Ident,
+    /// `<I, H>`: the graph's const sizes.
+    pub generics: Option<syn::AngleBracketedGenericArguments>,
+    /// `[vocab, hidden]`: the graph's run-time sizes.
+    pub sizes: Vec<syn::Expr>,
+    /// Whether `[..]` was written: the graph's widths are then read when the
+    /// outer graph is built rather than from its constants.
+    pub dynamic: bool,
+    pub inputs: Vec<Expr>,
+    pub inputs_span: Span,
+    /// `.name`: the one output taken.
+    pub output: Option<Ident>,
 }
 
 /// `Layer(args)(inputs)`

@@ -16,7 +16,7 @@
 //! `Narrow` nodes `a` and `b`. Nodes are numbered in that declaration order,
 //! which is also the order of their parameters.
 
-use crate::ast::{Call, Expr, GraphDecl, InputKind, Invocation};
+use crate::ast::{Call, Expr, GraphCall, GraphDecl, InputKind, Invocation};
 use crate::layers::{self, ArgKind, LayerDef, Rule};
 use crate::parse::Errors;
 use crate::width::{self, Decision, Width};
@@ -53,6 +53,35 @@ pub struct Graph {
     /// Output widths of user layers, known when the graph is built: node
     /// index and the width's atom name.
     pub derived: Vec<(usize, String)>,
+    /// Widths of nested graphs' inputs and outputs.
+    pub atoms: Vec<Atom>,
+}
+
+/// A width of a nested graph's input or output, standing in a polynomial.
+pub struct Atom {
+    /// The atom's name in polynomials and messages: `host.in[0]`.
+    pub name: String,
+    /// The host node.
+    pub host: usize,
+    /// An output (true) or an input (false).
+    pub output: bool,
+    pub select: Select,
+}
+
+/// Which input or output of a nested graph.
+#[derive(Clone)]
+pub enum Select {
+    Index(usize),
+    Name(Ident),
+}
+
+/// A nested graph node's type and sizes.
+pub struct Nested {
+    pub path: syn::Path,
+    pub generics: Option<syn::AngleBracketedGenericArguments>,
+    pub sizes: Vec<Arg>,
+    /// Widths read when the outer graph is built (`Graph[..](..)`).
+    pub dynamic: bool,
 }
 
 pub struct Input {
@@ -67,6 +96,10 @@ pub struct Node {
     pub layer: &'static LayerDef,
     /// The type of a user layer (`layer` is then `layers::CUSTOM`).
     pub path: Option<syn::Path>,
+    /// The graph a host node runs (`layer` is then `layers::HOST`).
+    pub nested: Option<Nested>,
+    /// The host and output an output node takes (`layers::OUTPUT`).
+    pub select: Option<(usize, Select)>,
     pub args: Vec<Arg>,
     pub inputs: Vec<Source>,
     pub width: Width,
@@ -101,6 +134,17 @@ pub struct Deferred {
 pub enum Claim {
     Equal(Width, Width),
     AtMost(Width, Width),
+    /// A nested graph (host node) has `n` inputs, or `n` outputs.
+    Count {
+        host: usize,
+        outputs: bool,
+        n: usize,
+    },
+    /// A nested graph has an output of this name.
+    HasOutput {
+        host: usize,
+        name: String,
+    },
 }
 
 pub fn check(invocation: Invocation) -> syn::Result<Checked> {
@@ -131,10 +175,39 @@ struct RawNode<'a> {
     name: Ident,
     /// Whether the name was generated for a nested call.
     generated: bool,
-    call: &'a Call,
+    kind: RawKind<'a>,
     inputs: Vec<RawInput<'a>>,
     /// For `(a, b, ..) = Split(n)(x)`: this node's position and `n`.
     split: Option<(usize, usize)>,
+}
+
+enum RawKind<'a> {
+    Layer(&'a Call),
+    /// A nested graph, and how many outputs its binding takes (if it must
+    /// have exactly that many).
+    Host(&'a GraphCall, Option<usize>),
+    Output {
+        host: usize,
+        select: Select,
+    },
+}
+
+impl<'a> RawNode<'a> {
+    fn call(&self) -> Option<&'a Call> {
+        match self.kind {
+            RawKind::Layer(call) => Some(call),
+            _ => None,
+        }
+    }
+
+    /// What the node is, for messages: the layer or graph name.
+    fn what(&self) -> String {
+        match &self.kind {
+            RawKind::Layer(call) => call.layer.to_string(),
+            RawKind::Host(call, _) => call.name.to_string(),
+            RawKind::Output { .. } => "output".to_string(),
+        }
+    }
 }
 
 enum RawInput<'a> {
@@ -162,6 +235,7 @@ struct LayerUse {
     def: &'static LayerDef,
     args: Vec<Arg>,
     path: Option<syn::Path>,
+    nested: Option<Nested>,
 }
 
 fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
@@ -224,13 +298,13 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
             }
             Expr::Call(call) if call.layer == layers::SPLIT => {
                 let mut counts = HashMap::new();
-                let shared = flatten_inputs(first, call, &mut raw, &mut counts);
+                let shared = flatten_inputs(first, &call.inputs, &mut raw, &mut counts);
                 let n = statement.names.len();
                 for (k, name) in statement.names.iter().enumerate() {
                     raw.push(RawNode {
                         name: name.clone(),
                         generated: false,
-                        call,
+                        kind: RawKind::Layer(call),
                         inputs: shared
                             .iter()
                             .map(|i| match i {
@@ -259,6 +333,35 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
                 }
                 let mut counts = HashMap::new();
                 flatten(first, first.clone(), false, call, &mut raw, &mut counts);
+            }
+            Expr::Graph(call) => {
+                if let (Some(output), true) = (&call.output, statement.names.len() > 1) {
+                    broken.extend(statement.names.iter().map(Ident::to_string));
+                    errors.push(syn::Error::new(
+                        statement.names[1].span(),
+                        format!(
+                            "`.{output}` takes one output of `{}`, but {} names receive it",
+                            call.name,
+                            statement.names.len()
+                        ),
+                    ));
+                    continue;
+                }
+                let mut counts = HashMap::new();
+                let host = flatten_graph(first, call, &mut raw, &mut counts, Some(statement.names.len()));
+                for (j, name) in statement.names.iter().enumerate() {
+                    let select = match &call.output {
+                        Some(o) => Select::Name(o.clone()),
+                        None => Select::Index(j),
+                    };
+                    raw.push(RawNode {
+                        name: name.clone(),
+                        generated: false,
+                        kind: RawKind::Output { host, select },
+                        inputs: vec![RawInput::Anonymous(host, call.name.span())],
+                        split: None,
+                    });
+                }
             }
         }
     }
@@ -294,7 +397,7 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
                 format!(
                     "the nested `{}` call gets the name `{key}`, which is already taken\n\
                      = help: declare it as a node of its own with another name",
-                    node.call.layer
+                    node.what()
                 ),
             )),
             Some(Def::Node(_)) => errors.push(syn::Error::new(
@@ -338,10 +441,18 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
     let mut uses: Vec<Option<LayerUse>> = Vec::with_capacity(raw.len());
     for node in &raw {
         // A split is checked once, on its first part.
-        match node.split {
-            Some((k, _)) if k > 0 => uses.push(None),
-            _ => uses.push(check_call(node, &sizes, &mut errors)),
-        }
+        let used = match (&node.kind, node.split) {
+            (_, Some((k, _))) if k > 0 => None,
+            (RawKind::Layer(_), _) => check_call(node, &sizes, &mut errors),
+            (RawKind::Host(call, _), _) => check_graph_call(call, &sizes, &mut errors),
+            (RawKind::Output { .. }, _) => Some(LayerUse {
+                def: &layers::OUTPUT,
+                args: Vec::new(),
+                path: None,
+                nested: None,
+            }),
+        };
+        uses.push(used);
     }
     // The other parts of a split share the first part's check.
     for k in 0..raw.len() {
@@ -353,6 +464,7 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
                         def: uses[first].as_ref().map(|u| u.def).expect("checked"),
                         args: Vec::new(),
                         path: None,
+                        nested: None,
                     });
                 }
             }
@@ -364,6 +476,7 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
 
     // Widths, in evaluation order.
     let mut widths: Vec<Option<Width>> = vec![None; raw.len()];
+    let mut atoms: Vec<Atom> = Vec::new();
     let mut split_args: Vec<Option<Vec<Arg>>> = (0..raw.len()).map(|_| None).collect();
     for &k in &order {
         let (Some(srcs), Some(layer)) = (&sources[k], &uses[k]) else {
@@ -388,12 +501,18 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
             continue; // an input is already wrong and reported
         }
         let node = &raw[k];
-        let result = match node.split {
-            Some((part, n)) => infer_split(node, part, n, &flows).map(|(w, args)| {
+        let result = match (&node.kind, node.split) {
+            (_, Some((part, n))) => infer_split(node, part, n, &flows).map(|(w, args)| {
                 split_args[k] = Some(args);
                 w
             }),
-            None => infer_width(node, layer, &flows, &mut deferred),
+            (RawKind::Host(call, expect), _) => {
+                infer_host(k, node, call, *expect, &flows, &mut atoms, &mut deferred)
+            }
+            (RawKind::Output { host, select }, _) => {
+                Ok(output_atom(*host, select, &raw, &mut atoms, &mut deferred))
+            }
+            (RawKind::Layer(_), None) => infer_width(node, layer, &flows, &mut deferred),
         };
         match result {
             Ok(w) => widths[k] = Some(w),
@@ -509,6 +628,7 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
             recurrent: Vec::new(),
             deferred: Vec::new(),
             derived: Vec::new(),
+            atoms: Vec::new(),
         });
     }
     let derived: Vec<(usize, String)> = order
@@ -519,14 +639,25 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
     let mut nodes = Vec::with_capacity(raw.len());
     for (k, ((node, layer), srcs)) in raw.iter().zip(uses).zip(sources).enumerate() {
         let layer = layer.expect("no errors: layer known");
-        let (def, args, path) = match split_args[k].take() {
-            Some(args) => (layers::lookup("Narrow").expect("Narrow is built in"), args, None),
-            None => (layer.def, layer.args, layer.path),
+        let (def, args, path, nested) = match split_args[k].take() {
+            Some(args) => (
+                layers::lookup("Narrow").expect("Narrow is built in"),
+                args,
+                None,
+                None,
+            ),
+            None => (layer.def, layer.args, layer.path, layer.nested),
+        };
+        let select = match &node.kind {
+            RawKind::Output { host, select } => Some((*host, select.clone())),
+            _ => None,
         };
         nodes.push(Node {
             name: node.name.clone(),
             layer: def,
             path,
+            nested,
+            select,
             args,
             inputs: srcs
                 .expect("no errors: inputs resolved")
@@ -550,6 +681,7 @@ fn check_graph(decl: GraphDecl) -> syn::Result<Graph> {
         recurrent,
         deferred,
         derived,
+        atoms,
     })
 }
 
@@ -558,29 +690,54 @@ fn names_list(names: &[Ident]) -> String {
     names.join(", ")
 }
 
-/// Flattens the nested calls among `call`'s inputs and returns its inputs.
+/// Flattens the nested calls among `exprs` and returns them as inputs.
 fn flatten_inputs<'a>(
     statement: &Ident,
-    call: &'a Call,
+    exprs: &'a [Expr],
     raw: &mut Vec<RawNode<'a>>,
     counts: &mut HashMap<String, usize>,
 ) -> Vec<RawInput<'a>> {
-    let mut inputs = Vec::with_capacity(call.inputs.len());
-    for input in &call.inputs {
+    let mut inputs = Vec::with_capacity(exprs.len());
+    for input in exprs {
         match input {
             Expr::Ref(r) => inputs.push(RawInput::Name(r)),
             Expr::Call(inner) => {
-                let base = format!("{statement}_{}", layers::snake(&inner.layer.to_string()));
-                let n = counts.entry(base.clone()).or_insert(0);
-                *n += 1;
-                let generated = if *n == 1 { base } else { format!("{base}_{n}") };
-                let inner_name = Ident::new(&generated, inner.layer.span());
+                let inner_name = anonymous(statement, &inner.layer, counts);
                 let k = flatten(statement, inner_name, true, inner, raw, counts);
                 inputs.push(RawInput::Anonymous(k, inner.layer.span()));
+            }
+            Expr::Graph(inner) => {
+                // An anonymous graph call gives one output: the one named
+                // with `.name`, or its only one.
+                let expect = if inner.output.is_some() { None } else { Some(1) };
+                let host = flatten_graph(statement, inner, raw, counts, expect);
+                let select = match &inner.output {
+                    Some(o) => Select::Name(o.clone()),
+                    None => Select::Index(0),
+                };
+                let suffix = inner.output.as_ref().map_or("out".to_string(), Ident::to_string);
+                let name = Ident::new(&format!("{}_{suffix}", raw[host].name), inner.name.span());
+                raw.push(RawNode {
+                    name,
+                    generated: true,
+                    kind: RawKind::Output { host, select },
+                    inputs: vec![RawInput::Anonymous(host, inner.name.span())],
+                    split: None,
+                });
+                inputs.push(RawInput::Anonymous(raw.len() - 1, inner.name.span()));
             }
         }
     }
     inputs
+}
+
+/// `{statement}_{layer}`, numbered from the second use in a statement.
+fn anonymous(statement: &Ident, layer: &Ident, counts: &mut HashMap<String, usize>) -> Ident {
+    let base = format!("{statement}_{}", layers::snake(&layer.to_string()));
+    let n = counts.entry(base.clone()).or_insert(0);
+    *n += 1;
+    let generated = if *n == 1 { base } else { format!("{base}_{n}") };
+    Ident::new(&generated, layer.span())
 }
 
 /// Appends the nodes of `call` (inner calls first) to `raw`.
@@ -592,11 +749,31 @@ fn flatten<'a>(
     raw: &mut Vec<RawNode<'a>>,
     counts: &mut HashMap<String, usize>,
 ) -> usize {
-    let inputs = flatten_inputs(statement, call, raw, counts);
+    let inputs = flatten_inputs(statement, &call.inputs, raw, counts);
     raw.push(RawNode {
         name,
         generated,
-        call,
+        kind: RawKind::Layer(call),
+        inputs,
+        split: None,
+    });
+    raw.len() - 1
+}
+
+/// Appends the host node of a graph call (its inputs first); returns its index.
+fn flatten_graph<'a>(
+    statement: &Ident,
+    call: &'a GraphCall,
+    raw: &mut Vec<RawNode<'a>>,
+    counts: &mut HashMap<String, usize>,
+    outputs: Option<usize>,
+) -> usize {
+    let inputs = flatten_inputs(statement, &call.inputs, raw, counts);
+    let name = anonymous(statement, &call.name, counts);
+    raw.push(RawNode {
+        name,
+        generated: true,
+        kind: RawKind::Host(call, outputs),
         inputs,
         split: None,
     });
@@ -620,7 +797,7 @@ fn count(n: usize, was: bool) -> String {
 
 /// Looks up the layer and checks its arguments and number of inputs.
 fn check_call(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option<LayerUse> {
-    let call = node.call;
+    let call = node.call().expect("a layer node");
     let layer_name = call.layer.to_string();
     if let Some((_, n)) = node.split {
         return check_split(node, n, errors);
@@ -690,12 +867,13 @@ fn check_call(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option<L
         def,
         args,
         path: None,
+        nested: None,
     })
 }
 
 /// `(a, b, ..) = Split(n)(x)`: `n` a positive literal equal to the number of names.
 fn check_split(node: &RawNode, n: usize, errors: &mut Errors) -> Option<LayerUse> {
-    let call = node.call;
+    let call = node.call().expect("a layer node");
     let parts = match call.args.as_slice() {
         [arg] => match positive_width(arg, &[]).ok().and_then(|w| w.as_const()) {
             Some(p) => Some((p as usize, arg)),
@@ -740,6 +918,7 @@ fn check_split(node: &RawNode, n: usize, errors: &mut Errors) -> Option<LayerUse
         def: layers::lookup("Narrow").expect("Narrow is built in"),
         args: Vec::new(),
         path: None,
+        nested: None,
     })
 }
 
@@ -781,7 +960,7 @@ fn misspelt_layer(call: &Call) -> Option<syn::Error> {
 /// A user layer: a type implementing `graph_runtime::Layer`, built with
 /// `Type::new(args)`. Arguments that are widths may use the graph's sizes.
 fn check_custom(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option<LayerUse> {
-    let call = node.call;
+    let call = node.call().expect("a layer node");
     if call.inputs.is_empty() {
         errors.push(syn::Error::new(
             call.inputs_span,
@@ -801,6 +980,7 @@ fn check_custom(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option
         def: &layers::CUSTOM,
         args,
         path: Some(call.path.clone()),
+        nested: None,
     })
 }
 
@@ -844,7 +1024,10 @@ fn need_values<'f>(node: &RawNode, flow: &'f Flow) -> syn::Result<&'f Width> {
             format!(
                 "node `{}`: `{}` takes values, but `{}` holds integer ids\n\
                  = help: turn ids into values with `Embedding(vocab, dim)({})`",
-                node.name, node.call.layer, flow.name, flow.name
+                node.name,
+                node.what(),
+                flow.name,
+                flow.name
             ),
         )
     })
@@ -876,12 +1059,15 @@ fn infer_width(
     inputs: &[Flow],
     deferred: &mut Vec<Deferred>,
 ) -> syn::Result<Width> {
-    let call = &node.call.layer;
+    let call = node.what();
     let arg = |i: usize| match &layer.args[i] {
         Arg::Width(w) => w.clone(),
         Arg::Float(_) | Arg::Expr(_) => Width::constant(0),
     };
     match layer.def.rule {
+        Rule::Host | Rule::Output => {
+            unreachable!("nested graph nodes are inferred by infer_host and output_atom")
+        }
         Rule::Custom => {
             for flow in inputs {
                 need_values(node, flow)?;
@@ -942,7 +1128,7 @@ fn infer_width(
             require(
                 end.at_most(w),
                 Claim::AtMost(end.clone(), w.clone()),
-                node.call.args_span,
+                node.call().map_or(node.name.span(), |c| c.args_span),
                 message,
                 deferred,
             )?;
@@ -993,6 +1179,159 @@ fn infer_width(
             Ok(Width::constant(1))
         }
     }
+}
+
+/// A graph used as a node: its type, generic arguments and sizes. A
+/// built-in layer called with one argument list is the common slip
+/// `Tanh(x)` for `Tanh()(x)`.
+fn check_graph_call(call: &GraphCall, sizes: &[String], errors: &mut Errors) -> Option<LayerUse> {
+    let name = call.name.to_string();
+    if call.path.segments.len() == 1
+        && call.generics.is_none()
+        && !call.dynamic
+        && (layers::lookup(&name).is_some() || name == layers::SPLIT)
+    {
+        let names: Vec<String> = call
+            .inputs
+            .iter()
+            .filter_map(|e| match e {
+                Expr::Ref(r) => Some(r.to_string()),
+                _ => None,
+            })
+            .collect();
+        let help = if !names.is_empty() && names.len() == call.inputs.len() {
+            format!(
+                "\n= help: if these are its inputs, write `{name}()({})`",
+                names.join(", ")
+            )
+        } else {
+            String::new()
+        };
+        errors.push(syn::Error::new(
+            call.inputs_span,
+            format!(
+                "`{name}(..)` builds a layer but gives it no inputs: write `{name}(..)(input, ...)`{help}"
+            ),
+        ));
+        return None;
+    }
+    let mut args = Vec::with_capacity(call.sizes.len());
+    for expr in &call.sizes {
+        match positive_width(expr, sizes) {
+            Ok(w) => args.push(Arg::Width(w)),
+            Err(msg) => {
+                errors.push(syn::Error::new_spanned(
+                    expr,
+                    format!("a size of `{name}`: {msg}"),
+                ));
+                return None;
+            }
+        }
+    }
+    Some(LayerUse {
+        def: &layers::HOST,
+        args: Vec::new(),
+        path: None,
+        nested: Some(Nested {
+            path: call.path.clone(),
+            generics: call.generics.clone(),
+            sizes: args,
+            dynamic: call.dynamic,
+        }),
+    })
+}
+
+/// A nested graph node: its inputs must match the graph's input widths and
+/// count, and its binding the number of its outputs. The macro cannot see
+/// the other graph, so these are deferred checks.
+fn infer_host(
+    k: usize,
+    node: &RawNode,
+    call: &GraphCall,
+    expect_outputs: Option<usize>,
+    inputs: &[Flow],
+    atoms: &mut Vec<Atom>,
+    deferred: &mut Vec<Deferred>,
+) -> syn::Result<Width> {
+    let graph = &call.name;
+    for (i, flow) in inputs.iter().enumerate() {
+        let w = need_values(node, flow)?;
+        let name = format!("{}.in[{i}]", node.name);
+        atoms.push(Atom {
+            name: name.clone(),
+            host: k,
+            output: false,
+            select: Select::Index(i),
+        });
+        deferred.push(Deferred {
+            claim: Claim::Equal(w.clone(), Width::atom(&name)),
+            message: format!(
+                "node `{}`: input {i} of `{graph}` has another width than `{}`, which has width {w}",
+                node.name, flow.name
+            ),
+            span: flow.span,
+        });
+    }
+    deferred.push(Deferred {
+        claim: Claim::Count {
+            host: k,
+            outputs: false,
+            n: inputs.len(),
+        },
+        message: format!(
+            "`{graph}` is given {} input(s), but it declares another number",
+            inputs.len()
+        ),
+        span: call.inputs_span,
+    });
+    if let Some(n) = expect_outputs {
+        deferred.push(Deferred {
+            claim: Claim::Count {
+                host: k,
+                outputs: true,
+                n,
+            },
+            message: format!(
+                "`{graph}` gives its outputs to {n} name(s), but it has another number of outputs\n\
+                 = help: take one output by name: `{graph}(..).output`"
+            ),
+            span: call.name.span(),
+        });
+    }
+    Ok(Width::constant(0))
+}
+
+/// The width of a nested graph's output, as an atom.
+fn output_atom(
+    host: usize,
+    select: &Select,
+    raw: &[RawNode],
+    atoms: &mut Vec<Atom>,
+    deferred: &mut Vec<Deferred>,
+) -> Width {
+    let name = match select {
+        Select::Index(j) => format!("{}.out[{j}]", raw[host].name),
+        Select::Name(n) => format!("{}.{n}", raw[host].name),
+    };
+    if !atoms.iter().any(|a| a.name == name) {
+        if let Select::Name(n) = select {
+            deferred.push(Deferred {
+                claim: Claim::HasOutput {
+                    host,
+                    name: n.to_string(),
+                },
+                message: format!("`{}` has no output named `{n}`", raw[host].what()),
+                span: n.span(),
+            });
+        }
+        atoms.push(Atom {
+            name: name.clone(),
+            host,
+            output: true,
+            select: select.clone(),
+        });
+    }
+    Width::atom(&name)
 }
 
 /// The atom standing for a user layer's output width.

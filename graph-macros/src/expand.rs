@@ -1,18 +1,24 @@
 //! Expansion: the checked graph to Rust code.
 //!
 //! For a graph `G` this generates the struct `G<F>` (parameters, layers,
-//! mode), its tape `GTape<F>` holding `GValues<F>` twice (values and
-//! gradients, one matrix per input and node), the typed `GOutputs` /
-//! `GInputGrads` views returned by `forward` / `backward`, and the
-//! `graph_runtime::Graph` impl whose `forward_tape` / `backward_tape` call
-//! each node's layer. All math lives in the runtime.
+//! mode), `GLayers<F>` (one layer or nested graph per node), the tape
+//! `GTape<F>` holding `GValues<F>` twice (values and gradients, one matrix
+//! per input and node) and the tape of every nested graph, the typed
+//! `GOutputs` / `GInputGrads` views returned by `forward` / `backward`, and
+//! the `graph_runtime::Graph` impl.
+//!
+//! The passes themselves are associated functions, `__forward_with` and
+//! `__backward_with`, that take the layers and a parameter slice: a graph
+//! runs them on its own buffers, and a graph nested in another runs them on
+//! its slice of the outer graph's buffers. All math lives in the runtime.
 //!
 //! Size parameters: const generics (`G<const H: usize>`) are spelled as
-//! themselves; run-time sizes (`G[vocab]`) live in a `GSizes` struct kept by
-//! the graph and its tapes, and are spelled `sizes.vocab` where a `sizes`
-//! binding is in scope.
+//! themselves; run-time sizes (`G[vocab]`), user layers' output widths and
+//! widths of nested graphs given `[..]` live in a `GSizes` struct kept by the
+//! graph and its tapes, spelled `sizes.field` where a `sizes` binding is in
+//! scope; widths of other nested graphs are their constants.
 
-use crate::check::{Arg, Checked, Claim, Graph, Node, Source};
+use crate::check::{Arg, Atom, Checked, Claim, Graph, Node, Select, Source};
 use crate::layers::{Call, Rule};
 use crate::width::Width;
 use proc_macro2::{Literal, Span, TokenStream};
@@ -40,8 +46,39 @@ fn local(name: &str) -> Ident {
 struct Expander<'a> {
     rt: &'a TokenStream,
     g: &'a Graph,
-    /// `sizes`, the binding run-time sizes are read from.
+    /// `sizes`, the binding widths known at build time are read from.
     sizes: Ident,
+}
+
+/// Generated local names, spanned so that they cannot clash with the user's.
+struct Locals {
+    tape: Ident,
+    values: Ident,
+    inputs: Ident,
+    layers: Ident,
+    ranges: Ident,
+    params: Ident,
+    param_grads: Ident,
+    mode: Ident,
+    checked: Ident,
+    rng: Ident,
+}
+
+impl Locals {
+    fn new() -> Self {
+        Locals {
+            tape: local("tape"),
+            values: local("values"),
+            inputs: local("inputs"),
+            layers: local("layers"),
+            ranges: local("ranges"),
+            params: local("params"),
+            param_grads: local("param_grads"),
+            mode: local("mode"),
+            checked: local("checked"),
+            rng: local("rng"),
+        }
+    }
 }
 
 impl<'a> Expander<'a> {
@@ -53,28 +90,96 @@ impl<'a> Expander<'a> {
         }
     }
 
-    /// Whether some widths are known only when the graph is built: sizes
-    /// given at run time, or the output of a user layer. Such a graph keeps a
-    /// sizes struct and its constructors return `Result`.
-    fn is_dynamic(&self) -> bool {
-        !self.g.runtime_sizes.is_empty() || !self.g.derived.is_empty()
+    fn atom(&self, name: &str) -> Option<(usize, &Atom)> {
+        self.g.atoms.iter().enumerate().find(|(_, a)| a.name == name)
+    }
+
+    fn host_is_dynamic(&self, host: usize) -> bool {
+        self.g.nodes[host].nested.as_ref().is_some_and(|n| n.dynamic)
+    }
+
+    /// Widths read from the sizes struct: run-time sizes, user layer
+    /// outputs, widths of nested graphs given `[..]`.
+    fn sizes_fields(&self) -> Vec<Ident> {
+        let mut fields: Vec<Ident> = self.g.runtime_sizes.clone();
+        fields.extend(
+            self.g
+                .derived
+                .iter()
+                .map(|(_, a)| Ident::new(a, Span::call_site())),
+        );
+        fields.extend(
+            self.g
+                .atoms
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| self.host_is_dynamic(a.host))
+                .map(|(i, _)| format_ident!("__a{}", i)),
+        );
+        fields
+    }
+
+    fn has_sizes_struct(&self) -> bool {
+        !self.sizes_fields().is_empty()
+    }
+
+    fn has_hosts(&self) -> bool {
+        self.g.nodes.iter().any(|n| n.layer.rule == Rule::Host)
+    }
+
+    /// Whether constructors return `Result`: something is checked when the
+    /// graph is built.
+    fn is_fallible(&self) -> bool {
+        self.has_sizes_struct() || self.has_hosts()
     }
 
     /// A width as a `usize` expression.
     fn width(&self, w: &Width) -> TokenStream {
+        w.to_tokens(&|atom| self.atom_tokens(atom))
+    }
+
+    fn atom_tokens(&self, atom: &str) -> TokenStream {
         let sizes = &self.sizes;
-        w.to_tokens(&|atom| {
-            if let Some(c) = self.g.const_sizes.iter().find(|c| *c == atom) {
-                quote!(#c)
-            } else {
-                let field = Ident::new(atom, Span::call_site());
-                quote!(#sizes.#field)
+        if let Some(c) = self.g.const_sizes.iter().find(|c| *c == atom) {
+            return quote!(#c);
+        }
+        if let Some((i, a)) = self.atom(atom) {
+            if self.host_is_dynamic(a.host) {
+                let field = format_ident!("__a{}", i);
+                return quote!(#sizes.#field);
             }
-        })
+            let ty = self.nested_type(&self.g.nodes[a.host]);
+            let rt = self.rt;
+            let (consts, names) = if a.output {
+                (quote!(OUTPUT_WIDTHS), quote!(OUTPUTS))
+            } else {
+                (quote!(INPUT_WIDTHS), quote!(INPUTS))
+            };
+            return match &a.select {
+                Select::Index(j) => {
+                    let j = lit(*j);
+                    quote!(<#ty>::#consts[#j])
+                }
+                Select::Name(n) => {
+                    let n = n.to_string();
+                    quote!(<#ty>::#consts[#rt::__private::position(<#ty>::#names, #n)])
+                }
+            };
+        }
+        let field = Ident::new(atom, Span::call_site());
+        quote!(#sizes.#field)
     }
 
     fn is_runtime(&self, w: &Width) -> bool {
-        w.atoms().any(|a| !self.g.const_sizes.iter().any(|c| c == a))
+        w.atoms().any(|a| {
+            if self.g.const_sizes.iter().any(|c| c == a) {
+                return false;
+            }
+            match self.atom(a) {
+                Some((_, atom)) => self.host_is_dynamic(atom.host),
+                None => true,
+            }
+        })
     }
 
     fn field(&self, src: Source) -> &Ident {
@@ -84,13 +189,25 @@ impl<'a> Expander<'a> {
         }
     }
 
+    /// `path<generics.., F>` of a nested graph node.
+    fn nested_type(&self, node: &Node) -> TokenStream {
+        let nested = node.nested.as_ref().expect("a host node");
+        let path = &nested.path;
+        let args = nested.generics.iter().flat_map(|g| g.args.iter());
+        quote!(#path<#(#args,)* F>)
+    }
+
     fn layer_type(&self, node: &Node) -> TokenStream {
         let rt = self.rt;
+        if node.nested.is_some() {
+            return self.nested_type(node);
+        }
         if let Some(path) = &node.path {
             return quote!(#path);
         }
         let ty = Ident::new(node.layer.name, Span::call_site());
         match node.layer.rule {
+            Rule::Output => quote!(#rt::__private::NestedOutput),
             Rule::Criterion | Rule::ClassCriterion => quote!(#rt::criteria::#ty),
             _ => quote!(#rt::layers::#ty),
         }
@@ -98,6 +215,13 @@ impl<'a> Expander<'a> {
 
     fn layer_ctor(&self, node: &Node) -> TokenStream {
         let ty = self.layer_type(node);
+        if let Some(nested) = &node.nested {
+            let sizes = nested.sizes.iter().map(|a| match a {
+                Arg::Width(w) => self.width(w),
+                Arg::Float(e) | Arg::Expr(e) => quote!(#e),
+            });
+            return quote!(<#ty>::__nested(&[#(#sizes),*])?);
+        }
         let args: Vec<TokenStream> = node
             .args
             .iter()
@@ -127,9 +251,45 @@ impl<'a> Expander<'a> {
         }
     }
 
+    fn nested_field(node: &Node) -> Ident {
+        format_ident!("nested_{}", node.name.to_string().trim_start_matches('_'))
+    }
+
+    fn mask_field(node: &Node) -> Ident {
+        format_ident!("mask_{}", node.name.to_string().trim_start_matches('_'))
+    }
+
+    /// The index of the selected output of a nested graph, at run time.
+    fn select_index(&self, layers: &Ident, host: &Node, select: &Select) -> TokenStream {
+        let rt = self.rt;
+        let h = &host.name;
+        match select {
+            Select::Index(j) => {
+                let j = lit(*j);
+                quote!(#j)
+            }
+            Select::Name(n) => {
+                let n = n.to_string();
+                quote!(#rt::__private::position(#rt::Graph::output_names(&#layers.#h), #n))
+            }
+        }
+    }
+
     fn graph(&self) -> TokenStream {
         let rt = self.rt;
         let g = self.g;
+        let l = Locals::new();
+        let Locals {
+            tape,
+            layers,
+            ranges,
+            params,
+            param_grads,
+            mode,
+            checked,
+            rng,
+            ..
+        } = &l;
         let name = &g.name;
         let name_str = name.to_string();
         let vis = &g.vis;
@@ -142,27 +302,14 @@ impl<'a> Expander<'a> {
         let sizes_ty = format_ident!("{}Sizes", name);
         let sizes = &self.sizes;
 
-        let (tape, v, gr, inputs_l, params_l, pgrads_l, rng_l) = (
-            local("tape"),
-            local("values"),
-            local("grads"),
-            local("inputs"),
-            local("params"),
-            local("param_grads"),
-            local("rng"),
-        );
-
         // Generic parameters: const sizes first, the float type last (it has a default).
         let consts = &g.const_sizes;
         let gen_decl = quote!(#(const #consts: usize,)*);
         let gen_use = quote!(#(#consts,)*);
         let runtime_sizes = &g.runtime_sizes;
-        let derived_fields: Vec<Ident> = g
-            .derived
-            .iter()
-            .map(|(_, atom)| Ident::new(atom, Span::call_site()))
-            .collect();
-        let (sizes_field_ty, sizes_decl) = if self.is_dynamic() {
+        let sizes_fields = self.sizes_fields();
+        let hidden_fields = &sizes_fields[runtime_sizes.len()..];
+        let (sizes_field_ty, sizes_decl) = if self.has_sizes_struct() {
             let docs = runtime_sizes.iter().map(|s| format!("Size `{s}`."));
             (
                 quote!(#sizes_ty),
@@ -171,7 +318,7 @@ impl<'a> Expander<'a> {
                     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
                     #vis struct #sizes_ty {
                         #(#[doc = #docs] pub #runtime_sizes: usize,)*
-                        #(#[doc(hidden)] pub #derived_fields: usize,)*
+                        #(#[doc(hidden)] pub #hidden_fields: usize,)*
                     }
                 },
             )
@@ -179,12 +326,14 @@ impl<'a> Expander<'a> {
             (quote!(()), quote!())
         };
         let bind_sizes = |from: TokenStream| {
-            if self.is_dynamic() {
+            if self.has_sizes_struct() {
                 quote!(let #sizes = #from;)
             } else {
                 quote!(let _ = #from;)
             }
         };
+        let bind_self_sizes = bind_sizes(quote!(self.sizes));
+        let bind_arg_sizes = bind_sizes(quote!(*#sizes));
 
         // Inputs.
         let value_inputs: Vec<usize> = (0..g.inputs.len())
@@ -233,17 +382,6 @@ impl<'a> Expander<'a> {
                 quote!(#rt::__private::ensure_shape(&mut self.#n, batch, #w);)
             })
             .collect();
-        let input_zero: Vec<TokenStream> = g
-            .inputs
-            .iter()
-            .map(|i| {
-                let n = &i.name;
-                match i.width {
-                    Some(_) => quote!(self.#n.fill(F::zero());),
-                    None => quote!(),
-                }
-            })
-            .collect();
         let value_idx: Vec<Literal> = value_inputs.iter().map(|&i| lit(i)).collect();
         let value_names: Vec<&Ident> = value_inputs.iter().map(|&i| input_names[i]).collect();
         let ids_inputs: Vec<usize> = (0..g.inputs.len())
@@ -275,32 +413,42 @@ impl<'a> Expander<'a> {
             })
             .collect();
 
-        // Nodes.
+        // Nodes. Host nodes (nested graphs) hold no value of their own.
+        let is_host = |k: usize| g.nodes[k].layer.rule == Rule::Host;
+        let value_nodes: Vec<usize> = (0..g.nodes.len()).filter(|&k| !is_host(k)).collect();
+        let host_nodes: Vec<usize> = (0..g.nodes.len()).filter(|&k| is_host(k)).collect();
         let node_names: Vec<&Ident> = g.nodes.iter().map(|n| &n.name).collect();
         let node_strs: Vec<String> = node_names.iter().map(|n| n.to_string()).collect();
         let node_widths: Vec<TokenStream> = g.nodes.iter().map(|n| self.width(&n.width)).collect();
         let node_docs: Vec<String> = g
             .nodes
             .iter()
-            .map(|n| {
-                format!(
+            .map(|n| match n.layer.rule {
+                Rule::Host => format!("Node `{}`: the graph `{}`.", n.name, layer_label(n)),
+                _ => format!(
                     "Node `{}` = `{}`, `(batch, {})`.",
                     n.name,
                     layer_label(n),
                     n.width
-                )
+                ),
             })
             .collect();
+        let val_names: Vec<&Ident> = value_nodes.iter().map(|&k| node_names[k]).collect();
+        let val_widths: Vec<&TokenStream> = value_nodes.iter().map(|&k| &node_widths[k]).collect();
+        let val_docs: Vec<&String> = value_nodes.iter().map(|&k| &node_docs[k]).collect();
         let layer_tys: Vec<TokenStream> = g.nodes.iter().map(|n| self.layer_type(n)).collect();
         let layer_inits: Vec<TokenStream> = g.nodes.iter().map(|n| self.layer_ctor(n)).collect();
         let masked: Vec<usize> = (0..g.nodes.len())
             .filter(|&k| g.nodes[k].layer.call == Call::Masked)
             .collect();
-        let mask_fields: Vec<Ident> = masked
-            .iter()
-            .map(|&k| format_ident!("mask_{}", g.nodes[k].name))
-            .collect();
+        let mask_fields: Vec<Ident> = masked.iter().map(|&k| Self::mask_field(&g.nodes[k])).collect();
         let mask_widths: Vec<&TokenStream> = masked.iter().map(|&k| &node_widths[k]).collect();
+        let nested_fields: Vec<Ident> = host_nodes
+            .iter()
+            .map(|&k| Self::nested_field(&g.nodes[k]))
+            .collect();
+        let nested_tys: Vec<&TokenStream> = host_nodes.iter().map(|&k| &layer_tys[k]).collect();
+        let nested_hosts: Vec<&Ident> = host_nodes.iter().map(|&k| node_names[k]).collect();
 
         // Outputs.
         let output_names: Vec<&Ident> = g.outputs.iter().map(|(o, _)| o).collect();
@@ -334,30 +482,28 @@ impl<'a> Expander<'a> {
             })
             .collect();
 
-        let forward_steps = g.order.iter().map(|&k| self.forward_step(k, &v, &tape));
-        let backward_steps = g
-            .order
-            .iter()
-            .rev()
-            .map(|&k| self.backward_step(k, &v, &gr, &tape, &inputs_l, &params_l, &pgrads_l));
+        let forward_steps: Vec<TokenStream> = g.order.iter().map(|&k| self.forward_step(k, &l)).collect();
+        let backward_steps: Vec<TokenStream> =
+            g.order.iter().rev().map(|&k| self.backward_step(k, &l)).collect();
 
         let param_shapes = g.nodes.iter().zip(&layer_tys).map(|(n, ty)| {
             let f = &n.name;
             match n.layer.call {
                 Call::Layer => quote!(<#ty as #rt::Layer<F>>::param_shapes(&layers.#f)),
                 Call::Ids => quote!(layers.#f.param_shapes()),
-                Call::ClassTarget | Call::Masked => quote!(#rt::__private::Vec::new()),
+                Call::Nested => quote!(layers.#f.__param_shapes()),
+                Call::ClassTarget | Call::Masked | Call::Select => quote!(#rt::__private::Vec::new()),
             }
         });
         let param_inits = g.nodes.iter().zip(&layer_tys).enumerate().map(|(k, (n, ty))| {
             let f = &n.name;
             let k = lit(k);
+            let slice = quote!(&mut #params[#ranges[#k].clone()]);
             match n.layer.call {
-                Call::Layer => {
-                    quote!(<#ty as #rt::Layer<F>>::init(&graph.layers.#f, graph.store.node_values_mut(#k), #rng_l);)
-                }
-                Call::Ids => quote!(graph.layers.#f.init(graph.store.node_values_mut(#k), #rng_l);),
-                Call::ClassTarget | Call::Masked => quote!(),
+                Call::Layer => quote!(<#ty as #rt::Layer<F>>::init(&#layers.#f, #slice, #rng);),
+                Call::Ids => quote!(#layers.#f.init(#slice, #rng);),
+                Call::Nested => quote!(#layers.#f.__init_into(#slice, #rng);),
+                Call::ClassTarget | Call::Masked | Call::Select => quote!(),
             }
         });
 
@@ -368,7 +514,7 @@ impl<'a> Expander<'a> {
             .fold(Width::constant(0), |a, b| a.add(&b));
         let dot = to_dot(g);
         let struct_doc = format!(
-            "\n\nGenerated by `graph!`: inputs {}; outputs {}; {} parameters. \
+            "\n\nGenerated by `graph!`: inputs {}; outputs {}{}. \
              Run it with [`forward`]({name_str}::forward) and [`backward`]({name_str}::backward) \
              on a [`{tape_ty}`].",
             g.inputs
@@ -384,30 +530,46 @@ impl<'a> Expander<'a> {
                 .map(|&(ref o, k)| format!("`{o}: [{}]`", g.nodes[k].width))
                 .collect::<Vec<_>>()
                 .join(", "),
-            total_params,
+            if self.has_hosts() {
+                String::new()
+            } else {
+                format!("; {total_params} parameters")
+            },
         );
         let oob = |what: &str, n: usize| format!("{name_str} has {n} {what}s; index out of range");
         let (oob_in, oob_out) = (oob("input", g.inputs.len()), oob("output", g.outputs.len()));
         let oob_values = format!("{name_str}: this input holds ids, or the index is out of range");
         let oob_ids = format!("{name_str}: this input holds values, or the index is out of range");
 
-        // Size-dependent consts only exist when no size is given at run time.
-        let static_consts = if self.is_dynamic() {
+        // Consts that do not depend on anything known only at build time.
+        let input_consts = if runtime_sizes.is_empty() {
+            quote! {
+                /// Input widths (per sample; 1 for an ids input), in declaration order.
+                pub const INPUT_WIDTHS: &'static [usize] = &[#(#input_widths),*];
+            }
+        } else {
+            quote!()
+        };
+        let output_consts = if self.has_sizes_struct() {
+            quote!()
+        } else {
+            quote! {
+                /// Output widths (per sample), in declaration order.
+                pub const OUTPUT_WIDTHS: &'static [usize] = &[#(#output_widths),*];
+            }
+        };
+        let params_const = if self.has_sizes_struct() || self.has_hosts() {
             quote!()
         } else {
             let total = self.width(&total_params);
             quote! {
-                /// Input widths (per sample; 1 for an ids input), in declaration order.
-                pub const INPUT_WIDTHS: &'static [usize] = &[#(#input_widths),*];
-                /// Output widths (per sample), in declaration order.
-                pub const OUTPUT_WIDTHS: &'static [usize] = &[#(#output_widths),*];
                 /// Total number of parameters.
                 pub const NUM_PARAMS: usize = #total;
             }
         };
 
         // Checks the macro could not decide.
-        let (const_checks, runtime_checks) = self.deferred_checks();
+        let (const_checks, runtime_checks) = self.deferred_checks(layers);
         let check_const_use = if const_checks.is_empty() {
             quote!()
         } else {
@@ -424,7 +586,7 @@ impl<'a> Expander<'a> {
 
         // Constructors.
         let size_params: Vec<TokenStream> = runtime_sizes.iter().map(|s| quote!(#s: usize)).collect();
-        let (ctor_ret, ctor_ok, zeros_call) = if self.is_dynamic() {
+        let (ctor_ret, ctor_ok, zeros_call) = if self.is_fallible() {
             (
                 quote!(#rt::Result<Self>),
                 quote!(::core::result::Result::Ok),
@@ -433,7 +595,7 @@ impl<'a> Expander<'a> {
         } else {
             (quote!(Self), quote!(), quote!(Self::zeros()))
         };
-        let make_sizes = if self.is_dynamic() {
+        let make_sizes = if self.has_sizes_struct() {
             let zero_checks = runtime_sizes.iter().map(|s| {
                 let msg = format!("size `{s}` must be at least 1, got 0");
                 quote! {
@@ -448,48 +610,49 @@ impl<'a> Expander<'a> {
             quote! {
                 #(#zero_checks)*
                 #[allow(unused_mut)]
-                let mut #sizes = #sizes_ty { #(#runtime_sizes,)* #(#derived_fields: 0,)* };
+                let mut #sizes = #sizes_ty { #(#runtime_sizes,)* #(#hidden_fields: 0,)* };
             }
         } else {
             quote!(let #sizes = ();)
         };
-        let derive_widths = g.derived.iter().map(|(k, atom)| {
-            let node = &g.nodes[*k];
-            let f = &node.name;
-            let ty = self.layer_type(node);
-            let field = Ident::new(atom, Span::call_site());
-            let in_widths = node.inputs.iter().map(|&src| match src {
-                Source::Input(i) => input_widths[i].clone(),
-                Source::Node(j) => node_widths[j].clone(),
-            });
-            let (node_str, line) = (f.to_string(), node.line);
-            quote! {
-                #sizes.#field = <#ty as #rt::Layer<F>>::output_width(&layers.#f, &[#(#in_widths),*]).map_err(|message| {
-                    #rt::Error::Sizes {
-                        graph: #name_str.into(),
-                        message: ::std::format!("node `{}` ({}:{}): {}", #node_str, ::core::file!(), #line, message),
-                    }
-                })?;
-            }
-        });
-        let sizes_method = if self.is_dynamic() {
+        let derive_widths = self.derive_widths(layers, &input_widths, &node_widths);
+        let nested_size_args = if runtime_sizes.is_empty() {
+            quote!()
+        } else {
+            let idx = (0..runtime_sizes.len()).map(lit);
+            quote!(#(sizes[#idx]),*)
+        };
+        let n_sizes = runtime_sizes.len();
+        let nested_ctor = if self.is_fallible() {
+            quote!(Self::zeros(#nested_size_args))
+        } else {
+            quote!(::core::result::Result::Ok(Self::zeros()))
+        };
+        let sizes_method = if runtime_sizes.is_empty() {
+            quote!()
+        } else {
             quote! {
                 /// The sizes this graph was built with.
                 pub fn sizes(&self) -> #sizes_ty {
                     self.sizes
                 }
             }
-        } else {
-            quote!()
         };
-        let zeros_doc = if self.is_dynamic() {
-            "A graph with every parameter zero, in training mode; an error if the sizes do not fit its nodes."
+        // Building layers fails only where a nested graph cannot be built.
+        let (build_ret, build_ok, build_try) = if self.has_hosts() {
+            (
+                quote!(#rt::Result<#layers_ty<#gen_use F>>),
+                quote!(::core::result::Result::Ok),
+                quote!(?),
+            )
+        } else {
+            (quote!(#layers_ty<#gen_use F>), quote!(), quote!())
+        };
+        let zeros_doc = if self.is_fallible() {
+            "A graph with every parameter zero, in training mode; an error if its sizes do not fit its nodes."
         } else {
             "A graph with every parameter zero, in training mode."
         };
-
-        let bind_self_sizes = bind_sizes(quote!(self.sizes));
-        let bind_arg_sizes = bind_sizes(quote!(*#sizes));
 
         quote! {
             #sizes_decl
@@ -499,7 +662,7 @@ impl<'a> Expander<'a> {
             #[derive(Debug, Clone)]
             #vis struct #name<#gen_decl F: #rt::Float = f32> {
                 store: #rt::ParamStore<F>,
-                layers: #layers_ty,
+                layers: #layers_ty<#gen_use F>,
                 sizes: #sizes_field_ty,
                 training: bool,
                 checked: bool,
@@ -508,20 +671,21 @@ impl<'a> Expander<'a> {
 
             #[doc = concat!("The layers of [`", #name_str, "`], one field per node.")]
             #[derive(Debug, Clone)]
-            #vis struct #layers_ty {
+            #vis struct #layers_ty<#gen_decl F: #rt::Float> {
                 #(#[doc = #node_docs] pub #node_names: #layer_tys,)*
+                _float: #rt::__private::PhantomData<F>,
             }
 
             #[doc = concat!("One matrix per input and node of [`", #name_str, "`].")]
             #[derive(Debug, Clone)]
             #vis struct #values_ty<#gen_decl F> {
                 #(#input_fields)*
-                #(#[doc = #node_docs] pub #node_names: #rt::ndarray::Array2<F>,)*
+                #(#[doc = #val_docs] pub #val_names: #rt::ndarray::Array2<F>,)*
             }
 
             #[doc = concat!("The record of a forward pass of [`", #name_str, "`]: every value, and after backward every gradient. Reuse it: it reallocates only when the batch size changes.")]
             #[derive(Debug, Clone)]
-            #vis struct #tape_ty<#gen_decl F> {
+            #vis struct #tape_ty<#gen_decl F: #rt::Float> {
                 batch: ::core::option::Option<usize>,
                 sizes: #sizes_field_ty,
                 salt: u64,
@@ -531,6 +695,7 @@ impl<'a> Expander<'a> {
                 /// Gradients of the loss with respect to each value.
                 pub grads: #values_ty<#gen_use F>,
                 #(#mask_fields: #rt::ndarray::Array2<F>,)*
+                #(#nested_fields: <#nested_tys as #rt::Graph<F>>::Tape,)*
             }
 
             #[doc = concat!("The outputs of [`", #name_str, "::forward`], borrowed from the tape.")]
@@ -552,7 +717,7 @@ impl<'a> Expander<'a> {
                     #bind_arg_sizes
                     Self {
                         #(#input_empty)*
-                        #(#node_names: #rt::ndarray::Array2::zeros((0, #node_widths)),)*
+                        #(#val_names: #rt::ndarray::Array2::zeros((0, #val_widths)),)*
                     }
                 }
 
@@ -560,12 +725,12 @@ impl<'a> Expander<'a> {
                 fn resize(&mut self, batch: usize, #sizes: &#sizes_field_ty) {
                     #bind_arg_sizes
                     #(#input_resize)*
-                    #(#rt::__private::ensure_shape(&mut self.#node_names, batch, #node_widths);)*
+                    #(#rt::__private::ensure_shape(&mut self.#val_names, batch, #val_widths);)*
                 }
 
                 fn fill_zero(&mut self) {
-                    #(#input_zero)*
-                    #(self.#node_names.fill(F::zero());)*
+                    #(self.#value_names.fill(F::zero());)*
+                    #(self.#val_names.fill(F::zero());)*
                 }
             }
 
@@ -580,6 +745,7 @@ impl<'a> Expander<'a> {
                     self.grads.resize(batch, &self.sizes);
                     #bind_self_sizes
                     #(#rt::__private::ensure_shape(&mut self.#mask_fields, batch, #mask_widths);)*
+                    #(#rt::Tape::resize(&mut self.#nested_fields, batch);)*
                     self.batch = ::core::option::Option::Some(batch);
                 }
 
@@ -647,6 +813,7 @@ impl<'a> Expander<'a> {
 
                 fn clear_grads(&mut self) {
                     self.grads.fill_zero();
+                    #(#rt::Tape::clear_grads(&mut self.#nested_fields);)*
                 }
             }
 
@@ -663,36 +830,45 @@ impl<'a> Expander<'a> {
                 pub const RECURRENT: &'static [(usize, usize)] = &[#(#recurrent),*];
                 /// A Graphviz picture of the graph (`dot -Tsvg`).
                 pub const DOT: &'static str = #dot;
-                #static_consts
+                #input_consts
+                #output_consts
+                #params_const
                 #size_checks_const
 
                 #[allow(unused_variables)]
-                fn build_layers(#sizes: &#sizes_field_ty) -> #layers_ty {
+                fn build_layers(#sizes: &#sizes_field_ty) -> #build_ret {
                     #bind_arg_sizes
-                    #layers_ty { #(#node_names: #layer_inits,)* }
+                    #build_ok(#layers_ty {
+                        #(#node_names: #layer_inits,)*
+                        _float: #rt::__private::PhantomData,
+                    })
                 }
 
-                fn param_layout(layers: &#layers_ty) -> [(&'static str, #rt::__private::Vec<#rt::ParamShape>); #n_nodes] {
+                fn param_layout(layers: &#layers_ty<#gen_use F>) -> [(&'static str, #rt::__private::Vec<#rt::ParamShape>); #n_nodes] {
                     [#((#node_strs, #param_shapes)),*]
                 }
 
                 #[doc = #zeros_doc]
+                #[allow(clippy::let_unit_value)]
                 pub fn zeros(#(#size_params),*) -> #ctor_ret {
                     #check_const_use
                     #make_sizes
-                    let layers = Self::build_layers(&#sizes);
+                    let #layers = Self::build_layers(&#sizes)#build_try;
                     #(#derive_widths)*
                     #(#runtime_checks)*
-                    let store = #rt::ParamStore::new(#name_str, &Self::param_layout(&layers));
-                    #ctor_ok(Self { store, layers, sizes: #sizes, training: true, checked: false, seed: 0 })
+                    let store = #rt::ParamStore::new(#name_str, &Self::param_layout(&#layers));
+                    #ctor_ok(Self { store, layers: #layers, sizes: #sizes, training: true, checked: false, seed: 0 })
                 }
 
                 /// A graph with torch-like initial parameters (`Linear`: uniform
                 /// in ±1/√in; `Embedding`: standard normal), in training mode.
-                pub fn new(#rng_l: &mut impl #rt::rand::RngCore, #(#size_params),*) -> #ctor_ret {
+                pub fn new(#rng: &mut impl #rt::rand::RngCore, #(#size_params),*) -> #ctor_ret {
                     let mut graph = #zeros_call;
-                    #(#param_inits)*
-                    graph.seed = #rt::rand::RngCore::next_u64(#rng_l);
+                    {
+                        let (#ranges, #params) = graph.store.ranges_and_values_mut();
+                        Self::__init_with(&graph.layers, #ranges, #params, #rng);
+                    }
+                    graph.seed = #rt::rand::RngCore::next_u64(#rng);
                     #ctor_ok(graph)
                 }
 
@@ -709,6 +885,7 @@ impl<'a> Expander<'a> {
                         values: #values_ty::empty(&self.sizes),
                         grads: #values_ty::empty(&self.sizes),
                         #(#mask_fields: #rt::ndarray::Array2::zeros((0, #mask_widths)),)*
+                        #(#nested_fields: #rt::Graph::new_tape(&self.layers.#nested_hosts),)*
                     }
                 }
 
@@ -808,8 +985,8 @@ impl<'a> Expander<'a> {
                     &mut self.store
                 }
 
-                /// The layer of every node.
-                pub fn layers(&self) -> &#layers_ty {
+                /// The layer (or nested graph) of every node.
+                pub fn layers(&self) -> &#layers_ty<#gen_use F> {
                     &self.layers
                 }
 
@@ -845,6 +1022,76 @@ impl<'a> Expander<'a> {
                 /// A Graphviz picture of the graph; see [`DOT`](Self::DOT).
                 pub fn to_dot(&self) -> &'static str {
                     Self::DOT
+                }
+
+                #[doc(hidden)]
+                pub fn __nested(sizes: &[usize]) -> #rt::Result<Self> {
+                    if sizes.len() != #n_sizes {
+                        return ::core::result::Result::Err(#rt::Error::Sizes {
+                            graph: #name_str.into(),
+                            message: ::std::format!("takes {} size(s) where it is nested, got {}", #n_sizes, sizes.len()),
+                        });
+                    }
+                    #nested_ctor
+                }
+
+                #[doc(hidden)]
+                pub fn __layers(&self) -> &#layers_ty<#gen_use F> {
+                    &self.layers
+                }
+
+                #[doc(hidden)]
+                pub fn __ranges(&self) -> &[#rt::__private::Range<usize>] {
+                    self.store.node_ranges()
+                }
+
+                #[doc(hidden)]
+                pub fn __param_shapes(&self) -> #rt::__private::Vec<#rt::ParamShape> {
+                    self.store.param_shapes()
+                }
+
+                #[doc(hidden)]
+                pub fn __init_into(&self, #params: &mut [F], #rng: &mut dyn #rt::rand::RngCore) {
+                    Self::__init_with(&self.layers, self.store.node_ranges(), #params, #rng);
+                }
+
+                #[doc(hidden)]
+                #[allow(unused_variables)]
+                pub fn __init_with(
+                    #layers: &#layers_ty<#gen_use F>,
+                    #ranges: &[#rt::__private::Range<usize>],
+                    #params: &mut [F],
+                    #rng: &mut dyn #rt::rand::RngCore,
+                ) {
+                    #(#param_inits)*
+                }
+
+                #[doc(hidden)]
+                #[allow(unused_variables)]
+                pub fn __forward_with(
+                    #layers: &#layers_ty<#gen_use F>,
+                    #ranges: &[#rt::__private::Range<usize>],
+                    #params: &[F],
+                    #mode: #rt::__private::Mode,
+                    #tape: &mut #tape_ty<#gen_use F>,
+                ) -> #rt::Result<()> {
+                    #tape.calls = #tape.calls.wrapping_add(1);
+                    #(#forward_steps)*
+                    ::core::result::Result::Ok(())
+                }
+
+                #[doc(hidden)]
+                #[allow(unused_variables)]
+                pub fn __backward_with(
+                    #layers: &#layers_ty<#gen_use F>,
+                    #ranges: &[#rt::__private::Range<usize>],
+                    #params: &[F],
+                    #param_grads: &mut [F],
+                    #checked: bool,
+                    #tape: &mut #tape_ty<#gen_use F>,
+                ) -> #rt::Result<()> {
+                    #(#backward_steps)*
+                    ::core::result::Result::Ok(())
                 }
             }
 
@@ -893,19 +1140,14 @@ impl<'a> Expander<'a> {
                     self.tape()
                 }
 
-                #[allow(unused_variables)]
                 fn forward_tape(&self, #tape: &mut #tape_ty<#gen_use F>) -> #rt::Result<()> {
-                    #tape.calls = #tape.calls.wrapping_add(1);
-                    let #v = &mut #tape.values;
-                    #(#forward_steps)*
-                    ::core::result::Result::Ok(())
+                    let #mode = #rt::__private::Mode { training: self.training, checked: self.checked, seed: self.seed };
+                    Self::__forward_with(&self.layers, self.store.node_ranges(), self.store.values(), #mode, #tape)
                 }
 
-                #[allow(unused_variables)]
                 fn backward_tape(&mut self, #tape: &mut #tape_ty<#gen_use F>) -> #rt::Result<()> {
-                    let (#v, #gr) = (&#tape.values, &mut #tape.grads);
-                    #(#backward_steps)*
-                    ::core::result::Result::Ok(())
+                    let (#ranges, #params, #param_grads) = self.store.split_mut();
+                    Self::__backward_with(&self.layers, #ranges, #params, #param_grads, self.checked, #tape)
                 }
 
                 fn store(&self) -> &#rt::ParamStore<F> {
@@ -935,8 +1177,18 @@ impl<'a> Expander<'a> {
         }
     }
 
-    fn forward_step(&self, k: usize, v: &Ident, tape: &Ident) -> TokenStream {
+    /// One node of `__forward_with`.
+    fn forward_step(&self, k: usize, l: &Locals) -> TokenStream {
         let rt = self.rt;
+        let Locals {
+            tape,
+            values: v,
+            layers,
+            ranges,
+            params,
+            mode,
+            ..
+        } = l;
         let node = &self.g.nodes[k];
         let f = &node.name;
         let ty = self.layer_type(node);
@@ -944,66 +1196,86 @@ impl<'a> Expander<'a> {
         let name_str = self.g.name.to_string();
         let (node_str, line) = (f.to_string(), node.line);
         let k_lit = lit(k);
+        let node_params = quote!(&#params[#ranges[#k_lit].clone()]);
         let call = match node.layer.call {
             Call::Layer => quote! {
-                <#ty as #rt::Layer<F>>::forward(
-                    &self.layers.#f,
-                    self.store.node_values(#k_lit),
-                    &[#(#v.#ins.view()),*],
-                    #v.#f.view_mut(),
-                );
+                <#ty as #rt::Layer<F>>::forward(&#layers.#f, #node_params, &[#(#tape.values.#ins.view()),*], #tape.values.#f.view_mut());
             },
             Call::Ids => {
                 let ids = ins[0];
                 quote! {
-                    self.layers.#f.forward_ids(#name_str, #node_str, self.store.node_values(#k_lit), &#v.#ids, #v.#f.view_mut())?;
+                    #layers.#f.forward_ids(#name_str, #node_str, #node_params, &#tape.values.#ids, #tape.values.#f.view_mut())?;
                 }
             }
             Call::ClassTarget => {
                 let (x, ids) = (ins[0], ins[1]);
                 quote! {
-                    self.layers.#f.forward_class(#v.#x.view(), &#v.#ids, #v.#f.view_mut()).map_err(|e| #rt::Error::InvalidInput {
-                        graph: #name_str.into(),
-                        message: ::std::format!("node `{}`: {}", #node_str, e),
-                    })?;
+                    {
+                        let #v = &mut #tape.values;
+                        #layers.#f.forward_class(#v.#x.view(), &#v.#ids, #v.#f.view_mut()).map_err(|e| #rt::Error::InvalidInput {
+                            graph: #name_str.into(),
+                            message: ::std::format!("node `{}`: {}", #node_str, e),
+                        })?;
+                    }
                 }
             }
             Call::Masked => {
                 let x = ins[0];
-                let mask = format_ident!("mask_{}", f);
+                let mask = Self::mask_field(node);
                 quote! {
-                    self.layers.#f.forward_masked(
-                        self.training,
-                        #rt::__private::mix_seed(self.seed, #tape.salt, #tape.calls, #k_lit),
-                        #v.#x.view(),
+                    #layers.#f.forward_masked(
+                        #mode.training,
+                        #rt::__private::mix_seed(#mode.seed, #tape.salt, #tape.calls, #k_lit),
+                        #tape.values.#x.view(),
                         #tape.#mask.view_mut(),
-                        #v.#f.view_mut(),
+                        #tape.values.#f.view_mut(),
                     );
+                }
+            }
+            Call::Nested => {
+                let nested = Self::nested_field(node);
+                let idx = (0..ins.len()).map(lit);
+                return quote! {
+                    {
+                        let nested = &mut #tape.#nested;
+                        #(#rt::Tape::input_mut(nested, #idx).assign(&#tape.values.#ins);)*
+                        <#ty>::__forward_with(#layers.#f.__layers(), #layers.#f.__ranges(), #node_params, #mode, nested)?;
+                    }
+                };
+            }
+            Call::Select => {
+                let (host, select) = node.select.as_ref().expect("an output node");
+                let host = &self.g.nodes[*host];
+                let j = self.select_index(layers, host, select);
+                let nested = Self::nested_field(host);
+                quote! {
+                    #tape.values.#f.assign(&#rt::Tape::output(&#tape.#nested, #j));
                 }
             }
         };
         quote! {
             #call
-            if self.checked {
+            if #mode.checked {
                 #rt::__private::check_finite(
-                    #name_str, #node_str, ::core::file!(), #line, #rt::__private::Pass::Forward, #v.#f.view(),
+                    #name_str, #node_str, ::core::file!(), #line, #rt::__private::Pass::Forward, #tape.values.#f.view(),
                 )?;
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn backward_step(
-        &self,
-        k: usize,
-        v: &Ident,
-        gr: &Ident,
-        tape: &Ident,
-        inputs_l: &Ident,
-        params_l: &Ident,
-        pgrads_l: &Ident,
-    ) -> TokenStream {
+    /// One node of `__backward_with`.
+    fn backward_step(&self, k: usize, l: &Locals) -> TokenStream {
         let rt = self.rt;
+        let Locals {
+            tape,
+            inputs,
+            layers,
+            ranges,
+            params,
+            param_grads,
+            checked,
+            ..
+        } = l;
         let node = &self.g.nodes[k];
         let f = &node.name;
         let ty = self.layer_type(node);
@@ -1011,19 +1283,20 @@ impl<'a> Expander<'a> {
         let name_str = self.g.name.to_string();
         let (node_str, line) = (f.to_string(), node.line);
         let k_lit = lit(k);
+        let range = quote!(#ranges[#k_lit].clone());
         let body = match node.layer.call {
             Call::Layer => {
                 let idx = (0..ins.len()).map(lit);
                 quote! {
-                    let #inputs_l = [#(#v.#ins.view()),*];
-                    let (#params_l, #pgrads_l) = self.store.node_values_and_grads(#k_lit);
+                    let #inputs = [#(#tape.values.#ins.view()),*];
+                    let (p, pg) = (&#params[#range], &mut #param_grads[#range]);
                     <#ty as #rt::Layer<F>>::backward_params(
-                        &self.layers.#f, #params_l, #pgrads_l, &#inputs_l, #v.#f.view(), #gr.#f.view(),
+                        &#layers.#f, p, pg, &#inputs, #tape.values.#f.view(), #tape.grads.#f.view(),
                     );
                     #(
                         <#ty as #rt::Layer<F>>::backward_input(
-                            &self.layers.#f, #idx, #params_l, &#inputs_l, #v.#f.view(), #gr.#f.view(),
-                            #gr.#ins.view_mut(),
+                            &#layers.#f, #idx, p, &#inputs, #tape.values.#f.view(), #tape.grads.#f.view(),
+                            #tape.grads.#ins.view_mut(),
                         );
                     )*
                 }
@@ -1031,42 +1304,128 @@ impl<'a> Expander<'a> {
             Call::Ids => {
                 let ids = ins[0];
                 quote! {
-                    let (_, #pgrads_l) = self.store.node_values_and_grads(#k_lit);
-                    self.layers.#f.backward_ids(#pgrads_l, &#v.#ids, #gr.#f.view());
+                    #layers.#f.backward_ids(&mut #param_grads[#range], &#tape.values.#ids, #tape.grads.#f.view());
                 }
             }
             Call::ClassTarget => {
                 let (x, ids) = (ins[0], ins[1]);
                 quote! {
-                    self.layers.#f.backward_class(#v.#x.view(), &#v.#ids, #gr.#f.view(), #gr.#x.view_mut());
+                    #layers.#f.backward_class(#tape.values.#x.view(), &#tape.values.#ids, #tape.grads.#f.view(), #tape.grads.#x.view_mut());
                 }
             }
             Call::Masked => {
                 let x = ins[0];
-                let mask = format_ident!("mask_{}", f);
+                let mask = Self::mask_field(node);
                 quote! {
-                    self.layers.#f.backward_masked(#tape.#mask.view(), #gr.#f.view(), #gr.#x.view_mut());
+                    #layers.#f.backward_masked(#tape.#mask.view(), #tape.grads.#f.view(), #tape.grads.#x.view_mut());
+                }
+            }
+            Call::Nested => {
+                let nested = Self::nested_field(node);
+                let idx = (0..ins.len()).map(lit);
+                return quote! {
+                    {
+                        let nested = &mut #tape.#nested;
+                        <#ty>::__backward_with(
+                            #layers.#f.__layers(), #layers.#f.__ranges(), &#params[#range], &mut #param_grads[#range],
+                            #checked, nested,
+                        )?;
+                        #({
+                            let mut d = #tape.grads.#ins.view_mut();
+                            d += &#rt::Tape::input_grad(nested, #idx);
+                        })*
+                    }
+                };
+            }
+            Call::Select => {
+                let (host, select) = node.select.as_ref().expect("an output node");
+                let host = &self.g.nodes[*host];
+                let j = self.select_index(layers, host, select);
+                let nested = Self::nested_field(host);
+                quote! {
+                    let mut seed = #rt::Tape::output_grad_mut(&mut #tape.#nested, #j);
+                    seed += &#tape.grads.#f;
                 }
             }
         };
         quote! {
-            if self.checked {
+            if #checked {
                 #rt::__private::check_finite(
-                    #name_str, #node_str, ::core::file!(), #line, #rt::__private::Pass::Backward, #gr.#f.view(),
+                    #name_str, #node_str, ::core::file!(), #line, #rt::__private::Pass::Backward, #tape.grads.#f.view(),
                 )?;
             }
             { #body }
         }
     }
 
-    /// Deferred claims as const assertions (const-generic sizes only) and as
-    /// constructor checks (any run-time size).
-    fn deferred_checks(&self) -> (Vec<TokenStream>, Vec<TokenStream>) {
+    /// In `zeros`: widths known when the graph is built, into the sizes
+    /// struct: user layers' output widths (their shape rule runs here) and
+    /// widths of nested graphs given `[..]`.
+    fn derive_widths(
+        &self,
+        layers: &Ident,
+        input_widths: &[TokenStream],
+        node_widths: &[TokenStream],
+    ) -> Vec<TokenStream> {
+        let rt = self.rt;
+        let g = self.g;
+        let sizes = &self.sizes;
+        let name_str = g.name.to_string();
+        let mut out = Vec::new();
+        // In evaluation order, so that a width may use earlier ones.
+        for &k in &g.order {
+            let node = &g.nodes[k];
+            if let Some((_, atom)) = g.derived.iter().find(|(n, _)| *n == k) {
+                let f = &node.name;
+                let ty = self.layer_type(node);
+                let field = Ident::new(atom, Span::call_site());
+                let in_widths = node.inputs.iter().map(|&src| match src {
+                    Source::Input(i) => input_widths[i].clone(),
+                    Source::Node(j) => node_widths[j].clone(),
+                });
+                let (node_str, line) = (f.to_string(), node.line);
+                out.push(quote! {
+                    #sizes.#field = <#ty as #rt::Layer<F>>::output_width(&#layers.#f, &[#(#in_widths),*]).map_err(|message| {
+                        #rt::Error::Sizes {
+                            graph: #name_str.into(),
+                            message: ::std::format!("node `{}` ({}:{}): {}", #node_str, ::core::file!(), #line, message),
+                        }
+                    })?;
+                });
+            }
+            if node.layer.rule == Rule::Host && self.host_is_dynamic(k) {
+                let h = &node.name;
+                for (i, atom) in g.atoms.iter().enumerate().filter(|(_, a)| a.host == k) {
+                    let field = format_ident!("__a{}", i);
+                    let value = match (&atom.select, atom.output) {
+                        (Select::Index(j), false) => {
+                            let j = lit(*j);
+                            quote!(#rt::Graph::input_width(&#layers.#h, #j))
+                        }
+                        (select, true) => {
+                            let j = self.select_index(layers, node, select);
+                            quote!({
+                                let j = #j;
+                                if j == usize::MAX { 0 } else { #rt::Graph::output_width(&#layers.#h, j) }
+                            })
+                        }
+                        (Select::Name(_), false) => quote!(0),
+                    };
+                    out.push(quote!(#sizes.#field = #value;));
+                }
+            }
+        }
+        out
+    }
+
+    /// Deferred claims as const assertions (compile-time sizes only) and as
+    /// constructor checks (anything known only when the graph is built).
+    fn deferred_checks(&self, layers: &Ident) -> (Vec<TokenStream>, Vec<TokenStream>) {
         let rt = self.rt;
         let name_str = self.g.name.to_string();
         let (mut consts, mut runtime) = (Vec::new(), Vec::new());
         for d in &self.g.deferred {
-            let (cond, runtime_size) = match &d.claim {
+            let (cond, at_build) = match &d.claim {
                 Claim::Equal(a, b) => {
                     let (ta, tb) = (self.width(a), self.width(b));
                     (quote!(#ta == #tb), self.is_runtime(a) || self.is_runtime(b))
@@ -1075,9 +1434,42 @@ impl<'a> Expander<'a> {
                     let (ta, tb) = (self.width(a), self.width(b));
                     (quote!(#ta <= #tb), self.is_runtime(a) || self.is_runtime(b))
                 }
+                Claim::Count { host, outputs, n } => {
+                    let node = &self.g.nodes[*host];
+                    let n = lit(*n);
+                    if self.host_is_dynamic(*host) {
+                        let h = &node.name;
+                        let names = if *outputs {
+                            quote!(#rt::Graph::output_names(&#layers.#h))
+                        } else {
+                            quote!(#rt::Graph::input_names(&#layers.#h))
+                        };
+                        (quote!(#names.len() == #n), true)
+                    } else {
+                        let ty = self.nested_type(node);
+                        let names = if *outputs { quote!(OUTPUTS) } else { quote!(INPUTS) };
+                        (quote!(<#ty>::#names.len() == #n), false)
+                    }
+                }
+                Claim::HasOutput { host, name } => {
+                    let node = &self.g.nodes[*host];
+                    if self.host_is_dynamic(*host) {
+                        let h = &node.name;
+                        (
+                            quote!(#rt::__private::position(#rt::Graph::output_names(&#layers.#h), #name) != usize::MAX),
+                            true,
+                        )
+                    } else {
+                        let ty = self.nested_type(node);
+                        (
+                            quote!(#rt::__private::position(<#ty>::OUTPUTS, #name) != usize::MAX),
+                            false,
+                        )
+                    }
+                }
             };
             let message = &d.message;
-            if runtime_size {
+            if at_build {
                 let sizes = &self.sizes;
                 let shown = self.g.runtime_sizes.iter().map(|s| {
                     let text = format!("{s} = {{}}");
@@ -1107,10 +1499,24 @@ impl<'a> Expander<'a> {
 }
 
 fn layer_label(node: &Node) -> String {
-    let name = match &node.path {
-        Some(p) => quote!(#p).to_string().replace(' ', ""),
-        None => node.layer.name.to_string(),
+    let name = match (&node.path, &node.nested) {
+        (Some(p), _) => quote!(#p).to_string().replace(' ', ""),
+        (None, Some(n)) => {
+            let p = &n.path;
+            let g = &n.generics;
+            quote!(#p #g).to_string().replace(' ', "")
+        }
+        (None, None) => node.layer.name.to_string(),
     };
+    if node.layer.rule == Rule::Host {
+        return name;
+    }
+    if let Some((_, select)) = &node.select {
+        return match select {
+            Select::Index(j) => format!("output {j}"),
+            Select::Name(n) => format!("output {n}"),
+        };
+    }
     let args: Vec<String> = node
         .args
         .iter()
@@ -1122,8 +1528,9 @@ fn layer_label(node: &Node) -> String {
     format!("{name}({})", args.join(", "))
 }
 
-/// The Graphviz picture: inputs as boxes, outputs doubly outlined, every
-/// edge labelled with the width it carries.
+/// The Graphviz picture: inputs as boxes, outputs doubly outlined, nested
+/// graphs as boxes with rounded corners, every edge labelled with the width
+/// it carries.
 fn to_dot(g: &Graph) -> String {
     let mut s = format!(
         "digraph {} {{\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n",
@@ -1139,8 +1546,13 @@ fn to_dot(g: &Graph) -> String {
         } else {
             ""
         };
+        let shape = if n.layer.rule == Rule::Host {
+            "box, style=rounded"
+        } else {
+            "ellipse"
+        };
         s += &format!(
-            "  \"{}\" [shape=ellipse{periph}, label=\"{}\\n{}\"];\n",
+            "  \"{}\" [shape={shape}{periph}, label=\"{}\\n{}\"];\n",
             n.name,
             n.name,
             layer_label(n)
@@ -1156,6 +1568,7 @@ fn to_dot(g: &Graph) -> String {
                         .as_ref()
                         .map_or("ids".to_string(), Width::to_string),
                 ),
+                Source::Node(k) if g.nodes[k].layer.rule == Rule::Host => (&g.nodes[k].name, String::new()),
                 Source::Node(k) => (&g.nodes[k].name, g.nodes[k].width.to_string()),
             };
             s += &format!("  \"{from}\" -> \"{}\" [label=\"{w}\"];\n", n.name);

@@ -64,6 +64,10 @@ pub enum Rule {
     /// A user type implementing `graph_runtime::Layer`: its shape rule runs
     /// when the graph is built.
     Custom,
+    /// Another graph, run on its own tape; its outputs are `Output` nodes.
+    Host,
+    /// One output of a nested graph.
+    Output,
 }
 
 /// How generated code calls the layer.
@@ -77,6 +81,10 @@ pub enum Call {
     ClassTarget,
     /// Dropout: `forward_masked` / `backward_masked` with a mask in the tape.
     Masked,
+    /// A nested graph: its inputs are copied into its tape, which it runs.
+    Nested,
+    /// An output of a nested graph, copied from its tape.
+    Select,
 }
 
 /// A built-in layer.
@@ -181,6 +189,24 @@ pub const CUSTOM: LayerDef = LayerDef {
     arity: Arity::AtLeast(1),
     rule: Rule::Custom,
     call: Call::Layer,
+};
+
+/// A graph used as a node of another.
+pub const HOST: LayerDef = LayerDef {
+    name: "graph",
+    args: &[],
+    arity: Arity::AtLeast(0),
+    rule: Rule::Host,
+    call: Call::Nested,
+};
+
+/// One output of a nested graph.
+pub const OUTPUT: LayerDef = LayerDef {
+    name: "output",
+    args: &[],
+    arity: Arity::Exactly(1),
+    rule: Rule::Output,
+    call: Call::Select,
 };
 
 /// `Split(n)`: not a layer of its own; `(a, b, ..) = Split(n)(x);` declares

@@ -7,6 +7,7 @@
 
 use crate::ast::{Call, Expr, GraphDecl, InputDecl, InputKind, Invocation, RecurrentPair, Statement};
 use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{braced, bracketed, parenthesized, Attribute, Ident, Token, Visibility};
@@ -301,6 +302,7 @@ fn parse_statement(input: ParseStream, errors: &mut Errors) -> syn::Result<State
     if !input.peek(Token![;]) {
         let (what, span) = match &value {
             Expr::Call(call) => (format!("`{}(..)(..)`", call.layer), call.inputs_span),
+            Expr::Graph(call) => (format!("`{}(..)`", call.name), call.inputs_span),
             Expr::Ref(name) => (format!("`{name}`"), name.span()),
         };
         errors.push(syn::Error::new(
@@ -314,80 +316,144 @@ fn parse_statement(input: ParseStream, errors: &mut Errors) -> syn::Result<State
 }
 
 fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
-    let path = syn::Path::parse_mod_style(input).map_err(|e| {
-        syn::Error::new(
-            e.span(),
-            "expected a layer call `Layer(args)(inputs)` or the name of an input or node",
-        )
-    })?;
+    let path = parse_path(input)?;
     let name = path
         .segments
         .last()
         .map(|s| s.ident.clone())
         .expect("a path has a segment");
-    if path.segments.len() > 1 && !input.peek(syn::token::Paren) {
-        return Err(syn::Error::new_spanned(
-            &path,
-            "expected an input or node name; a path names a layer type: `path::Layer(args)(inputs)`",
-        ));
-    }
+    let turbofish = input.peek(Token![::]) && {
+        let ahead = input.fork();
+        ahead.parse::<Token![::]>().is_ok() && ahead.peek(Token![<])
+    };
+    let generics = if turbofish {
+        input.parse::<Token![::]>()?;
+        Some(input.parse::<syn::AngleBracketedGenericArguments>()?)
+    } else if input.peek(Token![<]) {
+        Some(input.parse::<syn::AngleBracketedGenericArguments>()?)
+    } else {
+        None
+    };
+    let dynamic = input.peek(syn::token::Bracket);
+    let sizes: Vec<syn::Expr> = if dynamic {
+        let content;
+        bracketed!(content in input);
+        Punctuated::<syn::Expr, Token![,]>::parse_terminated(&content)?
+            .into_iter()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let graph_like = generics.is_some() || dynamic;
     if !input.peek(syn::token::Paren) {
+        if graph_like || path.segments.len() > 1 {
+            return Err(syn::Error::new(
+                here(input, name.span()),
+                format!("expected the inputs of `{name}` in parentheses: `{name}(..)(inputs)` for a layer, `{name}(inputs)` for a graph"),
+            ));
+        }
         return Ok(Expr::Ref(name));
     }
-    let args_group;
-    let args_paren = parenthesized!(args_group in input);
-    let args: Vec<syn::Expr> = Punctuated::<syn::Expr, Token![,]>::parse_terminated(&args_group)?
-        .into_iter()
-        .collect();
-    if !input.peek(syn::token::Paren) {
-        // `Tanh(x)`: most likely the inputs were written where the
-        // constructor arguments go.
-        let names: Vec<String> = args
-            .iter()
-            .filter_map(|a| match a {
-                syn::Expr::Path(p) => p.path.get_ident().map(Ident::to_string),
-                _ => None,
-            })
+    let first;
+    let first_paren = parenthesized!(first in input);
+    if !graph_like && input.peek(syn::token::Paren) {
+        // `Layer(args)(inputs)`
+        let args: Vec<syn::Expr> = Punctuated::<syn::Expr, Token![,]>::parse_terminated(&first)?
+            .into_iter()
             .collect();
-        let help = if !names.is_empty() && names.len() == args.len() {
-            format!(
-                "\n= help: if these are its inputs, write `{name}()({})`",
-                names.join(", ")
-            )
-        } else {
-            String::new()
-        };
-        return Err(syn::Error::new(
-            args_paren.span.join(),
-            format!(
-                "`{name}(..)` builds a layer but gives it no inputs: write `{name}(..)(input, ...)`{help}"
-            ),
-        ));
+        let inputs_group;
+        let inputs_paren = parenthesized!(inputs_group in input);
+        let inputs = parse_inputs(&inputs_group, &name)?;
+        return Ok(Expr::Call(Call {
+            path,
+            layer: name,
+            args,
+            args_span: first_paren.span.join(),
+            inputs,
+            inputs_span: inputs_paren.span.join(),
+        }));
     }
-    let inputs_group;
-    let inputs_paren = parenthesized!(inputs_group in input);
+    // `Graph(inputs)`, possibly `.output`.
+    let inputs = parse_inputs(&first, &name)?;
+    let output = if input.peek(Token![.]) {
+        input.parse::<Token![.]>()?;
+        Some(input.parse::<Ident>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                format!("expected the name of an output of `{name}` after `.`"),
+            )
+        })?)
+    } else {
+        None
+    };
+    Ok(Expr::Graph(crate::ast::GraphCall {
+        path,
+        name,
+        generics,
+        sizes,
+        dynamic,
+        inputs,
+        inputs_span: first_paren.span.join(),
+        output,
+    }))
+}
+
+/// `a::b::C`: identifiers separated by `::`, stopping before `::<`.
+fn parse_path(input: ParseStream) -> syn::Result<syn::Path> {
+    let path_keyword = input.peek(Token![self]) || input.peek(Token![super]) || input.peek(Token![crate]);
+    let keyword_path = path_keyword && {
+        let ahead = input.fork();
+        ahead.call(Ident::parse_any).is_ok() && ahead.peek(Token![::])
+    };
+    if keyword_path {
+        let first = input.call(Ident::parse_any)?;
+        return parse_path_rest(input, first);
+    }
+    let first: Ident = input.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected a layer call `Layer(args)(inputs)`, a graph call `Graph(inputs)` or the name of an input or node",
+        )
+    })?;
+    parse_path_rest(input, first)
+}
+
+fn parse_path_rest(input: ParseStream, first: Ident) -> syn::Result<syn::Path> {
+    let mut segments = Punctuated::<syn::PathSegment, Token![::]>::new();
+    segments.push(first.into());
+    while input.peek(Token![::]) && followed_by_ident(input) {
+        segments.push_punct(input.parse::<Token![::]>()?);
+        segments.push(input.parse::<Ident>()?.into());
+    }
+    Ok(syn::Path {
+        leading_colon: None,
+        segments,
+    })
+}
+
+/// Whether `::` is followed by an identifier (a path goes on) rather than
+/// `<` (generic arguments).
+fn followed_by_ident(input: ParseStream) -> bool {
+    let ahead = input.fork();
+    ahead.parse::<Token![::]>().is_ok() && ahead.peek(Ident)
+}
+
+fn parse_inputs(group: ParseStream, name: &Ident) -> syn::Result<Vec<Expr>> {
     let mut inputs = Vec::new();
-    while !inputs_group.is_empty() {
-        inputs.push(parse_expr(&inputs_group)?);
-        if inputs_group.is_empty() {
+    while !group.is_empty() {
+        inputs.push(parse_expr(group)?);
+        if group.is_empty() {
             break;
         }
-        if !inputs_group.peek(Token![,]) {
+        if !group.peek(Token![,]) {
             return Err(syn::Error::new(
-                inputs_group.span(),
+                group.span(),
                 format!("expected `,` between the inputs of `{name}`"),
             ));
         }
-        inputs_group.parse::<Token![,]>()?;
+        group.parse::<Token![,]>()?;
     }
-    Ok(Expr::Call(Call {
-        path,
-        layer: name,
-        args,
-        args_span: args_paren.span.join(),
-        inputs,
-        inputs_span: inputs_paren.span.join(),
-    }))
+    Ok(inputs)
 }
 
 impl Parse for InputDecl {

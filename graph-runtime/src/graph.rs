@@ -53,7 +53,7 @@ pub trait Tape<F: Float> {
 /// A graph declared with `graph!`, as the runtime sees it.
 pub trait Graph<F: Float> {
     /// The graph's typed record of activations.
-    type Tape: Tape<F>;
+    type Tape: Tape<F> + Clone + std::fmt::Debug;
 
     /// The graph's name, as declared.
     fn name(&self) -> &'static str;
@@ -236,6 +236,45 @@ pub fn next_tape_salt() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static TAPES: AtomicU64 = AtomicU64::new(0);
     TAPES.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What a forward pass needs to know besides the parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    /// Training mode (Dropout active).
+    pub training: bool,
+    /// Checked mode (NaN and infinity are errors).
+    pub checked: bool,
+    /// Seed of Dropout masks.
+    pub seed: u64,
+}
+
+/// The index of `name` in `names` (usable in constants); `usize::MAX` when
+/// absent, which generated code reports before using it.
+pub const fn position(names: &[&str], name: &str) -> usize {
+    let mut i = 0;
+    while i < names.len() {
+        if str_eq(names[i], name) {
+            return i;
+        }
+        i += 1;
+    }
+    usize::MAX
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Mixes seeds for one Dropout mask (SplitMix64 finaliser).

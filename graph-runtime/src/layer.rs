@@ -8,13 +8,14 @@
 
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2};
+use std::borrow::Cow;
 use std::fmt;
 
 /// One named parameter tensor of a layer, e.g. `weight` with shape `[out, in]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParamShape {
     /// Short name, joined to the node's name: `x2h` + `weight` = `x2h.weight`.
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     /// Dimensions, row-major.
     pub shape: Vec<usize>,
 }

@@ -63,7 +63,16 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::Pass;
-    pub use crate::graph::{check_finite, check_inputs, ensure_shape, mix_seed, next_tape_salt};
+    pub use crate::graph::{
+        check_finite, check_inputs, ensure_shape, mix_seed, next_tape_salt, position, Mode,
+    };
+    pub use core::marker::PhantomData;
+
+    /// The layer slot of a node that takes an output of a nested graph: it
+    /// has nothing to hold.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct NestedOutput;
+    pub use core::ops::Range;
     pub use std::result::Result;
     pub use std::vec;
     pub use std::vec::Vec;

@@ -93,6 +93,33 @@ impl<F: Float> ParamStore<F> {
         &mut self.values[self.nodes[node].clone()]
     }
 
+    /// The slice of the buffers each node owns, by node index.
+    pub fn node_ranges(&self) -> &[Range<usize>] {
+        &self.nodes
+    }
+
+    /// Node ranges and the parameters, writable (for initialisation).
+    pub fn ranges_and_values_mut(&mut self) -> (&[Range<usize>], &mut [F]) {
+        (&self.nodes, &mut self.values)
+    }
+
+    /// Node ranges, parameters and writable gradients (for backward).
+    pub fn split_mut(&mut self) -> (&[Range<usize>], &[F], &mut [F]) {
+        (&self.nodes, &self.values, &mut self.grads)
+    }
+
+    /// Every tensor as a [`ParamShape`] named by its full name, for a graph
+    /// nested in another (whose node name is then prefixed).
+    pub fn param_shapes(&self) -> Vec<ParamShape> {
+        self.specs
+            .iter()
+            .map(|s| ParamShape {
+                name: s.name.clone().into(),
+                shape: s.shape.clone(),
+            })
+            .collect()
+    }
+
     /// Name of the graph these parameters belong to.
     pub fn graph(&self) -> &'static str {
         self.graph

@@ -25,7 +25,7 @@ impl Embedding {
     /// The table, `weight` of shape `(vocab, dim)`.
     pub fn param_shapes(&self) -> Vec<ParamShape> {
         vec![ParamShape {
-            name: "weight",
+            name: "weight".into(),
             shape: vec![self.vocab, self.dim],
         }]
     }

@@ -38,11 +38,11 @@ impl<F: Float> Layer<F> for Linear {
     fn param_shapes(&self) -> Vec<ParamShape> {
         vec![
             ParamShape {
-                name: "weight",
+                name: "weight".into(),
                 shape: vec![self.out_features, self.in_features],
             },
             ParamShape {
-                name: "bias",
+                name: "bias".into(),
                 shape: vec![self.out_features],
             },
         ]

@@ -1,0 +1,22 @@
+use nngraph::prelude::*;
+
+mod cells {
+    use nngraph::prelude::*;
+
+    graph! {
+        pub Cell(x: [2], h: [4]) -> (y, new_h) {
+            new_h = Tanh()(CAdd()(Linear(2, 4)(x), Linear(4, 4)(h)));
+            y = Sigmoid()(Linear(4, 1)(new_h));
+        }
+    }
+}
+
+graph! {
+    pub Outer(x: [3], h: [4]) -> (y, h1) {
+        (y, h1) = cells::Cell(x, h);
+    }
+}
+
+fn main() {
+    let _ = Outer::<f32>::zeros();
+}
