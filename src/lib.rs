@@ -29,7 +29,9 @@
 //! ```
 //!
 //! The crate is a facade: the macro lives in `graph-macros`, everything it
-//! runs on in `graph-runtime` (re-exported as [`runtime`]).
+//! runs on in `graph-runtime` (re-exported as [`runtime`]). See [`graph!`]
+//! for the DSL, and the examples: `seed_tour` (the notebook this project
+//! comes from, replayed) and `custom_layer`.
 
 pub use graph_runtime as runtime;
 pub use graph_runtime::{
@@ -46,38 +48,77 @@ pub use graph_macros as __macros;
 /// ```text
 /// graph! {
 ///     /// doc comments and attributes carry over to the struct
-///     #[recurrent(h = new_h)]          // optional: new_h feeds h at the next step
+///     #[recurrent(h = new_h)]            // optional: new_h feeds h at the next step
 ///     pub Name(input: [width], ...) -> (output, ...) {
-///         node = Layer(args)(inputs);  // one node per statement
+///         node = Layer(args)(inputs);    // one node per statement
 ///         ...
 ///     }
-///     ...                              // more graphs
+///     ...                                // more graphs
 /// }
 /// ```
 ///
-/// - Inputs are declared with their per-sample width; the batch dimension is
-///   implicit. Outputs are node names.
-/// - Calls nest: `y = Sigmoid()(Linear(4, 1)(h))` declares an anonymous node
-///   `y_linear` (statement name, `_`, layer in lower case; `_2`, `_3`, ... if
-///   a statement nests one layer twice). Its parameters are `y_linear.weight`
-///   and `y_linear.bias`.
-/// - Nodes may be declared in any order; the graph must be acyclic.
-/// - Parameters sit in one flat buffer in declaration order (nested calls
-///   before the node that uses them), torch layout.
+/// **Inputs and outputs.** Inputs are declared with their per-sample width,
+/// `x: [4]`, or as integer ids, `tokens: usize` (one id per sample, for
+/// `Embedding` and class targets). The batch dimension is implicit. Outputs
+/// are node names.
 ///
-/// Layers: `Linear(in, out)`, `Identity()`, `Tanh()`, `Sigmoid()`, `ReLU()`,
-/// `CAdd()` (two or more inputs), `CSub()`, `CMul()` (two or more inputs).
+/// **Nodes.** `name = Layer(args)(inputs);`. Calls nest: `y =
+/// Sigmoid()(Linear(4, 1)(h))` declares an anonymous node `y_linear`
+/// (statement name, `_`, layer in lower case; `_2`, `_3`, ... if a statement
+/// nests one layer twice). `(a, b, c) = Split(3)(x);` cuts `x` into equal
+/// parts. Nodes may be declared in any order; the graph must be acyclic.
 ///
-/// Every mistake (width mismatch, unknown name or layer, wrong number of
-/// arguments or inputs, duplicate, cycle, unused input or node) is a compile
-/// error pointing at the offending token.
+/// **Sizes.** `pub Lstm<const I: usize, const H: usize>(x: [I], h: [H])` takes
+/// sizes at compile time, `pub CharRnn[vocab, hidden](x: [vocab], ...)` at run
+/// time (`CharRnn::new(&mut rng, vocab, hidden)`). Widths are expressions of
+/// sizes with `+`, `-`, `*` (`Linear(I, 4 * H)`), compared symbolically;
+/// what the macro cannot decide is a const assertion (compile-time sizes) or
+/// a check when the graph is built.
 ///
-/// For a graph `Name` the macro generates `Name<F = f32>` with `new(&mut rng)`,
-/// `zeros()`, `tape()`, `forward(&mut tape, inputs..)`, `backward(&mut tape,
-/// output grads..)`, flat and named parameter access, `zero_grad()`,
-/// `training()`/`evaluate()`, `to_dot()` and consts describing the graph; and
-/// the companion types `NameTape`, `NameValues`, `NameOutputs`,
-/// `NameInputGrads` and `NameLayers`.
+/// **Built-in layers.** `Linear(in, out)`, `Identity()`, `Tanh()`,
+/// `Sigmoid()`, `ReLU()`, `SoftMax()`, `LogSoftMax()`, `CAdd()` and `CMul()`
+/// (two or more inputs), `CSub()`, `CDiv()`, `MulConstant(c)`,
+/// `AddConstant(c)`, `Concat()` (two or more inputs), `Narrow(offset,
+/// length)` (0-based), `Split(n)`, `Dropout(p)`, `Embedding(vocab, dim)` (on
+/// ids); criteria as nodes, one loss per sample: `Mse()(y, target)`,
+/// `Bce()(p, target)`, `ClassNll()(log_p, ids)`, `CrossEntropy()(logits,
+/// ids)`.
+///
+/// **Your own layers.** Any other name (or a path, `my::Layer`) is a type of
+/// yours implementing [`Layer`]: `Gain(4)(x)` builds `Gain::new(4)`. Its shape
+/// rule runs when the graph is built. A name one or two edits from a built-in
+/// is reported as a typo; write a path to use such a type anyway.
+///
+/// **Nested graphs.** A graph is called with one argument list, as it is
+/// declared: `(y, h1) = RnnCell(x, h0);`, one output by name with
+/// `RnnCell(x, h0).new_h`, sizes with `LstmCell<I, H>(x, h, c)` or
+/// `CharRnn[v, h](x, h0)`. Its parameters join the outer buffer under the
+/// host node's name (`y_rnncell.x2h.weight`); its widths are checked by const
+/// assertions on your tokens when the outer graph is instantiated.
+///
+/// **Parameters** sit in one flat buffer in declaration order (nested calls
+/// before the node that uses them), torch layout (`Linear`: `weight`
+/// `(out, in)` row-major, then `bias`).
+///
+/// **Mistakes** (width mismatch, unknown name or layer, wrong number of
+/// arguments or inputs, duplicate, cycle, unused input or node, misuse of ids)
+/// are compile errors pointing at the offending token, all reported at once.
+///
+/// **Generated API** for a graph `Name`: `Name<F = f32>` (const sizes come
+/// first: `Lstm<3, 4, f64>`) with `new(&mut rng)` and `zeros()` (they take
+/// the run-time sizes and return `Result` when something is checked when the
+/// graph is built: run-time sizes, user layers, nested graphs), `tape()`,
+/// `forward(&mut tape, inputs..)` returning `NameOutputs`, `backward(&mut
+/// tape, output grads..)` returning `NameInputGrads` and accumulating
+/// parameter gradients, `zero_grad()`, flat `params()`/`grads()`, named
+/// `param("x2h.weight")`/`param_mut`/`grad`, `param_specs()`,
+/// `training()`/`evaluate()`, `set_checked(true)` (NaN/inf detection naming
+/// the node), `to_dot()`; consts `NAME`, `INPUTS`, `OUTPUTS`, `NODES`,
+/// `RECURRENT`, `DOT` and, when known at compile time, `INPUT_WIDTHS`,
+/// `OUTPUT_WIDTHS`, `NUM_PARAMS`; the companion types `NameTape`,
+/// `NameValues`, `NameLayers` (and `NameSizes` for run-time sizes); and
+/// `impl Graph<F>`, which [`Unroll`](runtime::Unroll) and
+/// [`GradCheck`](runtime::GradCheck) work with.
 #[macro_export]
 macro_rules! graph {
     ($($body:tt)*) => {

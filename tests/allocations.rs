@@ -84,6 +84,35 @@ fn a_second_unrolled_iteration_allocates_nothing() {
     assert_eq!(second, 0, "second iteration allocated {second} times");
 }
 
+graph! {
+    /// An LSTM nested in a graph with Dropout and a loss node.
+    #[recurrent(h = h1, c = c1)]
+    pub Tagger(x: [12], h: [16], c: [16], tag: usize) -> (loss, h1, c1) {
+        (h1, c1) = nngraph::cells::LstmCell<12, 16>(x, h, c);
+        loss = CrossEntropy()(Linear(16, 5)(Dropout(0.3)(h1)), tag);
+    }
+}
+
+#[test]
+fn a_nested_lstm_with_dropout_and_a_loss_node_allocates_nothing_when_warm() {
+    let mut g = Tagger::<f32>::new(&mut StdRng::seed_from_u64(1)).unwrap();
+    let mut tape = g.tape();
+    let x = Array2::<f32>::from_elem((6, 12), 0.5);
+    let (h, c) = (Array2::<f32>::zeros((6, 16)), Array2::<f32>::zeros((6, 16)));
+    let tags = [0usize, 1, 2, 3, 4, 0];
+    let seed = Array2::<f32>::from_elem((6, 1), 1.0 / 6.0);
+    let zeros = Array2::<f32>::zeros((6, 16));
+    let mut sgd = Sgd::new(0.05f32);
+    let mut step = |g: &mut Tagger<f32>| {
+        g.forward(&mut tape, &x, &h, &c, &tags).unwrap();
+        g.backward(&mut tape, &seed, &zeros, &zeros).unwrap();
+        sgd.step(g.store_mut());
+        g.zero_grad();
+    };
+    step(&mut g);
+    assert_eq!(allocations_in(|| step(&mut g)), 0);
+}
+
 #[test]
 fn a_second_forward_and_backward_allocate_nothing() {
     let mut cell = SeedCell::<f64>::zeros();
