@@ -36,6 +36,11 @@ graph! {
         out = Identity()(inner::Cell(x, h).new_h);
     }
 
+    /// Inputs given by name, in another order than declared.
+    pub ByName(x: [2], h: [4]) -> (out) {
+        out = Identity()(inner::Cell(h = h, x = x).new_h);
+    }
+
     /// A shipped cell with const sizes, nested.
     pub LstmHead<const I: usize, const H: usize>(x: [I], h: [H], c: [H]) -> (y) {
         (h1, c1) = LstmCell<I, H>(x, h, c);
@@ -122,6 +127,21 @@ fn an_output_taken_by_name() {
     let out = g.forward(&mut tape, &x, &h).unwrap().out.to_owned();
     let mut t = cell.tape();
     assert_eq!(out, cell.forward(&mut t, &x, &h).unwrap().new_h);
+}
+
+#[test]
+fn inputs_given_by_name() {
+    let mut by_name = ByName::<f64>::new(&mut StdRng::seed_from_u64(7)).unwrap();
+    let mut pick = Pick::<f64>::zeros().unwrap();
+    pick.params_mut().copy_from_slice(by_name.params());
+    let (x, h) = (values(2, 2, 0.5), values(2, 4, 1.5));
+    let (mut t1, mut t2) = (by_name.tape(), pick.tape());
+    assert_eq!(
+        by_name.forward(&mut t1, &x, &h).unwrap().out,
+        pick.forward(&mut t2, &x, &h).unwrap().out
+    );
+    let report = GradCheck::new().check_graph(&mut by_name, &[x, h], mse).unwrap();
+    assert!(report.passed(), "{report}");
 }
 
 #[test]

@@ -82,6 +82,8 @@ pub struct GraphCall {
     /// outer graph is built rather than from its constants.
     pub dynamic: bool,
     pub inputs: Vec<Expr>,
+    /// `Graph(x = a, h = b)`: the input each argument goes to, when named.
+    pub input_names: Vec<Option<Ident>>,
     pub inputs_span: Span,
     /// `.name`: the one output taken.
     pub output: Option<Ident>,

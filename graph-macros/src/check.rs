@@ -66,6 +66,8 @@ pub struct Atom {
     /// An output (true) or an input (false).
     pub output: bool,
     pub select: Select,
+    /// For an input: its position among the arguments of the call.
+    pub slot: Option<usize>,
 }
 
 /// Which input or output of a nested graph.
@@ -140,9 +142,10 @@ pub enum Claim {
         outputs: bool,
         n: usize,
     },
-    /// A nested graph has an output of this name.
-    HasOutput {
+    /// A nested graph has an output (or an input) of this name.
+    Has {
         host: usize,
+        output: bool,
         name: String,
     },
 }
@@ -1256,12 +1259,27 @@ fn infer_host(
     let graph = &call.name;
     for (i, flow) in inputs.iter().enumerate() {
         let w = need_values(node, flow)?;
-        let name = format!("{}.in[{i}]", node.name);
+        let (name, select) = match &call.input_names[i] {
+            None => (format!("{}.in[{i}]", node.name), Select::Index(i)),
+            Some(n) => {
+                deferred.push(Deferred {
+                    claim: Claim::Has {
+                        host: k,
+                        output: false,
+                        name: n.to_string(),
+                    },
+                    message: format!("`{graph}` has no input named `{n}`"),
+                    span: n.span(),
+                });
+                (format!("{}.in.{n}", node.name), Select::Name(n.clone()))
+            }
+        };
         atoms.push(Atom {
             name: name.clone(),
             host: k,
             output: false,
-            select: Select::Index(i),
+            select,
+            slot: Some(i),
         });
         deferred.push(Deferred {
             claim: Claim::Equal(w.clone(), Width::atom(&name)),
@@ -1311,13 +1329,14 @@ fn output_atom(
 ) -> Width {
     let name = match select {
         Select::Index(j) => format!("{}.out[{j}]", raw[host].name),
-        Select::Name(n) => format!("{}.{n}", raw[host].name),
+        Select::Name(n) => format!("{}.out.{n}", raw[host].name),
     };
     if !atoms.iter().any(|a| a.name == name) {
         if let Select::Name(n) = select {
             deferred.push(Deferred {
-                claim: Claim::HasOutput {
+                claim: Claim::Has {
                     host,
+                    output: true,
                     name: n.to_string(),
                 },
                 message: format!("`{}` has no output named `{n}`", raw[host].what()),
@@ -1329,6 +1348,7 @@ fn output_atom(
             host,
             output: true,
             select: select.clone(),
+            slot: None,
         });
     }
     Width::atom(&name)

@@ -261,6 +261,12 @@ impl<'a> Expander<'a> {
 
     /// The index of the selected output of a nested graph, at run time.
     fn select_index(&self, layers: &Ident, host: &Node, select: &Select) -> TokenStream {
+        self.select_in(layers, host, select, true)
+    }
+
+    /// The index of the selected input (`output` false) or output of a
+    /// nested graph, at run time.
+    fn select_in(&self, layers: &Ident, host: &Node, select: &Select, output: bool) -> TokenStream {
         let rt = self.rt;
         let h = &host.name;
         match select {
@@ -270,9 +276,30 @@ impl<'a> Expander<'a> {
             }
             Select::Name(n) => {
                 let n = n.to_string();
-                quote!(#rt::__private::position(#rt::Graph::output_names(&#layers.#h), #n))
+                let names = if output {
+                    quote!(#rt::Graph::output_names(&#layers.#h))
+                } else {
+                    quote!(#rt::Graph::input_names(&#layers.#h))
+                };
+                quote!(#rt::__private::position(#names, #n))
             }
         }
+    }
+
+    /// For each input of a host node, the index of the nested graph's input
+    /// it goes to.
+    fn host_input_indices(&self, layers: &Ident, k: usize) -> Vec<TokenStream> {
+        let node = &self.g.nodes[k];
+        let mut selects: Vec<Select> = (0..node.inputs.len()).map(Select::Index).collect();
+        for a in self.g.atoms.iter().filter(|a| a.host == k && !a.output) {
+            if let (Select::Name(_), Some(slot)) = (&a.select, a.slot) {
+                selects[slot] = a.select.clone();
+            }
+        }
+        selects
+            .iter()
+            .map(|s| self.select_in(layers, node, s, false))
+            .collect()
     }
 
     fn graph(&self) -> TokenStream {
@@ -1234,7 +1261,7 @@ impl<'a> Expander<'a> {
             }
             Call::Nested => {
                 let nested = Self::nested_field(node);
-                let idx = (0..ins.len()).map(lit);
+                let idx = self.host_input_indices(layers, k);
                 return quote! {
                     {
                         let nested = &mut #tape.#nested;
@@ -1322,7 +1349,7 @@ impl<'a> Expander<'a> {
             }
             Call::Nested => {
                 let nested = Self::nested_field(node);
-                let idx = (0..ins.len()).map(lit);
+                let idx = self.host_input_indices(layers, k);
                 return quote! {
                     {
                         let nested = &mut #tape.#nested;
@@ -1397,20 +1424,17 @@ impl<'a> Expander<'a> {
                 let h = &node.name;
                 for (i, atom) in g.atoms.iter().enumerate().filter(|(_, a)| a.host == k) {
                     let field = format_ident!("__a{}", i);
-                    let value = match (&atom.select, atom.output) {
-                        (Select::Index(j), false) => {
-                            let j = lit(*j);
-                            quote!(#rt::Graph::input_width(&#layers.#h, #j))
-                        }
-                        (select, true) => {
-                            let j = self.select_index(layers, node, select);
-                            quote!({
-                                let j = #j;
-                                if j == usize::MAX { 0 } else { #rt::Graph::output_width(&#layers.#h, j) }
-                            })
-                        }
-                        (Select::Name(_), false) => quote!(0),
+                    let j = self.select_in(layers, node, &atom.select, atom.output);
+                    let width = if atom.output {
+                        quote!(#rt::Graph::output_width(&#layers.#h, j))
+                    } else {
+                        quote!(#rt::Graph::input_width(&#layers.#h, j))
                     };
+                    // An unknown name is reported by a check below.
+                    let value = quote!({
+                        let j = #j;
+                        if j == usize::MAX { 0 } else { #width }
+                    });
                     out.push(quote!(#sizes.#field = #value;));
                 }
             }
@@ -1451,18 +1475,24 @@ impl<'a> Expander<'a> {
                         (quote!(<#ty>::#names.len() == #n), false)
                     }
                 }
-                Claim::HasOutput { host, name } => {
+                Claim::Has { host, output, name } => {
                     let node = &self.g.nodes[*host];
                     if self.host_is_dynamic(*host) {
                         let h = &node.name;
+                        let names = if *output {
+                            quote!(#rt::Graph::output_names(&#layers.#h))
+                        } else {
+                            quote!(#rt::Graph::input_names(&#layers.#h))
+                        };
                         (
-                            quote!(#rt::__private::position(#rt::Graph::output_names(&#layers.#h), #name) != usize::MAX),
+                            quote!(#rt::__private::position(#names, #name) != usize::MAX),
                             true,
                         )
                     } else {
                         let ty = self.nested_type(node);
+                        let names = if *output { quote!(OUTPUTS) } else { quote!(INPUTS) };
                         (
-                            quote!(#rt::__private::position(<#ty>::OUTPUTS, #name) != usize::MAX),
+                            quote!(#rt::__private::position(<#ty>::#names, #name) != usize::MAX),
                             false,
                         )
                     }

@@ -373,8 +373,8 @@ fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
             inputs_span: inputs_paren.span.join(),
         }));
     }
-    // `Graph(inputs)`, possibly `.output`.
-    let inputs = parse_inputs(&first, &name)?;
+    // `Graph(inputs)` or `Graph(input = value, ..)`, possibly `.output`.
+    let (input_names, inputs) = parse_graph_inputs(&first, &name)?;
     let output = if input.peek(Token![.]) {
         input.parse::<Token![.]>()?;
         Some(input.parse::<Ident>().map_err(|e| {
@@ -393,6 +393,7 @@ fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
         sizes,
         dynamic,
         inputs,
+        input_names,
         inputs_span: first_paren.span.join(),
         output,
     }))
@@ -429,6 +430,44 @@ fn parse_path_rest(input: ParseStream, first: Ident) -> syn::Result<syn::Path> {
         leading_colon: None,
         segments,
     })
+}
+
+/// The inputs of a graph call: all by position, or all `name = value`.
+fn parse_graph_inputs(group: ParseStream, graph: &Ident) -> syn::Result<(Vec<Option<Ident>>, Vec<Expr>)> {
+    let (mut names, mut inputs) = (Vec::new(), Vec::new());
+    while !group.is_empty() {
+        let named = group.peek(Ident) && {
+            let ahead = group.fork();
+            ahead.parse::<Ident>().is_ok() && ahead.peek(Token![=]) && !ahead.peek(Token![==])
+        };
+        if named {
+            let name: Ident = group.parse()?;
+            group.parse::<Token![=]>()?;
+            names.push(Some(name));
+        } else {
+            names.push(None);
+        }
+        inputs.push(parse_expr(group)?);
+        if group.is_empty() {
+            break;
+        }
+        if !group.peek(Token![,]) {
+            return Err(syn::Error::new(
+                group.span(),
+                format!("expected `,` between the inputs of `{graph}`"),
+            ));
+        }
+        group.parse::<Token![,]>()?;
+    }
+    if names.iter().any(Option::is_none) {
+        if let Some(first_named) = names.iter().flatten().next() {
+            return Err(syn::Error::new(
+                first_named.span(),
+                format!("give the inputs of `{graph}` all by position or all by name (`input = value`)"),
+            ));
+        }
+    }
+    Ok((names, inputs))
 }
 
 /// Whether `::` is followed by an identifier (a path goes on) rather than
