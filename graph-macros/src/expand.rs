@@ -1231,7 +1231,12 @@ impl<'a> Expander<'a> {
             Call::Ids => {
                 let ids = ins[0];
                 quote! {
-                    #layers.#f.forward_ids(#name_str, #node_str, #node_params, &#tape.values.#ids, #tape.values.#f.view_mut())?;
+                    #layers.#f.forward_ids(#node_params, &#tape.values.#ids, #tape.values.#f.view_mut()).map_err(|message| {
+                        #rt::Error::InvalidInput {
+                            graph: #name_str.into(),
+                            message: ::std::format!("node `{}` ({}:{}): {}", #node_str, ::core::file!(), #line, message),
+                        }
+                    })?;
                 }
             }
             Call::ClassTarget => {
@@ -1241,7 +1246,7 @@ impl<'a> Expander<'a> {
                         let #v = &mut #tape.values;
                         #layers.#f.forward_class(#v.#x.view(), &#v.#ids, #v.#f.view_mut()).map_err(|e| #rt::Error::InvalidInput {
                             graph: #name_str.into(),
-                            message: ::std::format!("node `{}`: {}", #node_str, e),
+                            message: ::std::format!("node `{}` ({}:{}): {}", #node_str, ::core::file!(), #line, e),
                         })?;
                     }
                 }

@@ -68,13 +68,13 @@ pub(crate) fn check_ids<F>(criterion: &str, input: &ArrayView2<'_, F>, ids: &[us
         });
     }
     if let Some((row, &id)) = ids.iter().enumerate().find(|(_, &id)| id >= input.ncols()) {
-        return Err(Error::ShapeMismatch {
-            context: format!(
-                "{criterion}: target id {id} at row {row} is not a class of a prediction with {} classes",
+        return Err(Error::InvalidInput {
+            graph: criterion.to_string(),
+            message: format!(
+                "target id {id} at row {row} is not a class of a prediction with {} classes (0..{})",
+                input.ncols(),
                 input.ncols()
             ),
-            expected: Shape(vec![input.ncols()]),
-            found: Shape(vec![id + 1]),
         });
     }
     Ok(())

@@ -1,7 +1,6 @@
 //! Embedding (torch7's LookupTable): integer ids to rows of a learned
 //! `(vocab, dim)` table.
 
-use crate::error::{Error, Result};
 use crate::layer::ParamShape;
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
@@ -45,26 +44,22 @@ impl Embedding {
     }
 
     /// Forward: copies row `ids[b]` of the table into row `b` of `output`.
-    /// An id outside the table is an error naming the node.
+    /// An id outside the table is an error (generated code adds the graph,
+    /// the node and its source line).
     pub fn forward_ids<F: Float>(
         &self,
-        graph: &str,
-        node: &str,
         params: &[F],
         ids: &[usize],
         mut output: ArrayViewMut2<'_, F>,
-    ) -> Result<()> {
+    ) -> std::result::Result<(), String> {
         let table =
             ArrayView2::from_shape((self.vocab, self.dim), params).expect("table has vocab * dim entries");
         for (b, (&id, mut row)) in ids.iter().zip(output.axis_iter_mut(Axis(0))).enumerate() {
             if id >= self.vocab {
-                return Err(Error::InvalidInput {
-                    graph: graph.to_string(),
-                    message: format!(
-                        "node `{node}`: id {id} at row {b} is outside the table of {} ids (Embedding({}, {}))",
-                        self.vocab, self.vocab, self.dim
-                    ),
-                });
+                return Err(format!(
+                    "id {id} at row {b} is outside the table of {} ids (Embedding({}, {}))",
+                    self.vocab, self.vocab, self.dim
+                ));
             }
             row.assign(&table.row(id));
         }
