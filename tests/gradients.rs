@@ -226,3 +226,28 @@ fn sequences_of_different_lengths_reuse_the_unroll() {
         assert_eq!(unroll.input_grad(steps - 1, 0).dim(), (1, 2));
     }
 }
+
+#[test]
+fn sequence_gradients_can_be_skipped_without_changing_parameter_gradients() {
+    let mut rng = StdRng::seed_from_u64(21);
+    let mut cell = SeedCell::<f64>::new(&mut rng);
+    let (h0, xs) = seed_inputs(6);
+    let mut unroll = Unroll::new(&cell);
+    unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
+    unroll.loss(seed_loss).unwrap();
+    unroll.backward(&mut cell).unwrap();
+    let with = (
+        cell.grads().to_vec(),
+        unroll.initial_state_grad(&cell, 0).to_owned(),
+    );
+    assert!(unroll.input_grad(3, 0).iter().any(|&v| v != 0.0));
+
+    cell.zero_grad();
+    unroll.set_sequence_grads(false);
+    unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
+    unroll.loss(seed_loss).unwrap();
+    unroll.backward(&mut cell).unwrap();
+    assert_eq!(cell.grads(), &with.0[..]);
+    assert_eq!(unroll.initial_state_grad(&cell, 0), with.1);
+    assert!(unroll.input_grad(3, 0).iter().all(|&v| v == 0.0));
+}

@@ -82,6 +82,7 @@ impl Tape<f64> for HandTape {
     fn clear_grads(&mut self) {
         self.grads.iter_mut().for_each(|g| g.fill(0.0));
     }
+    fn set_input_grad(&mut self, _: usize, _: bool) {}
 }
 
 impl Graph<f64> for Hand {

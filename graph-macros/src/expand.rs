@@ -500,6 +500,7 @@ impl<'a> Expander<'a> {
         let input_idx: Vec<Literal> = (0..g.inputs.len()).map(lit).collect();
         let output_idx: Vec<Literal> = (0..g.outputs.len()).map(lit).collect();
         let n_nodes = lit(g.nodes.len());
+        let n_inputs_lit = lit(g.inputs.len());
         let recurrent: Vec<TokenStream> = g
             .recurrent
             .iter()
@@ -717,6 +718,7 @@ impl<'a> Expander<'a> {
                 sizes: #sizes_field_ty,
                 salt: u64,
                 calls: u64,
+                input_grads: [bool; #n_inputs_lit],
                 /// Recorded values.
                 pub values: #values_ty<#gen_use F>,
                 /// Gradients of the loss with respect to each value.
@@ -838,6 +840,10 @@ impl<'a> Expander<'a> {
                     }
                 }
 
+                fn set_input_grad(&mut self, i: usize, on: bool) {
+                    self.input_grads[i] = on;
+                }
+
                 fn clear_grads(&mut self) {
                     self.grads.fill_zero();
                     #(#rt::Tape::clear_grads(&mut self.#nested_fields);)*
@@ -909,6 +915,7 @@ impl<'a> Expander<'a> {
                         sizes: self.sizes,
                         salt: #rt::__private::next_tape_salt(),
                         calls: 0,
+                        input_grads: [true; #n_inputs_lit],
                         values: #values_ty::empty(&self.sizes),
                         grads: #values_ty::empty(&self.sizes),
                         #(#mask_fields: #rt::ndarray::Array2::zeros((0, #mask_widths)),)*
@@ -1319,6 +1326,14 @@ impl<'a> Expander<'a> {
         let body = match node.layer.call {
             Call::Layer => {
                 let idx = (0..ins.len()).map(lit);
+                // A graph input's gradient is computed only if wanted.
+                let wanted = node.inputs.iter().map(|&src| match src {
+                    Source::Input(i) => {
+                        let i = lit(i);
+                        quote!(#tape.input_grads[#i])
+                    }
+                    Source::Node(_) => quote!(true),
+                });
                 quote! {
                     let #inputs = [#(#tape.values.#ins.view()),*];
                     let (p, pg) = (&#params[#range], &mut #param_grads[#range]);
@@ -1326,10 +1341,12 @@ impl<'a> Expander<'a> {
                         &#layers.#f, p, pg, &#inputs, #tape.values.#f.view(), #tape.grads.#f.view(),
                     );
                     #(
-                        <#ty as #rt::Layer<F>>::backward_input(
-                            &#layers.#f, #idx, p, &#inputs, #tape.values.#f.view(), #tape.grads.#f.view(),
-                            #tape.grads.#ins.view_mut(),
-                        );
+                        if #wanted {
+                            <#ty as #rt::Layer<F>>::backward_input(
+                                &#layers.#f, #idx, p, &#inputs, #tape.values.#f.view(), #tape.grads.#f.view(),
+                                #tape.grads.#ins.view_mut(),
+                            );
+                        }
                     )*
                 }
             }

@@ -48,6 +48,11 @@ pub trait Tape<F: Float> {
     fn input_grad(&self, i: usize) -> ArrayView2<'_, F>;
     /// Sets every gradient buffer to zero.
     fn clear_grads(&mut self);
+    /// Whether backward computes the gradient of input `i` (on by default).
+    /// Turning it off for data saves a matrix product per layer it feeds, as
+    /// torch's `requires_grad = False`; [`input_grad`](Tape::input_grad)
+    /// then stays zero.
+    fn set_input_grad(&mut self, i: usize, on: bool);
 }
 
 /// A graph declared with `graph!`, as the runtime sees it.

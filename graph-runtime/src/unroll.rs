@@ -52,6 +52,8 @@ pub struct Unroll<F: Float, G: Graph<F>> {
     /// Declared indices of the inputs that come from the sequence.
     sequence_inputs: Vec<usize>,
     n_outputs: usize,
+    /// Whether backward computes the gradients of the sequence inputs.
+    sequence_grads: bool,
 }
 
 enum Start<'a, 'b, F> {
@@ -79,6 +81,7 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
             state_of_input,
             sequence_inputs,
             n_outputs: graph.output_names().len(),
+            sequence_grads: true,
         }
     }
 
@@ -120,7 +123,11 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
             }
         }
         while self.tapes.len() < steps {
-            self.tapes.push(graph.new_tape());
+            let mut tape = graph.new_tape();
+            for &i in &self.sequence_inputs {
+                tape.set_input_grad(i, self.sequence_grads);
+            }
+            self.tapes.push(tape);
         }
         for t in 0..steps {
             let (done, rest) = self.tapes.split_at_mut(t);
@@ -264,6 +271,19 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
             }
         }
         Ok(total)
+    }
+
+    /// Whether backward computes the gradients of the sequence inputs (on by
+    /// default). Training on data does not need them: turning them off
+    /// saves a matrix product per step for every layer a sequence input
+    /// feeds. The states' gradients are always computed (BPTT needs them).
+    pub fn set_sequence_grads(&mut self, on: bool) {
+        self.sequence_grads = on;
+        for tape in &mut self.tapes {
+            for &i in &self.sequence_inputs {
+                tape.set_input_grad(i, on);
+            }
+        }
     }
 
     /// Number of steps of the last forward.

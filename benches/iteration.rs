@@ -1,0 +1,289 @@
+//! The brief's workloads: one training iteration of the seed's RNN cell
+//! (forward over T steps carrying h, summed MSE, BPTT into one shared
+//! parameter set, SGD, zero grads), by the generated code and by a
+//! hand-written ndarray implementation of the same iteration; and the
+//! machine's single-thread GEMM throughput at W3's largest product.
+//!
+//! `cargo bench --bench iteration`
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use nngraph::ndarray::{linalg::general_mat_mul, s, Array1, Array2, Array3, ArrayView2, Axis};
+use nngraph::prelude::*;
+use std::hint::black_box;
+
+graph! {
+    /// The seed's cell: new_h = tanh(W_xh x + b + W_hh h + b), y = sigmoid(W_hy new_h + b).
+    #[recurrent(h = new_h)]
+    pub Cell[ni, nh, no](x: [ni], h: [nh]) -> (y, new_h) {
+        new_h = Tanh()(CAdd()(Linear(ni, nh)(x), Linear(nh, nh)(h)));
+        y     = Sigmoid()(Linear(nh, no)(new_h));
+    }
+}
+
+/// A workload: sizes, steps, batch.
+#[derive(Clone, Copy)]
+struct Workload {
+    name: &'static str,
+    i: usize,
+    h: usize,
+    o: usize,
+    t: usize,
+    b: usize,
+}
+
+const W1: Workload = Workload {
+    name: "W1-seed",
+    i: 2,
+    h: 4,
+    o: 1,
+    t: 5,
+    b: 1,
+};
+const W2: Workload = Workload {
+    name: "W2-char",
+    i: 65,
+    h: 128,
+    o: 65,
+    t: 50,
+    b: 32,
+};
+const W3: Workload = Workload {
+    name: "W3-large",
+    i: 512,
+    h: 1024,
+    o: 512,
+    t: 16,
+    b: 64,
+};
+
+impl Workload {
+    /// Multiply-adds x 2 of the iteration's matrix products: forward, and in
+    /// backward the weight and the input gradients.
+    fn flops(&self) -> u64 {
+        let per_step = 2 * self.b * (self.i * self.h + self.h * self.h + self.h * self.o);
+        (3 * per_step * self.t) as u64
+    }
+
+    fn data<F: Float>(&self) -> (Array2<F>, Array3<F>, Array2<F>) {
+        let h0 = Array2::from_shape_fn((self.b, self.h), |(b, j)| {
+            F::from_f64(0.01 * ((b + j) % 7) as f64)
+        });
+        let xs = Array3::from_shape_fn((self.t, self.b, self.i), |(t, b, j)| {
+            F::from_f64((((t * 31 + b * 17 + j) % 13) as f64 - 6.0) * 0.05)
+        });
+        let target = Array2::from_elem((self.b, self.o), F::from_f64(1.0));
+        (h0, xs, target)
+    }
+}
+
+/// The generated graph, unrolled.
+struct Generated<F: Float> {
+    cell: Cell<F>,
+    unroll: Unroll<F, Cell<F>>,
+    sgd: Sgd<F>,
+    h0: Array2<F>,
+    xs: Array3<F>,
+    target: Array2<F>,
+}
+
+impl<F: Float> Generated<F> {
+    fn new(w: Workload) -> Self {
+        let cell = Cell::<F>::new(&mut StdRng::seed_from_u64(1), w.i, w.h, w.o).unwrap();
+        let mut unroll = Unroll::new(&cell);
+        // Like the reference, no gradient for the data.
+        unroll.set_sequence_grads(false);
+        let (h0, xs, target) = w.data();
+        Generated {
+            cell,
+            unroll,
+            sgd: Sgd::new(F::from_f64(0.01)),
+            h0,
+            xs,
+            target,
+        }
+    }
+
+    fn iteration(&mut self) -> F {
+        let Generated {
+            cell,
+            unroll,
+            sgd,
+            h0,
+            xs,
+            target,
+        } = self;
+        unroll.forward(cell, &[h0.view()], &[xs.view()]).unwrap();
+        let loss = unroll
+            .loss(|_t, o, y: ArrayView2<F>, g: Option<ArrayViewMut2<F>>| {
+                if o != 0 {
+                    return Ok(F::zero());
+                }
+                if let Some(g) = g {
+                    Mse::new().backward(&y, &*target, g)?;
+                }
+                Mse::new().forward(&y, &*target)
+            })
+            .unwrap();
+        unroll.backward(cell).unwrap();
+        sgd.step(cell.store_mut());
+        cell.zero_grad();
+        loss
+    }
+}
+
+/// The same iteration written by hand with ndarray (`dot`, broadcasting).
+struct Reference<F: Float> {
+    w_xh: Array2<F>,
+    b_xh: Array1<F>,
+    w_hh: Array2<F>,
+    b_hh: Array1<F>,
+    w_hy: Array2<F>,
+    b_hy: Array1<F>,
+    hs: Vec<Array2<F>>,
+    ys: Vec<Array2<F>>,
+    h0: Array2<F>,
+    xs: Array3<F>,
+    target: Array2<F>,
+    lr: F,
+}
+
+impl<F: Float> Reference<F> {
+    fn new(w: Workload, from: &Cell<F>) -> Self {
+        let p = |name: &str| from.param(name).unwrap().to_owned();
+        let mat = |name: &str| p(name).into_dimensionality().unwrap();
+        let vec = |name: &str| p(name).into_dimensionality().unwrap();
+        let (h0, xs, target) = w.data();
+        Reference {
+            w_xh: mat("new_h_linear.weight"),
+            b_xh: vec("new_h_linear.bias"),
+            w_hh: mat("new_h_linear_2.weight"),
+            b_hh: vec("new_h_linear_2.bias"),
+            w_hy: mat("y_linear.weight"),
+            b_hy: vec("y_linear.bias"),
+            hs: Vec::new(),
+            ys: Vec::new(),
+            h0,
+            xs,
+            target,
+            lr: F::from_f64(0.01),
+        }
+    }
+
+    fn iteration(&mut self) -> F {
+        let steps = self.xs.len_of(Axis(0));
+        self.hs.clear();
+        self.ys.clear();
+        self.hs.push(self.h0.clone());
+        let mut loss = F::zero();
+        for t in 0..steps {
+            let x = self.xs.index_axis(Axis(0), t);
+            let a = x.dot(&self.w_xh.t()) + &self.b_xh + self.hs[t].dot(&self.w_hh.t()) + &self.b_hh;
+            let h = a.mapv(F::tanh);
+            let y = (h.dot(&self.w_hy.t()) + &self.b_hy).mapv(|v| F::one() / (F::one() + (-v).exp()));
+            loss += (&y - &self.target).mapv(|d| d * d).sum() / F::from_f64(y.len() as f64);
+            self.hs.push(h);
+            self.ys.push(y);
+        }
+        let n = F::from_f64(self.target.len() as f64);
+        let (mut g_xh, mut g_hh, mut g_hy) = (
+            Array2::zeros(self.w_xh.dim()),
+            Array2::zeros(self.w_hh.dim()),
+            Array2::zeros(self.w_hy.dim()),
+        );
+        let (mut gb_xh, mut gb_hh, mut gb_hy) = (
+            Array1::zeros(self.b_xh.dim()),
+            Array1::zeros(self.b_hh.dim()),
+            Array1::zeros(self.b_hy.dim()),
+        );
+        let mut dh_next = Array2::<F>::zeros(self.h0.dim());
+        for t in (0..steps).rev() {
+            let (y, h, h_prev) = (&self.ys[t], &self.hs[t + 1], &self.hs[t]);
+            let dy = (y - &self.target).mapv(|d| d * F::from_f64(2.0) / n) * y.mapv(|v| v * (F::one() - v));
+            general_mat_mul(F::one(), &dy.t(), h, F::one(), &mut g_hy);
+            gb_hy += &dy.sum_axis(Axis(0));
+            let dh = dy.dot(&self.w_hy) + &dh_next;
+            let da = dh * h.mapv(|v| F::one() - v * v);
+            general_mat_mul(
+                F::one(),
+                &da.t(),
+                &self.xs.index_axis(Axis(0), t),
+                F::one(),
+                &mut g_xh,
+            );
+            general_mat_mul(F::one(), &da.t(), h_prev, F::one(), &mut g_hh);
+            let db = da.sum_axis(Axis(0));
+            gb_xh += &db;
+            gb_hh += &db;
+            dh_next = da.dot(&self.w_hh);
+        }
+        let lr = self.lr;
+        self.w_xh.scaled_add(-lr, &g_xh);
+        self.w_hh.scaled_add(-lr, &g_hh);
+        self.w_hy.scaled_add(-lr, &g_hy);
+        self.b_xh.scaled_add(-lr, &gb_xh);
+        self.b_hh.scaled_add(-lr, &gb_hh);
+        self.b_hy.scaled_add(-lr, &gb_hy);
+        loss
+    }
+}
+
+fn workload<F: Float>(c: &mut Criterion, w: Workload, samples: usize) {
+    let mut generated = Generated::<F>::new(w);
+    let mut reference = Reference::<F>::new(w, &generated.cell);
+    // The two compute the same iteration: same loss on the first one.
+    let (a, b) = (generated.iteration().to_f64(), reference.iteration().to_f64());
+    assert!(
+        (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+        "{}: generated {a} vs reference {b}",
+        w.name
+    );
+
+    let mut group = c.benchmark_group(w.name);
+    group.sample_size(samples);
+    group.throughput(Throughput::Elements(w.flops()));
+    group.bench_function("generated", |bench| {
+        bench.iter(|| black_box(generated.iteration()))
+    });
+    group.bench_function("ndarray-reference", |bench| {
+        bench.iter(|| black_box(reference.iteration()))
+    });
+    group.finish();
+}
+
+fn workloads(c: &mut Criterion) {
+    workload::<f64>(c, W1, 100);
+    workload::<f32>(c, W2, 30);
+    workload::<f32>(c, W3, 10);
+}
+
+/// Single-thread GEMM throughput at W3's largest product, (64 x 1024) ·
+/// (1024 x 1024): matrixmultiply (ndarray's `dot`) and ours.
+fn gemm(c: &mut Criterion) {
+    let (m, k, n) = (W3.b, W3.h, W3.h);
+    let a = Array2::<f32>::from_shape_fn((m, k), |(i, j)| ((i * 7 + j) % 13) as f32 * 0.01);
+    let w = Array2::<f32>::from_shape_fn((n, k), |(i, j)| ((i * 3 + j) % 11) as f32 * 0.01);
+    let mut out = Array2::<f32>::zeros((m, n));
+    let mut group = c.benchmark_group("gemm-64x1024x1024");
+    group.sample_size(50);
+    group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+    group.bench_function("matrixmultiply", |bench| {
+        bench.iter(|| general_mat_mul(1.0, &a, &w.t(), 0.0, &mut out))
+    });
+    group.bench_function("nngraph-kernel", |bench| {
+        bench.iter(|| {
+            nngraph::runtime::kernels::matmul_a_bt(
+                a.as_slice().unwrap(),
+                w.as_slice().unwrap(),
+                out.as_slice_mut().unwrap(),
+                m,
+                k,
+                n,
+            )
+        })
+    });
+    group.finish();
+    black_box(out.slice(s![0, 0]).to_owned());
+}
+
+criterion_group!(benches, gemm, workloads);
+criterion_main!(benches);
