@@ -2,11 +2,11 @@
 //!
 //! ndarray's `dot` (matrixmultiply) allocates a packing buffer on every call,
 //! which would break the promise that a warmed-up training step allocates
-//! nothing. This is a BLIS-style GEMM instead: blocks of `B` and `A` are
-//! packed into a per-thread buffer (grown on first use, then reused) and
-//! multiplied by a register-blocked micro-kernel: 6 x 16 (f32) or 6 x 8
-//! (f64) with AVX2 and FMA when the CPU has them (detected at run time), a
-//! portable one otherwise.
+//! nothing. This is a BLIS-style GEMM instead: blocks of `A`, and of `B`
+//! unless its rows can be read in place, are packed into a per-thread buffer
+//! (grown on first use, then reused) and multiplied by a register-blocked
+//! micro-kernel: 6 x 16 (f32) or 6 x 8 (f64) with AVX2 and FMA when the CPU
+//! has them (detected at run time), a portable one otherwise.
 //!
 //! The three products a linear layer needs are thin wrappers that describe
 //! their operands by strides.
@@ -150,6 +150,9 @@ const KC: usize = 256;
 const MC: usize = 72;
 const NC: usize = 2048;
 
+/// The longest row of `B` read in place (see `blocked`).
+const IN_PLACE_ROW_BYTES: usize = 1024;
+
 /// The widest panel a kernel packs (`NR` of f32).
 const MAX_WIDTH: usize = 16;
 
@@ -158,21 +161,24 @@ trait Kernel: Float {
     /// Rows and columns of the register tile.
     const MR: usize;
     const NR: usize;
-    /// `tile (MR x NR, row-major) = Σ_p a[p*MR + i] · b[p*NR + j]` over `kc`.
-    fn kernel(kc: usize, a: &[Self], b: &[Self], tile: &mut [Self]);
+    /// `tile (MR x NR, row-major) = Σ_p a[p*MR + i] · b[p*ldb + j]` over `kc`:
+    /// `a` packed, `b` packed (`ldb == NR`) or read in place.
+    fn kernel(kc: usize, a: &[Self], b: &[Self], ldb: usize, tile: &mut [Self]);
 
     /// The same product added into (or, with `overwrite`, stored in) a full
     /// `MR x NR` block of `c` starting at `c[0]` with row stride `ldc`.
+    #[allow(clippy::too_many_arguments)]
     fn kernel_into(
         kc: usize,
         a: &[Self],
         b: &[Self],
+        ldb: usize,
         c: &mut [Self],
         ldc: usize,
         overwrite: bool,
         tile: &mut [Self],
     ) {
-        Self::kernel(kc, a, b, tile);
+        Self::kernel(kc, a, b, ldb, tile);
         for i in 0..Self::MR {
             let out = &mut c[i * ldc..i * ldc + Self::NR];
             let t = &tile[i * Self::NR..(i + 1) * Self::NR];
@@ -197,7 +203,14 @@ fn blocked<T: Kernel>(
     buf: &mut Vec<T>,
 ) {
     let (mr, nr) = (T::MR, T::NR);
-    let nc_max = NC.min(n.div_ceil(nr) * nr);
+    // A B whose rows are contiguous and short (a weight matrix in backward,
+    // or the activations) is read in place rather than packed, which would
+    // be done again at every step of a sequence. Rows far apart are packed
+    // all the same: a panel reads KC rows, and one page per row costs more
+    // in address translation than the packing saves. A last, partial panel
+    // is always packed.
+    let in_place = b.cs == 1 && b.rs * std::mem::size_of::<T>() <= IN_PLACE_ROW_BYTES;
+    let nc_max = if in_place { nr } else { NC.min(n.div_ceil(nr) * nr) };
     let kc_max = KC.min(k);
     let mc_max = MC.min(m.div_ceil(mr) * mr);
     let (b_len, a_len) = (kc_max * nc_max, kc_max * mc_max);
@@ -214,9 +227,11 @@ fn blocked<T: Kernel>(
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             // Pack B[pc.., jc..] into column panels of NR, zero padded.
-            for (panel, j0) in (0..nc).step_by(nr).enumerate() {
-                let dst = &mut bpack[panel * kc * nr..(panel + 1) * kc * nr];
-                pack(dst, nr, b, pc, jc + j0, kc, nr.min(nc - j0), false);
+            if !in_place {
+                for (panel, j0) in (0..nc).step_by(nr).enumerate() {
+                    let dst = &mut bpack[panel * kc * nr..(panel + 1) * kc * nr];
+                    pack(dst, nr, b, pc, jc + j0, kc, nr.min(nc - j0), false);
+                }
             }
             let overwrite = !accumulate && pc == 0;
             for ic in (0..m).step_by(MC) {
@@ -227,18 +242,26 @@ fn blocked<T: Kernel>(
                     pack(dst, mr, a, ic + i0, pc, kc, mr.min(mc - i0), true);
                 }
                 for (bp, j0) in (0..nc).step_by(nr).enumerate() {
-                    let bpanel = &bpack[bp * kc * nr..(bp + 1) * kc * nr];
                     let cols = nr.min(nc - j0);
+                    let (bpanel, ldb): (&[T], usize) = if !in_place {
+                        (&bpack[bp * kc * nr..(bp + 1) * kc * nr], nr)
+                    } else if cols == nr {
+                        let start = pc * b.rs + jc + j0;
+                        (&b.data[start..start + (kc - 1) * b.rs + nr], b.rs)
+                    } else {
+                        pack(&mut bpack[..kc * nr], nr, b, pc, jc + j0, kc, cols, false);
+                        (&bpack[..kc * nr], nr)
+                    };
                     for (ap, i0) in (0..mc).step_by(mr).enumerate() {
                         let apanel = &apack[ap * kc * mr..(ap + 1) * kc * mr];
                         let rows = mr.min(mc - i0);
                         if rows == mr && cols == nr {
                             let start = (ic + i0) * n + jc + j0;
                             let end = start + (mr - 1) * n + nr;
-                            T::kernel_into(kc, apanel, bpanel, &mut c[start..end], n, overwrite, tile);
+                            T::kernel_into(kc, apanel, bpanel, ldb, &mut c[start..end], n, overwrite, tile);
                             continue;
                         }
-                        T::kernel(kc, apanel, bpanel, tile);
+                        T::kernel(kc, apanel, bpanel, ldb, tile);
                         for ii in 0..rows {
                             let start = (ic + i0 + ii) * n + jc + j0;
                             let out = &mut c[start..start + cols];
@@ -286,18 +309,13 @@ fn pack<T: Float>(
     }
     let src = op.data.as_ptr();
     if step_stride == 1 {
-        // Each lane is a contiguous run of kc values: read the lanes side by
-        // side so that the packed buffer is written in order.
-        let mut rows = [std::ptr::null::<T>(); MAX_WIDTH];
-        for (l, row) in rows.iter_mut().enumerate().take(lanes) {
+        // Each lane is a contiguous run of kc values: read it in order.
+        for l in 0..lanes {
             // SAFETY: base + l * lane_stride + (kc - 1) is within `data` (asserted above).
-            *row = unsafe { src.add(base + l * lane_stride) };
-        }
-        for p in 0..kc {
-            let out = &mut dst[p * width..p * width + lanes];
-            for (o, row) in out.iter_mut().zip(&rows) {
-                // SAFETY: p < kc, so row + p is within the asserted range.
-                *o = unsafe { *row.add(p) };
+            let from = unsafe { src.add(base + l * lane_stride) };
+            for p in 0..kc {
+                // SAFETY: p < kc.
+                dst[p * width + l] = unsafe { *from.add(p) };
             }
         }
     } else if lane_stride == 1 {
@@ -344,11 +362,17 @@ fn copy_fixed<T: Copy, const N: usize>(out: &mut [T], from: *const T) {
 
 /// The portable micro-kernel: fixed-size loops the compiler unrolls.
 #[inline(always)]
-fn portable<T: Float, const MR: usize, const NR: usize>(kc: usize, a: &[T], b: &[T], tile: &mut [T]) {
+fn portable<T: Float, const MR: usize, const NR: usize>(
+    kc: usize,
+    a: &[T],
+    b: &[T],
+    ldb: usize,
+    tile: &mut [T],
+) {
     let mut acc = [[T::zero(); NR]; MR];
     for p in 0..kc {
         let ap = &a[p * MR..p * MR + MR];
-        let bp = &b[p * NR..p * NR + NR];
+        let bp = &b[p * ldb..p * ldb + NR];
         for (row, &ai) in acc.iter_mut().zip(ap) {
             for (x, &bj) in row.iter_mut().zip(bp) {
                 *x += ai * bj;
@@ -360,6 +384,12 @@ fn portable<T: Float, const MR: usize, const NR: usize>(kc: usize, a: &[T], b: &
     }
 }
 
+/// Checks that the panels hold `kc` steps, so that the SIMD kernels may
+/// read them unchecked.
+fn check_panels<T>(kc: usize, a: &[T], mr: usize, b: &[T], ldb: usize, nr: usize) {
+    assert!(kc > 0 && a.len() >= kc * mr && ldb >= nr && b.len() >= (kc - 1) * ldb + nr);
+}
+
 impl Kernel for f32 {
     const MR: usize = 6;
     const NR: usize = 16;
@@ -368,6 +398,7 @@ impl Kernel for f32 {
         kc: usize,
         a: &[f32],
         b: &[f32],
+        ldb: usize,
         c: &mut [f32],
         ldc: usize,
         overwrite: bool,
@@ -375,12 +406,13 @@ impl Kernel for f32 {
     ) {
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
-            assert!(a.len() >= kc * 6 && b.len() >= kc * 16 && c.len() >= 5 * ldc + 16);
+            check_panels(kc, a, 6, b, ldb, 16);
+            assert!(ldc >= 16 && c.len() >= 5 * ldc + 16);
             // SAFETY: AVX2 and FMA are present; the bounds are checked above.
-            unsafe { simd::kernel_f32_into(kc, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), ldc, overwrite) };
+            unsafe { simd::kernel_f32(kc, a.as_ptr(), b.as_ptr(), ldb, c.as_mut_ptr(), ldc, !overwrite) };
             return;
         }
-        Self::kernel(kc, a, b, tile);
+        Self::kernel(kc, a, b, ldb, tile);
         for i in 0..6 {
             let out = &mut c[i * ldc..i * ldc + 16];
             let t = &tile[i * 16..(i + 1) * 16];
@@ -392,15 +424,16 @@ impl Kernel for f32 {
         }
     }
 
-    fn kernel(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32]) {
-        assert!(a.len() >= kc * 6 && b.len() >= kc * 16 && tile.len() >= 96);
+    fn kernel(kc: usize, a: &[f32], b: &[f32], ldb: usize, tile: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
+            check_panels(kc, a, 6, b, ldb, 16);
+            assert!(tile.len() >= 96);
             // SAFETY: the CPU has AVX2 and FMA; the lengths are checked above.
-            unsafe { simd::kernel_f32(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr()) };
+            unsafe { simd::kernel_f32(kc, a.as_ptr(), b.as_ptr(), ldb, tile.as_mut_ptr(), 16, false) };
             return;
         }
-        portable::<f32, 6, 16>(kc, a, b, tile);
+        portable::<f32, 6, 16>(kc, a, b, ldb, tile);
     }
 }
 
@@ -408,15 +441,16 @@ impl Kernel for f64 {
     const MR: usize = 6;
     const NR: usize = 8;
 
-    fn kernel(kc: usize, a: &[f64], b: &[f64], tile: &mut [f64]) {
-        assert!(a.len() >= kc * 6 && b.len() >= kc * 8 && tile.len() >= 48);
+    fn kernel(kc: usize, a: &[f64], b: &[f64], ldb: usize, tile: &mut [f64]) {
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
+            check_panels(kc, a, 6, b, ldb, 8);
+            assert!(tile.len() >= 48);
             // SAFETY: as for f32.
-            unsafe { simd::kernel_f64(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr()) };
+            unsafe { simd::kernel_f64(kc, a.as_ptr(), b.as_ptr(), ldb, tile.as_mut_ptr()) };
             return;
         }
-        portable::<f64, 6, 8>(kc, a, b, tile);
+        portable::<f64, 6, 8>(kc, a, b, ldb, tile);
     }
 }
 
@@ -431,39 +465,43 @@ mod simd {
     }
 
     /// 6 x 16 f32 tile: 12 accumulators of 8 lanes, two loads of `b` and six
-    /// broadcasts of `a` per step.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn kernel_f32(kc: usize, a: *const f32, b: *const f32, tile: *mut f32) {
-        let mut c = [[_mm256_setzero_ps(); 2]; 6];
-        for p in 0..kc {
-            let b0 = _mm256_loadu_ps(b.add(p * 16));
-            let b1 = _mm256_loadu_ps(b.add(p * 16 + 8));
-            for (i, row) in c.iter_mut().enumerate() {
-                let ai = _mm256_broadcast_ss(&*a.add(p * 6 + i));
-                row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
-                row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
-            }
-        }
-        for (i, row) in c.iter().enumerate() {
-            _mm256_storeu_ps(tile.add(i * 16), row[0]);
-            _mm256_storeu_ps(tile.add(i * 16 + 8), row[1]);
-        }
-    }
-
-    /// The 6 x 16 f32 product added into (or stored in) `c` directly.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn kernel_f32_into(
+    /// broadcasts of `a` per step; stored in (or, with `add`, added into) `c`
+    /// at row stride `ldc`.
+    ///
+    /// A packed `b` (`ldb == 16`) takes a copy of the loop with the stride
+    /// known at compile time: a run-time stride costs a quarter of the speed.
+    pub unsafe fn kernel_f32(
         kc: usize,
         a: *const f32,
         b: *const f32,
+        ldb: usize,
         c: *mut f32,
         ldc: usize,
-        overwrite: bool,
+        add: bool,
     ) {
+        if ldb == 16 {
+            kernel_f32_ldb::<true>(kc, a, b, 16, c, ldc, add)
+        } else {
+            kernel_f32_ldb::<false>(kc, a, b, ldb, c, ldc, add)
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn kernel_f32_ldb<const PACKED: bool>(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        add: bool,
+    ) {
+        let ldb = if PACKED { 16 } else { ldb };
         let mut acc = [[_mm256_setzero_ps(); 2]; 6];
         for p in 0..kc {
-            let b0 = _mm256_loadu_ps(b.add(p * 16));
-            let b1 = _mm256_loadu_ps(b.add(p * 16 + 8));
+            let bp = b.add(p * ldb);
+            let b0 = _mm256_loadu_ps(bp);
+            let b1 = _mm256_loadu_ps(bp.add(8));
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = _mm256_broadcast_ss(&*a.add(p * 6 + i));
                 row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
@@ -472,23 +510,24 @@ mod simd {
         }
         for (i, row) in acc.iter().enumerate() {
             let (c0, c1) = (c.add(i * ldc), c.add(i * ldc + 8));
-            if overwrite {
-                _mm256_storeu_ps(c0, row[0]);
-                _mm256_storeu_ps(c1, row[1]);
-            } else {
+            if add {
                 _mm256_storeu_ps(c0, _mm256_add_ps(_mm256_loadu_ps(c0), row[0]));
                 _mm256_storeu_ps(c1, _mm256_add_ps(_mm256_loadu_ps(c1), row[1]));
+            } else {
+                _mm256_storeu_ps(c0, row[0]);
+                _mm256_storeu_ps(c1, row[1]);
             }
         }
     }
 
-    /// 6 x 8 f64 tile: 12 accumulators of 4 lanes.
+    /// 6 x 8 f64 tile: 12 accumulators of 4 lanes, into `tile`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn kernel_f64(kc: usize, a: *const f64, b: *const f64, tile: *mut f64) {
+    pub unsafe fn kernel_f64(kc: usize, a: *const f64, b: *const f64, ldb: usize, tile: *mut f64) {
         let mut c = [[_mm256_setzero_pd(); 2]; 6];
         for p in 0..kc {
-            let b0 = _mm256_loadu_pd(b.add(p * 8));
-            let b1 = _mm256_loadu_pd(b.add(p * 8 + 4));
+            let bp = b.add(p * ldb);
+            let b0 = _mm256_loadu_pd(bp);
+            let b1 = _mm256_loadu_pd(bp.add(4));
             for (i, row) in c.iter_mut().enumerate() {
                 let ai = _mm256_broadcast_sd(&*a.add(p * 6 + i));
                 row[0] = _mm256_fmadd_pd(ai, b0, row[0]);
@@ -597,7 +636,7 @@ mod tests {
         // The fallback kernel, exercised whatever the CPU.
         let (kc, a, b) = (5, fill(5 * 6, 0.5), fill(5 * 8, 1.5));
         let mut tile = [0.0; 48];
-        portable::<f64, 6, 8>(kc, &a, &b, &mut tile);
+        portable::<f64, 6, 8>(kc, &a, &b, 8, &mut tile);
         for i in 0..6 {
             for j in 0..8 {
                 let want: f64 = (0..kc).map(|p| a[p * 6 + i] * b[p * 8 + j]).sum();
