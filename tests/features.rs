@@ -36,6 +36,13 @@ graph! {
         y = Tanh()(Embedding(5, 3)(ids));
     }
 
+    /// A recurrent graph over ids, for unrolling.
+    #[recurrent(h = h1)]
+    pub IdRnn(x: usize, h: [3], target: usize) -> (loss, h1) {
+        h1 = Tanh()(CAdd()(Embedding(4, 3)(x), Linear(3, 3)(h)));
+        loss = CrossEntropy()(Linear(3, 4)(h1), target);
+    }
+
     pub Dropper(x: [40]) -> (y) {
         y = Dropout(0.5)(x);
     }
@@ -191,4 +198,58 @@ fn dropout_drops_in_training_and_is_the_identity_in_evaluation() {
     assert_ne!(y, y2);
     g.evaluate();
     assert_eq!(g.forward(&mut tape, &x).unwrap().y, x);
+}
+
+#[test]
+fn unrolling_over_ids_matches_step_by_step() {
+    let mut g = IdRnn::<f64>::new(&mut StdRng::seed_from_u64(8));
+    let xs = nngraph::ndarray::array![[0usize, 3], [2, 2], [1, 0]];
+    let ys = nngraph::ndarray::array![[2usize, 2], [1, 0], [3, 3]];
+    let h0 = Array2::from_elem((2, 3), 0.1);
+    let mut unroll = Unroll::new(&g);
+    unroll
+        .forward_with_ids(&g, &[h0.view()], &[], &[xs.view(), ys.view()])
+        .unwrap();
+    let total = unroll
+        .loss(|_t, o, v: ArrayView2<f64>, grad: Option<ArrayViewMut2<f64>>| {
+            if o != 0 {
+                return Ok(0.0);
+            }
+            if let Some(mut grad) = grad {
+                grad.fill(1.0);
+            }
+            Ok(v.sum())
+        })
+        .unwrap();
+    unroll.backward(&mut g).unwrap();
+    let unrolled = g.grads().to_vec();
+
+    // Step by step, by hand.
+    g.zero_grad();
+    let mut tapes: Vec<_> = (0..3).map(|_| g.tape()).collect();
+    let (mut h, mut by_hand) = (h0.clone(), 0.0);
+    for (t, tape) in tapes.iter_mut().enumerate() {
+        let x: Vec<usize> = xs.row(t).to_vec();
+        let y: Vec<usize> = ys.row(t).to_vec();
+        let out = g.forward(tape, &x, &h, &y).unwrap();
+        by_hand += out.loss.sum();
+        h = out.h1.to_owned();
+    }
+    assert!((total - by_hand).abs() < 1e-12);
+    let mut dh = Array2::zeros((2, 3));
+    for tape in tapes.iter_mut().rev() {
+        dh = g.backward(tape, &Array2::ones((2, 1)), &dh).unwrap().h.to_owned();
+    }
+    for (a, b) in unrolled.iter().zip(g.grads()) {
+        assert!((a - b).abs() < 1e-12);
+    }
+    // The ids must come in the declared number.
+    let err = unroll
+        .forward_with_ids(&g, &[h0.view()], &[], &[xs.view()])
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("expected 2 ids sequence(s) (x, target), got 1"),
+        "{err}"
+    );
 }

@@ -10,7 +10,7 @@
 //!   named views (torch's `getParameters()`).
 //! - [`Unroll`]: a recurrent graph over a sequence with shared weights, and
 //!   backpropagation through time.
-//! - [`optim`]: SGD and gradient clipping on the flat buffers.
+//! - [`optim`]: SGD, Adam, RMSProp and gradient clipping on the flat buffers.
 //! - [`GradCheck`]: finite-difference gradient checking with a report.
 //!
 //! Most users depend on the `nngraph` facade and write `use nngraph::prelude::*`.
@@ -50,7 +50,7 @@ pub use rand;
 pub mod prelude {
     pub use crate::criteria::{Bce, ClassNll, CrossEntropy, Mse, Reduction};
     pub use crate::layers::*;
-    pub use crate::optim::{clip_grad_norm, Sgd};
+    pub use crate::optim::{clip_grad_norm, Adam, RmsProp, Sgd};
     pub use crate::{
         AsBatch, AsIds, Error, Float, GradCheck, GradReport, Graph, Layer, ParamShape, ParamSpec, ParamStore,
         Tape, Unroll,

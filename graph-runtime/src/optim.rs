@@ -1,4 +1,5 @@
-//! Optimizers on a graph's flat parameter and gradient buffers.
+//! Optimizers on a graph's flat parameter and gradient buffers, with
+//! torch's update rules. Their state is allocated on the first step.
 
 use crate::params::ParamStore;
 use crate::Float;
@@ -69,4 +70,203 @@ pub fn clip_grad_norm<F: Float>(store: &mut ParamStore<F>, max_norm: F) -> F {
         grads.iter_mut().for_each(|g| *g *= scale);
     }
     norm
+}
+
+/// Adam, as `torch.optim.Adam`: `m = β1 m + (1 - β1) g`,
+/// `v = β2 v + (1 - β2) g²`, `p -= lr · m̂ / (√v̂ + eps)` with the bias
+/// corrections `m̂ = m / (1 - β1^t)`, `v̂ = v / (1 - β2^t)`; weight decay
+/// adds `wd · p` to the gradient (L2, as torch's Adam).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adam<F> {
+    /// Learning rate (default 1e-3).
+    pub lr: F,
+    /// Decay of the first moment (default 0.9).
+    pub beta1: F,
+    /// Decay of the second moment (default 0.999).
+    pub beta2: F,
+    /// Added to the denominator (default 1e-8).
+    pub eps: F,
+    /// L2 penalty added to the gradient (default 0).
+    pub weight_decay: F,
+    step: i32,
+    m: Vec<F>,
+    v: Vec<F>,
+}
+
+impl<F: Float> Adam<F> {
+    /// Adam with learning rate `lr` and torch's other defaults.
+    pub fn new(lr: F) -> Self {
+        Adam {
+            lr,
+            beta1: F::from_f64(0.9),
+            beta2: F::from_f64(0.999),
+            eps: F::from_f64(1e-8),
+            weight_decay: F::zero(),
+            step: 0,
+            m: Vec::new(),
+            v: Vec::new(),
+        }
+    }
+
+    /// Sets the moment decays.
+    pub fn betas(mut self, beta1: F, beta2: F) -> Self {
+        self.beta1 = beta1;
+        self.beta2 = beta2;
+        self
+    }
+
+    /// Sets the weight decay.
+    pub fn weight_decay(mut self, weight_decay: F) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Updates the parameters from the accumulated gradients.
+    pub fn step(&mut self, store: &mut ParamStore<F>) {
+        let (values, grads) = store.values_and_grads_mut();
+        if self.m.len() != values.len() {
+            self.m = vec![F::zero(); values.len()];
+            self.v = vec![F::zero(); values.len()];
+            self.step = 0;
+        }
+        self.step += 1;
+        let one = F::one();
+        let bias1 = one - self.beta1.powi(self.step);
+        let bias2 = one - self.beta2.powi(self.step);
+        for (((p, &g), m), v) in values
+            .iter_mut()
+            .zip(grads.iter())
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+        {
+            let g = g + self.weight_decay * *p;
+            *m = self.beta1 * *m + (one - self.beta1) * g;
+            *v = self.beta2 * *v + (one - self.beta2) * g * g;
+            let m_hat = *m / bias1;
+            let v_hat = *v / bias2;
+            *p -= self.lr * m_hat / (v_hat.sqrt() + self.eps);
+        }
+    }
+}
+
+/// RMSProp, as `torch.optim.RMSprop` without momentum or centring:
+/// `v = α v + (1 - α) g²`, `p -= lr · g / (√v + eps)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RmsProp<F> {
+    /// Learning rate (default 1e-2).
+    pub lr: F,
+    /// Decay of the mean square (default 0.99).
+    pub alpha: F,
+    /// Added to the denominator (default 1e-8).
+    pub eps: F,
+    square: Vec<F>,
+}
+
+impl<F: Float> RmsProp<F> {
+    /// RMSProp with learning rate `lr` and torch's other defaults.
+    pub fn new(lr: F) -> Self {
+        RmsProp {
+            lr,
+            alpha: F::from_f64(0.99),
+            eps: F::from_f64(1e-8),
+            square: Vec::new(),
+        }
+    }
+
+    /// Sets the decay of the mean square.
+    pub fn alpha(mut self, alpha: F) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Updates the parameters from the accumulated gradients.
+    pub fn step(&mut self, store: &mut ParamStore<F>) {
+        let (values, grads) = store.values_and_grads_mut();
+        if self.square.len() != values.len() {
+            self.square = vec![F::zero(); values.len()];
+        }
+        for ((p, &g), s) in values.iter_mut().zip(grads.iter()).zip(&mut self.square) {
+            *s = self.alpha * *s + (F::one() - self.alpha) * g * g;
+            *p -= self.lr * g / (s.sqrt() + self.eps);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::Linear;
+    use crate::Layer;
+
+    fn store(values: &[f64], grads: &[f64]) -> ParamStore<f64> {
+        let layer = Linear::new(1, values.len() / 2);
+        let mut s = ParamStore::of_layers("T", &[("l", &layer as &dyn Layer<f64>)]);
+        s.values_mut().copy_from_slice(values);
+        s.grads_mut().copy_from_slice(grads);
+        s
+    }
+
+    #[test]
+    fn adam_first_step_moves_each_parameter_by_about_lr() {
+        // With m̂ = g and v̂ = g², the first step is lr · g / (|g| + eps).
+        let mut s = store(&[1.0, -2.0, 0.5, 3.0], &[0.3, -4.0, 1e-3, 0.0]);
+        Adam::new(0.1).step(&mut s);
+        let want = [
+            1.0 - 0.1 * 0.3 / (0.3 + 1e-8),
+            -2.0 + 0.1 * 4.0 / (4.0 + 1e-8),
+            0.5 - 0.1 * 1e-3 / (1e-3 + 1e-8),
+            3.0,
+        ];
+        for (got, want) in s.values().iter().zip(want) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn adam_and_rmsprop_minimise_a_quadratic() {
+        // f(p) = Σ (p - c)², gradient 2 (p - c).
+        let c = [1.5, -0.5, 2.0, 0.25];
+        let mut adam = Adam::new(0.05);
+        let mut rms = RmsProp::new(0.01);
+        let (mut a, mut r) = (store(&[0.0; 4], &[0.0; 4]), store(&[0.0; 4], &[0.0; 4]));
+        for _ in 0..2000 {
+            for s in [&mut a, &mut r] {
+                let g: Vec<f64> = s.values().iter().zip(&c).map(|(p, c)| 2.0 * (p - c)).collect();
+                s.grads_mut().copy_from_slice(&g);
+            }
+            adam.step(&mut a);
+            rms.step(&mut r);
+        }
+        for s in [&a, &r] {
+            for (p, c) in s.values().iter().zip(&c) {
+                assert!((p - c).abs() < 1e-2, "{p} vs {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn rmsprop_first_step() {
+        let mut s = store(&[1.0, 1.0], &[0.5, -2.0]);
+        RmsProp::new(0.01).step(&mut s);
+        let scale = (1.0f64 - 0.99).sqrt();
+        let want = [
+            1.0 - 0.01 * 0.5 / (scale * 0.5 + 1e-8),
+            1.0 + 0.01 * 2.0 / (scale * 2.0 + 1e-8),
+        ];
+        for (got, want) in s.values().iter().zip(want) {
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn sgd_momentum_and_clipping() {
+        let mut s = store(&[1.0, 1.0], &[3.0, 4.0]);
+        assert_eq!(clip_grad_norm(&mut s, 1.0), 5.0);
+        assert!((s.grads()[0] - 0.6).abs() < 1e-15 && (s.grads()[1] - 0.8).abs() < 1e-15);
+        let mut sgd = Sgd::new(0.1).momentum(0.9);
+        sgd.step(&mut s);
+        sgd.step(&mut s);
+        // v1 = g, v2 = 0.9 g + g: p = 1 - 0.1 (g + 1.9 g).
+        assert!((s.values()[0] - (1.0 - 0.1 * 2.9 * 0.6)).abs() < 1e-12);
+    }
 }

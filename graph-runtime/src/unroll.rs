@@ -49,8 +49,10 @@ pub struct Unroll<F: Float, G: Graph<F>> {
     carry: Vec<Array2<F>>,
     /// For each declared input: `Some(k)` if it is the state of pair `k`.
     state_of_input: Vec<Option<usize>>,
-    /// Declared indices of the inputs that come from the sequence.
+    /// Declared indices of the value inputs that come from the sequence.
     sequence_inputs: Vec<usize>,
+    /// Declared indices of the ids inputs (`name: usize`), all from the sequence.
+    id_inputs: Vec<usize>,
     n_outputs: usize,
     /// Whether backward computes the gradients of the sequence inputs.
     sequence_grads: bool,
@@ -69,7 +71,10 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
         let state_of_input: Vec<Option<usize>> = (0..n_inputs)
             .map(|i| pairs.iter().position(|&(input, _)| input == i))
             .collect();
-        let sequence_inputs = (0..n_inputs).filter(|&i| state_of_input[i].is_none()).collect();
+        let sequence_inputs = (0..n_inputs)
+            .filter(|&i| state_of_input[i].is_none() && !graph.input_is_ids(i))
+            .collect();
+        let id_inputs = (0..n_inputs).filter(|&i| graph.input_is_ids(i)).collect();
         Unroll {
             tapes: Vec::new(),
             steps: 0,
@@ -80,6 +85,7 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
                 .collect(),
             state_of_input,
             sequence_inputs,
+            id_inputs,
             n_outputs: graph.output_names().len(),
             sequence_grads: true,
         }
@@ -100,18 +106,47 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
         initial: &[ArrayView2<'_, F>],
         sequence: &[ArrayView3<'_, F>],
     ) -> Result<()> {
-        self.run(graph, Start::Given(initial), sequence)
+        self.run(graph, Start::Given(initial), sequence, &[])
+    }
+
+    /// Like [`forward`](Self::forward), for a graph with ids inputs
+    /// (`name: usize`): `ids` holds one `(steps, batch)` array per ids
+    /// input, in declaration order.
+    pub fn forward_with_ids(
+        &mut self,
+        graph: &G,
+        initial: &[ArrayView2<'_, F>],
+        sequence: &[ArrayView3<'_, F>],
+        ids: &[ArrayView2<'_, usize>],
+    ) -> Result<()> {
+        self.run(graph, Start::Given(initial), sequence, ids)
+    }
+
+    /// Like [`forward_carry`](Self::forward_carry), for a graph with ids inputs.
+    pub fn forward_carry_with_ids(
+        &mut self,
+        graph: &G,
+        sequence: &[ArrayView3<'_, F>],
+        ids: &[ArrayView2<'_, usize>],
+    ) -> Result<()> {
+        self.run(graph, Start::Carry, sequence, ids)
     }
 
     /// Like [`forward`](Self::forward), but starts from the final state of
     /// the previous call, whose gradient is cut: truncated BPTT. Before any
     /// call the state is zero.
     pub fn forward_carry(&mut self, graph: &G, sequence: &[ArrayView3<'_, F>]) -> Result<()> {
-        self.run(graph, Start::Carry, sequence)
+        self.run(graph, Start::Carry, sequence, &[])
     }
 
-    fn run(&mut self, graph: &G, start: Start<'_, '_, F>, sequence: &[ArrayView3<'_, F>]) -> Result<()> {
-        let (steps, batch) = self.check(graph, &start, sequence)?;
+    fn run(
+        &mut self,
+        graph: &G,
+        start: Start<'_, '_, F>,
+        sequence: &[ArrayView3<'_, F>],
+        ids: &[ArrayView2<'_, usize>],
+    ) -> Result<()> {
+        let (steps, batch) = self.check(graph, &start, sequence, ids)?;
         let pairs = graph.recurrent_pairs();
         if let Start::Carry = start {
             for (carry, &(i, _)) in self.carry.iter_mut().zip(pairs) {
@@ -135,6 +170,10 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
             tape.resize(batch);
             for (slot, &i) in self.sequence_inputs.iter().enumerate() {
                 tape.input_mut(i).assign(&sequence[slot].index_axis(Axis(0), t));
+            }
+            for (slot, &i) in self.id_inputs.iter().enumerate() {
+                let row = ids[slot].index_axis(Axis(0), t);
+                tape.set_ids(i, row.as_slice().expect("checked: standard layout"));
             }
             for (k, &(i, o)) in pairs.iter().enumerate() {
                 let mut dst = tape.input_mut(i);
@@ -161,6 +200,7 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
         graph: &G,
         start: &Start<'_, '_, F>,
         sequence: &[ArrayView3<'_, F>],
+        ids: &[ArrayView2<'_, usize>],
     ) -> Result<(usize, usize)> {
         let name = graph.name();
         let err = |message: String| Error::Sequence {
@@ -194,6 +234,34 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
                 Some((s, b, first)) if (s, b) != (steps, batch) => {
                     return Err(err(format!(
                         "sequence `{}` is {steps} steps of batch {batch}, but `{first}` is {s} steps of batch {b}",
+                        inputs[i]
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        if ids.len() != self.id_inputs.len() {
+            let names: Vec<&str> = self.id_inputs.iter().map(|&i| inputs[i]).collect();
+            return Err(err(format!(
+                "expected {} ids sequence(s) ({}), got {}",
+                names.len(),
+                names.join(", "),
+                ids.len()
+            )));
+        }
+        for (seq, &i) in ids.iter().zip(&self.id_inputs) {
+            let (steps, batch) = seq.dim();
+            if !seq.is_standard_layout() {
+                return Err(err(format!(
+                    "ids sequence `{}` must be in standard (row-major) layout",
+                    inputs[i]
+                )));
+            }
+            match dims {
+                None => dims = Some((steps, batch, inputs[i])),
+                Some((s, b, first)) if (s, b) != (steps, batch) => {
+                    return Err(err(format!(
+                        "ids sequence `{}` is {steps} steps of batch {batch}, but `{first}` is {s} steps of batch {b}",
                         inputs[i]
                     )))
                 }
