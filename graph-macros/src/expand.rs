@@ -1004,6 +1004,18 @@ impl<'a> Expander<'a> {
                     self.store.grad(name)
                 }
 
+                /// Writes every parameter, by name, to a safetensors file.
+                pub fn save(&self, path: impl ::core::convert::AsRef<::std::path::Path>) -> #rt::Result<()> {
+                    self.store.save(path)
+                }
+
+                /// Sets every parameter from a safetensors file written by
+                /// [`save`](Self::save) (or by torch, with the same names and
+                /// shapes). On error nothing changes.
+                pub fn load(&mut self, path: impl ::core::convert::AsRef<::std::path::Path>) -> #rt::Result<()> {
+                    self.store.load(path)
+                }
+
                 /// Name, shape and offset of every parameter tensor.
                 pub fn param_specs(&self) -> &[#rt::ParamSpec] {
                     self.store.specs()

@@ -126,6 +126,9 @@ pub enum Error {
     /// The sizes given to a size-parameterised graph do not fit its nodes.
     #[error("{graph}: {message}")]
     Sizes { graph: String, message: String },
+    /// A parameter file cannot be read or does not fit the graph.
+    #[error("{graph}: {message}")]
+    Checkpoint { graph: String, message: String },
     /// A sequence handed to an unrolled graph is malformed.
     #[error("{graph}: {message}")]
     Sequence { graph: String, message: String },

@@ -11,6 +11,7 @@
 //! - [`Unroll`]: a recurrent graph over a sequence with shared weights, and
 //!   backpropagation through time.
 //! - [`optim`]: SGD, Adam, RMSProp and gradient clipping on the flat buffers.
+//! - [`checkpoint`]: saving and loading parameters by name (safetensors).
 //! - [`GradCheck`]: finite-difference gradient checking with a report.
 //!
 //! Most users depend on the `nngraph` facade and write `use nngraph::prelude::*`.
@@ -21,6 +22,7 @@ extern crate self as graph_runtime;
 
 pub mod batch;
 pub mod cells;
+pub mod checkpoint;
 pub mod criteria;
 pub mod error;
 pub mod float;
