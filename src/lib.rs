@@ -33,6 +33,8 @@
 //! for the DSL, and the examples: `seed_tour` (the notebook this project
 //! comes from, replayed) and `custom_layer`.
 
+#![warn(missing_docs)]
+
 pub use graph_runtime as runtime;
 pub use graph_runtime::{
     cells, criteria, layers, AsBatch, AsIds, Error, Float, Graph, Input, Layer, ParamShape, ParamSpec,

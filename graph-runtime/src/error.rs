@@ -46,9 +46,13 @@ pub enum Error {
     /// A value handed to `forward` has the wrong number of columns.
     #[error("{graph}: input `{input}` has width {found}, but the graph declares `{input}: [{expected}]`")]
     InputWidth {
+        /// The graph (or criterion) the error is about.
         graph: String,
+        /// The input's name.
         input: String,
+        /// What the graph declares.
         expected: usize,
+        /// What was handed in.
         found: usize,
     },
     /// Two inputs of one call disagree on the batch size (number of rows).
@@ -57,10 +61,15 @@ pub enum Error {
          all inputs of one call must have the same number of rows"
     )]
     BatchMismatch {
+        /// The graph (or criterion) the error is about.
         graph: String,
+        /// The first input, whose batch size the others must have.
         first: String,
+        /// What the graph declares.
         expected: usize,
+        /// The input's name.
         input: String,
+        /// What was handed in.
         found: usize,
     },
     /// A gradient handed to `backward` does not have its output's shape.
@@ -68,26 +77,39 @@ pub enum Error {
         "{graph}: the gradient for output `{output}` has shape {found}, but `{output}` has shape {expected}"
     )]
     GradShape {
+        /// The graph (or criterion) the error is about.
         graph: String,
+        /// The output's name.
         output: String,
+        /// What the graph declares.
         expected: Shape,
+        /// What was handed in.
         found: Shape,
     },
     /// `backward` was called on a tape that no `forward` has filled.
     #[error("{graph}: backward called on a tape that holds no forward pass; call forward first")]
-    NoForward { graph: String },
+    NoForward {
+        /// The graph.
+        graph: String,
+    },
     /// The wrong number of values was passed to a slice-based call.
     #[error("{graph}: expected {expected} {what}, got {found}")]
     Arity {
+        /// The graph (or criterion) the error is about.
         graph: String,
+        /// What was counted.
         what: &'static str,
+        /// What the graph declares.
         expected: usize,
+        /// What was handed in.
         found: usize,
     },
     /// No parameter has the given name.
     #[error("{graph}: no parameter named `{name}`{hint}")]
     UnknownParam {
+        /// The graph (or criterion) the error is about.
         graph: String,
+        /// The name asked for.
         name: String,
         /// `; did you mean ...?` or a list of the names, ready to print.
         hint: String,
@@ -95,8 +117,11 @@ pub enum Error {
     /// A buffer handed in has the wrong length or shape.
     #[error("{context}: expected shape {expected}, found {found}")]
     ShapeMismatch {
+        /// What the buffer is for.
         context: String,
+        /// What the graph declares.
         expected: Shape,
+        /// What was handed in.
         found: Shape,
     },
     /// Checked mode found a NaN or an infinity.
@@ -107,31 +132,56 @@ pub enum Error {
         match step { Some(t) => format!(" at step {t}"), None => String::new() }
     )]
     NonFinite {
+        /// The graph (or criterion) the error is about.
         graph: String,
+        /// The node's name.
         node: String,
         /// Where the node is declared.
         file: String,
+        /// The line where the node is declared.
         line: u32,
+        /// Forward or backward.
         pass: Pass,
         /// The step of an unrolled sequence, if any.
         step: Option<usize>,
         /// `(row, column)` of the first offending value.
         index: (usize, usize),
+        /// The offending value.
         value: f64,
     },
     /// An input holds something the graph cannot take (an id outside a
     /// table, values where ids are expected, ...).
     #[error("{graph}: {message}")]
-    InvalidInput { graph: String, message: String },
+    InvalidInput {
+        /// The graph.
+        graph: String,
+        /// What is wrong, in words.
+        message: String,
+    },
     /// The sizes given to a size-parameterised graph do not fit its nodes.
     #[error("{graph}: {message}")]
-    Sizes { graph: String, message: String },
+    Sizes {
+        /// The graph.
+        graph: String,
+        /// What is wrong, in words.
+        message: String,
+    },
     /// A parameter file cannot be read or does not fit the graph.
     #[error("{graph}: {message}")]
-    Checkpoint { graph: String, message: String },
+    Checkpoint {
+        /// The graph.
+        graph: String,
+        /// What is wrong, in words.
+        message: String,
+    },
     /// A sequence handed to an unrolled graph is malformed.
     #[error("{graph}: {message}")]
-    Sequence { graph: String, message: String },
+    Sequence {
+        /// The graph.
+        graph: String,
+        /// What is wrong, in words.
+        message: String,
+    },
 }
 
 /// Which pass a checked-mode error comes from.

@@ -16,6 +16,8 @@
 //!
 //! Most users depend on the `nngraph` facade and write `use nngraph::prelude::*`.
 
+#![warn(missing_docs)]
+
 // The cells in `cells` are declared with `graph!`, whose code names this
 // crate `::graph_runtime`.
 extern crate self as graph_runtime;
