@@ -73,49 +73,44 @@ fn check_param_grads(store: &ParamStore<f64>, case: &Value) {
     }
 }
 
-#[test]
-fn lstm_matches_torch_lstm_cell() {
-    let o = oracle("cells_oracle.json");
-    let case = &o["lstm"];
+/// Runs `cell` over the oracle's inputs and compares everything the oracle
+/// holds: per step each state output (`states`: output index and oracle
+/// key, e.g. `(0, "h")`), the loss, the parameter gradients, the initial
+/// states' gradients (`grad_h0`, `grad_c0`) and each input's gradient.
+fn check_against_oracle<G: Graph<f64>>(
+    cell: &mut G,
+    case: &Value,
+    initial: &[Array2<f64>],
+    xs: &Array3<f64>,
+    states: &[(usize, &str)],
+) {
     let steps = case["T"].as_u64().unwrap() as usize;
-    let mut cell = LstmCell::<3, 4, f64>::zeros();
-    set_oracle_weights(cell.store_mut());
-    let (xs, h0, c0) = oracle_inputs(steps, 3, 4);
-
-    let mut unroll = Unroll::new(&cell);
-    unroll
-        .forward(&cell, &[h0.view(), c0.view()], &[xs.view()])
-        .unwrap();
+    let mut unroll = Unroll::new(cell);
+    let views: Vec<_> = initial.iter().map(|a| a.view()).collect();
+    unroll.forward(cell, &views, &[xs.view()]).unwrap();
     for t in 0..steps {
-        assert_close(
-            &format!("h[{t}]"),
-            unroll.output(t, 0).iter().copied(),
-            flat(&case["h"][t]),
-            TOL,
-        );
-        assert_close(
-            &format!("c[{t}]"),
-            unroll.output(t, 1).iter().copied(),
-            flat(&case["c"][t]),
-            TOL,
-        );
+        for &(o, key) in states {
+            assert_close(
+                &format!("{key}[{t}]"),
+                unroll.output(t, o).iter().copied(),
+                flat(&case[key][t]),
+                TOL,
+            );
+        }
     }
     let loss = unroll.loss(h_loss).unwrap();
     assert!((loss - case["loss"].as_f64().unwrap()).abs() < TOL, "loss {loss}");
-    unroll.backward(&mut cell).unwrap();
+    unroll.backward(cell).unwrap();
     check_param_grads(cell.store(), case);
-    assert_close(
-        "grad_h0",
-        unroll.initial_state_grad(&cell, 0).iter().copied(),
-        flat(&case["grad_h0"]),
-        TOL,
-    );
-    assert_close(
-        "grad_c0",
-        unroll.initial_state_grad(&cell, 1).iter().copied(),
-        flat(&case["grad_c0"]),
-        TOL,
-    );
+    for (k, &(_, key)) in states.iter().enumerate() {
+        let name = format!("grad_{key}0");
+        assert_close(
+            &name,
+            unroll.initial_state_grad(cell, k).iter().copied(),
+            flat(&case[&name]),
+            TOL,
+        );
+    }
     for t in 0..steps {
         assert_close(
             &format!("grad_x[{t}]"),
@@ -127,42 +122,23 @@ fn lstm_matches_torch_lstm_cell() {
 }
 
 #[test]
+fn lstm_matches_torch_lstm_cell() {
+    let o = oracle("cells_oracle.json");
+    let case = &o["lstm"];
+    let mut cell = LstmCell::<3, 4, f64>::zeros();
+    set_oracle_weights(cell.store_mut());
+    let (xs, h0, c0) = oracle_inputs(case["T"].as_u64().unwrap() as usize, 3, 4);
+    check_against_oracle(&mut cell, case, &[h0, c0], &xs, &[(0, "h"), (1, "c")]);
+}
+
+#[test]
 fn gru_matches_torch_gru_cell() {
     let o = oracle("cells_oracle.json");
     let case = &o["gru"];
-    let steps = case["T"].as_u64().unwrap() as usize;
     let mut cell = GruCell::<3, 4, f64>::zeros();
     set_oracle_weights(cell.store_mut());
-    let (xs, h0, _) = oracle_inputs(steps, 3, 4);
-
-    let mut unroll = Unroll::new(&cell);
-    unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
-    for t in 0..steps {
-        assert_close(
-            &format!("h[{t}]"),
-            unroll.output(t, 0).iter().copied(),
-            flat(&case["h"][t]),
-            TOL,
-        );
-    }
-    let loss = unroll.loss(h_loss).unwrap();
-    assert!((loss - case["loss"].as_f64().unwrap()).abs() < TOL, "loss {loss}");
-    unroll.backward(&mut cell).unwrap();
-    check_param_grads(cell.store(), case);
-    assert_close(
-        "grad_h0",
-        unroll.initial_state_grad(&cell, 0).iter().copied(),
-        flat(&case["grad_h0"]),
-        TOL,
-    );
-    for t in 0..steps {
-        assert_close(
-            &format!("grad_x[{t}]"),
-            unroll.input_grad(t, 0).iter().copied(),
-            flat(&case["grad_xs"][t]),
-            TOL,
-        );
-    }
+    let (xs, h0, _) = oracle_inputs(case["T"].as_u64().unwrap() as usize, 3, 4);
+    check_against_oracle(&mut cell, case, &[h0], &xs, &[(0, "h")]);
 }
 
 fn sequence(steps: usize, width: usize) -> Array3<f64> {

@@ -11,6 +11,7 @@
 
 mod bce;
 mod class;
+mod elementwise;
 mod mse;
 
 pub use bce::Bce;
