@@ -173,6 +173,9 @@ fn embedding_rows_and_their_gradients() {
         assert!((grad[[1, j]] - (1.0 - y[[1, j]] * y[[1, j]])).abs() < 1e-15);
         assert_eq!(grad[[0, j]], 0.0);
     }
+    // Any 1-D array of ids, contiguous or not.
+    let strided = nngraph::ndarray::array![3usize, 9, 1, 9, 3].slice_move(nngraph::ndarray::s![..;2]);
+    assert_eq!(g.forward(&mut tape, &strided).unwrap().y, y);
     let err = g.forward(&mut tape, &[7usize]).unwrap_err();
     assert!(
         err.to_string()

@@ -433,7 +433,7 @@ impl<'a> Expander<'a> {
             .map(|i| {
                 let n = &i.name;
                 if i.width.is_none() {
-                    quote!(#rt::Input::Ids(#rt::AsIds::as_ids(#n)))
+                    quote!(#rt::Input::Ids(&#rt::AsIds::as_ids(#n)))
                 } else {
                     quote!(#rt::Input::Values(#rt::AsBatch::as_batch(#n)))
                 }

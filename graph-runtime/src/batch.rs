@@ -5,6 +5,7 @@
 //! passed as a 1-D array, slice or `Vec`, and is seen as one row.
 
 use ndarray::{ArrayBase, ArrayView2, Data, Ix1, Ix2};
+use std::borrow::Cow;
 
 /// Anything that can be viewed as a `(batch, width)` matrix.
 pub trait AsBatch<F> {
@@ -43,32 +44,36 @@ impl<F, const N: usize> AsBatch<F> for [F; N] {
 }
 
 /// Anything that can be viewed as one integer id per sample (for
-/// `Embedding` inputs and class targets).
+/// `Embedding` inputs and class targets): slices, arrays, `Vec`s and 1-D
+/// ndarray arrays or views (copied only if they are not contiguous).
 pub trait AsIds {
     /// The ids, one per sample.
-    fn as_ids(&self) -> &[usize];
+    fn as_ids(&self) -> Cow<'_, [usize]>;
 }
 
 impl AsIds for [usize] {
-    fn as_ids(&self) -> &[usize] {
-        self
+    fn as_ids(&self) -> Cow<'_, [usize]> {
+        Cow::Borrowed(self)
     }
 }
 
 impl AsIds for Vec<usize> {
-    fn as_ids(&self) -> &[usize] {
-        self
+    fn as_ids(&self) -> Cow<'_, [usize]> {
+        Cow::Borrowed(self)
     }
 }
 
 impl<const N: usize> AsIds for [usize; N] {
-    fn as_ids(&self) -> &[usize] {
-        self
+    fn as_ids(&self) -> Cow<'_, [usize]> {
+        Cow::Borrowed(self)
     }
 }
 
-impl AsIds for ndarray::Array1<usize> {
-    fn as_ids(&self) -> &[usize] {
-        self.as_slice().expect("an owned 1-D array is contiguous")
+impl<S: Data<Elem = usize>> AsIds for ArrayBase<S, Ix1> {
+    fn as_ids(&self) -> Cow<'_, [usize]> {
+        match self.as_slice() {
+            Some(ids) => Cow::Borrowed(ids),
+            None => Cow::Owned(self.iter().copied().collect()),
+        }
     }
 }

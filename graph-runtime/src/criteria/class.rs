@@ -44,6 +44,7 @@ macro_rules! class_criterion {
             /// The loss over a `(batch, classes)` input and one target id per row.
             pub fn forward<F: Float>(&self, input: &(impl AsBatch<F> + ?Sized), target: &(impl AsIds + ?Sized)) -> Result<F> {
                 let ($x, ids) = (input.as_batch(), target.as_ids());
+                let ids = &*ids;
                 super::check_ids($name, &$x, ids)?;
                 let mut sum = F::zero();
                 for ($r, &$t) in ids.iter().enumerate() {
@@ -60,6 +61,7 @@ macro_rules! class_criterion {
                 mut grad: ArrayViewMut2<'_, F>,
             ) -> Result<()> {
                 let (x, ids) = (input.as_batch(), target.as_ids());
+                let ids = &*ids;
                 super::check_ids($name, &x, ids)?;
                 super::check_same_shape($name, &x, &grad.view(), "gradient buffer")?;
                 let scale = F::from_f64(self.reduction.scale(ids.len()));
