@@ -26,24 +26,107 @@ struct Operand<'a, T> {
 /// `c = a · bᵀ` where `a` is `(m, k)`, `b` is `(n, k)` and `c` is `(m, n)`,
 /// all row-major and contiguous. Overwrites `c`.
 pub fn matmul_a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, n: usize) {
-    debug_assert_eq!((a.len(), b.len(), c.len()), (m * k, n * k, m * n));
-    gemm(
-        m,
-        n,
-        k,
-        Operand {
-            data: a,
-            rs: k,
-            cs: 1,
-        },
-        Operand {
-            data: b,
-            rs: 1,
-            cs: k,
-        },
-        c,
-        false,
+    assert_eq!(
+        (a.len(), b.len(), c.len()),
+        (m * k, n * k, m * n),
+        "matmul_a_bt: operand sizes"
     );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c.fill(F::zero());
+        return;
+    }
+    if TypeId::of::<F>() == TypeId::of::<f32>() {
+        // SAFETY: F is f32, so the slices have the same layout.
+        let (a, b, c) = unsafe { (cast_slice(a), cast_slice(b), cast_mut(c)) };
+        PACK_F32.with(|buf| rows_times_packed::<f32>(m, k, n, a, b, c, &mut buf.borrow_mut()));
+    } else if TypeId::of::<F>() == TypeId::of::<f64>() {
+        // SAFETY: F is f64, as above.
+        let (a, b, c) = unsafe { (cast_slice(a), cast_slice(b), cast_mut(c)) };
+        PACK_F64.with(|buf| rows_times_packed::<f64>(m, k, n, a, b, c, &mut buf.borrow_mut()));
+    } else {
+        unreachable!("Float is implemented for f32 and f64 only");
+    }
+}
+
+/// `c = x · wᵀ` (x `(m, k)`, w `(n, k)`, c `(m, n)`), computed as
+/// `cᵀ = w · xᵀ`: the rows of `w` (a weight matrix, the large operand) are
+/// read in place as the kernel's broadcast side, and only `xᵀ` (a batch of
+/// activations) is packed. Packing `w` instead would be redone at every
+/// step of a sequence.
+fn rows_times_packed<T: Kernel>(
+    m: usize,
+    k: usize,
+    n: usize,
+    x: &[T],
+    w: &[T],
+    c: &mut [T],
+    buf: &mut Vec<T>,
+) {
+    let (mr, nr) = (T::MR, T::NR);
+    let panels = m.div_ceil(nr);
+    let (x_len, w_len) = (panels * k * nr, k * mr);
+    if buf.len() < x_len + w_len {
+        buf.resize(x_len + w_len, T::zero());
+    }
+    let (xpack, wpack) = buf.split_at_mut(x_len);
+    // xᵀ(p, j) = x[j * k + p]: lane j (a sample) is contiguous along p.
+    let xt = Operand {
+        data: x,
+        rs: 1,
+        cs: k,
+    };
+    for (q, j0) in (0..m).step_by(nr).enumerate() {
+        pack(
+            &mut xpack[q * k * nr..(q + 1) * k * nr],
+            nr,
+            xt,
+            0,
+            j0,
+            k,
+            nr.min(m - j0),
+            false,
+        );
+    }
+    let mut tile = [T::zero(); 6 * 16];
+    let tile = &mut tile[..mr * nr];
+    for i0 in (0..n).step_by(mr) {
+        let rows = mr.min(n - i0);
+        let packed_rows = rows < mr;
+        if packed_rows {
+            pack(
+                &mut wpack[..k * mr],
+                mr,
+                Operand {
+                    data: w,
+                    rs: k,
+                    cs: 1,
+                },
+                i0,
+                0,
+                k,
+                rows,
+                true,
+            );
+        }
+        for (q, j0) in (0..m).step_by(nr).enumerate() {
+            let xpanel = &xpack[q * k * nr..(q + 1) * k * nr];
+            if packed_rows {
+                T::kernel(k, &wpack[..k * mr], xpanel, nr, tile);
+            } else {
+                T::kernel_rows(k, &w[i0 * k..(i0 + mr) * k], k, xpanel, tile);
+            }
+            // The tile is cᵀ[i0.., j0..]: write it back transposed.
+            for jj in 0..nr.min(m - j0) {
+                let row = &mut c[(j0 + jj) * n + i0..(j0 + jj) * n + i0 + rows];
+                for (ii, out) in row.iter_mut().enumerate() {
+                    *out = tile[ii * nr + jj];
+                }
+            }
+        }
+    }
 }
 
 /// `c += a · b` where `a` is `(m, k)`, `b` is `(k, n)` and `c` is `(m, n)`.
@@ -133,6 +216,11 @@ unsafe fn cast<F: 'static, T: 'static>(op: Operand<'_, F>) -> Operand<'_, T> {
     }
 }
 
+unsafe fn cast_slice<F: 'static, T: 'static>(x: &[F]) -> &[T] {
+    debug_assert_eq!(TypeId::of::<F>(), TypeId::of::<T>());
+    std::slice::from_raw_parts(x.as_ptr() as *const T, x.len())
+}
+
 unsafe fn cast_mut<F: 'static, T: 'static>(c: &mut [F]) -> &mut [T] {
     debug_assert_eq!(TypeId::of::<F>(), TypeId::of::<T>());
     std::slice::from_raw_parts_mut(c.as_mut_ptr() as *mut T, c.len())
@@ -164,6 +252,12 @@ trait Kernel: Float {
     /// `tile (MR x NR, row-major) = Σ_p a[p*MR + i] · b[p*ldb + j]` over `kc`:
     /// `a` packed, `b` packed (`ldb == NR`) or read in place.
     fn kernel(kc: usize, a: &[Self], b: &[Self], ldb: usize, tile: &mut [Self]);
+
+    /// The tile with `a` read in place: lane `i` at step `p` is
+    /// `a[i * lda + p]` (`MR` rows of a row-major matrix); `b` packed.
+    fn kernel_rows(kc: usize, a: &[Self], lda: usize, b: &[Self], tile: &mut [Self]) {
+        portable_rows::<Self>(kc, a, lda, b, Self::MR, Self::NR, tile);
+    }
 
     /// The same product added into (or, with `overwrite`, stored in) a full
     /// `MR x NR` block of `c` starting at `c[0]` with row stride `ldc`.
@@ -384,6 +478,20 @@ fn portable<T: Float, const MR: usize, const NR: usize>(
     }
 }
 
+/// The portable kernel with `a` read in place (see [`Kernel::kernel_rows`]).
+fn portable_rows<T: Float>(kc: usize, a: &[T], lda: usize, b: &[T], mr: usize, nr: usize, tile: &mut [T]) {
+    tile[..mr * nr].fill(T::zero());
+    for i in 0..mr {
+        let row = &a[i * lda..i * lda + kc];
+        let out = &mut tile[i * nr..(i + 1) * nr];
+        for (p, &ai) in row.iter().enumerate() {
+            for (o, &bj) in out.iter_mut().zip(&b[p * nr..(p + 1) * nr]) {
+                *o += ai * bj;
+            }
+        }
+    }
+}
+
 /// Checks that the panels hold `kc` steps, so that the SIMD kernels may
 /// read them unchecked.
 fn check_panels<T>(kc: usize, a: &[T], mr: usize, b: &[T], ldb: usize, nr: usize) {
@@ -393,6 +501,17 @@ fn check_panels<T>(kc: usize, a: &[T], mr: usize, b: &[T], ldb: usize, nr: usize
 impl Kernel for f32 {
     const MR: usize = 6;
     const NR: usize = 16;
+
+    fn kernel_rows(kc: usize, a: &[f32], lda: usize, b: &[f32], tile: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if simd::available() {
+            assert!(kc > 0 && lda >= kc && a.len() >= 5 * lda + kc && b.len() >= kc * 16 && tile.len() >= 96);
+            // SAFETY: AVX2 and FMA are present; the bounds are checked above.
+            unsafe { simd::kernel_f32_rows(kc, a.as_ptr(), lda, b.as_ptr(), tile.as_mut_ptr()) };
+            return;
+        }
+        portable_rows::<f32>(kc, a, lda, b, 6, 16, tile);
+    }
 
     fn kernel_into(
         kc: usize,
@@ -440,6 +559,17 @@ impl Kernel for f32 {
 impl Kernel for f64 {
     const MR: usize = 6;
     const NR: usize = 8;
+
+    fn kernel_rows(kc: usize, a: &[f64], lda: usize, b: &[f64], tile: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        if simd::available() {
+            assert!(kc > 0 && lda >= kc && a.len() >= 5 * lda + kc && b.len() >= kc * 8 && tile.len() >= 48);
+            // SAFETY: as for f32.
+            unsafe { simd::kernel_f64_rows(kc, a.as_ptr(), lda, b.as_ptr(), tile.as_mut_ptr()) };
+            return;
+        }
+        portable_rows::<f64>(kc, a, lda, b, 6, 8, tile);
+    }
 
     fn kernel(kc: usize, a: &[f64], b: &[f64], ldb: usize, tile: &mut [f64]) {
         #[cfg(target_arch = "x86_64")]
@@ -517,6 +647,46 @@ mod simd {
                 _mm256_storeu_ps(c0, row[0]);
                 _mm256_storeu_ps(c1, row[1]);
             }
+        }
+    }
+
+    /// The 6 x 16 f32 tile with `a` read in place from six rows `lda` apart.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn kernel_f32_rows(kc: usize, a: *const f32, lda: usize, b: *const f32, tile: *mut f32) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; 6];
+        let rows: [*const f32; 6] = std::array::from_fn(|i| a.add(i * lda));
+        for p in 0..kc {
+            let b0 = _mm256_loadu_ps(b.add(p * 16));
+            let b1 = _mm256_loadu_ps(b.add(p * 16 + 8));
+            for (row, r) in acc.iter_mut().zip(&rows) {
+                let ai = _mm256_broadcast_ss(&*r.add(p));
+                row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            _mm256_storeu_ps(tile.add(i * 16), row[0]);
+            _mm256_storeu_ps(tile.add(i * 16 + 8), row[1]);
+        }
+    }
+
+    /// The 6 x 8 f64 tile with `a` read in place from six rows `lda` apart.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn kernel_f64_rows(kc: usize, a: *const f64, lda: usize, b: *const f64, tile: *mut f64) {
+        let mut acc = [[_mm256_setzero_pd(); 2]; 6];
+        let rows: [*const f64; 6] = std::array::from_fn(|i| a.add(i * lda));
+        for p in 0..kc {
+            let b0 = _mm256_loadu_pd(b.add(p * 8));
+            let b1 = _mm256_loadu_pd(b.add(p * 8 + 4));
+            for (row, r) in acc.iter_mut().zip(&rows) {
+                let ai = _mm256_broadcast_sd(&*r.add(p));
+                row[0] = _mm256_fmadd_pd(ai, b0, row[0]);
+                row[1] = _mm256_fmadd_pd(ai, b1, row[1]);
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            _mm256_storeu_pd(tile.add(i * 8), row[0]);
+            _mm256_storeu_pd(tile.add(i * 8 + 4), row[1]);
         }
     }
 
