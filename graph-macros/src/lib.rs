@@ -1,11 +1,11 @@
 //! The `graph!` macro of nngraph, built as a small compiler:
 //!
-//! 1. [`parse`]: tokens to the syntax tree in [`ast`];
-//! 2. [`check`]: names, evaluation order and shapes, every mistake a spanned
+//! 1. `parse`: tokens to the syntax tree in `ast`;
+//! 2. `check`: names, evaluation order and shapes, every mistake a spanned
 //!    error; produces a checked graph;
-//! 3. [`expand`]: the checked graph to Rust code that calls `graph_runtime`.
+//! 3. `expand`: the checked graph to Rust code that calls `graph_runtime`.
 //!
-//! All logic runs on `proc_macro2`, so [`graph_impl`] can be unit-tested and
+//! All logic runs on `proc_macro2`, so `graph_impl` can be unit-tested and
 //! fuzzed without a compiler. Users reach the macro through `nngraph::graph!`,
 //! which documents the DSL.
 
