@@ -650,45 +650,53 @@ mod simd {
         }
     }
 
-    /// The 6 x 16 f32 tile with `a` read in place from six rows `lda` apart.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn kernel_f32_rows(kc: usize, a: *const f32, lda: usize, b: *const f32, tile: *mut f32) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; 6];
-        let rows: [*const f32; 6] = std::array::from_fn(|i| a.add(i * lda));
-        for p in 0..kc {
-            let b0 = _mm256_loadu_ps(b.add(p * 16));
-            let b1 = _mm256_loadu_ps(b.add(p * 16 + 8));
-            for (row, r) in acc.iter_mut().zip(&rows) {
-                let ai = _mm256_broadcast_ss(&*r.add(p));
-                row[0] = _mm256_fmadd_ps(ai, b0, row[0]);
-                row[1] = _mm256_fmadd_ps(ai, b1, row[1]);
+    /// The 6-row tile with `a` read in place from six rows `lda` apart:
+    /// one function per float type, two vectors of `b` per step.
+    macro_rules! rows_kernel {
+        ($name:ident, $t:ty, $half:literal, $zero:ident, $load:ident, $store:ident, $bcast:ident, $fma:ident) => {
+            #[doc = concat!("The 6 x ", stringify!($half), " x 2 ", stringify!($t), " tile with `a` read in place.")]
+            #[target_feature(enable = "avx2,fma")]
+            pub unsafe fn $name(kc: usize, a: *const $t, lda: usize, b: *const $t, tile: *mut $t) {
+                const NR: usize = 2 * $half;
+                let mut acc = [[$zero(); 2]; 6];
+                let rows: [*const $t; 6] = std::array::from_fn(|i| a.add(i * lda));
+                for p in 0..kc {
+                    let b0 = $load(b.add(p * NR));
+                    let b1 = $load(b.add(p * NR + $half));
+                    for (row, r) in acc.iter_mut().zip(&rows) {
+                        let ai = $bcast(&*r.add(p));
+                        row[0] = $fma(ai, b0, row[0]);
+                        row[1] = $fma(ai, b1, row[1]);
+                    }
+                }
+                for (i, row) in acc.iter().enumerate() {
+                    $store(tile.add(i * NR), row[0]);
+                    $store(tile.add(i * NR + $half), row[1]);
+                }
             }
-        }
-        for (i, row) in acc.iter().enumerate() {
-            _mm256_storeu_ps(tile.add(i * 16), row[0]);
-            _mm256_storeu_ps(tile.add(i * 16 + 8), row[1]);
-        }
+        };
     }
 
-    /// The 6 x 8 f64 tile with `a` read in place from six rows `lda` apart.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn kernel_f64_rows(kc: usize, a: *const f64, lda: usize, b: *const f64, tile: *mut f64) {
-        let mut acc = [[_mm256_setzero_pd(); 2]; 6];
-        let rows: [*const f64; 6] = std::array::from_fn(|i| a.add(i * lda));
-        for p in 0..kc {
-            let b0 = _mm256_loadu_pd(b.add(p * 8));
-            let b1 = _mm256_loadu_pd(b.add(p * 8 + 4));
-            for (row, r) in acc.iter_mut().zip(&rows) {
-                let ai = _mm256_broadcast_sd(&*r.add(p));
-                row[0] = _mm256_fmadd_pd(ai, b0, row[0]);
-                row[1] = _mm256_fmadd_pd(ai, b1, row[1]);
-            }
-        }
-        for (i, row) in acc.iter().enumerate() {
-            _mm256_storeu_pd(tile.add(i * 8), row[0]);
-            _mm256_storeu_pd(tile.add(i * 8 + 4), row[1]);
-        }
-    }
+    rows_kernel!(
+        kernel_f32_rows,
+        f32,
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_broadcast_ss,
+        _mm256_fmadd_ps
+    );
+    rows_kernel!(
+        kernel_f64_rows,
+        f64,
+        4,
+        _mm256_setzero_pd,
+        _mm256_loadu_pd,
+        _mm256_storeu_pd,
+        _mm256_broadcast_sd,
+        _mm256_fmadd_pd
+    );
 
     /// 6 x 8 f64 tile: 12 accumulators of 4 lanes, into `tile`.
     #[target_feature(enable = "avx2,fma")]
@@ -797,6 +805,22 @@ mod tests {
                     (*x as f64 - y).abs() < 1e-5 * k as f64,
                     "f32 a_bt {m}x{k}x{n}: {x} vs {y}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn portable_rows_kernel_matches_naive() {
+        // The fallback of the in-place kernel, exercised whatever the CPU:
+        // six rows of a (lda = 7, kc = 5 used), b packed 8 wide.
+        let (kc, lda) = (5, 7);
+        let (a, b) = (fill(6 * lda, 0.25), fill(kc * 8, 2.5));
+        let mut tile = [f64::NAN; 48];
+        portable_rows::<f64>(kc, &a, lda, &b, 6, 8, &mut tile);
+        for i in 0..6 {
+            for j in 0..8 {
+                let want: f64 = (0..kc).map(|p| a[i * lda + p] * b[p * 8 + j]).sum();
+                assert!((tile[i * 8 + j] - want).abs() < 1e-12);
             }
         }
     }
