@@ -35,6 +35,11 @@ impl<F, T> SequenceLoss<F> for T where
 /// A recurrent graph unrolled over a sequence: one tape per step, shared
 /// parameters, BPTT.
 ///
+/// Calls that take the graph's inputs return a `Result`. The accessors that
+/// take a step `t` and an output or pair index (`output`, `input_grad`, ...)
+/// panic on an index past [`steps`](Self::steps) or the graph's outputs,
+/// as slice indexing does.
+///
 /// ```text
 /// unroll.forward(&cell, &[h0.view()], &[xs.view()])?;   // xs: (T, batch, width)
 /// let loss = unroll.loss(|t, out, y, grad| ...)?;       // seeds output gradients
