@@ -27,10 +27,7 @@ impl<F: Float> Layer<F> for Gain {
     }
 
     fn param_shapes(&self) -> Vec<ParamShape> {
-        vec![ParamShape {
-            name: "gain".into(),
-            shape: vec![self.width],
-        }]
+        vec![ParamShape::new("gain", vec![self.width])]
     }
 
     fn init(&self, params: &mut [F], _rng: &mut dyn rand::RngCore) {
@@ -38,7 +35,7 @@ impl<F: Float> Layer<F> for Gain {
     }
 
     /// Checked when the graph is built: an error here names the node.
-    fn output_width(&self, inputs: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, inputs: &[usize]) -> LayerResult<usize> {
         match inputs {
             [w] if *w == self.width => Ok(self.width),
             [w] => Err(format!(
@@ -49,43 +46,35 @@ impl<F: Float> Layer<F> for Gain {
         }
     }
 
-    fn forward(&self, params: &[F], inputs: &[ArrayView2<F>], mut output: ArrayViewMut2<F>) {
-        for (mut out, x) in output.rows_mut().into_iter().zip(inputs[0].rows()) {
-            for ((o, &x), &g) in out.iter_mut().zip(x).zip(params) {
+    /// `cx` holds the layer's parameters, its inputs (values, or ids for a
+    /// `usize` input), the mode and per-node state; errors name the node.
+    fn forward(&self, cx: Forward<F>, mut output: ArrayViewMut2<F>) -> LayerResult {
+        let x = cx.inputs[0].values()?;
+        for (mut out, x) in output.rows_mut().into_iter().zip(x.rows()) {
+            for ((o, &x), &g) in out.iter_mut().zip(x).zip(cx.params) {
                 *o = g * x;
             }
         }
+        Ok(())
     }
 
-    fn backward_params(
-        &self,
-        _params: &[F],
-        grads: &mut [F],
-        inputs: &[ArrayView2<F>],
-        _output: ArrayView2<F>,
-        d_output: ArrayView2<F>,
-    ) {
-        for (x, d) in inputs[0].rows().into_iter().zip(d_output.rows()) {
+    fn backward_params(&self, cx: &Backward<F>, grads: &mut [F]) -> LayerResult {
+        let x = cx.inputs[0].values()?;
+        for (x, d) in x.rows().into_iter().zip(cx.d_output.rows()) {
             for ((g, &x), &d) in grads.iter_mut().zip(x).zip(d) {
                 *g += x * d;
             }
         }
+        Ok(())
     }
 
-    fn backward_input(
-        &self,
-        _index: usize,
-        params: &[F],
-        _inputs: &[ArrayView2<F>],
-        _output: ArrayView2<F>,
-        d_output: ArrayView2<F>,
-        mut d_input: ArrayViewMut2<F>,
-    ) {
-        for (mut dx, d) in d_input.rows_mut().into_iter().zip(d_output.rows()) {
-            for ((dx, &d), &g) in dx.iter_mut().zip(d).zip(params) {
+    fn backward_input(&self, _index: usize, cx: &Backward<F>, mut d_input: ArrayViewMut2<F>) -> LayerResult {
+        for (mut dx, d) in d_input.rows_mut().into_iter().zip(cx.d_output.rows()) {
+            for ((dx, &d), &g) in dx.iter_mut().zip(d).zip(cx.params) {
                 *dx += g * d;
             }
         }
+        Ok(())
     }
 }
 
@@ -104,33 +93,27 @@ impl<F: Float> Layer<F> for Softplus {
         "Softplus"
     }
 
-    fn output_width(&self, inputs: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, inputs: &[usize]) -> LayerResult<usize> {
         inputs
             .first()
             .copied()
             .ok_or_else(|| "Softplus takes one input".to_string())
     }
 
-    fn forward(&self, _: &[F], inputs: &[ArrayView2<F>], mut output: ArrayViewMut2<F>) {
-        output.zip_mut_with(&inputs[0], |y, &x| {
+    fn forward(&self, cx: Forward<F>, mut output: ArrayViewMut2<F>) -> LayerResult {
+        output.zip_mut_with(&cx.inputs[0].values()?, |y, &x| {
             *y = x.max(F::zero()) + (-x.abs()).exp().ln_1p()
         });
+        Ok(())
     }
 
-    fn backward_input(
-        &self,
-        _: usize,
-        _: &[F],
-        inputs: &[ArrayView2<F>],
-        _: ArrayView2<F>,
-        d_output: ArrayView2<F>,
-        mut d_input: ArrayViewMut2<F>,
-    ) {
+    fn backward_input(&self, _: usize, cx: &Backward<F>, mut d_input: ArrayViewMut2<F>) -> LayerResult {
         // d/dx softplus = sigmoid(x)
         nngraph::ndarray::Zip::from(&mut d_input)
-            .and(&d_output)
-            .and(&inputs[0])
+            .and(&cx.d_output)
+            .and(&cx.inputs[0].values()?)
             .for_each(|dx, &d, &x| *dx += d / (F::one() + (-x).exp()));
+        Ok(())
     }
 }
 

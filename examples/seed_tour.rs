@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     section("2", "The same number, layer by layer", "手动检验一下");
     // Each layer by itself, on the graph's own parameters.
     let layers = model.layers();
-    let run = |layer: &dyn Layer<f64>, node: &str, inputs: &[ArrayView2<f64>], width: usize| {
+    let run = |layer: &dyn Layer<f64>, node: &str, input: ArrayView2<f64>, width: usize| {
         let params: Vec<f64> = model
             .param_specs()
             .iter()
@@ -74,13 +74,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .flat_map(|s| model.params()[s.range()].to_vec())
             .collect();
         let mut out = Array2::zeros((1, width));
-        layer.forward(&params, inputs, out.view_mut());
-        out
+        let mut state = Array2::zeros((0, 0));
+        let cx = Forward {
+            params: &params,
+            inputs: &[Input::Values(input)],
+            training: false,
+            seed: 0,
+            state: &mut state,
+        };
+        layer.forward(cx, out.view_mut()).map(|()| out)
     };
-    let l1 = run(&layers.l1, "l1", &[x1.view()], 2);
-    let l2 = run(&layers.l2, "l2", &[x2.view()], 2);
+    let l1 = run(&layers.l1, "l1", x1.view(), 2)?;
+    let l2 = run(&layers.l2, "l2", x2.view(), 2)?;
     let yp = (&l1 + &l2).mapv(f64::tanh);
-    let by_hand = run(&layers.out, "out", &[yp.view()], 1);
+    let by_hand = run(&layers.out, "out", yp.view(), 1)?;
     show("linearLayer3:forward(tanh(l1 + l2))", &by_hand);
     assert_eq!(by_hand, y, "the graph and the layers disagree");
     println!("identical to the graph's output: {}", by_hand == y);

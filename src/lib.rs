@@ -37,8 +37,8 @@
 
 pub use graph_runtime as runtime;
 pub use graph_runtime::{
-    cells, criteria, layers, AsBatch, AsIds, Error, Float, Graph, Input, Layer, ParamShape, ParamSpec,
-    ParamStore, Result, Tape,
+    cells, criteria, layers, AsBatch, AsIds, Backward, Error, Float, Forward, Graph, GraphCore, Input, Layer,
+    LayerResult, ParamShape, ParamSpec, ParamStore, Result, Tape,
 };
 pub use graph_runtime::{ndarray, rand};
 

@@ -20,30 +20,24 @@ impl<F: Float> Layer<F> for Square {
     fn kind(&self) -> &'static str {
         "Square"
     }
-    fn output_width(&self, inputs: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, inputs: &[usize]) -> LayerResult<usize> {
         match inputs {
             [w] if *w >= 2 => Ok(*w),
             [w] => Err(format!("Square wants at least 2 columns, got {w}")),
             _ => Err("Square takes one input".into()),
         }
     }
-    fn forward(&self, _: &[F], inputs: &[ArrayView2<F>], mut output: ArrayViewMut2<F>) {
+    fn forward(&self, cx: Forward<F>, mut output: ArrayViewMut2<F>) -> LayerResult {
         let c = F::from_f64(self.offset);
-        output.zip_mut_with(&inputs[0], |y, &x| *y = x * x + c);
+        output.zip_mut_with(&cx.inputs[0].values()?, |y, &x| *y = x * x + c);
+        Ok(())
     }
-    fn backward_input(
-        &self,
-        _: usize,
-        _: &[F],
-        inputs: &[ArrayView2<F>],
-        _: ArrayView2<F>,
-        d_output: ArrayView2<F>,
-        mut d_input: ArrayViewMut2<F>,
-    ) {
+    fn backward_input(&self, _: usize, cx: &Backward<F>, mut d_input: ArrayViewMut2<F>) -> LayerResult {
         nngraph::ndarray::Zip::from(&mut d_input)
-            .and(&d_output)
-            .and(&inputs[0])
+            .and(&cx.d_output)
+            .and(&cx.inputs[0].values()?)
             .for_each(|dx, &d, &x| *dx += d * (x + x));
+        Ok(())
     }
 }
 

@@ -119,7 +119,7 @@ fn a_loss_node_gives_one_loss_per_sample_and_its_gradient() {
     let out = g.forward(&mut tape, &x, &labels).unwrap();
     // Per-sample losses agree with the criterion used on its own.
     let mean = out.loss.mean().unwrap();
-    let logits = tape.values.logits.clone();
+    let logits = tape.value("logits").unwrap().to_owned();
     assert!((mean - CrossEntropy::new().forward(&logits, &labels).unwrap()).abs() < 1e-14);
     // Seeding 1/batch gives the gradient of the mean loss; check it against
     // finite differences over every parameter.

@@ -151,11 +151,10 @@ fn describes_itself() {
     assert_eq!(SeedCell::<f32>::INPUT_WIDTHS, &[2, 4]);
     assert_eq!(SeedCell::<f32>::OUTPUTS, &["y", "new_h"]);
     assert_eq!(SeedCell::<f32>::OUTPUT_WIDTHS, &[1, 4]);
-    assert_eq!(SeedCell::<f32>::RECURRENT, &[(1, 1)]);
-    assert_eq!(
-        SeedCell::<f32>::NODES,
-        &["x2h", "h2h", "new_h_cadd", "new_h", "out", "y"]
-    );
+    let spec = <SeedCell<f32> as Graph<f32>>::SPEC;
+    assert_eq!(spec.recurrent, &[(1, 1)]);
+    let nodes: Vec<&str> = spec.nodes.iter().map(|n| n.name).collect();
+    assert_eq!(nodes, ["x2h", "h2h", "new_h_cadd", "new_h", "out", "y"]);
     let dot = SeedCell::<f32>::zeros().to_dot();
     assert!(dot.starts_with("digraph SeedCell {"));
     assert!(dot.contains("\"x2h\" -> \"new_h_cadd\" [label=\"4\"]"), "{dot}");

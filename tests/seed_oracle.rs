@@ -49,7 +49,7 @@ fn rnn_cell_bptt_by_hand_matches_the_oracle() {
     for t in (0..steps).rev() {
         let mut dy = Array2::zeros((1, 1));
         Mse::new()
-            .backward(&tapes[t].values.y, &target, dy.view_mut())
+            .backward(&tapes[t].value("y").unwrap(), &target, dy.view_mut())
             .unwrap();
         let grads = cell.backward(&mut tapes[t], &dy, &dh).unwrap();
         grad_xs[t] = grads.x.to_owned();

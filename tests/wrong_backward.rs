@@ -4,7 +4,8 @@
 
 use nngraph::prelude::*;
 use nngraph::runtime::gradcheck::GradCheck;
-use nngraph::runtime::graph::ensure_shape;
+use nngraph::runtime::spec::{GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec};
+use nngraph::runtime::{Backward, Forward, GraphCore, Visit};
 use nngraph::ParamStore;
 
 /// `tanh`, with the sign of its derivative flipped.
@@ -15,136 +16,84 @@ impl Layer<f64> for WrongTanh {
     fn kind(&self) -> &'static str {
         "WrongTanh"
     }
-    fn output_width(&self, w: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, w: &[usize]) -> LayerResult<usize> {
         Ok(w[0])
     }
-    fn forward(&self, _: &[f64], inputs: &[ArrayView2<f64>], mut output: ArrayViewMut2<f64>) {
-        output.zip_mut_with(&inputs[0], |o, &x| *o = x.tanh());
+    fn forward(&self, cx: Forward<f64>, mut output: ArrayViewMut2<f64>) -> LayerResult {
+        output.zip_mut_with(&cx.inputs[0].values()?, |o, &x| *o = x.tanh());
+        Ok(())
     }
-    fn backward_input(
-        &self,
-        _: usize,
-        _: &[f64],
-        _: &[ArrayView2<f64>],
-        output: ArrayView2<f64>,
-        d_output: ArrayView2<f64>,
-        mut d_input: ArrayViewMut2<f64>,
-    ) {
+    fn backward_input(&self, _: usize, cx: &Backward<f64>, mut d_input: ArrayViewMut2<f64>) -> LayerResult {
         nngraph::ndarray::Zip::from(&mut d_input)
-            .and(&d_output)
-            .and(&output)
+            .and(&cx.d_output)
+            .and(&cx.output)
             .for_each(|di, &d, &y| *di -= d * (1.0 - y * y));
+        Ok(())
     }
 }
 
-/// `y = WrongTanh(Linear(3, 2)(x))`, by hand.
+/// `y = WrongTanh(Linear(3, 2)(x))`, written by hand against the `Graph`
+/// trait: a spec, a layers struct and the dispatch of node `k`.
 struct Hand {
-    linear: Linear,
-    store: ParamStore<f64>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct HandTape {
-    batch: Option<usize>,
-    values: [Array2<f64>; 3],
-    grads: [Array2<f64>; 3],
-}
-
-impl Tape<f64> for HandTape {
-    fn batch_size(&self) -> Option<usize> {
-        self.batch
-    }
-    fn resize(&mut self, batch: usize) {
-        for (k, w) in [3, 2, 2].into_iter().enumerate() {
-            ensure_shape(&mut self.values[k], batch, w);
-            ensure_shape(&mut self.grads[k], batch, w);
-        }
-        self.batch = Some(batch);
-    }
-    fn input(&self, _: usize) -> ArrayView2<'_, f64> {
-        self.values[0].view()
-    }
-    fn input_mut(&mut self, _: usize) -> ArrayViewMut2<'_, f64> {
-        self.values[0].view_mut()
-    }
-    fn output(&self, _: usize) -> ArrayView2<'_, f64> {
-        self.values[2].view()
-    }
-    fn output_grad_mut(&mut self, _: usize) -> ArrayViewMut2<'_, f64> {
-        self.grads[2].view_mut()
-    }
-    fn output_and_grad_mut(&mut self, _: usize) -> (ArrayView2<'_, f64>, ArrayViewMut2<'_, f64>) {
-        (self.values[2].view(), self.grads[2].view_mut())
-    }
-    fn input_grad(&self, _: usize) -> ArrayView2<'_, f64> {
-        self.grads[0].view()
-    }
-    fn clear_grads(&mut self) {
-        self.grads.iter_mut().for_each(|g| g.fill(0.0));
-    }
-    fn set_input_grad(&mut self, _: usize, _: bool) {}
+    layers: (Linear, WrongTanh),
+    core: GraphCore<f64>,
 }
 
 impl Graph<f64> for Hand {
-    type Tape = HandTape;
-    fn name(&self) -> &'static str {
-        "Hand"
+    const SPEC: &'static GraphSpec = &GraphSpec {
+        name: "Hand",
+        file: file!(),
+        inputs: &[InputSpec {
+            name: "x",
+            ids: false,
+        }],
+        outputs: &[OutputSpec { name: "y", node: 1 }],
+        nodes: &[
+            NodeSpec {
+                name: "l",
+                layer: "Linear(3, 2)",
+                line: 0,
+                inputs: &[0],
+                kind: NodeKind::Layer,
+            },
+            NodeSpec {
+                name: "y",
+                layer: "WrongTanh",
+                line: 0,
+                inputs: &[1],
+                kind: NodeKind::Layer,
+            },
+        ],
+        order: &[0, 1],
+        recurrent: &[],
+        dot: "",
+    };
+    type Layers = (Linear, WrongTanh);
+
+    fn parts(&self) -> (&Self::Layers, &GraphCore<f64>) {
+        (&self.layers, &self.core)
     }
-    fn input_names(&self) -> &'static [&'static str] {
-        &["x"]
+    fn parts_mut(&mut self) -> (&Self::Layers, &mut GraphCore<f64>) {
+        (&self.layers, &mut self.core)
     }
-    fn output_names(&self) -> &'static [&'static str] {
-        &["y"]
+    fn node<V: Visit<f64>>(layers: &Self::Layers, k: usize, visit: &mut V) -> nngraph::Result<()> {
+        match k {
+            0 => visit.layer::<_, 1>(0, &layers.0),
+            _ => visit.layer::<_, 1>(1, &layers.1),
+        }
     }
-    fn input_width(&self, _: usize) -> usize {
-        3
-    }
-    fn output_width(&self, _: usize) -> usize {
-        2
-    }
-    fn new_tape(&self) -> HandTape {
-        HandTape::default()
-    }
-    fn forward_tape(&self, tape: &mut HandTape) -> nngraph::Result<()> {
-        let [x, l, y] = &mut tape.values;
-        self.linear
-            .forward(self.store.node_values(0), &[x.view()], l.view_mut());
-        WrongTanh.forward(&[], &[l.view()], y.view_mut());
-        Ok(())
-    }
-    fn backward_tape(&mut self, tape: &mut HandTape) -> nngraph::Result<()> {
-        let [x, l, y] = &tape.values;
-        let [dx, dl, dy] = &mut tape.grads;
-        WrongTanh.backward_input(0, &[], &[l.view()], y.view(), dy.view(), dl.view_mut());
-        let (p, g) = self.store.node_values_and_grads(0);
-        self.linear
-            .backward_params(p, g, &[x.view()], l.view(), dl.view());
-        self.linear
-            .backward_input(0, p, &[x.view()], l.view(), dl.view(), dx.view_mut());
-        Ok(())
-    }
-    fn store(&self) -> &ParamStore<f64> {
-        &self.store
-    }
-    fn store_mut(&mut self) -> &mut ParamStore<f64> {
-        &mut self.store
-    }
-    fn is_training(&self) -> bool {
-        true
-    }
-    fn set_training(&mut self, _: bool) {}
-    fn is_checked(&self) -> bool {
-        false
-    }
-    fn set_checked(&mut self, _: bool) {}
 }
 
 #[test]
 fn the_checker_fails_on_a_sign_error_and_names_the_culprits() {
     let linear = Linear::new(3, 2);
-    let mut store = ParamStore::of_layers("Hand", &[("l", &linear as &dyn Layer<f64>)]);
-    linear.init(store.node_values_mut(0), &mut StdRng::seed_from_u64(2));
-    let mut g = Hand { linear, store };
+    let mut store = ParamStore::of_layers("Hand", &[("l", &linear as &dyn Layer<f64>), ("y", &WrongTanh)]);
+    Layer::<f64>::init(&linear, store.node_values_mut(0), &mut StdRng::seed_from_u64(2));
+    let core = GraphCore::new(store, vec![3, 2, 2]);
+    let mut g = Hand {
+        layers: (linear, WrongTanh),
+        core,
+    };
     let x = Array2::from_shape_fn((2, 3), |(i, j)| (i as f64 + 0.5 * j as f64).sin());
     let loss = |_t, _o, y: ArrayView2<f64>, grad: Option<ArrayViewMut2<f64>>| {
         let target = Array2::from_elem(y.dim(), 0.25);

@@ -1,6 +1,6 @@
 //! The catalogue of built-in layers the macro knows: their constructor
-//! arguments, how many inputs they take, their shape rule and how generated
-//! code calls them.
+//! arguments, how many inputs they take and their shape rule. Every layer
+//! is called the same way, through `graph_runtime::Layer`.
 //!
 //! The runtime type of each layer has the same name under
 //! `graph_runtime::layers`; the rule here must agree with its
@@ -70,23 +70,6 @@ pub enum Rule {
     Output,
 }
 
-/// How generated code calls the layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Call {
-    /// Through `graph_runtime::Layer`.
-    Layer,
-    /// Embedding: `forward_ids` / `backward_ids` on an ids input.
-    Ids,
-    /// Class criteria: `forward_class` / `backward_class` with an ids target.
-    ClassTarget,
-    /// Dropout: `forward_masked` / `backward_masked` with a mask in the tape.
-    Masked,
-    /// A nested graph: its inputs are copied into its tape, which it runs.
-    Nested,
-    /// An output of a nested graph, copied from its tape.
-    Select,
-}
-
 /// A built-in layer.
 #[derive(Debug)]
 pub struct LayerDef {
@@ -96,7 +79,6 @@ pub struct LayerDef {
     pub args: &'static [(&'static str, ArgKind)],
     pub arity: Arity,
     pub rule: Rule,
-    pub call: Call,
 }
 
 const fn def(
@@ -110,7 +92,6 @@ const fn def(
         args,
         arity,
         rule,
-        call: Call::Layer,
     }
 }
 
@@ -149,36 +130,12 @@ pub const CATALOG: &[LayerDef] = &[
         ONE,
         Rule::Narrow,
     ),
-    LayerDef {
-        name: "Dropout",
-        args: &[("p", ArgKind::Float)],
-        arity: ONE,
-        rule: Rule::SameAsInput,
-        call: Call::Masked,
-    },
-    LayerDef {
-        name: "Embedding",
-        args: &[("vocab", W), ("dim", W)],
-        arity: ONE,
-        rule: Rule::Embedding,
-        call: Call::Ids,
-    },
+    def("Dropout", &[("p", ArgKind::Float)], ONE, Rule::SameAsInput),
+    def("Embedding", &[("vocab", W), ("dim", W)], ONE, Rule::Embedding),
     def("Mse", &[], TWO, Rule::Criterion),
     def("Bce", &[], TWO, Rule::Criterion),
-    LayerDef {
-        name: "ClassNll",
-        args: &[],
-        arity: TWO,
-        rule: Rule::ClassCriterion,
-        call: Call::ClassTarget,
-    },
-    LayerDef {
-        name: "CrossEntropy",
-        args: &[],
-        arity: TWO,
-        rule: Rule::ClassCriterion,
-        call: Call::ClassTarget,
-    },
+    def("ClassNll", &[], TWO, Rule::ClassCriterion),
+    def("CrossEntropy", &[], TWO, Rule::ClassCriterion),
 ];
 
 /// The definition every user layer shares: any number of inputs, arguments
@@ -188,7 +145,6 @@ pub const CUSTOM: LayerDef = LayerDef {
     args: &[],
     arity: Arity::AtLeast(1),
     rule: Rule::Custom,
-    call: Call::Layer,
 };
 
 /// A graph used as a node of another.
@@ -197,7 +153,6 @@ pub const HOST: LayerDef = LayerDef {
     args: &[],
     arity: Arity::AtLeast(0),
     rule: Rule::Host,
-    call: Call::Nested,
 };
 
 /// One output of a nested graph.
@@ -206,7 +161,6 @@ pub const OUTPUT: LayerDef = LayerDef {
     args: &[],
     arity: Arity::Exactly(1),
     rule: Rule::Output,
-    call: Call::Select,
 };
 
 /// `Split(n)`: not a layer of its own; `(a, b, ..) = Split(n)(x);` declares

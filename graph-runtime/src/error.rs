@@ -158,6 +158,22 @@ pub enum Error {
         /// What is wrong, in words.
         message: String,
     },
+    /// A node failed: an id outside an Embedding table, a class id outside
+    /// the classes, a value outside a criterion's domain, a user layer's
+    /// own error.
+    #[error("{graph}: node `{node}` ({file}:{line}): {message}")]
+    Node {
+        /// The graph.
+        graph: String,
+        /// The node's name.
+        node: String,
+        /// Where the node is declared.
+        file: String,
+        /// The line where the node is declared.
+        line: u32,
+        /// What is wrong, in words.
+        message: String,
+    },
     /// The sizes given to a size-parameterised graph do not fit its nodes.
     #[error("{graph}: {message}")]
     Sizes {

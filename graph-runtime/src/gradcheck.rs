@@ -148,7 +148,7 @@ impl GradCheck {
         loss: impl SequenceLoss<F>,
     ) -> Result<GradReport> {
         let pairs = graph.recurrent_pairs();
-        let n = graph.input_names().len();
+        let n = graph.num_inputs();
         if inputs.len() != n {
             return Err(Error::Arity {
                 graph: graph.name().to_string(),

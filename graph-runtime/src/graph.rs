@@ -1,125 +1,260 @@
-//! What every generated graph is, seen from the runtime: the [`Graph`] and
-//! [`Tape`] traits that unrolling, gradient checking and optimizers build on.
+//! What every generated graph is, seen from the runtime: the [`Graph`] trait
+//! and the per-instance [`GraphCore`].
 //!
-//! A call flows like this: [`Graph::forward_views`] checks the inputs' shapes,
-//! sizes the tape for the batch, copies the inputs into it and runs
-//! [`Graph::forward_tape`] (generated: every node's layer in topological
-//! order). [`Graph::backward_views`] checks the output gradients, clears the
-//! tape's gradient buffers, adds the output gradients in and runs
-//! [`Graph::backward_tape`] (generated: every node in reverse order, each
-//! adding into its inputs' gradients and its parameters' gradients).
+//! The macro emits only what depends on the graph: its [`GraphSpec`], a
+//! struct of layers, constructors, typed `forward`/`backward`, and
+//! [`Graph::node`], which dispatches node `k` to its layer. Everything else
+//! (parameter access, modes, checkpoints, tapes, the checked entry points
+//! and the pass loops in [`crate::run`]) is written once here, as the
+//! trait's provided methods.
+//!
+//! A call flows like this: [`Graph::forward_inputs`] checks the inputs'
+//! shapes against the graph's widths, sizes the tape for the batch, copies
+//! the inputs in and runs [`Graph::forward_tape`], which loops over the
+//! nodes in evaluation order. [`Graph::backward_views`] checks the output
+//! gradients, clears the tape's gradients, adds the output gradients in and
+//! runs [`Graph::backward_tape`], the same loop in reverse.
 
 use crate::error::{Error, Pass, Result, Shape};
-use crate::params::ParamStore;
+use crate::layer::{Input, Layer};
+use crate::params::{ParamSpec, ParamStore};
+use crate::run::{self, Mode};
+use crate::spec::GraphSpec;
+use crate::tape::Tape;
 use crate::Float;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewD, ArrayViewMutD};
+use std::path::Path;
 
-/// The record of one forward pass: every node's value and, after backward,
-/// every node's gradient. Reused across calls; it reallocates only when the
-/// batch size changes.
-pub trait Tape<F: Float> {
-    /// The batch size of the recorded pass, or `None` before the first one.
-    fn batch_size(&self) -> Option<usize>;
-    /// Sizes every buffer for `batch` rows (a no-op when already so).
-    fn resize(&mut self, batch: usize);
-    /// The recorded value of input `i`.
-    fn input(&self, i: usize) -> ArrayView2<'_, F>;
-    /// Where input `i` is written before [`Graph::forward_tape`].
-    fn input_mut(&mut self, i: usize) -> ArrayViewMut2<'_, F>;
-    /// Where ids input `i` is written before [`Graph::forward_tape`]; the
-    /// tape keeps its capacity, so this allocates only to grow.
-    fn set_ids(&mut self, i: usize, ids: &[usize]) {
-        let _ = ids;
-        panic!("input {i} holds values, not ids")
-    }
-    /// The recorded ids of ids input `i`.
-    fn input_ids(&self, i: usize) -> &[usize] {
-        panic!("input {i} holds values, not ids")
-    }
-    /// The recorded value of output `i`.
-    fn output(&self, i: usize) -> ArrayView2<'_, F>;
-    /// The gradient buffer of output `i`; add the loss gradient here before
-    /// [`Graph::backward_tape`].
-    fn output_grad_mut(&mut self, i: usize) -> ArrayViewMut2<'_, F>;
-    /// The value of output `i` and its gradient buffer, at once (a loss
-    /// reads the one and writes the other).
-    fn output_and_grad_mut(&mut self, i: usize) -> (ArrayView2<'_, F>, ArrayViewMut2<'_, F>);
-    /// The gradient of input `i`, valid after [`Graph::backward_tape`].
-    fn input_grad(&self, i: usize) -> ArrayView2<'_, F>;
-    /// Sets every gradient buffer to zero.
-    fn clear_grads(&mut self);
-    /// Whether backward computes the gradient of input `i` (on by default).
-    /// Turning it off for data saves a matrix product per layer it feeds, as
-    /// torch's `requires_grad = False`; [`input_grad`](Tape::input_grad)
-    /// then stays zero.
-    fn set_input_grad(&mut self, i: usize, on: bool);
+/// The run-time part of a graph that does not depend on its shape: the
+/// parameters, the width of every slot, the modes and the Dropout seed.
+#[derive(Debug, Clone)]
+pub struct GraphCore<F> {
+    pub(crate) store: ParamStore<F>,
+    pub(crate) widths: Vec<usize>,
+    pub(crate) training: bool,
+    pub(crate) checked: bool,
+    pub(crate) seed: u64,
 }
 
-/// A graph declared with `graph!`, as the runtime sees it.
-pub trait Graph<F: Float> {
-    /// The graph's typed record of activations.
-    type Tape: Tape<F> + Clone + std::fmt::Debug;
+impl<F: Float> GraphCore<F> {
+    /// A core for a graph of this spec, slot widths and parameter store, in
+    /// training mode.
+    pub fn new(store: ParamStore<F>, widths: Vec<usize>) -> Self {
+        GraphCore {
+            store,
+            widths,
+            training: true,
+            checked: false,
+            seed: 0,
+        }
+    }
+}
+
+/// What [`Graph::node`] hands each node to: a layer, or a nested graph.
+/// The passes of [`crate::run`] are visitors.
+pub trait Visit<F: Float> {
+    /// Node `k` is computed by `layer`, with `N` inputs.
+    fn layer<L: Layer<F>, const N: usize>(&mut self, k: usize, layer: &L) -> Result<()>;
+    /// Node `k` is the nested graph `graph`.
+    fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()>;
+}
+
+/// A graph declared with `graph!`.
+///
+/// Generated code implements the required items; every other method is
+/// provided here, the same for all graphs. `use nngraph::prelude::*` brings
+/// the trait into scope, so these read as methods of the graph:
+/// `cell.param("x2h.weight")`, `cell.zero_grad()`, `cell.save(path)`.
+pub trait Graph<F: Float>: Sized {
+    /// What the macro knows about the graph.
+    const SPEC: &'static GraphSpec;
+    /// The struct holding one layer (or nested graph) per node.
+    type Layers;
+
+    /// The layers and the core.
+    fn parts(&self) -> (&Self::Layers, &GraphCore<F>);
+    /// The layers and the core, the core writable.
+    fn parts_mut(&mut self) -> (&Self::Layers, &mut GraphCore<F>);
+    /// Hands node `k` to `visit`: its layer, or its nested graph. Nodes that
+    /// take an output of a nested graph have nothing to hand.
+    fn node<V: Visit<F>>(layers: &Self::Layers, k: usize, visit: &mut V) -> Result<()>;
+
+    // ---- Description -------------------------------------------------------
 
     /// The graph's name, as declared.
-    fn name(&self) -> &'static str;
-    /// Input names, in declaration order.
-    fn input_names(&self) -> &'static [&'static str];
-    /// Output names, in declaration order.
-    fn output_names(&self) -> &'static [&'static str];
-    /// Width of input `i` (1 for an ids input).
-    fn input_width(&self, i: usize) -> usize;
-    /// Whether input `i` holds integer ids (`name: usize`) rather than values.
-    fn input_is_ids(&self, i: usize) -> bool {
-        let _ = i;
-        false
+    fn name(&self) -> &'static str {
+        Self::SPEC.name
     }
-    /// Width of output `i`.
-    fn output_width(&self, i: usize) -> usize;
+    /// Input names, in declaration order.
+    fn input_names(&self) -> Vec<&'static str> {
+        Self::SPEC.inputs.iter().map(|i| i.name).collect()
+    }
+    /// Output names, in declaration order.
+    fn output_names(&self) -> Vec<&'static str> {
+        Self::SPEC.outputs.iter().map(|o| o.name).collect()
+    }
+    /// Number of inputs.
+    fn num_inputs(&self) -> usize {
+        Self::SPEC.inputs.len()
+    }
+    /// Number of outputs.
+    fn num_outputs(&self) -> usize {
+        Self::SPEC.outputs.len()
+    }
+    /// Width of input `i` (1 for an ids input).
+    ///
+    /// # Panics
+    /// If `i` is not an input, as slice indexing does.
+    fn input_width(&self, i: usize) -> usize {
+        self.parts().1.widths[i]
+    }
+    /// Whether input `i` holds integer ids (`name: usize`) rather than values.
+    ///
+    /// # Panics
+    /// If `i` is not an input, as slice indexing does.
+    fn input_is_ids(&self, i: usize) -> bool {
+        Self::SPEC.inputs[i].ids
+    }
+    /// Width of output `o`.
+    ///
+    /// # Panics
+    /// If `o` is not an output, as slice indexing does.
+    fn output_width(&self, o: usize) -> usize {
+        self.parts().1.widths[Self::SPEC.output_slot(o)]
+    }
     /// Recurrent state pairs `(input index, output index)`: the output feeds
     /// the input at the next step. Empty for a graph without `#[recurrent]`.
     fn recurrent_pairs(&self) -> &'static [(usize, usize)] {
-        &[]
+        Self::SPEC.recurrent
+    }
+    /// A Graphviz picture of the graph (`dot -Tsvg`).
+    fn to_dot(&self) -> &'static str {
+        Self::SPEC.dot
     }
 
-    /// A fresh, empty tape.
-    fn new_tape(&self) -> Self::Tape;
-    /// Runs every node on the inputs already in `tape` (sized by [`Tape::resize`]).
-    /// Fails only in checked mode, at the first node whose output is not finite.
-    fn forward_tape(&self, tape: &mut Self::Tape) -> Result<()>;
-    /// Propagates the gradients already in `tape`'s output buffers to every
-    /// node and input, adding parameter gradients into the gradient buffer.
-    /// Fails only in checked mode, at the first node whose gradient is not finite.
-    fn backward_tape(&mut self, tape: &mut Self::Tape) -> Result<()>;
+    /// The layer (or nested graph) of every node, one field per node.
+    fn layers(&self) -> &Self::Layers {
+        self.parts().0
+    }
+
+    // ---- Parameters ----------------------------------------------------------
 
     /// The parameters and their gradients.
-    fn store(&self) -> &ParamStore<F>;
+    fn store(&self) -> &ParamStore<F> {
+        &self.parts().1.store
+    }
     /// The parameters and their gradients, writable.
-    fn store_mut(&mut self) -> &mut ParamStore<F>;
-
-    /// Whether the graph is in training mode (Dropout active).
-    fn is_training(&self) -> bool;
-    /// Switches between training and evaluation mode.
-    fn set_training(&mut self, training: bool);
-    /// Whether checked mode is on: every node's output and gradient is
-    /// tested for NaN and infinity, and the first offender is an error.
-    fn is_checked(&self) -> bool;
-    /// Turns checked mode on or off (off by default; off costs one branch per node).
-    fn set_checked(&mut self, checked: bool);
-
-    /// Checks `inputs` (one `(batch, width)` view per declared input), records
-    /// them in `tape` and runs the forward pass.
-    fn forward_views(&self, tape: &mut Self::Tape, inputs: &[ArrayView2<'_, F>]) -> Result<()> {
-        let batch = check_inputs(self, inputs.len(), |i| Input::Values(inputs[i].view()))?;
-        tape.resize(batch);
-        for (i, x) in inputs.iter().enumerate() {
-            tape.input_mut(i).assign(x);
-        }
-        self.forward_tape(tape)
+    fn store_mut(&mut self) -> &mut ParamStore<F> {
+        &mut self.parts_mut().1.store
+    }
+    /// All parameters in one flat buffer, in declaration order.
+    fn params(&self) -> &[F] {
+        self.store().values()
+    }
+    /// All parameters, writable.
+    fn params_mut(&mut self) -> &mut [F] {
+        self.store_mut().values_mut()
+    }
+    /// All accumulated gradients, in the layout of [`params`](Self::params).
+    fn grads(&self) -> &[F] {
+        self.store().grads()
+    }
+    /// All accumulated gradients, writable.
+    fn grads_mut(&mut self) -> &mut [F] {
+        self.store_mut().grads_mut()
+    }
+    /// Total number of parameters.
+    fn num_params(&self) -> usize {
+        self.store().len()
+    }
+    /// Sets every parameter gradient to zero.
+    fn zero_grad(&mut self) {
+        self.store_mut().zero_grad();
+    }
+    /// The named parameter tensor, e.g. `"x2h.weight"` (`(out, in)`).
+    fn param(&self, name: &str) -> Result<ArrayViewD<'_, F>> {
+        self.store().param(name)
+    }
+    /// The named parameter tensor, writable.
+    fn param_mut(&mut self, name: &str) -> Result<ArrayViewMutD<'_, F>> {
+        self.store_mut().param_mut(name)
+    }
+    /// The accumulated gradient of the named parameter tensor.
+    fn grad(&self, name: &str) -> Result<ArrayViewD<'_, F>> {
+        self.store().grad(name)
+    }
+    /// Name, shape and offset of every parameter tensor.
+    fn param_specs(&self) -> &[ParamSpec] {
+        self.store().specs()
+    }
+    /// Writes every parameter, by name, to a safetensors file.
+    fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.store().save(path)
+    }
+    /// Sets every parameter from a safetensors file written by
+    /// [`save`](Self::save) (or by torch, with the same names and shapes).
+    /// On error nothing changes.
+    fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        self.store_mut().load(path)
     }
 
-    /// Like [`forward_views`](Self::forward_views), for graphs with ids inputs.
-    fn forward_inputs(&self, tape: &mut Self::Tape, inputs: &[Input<'_, F>]) -> Result<()> {
-        let batch = check_inputs(self, inputs.len(), |i| inputs[i].clone())?;
+    // ---- Modes -------------------------------------------------------------
+
+    /// Switches to training mode (torch's `training()`): Dropout drops.
+    fn training(&mut self) {
+        self.set_training(true);
+    }
+    /// Switches to evaluation mode (torch's `evaluate()`): Dropout is the identity.
+    fn evaluate(&mut self) {
+        self.set_training(false);
+    }
+    /// Whether the graph is in training mode.
+    fn is_training(&self) -> bool {
+        self.parts().1.training
+    }
+    /// Switches between training and evaluation mode.
+    fn set_training(&mut self, training: bool) {
+        self.parts_mut().1.training = training;
+    }
+    /// Whether checked mode is on.
+    fn is_checked(&self) -> bool {
+        self.parts().1.checked
+    }
+    /// Turns checked mode on or off: when on, the first node whose output or
+    /// gradient holds a NaN or an infinity makes `forward` or `backward` fail
+    /// with an error naming the node, its source line and the value. Off by
+    /// default; off costs one branch per node.
+    fn set_checked(&mut self, checked: bool) {
+        self.parts_mut().1.checked = checked;
+    }
+    /// The seed Dropout masks are drawn from.
+    fn seed(&self) -> u64 {
+        self.parts().1.seed
+    }
+    /// Sets the seed Dropout masks are drawn from (`new` draws one from its
+    /// generator). Masks depend only on this seed, the tape and the number
+    /// of calls made on it.
+    fn set_seed(&mut self, seed: u64) {
+        self.parts_mut().1.seed = seed;
+    }
+
+    // ---- Passes --------------------------------------------------------------
+
+    /// A fresh, empty tape to run this graph on.
+    fn new_tape(&self) -> Tape<F> {
+        Tape::new(Self::SPEC, self.parts().1.widths.clone())
+    }
+
+    /// Checks `inputs` (one per declared input: values, or ids for an ids
+    /// input), records them in `tape` and runs the forward pass.
+    ///
+    /// Fails, leaving the graph unchanged, if the tape was made by another
+    /// graph, an input has the wrong kind or width, or the inputs disagree
+    /// on the batch size; fails at the first node that fails (an id outside
+    /// a table, or a NaN in checked mode), leaving the tape marked invalid.
+    fn forward_inputs(&self, tape: &mut Tape<F>, inputs: &[Input<'_, F>]) -> Result<()> {
+        tape.check_owner(Self::SPEC, &self.parts().1.widths)?;
+        let batch = check_inputs(self, inputs)?;
         tape.resize(batch);
         for (i, x) in inputs.iter().enumerate() {
             match x {
@@ -130,100 +265,145 @@ pub trait Graph<F: Float> {
         self.forward_tape(tape)
     }
 
+    /// [`forward_inputs`](Self::forward_inputs) for a graph whose inputs all
+    /// hold values.
+    fn forward_views(&self, tape: &mut Tape<F>, inputs: &[ArrayView2<'_, F>]) -> Result<()> {
+        // One input per slot at most; graphs have few inputs, and a small
+        // fixed buffer keeps this free of allocation.
+        const MAX: usize = 16;
+        if inputs.len() > MAX {
+            let owned: Vec<Input<'_, F>> = inputs.iter().map(|x| Input::Values(x.view())).collect();
+            return self.forward_inputs(tape, &owned);
+        }
+        let mut buffer = [Input::Ids(&[][..]); MAX];
+        for (b, x) in buffer.iter_mut().zip(inputs) {
+            *b = Input::Values(x.view());
+        }
+        self.forward_inputs(tape, &buffer[..inputs.len()])
+    }
+
+    /// Runs every node on the inputs already in `tape` (sized by
+    /// [`Tape::resize`]).
+    fn forward_tape(&self, tape: &mut Tape<F>) -> Result<()> {
+        let (layers, core) = self.parts();
+        tape.check_owner(Self::SPEC, &core.widths)?;
+        let mode = Mode {
+            training: core.training,
+            checked: core.checked,
+            seed: core.seed,
+        };
+        run::forward::<F, Self>(layers, &core.store, mode, tape)
+    }
+
     /// Checks `d_outputs` (one per declared output, each of its output's
     /// shape), and propagates them back through the pass recorded in `tape`.
-    /// Parameter gradients accumulate until [`ParamStore::zero_grad`].
-    fn backward_views(&mut self, tape: &mut Self::Tape, d_outputs: &[ArrayView2<'_, F>]) -> Result<()> {
-        let graph = self.name();
-        let batch = tape.batch_size().ok_or_else(|| Error::NoForward {
-            graph: graph.to_string(),
-        })?;
-        let names = self.output_names();
-        if d_outputs.len() != names.len() {
+    /// Parameter gradients accumulate until [`zero_grad`](Self::zero_grad):
+    /// calling it twice after one forward adds the same increment twice.
+    fn backward_views(&mut self, tape: &mut Tape<F>, d_outputs: &[ArrayView2<'_, F>]) -> Result<()> {
+        let spec = Self::SPEC;
+        tape.check_owner(spec, &self.parts().1.widths)?;
+        let batch = forward_batch(spec, tape)?;
+        if d_outputs.len() != spec.outputs.len() {
             return Err(Error::Arity {
-                graph: graph.to_string(),
+                graph: spec.name.to_string(),
                 what: "output gradients",
-                expected: names.len(),
+                expected: spec.outputs.len(),
                 found: d_outputs.len(),
             });
         }
-        for (i, d) in d_outputs.iter().enumerate() {
-            let expected = [batch, self.output_width(i)];
+        for (o, d) in d_outputs.iter().enumerate() {
+            let expected = [batch, self.output_width(o)];
             if d.shape() != expected {
                 return Err(Error::GradShape {
-                    graph: graph.to_string(),
-                    output: names[i].to_string(),
+                    graph: spec.name.to_string(),
+                    output: spec.outputs[o].name.to_string(),
                     expected: Shape::from(&expected[..]),
                     found: Shape::from(d.shape()),
                 });
             }
         }
         tape.clear_grads();
-        for (i, d) in d_outputs.iter().enumerate() {
-            let mut seed = tape.output_grad_mut(i);
+        for (o, d) in d_outputs.iter().enumerate() {
+            let mut seed = tape.output_grad_mut(o);
             seed += d;
         }
         self.backward_tape(tape)
     }
+
+    /// Propagates the gradients already in `tape`'s output buffers to every
+    /// node and input, adding parameter gradients into the gradient buffer.
+    /// Fails if the last forward on `tape` did not complete, and in checked
+    /// mode at the first node whose gradient is not finite.
+    fn backward_tape(&mut self, tape: &mut Tape<F>) -> Result<()> {
+        let (layers, core) = self.parts_mut();
+        tape.check_owner(Self::SPEC, &core.widths)?;
+        forward_batch(Self::SPEC, tape)?;
+        let checked = core.checked;
+        run::backward::<F, Self>(layers, &mut core.store, checked, tape)
+    }
 }
 
-/// One input of a forward call: values, or integer ids.
-#[derive(Debug, Clone)]
-pub enum Input<'a, F> {
-    /// A `(batch, width)` matrix.
-    Values(ArrayView2<'a, F>),
-    /// One id per sample.
-    Ids(&'a [usize]),
+/// The batch size of the completed forward pass recorded in `tape`.
+fn forward_batch(spec: &GraphSpec, tape: &Tape<impl Float>) -> Result<usize> {
+    match (tape.batch, tape.valid) {
+        (Some(batch), true) => Ok(batch),
+        (None, _) => Err(Error::NoForward {
+            graph: spec.name.to_string(),
+        }),
+        (Some(_), false) => Err(Error::InvalidInput {
+            graph: spec.name.to_string(),
+            message: "the last forward pass on this tape failed; run a forward pass that succeeds \
+                      before backward"
+                .to_string(),
+        }),
+    }
 }
 
 /// Checks the number, kinds, widths and batch sizes of a graph's inputs and
 /// returns the batch size.
-pub fn check_inputs<'a, F: Float, G: Graph<F> + ?Sized>(
-    graph: &G,
-    count: usize,
-    input: impl Fn(usize) -> Input<'a, F>,
-) -> Result<usize> {
-    let names = graph.input_names();
-    if count != names.len() {
+pub fn check_inputs<F: Float, G: Graph<F>>(graph: &G, inputs: &[Input<'_, F>]) -> Result<usize> {
+    let spec = G::SPEC;
+    if inputs.len() != spec.inputs.len() {
         return Err(Error::Arity {
-            graph: graph.name().to_string(),
+            graph: spec.name.to_string(),
             what: "inputs",
-            expected: names.len(),
-            found: count,
+            expected: spec.inputs.len(),
+            found: inputs.len(),
         });
     }
-    let mut batch = None;
-    for (i, name) in names.iter().enumerate() {
-        let rows = match (input(i), graph.input_is_ids(i)) {
+    let mut batch: Option<(usize, usize)> = None;
+    for (i, (input, declared)) in inputs.iter().zip(spec.inputs).enumerate() {
+        let name = declared.name;
+        match (input, declared.ids) {
             (Input::Values(x), false) => {
                 let width = graph.input_width(i);
                 if x.ncols() != width {
                     return Err(Error::InputWidth {
-                        graph: graph.name().to_string(),
+                        graph: spec.name.to_string(),
                         input: name.to_string(),
                         expected: width,
                         found: x.ncols(),
                     });
                 }
-                x.nrows()
             }
-            (Input::Ids(ids), true) => ids.len(),
-            (_, is_ids) => {
+            (Input::Ids(_), true) => {}
+            (_, ids) => {
                 return Err(Error::InvalidInput {
-                    graph: graph.name().to_string(),
+                    graph: spec.name.to_string(),
                     message: format!(
                         "input `{name}` takes {}",
-                        if is_ids { "integer ids" } else { "values, not ids" }
+                        if ids { "integer ids" } else { "values, not ids" }
                     ),
                 })
             }
-        };
+        }
+        let rows = input.rows();
         match batch {
             None => batch = Some((i, rows)),
             Some((first, expected)) if expected != rows => {
                 return Err(Error::BatchMismatch {
-                    graph: graph.name().to_string(),
-                    first: names[first].to_string(),
+                    graph: spec.name.to_string(),
+                    first: spec.inputs[first].name.to_string(),
                     expected,
                     input: name.to_string(),
                     found: rows,
@@ -235,93 +415,26 @@ pub fn check_inputs<'a, F: Float, G: Graph<F> + ?Sized>(
     Ok(batch.map_or(0, |(_, rows)| rows))
 }
 
-/// A seed for the tape being made: distinct for every tape of the process,
-/// so that Dropout masks differ between the steps of a sequence.
-pub fn next_tape_salt() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static TAPES: AtomicU64 = AtomicU64::new(0);
-    TAPES.fetch_add(1, Ordering::Relaxed)
-}
-
-/// What a forward pass needs to know besides the parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mode {
-    /// Training mode (Dropout active).
-    pub training: bool,
-    /// Checked mode (NaN and infinity are errors).
-    pub checked: bool,
-    /// Seed of Dropout masks.
-    pub seed: u64,
-}
-
-/// The index of `name` in `names` (usable in constants); `usize::MAX` when
-/// absent, which generated code reports before using it.
-pub const fn position(names: &[&str], name: &str) -> usize {
-    let mut i = 0;
-    while i < names.len() {
-        if str_eq(names[i], name) {
-            return i;
-        }
-        i += 1;
-    }
-    usize::MAX
-}
-
-const fn str_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
-/// Mixes seeds for one Dropout mask (SplitMix64 finaliser).
-pub fn mix_seed(a: u64, b: u64, c: u64, d: u64) -> u64 {
-    let mut z = a ^ b.rotate_left(17) ^ c.rotate_left(34) ^ d.rotate_left(51);
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// Checked mode: the first NaN or infinity in `values` as an error naming
 /// the node and where it is declared.
 #[cold]
-pub fn check_finite<F: Float>(
-    graph: &str,
-    node: &str,
-    file: &str,
-    line: u32,
+pub(crate) fn check_finite<F: Float>(
+    spec: &GraphSpec,
+    k: usize,
     pass: Pass,
     values: ArrayView2<'_, F>,
 ) -> Result<()> {
     match values.indexed_iter().find(|(_, v)| !v.is_finite()) {
         None => Ok(()),
         Some((index, v)) => Err(Error::NonFinite {
-            graph: graph.to_string(),
-            node: node.to_string(),
-            file: file.to_string(),
-            line,
+            graph: spec.name.to_string(),
+            node: spec.nodes[k].name.to_string(),
+            file: spec.file.to_string(),
+            line: spec.nodes[k].line,
             pass,
             step: None,
             index,
             value: Float::to_f64(*v),
         }),
-    }
-}
-
-/// Makes `buffer` a `(rows, cols)` matrix, reallocating only when its shape
-/// differs. Used by generated tapes.
-#[inline]
-pub fn ensure_shape<F: Float>(buffer: &mut Array2<F>, rows: usize, cols: usize) {
-    if buffer.dim() != (rows, cols) {
-        *buffer = Array2::zeros((rows, cols));
     }
 }

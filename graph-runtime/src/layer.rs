@@ -1,13 +1,16 @@
 //! The contract every layer fulfils, built-in or user-written.
 //!
-//! A layer maps one or more `(batch, width)` inputs to one `(batch, width)`
-//! output. Its parameters live in a slice of the graph's flat parameter
-//! buffer, and its gradients in the same slice of the flat gradient buffer.
-//! Generated graphs call these methods in topological order (forward) and in
-//! reverse (backward); the math of each layer is written once, here.
+//! A layer maps one or more inputs (`(batch, width)` values, or one integer
+//! id per sample) to one `(batch, width)` output. Its parameters live in a
+//! slice of the graph's flat parameter buffer, its gradients in the same
+//! slice of the flat gradient buffer, and anything it must remember between
+//! forward and backward (Dropout's mask) in a per-node state matrix that the
+//! tape keeps. Generated graphs call these methods in topological order
+//! (forward) and in reverse (backward) through [`crate::run`]; the math of
+//! each layer is written once, in its family's file.
 
 use crate::Float;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -21,6 +24,14 @@ pub struct ParamShape {
 }
 
 impl ParamShape {
+    /// A tensor named `name` of the given dimensions.
+    pub fn new(name: &'static str, shape: Vec<usize>) -> Self {
+        ParamShape {
+            name: name.into(),
+            shape,
+        }
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
@@ -32,13 +43,95 @@ impl ParamShape {
     }
 }
 
+/// One input of a layer (or of a graph's forward call): values, or integer ids.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a, F> {
+    /// A `(batch, width)` matrix.
+    Values(ArrayView2<'a, F>),
+    /// One id per sample.
+    Ids(&'a [usize]),
+}
+
+impl<'a, F> Input<'a, F> {
+    /// The values, or an error saying this input holds ids.
+    pub fn values(&self) -> LayerResult<ArrayView2<'a, F>> {
+        match self {
+            Input::Values(v) => Ok(v.reborrow()),
+            Input::Ids(_) => Err("this input holds integer ids, but the layer takes values".into()),
+        }
+    }
+
+    /// The ids, or an error saying this input holds values.
+    pub fn ids(&self) -> LayerResult<&'a [usize]> {
+        match self {
+            Input::Ids(ids) => Ok(ids),
+            Input::Values(_) => Err("this input holds values, but the layer takes integer ids".into()),
+        }
+    }
+
+    /// Number of samples.
+    pub fn rows(&self) -> usize {
+        match self {
+            Input::Values(v) => v.nrows(),
+            Input::Ids(ids) => ids.len(),
+        }
+    }
+
+    /// Width per sample (1 for ids).
+    pub fn width(&self) -> usize {
+        match self {
+            Input::Values(v) => v.ncols(),
+            Input::Ids(_) => 1,
+        }
+    }
+}
+
+/// What a layer's `forward` and `backward` may fail with: a message that the
+/// graph turns into an [`Error`](crate::Error) naming the graph, the node and
+/// its source line.
+pub type LayerResult<T = ()> = std::result::Result<T, String>;
+
+/// What a layer's [`forward`](Layer::forward) sees.
+#[derive(Debug)]
+pub struct Forward<'a, F> {
+    /// The layer's slice of the flat parameter buffer.
+    pub params: &'a [F],
+    /// One entry per input, in the order the node lists them.
+    pub inputs: &'a [Input<'a, F>],
+    /// Training mode (Dropout drops) or evaluation mode.
+    pub training: bool,
+    /// A seed for anything random in this call, reproducible: it depends only
+    /// on the graph's seed, the tape and the number of calls made on it.
+    pub seed: u64,
+    /// State kept in the tape for backward (Dropout's mask). Empty until the
+    /// layer shapes it; it keeps its size between calls, so reshaping it
+    /// only when its shape changes allocates nothing once warm.
+    pub state: &'a mut Array2<F>,
+}
+
+/// What a layer's backward methods see.
+#[derive(Debug, Clone, Copy)]
+pub struct Backward<'a, F> {
+    /// The layer's slice of the flat parameter buffer.
+    pub params: &'a [F],
+    /// The inputs of the recorded forward pass.
+    pub inputs: &'a [Input<'a, F>],
+    /// The recorded output.
+    pub output: ArrayView2<'a, F>,
+    /// The gradient of the loss with respect to the output.
+    pub d_output: ArrayView2<'a, F>,
+    /// The state the forward pass left.
+    pub state: ArrayView2<'a, F>,
+}
+
 /// A differentiable layer.
 ///
-/// Shapes are guaranteed by the caller (generated code checks them once, at
-/// the graph's boundary): `inputs[i]` is `(batch, input_widths[i])`, `output`
-/// and `d_output` are `(batch, output_width(input_widths))`. Backward methods
-/// ACCUMULATE (`+=`) into `grads` and `d_input`, so that fan-out gradients add
-/// up as in nngraph.
+/// Shapes are guaranteed by the caller (the macro checks built-in layers at
+/// compile time, and generated code runs [`output_width`](Layer::output_width)
+/// of user layers when the graph is built): every input has `batch` rows, the
+/// output has `(batch, output_width(..))`. Backward methods ACCUMULATE (`+=`)
+/// into `grads` and `d_input`, so that fan-out gradients add up as in
+/// nngraph.
 pub trait Layer<F: Float>: fmt::Debug {
     /// The layer's name as written in `graph!`, for messages and pictures.
     fn kind(&self) -> &'static str;
@@ -58,33 +151,27 @@ pub trait Layer<F: Float>: fmt::Debug {
         let _ = (params, rng);
     }
 
-    /// The output width for the given input widths, or a message saying why
-    /// the inputs do not fit.
-    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String>;
+    /// The output width for the given input widths (an ids input counts as
+    /// width 1), or a message saying why the inputs do not fit. Built-in
+    /// layers are checked by the macro; this runs for user layers when the
+    /// graph is built.
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize>;
 
     /// Computes the output, overwriting `output`.
-    fn forward(&self, params: &[F], inputs: &[ArrayView2<'_, F>], output: ArrayViewMut2<'_, F>);
+    fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult;
 
     /// Adds the gradient of the loss with respect to the parameters into `grads`.
-    fn backward_params(
-        &self,
-        params: &[F],
-        grads: &mut [F],
-        inputs: &[ArrayView2<'_, F>],
-        output: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
-    ) {
-        let _ = (params, grads, inputs, output, d_output);
+    fn backward_params(&self, cx: &Backward<'_, F>, grads: &mut [F]) -> LayerResult {
+        let _ = (cx, grads);
+        Ok(())
     }
 
-    /// Adds the gradient of the loss with respect to `inputs[index]` into `d_input`.
+    /// Adds the gradient of the loss with respect to input `index` into
+    /// `d_input`. Not called for ids inputs, which have no gradient.
     fn backward_input(
         &self,
         index: usize,
-        params: &[F],
-        inputs: &[ArrayView2<'_, F>],
-        output: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
+        cx: &Backward<'_, F>,
         d_input: ArrayViewMut2<'_, F>,
-    );
+    ) -> LayerResult;
 }

@@ -35,15 +35,20 @@ pub mod layer;
 pub mod layers;
 pub mod optim;
 pub mod params;
+pub mod run;
+pub mod spec;
+pub mod tape;
 pub mod unroll;
 
 pub use batch::{AsBatch, AsIds};
 pub use error::{Error, Pass, Result, Shape};
 pub use float::Float;
 pub use gradcheck::{GradCheck, GradReport, Objective};
-pub use graph::{Graph, Input, Tape};
-pub use layer::{Layer, ParamShape};
+pub use graph::{Graph, GraphCore, Visit};
+pub use layer::{Backward, Forward, Input, Layer, LayerResult, ParamShape};
 pub use params::{ParamSpec, ParamStore};
+pub use spec::GraphSpec;
+pub use tape::Tape;
 pub use unroll::{SequenceLoss, Unroll};
 
 /// The crates generated code and users need, re-exported so that versions agree.
@@ -56,8 +61,8 @@ pub mod prelude {
     pub use crate::layers::*;
     pub use crate::optim::{clip_grad_norm, Adam, RmsProp, Sgd};
     pub use crate::{
-        AsBatch, AsIds, Error, Float, GradCheck, GradReport, Graph, Layer, ParamShape, ParamSpec, ParamStore,
-        Tape, Unroll,
+        AsBatch, AsIds, Backward, Error, Float, Forward, GradCheck, GradReport, Graph, Input, Layer,
+        LayerResult, ParamShape, ParamSpec, ParamStore, Tape, Unroll,
     };
     pub use ndarray::{array, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
     pub use rand::{rngs::StdRng, SeedableRng};
@@ -66,18 +71,9 @@ pub mod prelude {
 /// Items used by code that `graph!` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::error::Pass;
-    pub use crate::graph::{
-        check_finite, check_inputs, ensure_shape, mix_seed, next_tape_salt, position, Mode,
-    };
+    pub use crate::run::{init_graph, param_layout};
+    pub use crate::spec::{input_index, output_index, position, InputSpec, NodeKind, NodeSpec, OutputSpec};
     pub use core::marker::PhantomData;
-
-    /// The layer slot of a node that takes an output of a nested graph: it
-    /// has nothing to hold.
-    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-    pub struct NestedOutput;
-    pub use core::ops::Range;
-    pub use std::result::Result;
     pub use std::vec;
     pub use std::vec::Vec;
 }

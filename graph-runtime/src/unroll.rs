@@ -12,7 +12,8 @@
 //! batch size allocates nothing.
 
 use crate::error::{Error, Result};
-use crate::graph::{ensure_shape, Graph, Tape};
+use crate::graph::Graph;
+use crate::tape::{ensure_shape, Tape};
 use crate::Float;
 use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
 
@@ -47,7 +48,10 @@ impl<F, T> SequenceLoss<F> for T where
 /// ```
 #[derive(Debug, Clone)]
 pub struct Unroll<F: Float, G: Graph<F>> {
-    tapes: Vec<G::Tape>,
+    tapes: Vec<Tape<F>>,
+    /// Whether backward already ran on the last forward.
+    backward_done: bool,
+    _graph: std::marker::PhantomData<fn(&G)>,
     steps: usize,
     batch: usize,
     /// The final state of the last forward, for truncated BPTT.
@@ -72,7 +76,7 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
     /// An unroll for `graph`; tapes are made as sequences need them.
     pub fn new(graph: &G) -> Self {
         let pairs = graph.recurrent_pairs();
-        let n_inputs = graph.input_names().len();
+        let n_inputs = graph.num_inputs();
         let state_of_input: Vec<Option<usize>> = (0..n_inputs)
             .map(|i| pairs.iter().position(|&(input, _)| input == i))
             .collect();
@@ -82,6 +86,8 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
         let id_inputs = (0..n_inputs).filter(|&i| graph.input_is_ids(i)).collect();
         Unroll {
             tapes: Vec::new(),
+            backward_done: false,
+            _graph: std::marker::PhantomData,
             steps: 0,
             batch: 0,
             carry: pairs
@@ -91,7 +97,7 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
             state_of_input,
             sequence_inputs,
             id_inputs,
-            n_outputs: graph.output_names().len(),
+            n_outputs: graph.num_outputs(),
             sequence_grads: true,
         }
     }
@@ -152,6 +158,7 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
         ids: &[ArrayView2<'_, usize>],
     ) -> Result<()> {
         let (steps, batch) = self.check(graph, &start, sequence, ids)?;
+        self.backward_done = false;
         let pairs = graph.recurrent_pairs();
         if let Start::Carry = start {
             for (carry, &(i, _)) in self.carry.iter_mut().zip(pairs) {
@@ -164,6 +171,8 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
         }
         while self.tapes.len() < steps {
             let mut tape = graph.new_tape();
+            // Each step its own Dropout masks.
+            tape.set_stream(self.tapes.len() as u64);
             for &i in &self.sequence_inputs {
                 tape.set_input_grad(i, self.sequence_grads);
             }
@@ -213,9 +222,9 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
             message,
         };
         let pairs = graph.recurrent_pairs();
-        let inputs = graph.input_names();
+        let inputs = |i: usize| G::SPEC.inputs[i].name;
         if sequence.len() != self.sequence_inputs.len() {
-            let names: Vec<&str> = self.sequence_inputs.iter().map(|&i| inputs[i]).collect();
+            let names: Vec<&str> = self.sequence_inputs.iter().map(|&i| inputs(i)).collect();
             return Err(err(format!(
                 "expected {} sequence(s) ({}), got {}",
                 names.len(),
@@ -229,24 +238,24 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
             if width != graph.input_width(i) {
                 return Err(Error::InputWidth {
                     graph: name.to_string(),
-                    input: inputs[i].to_string(),
+                    input: inputs(i).to_string(),
                     expected: graph.input_width(i),
                     found: width,
                 });
             }
             match dims {
-                None => dims = Some((steps, batch, inputs[i])),
+                None => dims = Some((steps, batch, inputs(i))),
                 Some((s, b, first)) if (s, b) != (steps, batch) => {
                     return Err(err(format!(
                         "sequence `{}` is {steps} steps of batch {batch}, but `{first}` is {s} steps of batch {b}",
-                        inputs[i]
+                        inputs(i)
                     )))
                 }
                 Some(_) => {}
             }
         }
         if ids.len() != self.id_inputs.len() {
-            let names: Vec<&str> = self.id_inputs.iter().map(|&i| inputs[i]).collect();
+            let names: Vec<&str> = self.id_inputs.iter().map(|&i| inputs(i)).collect();
             return Err(err(format!(
                 "expected {} ids sequence(s) ({}), got {}",
                 names.len(),
@@ -259,15 +268,15 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
             if !seq.is_standard_layout() {
                 return Err(err(format!(
                     "ids sequence `{}` must be in standard (row-major) layout",
-                    inputs[i]
+                    inputs(i)
                 )));
             }
             match dims {
-                None => dims = Some((steps, batch, inputs[i])),
+                None => dims = Some((steps, batch, inputs(i))),
                 Some((s, b, first)) if (s, b) != (steps, batch) => {
                     return Err(err(format!(
                         "ids sequence `{}` is {steps} steps of batch {batch}, but `{first}` is {s} steps of batch {b}",
-                        inputs[i]
+                        inputs(i)
                     )))
                 }
                 Some(_) => {}
@@ -291,7 +300,7 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
             if state.ncols() != graph.input_width(i) {
                 return Err(Error::InputWidth {
                     graph: name.to_string(),
-                    input: inputs[i].to_string(),
+                    input: inputs(i).to_string(),
                     expected: graph.input_width(i),
                     found: state.ncols(),
                 });
@@ -301,7 +310,7 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
                 Some(b) if b != state.nrows() => {
                     return Err(err(format!(
                         "initial state `{}` has batch size {}, but the sequence has batch size {b}",
-                        inputs[i],
+                        inputs(i),
                         state.nrows()
                     )))
                 }
@@ -370,7 +379,7 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
     }
 
     /// The tape of step `t`.
-    pub fn tape(&self, t: usize) -> &G::Tape {
+    pub fn tape(&self, t: usize) -> &Tape<F> {
         &self.tapes[..self.steps][t]
     }
 
@@ -392,12 +401,23 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
     /// Backpropagation through time: from the last step to the first, each
     /// step's state gradient flows into the previous step's state output;
     /// parameter gradients of every step accumulate in `graph`.
+    ///
+    /// Runs once per forward: a second call before the next forward is an
+    /// error, since the state gradients of the first are already spent.
     pub fn backward(&mut self, graph: &mut G) -> Result<()> {
         if self.steps == 0 {
             return Err(Error::NoForward {
                 graph: graph.name().to_string(),
             });
         }
+        if self.backward_done {
+            return Err(Error::Sequence {
+                graph: graph.name().to_string(),
+                message: "backward already ran on this forward pass; run forward (and the loss) again"
+                    .to_string(),
+            });
+        }
+        self.backward_done = true;
         let pairs = graph.recurrent_pairs();
         for t in (0..self.steps).rev() {
             let (head, tail) = self.tapes.split_at_mut(t + 1);

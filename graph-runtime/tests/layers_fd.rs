@@ -3,8 +3,25 @@
 
 use graph_runtime::criteria::{Bce, ClassNll, CrossEntropy, Mse, Reduction};
 use graph_runtime::layers::*;
-use graph_runtime::{GradCheck, Layer, Objective, Result};
-use ndarray::{Array2, ArrayView2};
+use graph_runtime::{Backward, Forward, GradCheck, Input, Layer, Objective, Result};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+
+fn as_inputs<'a>(inputs: &'a [ArrayView2<'a, f64>]) -> Vec<Input<'a, f64>> {
+    inputs.iter().map(|x| Input::Values(x.view())).collect()
+}
+
+/// Runs `layer` alone on value inputs (training mode, seed 0, fresh state).
+fn forward(layer: &dyn Layer<f64>, params: &[f64], inputs: &[ArrayView2<f64>], out: ArrayViewMut2<f64>) {
+    let mut state = Array2::zeros((0, 0));
+    let cx = Forward {
+        params,
+        inputs: &as_inputs(inputs),
+        training: true,
+        seed: 0,
+        state: &mut state,
+    };
+    layer.forward(cx, out).expect("the layer runs");
+}
 
 /// A layer with fixed inputs and loss `sum(output * weights)`: the variables
 /// are the layer's parameters and every input.
@@ -49,7 +66,7 @@ impl<L: Layer<f64>> LayerObjective<L> {
     fn output(&self) -> Array2<f64> {
         let views: Vec<ArrayView2<f64>> = self.inputs.iter().map(|a| a.view()).collect();
         let mut out = Array2::zeros(self.loss_weights.dim());
-        self.layer.forward(&self.params, &views, out.view_mut());
+        forward(&self.layer, &self.params, &views, out.view_mut());
         out
     }
 }
@@ -78,26 +95,22 @@ impl<L: Layer<f64>> Objective<f64> for LayerObjective<L> {
     fn gradient(&mut self) -> Result<Vec<Vec<f64>>> {
         let out = self.output();
         let views: Vec<ArrayView2<f64>> = self.inputs.iter().map(|a| a.view()).collect();
+        let inputs = as_inputs(&views);
+        let state = Array2::zeros((0, 0));
+        let cx = Backward {
+            params: &self.params,
+            inputs: &inputs,
+            output: out.view(),
+            d_output: self.loss_weights.view(),
+            state: state.view(),
+        };
         let mut grads = vec![0.0; self.params.len()];
-        self.layer.backward_params(
-            &self.params,
-            &mut grads,
-            &views,
-            out.view(),
-            self.loss_weights.view(),
-        );
+        self.layer.backward_params(&cx, &mut grads).unwrap();
         let mut all = vec![grads];
-        for i in 0..views.len() {
+        for (i, x) in views.iter().enumerate() {
             // Start from a non-zero buffer: backward must ADD into it.
-            let mut d = Array2::from_elem(views[i].dim(), 1.0);
-            self.layer.backward_input(
-                i,
-                &self.params,
-                &views,
-                out.view(),
-                self.loss_weights.view(),
-                d.view_mut(),
-            );
+            let mut d = Array2::from_elem(x.dim(), 1.0);
+            self.layer.backward_input(i, &cx, d.view_mut()).unwrap();
             all.push(d.iter().map(|v| v - 1.0).collect());
         }
         Ok(all)
@@ -176,7 +189,7 @@ fn layer_values_match_their_definitions() {
     let x = ndarray::array![[0.5, -2.0, 0.0]];
     let run = |layer: &dyn Layer<f64>, params: &[f64], inputs: &[ArrayView2<f64>]| {
         let mut out = Array2::zeros((1, 3));
-        layer.forward(params, inputs, out.view_mut());
+        forward(layer, params, inputs, out.view_mut());
         out
     };
     assert_eq!(run(&Tanh, &[], &[x.view()])[[0, 1]], (-2.0f64).tanh());
@@ -197,7 +210,7 @@ fn layer_values_match_their_definitions() {
     );
     // Linear(3, 1): weight [1, 2, 3], bias 0.5.
     let mut out = Array2::zeros((1, 1));
-    Layer::<f64>::forward(
+    forward(
         &Linear::new(3, 1),
         &[1.0, 2.0, 3.0, 0.5],
         &[x.view()],
@@ -298,11 +311,11 @@ fn mse_and_bce_as_nodes() {
 fn softmax_is_stable_and_normalised() {
     let x = ndarray::array![[1000.0, 999.0, -1000.0]];
     let mut y = Array2::zeros((1, 3));
-    Layer::<f64>::forward(&SoftMax, &[], &[x.view()], y.view_mut());
+    forward(&SoftMax, &[], &[x.view()], y.view_mut());
     // Inputs near 1000 carry absolute rounding of about 1e-13 (an ulp of 1000).
     assert!((y.sum() - 1.0).abs() < 1e-12, "{y}");
     assert!((y[[0, 0]] - 1.0 / (1.0 + (-1.0f64).exp())).abs() < 1e-12);
-    Layer::<f64>::forward(&LogSoftMax, &[], &[x.view()], y.view_mut());
+    forward(&LogSoftMax, &[], &[x.view()], y.view_mut());
     assert!(y.iter().all(|v| v.is_finite()));
 }
 
@@ -318,23 +331,43 @@ fn narrow_and_concat_shape_rules() {
 fn dropout() {
     let d = Dropout::new(0.4);
     let x = Array2::from_shape_fn((6, 50), |(i, j)| (i as f64 - j as f64) * 0.1 + 0.05);
-    let (mut mask, mut y) = (Array2::zeros(x.dim()), Array2::zeros(x.dim()));
-    d.forward_masked(true, 7, x.view(), mask.view_mut(), y.view_mut());
+    let run = |training: bool, seed: u64, mask: &mut Array2<f64>| {
+        let mut y = Array2::zeros(x.dim());
+        let cx = Forward {
+            params: &[],
+            inputs: &[Input::Values(x.view())],
+            training,
+            seed,
+            state: mask,
+        };
+        Layer::<f64>::forward(&d, cx, y.view_mut()).unwrap();
+        y
+    };
+    let mut mask = Array2::zeros((0, 0));
+    let y = run(true, 7, &mut mask);
     let dropped = mask.iter().filter(|&&m| m == 0.0).count() as f64 / mask.len() as f64;
     assert!((dropped - 0.4).abs() < 0.08, "dropped {dropped}");
     assert!(mask.iter().all(|&m| m == 0.0 || (m - 1.0 / 0.6).abs() < 1e-12));
-    // Same seed, same mask; the gradient is the mask.
-    let (mut mask2, mut y2) = (Array2::zeros(x.dim()), Array2::zeros(x.dim()));
-    d.forward_masked(true, 7, x.view(), mask2.view_mut(), y2.view_mut());
+    // Same seed, same mask; another seed, another; the gradient is the mask.
+    let mut mask2 = Array2::zeros((0, 0));
+    run(true, 7, &mut mask2);
     assert_eq!(mask, mask2);
+    run(true, 8, &mut mask2);
+    assert_ne!(mask, mask2);
     let dy = Array2::from_elem(x.dim(), 2.0);
     let mut dx = Array2::zeros(x.dim());
-    d.backward_masked(mask.view(), dy.view(), dx.view_mut());
+    let cx = Backward {
+        params: &[],
+        inputs: &[Input::Values(x.view())],
+        output: y.view(),
+        d_output: dy.view(),
+        state: mask.view(),
+    };
+    d.backward_input(0, &cx, dx.view_mut()).unwrap();
     assert_eq!(dx, &mask * 2.0);
     assert_eq!(y, &x * &mask);
     // Evaluation mode: the identity, exactly.
-    d.forward_masked(false, 7, x.view(), mask.view_mut(), y.view_mut());
-    assert_eq!(y, x);
+    assert_eq!(run(false, 7, &mut mask), x);
 }
 
 /// Embedding: the output is a row of the table; its gradient, finite differences.
@@ -353,17 +386,35 @@ impl Objective<f64> for EmbeddingObjective {
         &mut self.params
     }
     fn loss(&mut self) -> Result<f64> {
-        let mut out = Array2::zeros((self.ids.len(), self.table.dim));
-        self.table
-            .forward_ids(&self.params, &self.ids, out.view_mut())
-            .expect("ids in range");
+        let out = embed(&self.table, &self.params, &self.ids).expect("ids in range");
         Ok((&out * &self.weights).sum())
     }
     fn gradient(&mut self) -> Result<Vec<Vec<f64>>> {
         let mut g = vec![0.0; self.params.len()];
-        self.table.backward_ids(&mut g, &self.ids, self.weights.view());
+        let (out, state) = (Array2::zeros((0, 0)), Array2::zeros((0, 0)));
+        let cx = Backward {
+            params: &self.params,
+            inputs: &[Input::Ids(&self.ids)],
+            output: out.view(),
+            d_output: self.weights.view(),
+            state: state.view(),
+        };
+        self.table.backward_params(&cx, &mut g).unwrap();
         Ok(vec![g])
     }
+}
+
+fn embed(table: &Embedding, params: &[f64], ids: &[usize]) -> std::result::Result<Array2<f64>, String> {
+    let mut out = Array2::zeros((ids.len(), table.dim));
+    let mut state = Array2::zeros((0, 0));
+    let cx = Forward {
+        params,
+        inputs: &[Input::Ids(ids)],
+        training: true,
+        seed: 0,
+        state: &mut state,
+    };
+    table.forward(cx, out.view_mut()).map(|()| out)
 }
 
 #[test]
@@ -377,10 +428,7 @@ fn embedding() {
     };
     let report = GradCheck::new().run(&mut objective).unwrap();
     assert!(report.passed(), "{report}");
-    let mut out = Array2::zeros((1, 3));
-    let err = table
-        .forward_ids(&objective.params, &[5], out.view_mut())
-        .unwrap_err();
+    let err = embed(&table, &objective.params, &[5]).unwrap_err();
     assert_eq!(
         err,
         "id 5 at row 0 is outside the table of 5 ids (Embedding(5, 3))"
@@ -447,7 +495,7 @@ fn cross_entropy_is_log_softmax_then_nll() {
     let x = logits();
     let ids = [1, 3, 0, 4];
     let mut log_p = Array2::zeros(x.dim());
-    Layer::<f64>::forward(&LogSoftMax, &[], &[x.view()], log_p.view_mut());
+    forward(&LogSoftMax, &[], &[x.view()], log_p.view_mut());
     let fused = CrossEntropy::new().forward(&x, &ids).unwrap();
     let composed = ClassNll::new().forward(&log_p, &ids).unwrap();
     assert!((fused - composed).abs() < 1e-14, "{fused} vs {composed}");

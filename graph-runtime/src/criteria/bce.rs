@@ -2,13 +2,13 @@
 //! `-(t ln p + (1 - t) ln(1 - p))` per element, with each log clamped at
 //! -100 as torch does, so that `p = 0` or `1` gives a finite loss.
 
-use super::elementwise::{self, criterion_layer, ElementLoss};
+use super::elementwise::{self, element_criterion, ElementLoss};
 use super::Reduction;
 use crate::batch::AsBatch;
 use crate::error::Result;
-use crate::layer::Layer;
+use crate::layer::{Backward, Forward, Layer, LayerResult};
 use crate::Float;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::ArrayViewMut2;
 
 /// Binary cross-entropy of probabilities against targets in `[0, 1]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,6 +36,17 @@ impl ElementLoss for CrossEntropyOfBits {
         (p - t) / denom
     }
 
+    /// Probabilities and targets in `[0, 1]`, as torch requires (NaN is
+    /// outside).
+    fn check<F: Float>(p: F, t: F) -> std::result::Result<(), String> {
+        let unit = |v: F| v >= F::zero() && v <= F::one();
+        match (unit(p), unit(t)) {
+            (true, true) => Ok(()),
+            (false, _) => Err(format!("the prediction {p} is not a probability in [0, 1]")),
+            (true, false) => Err(format!("the target {t} is not in [0, 1]")),
+        }
+    }
+
     /// `dL/dt = ln(1 - p) - ln(p)`.
     fn d_target<F: Float>(p: F, _t: F) -> F {
         let floor = F::from_f64(LOG_FLOOR);
@@ -43,37 +54,4 @@ impl ElementLoss for CrossEntropyOfBits {
     }
 }
 
-impl Bce {
-    /// Mean binary cross-entropy.
-    pub const fn new() -> Self {
-        Bce {
-            reduction: Reduction::Mean,
-        }
-    }
-
-    /// With the given reduction.
-    pub const fn with(reduction: Reduction) -> Self {
-        Bce { reduction }
-    }
-
-    /// The loss, reduced over every element.
-    pub fn forward<F: Float>(
-        &self,
-        input: &(impl AsBatch<F> + ?Sized),
-        target: &(impl AsBatch<F> + ?Sized),
-    ) -> Result<F> {
-        elementwise::forward::<CrossEntropyOfBits, F>(self.reduction, input, target)
-    }
-
-    /// Adds `d loss / d input` into `grad`.
-    pub fn backward<F: Float>(
-        &self,
-        input: &(impl AsBatch<F> + ?Sized),
-        target: &(impl AsBatch<F> + ?Sized),
-        grad: ArrayViewMut2<'_, F>,
-    ) -> Result<()> {
-        elementwise::backward::<CrossEntropyOfBits, F>(self.reduction, input, target, grad)
-    }
-}
-
-criterion_layer!(Bce, CrossEntropyOfBits);
+element_criterion!(Bce, CrossEntropyOfBits, "binary cross-entropy");

@@ -7,6 +7,7 @@
 use super::Reduction;
 use crate::batch::{AsBatch, AsIds};
 use crate::error::Result;
+use crate::layer::{Backward, Forward, Layer, LayerResult};
 use crate::layers::row_log_sum_exp;
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
@@ -69,33 +70,6 @@ macro_rules! class_criterion {
                 Ok(())
             }
 
-            /// As a node: one loss per sample into `output` (`(batch, 1)`).
-            /// An id outside the classes is an error.
-            pub fn forward_class<F: Float>(
-                &self,
-                input: ArrayView2<'_, F>,
-                ids: &[usize],
-                mut output: ArrayViewMut2<'_, F>,
-            ) -> Result<()> {
-                let $x = input;
-                super::check_ids($name, &$x, ids)?;
-                for ($r, &$t) in ids.iter().enumerate() {
-                    output[[$r, 0]] = $loss;
-                }
-                Ok(())
-            }
-
-            /// As a node: adds the gradient of `Σ d_output · loss` into `d_input`.
-            pub fn backward_class<F: Float>(
-                &self,
-                input: ArrayView2<'_, F>,
-                ids: &[usize],
-                d_output: ArrayView2<'_, F>,
-                d_input: ArrayViewMut2<'_, F>,
-            ) {
-                Self::add_grad(input, ids, |r| d_output[[r, 0]], d_input);
-            }
-
             fn add_grad<F: Float>(
                 $gx: ArrayView2<'_, F>,
                 ids: &[usize],
@@ -103,6 +77,34 @@ macro_rules! class_criterion {
                 mut d_input: ArrayViewMut2<'_, F>,
             ) {
                 for (($gr, &$gt), mut $grow) in ids.iter().enumerate().zip(d_input.axis_iter_mut(Axis(0))) $grad
+            }
+        }
+
+        /// As a node: `loss = Criterion()(scores, target)` with `target: usize`
+        /// ids, one loss per sample. An id outside the classes is an error.
+        impl<F: Float> Layer<F> for $ty {
+            fn kind(&self) -> &'static str {
+                $name
+            }
+
+            fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
+                crate::layers::expect_inputs($name, input_widths, 2).map(|_| 1)
+            }
+
+            fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
+                let ($x, ids) = (cx.inputs[0].values()?, cx.inputs[1].ids()?);
+                super::check_ids($name, &$x, ids).map_err(|e| e.to_string())?;
+                for ($r, &$t) in ids.iter().enumerate() {
+                    output[[$r, 0]] = $loss;
+                }
+                Ok(())
+            }
+
+            /// The gradient of `Σ d_output · loss` for the scores (the ids have none).
+            fn backward_input(&self, _: usize, cx: &Backward<'_, F>, d_input: ArrayViewMut2<'_, F>) -> LayerResult {
+                let (x, ids, d) = (cx.inputs[0].values()?, cx.inputs[1].ids()?, cx.d_output);
+                Self::add_grad(x, ids, |r| d[[r, 0]], d_input);
+                Ok(())
             }
         }
     };

@@ -1,9 +1,9 @@
 //! Element-wise activations of one input: Identity, Tanh, Sigmoid, ReLU.
 //! Their derivatives are written in terms of the output, which the tape keeps.
 
-use crate::layer::Layer;
+use crate::layer::{Backward, Forward, Layer, LayerResult};
 use crate::Float;
-use ndarray::{ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{ArrayViewMut2, Zip};
 
 macro_rules! activation {
     ($(#[$doc:meta])* $name:ident, $kind:literal,
@@ -18,29 +18,23 @@ macro_rules! activation {
                 $kind
             }
 
-            fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+            fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
                 super::expect_inputs($kind, input_widths, 1)?;
                 Ok(input_widths[0])
             }
 
-            fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], output: ArrayViewMut2<'_, F>) {
-                Zip::from(output).and(&inputs[0]).for_each(|o, &$x| *o = $fwd);
+            fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {
+                Zip::from(output).and(&cx.inputs[0].values()?).for_each(|o, &$x| *o = $fwd);
+                Ok(())
             }
 
-            fn backward_input(
-                &self,
-                _: usize,
-                _: &[F],
-                inputs: &[ArrayView2<'_, F>],
-                output: ArrayView2<'_, F>,
-                d_output: ArrayView2<'_, F>,
-                d_input: ArrayViewMut2<'_, F>,
-            ) {
+            fn backward_input(&self, _: usize, cx: &Backward<'_, F>, d_input: ArrayViewMut2<'_, F>) -> LayerResult {
                 Zip::from(d_input)
-                    .and(&d_output)
-                    .and(&output)
-                    .and(&inputs[0])
+                    .and(&cx.d_output)
+                    .and(&cx.output)
+                    .and(&cx.inputs[0].values()?)
                     .for_each(|di, &d, &$y, &$xin| *di += d * $der);
+                Ok(())
             }
         }
     };
@@ -68,9 +62,10 @@ activation!(
 );
 
 activation!(
-    /// `y = max(0, x)`; the derivative at 0 is taken as 0, as torch does.
+    /// `y = max(0, x)`; the derivative at 0 is taken as 0, and NaN stays
+    /// NaN, as torch does.
     ReLU, "ReLU",
-    forward: |x| if x > F::zero() { x } else { F::zero() },
+    forward: |x| if x > F::zero() || x.is_nan() { x } else { F::zero() },
     derivative: |_y, x| if x > F::zero() { F::one() } else { F::zero() }
 );
 

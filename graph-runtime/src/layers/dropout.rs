@@ -1,67 +1,69 @@
 //! Dropout: in training mode each value is zeroed with probability `p` and
 //! the survivors scaled by `1 / (1 - p)` (inverted dropout, as torch); in
-//! evaluation mode it is exactly the identity. The mask of each pass is kept
-//! in the tape for backward.
+//! evaluation mode it is exactly the identity. The mask of each pass is the
+//! node's state in the tape, kept for backward.
 
+use crate::layer::{Backward, Forward, Layer, LayerResult};
+use crate::tape::ensure_shape;
 use crate::Float;
-use ndarray::{ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{ArrayViewMut2, Zip};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// `nn.Dropout(p)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Dropout {
-    /// Probability of zeroing a value.
+    /// Probability of zeroing a value, in `[0, 1)`.
     pub p: f64,
 }
 
 impl Dropout {
-    /// Drops each value with probability `p` (clamped to `[0, 1)`).
+    /// Drops each value with probability `p`, which `graph!` checks is in
+    /// `[0, 1)`; a value outside is clamped into it.
     pub const fn new(p: f64) -> Self {
         Dropout { p }
     }
+}
 
-    /// Output width for the given input widths.
-    pub fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
-        crate::layers::expect_inputs("Dropout", input_widths, 1)?;
+impl<F: Float> Layer<F> for Dropout {
+    fn kind(&self) -> &'static str {
+        "Dropout"
+    }
+
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
+        super::expect_inputs("Dropout", input_widths, 1)?;
         Ok(input_widths[0])
     }
 
-    /// Forward: writes the mask (0 or `1 / (1 - p)`, or 1 in evaluation
-    /// mode) and `output = input · mask`. `seed` makes the mask reproducible.
-    pub fn forward_masked<F: Float>(
-        &self,
-        training: bool,
-        seed: u64,
-        input: ArrayView2<'_, F>,
-        mut mask: ArrayViewMut2<'_, F>,
-        output: ArrayViewMut2<'_, F>,
-    ) {
+    /// Writes the mask (0 or `1 / (1 - p)`, or 1 in evaluation mode) into
+    /// the state and `output = input · mask`. The mask depends only on
+    /// `cx.seed`, so a run is reproducible.
+    fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {
+        let input = cx.inputs[0].values()?;
+        ensure_shape(cx.state, input.nrows(), input.ncols());
+        let mask = cx.state;
         let p = self.p.clamp(0.0, 1.0 - f64::EPSILON);
-        if !training || p == 0.0 {
+        if !cx.training || p == 0.0 {
             mask.fill(F::one());
             Zip::from(output).and(&input).for_each(|o, &x| *o = x);
-            return;
+            return Ok(());
         }
         let keep = F::from_f64(1.0 / (1.0 - p));
-        let mut rng = StdRng::seed_from_u64(seed);
+        let mut rng = StdRng::seed_from_u64(cx.seed);
         mask.iter_mut()
             .for_each(|m| *m = if rng.random::<f64>() < p { F::zero() } else { keep });
         Zip::from(output)
             .and(&input)
-            .and(&mask)
+            .and(&*mask)
             .for_each(|o, &x, &m| *o = x * m);
+        Ok(())
     }
 
-    /// Backward: `d_input += d_output · mask`.
-    pub fn backward_masked<F: Float>(
-        &self,
-        mask: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
-        d_input: ArrayViewMut2<'_, F>,
-    ) {
+    /// `d_input += d_output · mask`.
+    fn backward_input(&self, _: usize, cx: &Backward<'_, F>, d_input: ArrayViewMut2<'_, F>) -> LayerResult {
         Zip::from(d_input)
-            .and(&d_output)
-            .and(&mask)
+            .and(&cx.d_output)
+            .and(&cx.state)
             .for_each(|di, &d, &m| *di += d * m);
+        Ok(())
     }
 }

@@ -2,9 +2,9 @@
 //! CAddTable), CSub (CSubTable), CMul (CMulTable), CDiv (CDivTable); and
 //! the constant maps MulConstant and AddConstant.
 
-use crate::layer::Layer;
+use crate::layer::{Backward, Forward, Input, Layer, LayerResult};
 use crate::Float;
-use ndarray::{ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{ArrayViewMut2, Zip};
 
 /// Sum of two or more inputs, as `nn.CAddTable()`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -15,7 +15,7 @@ impl<F: Float> Layer<F> for CAdd {
         "CAdd"
     }
 
-    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         if input_widths.len() < 2 {
             return Err(format!(
                 "CAdd takes two or more inputs, got {}",
@@ -25,23 +25,22 @@ impl<F: Float> Layer<F> for CAdd {
         super::same_widths("CAdd", input_widths)
     }
 
-    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], mut output: ArrayViewMut2<'_, F>) {
-        output.assign(&inputs[0]);
-        for x in &inputs[1..] {
-            output += x;
+    fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
+        output.assign(&cx.inputs[0].values()?);
+        for x in &cx.inputs[1..] {
+            output += &x.values()?;
         }
+        Ok(())
     }
 
     fn backward_input(
         &self,
         _: usize,
-        _: &[F],
-        _: &[ArrayView2<'_, F>],
-        _: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
+        cx: &Backward<'_, F>,
         mut d_input: ArrayViewMut2<'_, F>,
-    ) {
-        d_input += &d_output;
+    ) -> LayerResult {
+        d_input += &cx.d_output;
+        Ok(())
     }
 }
 
@@ -54,32 +53,31 @@ impl<F: Float> Layer<F> for CSub {
         "CSub"
     }
 
-    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         super::expect_inputs("CSub", input_widths, 2)?;
         super::same_widths("CSub", input_widths)
     }
 
-    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], output: ArrayViewMut2<'_, F>) {
+    fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {
         Zip::from(output)
-            .and(&inputs[0])
-            .and(&inputs[1])
+            .and(&cx.inputs[0].values()?)
+            .and(&cx.inputs[1].values()?)
             .for_each(|o, &a, &b| *o = a - b);
+        Ok(())
     }
 
     fn backward_input(
         &self,
         index: usize,
-        _: &[F],
-        _: &[ArrayView2<'_, F>],
-        _: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
+        cx: &Backward<'_, F>,
         mut d_input: ArrayViewMut2<'_, F>,
-    ) {
+    ) -> LayerResult {
         if index == 0 {
-            d_input += &d_output;
+            d_input += &cx.d_output;
         } else {
-            d_input -= &d_output;
+            d_input -= &cx.d_output;
         }
+        Ok(())
     }
 }
 
@@ -92,7 +90,7 @@ impl<F: Float> Layer<F> for CMul {
         "CMul"
     }
 
-    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         if input_widths.len() < 2 {
             return Err(format!(
                 "CMul takes two or more inputs, got {}",
@@ -102,41 +100,46 @@ impl<F: Float> Layer<F> for CMul {
         super::same_widths("CMul", input_widths)
     }
 
-    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], mut output: ArrayViewMut2<'_, F>) {
-        output.assign(&inputs[0]);
-        for x in &inputs[1..] {
-            output *= x;
+    fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
+        output.assign(&cx.inputs[0].values()?);
+        for x in &cx.inputs[1..] {
+            output *= &x.values()?;
         }
+        Ok(())
     }
 
     fn backward_input(
         &self,
         index: usize,
-        _: &[F],
-        inputs: &[ArrayView2<'_, F>],
-        _: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
+        cx: &Backward<'_, F>,
         d_input: ArrayViewMut2<'_, F>,
-    ) {
-        if inputs.len() == 2 {
+    ) -> LayerResult {
+        if cx.inputs.len() == 2 {
             // The common case, without the per-element loop over inputs.
             Zip::from(d_input)
-                .and(&d_output)
-                .and(&inputs[1 - index])
+                .and(&cx.d_output)
+                .and(&cx.inputs[1 - index].values()?)
                 .for_each(|di, &d, &other| *di += d * other);
-            return;
+            return Ok(());
         }
         // Product of the other inputs, recomputed rather than divided out so
-        // that a zero input does not turn the gradient into NaN.
-        Zip::indexed(d_input).and(&d_output).for_each(|(r, c), di, &d| {
-            let mut p = d;
-            for (j, x) in inputs.iter().enumerate() {
-                if j != index {
-                    p *= x[[r, c]];
+        // that a zero input does not turn the gradient into NaN. Kinds are
+        // checked first, so that the loop cannot meet ids.
+        for x in cx.inputs {
+            x.values()?;
+        }
+        Zip::indexed(d_input)
+            .and(&cx.d_output)
+            .for_each(|(r, c), di, &d| {
+                let mut p = d;
+                for (j, x) in cx.inputs.iter().enumerate() {
+                    if let (true, Input::Values(x)) = (j != index, x) {
+                        p *= x[[r, c]];
+                    }
                 }
-            }
-            *di += p;
-        });
+                *di += p;
+            });
+        Ok(())
     }
 }
 
@@ -149,34 +152,34 @@ impl<F: Float> Layer<F> for CDiv {
         "CDiv"
     }
 
-    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         super::expect_inputs("CDiv", input_widths, 2)?;
         super::same_widths("CDiv", input_widths)
     }
 
-    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], output: ArrayViewMut2<'_, F>) {
+    fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {
         Zip::from(output)
-            .and(&inputs[0])
-            .and(&inputs[1])
+            .and(&cx.inputs[0].values()?)
+            .and(&cx.inputs[1].values()?)
             .for_each(|o, &a, &b| *o = a / b);
+        Ok(())
     }
 
     /// `d/da = 1/b`, `d/db = -a/b²`.
     fn backward_input(
         &self,
         index: usize,
-        _: &[F],
-        inputs: &[ArrayView2<'_, F>],
-        _: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
+        cx: &Backward<'_, F>,
         d_input: ArrayViewMut2<'_, F>,
-    ) {
-        let zip = Zip::from(d_input).and(&d_output).and(&inputs[0]).and(&inputs[1]);
+    ) -> LayerResult {
+        let (a, b) = (cx.inputs[0].values()?, cx.inputs[1].values()?);
+        let zip = Zip::from(d_input).and(&cx.d_output).and(&a).and(&b);
         if index == 0 {
             zip.for_each(|di, &d, _, &b| *di += d / b);
         } else {
             zip.for_each(|di, &d, &a, &b| *di -= d * a / (b * b));
         }
+        Ok(())
     }
 }
 
@@ -199,27 +202,25 @@ impl<F: Float> Layer<F> for MulConstant {
         "MulConstant"
     }
 
-    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         super::expect_inputs("MulConstant", input_widths, 1)?;
         Ok(input_widths[0])
     }
 
-    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], output: ArrayViewMut2<'_, F>) {
+    fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {
         let k = F::from_f64(self.factor);
-        Zip::from(output).and(&inputs[0]).for_each(|o, &x| *o = k * x);
+        Zip::from(output)
+            .and(&cx.inputs[0].values()?)
+            .for_each(|o, &x| *o = k * x);
+        Ok(())
     }
 
-    fn backward_input(
-        &self,
-        _: usize,
-        _: &[F],
-        _: &[ArrayView2<'_, F>],
-        _: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
-        d_input: ArrayViewMut2<'_, F>,
-    ) {
+    fn backward_input(&self, _: usize, cx: &Backward<'_, F>, d_input: ArrayViewMut2<'_, F>) -> LayerResult {
         let k = F::from_f64(self.factor);
-        Zip::from(d_input).and(&d_output).for_each(|di, &d| *di += k * d);
+        Zip::from(d_input)
+            .and(&cx.d_output)
+            .for_each(|di, &d| *di += k * d);
+        Ok(())
     }
 }
 
@@ -242,25 +243,26 @@ impl<F: Float> Layer<F> for AddConstant {
         "AddConstant"
     }
 
-    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         super::expect_inputs("AddConstant", input_widths, 1)?;
         Ok(input_widths[0])
     }
 
-    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], output: ArrayViewMut2<'_, F>) {
+    fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {
         let c = F::from_f64(self.constant);
-        Zip::from(output).and(&inputs[0]).for_each(|o, &x| *o = x + c);
+        Zip::from(output)
+            .and(&cx.inputs[0].values()?)
+            .for_each(|o, &x| *o = x + c);
+        Ok(())
     }
 
     fn backward_input(
         &self,
         _: usize,
-        _: &[F],
-        _: &[ArrayView2<'_, F>],
-        _: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
+        cx: &Backward<'_, F>,
         mut d_input: ArrayViewMut2<'_, F>,
-    ) {
-        d_input += &d_output;
+    ) -> LayerResult {
+        d_input += &cx.d_output;
+        Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Embedding (torch7's LookupTable): integer ids to rows of a learned
 //! `(vocab, dim)` table.
 
-use crate::layer::ParamShape;
+use crate::layer::{Backward, Forward, Layer, LayerResult, ParamShape};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use rand::Rng;
@@ -20,22 +20,24 @@ impl Embedding {
     pub const fn new(vocab: usize, dim: usize) -> Self {
         Embedding { vocab, dim }
     }
+}
 
-    /// The table, `weight` of shape `(vocab, dim)`.
-    pub fn param_shapes(&self) -> Vec<ParamShape> {
-        vec![ParamShape {
-            name: "weight".into(),
-            shape: vec![self.vocab, self.dim],
-        }]
+impl<F: Float> Layer<F> for Embedding {
+    fn kind(&self) -> &'static str {
+        "Embedding"
     }
 
-    /// Number of parameters.
-    pub fn num_params(&self) -> usize {
+    /// The table, `weight` of shape `(vocab, dim)`.
+    fn param_shapes(&self) -> Vec<ParamShape> {
+        vec![ParamShape::new("weight", vec![self.vocab, self.dim])]
+    }
+
+    fn num_params(&self) -> usize {
         self.vocab * self.dim
     }
 
     /// Standard normal, as `torch.nn.Embedding`.
-    pub fn init<F: Float>(&self, params: &mut [F], rng: &mut dyn rand::RngCore) {
+    fn init(&self, params: &mut [F], rng: &mut dyn rand::RngCore) {
         for p in params {
             // Box-Muller: two uniforms to one normal.
             let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
@@ -43,17 +45,16 @@ impl Embedding {
         }
     }
 
-    /// Forward: copies row `ids[b]` of the table into row `b` of `output`.
-    /// An id outside the table is an error (generated code adds the graph,
-    /// the node and its source line).
-    pub fn forward_ids<F: Float>(
-        &self,
-        params: &[F],
-        ids: &[usize],
-        mut output: ArrayViewMut2<'_, F>,
-    ) -> std::result::Result<(), String> {
-        let table =
-            ArrayView2::from_shape((self.vocab, self.dim), params).expect("table has vocab * dim entries");
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
+        super::expect_inputs("Embedding", input_widths, 1)?;
+        Ok(self.dim)
+    }
+
+    /// Copies row `ids[b]` of the table into row `b` of `output`. An id
+    /// outside the table is an error.
+    fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
+        let ids = cx.inputs[0].ids()?;
+        let table = ArrayView2::from_shape((self.vocab, self.dim), cx.params).map_err(|e| e.to_string())?;
         for (b, (&id, mut row)) in ids.iter().zip(output.axis_iter_mut(Axis(0))).enumerate() {
             if id >= self.vocab {
                 return Err(format!(
@@ -66,14 +67,20 @@ impl Embedding {
         Ok(())
     }
 
-    /// Backward: adds row `b` of `d_output` into row `ids[b]` of the table's
-    /// gradient. Ids have no gradient.
-    pub fn backward_ids<F: Float>(&self, grads: &mut [F], ids: &[usize], d_output: ArrayView2<'_, F>) {
+    /// Adds row `b` of `d_output` into row `ids[b]` of the table's gradient.
+    fn backward_params(&self, cx: &Backward<'_, F>, grads: &mut [F]) -> LayerResult {
+        let ids = cx.inputs[0].ids()?;
         let mut table =
-            ArrayViewMut2::from_shape((self.vocab, self.dim), grads).expect("table has vocab * dim entries");
-        for (&id, d) in ids.iter().zip(d_output.axis_iter(Axis(0))) {
+            ArrayViewMut2::from_shape((self.vocab, self.dim), grads).map_err(|e| e.to_string())?;
+        for (&id, d) in ids.iter().zip(cx.d_output.axis_iter(Axis(0))) {
             let mut row = table.row_mut(id);
             row += &d;
         }
+        Ok(())
+    }
+
+    /// Ids have no gradient; never called.
+    fn backward_input(&self, _: usize, _: &Backward<'_, F>, _: ArrayViewMut2<'_, F>) -> LayerResult {
+        Ok(())
     }
 }

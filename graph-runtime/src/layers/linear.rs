@@ -2,7 +2,7 @@
 //! row-major, then `bias` of length `out`).
 
 use crate::kernels::{matmul_a_b_acc, matmul_a_bt, matmul_at_b_acc};
-use crate::layer::{Layer, ParamShape};
+use crate::layer::{Backward, Forward, Layer, LayerResult, ParamShape};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use rand::Rng;
@@ -37,14 +37,8 @@ impl<F: Float> Layer<F> for Linear {
 
     fn param_shapes(&self) -> Vec<ParamShape> {
         vec![
-            ParamShape {
-                name: "weight".into(),
-                shape: vec![self.out_features, self.in_features],
-            },
-            ParamShape {
-                name: "bias".into(),
-                shape: vec![self.out_features],
-            },
+            ParamShape::new("weight", vec![self.out_features, self.in_features]),
+            ParamShape::new("bias", vec![self.out_features]),
         ]
     }
 
@@ -60,7 +54,7 @@ impl<F: Float> Layer<F> for Linear {
         }
     }
 
-    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         super::expect_inputs("Linear", input_widths, 1)?;
         if input_widths[0] != self.in_features {
             return Err(format!(
@@ -71,65 +65,63 @@ impl<F: Float> Layer<F> for Linear {
         Ok(self.out_features)
     }
 
-    fn forward(&self, params: &[F], inputs: &[ArrayView2<'_, F>], mut output: ArrayViewMut2<'_, F>) {
-        let (w, b) = self.split(params);
-        let x = &inputs[0];
+    fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
+        let (w, b) = self.split(cx.params);
+        let x = cx.inputs[0].values()?;
         let (batch, n_in, n_out) = (x.nrows(), self.in_features, self.out_features);
         match (x.as_slice(), output.as_slice_mut()) {
             (Some(x), Some(y)) => matmul_a_bt(x, w, y, batch, n_in, n_out),
             _ => {
-                let w = ArrayView2::from_shape((n_out, n_in), w).expect("weight slice has out*in elements");
-                ndarray::linalg::general_mat_mul(F::one(), x, &w.t(), F::zero(), &mut output);
+                let w = weight_view(w, n_out, n_in)?;
+                ndarray::linalg::general_mat_mul(F::one(), &x, &w.t(), F::zero(), &mut output);
             }
         }
         for mut row in output.axis_iter_mut(Axis(0)) {
             row.iter_mut().zip(b).for_each(|(y, &b)| *y += b);
         }
+        Ok(())
     }
 
-    fn backward_params(
-        &self,
-        _params: &[F],
-        grads: &mut [F],
-        inputs: &[ArrayView2<'_, F>],
-        _output: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
-    ) {
+    fn backward_params(&self, cx: &Backward<'_, F>, grads: &mut [F]) -> LayerResult {
         let (n_in, n_out) = (self.in_features, self.out_features);
         let (dw, db) = grads.split_at_mut(n_in * n_out);
-        let x = &inputs[0];
+        let (x, d_output) = (cx.inputs[0].values()?, cx.d_output);
         match (x.as_slice(), d_output.as_slice()) {
             // dW += dYᵀ · X
             (Some(xs), Some(dys)) => matmul_at_b_acc(dys, xs, dw, x.nrows(), n_out, n_in),
             _ => {
-                let mut dw = ArrayViewMut2::from_shape((n_out, n_in), dw).expect("weight slice");
-                ndarray::linalg::general_mat_mul(F::one(), &d_output.t(), x, F::one(), &mut dw);
+                let mut dw = ArrayViewMut2::from_shape((n_out, n_in), dw).map_err(|e| e.to_string())?;
+                ndarray::linalg::general_mat_mul(F::one(), &d_output.t(), &x, F::one(), &mut dw);
             }
         }
         for row in d_output.axis_iter(Axis(0)) {
             db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
         }
+        Ok(())
     }
 
     fn backward_input(
         &self,
-        _index: usize,
-        params: &[F],
-        _inputs: &[ArrayView2<'_, F>],
-        _output: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
+        _: usize,
+        cx: &Backward<'_, F>,
         mut d_input: ArrayViewMut2<'_, F>,
-    ) {
-        let (w, _) = self.split(params);
+    ) -> LayerResult {
+        let (w, _) = self.split(cx.params);
+        let d_output = cx.d_output;
         let (n_in, n_out) = (self.in_features, self.out_features);
         let batch = d_output.nrows();
         match (d_output.as_slice(), d_input.as_slice_mut()) {
             // dX += dY · W
             (Some(dy), Some(dx)) => matmul_a_b_acc(dy, w, dx, batch, n_out, n_in),
             _ => {
-                let w = ArrayView2::from_shape((n_out, n_in), w).expect("weight slice");
+                let w = weight_view(w, n_out, n_in)?;
                 ndarray::linalg::general_mat_mul(F::one(), &d_output, &w, F::one(), &mut d_input);
             }
         }
+        Ok(())
     }
+}
+
+fn weight_view<F>(w: &[F], n_out: usize, n_in: usize) -> LayerResult<ArrayView2<'_, F>> {
+    ArrayView2::from_shape((n_out, n_in), w).map_err(|e| e.to_string())
 }

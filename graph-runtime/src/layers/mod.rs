@@ -1,6 +1,8 @@
 //! Built-in layers, one file per family. Each layer's forward and backward
 //! sit side by side; generated graphs call them through [`Layer`](crate::Layer).
 
+use crate::layer::LayerResult;
+
 mod activation;
 mod dropout;
 mod elementwise;
@@ -21,7 +23,7 @@ pub(crate) use softmax::log_sum_exp as row_log_sum_exp;
 
 /// Checks that every input has the same width and returns it; the rule for
 /// element-wise layers.
-pub(crate) fn same_widths(kind: &str, widths: &[usize]) -> Result<usize, String> {
+pub(crate) fn same_widths(kind: &str, widths: &[usize]) -> LayerResult<usize> {
     match widths.split_first() {
         None => Err(format!("{kind} needs at least one input")),
         Some((&first, rest)) => match rest.iter().position(|&w| w != first) {
@@ -36,7 +38,7 @@ pub(crate) fn same_widths(kind: &str, widths: &[usize]) -> Result<usize, String>
 }
 
 /// Checks the number of inputs.
-pub(crate) fn expect_inputs(kind: &str, widths: &[usize], n: usize) -> Result<(), String> {
+pub(crate) fn expect_inputs(kind: &str, widths: &[usize], n: usize) -> LayerResult {
     if widths.len() == n {
         Ok(())
     } else {

@@ -2,9 +2,9 @@
 //! inputs side by side; Narrow takes a run of columns. `Split(n)` in
 //! `graph!` is made of `n` Narrows.
 
-use crate::layer::Layer;
+use crate::layer::{Backward, Forward, Layer, LayerResult};
 use crate::Float;
-use ndarray::{s, ArrayView2, ArrayViewMut2};
+use ndarray::{s, ArrayViewMut2};
 
 /// Inputs side by side along the width, as `nn.JoinTable(2)`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -15,34 +15,34 @@ impl<F: Float> Layer<F> for Concat {
         "Concat"
     }
 
-    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         if input_widths.is_empty() {
             return Err("Concat needs at least one input".to_string());
         }
         Ok(input_widths.iter().sum())
     }
 
-    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], mut output: ArrayViewMut2<'_, F>) {
+    fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
         let mut start = 0;
-        for x in inputs {
+        for x in cx.inputs {
+            let x = x.values()?;
             let w = x.ncols();
-            output.slice_mut(s![.., start..start + w]).assign(x);
+            output.slice_mut(s![.., start..start + w]).assign(&x);
             start += w;
         }
+        Ok(())
     }
 
     fn backward_input(
         &self,
         index: usize,
-        _: &[F],
-        inputs: &[ArrayView2<'_, F>],
-        _: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
+        cx: &Backward<'_, F>,
         mut d_input: ArrayViewMut2<'_, F>,
-    ) {
-        let start: usize = inputs[..index].iter().map(|x| x.ncols()).sum();
-        let w = inputs[index].ncols();
-        d_input += &d_output.slice(s![.., start..start + w]);
+    ) -> LayerResult {
+        let start: usize = cx.inputs[..index].iter().map(|x| x.width()).sum();
+        let w = cx.inputs[index].width();
+        d_input += &cx.d_output.slice(s![.., start..start + w]);
+        Ok(())
     }
 }
 
@@ -68,7 +68,7 @@ impl<F: Float> Layer<F> for Narrow {
         "Narrow"
     }
 
-    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         super::expect_inputs("Narrow", input_widths, 1)?;
         if self.offset + self.length > input_widths[0] {
             return Err(format!(
@@ -83,20 +83,23 @@ impl<F: Float> Layer<F> for Narrow {
         Ok(self.length)
     }
 
-    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], mut output: ArrayViewMut2<'_, F>) {
-        output.assign(&inputs[0].slice(s![.., self.offset..self.offset + self.length]));
+    fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
+        output.assign(
+            &cx.inputs[0]
+                .values()?
+                .slice(s![.., self.offset..self.offset + self.length]),
+        );
+        Ok(())
     }
 
     fn backward_input(
         &self,
         _: usize,
-        _: &[F],
-        _: &[ArrayView2<'_, F>],
-        _: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
+        cx: &Backward<'_, F>,
         mut d_input: ArrayViewMut2<'_, F>,
-    ) {
+    ) -> LayerResult {
         let mut cols = d_input.slice_mut(s![.., self.offset..self.offset + self.length]);
-        cols += &d_output;
+        cols += &cx.d_output;
+        Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! Row-wise normalisations: SoftMax and LogSoftMax, each computed with the
 //! row maximum subtracted so that large inputs never overflow.
 
-use crate::layer::Layer;
+use crate::layer::{Backward, Forward, Layer, LayerResult};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, Zip};
 
@@ -32,35 +32,33 @@ impl<F: Float> Layer<F> for SoftMax {
         "SoftMax"
     }
 
-    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         super::expect_inputs("SoftMax", input_widths, 1)?;
         Ok(input_widths[0])
     }
 
-    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], mut output: ArrayViewMut2<'_, F>) {
-        let x = &inputs[0];
+    fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
+        let x = cx.inputs[0].values()?;
         for (r, mut out) in output.axis_iter_mut(Axis(0)).enumerate() {
             let lse = log_sum_exp(x.view(), r);
             Zip::from(&mut out)
                 .and(x.row(r))
                 .for_each(|o, &v| *o = (v - lse).exp());
         }
+        Ok(())
     }
 
     /// `dx_i = y_i (dy_i - Σ_j dy_j y_j)`.
     fn backward_input(
         &self,
         _: usize,
-        _: &[F],
-        _: &[ArrayView2<'_, F>],
-        output: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
+        cx: &Backward<'_, F>,
         mut d_input: ArrayViewMut2<'_, F>,
-    ) {
+    ) -> LayerResult {
         for ((mut dx, y), dy) in d_input
             .axis_iter_mut(Axis(0))
-            .zip(output.axis_iter(Axis(0)))
-            .zip(d_output.axis_iter(Axis(0)))
+            .zip(cx.output.axis_iter(Axis(0)))
+            .zip(cx.d_output.axis_iter(Axis(0)))
         {
             let dot = y.iter().zip(dy.iter()).fold(F::zero(), |a, (&y, &d)| a + y * d);
             Zip::from(&mut dx)
@@ -68,6 +66,7 @@ impl<F: Float> Layer<F> for SoftMax {
                 .and(&dy)
                 .for_each(|dx, &y, &d| *dx += y * (d - dot));
         }
+        Ok(())
     }
 }
 
@@ -76,33 +75,31 @@ impl<F: Float> Layer<F> for LogSoftMax {
         "LogSoftMax"
     }
 
-    fn output_width(&self, input_widths: &[usize]) -> Result<usize, String> {
+    fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         super::expect_inputs("LogSoftMax", input_widths, 1)?;
         Ok(input_widths[0])
     }
 
-    fn forward(&self, _: &[F], inputs: &[ArrayView2<'_, F>], mut output: ArrayViewMut2<'_, F>) {
-        let x = &inputs[0];
+    fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
+        let x = cx.inputs[0].values()?;
         for (r, mut out) in output.axis_iter_mut(Axis(0)).enumerate() {
             let lse = log_sum_exp(x.view(), r);
             Zip::from(&mut out).and(x.row(r)).for_each(|o, &v| *o = v - lse);
         }
+        Ok(())
     }
 
     /// `dx_i = dy_i - exp(y_i) Σ_j dy_j`.
     fn backward_input(
         &self,
         _: usize,
-        _: &[F],
-        _: &[ArrayView2<'_, F>],
-        output: ArrayView2<'_, F>,
-        d_output: ArrayView2<'_, F>,
+        cx: &Backward<'_, F>,
         mut d_input: ArrayViewMut2<'_, F>,
-    ) {
+    ) -> LayerResult {
         for ((mut dx, y), dy) in d_input
             .axis_iter_mut(Axis(0))
-            .zip(output.axis_iter(Axis(0)))
-            .zip(d_output.axis_iter(Axis(0)))
+            .zip(cx.output.axis_iter(Axis(0)))
+            .zip(cx.d_output.axis_iter(Axis(0)))
         {
             let sum = dy.iter().fold(F::zero(), |a, &d| a + d);
             Zip::from(&mut dx)
@@ -110,5 +107,6 @@ impl<F: Float> Layer<F> for LogSoftMax {
                 .and(&dy)
                 .for_each(|dx, &y, &d| *dx += d - y.exp() * sum);
         }
+        Ok(())
     }
 }

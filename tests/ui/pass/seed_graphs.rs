@@ -33,6 +33,6 @@ fn main() -> Result<(), nngraph::Error> {
     let (y, h) = (out.y.to_owned(), out.new_h.to_owned());
     let grads = rnn.backward(&mut tape, &y, &h)?;
     assert_eq!(grads.h.dim(), (1, 4));
-    assert_eq!(model::Rnn::<f32>::NODES[0], "y_linear");
+    assert_eq!(<model::Rnn<f32> as Graph<f32>>::SPEC.nodes[0].name, "y_linear");
     Ok(())
 }

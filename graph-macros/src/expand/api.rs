@@ -1,0 +1,268 @@
+//! The graph's own API: constants known at compile time, the constructors
+//! (`zeros`, `new`, and `__nested` for a graph used inside another), `tape`,
+//! and the typed `forward` and `backward` with one argument per declared
+//! input or output.
+
+use super::{lit, local, Expander};
+use crate::width::Width;
+use proc_macro2::TokenStream;
+use quote::quote;
+
+impl Expander<'_> {
+    pub(super) fn api(&self) -> TokenStream {
+        let rt = self.rt;
+        let g = self.g;
+        let name = &g.name;
+        let name_str = name.to_string();
+        let (gen_decl, gen_use) = (&self.gen_decl, &self.gen_use);
+        let (layers_ty, outputs_ty, input_grads_ty) =
+            (&self.layers_ty, &self.outputs_ty, &self.input_grads_ty);
+        let (sizes, sizes_ty) = (&self.sizes, &self.sizes_ty);
+        let (tape, layers, rng) = (local("tape"), local("layers"), local("rng"));
+        let runtime_sizes = &g.runtime_sizes;
+
+        // Constants.
+        let input_strs = g.inputs.iter().map(|i| i.name.to_string());
+        let output_strs = g.outputs.iter().map(|(o, _)| o.to_string());
+        let input_widths: Vec<TokenStream> = g
+            .inputs
+            .iter()
+            .map(|i| i.width.as_ref().map_or(quote!(1usize), |w| self.width(w)))
+            .collect();
+        let output_widths = g.outputs.iter().map(|(_, k)| self.width(&g.nodes[*k].width));
+        let input_widths_const = runtime_sizes.is_empty().then(|| {
+            quote! {
+                /// Input widths (per sample; 1 for an ids input), in declaration order.
+                pub const INPUT_WIDTHS: &'static [usize] = &[#(#input_widths),*];
+            }
+        });
+        let output_widths_const = (!self.has_sizes_struct()).then(|| {
+            quote! {
+                /// Output widths (per sample), in declaration order.
+                pub const OUTPUT_WIDTHS: &'static [usize] = &[#(#output_widths),*];
+            }
+        });
+        let num_params_const = (!self.has_sizes_struct() && !self.has_hosts()).then(|| {
+            let total = g
+                .nodes
+                .iter()
+                .map(num_params)
+                .fold(Width::constant(0), |a, b| a.add(&b));
+            let total = self.width(&total);
+            quote! {
+                /// Total number of parameters.
+                pub const NUM_PARAMS: usize = #total;
+            }
+        });
+        let (const_checks, runtime_checks) = self.deferred_checks();
+        let (size_checks_const, size_checks_use) = if const_checks.is_empty() {
+            (quote!(), quote!())
+        } else {
+            (
+                quote! {
+                    /// Size checks the macro could not decide, evaluated when the graph is built.
+                    const SIZE_CHECKS: () = { #(#const_checks)* };
+                },
+                quote!(let () = Self::SIZE_CHECKS;),
+            )
+        };
+
+        // Constructors.
+        let size_params: Vec<TokenStream> = runtime_sizes.iter().map(|s| quote!(#s: usize)).collect();
+        let (ctor_ret, ok, try_) = if self.is_fallible() {
+            (
+                quote!(#rt::Result<Self>),
+                quote!(::core::result::Result::Ok),
+                quote!(?),
+            )
+        } else {
+            (quote!(Self), quote!(), quote!())
+        };
+        let make_sizes = if self.has_sizes_struct() {
+            let hidden = &self.sizes_fields()[runtime_sizes.len()..];
+            let zero_checks = runtime_sizes.iter().map(|s| {
+                let msg = format!("size `{s}` must be at least 1, got 0");
+                quote! {
+                    if #s == 0 {
+                        return ::core::result::Result::Err(#rt::Error::Sizes { graph: #name_str.into(), message: #msg.into() });
+                    }
+                }
+            });
+            quote! {
+                #(#zero_checks)*
+                #[allow(unused_mut)]
+                let mut #sizes = #sizes_ty { #(#runtime_sizes,)* #(#hidden: 0,)* };
+            }
+        } else {
+            quote!(let #sizes = ();)
+        };
+        let layer_nodes = g.nodes.iter().filter(|n| n.select.is_none());
+        let layer_fields = layer_nodes.clone().map(|n| &n.name);
+        let layer_ctors = layer_nodes.map(|n| self.layer_ctor(n));
+        let derive_widths = self.derive_widths(&layers, &input_widths);
+        let slot_widths = input_widths
+            .iter()
+            .cloned()
+            .chain(g.nodes.iter().enumerate().map(|(k, n)| {
+                if self.is_host(k) {
+                    quote!(0)
+                } else {
+                    self.width(&n.width)
+                }
+            }));
+        let zeros_doc = if self.is_fallible() {
+            "A graph with every parameter zero, in training mode; an error if its sizes do not fit its nodes."
+        } else {
+            "A graph with every parameter zero, in training mode."
+        };
+        let zeros_args = runtime_sizes.iter();
+        let nested_args = (0..runtime_sizes.len()).map(|i| {
+            let i = lit(i);
+            quote!(sizes[#i])
+        });
+        let n_sizes = runtime_sizes.len();
+        let nested_ctor = if self.is_fallible() {
+            quote!(Self::zeros(#(#nested_args),*))
+        } else {
+            quote!(::core::result::Result::Ok(Self::zeros()))
+        };
+        let sizes_method = (!runtime_sizes.is_empty()).then(|| {
+            quote! {
+                /// The sizes this graph was built with.
+                pub fn sizes(&self) -> #sizes_ty {
+                    self.sizes
+                }
+            }
+        });
+
+        // Typed forward and backward.
+        let input_names: Vec<_> = g.inputs.iter().map(|i| &i.name).collect();
+        let input_traits = g.inputs.iter().map(|i| match i.width {
+            Some(_) => quote!(#rt::AsBatch<F>),
+            None => quote!(#rt::AsIds),
+        });
+        let input_conv = g.inputs.iter().map(|i| {
+            let n = &i.name;
+            match i.width {
+                Some(_) => quote!(#rt::Input::Values(#rt::AsBatch::as_batch(#n))),
+                None => quote!(#rt::Input::Ids(&#rt::AsIds::as_ids(#n))),
+            }
+        });
+        let output_names: Vec<_> = g.outputs.iter().map(|(o, _)| o).collect();
+        let output_idx = (0..g.outputs.len()).map(lit);
+        let value_inputs: Vec<usize> = (0..g.inputs.len())
+            .filter(|&i| g.inputs[i].width.is_some())
+            .collect();
+        let grad_names = value_inputs.iter().map(|&i| &g.inputs[i].name);
+        let grad_idx = value_inputs.iter().map(|&i| lit(i));
+
+        quote! {
+            impl<#gen_decl F: #rt::Float> #name<#gen_use F> {
+                /// The graph's name.
+                pub const NAME: &'static str = #name_str;
+                /// Input names, in declaration order.
+                pub const INPUTS: &'static [&'static str] = &[#(#input_strs),*];
+                /// Output names, in declaration order.
+                pub const OUTPUTS: &'static [&'static str] = &[#(#output_strs),*];
+                #input_widths_const
+                #output_widths_const
+                #num_params_const
+                #size_checks_const
+
+                #[doc = #zeros_doc]
+                #[allow(clippy::let_unit_value)]
+                pub fn zeros(#(#size_params),*) -> #ctor_ret {
+                    #size_checks_use
+                    #make_sizes
+                    let #layers = #layers_ty {
+                        #(#layer_fields: #layer_ctors,)*
+                        _float: #rt::__private::PhantomData,
+                    };
+                    #(#derive_widths)*
+                    #(#runtime_checks)*
+                    let widths = #rt::__private::vec![#(#slot_widths),*];
+                    let store = #rt::ParamStore::new(#name_str, &#rt::__private::param_layout::<F, Self>(&#layers));
+                    #ok(Self { core: #rt::GraphCore::new(store, widths), layers: #layers, sizes: #sizes })
+                }
+
+                /// A graph with torch-like initial parameters (`Linear`: uniform
+                /// in ±1/√in; `Embedding`: standard normal) and a Dropout seed
+                /// drawn from `rng`, in training mode.
+                pub fn new(#rng: &mut impl #rt::rand::RngCore, #(#size_params),*) -> #ctor_ret {
+                    let mut graph = Self::zeros(#(#zeros_args),*)#try_;
+                    #rt::__private::init_graph(&mut graph, #rng);
+                    #ok(graph)
+                }
+
+                #sizes_method
+
+                /// A fresh tape to run this graph on.
+                pub fn tape(&self) -> #rt::Tape<F> {
+                    #rt::Graph::new_tape(self)
+                }
+
+                /// Runs the graph on one value per input (a `(batch, width)`
+                /// matrix, or a 1-D value for one sample; ids for a `usize`
+                /// input) and records the pass in `tape`.
+                ///
+                /// Fails, leaving the graph unchanged, if an input has the wrong
+                /// width, the inputs disagree on the batch size, or the tape was
+                /// made by another graph.
+                #[allow(clippy::too_many_arguments)]
+                pub fn forward<'t>(
+                    &self,
+                    #tape: &'t mut #rt::Tape<F>,
+                    #(#input_names: &(impl #input_traits + ?Sized),)*
+                ) -> #rt::Result<#outputs_ty<'t, F>> {
+                    #rt::Graph::forward_inputs(self, #tape, &[#(#input_conv),*])?;
+                    let #tape = &*#tape;
+                    ::core::result::Result::Ok(#outputs_ty { #(#output_names: #tape.output(#output_idx),)* })
+                }
+
+                /// Propagates one gradient per output back through the pass
+                /// recorded in `tape`, returning the gradient for each input.
+                /// Parameter gradients ACCUMULATE until `zero_grad`.
+                #[allow(clippy::too_many_arguments)]
+                pub fn backward<'t>(
+                    &mut self,
+                    #tape: &'t mut #rt::Tape<F>,
+                    #(#output_names: &(impl #rt::AsBatch<F> + ?Sized),)*
+                ) -> #rt::Result<#input_grads_ty<'t, F>> {
+                    #rt::Graph::backward_views(self, #tape, &[#(#rt::AsBatch::as_batch(#output_names)),*])?;
+                    let #tape = &*#tape;
+                    ::core::result::Result::Ok(#input_grads_ty {
+                        #(#grad_names: #tape.input_grad(#grad_idx),)*
+                        _tape: #rt::__private::PhantomData,
+                    })
+                }
+
+                #[doc(hidden)]
+                pub fn __nested(sizes: &[usize]) -> #rt::Result<Self> {
+                    if sizes.len() != #n_sizes {
+                        return ::core::result::Result::Err(#rt::Error::Sizes {
+                            graph: #name_str.into(),
+                            message: ::std::format!("takes {} size(s) where it is nested, got {}", #n_sizes, sizes.len()),
+                        });
+                    }
+                    #nested_ctor
+                }
+            }
+        }
+    }
+}
+
+/// The number of parameters of a built-in layer, as a width: what the
+/// `NUM_PARAMS` constant adds up.
+fn num_params(node: &crate::check::Node) -> Width {
+    use crate::check::Arg;
+    use crate::layers::Rule;
+    let arg = |i: usize| match &node.args[i] {
+        Arg::Width(w) => w.clone(),
+        Arg::Float(_) | Arg::Expr(_) => Width::constant(0),
+    };
+    match node.layer.rule {
+        Rule::Linear => arg(0).add(&Width::constant(1)).mul(&arg(1)),
+        Rule::Embedding => arg(0).mul(&arg(1)),
+        _ => Width::constant(0),
+    }
+}

@@ -1,0 +1,133 @@
+//! What the macro could not decide, checked by generated code: widths known
+//! only when the graph is built (user layers' shape rules, nested graphs
+//! given run-time sizes), and claims about sizes, as const assertions where
+//! every size is a const generic and as constructor checks otherwise.
+
+use super::{lit, Expander};
+use crate::check::{Claim, Source};
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::Ident;
+
+impl Expander<'_> {
+    /// In `zeros`: widths known when the graph is built, into the sizes
+    /// struct, in evaluation order so that a width may use earlier ones.
+    pub(super) fn derive_widths(&self, layers: &Ident, input_widths: &[TokenStream]) -> Vec<TokenStream> {
+        let rt = self.rt;
+        let g = self.g;
+        let sizes = &self.sizes;
+        let name_str = g.name.to_string();
+        let mut out = Vec::new();
+        for &k in &g.order {
+            let node = &g.nodes[k];
+            if let Some((_, atom)) = g.derived.iter().find(|(n, _)| *n == k) {
+                let f = &node.name;
+                let ty = self.layer_type(node);
+                let field = Ident::new(atom, Span::call_site());
+                let in_widths = node.inputs.iter().map(|&src| match src {
+                    Source::Input(i) => input_widths[i].clone(),
+                    Source::Node(j) => self.width(&g.nodes[j].width),
+                });
+                let (node_str, line) = (f.to_string(), node.line);
+                out.push(quote! {
+                    #sizes.#field = <#ty as #rt::Layer<F>>::output_width(&#layers.#f, &[#(#in_widths),*]).map_err(|message| {
+                        #rt::Error::Node {
+                            graph: #name_str.into(),
+                            node: #node_str.into(),
+                            file: ::core::file!().into(),
+                            line: #line,
+                            message,
+                        }
+                    })?;
+                });
+            }
+            if self.is_host(k) && self.host_is_dynamic(k) {
+                let h = &node.name;
+                for (i, atom) in g.atoms.iter().enumerate().filter(|(_, a)| a.host == k) {
+                    let field = format_ident!("__a{}", i);
+                    let j = self.select_index(k, &atom.select, atom.output);
+                    let width = if atom.output {
+                        quote!(#rt::Graph::output_width(&#layers.#h, j))
+                    } else {
+                        quote!(#rt::Graph::input_width(&#layers.#h, j))
+                    };
+                    // An unknown name is reported by a check below.
+                    out.push(quote! {
+                        #sizes.#field = {
+                            let j = #j;
+                            if j == usize::MAX { 0 } else { #width }
+                        };
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Deferred claims as const assertions (compile-time sizes only) and as
+    /// constructor checks (anything known only when the graph is built).
+    pub(super) fn deferred_checks(&self) -> (Vec<TokenStream>, Vec<TokenStream>) {
+        let rt = self.rt;
+        let name_str = self.g.name.to_string();
+        let (mut consts, mut runtime) = (Vec::new(), Vec::new());
+        for d in &self.g.deferred {
+            let (cond, at_build) = match &d.claim {
+                Claim::Equal(a, b) => {
+                    let (ta, tb) = (self.width(a), self.width(b));
+                    (quote!(#ta == #tb), self.is_runtime(a) || self.is_runtime(b))
+                }
+                Claim::AtMost(a, b) => {
+                    let (ta, tb) = (self.width(a), self.width(b));
+                    (quote!(#ta <= #tb), self.is_runtime(a) || self.is_runtime(b))
+                }
+                Claim::Count { host, outputs, n } => {
+                    let ty = self.nested_type(&self.g.nodes[*host]);
+                    let list = if *outputs { quote!(outputs) } else { quote!(inputs) };
+                    let n = lit(*n);
+                    (
+                        quote!(<#ty as #rt::Graph<F>>::SPEC.#list.len() == #n),
+                        self.host_is_dynamic(*host),
+                    )
+                }
+                Claim::Has { host, output, name } => {
+                    let ty = self.nested_type(&self.g.nodes[*host]);
+                    let find = if *output {
+                        quote!(output_index)
+                    } else {
+                        quote!(input_index)
+                    };
+                    (
+                        quote!(#rt::__private::#find(<#ty as #rt::Graph<F>>::SPEC, #name) != usize::MAX),
+                        self.host_is_dynamic(*host),
+                    )
+                }
+            };
+            let message = &d.message;
+            if at_build {
+                let sizes = &self.sizes;
+                let shown = self.g.runtime_sizes.iter().map(|s| {
+                    let text = format!("{s} = {{}}");
+                    quote!(::std::format!(#text, #sizes.#s))
+                });
+                let line = d.span.start().line;
+                runtime.push(quote! {
+                    if !(#cond) {
+                        let shown: #rt::__private::Vec<::std::string::String> = #rt::__private::vec![#(#shown),*];
+                        let with = if shown.is_empty() {
+                            ::std::string::String::new()
+                        } else {
+                            ::std::format!(" (with {})", shown.join(", "))
+                        };
+                        return ::core::result::Result::Err(#rt::Error::Sizes {
+                            graph: #name_str.into(),
+                            message: ::std::format!("{}{}, at {}:{}", #message, with, ::core::file!(), #line),
+                        });
+                    }
+                });
+            } else {
+                consts.push(quote_spanned!(d.span=> ::core::assert!(#cond, #message);));
+            }
+        }
+        (consts, runtime)
+    }
+}

@@ -1,0 +1,298 @@
+//! Expansion: the checked graph to Rust code, emitting only what depends on
+//! the graph. Everything else (parameter access, modes, checkpoints, tapes
+//! and the pass loops) lives once in the runtime, as provided methods of
+//! `graph_runtime::Graph`.
+//!
+//! For a graph `G` the files here emit, in order:
+//! - `types`: `G<F>`, `GLayers<F>` (one layer or nested graph per node),
+//!   `GOutputs`/`GInputGrads` (named views returned by `forward`/`backward`),
+//!   `GSizes` for run-time sizes, and the `GTape` alias;
+//! - `api`: the constants, the constructors and the typed `forward` and
+//!   `backward`;
+//! - `passes`: `impl Graph for G`: the `GraphSpec` constant and `node`,
+//!   which hands node `k` to the runtime's pass;
+//! - `checks`: widths known only when the graph is built, and the claims the
+//!   macro could not decide (const assertions or constructor checks);
+//! - `dot`: the Graphviz picture.
+//!
+//! Size parameters: const generics (`G<const H: usize>`) are spelled as
+//! themselves; run-time sizes (`G[vocab]`), user layers' output widths and
+//! widths of nested graphs given `[..]` live in a `GSizes` struct kept by the
+//! graph, spelled `sizes.field` where a `sizes` binding is in scope; widths
+//! of other nested graphs are their constants.
+
+mod api;
+mod checks;
+mod dot;
+mod passes;
+mod types;
+
+use crate::check::{Arg, Atom, Checked, Graph, Node, Select, Source};
+use crate::layers::Rule;
+use crate::width::Width;
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::Ident;
+
+pub fn expand(checked: &Checked) -> TokenStream {
+    let rt = &checked.runtime;
+    checked
+        .graphs
+        .iter()
+        .map(|g| {
+            let x = Expander::new(rt, g);
+            let (types, api, passes) = (x.types(), x.api(), x.passes());
+            quote!(#types #api #passes)
+        })
+        .collect()
+}
+
+fn lit(n: usize) -> Literal {
+    Literal::usize_unsuffixed(n)
+}
+
+/// An identifier for generated locals that cannot clash with user names.
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+/// What every part of one graph's expansion needs: the runtime's path, the
+/// checked graph, and the names of its generated types.
+struct Expander<'a> {
+    rt: &'a TokenStream,
+    g: &'a Graph,
+    /// `sizes`, the binding widths known at build time are read from.
+    sizes: Ident,
+    /// `const I: usize, ..` and `I, ..`: the graph's const generics.
+    gen_decl: TokenStream,
+    gen_use: TokenStream,
+    layers_ty: Ident,
+    outputs_ty: Ident,
+    input_grads_ty: Ident,
+    sizes_ty: Ident,
+}
+
+impl<'a> Expander<'a> {
+    fn new(rt: &'a TokenStream, g: &'a Graph) -> Self {
+        let consts = &g.const_sizes;
+        Expander {
+            rt,
+            g,
+            sizes: local("sizes"),
+            gen_decl: quote!(#(const #consts: usize,)*),
+            gen_use: quote!(#(#consts,)*),
+            layers_ty: format_ident!("{}Layers", g.name),
+            outputs_ty: format_ident!("{}Outputs", g.name),
+            input_grads_ty: format_ident!("{}InputGrads", g.name),
+            sizes_ty: format_ident!("{}Sizes", g.name),
+        }
+    }
+
+    fn atom(&self, name: &str) -> Option<(usize, &Atom)> {
+        self.g.atoms.iter().enumerate().find(|(_, a)| a.name == name)
+    }
+
+    fn host_is_dynamic(&self, host: usize) -> bool {
+        self.g.nodes[host].nested.as_ref().is_some_and(|n| n.dynamic)
+    }
+
+    fn is_host(&self, k: usize) -> bool {
+        self.g.nodes[k].nested.is_some()
+    }
+
+    /// Widths read from the sizes struct: run-time sizes, user layer
+    /// outputs, widths of nested graphs given `[..]`.
+    fn sizes_fields(&self) -> Vec<Ident> {
+        let mut fields: Vec<Ident> = self.g.runtime_sizes.clone();
+        fields.extend(
+            self.g
+                .derived
+                .iter()
+                .map(|(_, a)| Ident::new(a, Span::call_site())),
+        );
+        fields.extend(
+            self.g
+                .atoms
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| self.host_is_dynamic(a.host))
+                .map(|(i, _)| format_ident!("__a{}", i)),
+        );
+        fields
+    }
+
+    fn has_sizes_struct(&self) -> bool {
+        !self.sizes_fields().is_empty()
+    }
+
+    fn has_hosts(&self) -> bool {
+        (0..self.g.nodes.len()).any(|k| self.is_host(k))
+    }
+
+    /// Whether constructors return `Result`: something is checked when the
+    /// graph is built.
+    fn is_fallible(&self) -> bool {
+        self.has_sizes_struct() || self.has_hosts()
+    }
+
+    /// A width as a `usize` expression.
+    fn width(&self, w: &Width) -> TokenStream {
+        w.to_tokens(&|atom| self.atom_tokens(atom))
+    }
+
+    fn atom_tokens(&self, atom: &str) -> TokenStream {
+        let sizes = &self.sizes;
+        if let Some(c) = self.g.const_sizes.iter().find(|c| *c == atom) {
+            return quote!(#c);
+        }
+        if let Some((i, a)) = self.atom(atom) {
+            if self.host_is_dynamic(a.host) {
+                let field = format_ident!("__a{}", i);
+                return quote!(#sizes.#field);
+            }
+            let ty = self.nested_type(&self.g.nodes[a.host]);
+            let consts = if a.output {
+                quote!(OUTPUT_WIDTHS)
+            } else {
+                quote!(INPUT_WIDTHS)
+            };
+            let j = self.select_index(a.host, &a.select, a.output);
+            return quote!(<#ty>::#consts[#j]);
+        }
+        let field = Ident::new(atom, Span::call_site());
+        quote!(#sizes.#field)
+    }
+
+    fn is_runtime(&self, w: &Width) -> bool {
+        w.atoms().any(|a| {
+            if self.g.const_sizes.iter().any(|c| c == a) {
+                return false;
+            }
+            match self.atom(a) {
+                Some((_, atom)) => self.host_is_dynamic(atom.host),
+                None => true,
+            }
+        })
+    }
+
+    /// The slot a node input reads: inputs first, then nodes.
+    fn slot(&self, src: Source) -> usize {
+        match src {
+            Source::Input(i) => i,
+            Source::Node(k) => self.g.inputs.len() + k,
+        }
+    }
+
+    /// `path<generics.., F>` of a nested graph node.
+    fn nested_type(&self, node: &Node) -> TokenStream {
+        match &node.nested {
+            Some(nested) => {
+                let path = &nested.path;
+                let args = nested.generics.iter().flat_map(|g| g.args.iter());
+                quote!(#path<#(#args,)* F>)
+            }
+            None => quote!(()),
+        }
+    }
+
+    fn layer_type(&self, node: &Node) -> TokenStream {
+        let rt = self.rt;
+        if node.nested.is_some() {
+            return self.nested_type(node);
+        }
+        if let Some(path) = &node.path {
+            return quote!(#path);
+        }
+        let ty = Ident::new(node.layer.name, Span::call_site());
+        match node.layer.rule {
+            Rule::Criterion | Rule::ClassCriterion => quote!(#rt::criteria::#ty),
+            _ => quote!(#rt::layers::#ty),
+        }
+    }
+
+    fn layer_ctor(&self, node: &Node) -> TokenStream {
+        let ty = self.layer_type(node);
+        if let Some(nested) = &node.nested {
+            let sizes = nested.sizes.iter().map(|a| self.arg(a, false));
+            return quote!(<#ty>::__nested(&[#(#sizes),*])?);
+        }
+        let args: Vec<TokenStream> = node.args.iter().map(|a| self.arg(a, true)).collect();
+        match node.layer.rule {
+            Rule::Criterion | Rule::ClassCriterion => quote!(#ty::new()),
+            Rule::Custom => quote!(#ty::new(#(#args),*)),
+            _ if args.is_empty() => ty,
+            _ => quote!(#ty::new(#(#args),*)),
+        }
+    }
+
+    fn arg(&self, a: &Arg, float_as_f64: bool) -> TokenStream {
+        match a {
+            Arg::Width(w) => self.width(w),
+            Arg::Float(e) if float_as_f64 => quote!((#e) as f64),
+            Arg::Float(e) | Arg::Expr(e) => quote!(#e),
+        }
+    }
+
+    /// The index of the selected input (`output` false) or output of the
+    /// nested graph at node `host`, as a constant expression.
+    fn select_index(&self, host: usize, select: &Select, output: bool) -> TokenStream {
+        let rt = self.rt;
+        match select {
+            Select::Index(j) => {
+                let j = lit(*j);
+                quote!(#j)
+            }
+            Select::Name(n) => {
+                let ty = self.nested_type(&self.g.nodes[host]);
+                let n = n.to_string();
+                let find = if output {
+                    quote!(output_index)
+                } else {
+                    quote!(input_index)
+                };
+                quote!(#rt::__private::#find(<#ty as #rt::Graph<F>>::SPEC, #n))
+            }
+        }
+    }
+
+    /// For each input of a host node, the index of the nested graph's input
+    /// it goes to.
+    fn host_input_indices(&self, k: usize) -> Vec<TokenStream> {
+        let node = &self.g.nodes[k];
+        let mut selects: Vec<Select> = (0..node.inputs.len()).map(Select::Index).collect();
+        for a in self.g.atoms.iter().filter(|a| a.host == k && !a.output) {
+            if let (Select::Name(_), Some(slot)) = (&a.select, a.slot) {
+                selects[slot] = a.select.clone();
+            }
+        }
+        selects.iter().map(|s| self.select_index(k, s, false)).collect()
+    }
+}
+
+/// How a node is written in `graph!`: `Linear(2, 4)`, `RnnCell`, `output y`.
+fn layer_label(node: &Node) -> String {
+    let name = match (&node.path, &node.nested) {
+        (Some(p), _) => quote!(#p).to_string().replace(' ', ""),
+        (None, Some(n)) => {
+            let p = &n.path;
+            let g = &n.generics;
+            return quote!(#p #g).to_string().replace(' ', "");
+        }
+        (None, None) => node.layer.name.to_string(),
+    };
+    if let Some((_, select)) = &node.select {
+        return match select {
+            Select::Index(j) => format!("output {j}"),
+            Select::Name(n) => format!("output {n}"),
+        };
+    }
+    let args: Vec<String> = node
+        .args
+        .iter()
+        .map(|a| match a {
+            Arg::Width(w) => w.to_string(),
+            Arg::Float(e) | Arg::Expr(e) => quote!(#e).to_string(),
+        })
+        .collect();
+    format!("{name}({})", args.join(", "))
+}

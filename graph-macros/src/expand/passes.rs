@@ -1,0 +1,100 @@
+//! `impl Graph for G`: the graph's `GraphSpec` constant (inputs, outputs,
+//! nodes with their lines and input slots, evaluation order) and `node`,
+//! which hands node `k` to whichever pass the runtime is running. The pass
+//! loops themselves are runtime source (`graph_runtime::run`).
+
+use super::{dot::to_dot, layer_label, lit, Expander};
+use proc_macro2::TokenStream;
+use quote::quote;
+
+impl Expander<'_> {
+    pub(super) fn passes(&self) -> TokenStream {
+        let rt = self.rt;
+        let g = self.g;
+        let name = &g.name;
+        let name_str = name.to_string();
+        let (gen_decl, gen_use, layers_ty) = (&self.gen_decl, &self.gen_use, &self.layers_ty);
+
+        let inputs = g.inputs.iter().map(|i| {
+            let (n, ids) = (i.name.to_string(), i.width.is_none());
+            quote!(#rt::__private::InputSpec { name: #n, ids: #ids })
+        });
+        let outputs = g.outputs.iter().map(|(o, k)| {
+            let (o, k) = (o.to_string(), lit(*k));
+            quote!(#rt::__private::OutputSpec { name: #o, node: #k })
+        });
+        let nodes = g.nodes.iter().enumerate().map(|(k, n)| {
+            let (node, layer, line) = (n.name.to_string(), layer_label(n), n.line);
+            let slots = n.inputs.iter().map(|&s| lit(self.slot(s)));
+            let kind = match &n.select {
+                Some((host, select)) => {
+                    let output = self.select_index(*host, select, true);
+                    let host = lit(*host);
+                    quote!(Output { host: #host, output: #output })
+                }
+                None if self.is_host(k) => {
+                    let to = self.host_input_indices(k);
+                    quote!(Nested { to: &[#(#to),*] })
+                }
+                None => quote!(Layer),
+            };
+            quote! {
+                #rt::__private::NodeSpec { name: #node, layer: #layer, line: #line, inputs: &[#(#slots),*], kind: #rt::__private::NodeKind::#kind }
+            }
+        });
+        let order = g.order.iter().map(|&k| lit(k));
+        let recurrent = g.recurrent.iter().map(|&(i, o)| {
+            let (i, o) = (lit(i), lit(o));
+            quote!((#i, #o))
+        });
+        let dot = to_dot(g);
+
+        // `node`: one arm per node that holds a layer or a nested graph.
+        let visit = quote!(visit);
+        let arms = g
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.select.is_none())
+            .map(|(k, n)| {
+                let (f, host, k) = (&n.name, self.is_host(k), lit(k));
+                if host {
+                    quote!(#k => #visit.nested(#k, &layers.#f),)
+                } else {
+                    let arity = lit(n.inputs.len());
+                    quote!(#k => #visit.layer::<_, #arity>(#k, &layers.#f),)
+                }
+            });
+
+        quote! {
+            impl<#gen_decl F: #rt::Float> #rt::Graph<F> for #name<#gen_use F> {
+                const SPEC: &'static #rt::GraphSpec = &#rt::GraphSpec {
+                    name: #name_str,
+                    file: ::core::file!(),
+                    inputs: &[#(#inputs),*],
+                    outputs: &[#(#outputs),*],
+                    nodes: &[#(#nodes),*],
+                    order: &[#(#order),*],
+                    recurrent: &[#(#recurrent),*],
+                    dot: #dot,
+                };
+                type Layers = #layers_ty<#gen_use F>;
+
+                fn parts(&self) -> (&Self::Layers, &#rt::GraphCore<F>) {
+                    (&self.layers, &self.core)
+                }
+
+                fn parts_mut(&mut self) -> (&Self::Layers, &mut #rt::GraphCore<F>) {
+                    (&self.layers, &mut self.core)
+                }
+
+                fn node<V: #rt::Visit<F>>(layers: &Self::Layers, k: usize, #visit: &mut V) -> #rt::Result<()> {
+                    match k {
+                        #(#arms)*
+                        _ => ::core::result::Result::Ok(()),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! What the macro knows about a graph, as constants: its inputs, outputs and
+//! nodes in evaluation order, each node's source line and input slots.
+//!
+//! Generated code emits one [`GraphSpec`] per graph and little else; the
+//! runtime reads it to size tapes, check calls, run the passes, name nodes
+//! in errors and draw pictures.
+//!
+//! Values live in *slots*: slot `i < inputs.len()` is input `i`, slot
+//! `inputs.len() + k` is node `k`.
+
+/// A graph, as the macro saw it.
+#[derive(Debug)]
+pub struct GraphSpec {
+    /// The graph's name, as declared.
+    pub name: &'static str,
+    /// The source file it is declared in (for messages).
+    pub file: &'static str,
+    /// Declared inputs, in order.
+    pub inputs: &'static [InputSpec],
+    /// Declared outputs, in order.
+    pub outputs: &'static [OutputSpec],
+    /// Every node (nested calls included), in declaration order.
+    pub nodes: &'static [NodeSpec],
+    /// Node indices in evaluation (topological) order.
+    pub order: &'static [usize],
+    /// `(input index, output index)` of each `#[recurrent]` pair.
+    pub recurrent: &'static [(usize, usize)],
+    /// A Graphviz picture of the graph.
+    pub dot: &'static str,
+}
+
+/// One declared input.
+#[derive(Debug, Clone, Copy)]
+pub struct InputSpec {
+    /// Its name.
+    pub name: &'static str,
+    /// Whether it takes integer ids (`name: usize`) rather than values.
+    pub ids: bool,
+}
+
+/// One declared output.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputSpec {
+    /// Its name.
+    pub name: &'static str,
+    /// The node it reads.
+    pub node: usize,
+}
+
+/// One node.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeSpec {
+    /// Its name (`x2h`, or a documented name for a nested call: `new_h_cadd`).
+    pub name: &'static str,
+    /// Its layer as written: `Linear(2, 4)`.
+    pub layer: &'static str,
+    /// The line it is declared on.
+    pub line: u32,
+    /// The slots it reads, in order.
+    pub inputs: &'static [usize],
+    /// What computes it.
+    pub kind: NodeKind,
+}
+
+/// What computes a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A layer.
+    Layer,
+    /// A nested graph; `to[i]` is the nested graph's input that the node's
+    /// input `i` feeds. The node holds no value of its own.
+    Nested {
+        /// The nested input each node input feeds.
+        to: &'static [usize],
+    },
+    /// Output `output` of the nested graph at node `host`.
+    Output {
+        /// The nested graph's node.
+        host: usize,
+        /// Which of its outputs.
+        output: usize,
+    },
+}
+
+impl GraphSpec {
+    /// Number of slots: inputs, then nodes.
+    pub const fn slots(&self) -> usize {
+        self.inputs.len() + self.nodes.len()
+    }
+
+    /// The slot of node `k`.
+    pub const fn node_slot(&self, k: usize) -> usize {
+        self.inputs.len() + k
+    }
+
+    /// The slot output `o` reads.
+    pub const fn output_slot(&self, o: usize) -> usize {
+        self.inputs.len() + self.outputs[o].node
+    }
+
+    /// The name of a slot: an input's or a node's.
+    pub fn slot_name(&self, slot: usize) -> &'static str {
+        match slot.checked_sub(self.inputs.len()) {
+            None => self.inputs[slot].name,
+            Some(k) => self.nodes[k].name,
+        }
+    }
+}
+
+/// The index of the input named `name` (usable in constants); `usize::MAX`
+/// when absent, which generated code reports before using it.
+pub const fn input_index(spec: &GraphSpec, name: &str) -> usize {
+    let mut i = 0;
+    while i < spec.inputs.len() {
+        if str_eq(spec.inputs[i].name, name) {
+            return i;
+        }
+        i += 1;
+    }
+    usize::MAX
+}
+
+/// The index of the output named `name` (usable in constants); `usize::MAX`
+/// when absent.
+pub const fn output_index(spec: &GraphSpec, name: &str) -> usize {
+    let mut i = 0;
+    while i < spec.outputs.len() {
+        if str_eq(spec.outputs[i].name, name) {
+            return i;
+        }
+        i += 1;
+    }
+    usize::MAX
+}
+
+/// The index of `name` in `names` (usable in constants); `usize::MAX` when absent.
+pub const fn position(names: &[&str], name: &str) -> usize {
+    let mut i = 0;
+    while i < names.len() {
+        if str_eq(names[i], name) {
+            return i;
+        }
+        i += 1;
+    }
+    usize::MAX
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
