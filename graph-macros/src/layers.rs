@@ -61,13 +61,6 @@ pub enum Rule {
     Criterion,
     /// A criterion of a prediction and integer class ids: one loss per sample.
     ClassCriterion,
-    /// A user type implementing `graph_runtime::Layer`: its shape rule runs
-    /// when the graph is built.
-    Custom,
-    /// Another graph, run on its own tape; its outputs are `Output` nodes.
-    Host,
-    /// One output of a nested graph.
-    Output,
 }
 
 /// A built-in layer.
@@ -137,31 +130,6 @@ pub const CATALOG: &[LayerDef] = &[
     def("ClassNll", &[], TWO, Rule::ClassCriterion),
     def("CrossEntropy", &[], TWO, Rule::ClassCriterion),
 ];
-
-/// The definition every user layer shares: any number of inputs, arguments
-/// passed to its `new` as written.
-pub const CUSTOM: LayerDef = LayerDef {
-    name: "custom",
-    args: &[],
-    arity: Arity::AtLeast(1),
-    rule: Rule::Custom,
-};
-
-/// A graph used as a node of another.
-pub const HOST: LayerDef = LayerDef {
-    name: "graph",
-    args: &[],
-    arity: Arity::AtLeast(0),
-    rule: Rule::Host,
-};
-
-/// One output of a nested graph.
-pub const OUTPUT: LayerDef = LayerDef {
-    name: "output",
-    args: &[],
-    arity: Arity::Exactly(1),
-    rule: Rule::Output,
-};
 
 /// `Split(n)`: not a layer of its own; `(a, b, ..) = Split(n)(x);` declares
 /// `n` `Narrow` nodes of `width / n` columns each.

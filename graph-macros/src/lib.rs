@@ -1,9 +1,12 @@
 //! The `graph!` macro of nngraph, built as a small compiler:
 //!
 //! 1. `parse`: tokens to the syntax tree in `ast`;
-//! 2. `check`: names, evaluation order and shapes, every mistake a spanned
-//!    error; produces a checked graph;
+//! 2. `check`: names, evaluation order and shapes, as named passes, every
+//!    mistake a spanned error; produces the checked graph in `ir`;
 //! 3. `expand`: the checked graph to Rust code that calls `graph_runtime`.
+//!
+//! `errors` collects the mistakes of every stage, `layers` is the catalogue
+//! of built-in layers and `width` the arithmetic of symbolic widths.
 //!
 //! All logic runs on `proc_macro2`, so `graph_impl` can be unit-tested and
 //! fuzzed without a compiler. Users reach the macro through `nngraph::graph!`,
@@ -11,7 +14,9 @@
 
 mod ast;
 mod check;
+mod errors;
 mod expand;
+mod ir;
 mod layers;
 mod parse;
 mod width;
@@ -35,3 +40,6 @@ fn graph_impl(input: TokenStream) -> syn::Result<TokenStream> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod expansion_size;

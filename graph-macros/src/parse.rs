@@ -6,35 +6,12 @@
 //! errors of independent statements are all reported at once.
 
 use crate::ast::{Call, Expr, GraphDecl, InputDecl, InputKind, Invocation, RecurrentPair, Statement};
+use crate::errors::Errors;
 use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{braced, bracketed, parenthesized, Attribute, Ident, Token, Visibility};
-
-/// Collects errors while parsing goes on.
-#[derive(Default)]
-pub struct Errors(Option<syn::Error>);
-
-impl Errors {
-    pub fn push(&mut self, error: syn::Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-
-    pub fn finish<T>(self, value: T) -> syn::Result<T> {
-        match self.0 {
-            Some(e) => Err(e),
-            None => Ok(value),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_none()
-    }
-}
 
 impl Parse for Invocation {
     fn parse(input: ParseStream) -> syn::Result<Self> {

@@ -96,7 +96,7 @@ impl Expander<'_> {
         } else {
             quote!(let #sizes = ();)
         };
-        let layer_nodes = g.nodes.iter().filter(|n| n.select.is_none());
+        let layer_nodes = g.nodes.iter().filter(|n| n.holds_layer());
         let layer_fields = layer_nodes.clone().map(|n| &n.name);
         let layer_ctors = layer_nodes.map(|n| self.layer_ctor(n));
         let derive_widths = self.derive_widths(&layers, &input_widths);
@@ -253,14 +253,17 @@ impl Expander<'_> {
 
 /// The number of parameters of a built-in layer, as a width: what the
 /// `NUM_PARAMS` constant adds up.
-fn num_params(node: &crate::check::Node) -> Width {
-    use crate::check::Arg;
+fn num_params(node: &crate::ir::Node) -> Width {
+    use crate::ir::{Arg, NodeKind};
     use crate::layers::Rule;
-    let arg = |i: usize| match &node.args[i] {
+    let NodeKind::Builtin { layer, args } = &node.kind else {
+        return Width::constant(0);
+    };
+    let arg = |i: usize| match &args[i] {
         Arg::Width(w) => w.clone(),
         Arg::Float(_) | Arg::Expr(_) => Width::constant(0),
     };
-    match node.layer.rule {
+    match layer.rule {
         Rule::Linear => arg(0).add(&Width::constant(1)).mul(&arg(1)),
         Rule::Embedding => arg(0).mul(&arg(1)),
         _ => Width::constant(0),

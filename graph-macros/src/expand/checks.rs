@@ -4,7 +4,7 @@
 //! every size is a const generic and as constructor checks otherwise.
 
 use super::{lit, Expander};
-use crate::check::{Claim, Source};
+use crate::ir::{Claim, Source};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;

@@ -3,7 +3,7 @@
 //! every edge labelled with the width it carries.
 
 use super::layer_label;
-use crate::check::{Graph, Source};
+use crate::ir::{Graph, Source};
 use crate::width::Width;
 
 /// The Graphviz picture: inputs as boxes, outputs doubly outlined, nested
@@ -24,7 +24,7 @@ pub(super) fn to_dot(g: &Graph) -> String {
         } else {
             ""
         };
-        let shape = if n.nested.is_some() {
+        let shape = if n.nested().is_some() {
             "box, style=rounded"
         } else {
             "ellipse"
@@ -46,7 +46,7 @@ pub(super) fn to_dot(g: &Graph) -> String {
                         .as_ref()
                         .map_or("ids".to_string(), Width::to_string),
                 ),
-                Source::Node(k) if g.nodes[k].nested.is_some() => (&g.nodes[k].name, String::new()),
+                Source::Node(k) if g.nodes[k].nested().is_some() => (&g.nodes[k].name, String::new()),
                 Source::Node(k) => (&g.nodes[k].name, g.nodes[k].width.to_string()),
             };
             s += &format!("  \"{from}\" -> \"{}\" [label=\"{w}\"];\n", n.name);

@@ -27,7 +27,7 @@ mod dot;
 mod passes;
 mod types;
 
-use crate::check::{Arg, Atom, Checked, Graph, Node, Select, Source};
+use crate::ir::{Arg, Atom, Checked, Graph, Node, NodeKind, Select, Source};
 use crate::layers::Rule;
 use crate::width::Width;
 use proc_macro2::{Literal, Span, TokenStream};
@@ -93,11 +93,11 @@ impl<'a> Expander<'a> {
     }
 
     fn host_is_dynamic(&self, host: usize) -> bool {
-        self.g.nodes[host].nested.as_ref().is_some_and(|n| n.dynamic)
+        self.g.nodes[host].nested().is_some_and(|n| n.dynamic)
     }
 
     fn is_host(&self, k: usize) -> bool {
-        self.g.nodes[k].nested.is_some()
+        self.g.nodes[k].nested().is_some()
     }
 
     /// Widths read from the sizes struct: run-time sizes, user layer
@@ -185,7 +185,7 @@ impl<'a> Expander<'a> {
 
     /// `path<generics.., F>` of a nested graph node.
     fn nested_type(&self, node: &Node) -> TokenStream {
-        match &node.nested {
+        match node.nested() {
             Some(nested) => {
                 let path = &nested.path;
                 let args = nested.generics.iter().flat_map(|g| g.args.iter());
@@ -197,31 +197,36 @@ impl<'a> Expander<'a> {
 
     fn layer_type(&self, node: &Node) -> TokenStream {
         let rt = self.rt;
-        if node.nested.is_some() {
-            return self.nested_type(node);
-        }
-        if let Some(path) = &node.path {
-            return quote!(#path);
-        }
-        let ty = Ident::new(node.layer.name, Span::call_site());
-        match node.layer.rule {
-            Rule::Criterion | Rule::ClassCriterion => quote!(#rt::criteria::#ty),
-            _ => quote!(#rt::layers::#ty),
+        match &node.kind {
+            NodeKind::Builtin { layer, .. } => {
+                let ty = Ident::new(layer.name, Span::call_site());
+                match layer.rule {
+                    Rule::Criterion | Rule::ClassCriterion => quote!(#rt::criteria::#ty),
+                    _ => quote!(#rt::layers::#ty),
+                }
+            }
+            NodeKind::Custom { path, .. } => quote!(#path),
+            NodeKind::Nested(_) | NodeKind::Output { .. } => self.nested_type(node),
         }
     }
 
     fn layer_ctor(&self, node: &Node) -> TokenStream {
         let ty = self.layer_type(node);
-        if let Some(nested) = &node.nested {
-            let sizes = nested.sizes.iter().map(|a| self.arg(a, false));
-            return quote!(<#ty>::__nested(&[#(#sizes),*])?);
-        }
-        let args: Vec<TokenStream> = node.args.iter().map(|a| self.arg(a, true)).collect();
-        match node.layer.rule {
-            Rule::Criterion | Rule::ClassCriterion => quote!(#ty::new()),
-            Rule::Custom => quote!(#ty::new(#(#args),*)),
-            _ if args.is_empty() => ty,
-            _ => quote!(#ty::new(#(#args),*)),
+        match &node.kind {
+            NodeKind::Nested(nested) => {
+                let sizes = nested.sizes.iter().map(|a| self.arg(a, false));
+                quote!(<#ty>::__nested(&[#(#sizes),*])?)
+            }
+            // Criteria hold a reduction; other layers without arguments are unit structs.
+            NodeKind::Builtin { layer, args } if args.is_empty() => match layer.rule {
+                Rule::Criterion | Rule::ClassCriterion => quote!(#ty::new()),
+                _ => ty,
+            },
+            NodeKind::Builtin { args, .. } | NodeKind::Custom { args, .. } => {
+                let args = args.iter().map(|a| self.arg(a, true));
+                quote!(#ty::new(#(#args),*))
+            }
+            NodeKind::Output { .. } => quote!(()),
         }
     }
 
@@ -271,23 +276,21 @@ impl<'a> Expander<'a> {
 
 /// How a node is written in `graph!`: `Linear(2, 4)`, `RnnCell`, `output y`.
 fn layer_label(node: &Node) -> String {
-    let name = match (&node.path, &node.nested) {
-        (Some(p), _) => quote!(#p).to_string().replace(' ', ""),
-        (None, Some(n)) => {
-            let p = &n.path;
-            let g = &n.generics;
+    let (name, args) = match &node.kind {
+        NodeKind::Nested(n) => {
+            let (p, g) = (&n.path, &n.generics);
             return quote!(#p #g).to_string().replace(' ', "");
         }
-        (None, None) => node.layer.name.to_string(),
+        NodeKind::Output { select, .. } => {
+            return match select {
+                Select::Index(j) => format!("output {j}"),
+                Select::Name(n) => format!("output {n}"),
+            }
+        }
+        NodeKind::Builtin { layer, args } => (layer.name.to_string(), args),
+        NodeKind::Custom { path, args } => (quote!(#path).to_string().replace(' ', ""), args),
     };
-    if let Some((_, select)) = &node.select {
-        return match select {
-            Select::Index(j) => format!("output {j}"),
-            Select::Name(n) => format!("output {n}"),
-        };
-    }
-    let args: Vec<String> = node
-        .args
+    let args: Vec<String> = args
         .iter()
         .map(|a| match a {
             Arg::Width(w) => w.to_string(),

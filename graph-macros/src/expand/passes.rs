@@ -4,6 +4,7 @@
 //! loops themselves are runtime source (`graph_runtime::run`).
 
 use super::{dot::to_dot, layer_label, lit, Expander};
+use crate::ir::NodeKind;
 use proc_macro2::TokenStream;
 use quote::quote;
 
@@ -26,17 +27,17 @@ impl Expander<'_> {
         let nodes = g.nodes.iter().enumerate().map(|(k, n)| {
             let (node, layer, line) = (n.name.to_string(), layer_label(n), n.line);
             let slots = n.inputs.iter().map(|&s| lit(self.slot(s)));
-            let kind = match &n.select {
-                Some((host, select)) => {
+            let kind = match &n.kind {
+                NodeKind::Output { host, select } => {
                     let output = self.select_index(*host, select, true);
                     let host = lit(*host);
                     quote!(Output { host: #host, output: #output })
                 }
-                None if self.is_host(k) => {
+                NodeKind::Nested(_) => {
                     let to = self.host_input_indices(k);
                     quote!(Nested { to: &[#(#to),*] })
                 }
-                None => quote!(Layer),
+                NodeKind::Builtin { .. } | NodeKind::Custom { .. } => quote!(Layer),
             };
             quote! {
                 #rt::__private::NodeSpec { name: #node, layer: #layer, line: #line, inputs: &[#(#slots),*], kind: #rt::__private::NodeKind::#kind }
@@ -55,7 +56,7 @@ impl Expander<'_> {
             .nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.select.is_none())
+            .filter(|(_, n)| n.holds_layer())
             .map(|(k, n)| {
                 let (f, host, k) = (&n.name, self.is_host(k), lit(k));
                 if host {

@@ -39,7 +39,7 @@ impl Expander<'_> {
         };
 
         // One layer (or nested graph) per node; outputs of nested graphs hold none.
-        let layer_nodes = g.nodes.iter().filter(|n| n.select.is_none());
+        let layer_nodes = g.nodes.iter().filter(|n| n.holds_layer());
         let layer_fields = layer_nodes.clone().map(|n| &n.name);
         let layer_tys = layer_nodes.clone().map(|n| self.layer_type(n));
         let layer_docs = layer_nodes.map(|n| format!("Node `{}`: `{}`.", n.name, layer_label(n)));

@@ -1,0 +1,264 @@
+//! Checking: names, evaluation order and shapes. Turns the syntax tree into
+//! the checked graph of `ir` that `expand` generates code from.
+//!
+//! Every mistake becomes a `syn::Error` spanned on the offending token; as
+//! many independent mistakes as can be found are reported together. A node
+//! whose inputs are already wrong gets no width, and nothing downstream of it
+//! is reported again.
+//!
+//! Each graph goes through the passes below, in order, each in its own file;
+//! they share a [`Scope`] that each pass adds to.
+//!
+//! Widths are polynomials over the graph's sizes (`width.rs`). What the macro
+//! cannot decide symbolically becomes a `Deferred` check in generated code.
+//!
+//! Nested calls are flattened into anonymous nodes named
+//! `{statement}_{layer}` in snake case (`y = Sigmoid()(Linear(4, 1)(h))`
+//! declares `y_linear`, then `y`), with `_2`, `_3`, ... when a statement
+//! nests the same layer more than once. `(a, b) = Split(2)(x);` declares
+//! `Narrow` nodes `a` and `b`. Nodes are numbered in that declaration order,
+//! which is also the order of their parameters.
+
+mod calls;
+mod declare;
+mod flatten;
+mod names;
+mod order;
+mod outputs;
+mod recurrent;
+mod widths;
+
+use crate::ast::{Call, GraphCall, GraphDecl, Invocation};
+use crate::errors::Errors;
+use crate::ir::{Atom, Checked, Deferred, Graph, Input, Node, NodeKind, Select, Source};
+use crate::width::Width;
+use proc_macro2::Span;
+use quote::quote;
+use std::collections::HashMap;
+use syn::Ident;
+
+pub fn check(invocation: Invocation) -> syn::Result<Checked> {
+    let runtime = invocation.runtime.unwrap_or_else(|| quote!(::graph_runtime));
+    let mut errors = Errors::default();
+    let mut graphs = Vec::new();
+    let mut seen: HashMap<String, Span> = HashMap::new();
+    for decl in invocation.graphs {
+        let key = decl.name.to_string();
+        if seen.insert(key.clone(), decl.name.span()).is_some() {
+            errors.push(syn::Error::new(
+                decl.name.span(),
+                format!("a graph named `{key}` is already declared in this graph! block"),
+            ));
+            continue;
+        }
+        match check_graph(&decl) {
+            Ok(g) => graphs.push(g),
+            Err(e) => errors.push(e),
+        }
+    }
+    errors.finish(Checked { runtime, graphs })
+}
+
+/// The passes of one graph, in order.
+fn check_graph(decl: &GraphDecl) -> syn::Result<Graph> {
+    let mut scope = Scope::new(decl);
+    // The sizes and inputs, and the widths they declare.
+    declare::sizes_and_inputs(&mut scope);
+    // Statements become nodes, nested calls first, with generated names.
+    flatten::statements(&mut scope);
+    // Every name declared once; every input of a node found.
+    names::define(&mut scope);
+    names::resolve(&mut scope);
+    // Each call's layer (built-in, user type or graph) and its arguments.
+    calls::resolve(&mut scope);
+    // An order in which each node follows its inputs; cycles reported.
+    order::evaluation_order(&mut scope);
+    // Every node's width by its layer's shape rule, or a deferred claim.
+    widths::infer(&mut scope);
+    // The outputs are nodes, and everything reaches one.
+    outputs::resolve(&mut scope);
+    if scope.errors.is_empty() {
+        outputs::check_usage(&mut scope);
+    }
+    // `#[recurrent(input = output)]` pairs of one width.
+    recurrent::pairs(&mut scope);
+    scope.finish()
+}
+
+/// What the passes of one graph share: the declaration, what each pass
+/// found, and the errors found so far.
+struct Scope<'a> {
+    decl: &'a GraphDecl,
+    /// The graph's name, for messages.
+    graph: String,
+    errors: Errors,
+    /// Declared sizes, const generic and run-time.
+    sizes: Vec<String>,
+    inputs: Vec<Input>,
+    /// Nodes before resolution, in declaration order.
+    raw: Vec<RawNode<'a>>,
+    /// Names of statements already reported, whose uses are not reported again.
+    broken: Vec<String>,
+    defs: HashMap<String, Def>,
+    /// Per node: its inputs, or `None` where one is unknown (and reported).
+    sources: Vec<Option<Vec<(Source, Span)>>>,
+    /// Per node: what computes it, or `None` where its call is wrong.
+    kinds: Vec<Option<NodeKind>>,
+    order: Vec<usize>,
+    widths: Vec<Option<Width>>,
+    atoms: Vec<Atom>,
+    deferred: Vec<Deferred>,
+    outputs: Vec<(Ident, usize)>,
+    recurrent: Vec<(usize, usize)>,
+}
+
+impl<'a> Scope<'a> {
+    fn new(decl: &'a GraphDecl) -> Self {
+        Scope {
+            decl,
+            graph: decl.name.to_string(),
+            errors: Errors::default(),
+            sizes: Vec::new(),
+            inputs: Vec::new(),
+            raw: Vec::new(),
+            broken: Vec::new(),
+            defs: HashMap::new(),
+            sources: Vec::new(),
+            kinds: Vec::new(),
+            order: Vec::new(),
+            widths: Vec::new(),
+            atoms: Vec::new(),
+            deferred: Vec::new(),
+            outputs: Vec::new(),
+            recurrent: Vec::new(),
+        }
+    }
+
+    /// The checked graph, or every error found.
+    fn finish(self) -> syn::Result<Graph> {
+        let decl = self.decl;
+        if !self.errors.is_empty() {
+            return self.errors.finish(Graph::empty(decl));
+        }
+        let derived: Vec<(usize, String)> = self
+            .order
+            .iter()
+            .filter(|&&k| matches!(self.kinds[k], Some(NodeKind::Custom { .. })))
+            .map(|&k| (k, widths::derived_atom(&self.raw[k].name)))
+            .collect();
+        // With no errors, every node has a kind, its inputs and a width.
+        let nodes: Option<Vec<Node>> = self
+            .raw
+            .iter()
+            .zip(self.kinds)
+            .zip(self.sources)
+            .zip(self.widths)
+            .map(|(((node, kind), sources), width)| {
+                Some(Node {
+                    name: node.name.clone(),
+                    kind: kind?,
+                    inputs: sources?.into_iter().map(|(s, _)| s).collect(),
+                    width: width?,
+                    line: node.name.span().start().line as u32,
+                })
+            })
+            .collect();
+        let Some(nodes) = nodes else {
+            return Err(syn::Error::new(
+                decl.name.span(),
+                format!(
+                    "graph! could not check `{}` but found no mistake; please report this",
+                    self.graph
+                ),
+            ));
+        };
+        Ok(Graph {
+            attrs: decl.attrs.clone(),
+            vis: decl.vis.clone(),
+            name: decl.name.clone(),
+            const_sizes: decl.const_sizes.clone(),
+            runtime_sizes: decl.runtime_sizes.clone(),
+            inputs: self.inputs,
+            nodes,
+            order: self.order,
+            outputs: self.outputs,
+            recurrent: self.recurrent,
+            deferred: self.deferred,
+            derived,
+            atoms: self.atoms,
+        })
+    }
+}
+
+impl Graph {
+    /// The value returned beside errors: never expanded.
+    fn empty(decl: &GraphDecl) -> Self {
+        Graph {
+            attrs: Vec::new(),
+            vis: decl.vis.clone(),
+            name: decl.name.clone(),
+            const_sizes: Vec::new(),
+            runtime_sizes: Vec::new(),
+            inputs: Vec::new(),
+            nodes: Vec::new(),
+            order: Vec::new(),
+            outputs: Vec::new(),
+            recurrent: Vec::new(),
+            deferred: Vec::new(),
+            derived: Vec::new(),
+            atoms: Vec::new(),
+        }
+    }
+}
+
+/// A node before resolution: its name, its call and its inputs (names, or
+/// indices of the anonymous nodes its nested calls became).
+struct RawNode<'a> {
+    name: Ident,
+    /// Whether the name was generated for a nested call.
+    generated: bool,
+    kind: RawKind<'a>,
+    inputs: Vec<RawInput<'a>>,
+    /// For `(a, b, ..) = Split(n)(x)`: this node's position and `n`.
+    split: Option<(usize, usize)>,
+}
+
+enum RawKind<'a> {
+    Layer(&'a Call),
+    /// A nested graph, and how many outputs its binding takes (if it must
+    /// have exactly that many).
+    Host(&'a GraphCall, Option<usize>),
+    Output {
+        host: usize,
+        select: Select,
+    },
+}
+
+impl<'a> RawNode<'a> {
+    fn call(&self) -> Option<&'a Call> {
+        match self.kind {
+            RawKind::Layer(call) => Some(call),
+            _ => None,
+        }
+    }
+
+    /// What the node is, for messages: the layer or graph name.
+    fn what(&self) -> String {
+        match &self.kind {
+            RawKind::Layer(call) => call.layer.to_string(),
+            RawKind::Host(call, _) => call.name.to_string(),
+            RawKind::Output { .. } => "output".to_string(),
+        }
+    }
+}
+
+enum RawInput<'a> {
+    Name(&'a Ident),
+    Anonymous(usize, Span),
+}
+
+#[derive(Clone, Copy)]
+enum Def {
+    Input(usize),
+    Node(usize),
+}

@@ -1,0 +1,92 @@
+//! Passes: outputs. Each listed output is a node (not an input, listed
+//! once); then every input must be used and every node reach an output.
+
+use super::names::unknown_name;
+use super::{Def, Scope};
+use crate::ir::Source;
+use proc_macro2::Span;
+use std::collections::HashMap;
+
+pub(super) fn resolve(scope: &mut Scope) {
+    let graph_name = &scope.graph;
+    let all_names: Vec<String> = scope
+        .inputs
+        .iter()
+        .map(|i| i.name.to_string())
+        .chain(scope.raw.iter().map(|n| n.name.to_string()))
+        .collect();
+    let mut listed: HashMap<String, Span> = HashMap::new();
+    for out in &scope.decl.outputs {
+        let key = out.to_string();
+        if listed.insert(key.clone(), out.span()).is_some() {
+            scope.errors.push(syn::Error::new(
+                out.span(),
+                format!("output `{key}` is listed twice"),
+            ));
+            continue;
+        }
+        match scope.defs.get(&key) {
+            Some(Def::Node(k)) => scope.outputs.push((out.clone(), *k)),
+            Some(Def::Input(_)) => scope.errors.push(syn::Error::new(
+                out.span(),
+                format!(
+                    "output `{key}` is an input of `{graph_name}`; outputs must be nodes\n\
+                     = help: pass it through a node: `{key}_out = Identity()({key});`"
+                ),
+            )),
+            None if scope.broken.contains(&key) => {}
+            None => scope.errors.push(unknown_name(out, &all_names, graph_name)),
+        }
+    }
+}
+
+/// Every input is used by some node, and every node reaches an output
+/// (names starting with `_` are exempt).
+pub(super) fn check_usage(scope: &mut Scope) {
+    let (inputs, raw, sources, outputs) = (&scope.inputs, &scope.raw, &scope.sources, &scope.outputs);
+    let errors = &mut scope.errors;
+    let mut input_used = vec![false; inputs.len()];
+    for srcs in sources.iter().flatten() {
+        for (src, _) in srcs {
+            if let Source::Input(i) = src {
+                input_used[*i] = true;
+            }
+        }
+    }
+    for (input, used) in inputs.iter().zip(input_used) {
+        if !used && !input.name.to_string().starts_with('_') {
+            errors.push(syn::Error::new(
+                input.name.span(),
+                format!(
+                    "input `{}` is never used\n= help: remove it, or name it `_{}` if it is unused on purpose",
+                    input.name, input.name
+                ),
+            ));
+        }
+    }
+    // Nodes that reach an output: walk back from the outputs.
+    let mut reaches = vec![false; raw.len()];
+    let mut stack: Vec<usize> = outputs.iter().map(|&(_, k)| k).collect();
+    while let Some(k) = stack.pop() {
+        if std::mem::replace(&mut reaches[k], true) {
+            continue;
+        }
+        for (src, _) in sources[k].iter().flatten() {
+            if let Source::Node(j) = src {
+                stack.push(*j);
+            }
+        }
+    }
+    for (node, reached) in raw.iter().zip(reaches) {
+        if !reached && !node.name.to_string().starts_with('_') {
+            errors.push(syn::Error::new(
+                node.name.span(),
+                format!(
+                    "node `{}` does not reach any output, so it would be computed for nothing\n\
+                     = help: list it among the outputs, use it in another node, or remove it",
+                    node.name
+                ),
+            ));
+        }
+    }
+}

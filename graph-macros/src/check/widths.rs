@@ -1,0 +1,386 @@
+//! Pass: widths, in evaluation order. Each built-in layer's shape rule runs
+//! on its inputs' widths; a mismatch is an error naming the node, the layer
+//! and both widths, and a claim the macro cannot decide symbolically (a size
+//! against another, a nested graph's width) becomes a `Deferred` check. A
+//! user layer's output width is an atom known when the graph is built.
+
+use super::{calls, RawNode, Scope};
+use crate::ast::GraphCall;
+use crate::ir::{Arg, Atom, Claim, Deferred, NodeKind, Select, Source};
+use crate::layers::{LayerDef, Rule};
+use crate::width::{Decision, Width};
+use proc_macro2::Span;
+use syn::Ident;
+
+/// The width of a value flowing into a node, as the shape rules see it.
+#[derive(Clone)]
+struct Flow {
+    /// `None` for integer ids.
+    width: Option<Width>,
+    span: Span,
+    name: String,
+}
+
+pub(super) fn infer(scope: &mut Scope) {
+    scope.widths = vec![None; scope.raw.len()];
+    for i in 0..scope.order.len() {
+        let k = scope.order[i];
+        let (Some(srcs), Some(kind)) = (&scope.sources[k], &scope.kinds[k]) else {
+            continue;
+        };
+        let mut flows = Vec::with_capacity(srcs.len());
+        for (src, span) in srcs {
+            let width = match *src {
+                Source::Input(i) => scope.inputs[i].width.clone(),
+                Source::Node(j) => match &scope.widths[j] {
+                    Some(w) => Some(w.clone()),
+                    None => break, // an input is already wrong and reported
+                },
+            };
+            let name = match *src {
+                Source::Input(i) => scope.inputs[i].name.to_string(),
+                Source::Node(j) => scope.raw[j].name.to_string(),
+            };
+            flows.push(Flow {
+                width,
+                span: *span,
+                name,
+            });
+        }
+        if flows.len() != srcs.len() {
+            continue;
+        }
+        let node = &scope.raw[k];
+        let (deferred, atoms) = (&mut scope.deferred, &mut scope.atoms);
+        let result = match (kind, node.split) {
+            (_, Some((part, n))) => infer_split(node, part, n, &flows).map(|(w, args)| {
+                scope.kinds[k] = calls::narrow(args);
+                w
+            }),
+            (NodeKind::Builtin { layer, args }, None) => infer_width(node, layer, args, &flows, deferred),
+            (NodeKind::Custom { .. }, None) => infer_custom(node, &flows),
+            (NodeKind::Nested(_), None) => match &node.kind {
+                super::RawKind::Host(call, expect) => {
+                    infer_host(k, node, call, *expect, &flows, atoms, deferred)
+                }
+                _ => Ok(Width::constant(0)),
+            },
+            (NodeKind::Output { host, select }, None) => {
+                Ok(output_atom(*host, select, &scope.raw, atoms, deferred))
+            }
+        };
+        match result {
+            Ok(w) => scope.widths[k] = Some(w),
+            Err(e) => scope.errors.push(e),
+        }
+    }
+}
+
+/// A user layer takes values; its output width is known when the graph is built.
+fn infer_custom(node: &RawNode, inputs: &[Flow]) -> syn::Result<Width> {
+    for flow in inputs {
+        need_values(node, flow)?;
+    }
+    Ok(Width::atom(&derived_atom(&node.name)))
+}
+
+fn need_values<'f>(node: &RawNode, flow: &'f Flow) -> syn::Result<&'f Width> {
+    flow.width.as_ref().ok_or_else(|| {
+        syn::Error::new(
+            flow.span,
+            format!(
+                "node `{}`: `{}` takes values, but `{}` holds integer ids\n\
+                 = help: turn ids into values with `Embedding(vocab, dim)({})`",
+                node.name,
+                node.what(),
+                flow.name,
+                flow.name
+            ),
+        )
+    })
+}
+
+/// Compares two widths: an error if they differ, a deferred check if the
+/// macro cannot tell.
+fn require(
+    decision: Decision,
+    claim: Claim,
+    span: Span,
+    message: String,
+    deferred: &mut Vec<Deferred>,
+) -> syn::Result<()> {
+    match decision {
+        Decision::Yes => Ok(()),
+        Decision::No => Err(syn::Error::new(span, message)),
+        Decision::Unknown => {
+            deferred.push(Deferred { claim, message, span });
+            Ok(())
+        }
+    }
+}
+
+/// Applies the layer's shape rule.
+fn infer_width(
+    node: &RawNode,
+    layer: &LayerDef,
+    args: &[Arg],
+    inputs: &[Flow],
+    deferred: &mut Vec<Deferred>,
+) -> syn::Result<Width> {
+    let call = node.what();
+    let arg = |i: usize| match &args[i] {
+        Arg::Width(w) => w.clone(),
+        Arg::Float(_) | Arg::Expr(_) => Width::constant(0),
+    };
+    match layer.rule {
+        Rule::Linear => {
+            let w = need_values(node, &inputs[0])?;
+            let (n_in, n_out) = (arg(0), arg(1));
+            let message = format!(
+                "node `{}`: `{call}({n_in}, {n_out})` expects an input of width {n_in}, but `{}` has width {w}",
+                node.name, inputs[0].name
+            );
+            require(
+                w.equals(&n_in),
+                Claim::Equal(w.clone(), n_in),
+                inputs[0].span,
+                message,
+                deferred,
+            )?;
+            Ok(n_out)
+        }
+        Rule::SameAsInput => need_values(node, &inputs[0]).cloned(),
+        Rule::ElementWise => {
+            let first = need_values(node, &inputs[0])?;
+            for flow in &inputs[1..] {
+                let w = need_values(node, flow)?;
+                let message = format!(
+                    "node `{}`: `{call}` is element-wise, so its inputs must have one width, \
+                     but `{}` has width {first} and `{}` has width {w}",
+                    node.name, inputs[0].name, flow.name
+                );
+                require(
+                    w.equals(first),
+                    Claim::Equal(w.clone(), first.clone()),
+                    flow.span,
+                    message,
+                    deferred,
+                )?;
+            }
+            Ok(first.clone())
+        }
+        Rule::Concat => {
+            let mut total = Width::constant(0);
+            for flow in inputs {
+                total = total.add(need_values(node, flow)?);
+            }
+            Ok(total)
+        }
+        Rule::Narrow => {
+            let w = need_values(node, &inputs[0])?;
+            let (offset, length) = (arg(0), arg(1));
+            let end = offset.add(&length);
+            let message = format!(
+                "node `{}`: `{call}({offset}, {length})` takes columns {offset}..{end}, but `{}` has width {w}",
+                node.name, inputs[0].name
+            );
+            require(
+                end.at_most(w),
+                Claim::AtMost(end.clone(), w.clone()),
+                node.call().map_or(node.name.span(), |c| c.args_span),
+                message,
+                deferred,
+            )?;
+            Ok(length)
+        }
+        Rule::Embedding => {
+            if inputs[0].width.is_some() {
+                return Err(syn::Error::new(
+                    inputs[0].span,
+                    format!(
+                        "node `{}`: `{call}` looks up integer ids, but `{}` holds values\n\
+                         = help: declare the ids as an input `name: usize`",
+                        node.name, inputs[0].name
+                    ),
+                ));
+            }
+            Ok(arg(1))
+        }
+        Rule::Criterion => {
+            let prediction = need_values(node, &inputs[0])?;
+            let target = need_values(node, &inputs[1])?;
+            let message = format!(
+                "node `{}`: `{call}` compares a prediction and a target of one width, \
+                 but `{}` has width {prediction} and `{}` has width {target}",
+                node.name, inputs[0].name, inputs[1].name
+            );
+            require(
+                target.equals(prediction),
+                Claim::Equal(target.clone(), prediction.clone()),
+                inputs[1].span,
+                message,
+                deferred,
+            )?;
+            Ok(Width::constant(1))
+        }
+        Rule::ClassCriterion => {
+            need_values(node, &inputs[0])?;
+            if inputs[1].width.is_some() {
+                return Err(syn::Error::new(
+                    inputs[1].span,
+                    format!(
+                        "node `{}`: `{call}` takes the target classes as integer ids, but `{}` holds values\n\
+                         = help: declare the target as an input `name: usize`",
+                        node.name, inputs[1].name
+                    ),
+                ));
+            }
+            Ok(Width::constant(1))
+        }
+    }
+}
+
+/// A nested graph node: its inputs must match the graph's input widths and
+/// count, and its binding the number of its outputs. The macro cannot see
+/// the other graph, so these are deferred checks.
+fn infer_host(
+    k: usize,
+    node: &RawNode,
+    call: &GraphCall,
+    expect_outputs: Option<usize>,
+    inputs: &[Flow],
+    atoms: &mut Vec<Atom>,
+    deferred: &mut Vec<Deferred>,
+) -> syn::Result<Width> {
+    let graph = &call.name;
+    for (i, flow) in inputs.iter().enumerate() {
+        let w = need_values(node, flow)?;
+        let (name, select) = match &call.input_names[i] {
+            None => (format!("{}.in[{i}]", node.name), Select::Index(i)),
+            Some(n) => {
+                deferred.push(Deferred {
+                    claim: Claim::Has {
+                        host: k,
+                        output: false,
+                        name: n.to_string(),
+                    },
+                    message: format!("`{graph}` has no input named `{n}`"),
+                    span: n.span(),
+                });
+                (format!("{}.in.{n}", node.name), Select::Name(n.clone()))
+            }
+        };
+        atoms.push(Atom {
+            name: name.clone(),
+            host: k,
+            output: false,
+            select,
+            slot: Some(i),
+        });
+        deferred.push(Deferred {
+            claim: Claim::Equal(w.clone(), Width::atom(&name)),
+            message: format!(
+                "node `{}`: input {i} of `{graph}` has another width than `{}`, which has width {w}",
+                node.name, flow.name
+            ),
+            span: flow.span,
+        });
+    }
+    deferred.push(Deferred {
+        claim: Claim::Count {
+            host: k,
+            outputs: false,
+            n: inputs.len(),
+        },
+        message: format!(
+            "`{graph}` is given {} input(s), but it declares another number",
+            inputs.len()
+        ),
+        span: call.inputs_span,
+    });
+    if let Some(n) = expect_outputs {
+        deferred.push(Deferred {
+            claim: Claim::Count {
+                host: k,
+                outputs: true,
+                n,
+            },
+            message: format!(
+                "`{graph}` gives its outputs to {n} name(s), but it has another number of outputs\n\
+                 = help: take one output by name: `{graph}(..).output`"
+            ),
+            span: call.name.span(),
+        });
+    }
+    Ok(Width::constant(0))
+}
+
+/// The width of a nested graph's output, as an atom.
+fn output_atom(
+    host: usize,
+    select: &Select,
+    raw: &[RawNode],
+    atoms: &mut Vec<Atom>,
+    deferred: &mut Vec<Deferred>,
+) -> Width {
+    let name = match select {
+        Select::Index(j) => format!("{}.out[{j}]", raw[host].name),
+        Select::Name(n) => format!("{}.out.{n}", raw[host].name),
+    };
+    if !atoms.iter().any(|a| a.name == name) {
+        if let Select::Name(n) = select {
+            deferred.push(Deferred {
+                claim: Claim::Has {
+                    host,
+                    output: true,
+                    name: n.to_string(),
+                },
+                message: format!("`{}` has no output named `{n}`", raw[host].what()),
+                span: n.span(),
+            });
+        }
+        atoms.push(Atom {
+            name: name.clone(),
+            host,
+            output: true,
+            select: select.clone(),
+            slot: None,
+        });
+    }
+    Width::atom(&name)
+}
+
+/// The atom standing for a user layer's output width.
+pub fn derived_atom(node: &Ident) -> String {
+    format!("__{node}")
+}
+
+/// Part `part` of `Split(n)`: a `Narrow(part * w / n, w / n)`.
+fn infer_split(node: &RawNode, part: usize, n: usize, inputs: &[Flow]) -> syn::Result<(Width, Vec<Arg>)> {
+    let w = need_values(node, &inputs[0])?;
+    let n = n as i64;
+    let length = match w.div_exact(n) {
+        Some(l) => l,
+        None if w.as_const().is_some() => {
+            return Err(syn::Error::new(
+                inputs[0].span,
+                format!(
+                    "`Split({n})` cuts `{}` into {n} equal parts, but its width {w} is not divisible by {n}",
+                    inputs[0].name
+                ),
+            ))
+        }
+        None => {
+            return Err(syn::Error::new(
+                inputs[0].span,
+                format!(
+                    "`Split({n})` needs the width of `{}` ({w}) to be a multiple of {n} the macro can see, \
+                     such as `{n} * H`",
+                    inputs[0].name
+                ),
+            ))
+        }
+    };
+    let offset = length.scale(part as i64);
+    Ok((length.clone(), vec![Arg::Width(offset), Arg::Width(length)]))
+}
