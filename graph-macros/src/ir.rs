@@ -12,6 +12,26 @@ use syn::{Attribute, Ident, Visibility};
 pub struct Checked {
     pub runtime: TokenStream,
     pub graphs: Vec<Graph>,
+    /// Graphs with mistakes, as their interface only.
+    pub stubs: Vec<Stub>,
+}
+
+/// A graph whose declaration has mistakes, kept as its interface only: the
+/// struct, its constructors, `forward`/`backward` with the declared inputs
+/// and outputs, and the `Graph` impl, so that code using the graph reports
+/// nothing but the mistakes themselves (as thiserror's fallback does).
+pub struct Stub {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub name: Ident,
+    pub const_sizes: Vec<Ident>,
+    pub runtime_sizes: Vec<Ident>,
+    /// Input names, and whether each takes ids; each name once.
+    pub inputs: Vec<(Ident, bool)>,
+    /// Output names, each once.
+    pub outputs: Vec<Ident>,
+    /// Whether its constructors would return `Result`.
+    pub fallible: bool,
 }
 
 /// One graph, checked: every name resolved, every width known (perhaps as an

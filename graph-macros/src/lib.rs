@@ -26,16 +26,30 @@ use proc_macro2::TokenStream;
 /// Declares one or more graphs; see `nngraph::graph!` for the DSL.
 #[proc_macro]
 pub fn graph(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
-    graph_impl(input.into())
-        .unwrap_or_else(|e| e.to_compile_error())
-        .into()
+    let (mut code, errors) = compile(input.into());
+    if let Some(errors) = errors {
+        code.extend(errors.to_compile_error());
+    }
+    code.into()
 }
 
-/// The whole macro on `proc_macro2` tokens: parse, check, expand.
+/// The whole macro on `proc_macro2` tokens: parse, check, expand. Graphs
+/// with mistakes expand to stubs beside the errors, so that code using
+/// them shows no follow-on errors.
+fn compile(input: TokenStream) -> (TokenStream, Option<syn::Error>) {
+    let invocation: ast::Invocation = match syn::parse2(input) {
+        Ok(invocation) => invocation,
+        Err(e) => return (TokenStream::new(), Some(e)),
+    };
+    let (checked, errors) = check::check(invocation);
+    (expand::expand(&checked), errors.finish(()).err())
+}
+
+/// [`compile`] as a `Result`: the code, or every error (for tests).
+#[cfg(test)]
 fn graph_impl(input: TokenStream) -> syn::Result<TokenStream> {
-    let invocation: ast::Invocation = syn::parse2(input)?;
-    let checked = check::check(invocation)?;
-    Ok(expand::expand(&checked))
+    let (code, errors) = compile(input);
+    errors.map_or(Ok(code), Err)
 }
 
 #[cfg(test)]

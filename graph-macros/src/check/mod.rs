@@ -26,6 +26,7 @@ mod names;
 mod order;
 mod outputs;
 mod recurrent;
+mod stub;
 mod widths;
 
 use crate::ast::{Call, GraphCall, GraphDecl, Invocation};
@@ -37,10 +38,12 @@ use quote::quote;
 use std::collections::HashMap;
 use syn::Ident;
 
-pub fn check(invocation: Invocation) -> syn::Result<Checked> {
+/// Checks every graph of the invocation. Graphs with mistakes become stubs
+/// (see [`Stub`]); the mistakes are in the returned errors.
+pub fn check(invocation: Invocation) -> (Checked, Errors) {
     let runtime = invocation.runtime.unwrap_or_else(|| quote!(::graph_runtime));
     let mut errors = Errors::default();
-    let mut graphs = Vec::new();
+    let (mut graphs, mut stubs) = (Vec::new(), Vec::new());
     let mut seen: HashMap<String, Span> = HashMap::new();
     for decl in invocation.graphs {
         let key = decl.name.to_string();
@@ -53,10 +56,20 @@ pub fn check(invocation: Invocation) -> syn::Result<Checked> {
         }
         match check_graph(&decl) {
             Ok(g) => graphs.push(g),
-            Err(e) => errors.push(e),
+            Err(e) => {
+                errors.push(e);
+                stubs.push(stub::of(decl));
+            }
         }
     }
-    errors.finish(Checked { runtime, graphs })
+    (
+        Checked {
+            runtime,
+            graphs,
+            stubs,
+        },
+        errors,
+    )
 }
 
 /// The passes of one graph, in order.

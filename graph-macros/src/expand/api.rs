@@ -164,6 +164,8 @@ impl Expander<'_> {
                 pub const INPUTS: &'static [&'static str] = &[#(#input_strs),*];
                 /// Output names, in declaration order.
                 pub const OUTPUTS: &'static [&'static str] = &[#(#output_strs),*];
+                #[doc(hidden)]
+                pub const __STUB: bool = false;
                 #input_widths_const
                 #output_widths_const
                 #num_params_const

@@ -13,7 +13,8 @@
 //!   which hands node `k` to the runtime's pass;
 //! - `checks`: widths known only when the graph is built, and the claims the
 //!   macro could not decide (const assertions or constructor checks);
-//! - `dot`: the Graphviz picture.
+//! - `dot`: the Graphviz picture;
+//! - `stub`: for a graph with mistakes, its interface alone.
 //!
 //! Size parameters: const generics (`G<const H: usize>`) are spelled as
 //! themselves; run-time sizes (`G[vocab]`), user layers' output widths and
@@ -25,6 +26,7 @@ mod api;
 mod checks;
 mod dot;
 mod passes;
+mod stub;
 mod types;
 
 use crate::ir::{Arg, Atom, Checked, Graph, Node, NodeKind, Select, Source};
@@ -36,15 +38,13 @@ use syn::Ident;
 
 pub fn expand(checked: &Checked) -> TokenStream {
     let rt = &checked.runtime;
-    checked
-        .graphs
-        .iter()
-        .map(|g| {
-            let x = Expander::new(rt, g);
-            let (types, api, passes) = (x.types(), x.api(), x.passes());
-            quote!(#types #api #passes)
-        })
-        .collect()
+    let graphs = checked.graphs.iter().map(|g| {
+        let x = Expander::new(rt, g);
+        let (types, api, passes) = (x.types(), x.api(), x.passes());
+        quote!(#types #api #passes)
+    });
+    let stubs = checked.stubs.iter().map(|s| stub::stub(rt, s));
+    graphs.chain(stubs).collect()
 }
 
 fn lit(n: usize) -> Literal {

@@ -1,0 +1,56 @@
+//! The interface of a graph with mistakes, read from its declaration alone:
+//! what code using the graph needs to type-check, so that a compile shows
+//! the mistakes and no follow-on errors.
+
+use crate::ast::{Expr, GraphDecl, InputKind};
+use crate::ir::Stub;
+use crate::layers;
+use syn::Ident;
+
+pub(super) fn of(decl: GraphDecl) -> Stub {
+    let mut inputs: Vec<(Ident, bool)> = Vec::new();
+    for input in decl.inputs {
+        if !inputs.iter().any(|(n, _)| *n == input.name) {
+            inputs.push((input.name, matches!(input.kind, InputKind::Ids)));
+        }
+    }
+
+    // As the real expansion decides: run-time sizes, user layers and nested
+    // graphs make the constructors fallible.
+    let fallible =
+        !decl.runtime_sizes.is_empty() || decl.statements.iter().any(|s| built_when_constructed(&s.value));
+    Stub {
+        attrs: decl.attrs,
+        vis: decl.vis,
+        name: decl.name,
+        const_sizes: unique(decl.const_sizes),
+        runtime_sizes: unique(decl.runtime_sizes),
+        inputs,
+        outputs: unique(decl.outputs),
+        fallible,
+    }
+}
+
+/// Whether `expr` holds a nested graph or a user layer.
+fn built_when_constructed(expr: &Expr) -> bool {
+    match expr {
+        Expr::Ref(_) => false,
+        Expr::Graph(_) => true,
+        Expr::Call(call) => {
+            let name = call.layer.to_string();
+            (layers::lookup(&name).is_none() && name != layers::SPLIT)
+                || call.inputs.iter().any(built_when_constructed)
+        }
+    }
+}
+
+/// Each name once, in first-seen order.
+fn unique(names: Vec<Ident>) -> Vec<Ident> {
+    let mut out: Vec<Ident> = Vec::with_capacity(names.len());
+    for n in names {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
