@@ -5,8 +5,6 @@
 //! Run: `cargo run --release --example custom_layer`
 
 use nngraph::prelude::*;
-use nngraph::runtime::gradcheck::GradCheck;
-use nngraph::ParamShape;
 
 /// `y_j = g_j · x_j`, with the gains `g` learned (initialised to 1).
 #[derive(Debug, Clone)]

@@ -4,7 +4,6 @@
 //! Run: `cargo run --release --example seed_tour`
 
 use nngraph::prelude::*;
-use nngraph::runtime::gradcheck::GradCheck;
 use rand::Rng;
 
 graph! {

@@ -36,10 +36,7 @@
 #![warn(missing_docs)]
 
 pub use graph_runtime as runtime;
-pub use graph_runtime::{
-    cells, criteria, layers, AsBatch, AsIds, Backward, Error, Float, Forward, Graph, GraphCore, Input, Layer,
-    LayerResult, ParamShape, ParamSpec, ParamStore, Result, Tape,
-};
+pub use graph_runtime::{cells, Error, Result};
 pub use graph_runtime::{ndarray, rand};
 
 #[doc(hidden)]
@@ -87,8 +84,10 @@ pub use graph_macros as __macros;
 /// ids)`.
 ///
 /// **Your own layers.** Any other name (or a path, `my::Layer`) is a type of
-/// yours implementing [`Layer`]: `Gain(4)(x)` builds `Gain::new(4)`. Its shape
-/// rule runs when the graph is built. A name one or two edits from a built-in
+/// yours implementing [`Layer`](runtime::Layer): `Gain(4)(x)` builds
+/// `Gain::new(4)`. It may take values or ids (`cx.inputs[i].ids()`) and keep
+/// state in the tape between forward and backward. Its shape rule runs when
+/// the graph is built. A name one or two edits from a built-in
 /// is reported as a typo; write a path to use such a type anyway.
 ///
 /// **Nested graphs.** A graph is called with one argument list, as it is
@@ -106,21 +105,28 @@ pub use graph_macros as __macros;
 /// arguments or inputs, duplicate, cycle, unused input or node, misuse of ids)
 /// are compile errors pointing at the offending token, all reported at once.
 ///
+/// **Mistakes** in one graph do not hide the others, and a graph with
+/// mistakes still defines its type and API (with bodies that never run), so
+/// code that uses it shows the mistakes alone.
+///
 /// **Generated API** for a graph `Name`: `Name<F = f32>` (const sizes come
 /// first: `Lstm<3, 4, f64>`) with `new(&mut rng)` and `zeros()` (they take
 /// the run-time sizes and return `Result` when something is checked when the
 /// graph is built: run-time sizes, user layers, nested graphs), `tape()`,
 /// `forward(&mut tape, inputs..)` returning `NameOutputs`, `backward(&mut
 /// tape, output grads..)` returning `NameInputGrads` and accumulating
-/// parameter gradients, `zero_grad()`, flat `params()`/`grads()`, named
+/// parameter gradients; consts `NAME`, `INPUTS`, `OUTPUTS` and, when known at
+/// compile time, `INPUT_WIDTHS`, `OUTPUT_WIDTHS`, `NUM_PARAMS`; the companion
+/// types `NameLayers`, `NameOutputs`, `NameInputGrads` (and `NameSizes` for
+/// run-time sizes). Everything else is a method of the
+/// [`Graph`](runtime::Graph) trait, which the prelude brings in scope:
+/// `zero_grad()`, flat `params()`/`grads()`, named
 /// `param("x2h.weight")`/`param_mut`/`grad`, `param_specs()`,
 /// `training()`/`evaluate()`, `set_checked(true)` (NaN/inf detection naming
-/// the node), `to_dot()`; consts `NAME`, `INPUTS`, `OUTPUTS`, `NODES`,
-/// `RECURRENT`, `DOT` and, when known at compile time, `INPUT_WIDTHS`,
-/// `OUTPUT_WIDTHS`, `NUM_PARAMS`; the companion types `NameTape`,
-/// `NameValues`, `NameLayers` (and `NameSizes` for run-time sizes); and
-/// `impl Graph<F>`, which [`Unroll`](runtime::Unroll) and
-/// [`GradCheck`](runtime::GradCheck) work with.
+/// the node), `set_seed`, `save`/`load`, `to_dot()`, and the graph's
+/// [`GraphSpec`](runtime::GraphSpec) (`SPEC`: inputs, outputs, nodes with
+/// their lines, evaluation order, recurrent pairs). [`Unroll`](runtime::Unroll)
+/// and [`GradCheck`](runtime::GradCheck) work with any `Graph`.
 #[macro_export]
 macro_rules! graph {
     ($($body:tt)*) => {

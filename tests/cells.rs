@@ -7,7 +7,6 @@ mod common;
 use common::{assert_close, oracle, vec1};
 use nngraph::cells::{GruCell, LstmCell};
 use nngraph::prelude::*;
-use nngraph::runtime::gradcheck::GradCheck;
 use serde_json::Value;
 
 const TOL: f64 = 1e-12;

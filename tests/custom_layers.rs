@@ -2,7 +2,6 @@
 //! when the graph is built, gradients checked like any other node.
 
 use nngraph::prelude::*;
-use nngraph::runtime::gradcheck::GradCheck;
 
 /// `y = x · x` per element, with an optional constant offset.
 #[derive(Debug, Clone)]
@@ -96,4 +95,133 @@ fn a_path_reaches_a_user_layer_named_like_a_built_in() {
     let mut tape = g.tape();
     let y = g.forward(&mut tape, &[1.0, 2.0, 3.0]).unwrap().y.to_owned();
     assert_eq!(y, array![[2.0, 5.0, 10.0]]);
+}
+
+/// Ids to one-hot rows: a user layer that takes ids.
+#[derive(Debug, Clone)]
+pub struct OneHot {
+    classes: usize,
+}
+
+impl OneHot {
+    pub fn new(classes: usize) -> Self {
+        OneHot { classes }
+    }
+}
+
+impl<F: Float> Layer<F> for OneHot {
+    fn kind(&self) -> &'static str {
+        "OneHot"
+    }
+    fn output_width(&self, inputs: &[usize]) -> LayerResult<usize> {
+        match inputs {
+            [1] => Ok(self.classes),
+            _ => Err("OneHot takes one ids input".into()),
+        }
+    }
+    fn forward(&self, cx: Forward<F>, mut output: ArrayViewMut2<F>) -> LayerResult {
+        output.fill(F::zero());
+        for (row, &id) in cx.inputs[0].ids()?.iter().enumerate() {
+            if id >= self.classes {
+                return Err(format!("id {id} is not one of {} classes", self.classes));
+            }
+            output[[row, id]] = F::one();
+        }
+        Ok(())
+    }
+    fn backward_input(&self, _: usize, _: &Backward<F>, _: ArrayViewMut2<F>) -> LayerResult {
+        Ok(())
+    }
+}
+
+/// `min(max(x, lo), hi)`: keeps where it passed its input through (1) or
+/// clamped it (0) as node state, for backward.
+#[derive(Debug, Clone)]
+pub struct Clamp {
+    lo: f64,
+    hi: f64,
+}
+
+impl Clamp {
+    pub fn new(lo: f64, hi: f64) -> Self {
+        Clamp { lo, hi }
+    }
+}
+
+impl<F: Float> Layer<F> for Clamp {
+    fn kind(&self) -> &'static str {
+        "Clamp"
+    }
+    fn output_width(&self, inputs: &[usize]) -> LayerResult<usize> {
+        inputs
+            .first()
+            .copied()
+            .ok_or_else(|| "Clamp takes one input".into())
+    }
+    fn forward(&self, cx: Forward<F>, mut output: ArrayViewMut2<F>) -> LayerResult {
+        let x = cx.inputs[0].values()?;
+        let (lo, hi) = (F::from_f64(self.lo), F::from_f64(self.hi));
+        if cx.state.dim() != x.dim() {
+            *cx.state = Array2::zeros(x.dim());
+        }
+        for ((o, m), &v) in output.iter_mut().zip(cx.state.iter_mut()).zip(x.iter()) {
+            *o = v.max(lo).min(hi);
+            *m = if v > lo && v < hi { F::one() } else { F::zero() };
+        }
+        Ok(())
+    }
+    fn backward_input(&self, _: usize, cx: &Backward<F>, mut d_input: ArrayViewMut2<F>) -> LayerResult {
+        d_input.zip_mut_with(&(&cx.d_output * &cx.state), |d, &g| *d += g);
+        Ok(())
+    }
+}
+
+graph! {
+    pub IdsAndState(x: [3], id: usize) -> (y) {
+        h = Clamp(-0.4, 0.4)(Linear(7, 5)(Concat()(x, OneHot(4)(id))));
+        y = Linear(5, 2)(h);
+    }
+}
+
+#[test]
+fn a_user_layer_takes_ids_and_keeps_state_and_its_gradients_match_finite_differences() {
+    let mut g = IdsAndState::<f64>::new(&mut StdRng::seed_from_u64(3)).unwrap();
+    let x = Array2::from_shape_fn((4, 3), |(i, j)| ((i * 3 + j) as f64 * 0.7).sin());
+    let ids = [0usize, 3, 1, 3];
+    let weights = array![[1.0, -0.5], [0.25, 2.0], [-1.5, 0.75], [0.5, 0.5]];
+    let mut tape = g.tape();
+    let loss = |g: &IdsAndState<f64>, tape: &mut Tape<f64>| {
+        let y = g.forward(tape, &x, &ids).unwrap().y.to_owned();
+        (&y * &weights).sum()
+    };
+    loss(&g, &mut tape);
+    // The state is the clamp mask, and some entries are clamped.
+    let mask = tape
+        .value("h")
+        .unwrap()
+        .mapv(|h: f64| (h.abs() < 0.4) as u8 as f64);
+    assert!(mask.sum() > 0.0 && mask.sum() < mask.len() as f64, "{mask}");
+    g.backward(&mut tape, &weights).unwrap();
+    let analytic = g.grads().to_vec();
+    let eps = 1e-6;
+    for (i, &want) in analytic.iter().enumerate() {
+        let p = g.params()[i];
+        g.params_mut()[i] = p + eps;
+        let up = loss(&g, &mut tape);
+        g.params_mut()[i] = p - eps;
+        let down = loss(&g, &mut tape);
+        g.params_mut()[i] = p;
+        let numeric = (up - down) / (2.0 * eps);
+        assert!(
+            (numeric - want).abs() < 1e-6,
+            "parameter {i}: numeric {numeric}, analytic {want}"
+        );
+    }
+    // An id outside the classes is an error naming the node.
+    let err = g
+        .forward(&mut tape, &x, &[0usize, 9, 1, 1])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("id 9 is not one of 4 classes"), "{err}");
+    assert!(err.contains("node `h_onehot`"), "{err}");
 }

@@ -2,7 +2,6 @@
 //! Split/Narrow/Concat: against finite differences or definitions.
 
 use nngraph::prelude::*;
-use nngraph::runtime::gradcheck::GradCheck;
 
 graph! {
     /// Sizes known only at run time (char-rnn's vocabulary).

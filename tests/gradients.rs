@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use nngraph::prelude::*;
-use nngraph::runtime::gradcheck::GradCheck;
 
 graph! {
     /// `h` feeds three nodes, once twice over (`CMul(h, h)`).

@@ -4,7 +4,6 @@
 
 use nngraph::cells::LstmCell;
 use nngraph::prelude::*;
-use nngraph::runtime::gradcheck::GradCheck;
 
 mod inner {
     use nngraph::prelude::*;

@@ -3,10 +3,7 @@
 //! wrong sign.
 
 use nngraph::prelude::*;
-use nngraph::runtime::gradcheck::GradCheck;
-use nngraph::runtime::spec::{GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec};
-use nngraph::runtime::{Backward, Forward, GraphCore, Visit};
-use nngraph::ParamStore;
+use nngraph::runtime::{GraphCore, GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec, Visit};
 
 /// `tanh`, with the sign of its derivative flipped.
 #[derive(Debug)]

@@ -9,8 +9,9 @@ use std::iter::Sum;
 /// A floating-point element type usable in graphs: `f32` or `f64`.
 ///
 /// This is ndarray's [`NdFloat`] plus lossless-enough conversion from and to
-/// `f64`, which initialisers, criteria and gradient checking need.
-pub trait Float: NdFloat + Default + Sum + 'static {
+/// `f64`, which initialisers, criteria and gradient checking need, and the
+/// type's own matrix-product kernel. Sealed: only `f32` and `f64` implement it.
+pub trait Float: NdFloat + Default + Sum + 'static + crate::kernels::Gemm {
     /// Converts from `f64`, rounding to the nearest value of `Self`.
     fn from_f64(value: f64) -> Self;
     /// Converts to `f64` (exact for `f32` and `f64`).

@@ -5,7 +5,7 @@
 //! struct of layers, constructors, typed `forward`/`backward`, and
 //! [`Graph::node`], which dispatches node `k` to its layer. Everything else
 //! (parameter access, modes, checkpoints, tapes, the checked entry points
-//! and the pass loops in [`crate::run`]) is written once here, as the
+//! and the pass loops of `run.rs`) is written once here, as the
 //! trait's provided methods.
 //!
 //! A call flows like this: [`Graph::forward_inputs`] checks the inputs'
@@ -51,7 +51,7 @@ impl<F: Float> GraphCore<F> {
 }
 
 /// What [`Graph::node`] hands each node to: a layer, or a nested graph.
-/// The passes of [`crate::run`] are visitors.
+/// The passes (forward, backward, layout, initialisation) are visitors.
 pub trait Visit<F: Float> {
     /// Node `k` is computed by `layer`, with `N` inputs.
     fn layer<L: Layer<F>, const N: usize>(&mut self, k: usize, layer: &L) -> Result<()>;
@@ -361,7 +361,7 @@ fn forward_batch(spec: &GraphSpec, tape: &Tape<impl Float>) -> Result<usize> {
 
 /// Checks the number, kinds, widths and batch sizes of a graph's inputs and
 /// returns the batch size.
-pub fn check_inputs<F: Float, G: Graph<F>>(graph: &G, inputs: &[Input<'_, F>]) -> Result<usize> {
+pub(crate) fn check_inputs<F: Float, G: Graph<F>>(graph: &G, inputs: &[Input<'_, F>]) -> Result<usize> {
     let spec = G::SPEC;
     if inputs.len() != spec.inputs.len() {
         return Err(Error::Arity {

@@ -12,12 +12,12 @@
 //! their operands by strides.
 
 use crate::Float;
-use std::any::TypeId;
 use std::cell::RefCell;
 
 /// A read-only matrix operand: element `(i, j)` is at `i * rs + j * cs`.
+#[doc(hidden)]
 #[derive(Clone, Copy)]
-struct Operand<'a, T> {
+pub struct Operand<'a, T> {
     data: &'a [T],
     rs: usize,
     cs: usize,
@@ -38,17 +38,7 @@ pub fn matmul_a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, 
         c.fill(F::zero());
         return;
     }
-    if TypeId::of::<F>() == TypeId::of::<f32>() {
-        // SAFETY: F is f32, so the slices have the same layout.
-        let (a, b, c) = unsafe { (cast_slice(a), cast_slice(b), cast_mut(c)) };
-        PACK_F32.with(|buf| rows_times_packed::<f32>(m, k, n, a, b, c, &mut buf.borrow_mut()));
-    } else if TypeId::of::<F>() == TypeId::of::<f64>() {
-        // SAFETY: F is f64, as above.
-        let (a, b, c) = unsafe { (cast_slice(a), cast_slice(b), cast_mut(c)) };
-        PACK_F64.with(|buf| rows_times_packed::<f64>(m, k, n, a, b, c, &mut buf.borrow_mut()));
-    } else {
-        unreachable!("Float is implemented for f32 and f64 only");
-    }
+    F::rows_times_packed(m, k, n, a, b, c);
 }
 
 /// `c = x · wᵀ` (x `(m, k)`, w `(n, k)`, c `(m, n)`), computed as
@@ -192,44 +182,76 @@ fn gemm<F: Float>(
         }
         return;
     }
-    // Dispatch on the concrete type: the SIMD kernels are per type.
-    if TypeId::of::<F>() == TypeId::of::<f32>() {
-        // SAFETY: F is f32, so the slices have the same layout.
-        let (a, b, c) = unsafe { (cast(a), cast(b), cast_mut(c)) };
-        PACK_F32.with(|buf| blocked::<f32>(m, n, k, a, b, c, accumulate, &mut buf.borrow_mut()));
-    } else if TypeId::of::<F>() == TypeId::of::<f64>() {
-        // SAFETY: F is f64, as above.
-        let (a, b, c) = unsafe { (cast(a), cast(b), cast_mut(c)) };
-        PACK_F64.with(|buf| blocked::<f64>(m, n, k, a, b, c, accumulate, &mut buf.borrow_mut()));
-    } else {
-        unreachable!("Float is implemented for f32 and f64 only");
-    }
+    F::gemm(m, n, k, a, b, c, accumulate);
 }
 
-/// Reinterprets an operand of `F` as one of `T`. Caller guarantees `F == T`.
-unsafe fn cast<F: 'static, T: 'static>(op: Operand<'_, F>) -> Operand<'_, T> {
-    debug_assert_eq!(TypeId::of::<F>(), TypeId::of::<T>());
-    Operand {
-        data: std::slice::from_raw_parts(op.data.as_ptr() as *const T, op.data.len()),
-        rs: op.rs,
-        cs: op.cs,
-    }
+/// The matrix products of one element type, with its own micro-kernel and
+/// packing buffer: what [`Float`] carries, so that the products dispatch
+/// statically. Sealed: implemented for `f32` and `f64` only.
+#[doc(hidden)]
+pub trait Gemm: Copy + sealed::Sealed {
+    /// `c = a · bᵀ`; see [`matmul_a_bt`].
+    fn rows_times_packed(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]);
+    /// `c = [c +] a · b` on strided operands.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: Operand<'_, Self>,
+        b: Operand<'_, Self>,
+        c: &mut [Self],
+        accumulate: bool,
+    );
 }
 
-unsafe fn cast_slice<F: 'static, T: 'static>(x: &[F]) -> &[T] {
-    debug_assert_eq!(TypeId::of::<F>(), TypeId::of::<T>());
-    std::slice::from_raw_parts(x.as_ptr() as *const T, x.len())
-}
-
-unsafe fn cast_mut<F: 'static, T: 'static>(c: &mut [F]) -> &mut [T] {
-    debug_assert_eq!(TypeId::of::<F>(), TypeId::of::<T>());
-    std::slice::from_raw_parts_mut(c.as_mut_ptr() as *mut T, c.len())
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
 }
 
 thread_local! {
     static PACK_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static PACK_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+    /// Set by [`with_portable_kernels`].
+    static PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
+
+/// Runs `f` with the portable micro-kernels on this thread, whatever the
+/// CPU has: how the portable path is tested (and measured) on machines with
+/// AVX2.
+#[doc(hidden)]
+pub fn with_portable_kernels<R>(f: impl FnOnce() -> R) -> R {
+    let before = PORTABLE.replace(true);
+    let result = f();
+    PORTABLE.set(before);
+    result
+}
+
+macro_rules! gemm_for {
+    ($t:ty, $pack:ident) => {
+        impl Gemm for $t {
+            fn rows_times_packed(m: usize, k: usize, n: usize, a: &[$t], b: &[$t], c: &mut [$t]) {
+                $pack.with(|buf| rows_times_packed::<$t>(m, k, n, a, b, c, &mut buf.borrow_mut()));
+            }
+
+            fn gemm(
+                m: usize,
+                n: usize,
+                k: usize,
+                a: Operand<'_, $t>,
+                b: Operand<'_, $t>,
+                c: &mut [$t],
+                accumulate: bool,
+            ) {
+                $pack.with(|buf| blocked::<$t>(m, n, k, a, b, c, accumulate, &mut buf.borrow_mut()));
+            }
+        }
+    };
+}
+gemm_for!(f32, PACK_F32);
+gemm_for!(f64, PACK_F64);
 
 /// Block sizes: `KC` rows of `B` and columns of `A` per packed block, `MC`
 /// rows of `A`, `NC` columns of `B`; chosen so a packed `A` block stays in
@@ -420,10 +442,11 @@ fn pack<T: Float>(
             let out = &mut dst[p * width..p * width + lanes];
             // SAFETY: base + p * step_stride + lanes - 1 is within `data` (asserted above).
             let from = unsafe { src.add(base + p * step_stride) };
+            // SAFETY (each arm): `lanes` values are readable at `from`, as above.
             match lanes {
-                16 => copy_fixed::<T, 16>(out, from),
-                8 => copy_fixed::<T, 8>(out, from),
-                6 => copy_fixed::<T, 6>(out, from),
+                16 => unsafe { copy_fixed::<T, 16>(out, from) },
+                8 => unsafe { copy_fixed::<T, 8>(out, from) },
+                6 => unsafe { copy_fixed::<T, 6>(out, from) },
                 _ => {
                     for (l, o) in out.iter_mut().enumerate() {
                         // SAFETY: l < lanes.
@@ -447,8 +470,11 @@ fn pack<T: Float>(
 }
 
 /// Copies `N` values from `from` into `out` (of length `N`).
+///
+/// # Safety
+/// `from` must point to `N` consecutive initialised values of `T`.
 #[inline(always)]
-fn copy_fixed<T: Copy, const N: usize>(out: &mut [T], from: *const T) {
+unsafe fn copy_fixed<T: Copy, const N: usize>(out: &mut [T], from: *const T) {
     let out: &mut [T; N] = out.try_into().expect("a full panel");
     // SAFETY: the caller guarantees N readable values at `from`.
     *out = unsafe { std::ptr::read_unaligned(from as *const [T; N]) };
@@ -589,9 +615,12 @@ mod simd {
     use std::arch::x86_64::*;
     use std::sync::OnceLock;
 
+    /// Whether the SIMD kernels run: the CPU has AVX2 and FMA, and this
+    /// thread has not asked for the portable ones.
     pub fn available() -> bool {
         static HAS: OnceLock<bool> = OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+        !super::PORTABLE.get()
+            && *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
     }
 
     /// 6 x 16 f32 tile: 12 accumulators of 8 lanes, two loads of `b` and six
@@ -600,6 +629,11 @@ mod simd {
     ///
     /// A packed `b` (`ldb == 16`) takes a copy of the loop with the stride
     /// known at compile time: a run-time stride costs a quarter of the speed.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA ([`available`]); `kc > 0`; `a` holds
+    /// `6 * kc` values, `b` holds `(kc - 1) * ldb + 16`, and `c` has 6 rows
+    /// of 16 writable values `ldc` apart.
     pub unsafe fn kernel_f32(
         kc: usize,
         a: *const f32,
@@ -616,6 +650,8 @@ mod simd {
         }
     }
 
+    /// # Safety
+    /// As [`kernel_f32`], with `ldb == 16` when `PACKED`.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn kernel_f32_ldb<const PACKED: bool>(
         kc: usize,
@@ -655,6 +691,11 @@ mod simd {
     macro_rules! rows_kernel {
         ($name:ident, $t:ty, $half:literal, $zero:ident, $load:ident, $store:ident, $bcast:ident, $fma:ident) => {
             #[doc = concat!("The 6 x ", stringify!($half), " x 2 ", stringify!($t), " tile with `a` read in place.")]
+            ///
+            /// # Safety
+            /// The CPU has AVX2 and FMA; `kc > 0`; `a` holds six rows of `kc`
+            /// values `lda` apart, `b` holds `kc` packed rows of two vectors,
+            /// and `tile` has room for the 6-row tile.
             #[target_feature(enable = "avx2,fma")]
             pub unsafe fn $name(kc: usize, a: *const $t, lda: usize, b: *const $t, tile: *mut $t) {
                 const NR: usize = 2 * $half;
@@ -699,6 +740,10 @@ mod simd {
     );
 
     /// 6 x 8 f64 tile: 12 accumulators of 4 lanes, into `tile`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `kc > 0`; `a` holds `6 * kc` values, `b`
+    /// holds `(kc - 1) * ldb + 8`, and `tile` has room for 48.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn kernel_f64(kc: usize, a: *const f64, b: *const f64, ldb: usize, tile: *mut f64) {
         let mut c = [[_mm256_setzero_pd(); 2]; 6];
@@ -762,8 +807,8 @@ mod tests {
         (3, 5, 2050),
     ];
 
-    #[test]
-    fn products_match_naive_for_awkward_sizes_f64() {
+    /// Every product in f64 against the naive one.
+    fn check_f64_products() {
         for &(m, k, n) in SIZES {
             let a = fill(m * k, 1.0);
             let b = fill(k * n, 2.0);
@@ -790,23 +835,58 @@ mod tests {
         }
     }
 
-    #[test]
-    fn products_match_naive_for_awkward_sizes_f32() {
+    /// Every product in f32 against the naive one in f64.
+    fn check_f32_products() {
+        let f32s = |v: &[f64]| -> Vec<f32> { v.iter().map(|&x| x as f32).collect() };
         for &(m, k, n) in SIZES {
             let a = fill(m * k, 3.0);
             let b = fill(k * n, 4.0);
             let want = naive(&a, &b, m, k, n);
-            let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
-            let bt32: Vec<f32> = transpose(&b, k, n).iter().map(|&v| v as f32).collect();
+            let tol = 1e-5 * k as f64;
+            let close = |c: &[f32], offset: f64, what: &str| {
+                for (x, y) in c.iter().zip(&want) {
+                    assert!(
+                        (*x as f64 - offset - y).abs() < tol,
+                        "f32 {what} {m}x{k}x{n}: {x} vs {y}"
+                    );
+                }
+            };
             let mut c = vec![f32::NAN; m * n];
-            matmul_a_bt(&a32, &bt32, &mut c, m, k, n);
-            for (x, y) in c.iter().zip(&want) {
-                assert!(
-                    (*x as f64 - y).abs() < 1e-5 * k as f64,
-                    "f32 a_bt {m}x{k}x{n}: {x} vs {y}"
-                );
-            }
+            matmul_a_bt(&f32s(&a), &f32s(&transpose(&b, k, n)), &mut c, m, k, n);
+            close(&c, 0.0, "a_bt");
+            let mut c = vec![1.0f32; m * n];
+            matmul_a_b_acc(&f32s(&a), &f32s(&b), &mut c, m, k, n);
+            close(&c, 1.0, "a_b_acc");
+            let mut c = vec![-1.0f32; m * n];
+            matmul_at_b_acc(&f32s(&transpose(&a, m, k)), &f32s(&b), &mut c, k, m, n);
+            close(&c, -1.0, "at_b_acc");
         }
+    }
+
+    #[test]
+    fn products_match_naive_for_awkward_sizes() {
+        check_f64_products();
+        check_f32_products();
+    }
+
+    /// The portable kernels and the blocked paths through them, on any CPU.
+    #[test]
+    fn portable_products_match_naive_for_awkward_sizes() {
+        with_portable_kernels(|| {
+            #[cfg(target_arch = "x86_64")]
+            assert!(
+                !simd::available(),
+                "the override must switch the SIMD kernels off"
+            );
+            check_f64_products();
+            check_f32_products();
+        });
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            simd::available(),
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            "the override ends with the closure"
+        );
     }
 
     #[test]

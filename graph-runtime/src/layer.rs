@@ -6,7 +6,7 @@
 //! slice of the flat gradient buffer, and anything it must remember between
 //! forward and backward (Dropout's mask) in a per-node state matrix that the
 //! tape keeps. Generated graphs call these methods in topological order
-//! (forward) and in reverse (backward) through [`crate::run`]; the math of
+//! (forward) and in reverse (backward) through the runtime's pass loops; the math of
 //! each layer is written once, in its family's file.
 
 use crate::Float;

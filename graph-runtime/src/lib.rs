@@ -11,7 +11,8 @@
 //! - [`Unroll`]: a recurrent graph over a sequence with shared weights, and
 //!   backpropagation through time.
 //! - [`optim`]: SGD, Adam, RMSProp and gradient clipping on the flat buffers.
-//! - [`checkpoint`]: saving and loading parameters by name (safetensors).
+//! - [`ParamStore::save`] and [`ParamStore::load`]: parameters by name, in
+//!   safetensors.
 //! - [`GradCheck`]: finite-difference gradient checking with a report.
 //!
 //! Most users depend on the `nngraph` facade and write `use nngraph::prelude::*`.
@@ -22,32 +23,33 @@
 // crate `::graph_runtime`.
 extern crate self as graph_runtime;
 
-pub mod batch;
+mod batch;
 pub mod cells;
-pub mod checkpoint;
+mod checkpoint;
 pub mod criteria;
-pub mod error;
-pub mod float;
-pub mod gradcheck;
-pub mod graph;
+mod error;
+mod float;
+mod gradcheck;
+mod graph;
+#[doc(hidden)]
 pub mod kernels;
-pub mod layer;
+mod layer;
 pub mod layers;
 pub mod optim;
-pub mod params;
-pub mod run;
-pub mod spec;
-pub mod tape;
-pub mod unroll;
+mod params;
+mod run;
+mod spec;
+mod tape;
+mod unroll;
 
 pub use batch::{AsBatch, AsIds};
 pub use error::{Error, Pass, Result, Shape};
 pub use float::Float;
-pub use gradcheck::{GradCheck, GradReport, Objective};
+pub use gradcheck::{GradCheck, GradReport, Objective, SequenceObjective, VariableReport, Worst};
 pub use graph::{Graph, GraphCore, Visit};
 pub use layer::{Backward, Forward, Input, Layer, LayerResult, ParamShape};
 pub use params::{ParamSpec, ParamStore};
-pub use spec::GraphSpec;
+pub use spec::{GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec};
 pub use tape::Tape;
 pub use unroll::{SequenceLoss, Unroll};
 

@@ -12,7 +12,14 @@ use crate::spec::GraphSpec;
 use crate::Float;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
-/// The record of a forward pass of one graph; see the [module docs](self).
+/// The record of a forward pass of one graph: every input's and node's
+/// value and, after backward, every gradient, one `(batch, width)` matrix
+/// per slot; each node's state (Dropout's mask); the tapes of nested graphs.
+///
+/// Made by [`Graph::new_tape`](crate::Graph::new_tape) (or the graph's
+/// `tape()`), it remembers the graph and widths it was made for: using it
+/// with another is an error, never a panic. Reuse it: it reallocates only
+/// when the batch size changes.
 #[derive(Debug, Clone)]
 pub struct Tape<F> {
     pub(crate) spec: &'static GraphSpec,

@@ -147,6 +147,14 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// Every input and node name, for did-you-mean hints.
+    fn all_names(&self) -> Vec<String> {
+        let inputs = self.inputs.iter().map(|i| i.name.to_string());
+        inputs
+            .chain(self.raw.iter().map(|n| n.name.to_string()))
+            .collect()
+    }
+
     /// The checked graph, or every error found.
     fn finish(self) -> syn::Result<Graph> {
         let decl = self.decl;

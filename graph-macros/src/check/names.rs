@@ -53,12 +53,7 @@ pub(super) fn define(scope: &mut Scope) {
 }
 
 pub(super) fn resolve(scope: &mut Scope) {
-    let all_names: Vec<String> = scope
-        .inputs
-        .iter()
-        .map(|i| i.name.to_string())
-        .chain(scope.raw.iter().map(|n| n.name.to_string()))
-        .collect();
+    let all_names = scope.all_names();
     for node in &scope.raw {
         let mut resolved = Vec::new();
         let mut ok = true;

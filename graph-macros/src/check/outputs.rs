@@ -9,12 +9,7 @@ use std::collections::HashMap;
 
 pub(super) fn resolve(scope: &mut Scope) {
     let graph_name = &scope.graph;
-    let all_names: Vec<String> = scope
-        .inputs
-        .iter()
-        .map(|i| i.name.to_string())
-        .chain(scope.raw.iter().map(|n| n.name.to_string()))
-        .collect();
+    let all_names = scope.all_names();
     let mut listed: HashMap<String, Span> = HashMap::new();
     for out in &scope.decl.outputs {
         let key = out.to_string();

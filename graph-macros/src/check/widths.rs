@@ -58,7 +58,7 @@ pub(super) fn infer(scope: &mut Scope) {
                 w
             }),
             (NodeKind::Builtin { layer, args }, None) => infer_width(node, layer, args, &flows, deferred),
-            (NodeKind::Custom { .. }, None) => infer_custom(node, &flows),
+            (NodeKind::Custom { .. }, None) => infer_custom(node),
             (NodeKind::Nested(_), None) => match &node.kind {
                 super::RawKind::Host(call, expect) => {
                     infer_host(k, node, call, *expect, &flows, atoms, deferred)
@@ -76,11 +76,9 @@ pub(super) fn infer(scope: &mut Scope) {
     }
 }
 
-/// A user layer takes values; its output width is known when the graph is built.
-fn infer_custom(node: &RawNode, inputs: &[Flow]) -> syn::Result<Width> {
-    for flow in inputs {
-        need_values(node, flow)?;
-    }
+/// A user layer takes values or ids (its `Layer` impl says which, at run
+/// time); its output width is known when the graph is built.
+fn infer_custom(node: &RawNode) -> syn::Result<Width> {
     Ok(Width::atom(&derived_atom(&node.name)))
 }
 
