@@ -165,8 +165,7 @@ fn parse_const_sizes(input: ParseStream) -> syn::Result<Vec<Ident>> {
 
 fn parse_recurrent(attr: &Attribute) -> syn::Result<Vec<RecurrentPair>> {
     attr.parse_args_with(|input: ParseStream| {
-        let mut pairs = Vec::new();
-        while !input.is_empty() {
+        comma_separated(input, "recurrent pairs", |input| {
             let input_name: Ident = input.parse()?;
             if !input.peek(Token![=]) {
                 return Err(syn::Error::new(
@@ -176,16 +175,36 @@ fn parse_recurrent(attr: &Attribute) -> syn::Result<Vec<RecurrentPair>> {
             }
             input.parse::<Token![=]>()?;
             let output: Ident = input.parse()?;
-            pairs.push(RecurrentPair {
+            Ok(RecurrentPair {
                 input: input_name,
                 output,
-            });
-            if !input.is_empty() {
-                input.parse::<Token![,]>()?;
-            }
-        }
-        Ok(pairs)
+            })
+        })
     })
+}
+
+/// `item, item, ...` (a trailing comma allowed) up to the end of `group`;
+/// a missing comma is an error naming what the list holds.
+fn comma_separated<T>(
+    group: ParseStream,
+    what: &str,
+    mut item: impl FnMut(ParseStream) -> syn::Result<T>,
+) -> syn::Result<Vec<T>> {
+    let mut items = Vec::new();
+    while !group.is_empty() {
+        items.push(item(group)?);
+        if group.is_empty() {
+            break;
+        }
+        if !group.peek(Token![,]) {
+            return Err(syn::Error::new(
+                group.span(),
+                format!("expected `,` between {what}"),
+            ));
+        }
+        group.parse::<Token![,]>()?;
+    }
+    Ok(items)
 }
 
 fn parse_outputs(input: ParseStream, graph: &Ident, arrow: Span) -> syn::Result<Vec<Ident>> {
@@ -411,31 +430,21 @@ fn parse_path_rest(input: ParseStream, first: Ident) -> syn::Result<syn::Path> {
 
 /// The inputs of a graph call: all by position, or all `name = value`.
 fn parse_graph_inputs(group: ParseStream, graph: &Ident) -> syn::Result<(Vec<Option<Ident>>, Vec<Expr>)> {
-    let (mut names, mut inputs) = (Vec::new(), Vec::new());
-    while !group.is_empty() {
+    let pairs = comma_separated(group, &format!("the inputs of `{graph}`"), |group| {
         let named = group.peek(Ident) && {
             let ahead = group.fork();
             ahead.parse::<Ident>().is_ok() && ahead.peek(Token![=]) && !ahead.peek(Token![==])
         };
-        if named {
+        let name = if named {
             let name: Ident = group.parse()?;
             group.parse::<Token![=]>()?;
-            names.push(Some(name));
+            Some(name)
         } else {
-            names.push(None);
-        }
-        inputs.push(parse_expr(group)?);
-        if group.is_empty() {
-            break;
-        }
-        if !group.peek(Token![,]) {
-            return Err(syn::Error::new(
-                group.span(),
-                format!("expected `,` between the inputs of `{graph}`"),
-            ));
-        }
-        group.parse::<Token![,]>()?;
-    }
+            None
+        };
+        Ok((name, parse_expr(group)?))
+    })?;
+    let (names, inputs): (Vec<Option<Ident>>, Vec<Expr>) = pairs.into_iter().unzip();
     if names.iter().any(Option::is_none) {
         if let Some(first_named) = names.iter().flatten().next() {
             return Err(syn::Error::new(
@@ -455,21 +464,7 @@ fn followed_by_ident(input: ParseStream) -> bool {
 }
 
 fn parse_inputs(group: ParseStream, name: &Ident) -> syn::Result<Vec<Expr>> {
-    let mut inputs = Vec::new();
-    while !group.is_empty() {
-        inputs.push(parse_expr(group)?);
-        if group.is_empty() {
-            break;
-        }
-        if !group.peek(Token![,]) {
-            return Err(syn::Error::new(
-                group.span(),
-                format!("expected `,` between the inputs of `{name}`"),
-            ));
-        }
-        group.parse::<Token![,]>()?;
-    }
-    Ok(inputs)
+    comma_separated(group, &format!("the inputs of `{name}`"), parse_expr)
 }
 
 impl Parse for InputDecl {
