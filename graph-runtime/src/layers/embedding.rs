@@ -32,10 +32,6 @@ impl<F: Float> Layer<F> for Embedding {
         vec![ParamShape::new("weight", vec![self.vocab, self.dim])]
     }
 
-    fn num_params(&self) -> usize {
-        self.vocab * self.dim
-    }
-
     /// Standard normal, as `torch.nn.Embedding`.
     fn init(&self, params: &mut [F], rng: &mut dyn rand::RngCore) {
         for p in params {

@@ -42,10 +42,6 @@ impl<F: Float> Layer<F> for Linear {
         ]
     }
 
-    fn num_params(&self) -> usize {
-        (self.in_features + 1) * self.out_features
-    }
-
     /// Uniform in ±1/√in, as torch7's `nn.Linear:reset()`.
     fn init(&self, params: &mut [F], rng: &mut dyn rand::RngCore) {
         let bound = 1.0 / (self.in_features.max(1) as f64).sqrt();
