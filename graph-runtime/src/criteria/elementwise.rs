@@ -173,9 +173,7 @@ macro_rules! element_criterion {
             }
 
             fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
-                let name = <$loss as ElementLoss>::NAME;
-                crate::layers::expect_inputs(name, input_widths, 2)?;
-                crate::layers::same_widths(name, input_widths).map(|_| 1)
+                crate::layers::element_wise(<$loss as ElementLoss>::NAME, input_widths, 2, false).map(|_| 1)
             }
 
             fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {

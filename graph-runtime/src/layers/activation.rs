@@ -19,8 +19,7 @@ macro_rules! activation {
             }
 
             fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
-                super::expect_inputs($kind, input_widths, 1)?;
-                Ok(input_widths[0])
+                super::same_as_input($kind, input_widths)
             }
 
             fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {

@@ -30,8 +30,7 @@ impl<F: Float> Layer<F> for Dropout {
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
-        super::expect_inputs("Dropout", input_widths, 1)?;
-        Ok(input_widths[0])
+        super::same_as_input("Dropout", input_widths)
     }
 
     /// Writes the mask (0 or `1 / (1 - p)`, or 1 in evaluation mode) into

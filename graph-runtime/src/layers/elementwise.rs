@@ -16,13 +16,7 @@ impl<F: Float> Layer<F> for CAdd {
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
-        if input_widths.len() < 2 {
-            return Err(format!(
-                "CAdd takes two or more inputs, got {}",
-                input_widths.len()
-            ));
-        }
-        super::same_widths("CAdd", input_widths)
+        super::element_wise("CAdd", input_widths, 2, true)
     }
 
     fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
@@ -54,8 +48,7 @@ impl<F: Float> Layer<F> for CSub {
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
-        super::expect_inputs("CSub", input_widths, 2)?;
-        super::same_widths("CSub", input_widths)
+        super::element_wise("CSub", input_widths, 2, false)
     }
 
     fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {
@@ -91,13 +84,7 @@ impl<F: Float> Layer<F> for CMul {
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
-        if input_widths.len() < 2 {
-            return Err(format!(
-                "CMul takes two or more inputs, got {}",
-                input_widths.len()
-            ));
-        }
-        super::same_widths("CMul", input_widths)
+        super::element_wise("CMul", input_widths, 2, true)
     }
 
     fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
@@ -153,8 +140,7 @@ impl<F: Float> Layer<F> for CDiv {
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
-        super::expect_inputs("CDiv", input_widths, 2)?;
-        super::same_widths("CDiv", input_widths)
+        super::element_wise("CDiv", input_widths, 2, false)
     }
 
     fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {
@@ -203,8 +189,7 @@ impl<F: Float> Layer<F> for MulConstant {
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
-        super::expect_inputs("MulConstant", input_widths, 1)?;
-        Ok(input_widths[0])
+        super::same_as_input("MulConstant", input_widths)
     }
 
     fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {
@@ -244,8 +229,7 @@ impl<F: Float> Layer<F> for AddConstant {
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
-        super::expect_inputs("AddConstant", input_widths, 1)?;
-        Ok(input_widths[0])
+        super::same_as_input("AddConstant", input_widths)
     }
 
     fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {

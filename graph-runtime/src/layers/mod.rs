@@ -21,19 +21,31 @@ pub use softmax::{LogSoftMax, SoftMax};
 
 pub(crate) use softmax::log_sum_exp as row_log_sum_exp;
 
-/// Checks that every input has the same width and returns it; the rule for
-/// element-wise layers.
-pub(crate) fn same_widths(kind: &str, widths: &[usize]) -> LayerResult<usize> {
-    match widths.split_first() {
-        None => Err(format!("{kind} needs at least one input")),
-        Some((&first, rest)) => match rest.iter().position(|&w| w != first) {
-            Some(i) => Err(format!(
-                "{kind} is element-wise: input 1 has width {first} but input {} has width {}",
-                i + 2,
-                rest[i]
-            )),
-            None => Ok(first),
-        },
+/// The shape rule of a layer of one input whose output has its width.
+pub(crate) fn same_as_input(kind: &str, widths: &[usize]) -> LayerResult<usize> {
+    expect_inputs(kind, widths, 1)?;
+    Ok(widths[0])
+}
+
+/// The shape rule of element-wise layers: `inputs` inputs (or, with
+/// `or_more`, at least that many) of one width, which the output has.
+pub(crate) fn element_wise(kind: &str, widths: &[usize], inputs: usize, or_more: bool) -> LayerResult<usize> {
+    if widths.len() < inputs || (!or_more && widths.len() > inputs) {
+        let count = if or_more {
+            format!("{inputs} or more")
+        } else {
+            inputs.to_string()
+        };
+        return Err(format!("{kind} takes {count} inputs, got {}", widths.len()));
+    }
+    let first = widths[0];
+    match widths.iter().position(|&w| w != first) {
+        Some(i) => Err(format!(
+            "{kind} is element-wise: input 1 has width {first} but input {} has width {}",
+            i + 1,
+            widths[i]
+        )),
+        None => Ok(first),
     }
 }
 

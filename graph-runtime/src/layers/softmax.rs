@@ -33,8 +33,7 @@ impl<F: Float> Layer<F> for SoftMax {
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
-        super::expect_inputs("SoftMax", input_widths, 1)?;
-        Ok(input_widths[0])
+        super::same_as_input("SoftMax", input_widths)
     }
 
     fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
@@ -76,8 +75,7 @@ impl<F: Float> Layer<F> for LogSoftMax {
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
-        super::expect_inputs("LogSoftMax", input_widths, 1)?;
-        Ok(input_widths[0])
+        super::same_as_input("LogSoftMax", input_widths)
     }
 
     fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
