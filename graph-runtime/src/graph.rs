@@ -197,6 +197,10 @@ pub trait Graph<F: Float>: Sized {
     fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         self.store_mut().load(path)
     }
+    /// [`load`](Self::load) with options (to accept non-finite values).
+    fn load_with(&mut self, path: impl AsRef<Path>, options: crate::LoadOptions) -> Result<()> {
+        self.store_mut().load_with(path, options)
+    }
 
     // ---- Modes -------------------------------------------------------------
 

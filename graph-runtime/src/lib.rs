@@ -43,6 +43,7 @@ mod tape;
 mod unroll;
 
 pub use batch::{AsBatch, AsIds};
+pub use checkpoint::LoadOptions;
 pub use error::{Error, Pass, Result, Shape};
 pub use float::Float;
 pub use gradcheck::{GradCheck, GradReport, Objective, SequenceObjective, VariableReport, Worst};

@@ -60,14 +60,15 @@ impl<F: Float> Sgd<F> {
     }
 }
 
-/// Scales the gradients so that their Euclidean norm is at most `max_norm`;
-/// returns the norm before clipping (as `torch.nn.utils.clip_grad_norm_`).
+/// Scales the gradients so that their Euclidean norm is at most `max_norm`,
+/// as `torch.nn.utils.clip_grad_norm_`: by `max_norm / (norm + 1e-6)` when
+/// that is below 1, otherwise not at all. Returns the norm before clipping.
 pub fn clip_grad_norm<F: Float>(store: &mut ParamStore<F>, max_norm: F) -> F {
     let grads = store.grads_mut();
     let norm = grads.iter().map(|&g| g * g).fold(F::zero(), |a, b| a + b).sqrt();
-    if norm > max_norm && norm > F::zero() {
-        let scale = max_norm / norm;
-        grads.iter_mut().for_each(|g| *g *= scale);
+    let coef = max_norm / (norm + F::from_f64(1e-6));
+    if coef < F::one() {
+        grads.iter_mut().for_each(|g| *g *= coef);
     }
     norm
 }
@@ -260,13 +261,28 @@ mod tests {
 
     #[test]
     fn sgd_momentum_and_clipping() {
+        // torch: total_norm = 5; clip_coef = max_norm / (total_norm + 1e-6),
+        // applied when below 1 (so also when the norm equals max_norm).
+        let torch = |g: f64, max: f64| g * (max / (5.0 + 1e-6)).min(1.0);
+        for max in [1.0, 5.0, 5.0 + 2e-6, 7.0] {
+            let mut s = store(&[1.0, 1.0], &[3.0, 4.0]);
+            assert_eq!(clip_grad_norm(&mut s, max), 5.0);
+            assert!((s.grads()[0] - torch(3.0, max)).abs() < 1e-12, "max {max}");
+            assert!((s.grads()[1] - torch(4.0, max)).abs() < 1e-12, "max {max}");
+        }
         let mut s = store(&[1.0, 1.0], &[3.0, 4.0]);
-        assert_eq!(clip_grad_norm(&mut s, 1.0), 5.0);
-        assert!((s.grads()[0] - 0.6).abs() < 1e-15 && (s.grads()[1] - 0.8).abs() < 1e-15);
+        clip_grad_norm(&mut s, 5.0);
+        assert!(
+            s.grads()[0] < 3.0,
+            "a norm equal to max_norm is still scaled, as torch does"
+        );
+        let g = torch(3.0, 1.0);
+        let mut s = store(&[1.0, 1.0], &[3.0, 4.0]);
+        clip_grad_norm(&mut s, 1.0);
         let mut sgd = Sgd::new(0.1).momentum(0.9);
         sgd.step(&mut s);
         sgd.step(&mut s);
         // v1 = g, v2 = 0.9 g + g: p = 1 - 0.1 (g + 1.9 g).
-        assert!((s.values()[0] - (1.0 - 0.1 * 2.9 * 0.6)).abs() < 1e-12);
+        assert!((s.values()[0] - (1.0 - 0.1 * 2.9 * g)).abs() < 1e-12);
     }
 }
