@@ -90,3 +90,81 @@ fn checked_mode_catches_a_non_finite_gradient() {
         "{err}"
     );
 }
+
+graph! {
+    /// A layer whose parameter gradient overflows while every node's value
+    /// and gradient stays finite.
+    pub WideInput(x: [2]) -> (y) {
+        y = Linear(2, 1)(x);
+    }
+
+    /// An LSTM cell nested in a graph.
+    #[recurrent(h = h1, c = c1)]
+    pub Host(x: [3], h: [2], c: [2]) -> (h1, c1) {
+        (h1, c1) = nngraph::cells::LstmCell<3, 2>(x, h, c);
+    }
+}
+
+#[test]
+fn checked_mode_checks_parameter_gradients_and_a_failed_check_changes_none() {
+    let mut g = WideInput::<f64>::zeros();
+    g.params_mut().copy_from_slice(&[1e-300, 1e-300, 0.0]);
+    g.set_checked(true);
+    let mut tape = g.tape();
+    // A good pass first, so that there are gradients to keep.
+    g.forward(&mut tape, &[1.0, 2.0]).unwrap();
+    g.backward(&mut tape, &[1.0]).unwrap();
+    let before = g.grads().to_vec();
+    assert_eq!(before, [1.0, 2.0, 1.0]);
+    // y = 1e-300 * (1e300 + 1e300) = 2 and dy = 1e10 are finite, dx = dy * w
+    // too, but dW = dy * x = 1e310 is not.
+    g.forward(&mut tape, &[1e300, 1e300]).unwrap();
+    let err = g.backward(&mut tape, &[1e10]).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("WideInput: the parameter gradient of node `y`"),
+        "{err}"
+    );
+    assert!(matches!(
+        err,
+        Error::NonFinite {
+            pass: nngraph::runtime::Pass::Parameters,
+            ..
+        }
+    ));
+    assert_eq!(g.grads(), before.as_slice(), "the failed pass added nothing");
+    // Unchecked, the same pass adds the infinity.
+    g.set_checked(false);
+    g.backward(&mut tape, &[1e10]).unwrap();
+    assert!(g.grads()[0].is_infinite());
+}
+
+#[test]
+fn checked_mode_names_a_node_inside_a_nested_graph_by_its_path_and_the_outer_line() {
+    let mut g = Host::<f64>::zeros().unwrap();
+    g.set_checked(true);
+    let mut tape = g.tape();
+    let err = g
+        .forward(&mut tape, &[f64::NAN, 0.0, 0.0], &[0.0; 2], &[0.0; 2])
+        .unwrap_err();
+    let line = 1 + include_str!("checked_mode.rs")
+        .lines()
+        .position(|l| l.trim().starts_with("(h1, c1) = nngraph::cells::LstmCell"))
+        .unwrap();
+    match &err {
+        Error::NonFinite {
+            graph,
+            node,
+            file,
+            line: l,
+            ..
+        } => {
+            assert_eq!(graph, "Host");
+            // The first node of the cell to see x: its input projection.
+            assert_eq!(node, "h1_lstmcell.ih");
+            assert_eq!(file, "tests/checked_mode.rs");
+            assert_eq!(*l as usize, line);
+        }
+        other => panic!("unexpected error {other}"),
+    }
+}

@@ -119,6 +119,22 @@ impl Width {
     }
 }
 
+impl Width {
+    /// The width as an `i128` expression, which cannot underflow: what
+    /// constructors check before computing widths as `usize`.
+    pub fn to_signed_tokens(&self, atom: &dyn Fn(&str) -> TokenStream) -> TokenStream {
+        let terms = self.terms.iter().map(|(m, &c)| {
+            let factors = m.iter().map(|a| {
+                let a = atom(a);
+                quote!((#a as i128))
+            });
+            let c = proc_macro2::Literal::i128_unsuffixed(c as i128);
+            quote!((#c #(* #factors)*))
+        });
+        quote!((0i128 #(+ #terms)*))
+    }
+}
+
 /// How two widths compare, as far as the macro can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {

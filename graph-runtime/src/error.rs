@@ -127,7 +127,11 @@ pub enum Error {
     /// Checked mode found a NaN or an infinity.
     #[error(
         "{graph}: {}node `{node}` ({file}:{line}) holds {value} at [{}, {}]{}",
-        match pass { Pass::Forward => "the output of ", Pass::Backward => "the gradient arriving at " },
+        match pass {
+            Pass::Forward => "the output of ",
+            Pass::Backward => "the gradient arriving at ",
+            Pass::Parameters => "the parameter gradient of ",
+        },
         index.0, index.1,
         match step { Some(t) => format!(" at step {t}"), None => String::new() }
     )]
@@ -207,6 +211,9 @@ pub enum Pass {
     Forward,
     /// The backward pass: the gradient of the loss with respect to a node's output.
     Backward,
+    /// The backward pass: the gradient of the loss with respect to a node's
+    /// parameters (the index is `[0, i]` in the node's slice of the buffer).
+    Parameters,
 }
 
 impl Error {

@@ -34,6 +34,9 @@ pub struct GraphCore<F> {
     pub(crate) training: bool,
     pub(crate) checked: bool,
     pub(crate) seed: u64,
+    /// The parameter gradients before a checked backward pass, restored if
+    /// it fails (kept to reuse its capacity).
+    pub(crate) saved_grads: Vec<F>,
 }
 
 impl<F: Float> GraphCore<F> {
@@ -46,6 +49,7 @@ impl<F: Float> GraphCore<F> {
             training: true,
             checked: false,
             seed: 0,
+            saved_grads: Vec::new(),
         }
     }
 }
@@ -337,13 +341,23 @@ pub trait Graph<F: Float>: Sized {
     /// Propagates the gradients already in `tape`'s output buffers to every
     /// node and input, adding parameter gradients into the gradient buffer.
     /// Fails if the last forward on `tape` did not complete, and in checked
-    /// mode at the first node whose gradient is not finite.
+    /// mode at the first node whose gradient (of its output or of its
+    /// parameters) is not finite, leaving the parameter gradients as they
+    /// were before the call.
     fn backward_tape(&mut self, tape: &mut Tape<F>) -> Result<()> {
         let (layers, core) = self.parts_mut();
         tape.check_owner(Self::SPEC, &core.widths)?;
         forward_batch(Self::SPEC, tape)?;
         let checked = core.checked;
-        run::backward::<F, Self>(layers, &mut core.store, checked, tape)
+        if checked {
+            core.saved_grads.clear();
+            core.saved_grads.extend_from_slice(core.store.grads());
+        }
+        let result = run::backward::<F, Self>(layers, &mut core.store, checked, tape);
+        if checked && result.is_err() {
+            core.store.grads_mut().copy_from_slice(&core.saved_grads);
+        }
+        result
     }
 }
 

@@ -49,6 +49,40 @@ fn node_error(spec: &GraphSpec, k: usize, message: String) -> Error {
     }
 }
 
+/// An error from inside the nested graph at node `k`, as seen from the
+/// outer graph: the path `host.inner` and the host's own source line.
+fn nested_error(spec: &GraphSpec, k: usize, error: Error) -> Error {
+    let host = &spec.nodes[k];
+    let (graph, file, line) = (spec.name.to_string(), spec.file.to_string(), host.line);
+    match error {
+        Error::NonFinite {
+            node,
+            pass,
+            step,
+            index,
+            value,
+            ..
+        } => Error::NonFinite {
+            graph,
+            node: format!("{}.{node}", host.name),
+            file,
+            line,
+            pass,
+            step,
+            index,
+            value,
+        },
+        Error::Node { node, message, .. } => Error::Node {
+            graph,
+            node: format!("{}.{node}", host.name),
+            file,
+            line,
+            message,
+        },
+        other => other,
+    }
+}
+
 /// The value of `slot` as a layer input.
 fn input_of<'t, F>(
     spec: &GraphSpec,
@@ -171,7 +205,7 @@ impl<F: Float> Visit<F> for ForwardVisit<'_, F> {
             &mut inner,
         );
         tape.nested[k] = Some(inner);
-        result
+        result.map_err(|e| nested_error(spec, k, e))
     }
 }
 
@@ -262,14 +296,20 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, F> {
             d_output: d_output.view(),
             state: tape.states[k].view(),
         };
-        let mut result = layer.backward_params(&cx, &mut self.grads[range]);
+        let mut result = layer.backward_params(&cx, &mut self.grads[range.clone()]);
         for (i, &from) in node.inputs.iter().enumerate() {
             if result.is_ok() && wanted[i] {
                 result = layer.backward_input(i, &cx, tape.grads[from].view_mut());
             }
         }
         tape.grads[slot] = d_output;
-        result.map_err(|m| node_error(spec, k, m))
+        result.map_err(|m| node_error(spec, k, m))?;
+        if self.checked {
+            let grads = ndarray::ArrayView2::from_shape((1, range.len()), &self.grads[range])
+                .map_err(|e| node_error(spec, k, e.to_string()))?;
+            check_finite(spec, k, Pass::Parameters, grads)?;
+        }
+        Ok(())
     }
 
     fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()> {
@@ -300,7 +340,7 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, F> {
             }
         }
         self.tape.nested[k] = Some(inner);
-        result
+        result.map_err(|e| nested_error(spec, k, e))
     }
 }
 

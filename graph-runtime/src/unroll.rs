@@ -51,6 +51,8 @@ pub struct Unroll<F: Float, G: Graph<F>> {
     tapes: Vec<Tape<F>>,
     /// Whether backward already ran on the last forward.
     backward_done: bool,
+    /// The parameter gradients before a checked backward, restored if it fails.
+    saved_grads: Vec<F>,
     _graph: std::marker::PhantomData<fn(&G)>,
     steps: usize,
     batch: usize,
@@ -87,6 +89,7 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
         Unroll {
             tapes: Vec::new(),
             backward_done: false,
+            saved_grads: Vec::new(),
             _graph: std::marker::PhantomData,
             steps: 0,
             batch: 0,
@@ -158,6 +161,12 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
         ids: &[ArrayView2<'_, usize>],
     ) -> Result<()> {
         let (steps, batch) = self.check(graph, &start, sequence, ids)?;
+        if let Some(tape) = self.tapes.first() {
+            // Tapes made by another graph (of other sizes) would not fit.
+            tape.check_owner(G::SPEC, &graph.parts().1.widths)?;
+        }
+        // Until this pass completes there is nothing to run backward on.
+        self.steps = 0;
         self.backward_done = false;
         let pairs = graph.recurrent_pairs();
         if let Start::Carry = start {
@@ -418,6 +427,20 @@ impl<F: Float, G: Graph<F>> Unroll<F, G> {
             });
         }
         self.backward_done = true;
+        let checked = graph.is_checked();
+        if checked {
+            self.saved_grads.clear();
+            self.saved_grads.extend_from_slice(graph.grads());
+        }
+        let result = self.backward_steps(graph);
+        if checked && result.is_err() {
+            // A failed check leaves the gradients as they were before the call.
+            graph.grads_mut().copy_from_slice(&self.saved_grads);
+        }
+        result
+    }
+
+    fn backward_steps(&mut self, graph: &mut G) -> Result<()> {
         let pairs = graph.recurrent_pairs();
         for t in (0..self.steps).rev() {
             let (head, tail) = self.tapes.split_at_mut(t + 1);

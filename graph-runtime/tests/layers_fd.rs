@@ -545,3 +545,37 @@ fn class_criteria_reject_bad_ids() {
     let err = ClassNll::new().forward(&logits(), &[0, 1]).unwrap_err();
     assert!(err.to_string().contains("one target id per row"), "{err}");
 }
+
+/// NaN in, NaN out, as torch: no layer turns a NaN into a number (ReLU used to).
+#[test]
+fn nan_propagates_through_every_layer() {
+    let layers: Vec<(Box<dyn Layer<f64>>, usize)> = vec![
+        (Box::new(Linear::new(3, 2)), 1),
+        (Box::new(Identity), 1),
+        (Box::new(Tanh), 1),
+        (Box::new(Sigmoid), 1),
+        (Box::new(ReLU), 1),
+        (Box::new(SoftMax), 1),
+        (Box::new(LogSoftMax), 1),
+        (Box::new(CAdd), 2),
+        (Box::new(CSub), 2),
+        (Box::new(CMul), 2),
+        (Box::new(CDiv), 2),
+        (Box::new(MulConstant::new(0.0)), 1),
+        (Box::new(AddConstant::new(1.0)), 1),
+        (Box::new(Concat), 2),
+        (Box::new(Narrow::new(0, 1)), 1),
+        (Box::new(Dropout::new(0.5)), 1),
+        (Box::new(Mse::new()), 2),
+    ];
+    let x = ndarray::array![[f64::NAN, -1.0, 0.5]];
+    for (layer, n) in layers {
+        let widths = vec![3; n];
+        let width = layer.output_width(&widths).unwrap();
+        let params = vec![0.5; layer.num_params()];
+        let inputs = vec![x.view(); n];
+        let mut out = Array2::zeros((1, width));
+        forward(layer.as_ref(), &params, &inputs, out.view_mut());
+        assert!(out.iter().any(|v| v.is_nan()), "{}: {out}", layer.kind());
+    }
+}

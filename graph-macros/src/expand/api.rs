@@ -96,6 +96,7 @@ impl Expander<'_> {
         } else {
             quote!(let #sizes = ();)
         };
+        let size_arithmetic = self.size_arithmetic_checks();
         let layer_nodes = g.nodes.iter().filter(|n| n.holds_layer());
         let layer_fields = layer_nodes.clone().map(|n| &n.name);
         let layer_ctors = layer_nodes.map(|n| self.layer_ctor(n));
@@ -176,6 +177,7 @@ impl Expander<'_> {
                 pub fn zeros(#(#size_params),*) -> #ctor_ret {
                     #size_checks_use
                     #make_sizes
+                    #(#size_arithmetic)*
                     let #layers = #layers_ty {
                         #(#layer_fields: #layer_ctors,)*
                         _float: #rt::__private::PhantomData,
@@ -214,7 +216,7 @@ impl Expander<'_> {
                 pub fn forward<'t>(
                     &self,
                     #tape: &'t mut #rt::Tape<F>,
-                    #(#input_names: &(impl #input_traits + ?Sized),)*
+                    #(#input_names: &(impl #input_traits + ?::core::marker::Sized),)*
                 ) -> #rt::Result<#outputs_ty<'t, F>> {
                     #rt::Graph::forward_inputs(self, #tape, &[#(#input_conv),*])?;
                     let #tape = &*#tape;
@@ -228,7 +230,7 @@ impl Expander<'_> {
                 pub fn backward<'t>(
                     &mut self,
                     #tape: &'t mut #rt::Tape<F>,
-                    #(#output_names: &(impl #rt::AsBatch<F> + ?Sized),)*
+                    #(#output_names: &(impl #rt::AsBatch<F> + ?::core::marker::Sized),)*
                 ) -> #rt::Result<#input_grads_ty<'t, F>> {
                     #rt::Graph::backward_views(self, #tape, &[#(#rt::AsBatch::as_batch(#output_names)),*])?;
                     let #tape = &*#tape;

@@ -4,12 +4,90 @@
 //! every size is a const generic and as constructor checks otherwise.
 
 use super::{lit, Expander};
-use crate::ir::{Claim, Source};
+use crate::ir::{Arg, Claim, NodeKind, Source};
+use crate::layers::ArgKind;
+use crate::width::Width;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
 
 impl Expander<'_> {
+    /// In `zeros`, before any width is computed as `usize`: every width
+    /// written in run-time sizes (inputs, nodes, layer arguments) is checked
+    /// in `i128`, so that `H - 8` with `H = 4` is an error naming the node,
+    /// not an overflow. Widths must be at least 1; offsets at least 0.
+    pub(super) fn size_arithmetic_checks(&self) -> Vec<TokenStream> {
+        let rt = self.rt;
+        let g = self.g;
+        let runtime =
+            |w: &Width| w.as_const().is_none() && w.atoms().all(|a| g.runtime_sizes.iter().any(|s| s == a));
+        let shown = g.runtime_sizes.iter().map(|s| {
+            let text = format!("{s} = {{}}");
+            let sizes = &self.sizes;
+            quote!(::std::format!(#text, #sizes.#s))
+        });
+        let shown = quote!(#rt::__private::vec![#(#shown),*].join(", "));
+        let mut seen: Vec<String> = Vec::new();
+        let mut checks = Vec::new();
+        // `node`: the node and its line, or `None` for an input.
+        let mut check = |w: &Width, min: i128, node: Option<(String, u32)>, what: String| {
+            let key = format!("{w}/{min}");
+            if !runtime(w) || seen.contains(&key) {
+                return;
+            }
+            seen.push(key);
+            let value = w.to_signed_tokens(&|atom| self.atom_tokens(atom));
+            let rule = if min == 1 { "at least 1" } else { "at least 0" };
+            let message = format!("{what} `{w}` is {{}} with {{}}; it must be {rule}");
+            let name_str = g.name.to_string();
+            let error = match node {
+                Some((node, line)) => quote! {
+                    #rt::Error::Node {
+                        graph: #name_str.into(),
+                        node: #node.into(),
+                        file: ::core::file!().into(),
+                        line: #line,
+                        message: ::std::format!(#message, value, #shown),
+                    }
+                },
+                None => quote! {
+                    #rt::Error::Sizes { graph: #name_str.into(), message: ::std::format!(#message, value, #shown) }
+                },
+            };
+            checks.push(quote! {
+                let value: i128 = #value;
+                if value < #min {
+                    return ::core::result::Result::Err(#error);
+                }
+            });
+        };
+        for input in &g.inputs {
+            if let Some(w) = &input.width {
+                check(w, 1, None, format!("the width of input `{}`", input.name));
+            }
+        }
+        for node in &g.nodes {
+            let at = Some((node.name.to_string(), node.line));
+            if let NodeKind::Builtin { layer, args } = &node.kind {
+                for (arg, (arg_name, kind)) in args.iter().zip(layer.args) {
+                    if let Arg::Width(w) = arg {
+                        let min = if *kind == ArgKind::Offset { 0 } else { 1 };
+                        check(
+                            w,
+                            min,
+                            at.clone(),
+                            format!("argument `{arg_name}` of `{}`", layer.name),
+                        );
+                    }
+                }
+            }
+            if node.holds_layer() && node.nested().is_none() {
+                check(&node.width, 1, at, "its width".to_string());
+            }
+        }
+        checks
+    }
+
     /// In `zeros`: widths known when the graph is built, into the sizes
     /// struct, in evaluation order so that a width may use earlier ones.
     pub(super) fn derive_widths(&self, layers: &Ident, input_widths: &[TokenStream]) -> Vec<TokenStream> {

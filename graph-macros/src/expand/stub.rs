@@ -117,7 +117,7 @@ pub(super) fn stub(rt: &TokenStream, s: &Stub) -> TokenStream {
             pub fn forward<'t>(
                 &self,
                 tape: &'t mut #rt::Tape<F>,
-                #(#input_names: &(impl #input_traits + ?Sized),)*
+                #(#input_names: &(impl #input_traits + ?::core::marker::Sized),)*
             ) -> #rt::Result<#outputs_ty<'t, F>> { #never }
 
             /// Propagates gradients back.
@@ -125,7 +125,7 @@ pub(super) fn stub(rt: &TokenStream, s: &Stub) -> TokenStream {
             pub fn backward<'t>(
                 &mut self,
                 tape: &'t mut #rt::Tape<F>,
-                #(#outputs: &(impl #rt::AsBatch<F> + ?Sized),)*
+                #(#outputs: &(impl #rt::AsBatch<F> + ?::core::marker::Sized),)*
             ) -> #rt::Result<#input_grads_ty<'t, F>> { #never }
 
             #[doc(hidden)]

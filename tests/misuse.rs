@@ -1,0 +1,315 @@
+//! Misuse at run time is an error, never a panic and never a silently wrong
+//! number: tapes used with another graph or other sizes, backward after a
+//! failed forward, backward twice, sizes whose arithmetic underflows, values
+//! outside a criterion's domain. Dropout is reproducible. A fuzzer mixes
+//! misuse with normal calls and counts panics.
+
+mod common;
+
+use common::SeedCell;
+use nngraph::prelude::*;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+graph! {
+    /// Sizes known at run time, one of them shrunk: `Linear(hidden - 2, ..)`.
+    #[recurrent(h = new_h)]
+    pub Sized[vocab, hidden](x: [vocab], h: [hidden], tag: usize) -> (loss, new_h) {
+        new_h = Tanh()(CAdd()(Linear(vocab, hidden)(x), Linear(hidden, hidden)(h)));
+        head  = Narrow(0, hidden - 2)(new_h);
+        loss  = CrossEntropy()(Linear(hidden - 2, vocab)(Dropout(0.5)(head)), tag);
+    }
+
+    /// Probabilities into a binary cross-entropy node.
+    pub Probabilities(p: [3], t: [3]) -> (loss) {
+        loss = Bce()(Identity()(p), t);
+    }
+}
+
+fn sized(vocab: usize, hidden: usize) -> Sized<f64> {
+    Sized::<f64>::new(&mut StdRng::seed_from_u64(7), vocab, hidden).unwrap()
+}
+
+#[test]
+fn a_tape_of_another_instance_with_other_sizes_is_an_error_naming_both() {
+    let (small, large) = (sized(3, 4), sized(3, 6));
+    let mut tape = small.tape();
+    let err = large
+        .forward(
+            &mut tape,
+            &Array2::zeros((2, 3)),
+            &Array2::zeros((2, 6)),
+            &[0usize, 1],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("this tape was made by a graph `Sized`"), "{err}");
+    assert!(
+        err.contains("[3, 4,") && err.contains("[3, 6,"),
+        "both widths: {err}"
+    );
+    // Nothing was written: the tape still works with its own graph.
+    small
+        .forward(
+            &mut tape,
+            &Array2::zeros((2, 3)),
+            &Array2::zeros((2, 4)),
+            &[0usize, 1],
+        )
+        .unwrap();
+    let mut large = large;
+    let err = large
+        .backward(&mut tape, &Array2::zeros((2, 1)), &Array2::zeros((2, 6)))
+        .unwrap_err();
+    assert!(err.to_string().contains("this tape was made by"), "{err}");
+}
+
+#[test]
+fn an_unroll_reused_with_other_sizes_is_an_error() {
+    let (small, large) = (sized(3, 4), sized(3, 6));
+    let mut unroll = Unroll::new(&small);
+    let xs = Array3::zeros((4, 2, 3));
+    let tags = Array2::<usize>::zeros((4, 2));
+    unroll
+        .forward_with_ids(
+            &small,
+            &[Array2::zeros((2, 4)).view()],
+            &[xs.view()],
+            &[tags.view()],
+        )
+        .unwrap();
+    let err = unroll
+        .forward_with_ids(
+            &large,
+            &[Array2::zeros((2, 6)).view()],
+            &[xs.view()],
+            &[tags.view()],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("this tape was made by"), "{err}");
+}
+
+#[test]
+fn backward_after_a_failed_forward_is_an_error() {
+    let mut g = sized(3, 4);
+    let mut tape = g.tape();
+    let (x, h) = (Array2::zeros((2, 3)), Array2::zeros((2, 4)));
+    g.forward(&mut tape, &x, &h, &[0usize, 1]).unwrap();
+    // Class 5 of 3: the loss node fails half-way through the pass.
+    let err = g
+        .forward(&mut tape, &x, &h, &[0usize, 5])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("node `loss`") && err.contains("target id 5"),
+        "{err}"
+    );
+    assert!(!tape.is_valid());
+    let err = g
+        .backward(&mut tape, &Array2::ones((2, 1)), &Array2::zeros((2, 4)))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the last forward pass on this tape failed"),
+        "{err}"
+    );
+    assert!(g.grads().iter().all(|&v| v == 0.0), "no gradient was accumulated");
+}
+
+#[test]
+fn backward_twice_after_one_forward_accumulates_exactly_twice() {
+    let mut cell = SeedCell::<f64>::new(&mut StdRng::seed_from_u64(1));
+    let mut tape = cell.tape();
+    cell.forward(&mut tape, &[0.5, -1.0], &[0.1, 0.2, 0.3, 0.4])
+        .unwrap();
+    cell.backward(&mut tape, &[1.0], &[0.5; 4]).unwrap();
+    let once = cell.grads().to_vec();
+    let dx_once = tape.grad("x").unwrap().to_owned();
+    cell.backward(&mut tape, &[1.0], &[0.5; 4]).unwrap();
+    for (twice, once) in cell.grads().iter().zip(&once) {
+        assert_eq!(*twice, 2.0 * once);
+    }
+    // Input gradients are those of the last call, not a sum.
+    assert_eq!(tape.grad("x").unwrap(), dx_once);
+}
+
+#[test]
+fn unroll_backward_twice_is_an_error_and_a_failed_forward_leaves_nothing_to_run_backward_on() {
+    let mut cell = SeedCell::<f64>::new(&mut StdRng::seed_from_u64(2));
+    let mut unroll = Unroll::new(&cell);
+    let xs = Array3::from_elem((3, 1, 2), 0.5);
+    let h0 = Array2::zeros((1, 4));
+    unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
+    unroll.output_grad_mut(2, 0).fill(1.0);
+    unroll.backward(&mut cell).unwrap();
+    let once = cell.grads().to_vec();
+    let err = unroll.backward(&mut cell).unwrap_err();
+    assert!(err.to_string().contains("backward already ran"), "{err}");
+    assert_eq!(cell.grads(), once.as_slice());
+    // A forward that fails at step 2 (checked mode, an infinite input).
+    cell.set_checked(true);
+    let mut bad = xs.clone();
+    bad[[2, 0, 0]] = f64::INFINITY;
+    let err = unroll.forward(&cell, &[h0.view()], &[bad.view()]).unwrap_err();
+    assert!(err.to_string().contains("at step 2"), "{err}");
+    let err = unroll.backward(&mut cell).unwrap_err();
+    assert!(err.to_string().contains("no forward pass"), "{err}");
+}
+
+#[test]
+fn run_time_sizes_whose_arithmetic_underflows_are_an_error_naming_the_node() {
+    let err = Sized::<f32>::zeros(3, 1).unwrap_err().to_string();
+    let line = 1 + include_str!("misuse.rs")
+        .lines()
+        .position(|l| l.trim().starts_with("head  = Narrow(0, hidden - 2)"))
+        .unwrap();
+    assert_eq!(
+        err,
+        format!(
+            "Sized: node `head` (tests/misuse.rs:{line}): argument `length` of `Narrow` \
+             `hidden - 2` is -1 with vocab = 3, hidden = 1; it must be at least 1"
+        )
+    );
+    let err = Sized::<f32>::zeros(3, 2).unwrap_err().to_string();
+    assert!(err.contains("`hidden - 2` is 0"), "{err}");
+    assert!(Sized::<f32>::zeros(3, 3).is_ok());
+}
+
+#[test]
+fn bce_outside_its_domain_is_an_error_naming_the_node() {
+    let g = Probabilities::<f64>::zeros();
+    let mut tape = g.tape();
+    let t = [0.0, 1.0, 0.5];
+    assert!(g.forward(&mut tape, &[0.2, 0.9, 0.5], &t).is_ok());
+    for (p, what) in [
+        ([0.2, 1.5, 0.5], "the prediction 1.5 is not a probability"),
+        ([0.2, f64::NAN, 0.5], "the prediction NaN is not a probability"),
+        ([-0.1, 0.5, 0.5], "the prediction -0.1 is not a probability"),
+    ] {
+        let err = g.forward(&mut tape, &p, &t).unwrap_err().to_string();
+        assert!(err.contains("node `loss`") && err.contains(what), "{err}");
+    }
+    let err = g
+        .forward(&mut tape, &[0.2, 0.5, 0.5], &[0.0, 2.0, 1.0])
+        .unwrap_err();
+    assert!(err.to_string().contains("the target 2 is not in [0, 1]"), "{err}");
+    // Alone, as torch's BCELoss.
+    let err = Bce::new().forward(&array![[1.5]], &array![[1.0]]).unwrap_err();
+    assert!(err.to_string().contains("not a probability"), "{err}");
+}
+
+/// The losses of `steps` forward passes of a fresh graph with `seed`, in
+/// training mode (Dropout active).
+fn dropout_run(seed: u64, steps: usize) -> Vec<f64> {
+    let mut g = sized(3, 6);
+    g.set_seed(seed);
+    let mut tape = g.tape();
+    let x = Array2::from_shape_fn((4, 3), |(i, j)| (i + j) as f64 * 0.3);
+    let h = Array2::from_shape_fn((4, 6), |(i, j)| (i as f64 - j as f64) * 0.1);
+    (0..steps)
+        .map(|_| {
+            g.forward(&mut tape, &x, &h, &[0usize, 1, 2, 0])
+                .unwrap()
+                .loss
+                .sum()
+        })
+        .collect()
+}
+
+#[test]
+fn dropout_masks_depend_only_on_the_seed_the_tape_and_its_calls() {
+    let here = dropout_run(11, 4);
+    // Each call on a tape draws a new mask.
+    assert!(here.windows(2).all(|w| w[0] != w[1]), "{here:?}");
+    // The same seed and calls give the same masks, on another thread and
+    // while other graphs draw masks of their own.
+    let noise = std::thread::spawn(|| dropout_run(99, 50));
+    let there = std::thread::spawn(|| dropout_run(11, 4)).join().unwrap();
+    noise.join().unwrap();
+    assert_eq!(here, there);
+    assert_ne!(here, dropout_run(12, 4), "another seed, other masks");
+}
+
+/// One misuse or normal call, chosen by `pick`; whether it succeeded.
+fn misuse_step(
+    pick: u64,
+    graphs: &mut [Sized<f64>; 2],
+    tapes: &mut [Tape<f64>; 3],
+    unroll: &mut Unroll<f64, Sized<f64>>,
+) -> bool {
+    let (g, t) = ((pick % 2) as usize, ((pick / 2) % 3) as usize);
+    let batch = 1 + (pick / 6 % 3) as usize;
+    let hidden = graphs[g].sizes().hidden;
+    // Sometimes the wrong hidden width, sometimes an id outside the classes.
+    let h_width = if pick % 7 == 0 { hidden + 1 } else { hidden };
+    let tag = (pick / 18 % 4) as usize;
+    let x = Array2::from_elem((batch, 3), 0.25);
+    let h = Array2::from_elem((batch, h_width), -0.5);
+    let tags = vec![tag; batch];
+    let result = match pick / 72 % 6 {
+        0 | 1 => graphs[g].forward(&mut tapes[t], &x, &h, &tags).map(|_| ()),
+        2 => graphs[g]
+            .backward(
+                &mut tapes[t],
+                &Array2::ones((batch, 1)),
+                &Array2::zeros((batch, hidden)),
+            )
+            .map(|_| ()),
+        3 => {
+            let xs = Array3::from_elem((2, batch, 3), 0.1);
+            let ids = Array2::from_elem((2, batch), tag);
+            unroll.forward_with_ids(&graphs[g], &[h.view()], &[xs.view()], &[ids.view()])
+        }
+        4 => unroll.backward(&mut graphs[g]),
+        _ => {
+            graphs[g].set_checked(pick % 5 == 0);
+            graphs[g].zero_grad();
+            Ok(())
+        }
+    };
+    result.is_ok()
+}
+
+/// `(panics, calls that succeeded, calls that were errors)`.
+fn fuzz(iterations: u64) -> (usize, usize, usize) {
+    let mut graphs = [sized(3, 4), sized(3, 5)];
+    let mut tapes = [graphs[0].tape(), graphs[1].tape(), graphs[0].tape()];
+    let mut unroll = Unroll::new(&graphs[0]);
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let (mut panics, mut ok, mut errors) = (0, 0, 0);
+    for _ in 0..iterations {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let pick = state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 16;
+        match catch_unwind(AssertUnwindSafe(|| {
+            misuse_step(pick, &mut graphs, &mut tapes, &mut unroll)
+        })) {
+            Err(_) => panics += 1,
+            Ok(true) => ok += 1,
+            Ok(false) => errors += 1,
+        }
+    }
+    (panics, ok, errors)
+}
+
+fn assert_fuzz(iterations: u64) {
+    let (panics, ok, errors) = fuzz(iterations);
+    eprintln!("{iterations} calls: {panics} panics, {ok} succeeded, {errors} errors");
+    assert_eq!(panics, 0);
+    // The mix exercises both sides.
+    let n = iterations as usize;
+    assert!(ok > n / 5 && errors > n / 5, "{ok} succeeded, {errors} errors");
+}
+
+#[test]
+fn mixed_misuse_never_panics() {
+    assert_fuzz(3_000);
+}
+
+/// `cargo test --release --test misuse -- --ignored`: the long run.
+#[test]
+#[ignore]
+fn mixed_misuse_never_panics_long() {
+    assert_fuzz(100_000);
+}
