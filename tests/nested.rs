@@ -164,3 +164,23 @@ fn a_graph_with_a_nested_graph_unrolls() {
         .unwrap();
     assert!(report.passed(), "{report}");
 }
+
+graph! {
+    /// One output of a nested graph taken by a statement of its own.
+    pub StatementForm(x: [2], h: [4]) -> (h1) {
+        h1 = inner::Cell(x, h).new_h;
+    }
+}
+
+#[test]
+fn the_statement_form_takes_one_output_by_name() {
+    let g = StatementForm::<f64>::new(&mut StdRng::seed_from_u64(5)).unwrap();
+    let mut cell = inner::Cell::<f64>::zeros();
+    assert_eq!(g.num_params(), cell.num_params());
+    cell.params_mut().copy_from_slice(g.params());
+    let (x, h) = ([0.3, -0.7], [0.1, 0.2, -0.3, 0.4]);
+    let (mut t1, mut t2) = (g.tape(), cell.tape());
+    let got = g.forward(&mut t1, &x, &h).unwrap().h1.to_owned();
+    let want = cell.forward(&mut t2, &x, &h).unwrap().new_h.to_owned();
+    assert_eq!(got, want);
+}

@@ -39,6 +39,8 @@ pub enum ArgKind {
     Offset,
     /// A number, passed to the layer as the graph's float type.
     Float,
+    /// A probability: a number in `[0, 1)`.
+    Probability,
 }
 
 /// How a layer's output width follows from its arguments and input widths.
@@ -123,7 +125,7 @@ pub const CATALOG: &[LayerDef] = &[
         ONE,
         Rule::Narrow,
     ),
-    def("Dropout", &[("p", ArgKind::Float)], ONE, Rule::SameAsInput),
+    def("Dropout", &[("p", ArgKind::Probability)], ONE, Rule::SameAsInput),
     def("Embedding", &[("vocab", W), ("dim", W)], ONE, Rule::Embedding),
     def("Mse", &[], TWO, Rule::Criterion),
     def("Bce", &[], TWO, Rule::Criterion),

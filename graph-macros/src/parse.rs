@@ -295,6 +295,15 @@ fn parse_statement(input: ParseStream, errors: &mut Errors) -> syn::Result<State
     }
     input.parse::<Token![=]>()?;
     let value = parse_expr(input)?;
+    if let (Expr::Ref(from), true) = (&value, input.peek(Token![-])) {
+        return Err(syn::Error::new(
+            input.span(),
+            format!(
+                "nngraph's `{from} - layer` annotation is written as a call here\n\
+                 = help: write `{first} = Layer(..)({from});`"
+            ),
+        ));
+    }
     if !input.peek(Token![;]) {
         let (what, span) = match &value {
             Expr::Call(call) => (format!("`{}(..)(..)`", call.layer), call.inputs_span),
@@ -312,6 +321,7 @@ fn parse_statement(input: ParseStream, errors: &mut Errors) -> syn::Result<State
 }
 
 fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
+    torch_habits(input)?;
     let path = parse_path(input)?;
     let name = path
         .segments
@@ -393,6 +403,40 @@ fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
         inputs_span: first_paren.span.join(),
         output,
     }))
+}
+
+/// What Torch users write out of habit, met where an expression starts:
+/// `nn.Linear(2, 4)(x)`, `nn.gModule({x}, {y})`, a table `{a, b}`.
+fn torch_habits(input: ParseStream) -> syn::Result<()> {
+    if input.peek(syn::token::Brace) {
+        let content;
+        let brace = braced!(content in input);
+        let inside = content.parse::<proc_macro2::TokenStream>()?;
+        return Err(syn::Error::new(
+            brace.span.join(),
+            format!(
+                "a table `{{..}}` is not needed here: give the inputs as a list\n\
+                 = help: write `{inside}` without braces, as in `CAdd()(a, b)`"
+            ),
+        ));
+    }
+    let ahead = input.fork();
+    let Ok(module) = ahead.parse::<Ident>() else {
+        return Ok(());
+    };
+    if module != "nn" || !ahead.peek(Token![.]) {
+        return Ok(());
+    }
+    ahead.parse::<Token![.]>()?;
+    let layer = ahead.parse::<Ident>().map(|l| l.to_string()).unwrap_or_default();
+    let message = if layer == "gModule" {
+        "`nn.gModule` is not needed: graph! declares the module itself\n\
+         = help: its inputs and outputs are in its signature, `pub Name(x: [2]) -> (y) { .. }`"
+            .to_string()
+    } else {
+        format!("drop the `nn.` prefix\n= help: layers are called by name: `{layer}(..)(inputs)`")
+    };
+    Err(syn::Error::new(module.span(), message))
 }
 
 /// `a::b::C`: identifiers separated by `::`, stopping before `::<`.

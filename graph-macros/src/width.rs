@@ -219,7 +219,8 @@ pub fn parse(expr: &syn::Expr, sizes: &[String]) -> Result<Width, String> {
                 ))
             } else {
                 Err(format!(
-                    "`{name}` is not a size of this graph; its sizes are {}",
+                    "`{name}` is not a size of this graph; its sizes are {}\n\
+                     = help: to use `{name}`, declare it beside them",
                     sizes.join(", ")
                 ))
             }

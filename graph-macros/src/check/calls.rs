@@ -96,6 +96,18 @@ fn check_call(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option<N
                 _ => Ok(Arg::Width(w)),
             }),
             ArgKind::Float => float_literal(arg).map(|_| Arg::Float(Box::new(arg.clone()))),
+            ArgKind::Probability => match float_literal(arg) {
+                Ok(p) if (0.0..1.0).contains(&p) => Ok(Arg::Float(Box::new(arg.clone()))),
+                Ok(p) => Err(format!(
+                    "a probability is in [0, 1), found {p}{}",
+                    if p > 1.0 && p < 100.0 {
+                        format!("\n= help: for {p}%, write {}", p / 100.0)
+                    } else {
+                        String::new()
+                    }
+                )),
+                Err(e) => Err(e),
+            },
         };
         match checked {
             Ok(a) => args.push(a),

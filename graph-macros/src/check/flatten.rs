@@ -76,13 +76,10 @@ pub(super) fn statements(scope: &mut Scope) {
                     continue;
                 }
                 let mut counts = HashMap::new();
-                let host = flatten_graph(
-                    first,
-                    call,
-                    &mut scope.raw,
-                    &mut counts,
-                    Some(statement.names.len()),
-                );
+                // `h1 = Cell(x, h).new_h;` takes one output by name, whatever
+                // the number of outputs; otherwise the names receive them all.
+                let expect = call.output.is_none().then_some(statement.names.len());
+                let host = flatten_graph(first, call, &mut scope.raw, &mut counts, expect);
                 for (j, name) in statement.names.iter().enumerate() {
                     let select = match &call.output {
                         Some(o) => Select::Name(o.clone()),

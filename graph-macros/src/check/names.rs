@@ -5,6 +5,7 @@
 use super::{Def, RawInput, Scope};
 use crate::ir::Source;
 use crate::layers;
+use std::collections::hash_map::Entry;
 use syn::Ident;
 
 pub(super) fn define(scope: &mut Scope) {
@@ -17,11 +18,15 @@ pub(super) fn define(scope: &mut Scope) {
                 format!("input `{key}` has the name of a size of `{graph_name}`"),
             ));
         }
-        if scope.defs.insert(key.clone(), Def::Input(i)).is_some() {
-            scope.errors.push(syn::Error::new(
+        // The first declaration stands, so that uses see one width.
+        match scope.defs.entry(key) {
+            Entry::Occupied(first) => scope.errors.push(syn::Error::new(
                 input.name.span(),
-                format!("`{graph_name}` declares the input `{key}` twice"),
-            ));
+                format!("`{graph_name}` declares the input `{}` twice", first.key()),
+            )),
+            Entry::Vacant(slot) => {
+                slot.insert(Def::Input(i));
+            }
         }
     }
     for (k, node) in scope.raw.iter().enumerate() {
@@ -41,9 +46,12 @@ pub(super) fn define(scope: &mut Scope) {
                     node.what()
                 ),
             )),
-            Some(Def::Node(_)) => scope.errors.push(syn::Error::new(
+            Some(&Def::Node(first)) => scope.errors.push(syn::Error::new(
                 node.name.span(),
-                format!("node `{key}` is declared twice in `{graph_name}`"),
+                format!(
+                    "node `{key}` is declared twice in `{graph_name}`\n= note: first declared on line {}",
+                    scope.raw[first].name.span().start().line
+                ),
             )),
             None => {
                 scope.defs.insert(key, Def::Node(k));

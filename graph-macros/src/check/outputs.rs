@@ -30,7 +30,25 @@ pub(super) fn resolve(scope: &mut Scope) {
                 ),
             )),
             None if scope.broken.contains(&key) => {}
-            None => scope.errors.push(unknown_name(out, &all_names, graph_name)),
+            None => {
+                let mut error = unknown_name(out, &all_names, graph_name);
+                if !error.to_string().contains("help:") {
+                    let nodes: Vec<String> = scope
+                        .raw
+                        .iter()
+                        .filter(|n| !n.generated)
+                        .map(|n| format!("`{}`", n.name))
+                        .collect();
+                    error = syn::Error::new(
+                        out.span(),
+                        format!(
+                            "{error}\n= help: the nodes of `{graph_name}` are {}",
+                            nodes.join(", ")
+                        ),
+                    );
+                }
+                scope.errors.push(error)
+            }
         }
     }
 }

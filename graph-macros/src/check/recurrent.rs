@@ -21,17 +21,18 @@ pub(super) fn pairs(scope: &mut Scope) {
                     did_you_mean(&pair.input.to_string(), inputs.iter().map(|i| i.name.to_string()))
                 ),
             )),
-            (_, None) => scope.errors.push(syn::Error::new(
-                pair.output.span(),
-                format!(
-                    "{pair_text}: `{}` is not an output of `{graph_name}`{}",
-                    pair.output,
-                    did_you_mean(
-                        &pair.output.to_string(),
-                        outputs.iter().map(|(o, _)| o.to_string())
-                    )
-                ),
-            )),
+            (_, None) => {
+                let name = pair.output.to_string();
+                let hint = if matches!(scope.defs.get(&name), Some(super::Def::Node(_))) {
+                    format!("\n= help: `{name}` is a node: list it among the outputs, `-> (.., {name})`")
+                } else {
+                    did_you_mean(&name, outputs.iter().map(|(o, _)| o.to_string()))
+                };
+                scope.errors.push(syn::Error::new(
+                    pair.output.span(),
+                    format!("{pair_text}: `{name}` is not an output of `{graph_name}`{hint}"),
+                ))
+            }
             (Some(i), Some(o)) => {
                 match (&inputs[i].width, &scope.widths[outputs[o].1]) {
                     (None, _) => scope.errors.push(syn::Error::new(

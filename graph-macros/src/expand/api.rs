@@ -55,8 +55,24 @@ impl Expander<'_> {
             }
         });
         let (const_checks, runtime_checks) = self.deferred_checks();
-        let (size_checks_const, size_checks_use) = if const_checks.is_empty() {
-            (quote!(), quote!())
+        let (size_checks_const, size_checks_use, free_checks) = if const_checks.is_empty() {
+            (quote!(), quote!(), quote!())
+        } else if g.const_sizes.is_empty() {
+            // Nothing generic but the float type, which widths do not depend
+            // on: a free constant, evaluated by `cargo check` whether or not
+            // the graph is ever built.
+            let fixed = Expander {
+                float: quote!(f32),
+                ..self.clone()
+            };
+            let (checks, _) = fixed.deferred_checks();
+            (
+                quote!(),
+                quote!(),
+                quote! {
+                    const _: () = { #(#checks)* };
+                },
+            )
         } else {
             (
                 quote! {
@@ -64,6 +80,7 @@ impl Expander<'_> {
                     const SIZE_CHECKS: () = { #(#const_checks)* };
                 },
                 quote!(let () = Self::SIZE_CHECKS;),
+                quote!(),
             )
         };
 
@@ -251,6 +268,8 @@ impl Expander<'_> {
                     #nested_ctor
                 }
             }
+
+            #free_checks
         }
     }
 }

@@ -171,8 +171,9 @@ impl Expander<'_> {
                     let ty = self.nested_type(&self.g.nodes[*host]);
                     let list = if *outputs { quote!(outputs) } else { quote!(inputs) };
                     let n = lit(*n);
+                    let float = &self.float;
                     (
-                        quote!(<#ty as #rt::Graph<F>>::SPEC.#list.len() == #n),
+                        quote!(<#ty as #rt::Graph<#float>>::SPEC.#list.len() == #n),
                         self.host_is_dynamic(*host),
                     )
                 }
@@ -183,8 +184,9 @@ impl Expander<'_> {
                     } else {
                         quote!(input_index)
                     };
+                    let float = &self.float;
                     (
-                        quote!(#rt::__private::#find(<#ty as #rt::Graph<F>>::SPEC, #name) != usize::MAX),
+                        quote!(#rt::__private::#find(<#ty as #rt::Graph<#float>>::SPEC, #name) != usize::MAX),
                         self.host_is_dynamic(*host),
                     )
                 }

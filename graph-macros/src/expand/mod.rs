@@ -58,6 +58,7 @@ fn local(name: &str) -> Ident {
 
 /// What every part of one graph's expansion needs: the runtime's path, the
 /// checked graph, and the names of its generated types.
+#[derive(Clone)]
 struct Expander<'a> {
     rt: &'a TokenStream,
     g: &'a Graph,
@@ -70,6 +71,9 @@ struct Expander<'a> {
     outputs_ty: Ident,
     input_grads_ty: Ident,
     sizes_ty: Ident,
+    /// The float type in generated types: `F`, or `f32` in a free constant
+    /// (widths do not depend on it).
+    float: TokenStream,
 }
 
 impl<'a> Expander<'a> {
@@ -85,6 +89,7 @@ impl<'a> Expander<'a> {
             outputs_ty: format_ident!("{}Outputs", g.name),
             input_grads_ty: format_ident!("{}InputGrads", g.name),
             sizes_ty: format_ident!("{}Sizes", g.name),
+            float: quote!(F),
         }
     }
 
@@ -189,7 +194,8 @@ impl<'a> Expander<'a> {
             Some(nested) => {
                 let path = &nested.path;
                 let args = nested.generics.iter().flat_map(|g| g.args.iter());
-                quote!(#path<#(#args,)* F>)
+                let float = &self.float;
+                quote!(#path<#(#args,)* #float>)
             }
             None => quote!(()),
         }
@@ -255,7 +261,8 @@ impl<'a> Expander<'a> {
                 } else {
                     quote!(input_index)
                 };
-                quote!(#rt::__private::#find(<#ty as #rt::Graph<F>>::SPEC, #n))
+                let float = &self.float;
+                quote!(#rt::__private::#find(<#ty as #rt::Graph<#float>>::SPEC, #n))
             }
         }
     }
