@@ -74,7 +74,23 @@ pub mod prelude {
 /// Items used by code that `graph!` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::run::{init_graph, param_layout};
+    pub use crate::run::{init_graph, layer_output_width, param_layout};
+
+    /// A layer that can be cloned: what a graph's layers must be for the
+    /// graph to be `Clone`. A bound that names `F` and has no supertraits,
+    /// so that a type that is not a layer makes the graph not `Clone`
+    /// instead of an error here (it is reported once, where it is used).
+    pub trait CloneLayer<F> {
+        /// A copy of the layer.
+        fn clone_layer(&self) -> Self
+        where
+            Self: Sized;
+    }
+    impl<F: crate::Float, L: crate::Layer<F> + Clone> CloneLayer<F> for L {
+        fn clone_layer(&self) -> Self {
+            self.clone()
+        }
+    }
     pub use crate::spec::{input_index, output_index, position, InputSpec, NodeKind, NodeSpec, OutputSpec};
     pub use core::marker::PhantomData;
     pub use std::vec;

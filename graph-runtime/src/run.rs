@@ -409,3 +409,33 @@ pub fn init_params<F: Float, G: Graph<F>>(
         let _ = G::node(layers, k, &mut init);
     }
 }
+
+/// The output width of the user layer at node `k` for these input widths:
+/// its shape rule, run when the graph is built. (Through `Graph::node`, so
+/// that a type that is not a `Layer` is reported at one place.)
+pub fn layer_output_width<F: Float, G: Graph<F>>(
+    layers: &G::Layers,
+    k: usize,
+    widths: &[usize],
+) -> Result<usize> {
+    struct Width<'a> {
+        widths: &'a [usize],
+        result: Option<std::result::Result<usize, String>>,
+    }
+    impl<F: Float> Visit<F> for Width<'_> {
+        fn layer<L: Layer<F>, const N: usize>(&mut self, _: usize, layer: &L) -> Result<()> {
+            self.result = Some(layer.output_width(self.widths));
+            Ok(())
+        }
+        fn nested<G: Graph<F>>(&mut self, _: usize, _: &G) -> Result<()> {
+            Ok(())
+        }
+    }
+    let mut visit = Width { widths, result: None };
+    G::node(layers, k, &mut visit)?;
+    match visit.result {
+        Some(Ok(width)) => Ok(width),
+        Some(Err(message)) => Err(node_error(G::SPEC, k, message)),
+        None => Err(node_error(G::SPEC, k, "holds no layer".into())),
+    }
+}

@@ -94,29 +94,18 @@ impl Expander<'_> {
         let rt = self.rt;
         let g = self.g;
         let sizes = &self.sizes;
-        let name_str = g.name.to_string();
         let mut out = Vec::new();
         for &k in &g.order {
             let node = &g.nodes[k];
             if let Some((_, atom)) = g.derived.iter().find(|(n, _)| *n == k) {
-                let f = &node.name;
-                let ty = self.layer_type(node);
                 let field = Ident::new(atom, Span::call_site());
                 let in_widths = node.inputs.iter().map(|&src| match src {
                     Source::Input(i) => input_widths[i].clone(),
                     Source::Node(j) => self.width(&g.nodes[j].width),
                 });
-                let (node_str, line) = (f.to_string(), node.line);
+                let k = super::lit(k);
                 out.push(quote! {
-                    #sizes.#field = <#ty as #rt::Layer<F>>::output_width(&#layers.#f, &[#(#in_widths),*]).map_err(|message| {
-                        #rt::Error::Node {
-                            graph: #name_str.into(),
-                            node: #node_str.into(),
-                            file: ::core::file!().into(),
-                            line: #line,
-                            message,
-                        }
-                    })?;
+                    #sizes.#field = #rt::__private::layer_output_width::<F, Self>(&#layers, #k, &[#(#in_widths),*])?;
                 });
             }
             if self.is_host(k) && self.host_is_dynamic(k) {

@@ -211,7 +211,11 @@ impl<'a> Expander<'a> {
                     _ => quote!(#rt::layers::#ty),
                 }
             }
-            NodeKind::Custom { path, .. } => quote!(#path),
+            // Named once, by an alias, so that an unknown type is one error.
+            NodeKind::Custom { .. } => {
+                let alias = self.user_layer_alias(node);
+                quote!(#alias)
+            }
             NodeKind::Nested(_) | NodeKind::Output { .. } => self.nested_type(node),
         }
     }
@@ -234,6 +238,11 @@ impl<'a> Expander<'a> {
             }
             NodeKind::Output { .. } => quote!(()),
         }
+    }
+
+    /// The alias under which the user layer of `node` is named.
+    fn user_layer_alias(&self, node: &Node) -> Ident {
+        format_ident!("__{}_{}_Layer", self.g.name, node.name)
     }
 
     fn arg(&self, a: &Arg, float_as_f64: bool) -> TokenStream {

@@ -5,8 +5,9 @@
 
 use super::{dot::to_dot, layer_label, lit, Expander};
 use crate::ir::NodeKind;
-use proc_macro2::TokenStream;
-use quote::quote;
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
 
 impl Expander<'_> {
     pub(super) fn passes(&self) -> TokenStream {
@@ -59,11 +60,15 @@ impl Expander<'_> {
             .filter(|(_, n)| n.holds_layer())
             .map(|(k, n)| {
                 let (f, host, k) = (&n.name, self.is_host(k), lit(k));
-                if host {
-                    quote!(#k => #visit.nested(#k, &layers.#f),)
-                } else {
-                    let arity = lit(n.inputs.len());
-                    quote!(#k => #visit.layer::<_, #arity>(#k, &layers.#f),)
+                let arity = lit(n.inputs.len());
+                match &n.kind {
+                    _ if host => quote!(#k => #visit.nested(#k, &layers.#f),),
+                    // On the user's type: a type that is no `Layer` is reported there.
+                    NodeKind::Custom { path, .. } => {
+                        let at = Span::call_site().located_at(path.span());
+                        quote_spanned!(at=> #k => #visit.layer::<_, #arity>(#k, &layers.#f),)
+                    }
+                    _ => quote!(#k => #visit.layer::<_, #arity>(#k, &layers.#f),),
                 }
             });
 

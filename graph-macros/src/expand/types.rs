@@ -2,6 +2,7 @@
 //! `forward` and `backward` return, the sizes struct and the tape alias.
 
 use super::{layer_label, Expander};
+use crate::ir::NodeKind;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
@@ -40,9 +41,36 @@ impl Expander<'_> {
 
         // One layer (or nested graph) per node; outputs of nested graphs hold none.
         let layer_nodes = g.nodes.iter().filter(|n| n.holds_layer());
-        let layer_fields = layer_nodes.clone().map(|n| &n.name);
+        let layer_fields: Vec<_> = layer_nodes.clone().map(|n| &n.name).collect();
         let layer_tys = layer_nodes.clone().map(|n| self.layer_type(n));
-        let layer_docs = layer_nodes.map(|n| format!("Node `{}`: `{}`.", n.name, layer_label(n)));
+        let layer_docs = layer_nodes
+            .clone()
+            .map(|n| format!("Node `{}`: `{}`.", n.name, layer_label(n)));
+        // Clone when every layer is: a bound naming `F`, so that a type that
+        // is not a layer is not reported here (see `__private::CloneLayer`).
+        let clone_bounds = layer_nodes.clone().map(|n| {
+            let ty = self.layer_type(n);
+            if n.nested().is_some() {
+                quote!(#ty: ::core::clone::Clone)
+            } else {
+                quote!(#ty: #rt::__private::CloneLayer<F>)
+            }
+        });
+        let clones = layer_nodes.clone().map(|n| {
+            let f = &n.name;
+            if n.nested().is_some() {
+                quote!(::core::clone::Clone::clone(&self.#f))
+            } else {
+                quote!(#rt::__private::CloneLayer::<F>::clone_layer(&self.#f))
+            }
+        });
+        let layers_debug = format!(
+            "{layers_ty} {{ {} }}",
+            layer_nodes
+                .map(|n| format!("{}: {}", n.name, layer_label(n)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
 
         let output_names = g.outputs.iter().map(|(o, _)| o);
         let output_docs = g
@@ -76,23 +104,62 @@ impl Expander<'_> {
                 .join(", "),
         );
 
+        let aliases = g.nodes.iter().filter_map(|n| match &n.kind {
+            NodeKind::Custom { path, .. } => {
+                let alias = self.user_layer_alias(n);
+                Some(quote! {
+                    #[doc(hidden)]
+                    #[allow(non_camel_case_types)]
+                    type #alias = #path;
+                })
+            }
+            _ => None,
+        });
+
         quote! {
             #sizes_decl
+            #(#aliases)*
 
             #(#attrs)*
             #[doc = #struct_doc]
-            #[derive(Debug, Clone)]
+            #[derive(Debug)]
             #vis struct #name<#gen_decl F: #rt::Float = f32> {
                 core: #rt::GraphCore<F>,
                 layers: #layers_ty<#gen_use F>,
                 sizes: #sizes_field_ty,
             }
 
+            impl<#gen_decl F: #rt::Float> ::core::clone::Clone for #name<#gen_use F>
+            where
+                #layers_ty<#gen_use F>: ::core::clone::Clone,
+            {
+                fn clone(&self) -> Self {
+                    Self { core: self.core.clone(), layers: self.layers.clone(), sizes: self.sizes.clone() }
+                }
+            }
+
             #[doc = concat!("The layers of [`", #name_str, "`], one field per node.")]
-            #[derive(Debug, Clone)]
             #vis struct #layers_ty<#gen_decl F: #rt::Float> {
                 #(#[doc = #layer_docs] pub #layer_fields: #layer_tys,)*
                 _float: #rt::__private::PhantomData<F>,
+            }
+
+            impl<#gen_decl F: #rt::Float> ::core::fmt::Debug for #layers_ty<#gen_use F> {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.write_str(#layers_debug)
+                }
+            }
+
+            impl<#gen_decl F: #rt::Float> ::core::clone::Clone for #layers_ty<#gen_use F>
+            where
+                #(#clone_bounds,)*
+            {
+                fn clone(&self) -> Self {
+                    Self {
+                        #(#layer_fields: #clones,)*
+                        _float: #rt::__private::PhantomData,
+                    }
+                }
             }
 
             #[doc = concat!("The outputs of [`", #name_str, "::forward`], borrowed from the tape.")]
