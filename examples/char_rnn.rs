@@ -113,6 +113,9 @@ fn main() -> nngraph::Result<()> {
     std::fs::create_dir_all(path.parent().expect("a directory")).map_err(io)?;
     std::fs::write(&path, loss_curve(&losses)).map_err(io)?;
     println!("\nloss curve: {}", path.display());
+    let picture = path.with_file_name("char_rnn_model.svg");
+    std::fs::write(&picture, model.svg()).map_err(io)?;
+    println!("model: {}", picture.display());
     Ok(())
 }
 

@@ -191,5 +191,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = GradCheck::new().check_unrolled(&mut cell, &[h0], &[xs], mse_on_y)?;
     print!("{report}");
     assert!(report.passed());
+
+    section("6", "Pictures of the three graphs", "网络结构图");
+    // Drawn here, no graphviz needed. `-- --docs` also refreshes the
+    // README's picture.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("target/pictures");
+    std::fs::create_dir_all(&dir)?;
+    let pictures = [
+        ("two_to_one.svg", TwoToOne::<f64>::zeros().svg()),
+        ("two_to_two.svg", TwoToTwo::<f64>::zeros().svg()),
+        ("rnn_cell.svg", cell.svg()),
+    ];
+    for (name, svg) in &pictures {
+        std::fs::write(dir.join(name), svg)?;
+        println!("{}", dir.join(name).display());
+    }
+    if std::env::args().any(|a| a == "--docs") {
+        std::fs::write(root.join("docs/rnn_cell.svg"), &pictures[2].1)?;
+        println!("{}", root.join("docs/rnn_cell.svg").display());
+    }
     Ok(())
 }

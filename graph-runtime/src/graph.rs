@@ -135,6 +135,17 @@ pub trait Graph<F: Float>: Sized {
     fn to_dot(&self) -> &'static str {
         Self::SPEC.dot
     }
+    /// The graph drawn as an SVG document, without graphviz: each node with
+    /// its name, layer and width; nested graphs as boxed clusters; recurrent
+    /// pairs as dashed edges back from the output to the input.
+    fn svg(&self) -> String {
+        crate::svg::to_svg(self, None)
+    }
+    /// [`svg`](Self::svg) with the node that `error` names (a checked-mode
+    /// error, or a node's failure) in red and the error as a caption.
+    fn svg_with_error(&self, error: &Error) -> String {
+        crate::svg::to_svg(self, Some(error))
+    }
 
     /// The layer (or nested graph) of every node, one field per node.
     fn layers(&self) -> &Self::Layers {

@@ -39,6 +39,7 @@ pub mod optim;
 mod params;
 mod run;
 mod spec;
+mod svg;
 mod tape;
 mod unroll;
 
