@@ -1,8 +1,12 @@
 //! The brief's workloads: one training iteration of the seed's RNN cell
 //! (forward over T steps carrying h, summed MSE, BPTT into one shared
-//! parameter set, SGD, zero grads), by the generated code and by a
-//! hand-written ndarray implementation of the same iteration; and the
-//! machine's single-thread GEMM throughput at W3's largest product.
+//! parameter set, SGD, zero grads), by the generated code (`generated`: the
+//! sequence path, by the macro's plan; `generated-unroll`: step by step) and
+//! by hand-written ndarray implementations of the same iteration
+//! (`ndarray-hoisted`: input and output projections and every weight
+//! gradient over all T·B rows, only the recurrence per step, as cuDNN-style
+//! RNNs do; `ndarray-reference`: step by step); and the machine's
+//! single-thread GEMM throughput at W3's largest product.
 //!
 //! `cargo bench --bench iteration`
 
@@ -76,7 +80,64 @@ impl Workload {
     }
 }
 
-/// The generated graph, unrolled.
+/// The generated graph over the whole sequence, by the macro's plan.
+struct Sequence<F: Float> {
+    cell: Cell<F>,
+    seq: SeqTape<F>,
+    sgd: Sgd<F>,
+    h0: Array2<F>,
+    xs: Array3<F>,
+    /// The output gradients, filled in place at every iteration.
+    dy: Array3<F>,
+    dh: Array3<F>,
+}
+
+impl<F: Float> Sequence<F> {
+    fn new(w: Workload) -> Self {
+        let cell = Cell::<F>::new(&mut StdRng::seed_from_u64(1), w.i, w.h, w.o).unwrap();
+        let mut seq = cell.seq();
+        // Like the reference, no gradient for the data.
+        seq.set_input_grad(0, false);
+        let (h0, xs, _) = w.data();
+        Sequence {
+            cell,
+            seq,
+            sgd: Sgd::new(F::from_f64(0.01)),
+            h0,
+            xs,
+            dy: Array3::zeros((w.t, w.b, w.o)),
+            dh: Array3::zeros((w.t, w.b, w.h)),
+        }
+    }
+
+    fn iteration(&mut self) -> F {
+        let Sequence {
+            cell,
+            seq,
+            sgd,
+            h0,
+            xs,
+            dy,
+            dh,
+        } = self;
+        let out = cell.forward_seq(seq, &*h0, &*xs).unwrap();
+        // Σ_t MSE(y_t, 1), each step's mean over its B·O values.
+        let n = F::from_f64((dy.len_of(Axis(1)) * dy.len_of(Axis(2))) as f64);
+        let two = F::from_f64(2.0);
+        let mut loss = F::zero();
+        dy.zip_mut_with(&out.y, |d, &y| {
+            let e = y - F::one();
+            loss += e * e / n;
+            *d = two * e / n;
+        });
+        cell.backward_seq(seq, &*dy, &*dh).unwrap();
+        sgd.step(cell.store_mut());
+        cell.zero_grad();
+        loss
+    }
+}
+
+/// The generated graph, unrolled step by step.
 struct Generated<F: Float> {
     cell: Cell<F>,
     unroll: Unroll<F, Cell<F>>,
@@ -227,22 +288,100 @@ impl<F: Float> Reference<F> {
     }
 }
 
+/// The same iteration by hand, hoisting what a careful person would: the
+/// input and output projections and every weight gradient over all T·B
+/// rows at once; only the recurrence runs step by step.
+struct Hoisted<F: Float> {
+    r: Reference<F>,
+}
+
+impl<F: Float> Hoisted<F> {
+    fn iteration(&mut self) -> F {
+        let r = &mut self.r;
+        let (steps, batch, _) = r.xs.dim();
+        let nh = r.w_hh.nrows();
+        let rows = steps * batch;
+        let x =
+            r.xs.view()
+                .into_shape_with_order((rows, r.xs.len_of(Axis(2))))
+                .unwrap();
+        // Forward: the input projection once, the recurrence per step.
+        let ax = x.dot(&r.w_xh.t()) + &r.b_xh;
+        let mut hs = Array2::<F>::zeros((rows, nh));
+        let mut prev = Array2::<F>::zeros((rows, nh)); // h_{t-1} per row block
+        let mut h = r.h0.clone();
+        for t in 0..steps {
+            let block = s![t * batch..(t + 1) * batch, ..];
+            prev.slice_mut(block).assign(&h);
+            let a = &ax.slice(block) + &h.dot(&r.w_hh.t()) + &r.b_hh;
+            h = a.mapv(F::tanh);
+            hs.slice_mut(block).assign(&h);
+        }
+        // The output layer once.
+        let y = (hs.dot(&r.w_hy.t()) + &r.b_hy).mapv(|v| F::one() / (F::one() + (-v).exp()));
+        let n = F::from_f64((batch * r.w_hy.nrows()) as f64);
+        let loss = y.mapv(|v| (v - F::one()) * (v - F::one())).sum() / n;
+        let dy = y.mapv(|v| F::from_f64(2.0) * (v - F::one()) / n * v * (F::one() - v));
+        let g_hy = dy.t().dot(&hs);
+        let gb_hy = dy.sum_axis(Axis(0));
+        let dh_out = dy.dot(&r.w_hy);
+        // Backward: the recurrence per step, the weight gradients once.
+        let mut da = Array2::<F>::zeros((rows, nh));
+        let mut dh_next = Array2::<F>::zeros((batch, nh));
+        for t in (0..steps).rev() {
+            let block = s![t * batch..(t + 1) * batch, ..];
+            let dh = &dh_out.slice(block) + &dh_next;
+            let d = dh * hs.slice(block).mapv(|v| F::one() - v * v);
+            dh_next = d.dot(&r.w_hh);
+            da.slice_mut(block).assign(&d);
+        }
+        let g_xh = da.t().dot(&x);
+        let g_hh = da.t().dot(&prev);
+        let db = da.sum_axis(Axis(0));
+        let lr = r.lr;
+        r.w_xh.scaled_add(-lr, &g_xh);
+        r.w_hh.scaled_add(-lr, &g_hh);
+        r.w_hy.scaled_add(-lr, &g_hy);
+        r.b_xh.scaled_add(-lr, &db);
+        r.b_hh.scaled_add(-lr, &db);
+        r.b_hy.scaled_add(-lr, &gb_hy);
+        loss
+    }
+}
+
 fn workload<F: Float>(c: &mut Criterion, w: Workload, samples: usize) {
+    let mut sequence = Sequence::<F>::new(w);
     let mut generated = Generated::<F>::new(w);
     let mut reference = Reference::<F>::new(w, &generated.cell);
-    // The two compute the same iteration: same loss on the first one.
-    let (a, b) = (generated.iteration().to_f64(), reference.iteration().to_f64());
-    assert!(
-        (a - b).abs() <= 1e-4 * b.abs().max(1.0),
-        "{}: generated {a} vs reference {b}",
-        w.name
-    );
+    let mut hoisted = Hoisted {
+        r: Reference::<F>::new(w, &generated.cell),
+    };
+    // All compute the same iteration: same loss on the first one.
+    let losses = [
+        sequence.iteration().to_f64(),
+        generated.iteration().to_f64(),
+        reference.iteration().to_f64(),
+        hoisted.iteration().to_f64(),
+    ];
+    for l in losses {
+        assert!(
+            (l - losses[2]).abs() <= 1e-4 * losses[2].abs().max(1.0),
+            "{}: losses {losses:?}",
+            w.name
+        );
+    }
 
     let mut group = c.benchmark_group(w.name);
     group.sample_size(samples);
     group.throughput(Throughput::Elements(w.flops()));
     group.bench_function("generated", |bench| {
+        bench.iter(|| black_box(sequence.iteration()))
+    });
+    group.bench_function("generated-unroll", |bench| {
         bench.iter(|| black_box(generated.iteration()))
+    });
+    group.bench_function("ndarray-hoisted", |bench| {
+        bench.iter(|| black_box(hoisted.iteration()))
     });
     group.bench_function("ndarray-reference", |bench| {
         bench.iter(|| black_box(reference.iteration()))

@@ -129,3 +129,44 @@ fn a_second_forward_and_backward_allocate_nothing() {
     step(&mut cell);
     assert_eq!(allocations_in(|| step(&mut cell)), 0);
 }
+
+#[test]
+fn a_second_iteration_over_a_sequence_allocates_nothing() {
+    let mut cell = WideCell::<f32>::new(&mut StdRng::seed_from_u64(0));
+    let h0 = Array2::<f32>::zeros((8, 40));
+    let xs = Array3::<f32>::from_shape_fn((12, 8, 33), |(t, b, j)| ((t + b + j) as f32 * 0.1).sin());
+    let dy = Array3::<f32>::from_elem((12, 8, 9), 0.01);
+    let dh = Array3::<f32>::zeros((12, 8, 40));
+    let mut seq = cell.seq();
+    let mut sgd = Sgd::new(0.1f32).momentum(0.9);
+    let mut iteration = |cell: &mut WideCell<f32>| {
+        cell.forward_seq(&mut seq, &h0, &xs).unwrap();
+        cell.backward_seq(&mut seq, &dy, &dh).unwrap();
+        clip_grad_norm(cell.store_mut(), 5.0);
+        sgd.step(cell.store_mut());
+        cell.zero_grad();
+    };
+    assert!(
+        allocations_in(|| iteration(&mut cell)) > 0,
+        "the first iteration sizes the tape"
+    );
+    assert_eq!(allocations_in(|| iteration(&mut cell)), 0);
+}
+
+#[test]
+fn a_second_iteration_of_a_nested_lstm_with_dropout_over_a_sequence_allocates_nothing() {
+    let mut g = Tagger::<f32>::new(&mut StdRng::seed_from_u64(1)).unwrap();
+    let xs = Array3::<f32>::from_elem((5, 6, 12), 0.5);
+    let tags = Array2::<usize>::from_shape_fn((5, 6), |(t, b)| (t + b) % 5);
+    let (h, c) = (Array2::<f32>::zeros((6, 16)), Array2::<f32>::zeros((6, 16)));
+    let mut seq = g.seq();
+    let mut sgd = Sgd::new(0.05f32);
+    let mut step = |g: &mut Tagger<f32>| {
+        g.forward_seq(&mut seq, &h, &c, &xs, &tags).unwrap();
+        g.backward_seq_loss(&mut seq, Reduction::Mean).unwrap();
+        sgd.step(g.store_mut());
+        g.zero_grad();
+    };
+    step(&mut g);
+    assert_eq!(allocations_in(|| step(&mut g)), 0);
+}

@@ -3,7 +3,7 @@
 //! wrong sign.
 
 use nngraph::prelude::*;
-use nngraph::runtime::{GraphCore, GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec, Visit};
+use nngraph::runtime::{GraphCore, GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec, Phase, Visit};
 
 /// `tanh`, with the sign of its derivative flipped.
 #[derive(Debug)]
@@ -52,6 +52,8 @@ impl Graph<f64> for Hand {
                 line: 0,
                 inputs: &[0],
                 kind: NodeKind::Layer,
+                phase: Phase::Pre,
+                loss: false,
             },
             NodeSpec {
                 name: "y",
@@ -59,6 +61,8 @@ impl Graph<f64> for Hand {
                 line: 0,
                 inputs: &[1],
                 kind: NodeKind::Layer,
+                phase: Phase::Pre,
+                loss: false,
             },
         ],
         order: &[0, 1],

@@ -103,6 +103,19 @@ pub struct Node {
     pub width: Width,
     /// Source line of the node's name (0 when unknown), for run-time messages.
     pub line: u32,
+    /// When it runs in a sequence.
+    pub phase: Phase,
+}
+
+/// When a node of a recurrent graph runs over a sequence (see `check/plan.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Once over all steps, before the loop: it does not depend on the state.
+    Pre,
+    /// At every step: it depends on the state and feeds the next one.
+    Loop,
+    /// Once over all steps, after the loop: it depends on the state only.
+    Post,
 }
 
 /// What computes a node.

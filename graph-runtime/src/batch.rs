@@ -77,3 +77,27 @@ impl<S: Data<Elem = usize>> AsIds for ArrayBase<S, Ix1> {
         }
     }
 }
+
+/// Anything that can be viewed as a `(steps, batch, width)` sequence.
+pub trait AsSequence<F> {
+    /// A `(steps, batch, width)` view of `self`.
+    fn as_sequence(&self) -> ndarray::ArrayView3<'_, F>;
+}
+
+impl<F, S: Data<Elem = F>> AsSequence<F> for ArrayBase<S, ndarray::Ix3> {
+    fn as_sequence(&self) -> ndarray::ArrayView3<'_, F> {
+        self.view()
+    }
+}
+
+/// Anything that can be viewed as `(steps, batch)` integer ids.
+pub trait AsIdSequence {
+    /// A `(steps, batch)` view of `self`.
+    fn as_id_sequence(&self) -> ArrayView2<'_, usize>;
+}
+
+impl<S: Data<Elem = usize>> AsIdSequence for ArrayBase<S, Ix2> {
+    fn as_id_sequence(&self) -> ArrayView2<'_, usize> {
+        self.view()
+    }
+}

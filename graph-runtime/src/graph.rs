@@ -349,6 +349,63 @@ pub trait Graph<F: Float>: Sized {
         self.backward_tape(tape)
     }
 
+    /// A fresh, empty sequence tape to run this (recurrent) graph over
+    /// sequences with.
+    fn new_seq(&self) -> crate::SeqTape<F> {
+        crate::SeqTape::new(Self::SPEC, self.parts().1.widths.clone())
+    }
+
+    /// Runs the graph over whole sequences by the macro's plan (see
+    /// [`Phase`](crate::Phase)): `initial` holds one `(B, width)` state per
+    /// recurrent pair, `sequences` one `(T, B, width)` values or `(T, B)`
+    /// ids per other input, in declaration order.
+    fn forward_seq_inputs(
+        &self,
+        seq: &mut crate::SeqTape<F>,
+        initial: &[ArrayView2<'_, F>],
+        sequences: &[crate::SeqInput<'_, F>],
+    ) -> Result<()> {
+        crate::seq::forward(self, seq, crate::seq::Start::Given(initial), sequences)
+    }
+
+    /// [`forward_seq_inputs`](Self::forward_seq_inputs) starting from the
+    /// final state of the previous pass on `seq`, whose gradient is cut:
+    /// truncated BPTT. Before any pass the state is zero.
+    fn forward_seq_carry_inputs(
+        &self,
+        seq: &mut crate::SeqTape<F>,
+        sequences: &[crate::SeqInput<'_, F>],
+    ) -> Result<()> {
+        crate::seq::forward(self, seq, crate::seq::Start::Carry, sequences)
+    }
+
+    /// Backpropagation through time over the pass recorded in `seq`, from
+    /// one `(T, B, width)` gradient per output. Parameter gradients
+    /// accumulate until [`zero_grad`](Self::zero_grad).
+    fn backward_seq_views(
+        &mut self,
+        seq: &mut crate::SeqTape<F>,
+        d_outputs: &[ndarray::ArrayView3<'_, F>],
+    ) -> Result<()> {
+        seq.check_owner(Self::SPEC, &self.parts().1.widths)?;
+        crate::seq::seed(Self::SPEC, seq, d_outputs)?;
+        crate::seq::backward(self, seq)
+    }
+
+    /// For a graph with loss outputs (criterion nodes): the loss of the pass
+    /// recorded in `seq`, reduced over all `T·B` samples, and its gradients,
+    /// propagated back through time. One call per training step; no closure.
+    fn backward_seq_loss(
+        &mut self,
+        seq: &mut crate::SeqTape<F>,
+        reduction: crate::criteria::Reduction,
+    ) -> Result<F> {
+        seq.check_owner(Self::SPEC, &self.parts().1.widths)?;
+        let loss = crate::seq::seed_loss(Self::SPEC, seq, reduction)?;
+        crate::seq::backward(self, seq)?;
+        Ok(loss)
+    }
+
     /// Propagates the gradients already in `tape`'s output buffers to every
     /// node and input, adding parameter gradients into the gradient buffer.
     /// Fails if the last forward on `tape` did not complete, and in checked

@@ -38,12 +38,13 @@ pub mod layers;
 pub mod optim;
 mod params;
 mod run;
+mod seq;
 mod spec;
 mod svg;
 mod tape;
 mod unroll;
 
-pub use batch::{AsBatch, AsIds};
+pub use batch::{AsBatch, AsIdSequence, AsIds, AsSequence};
 pub use checkpoint::LoadOptions;
 pub use error::{Error, Pass, Result, Shape};
 pub use float::Float;
@@ -51,7 +52,8 @@ pub use gradcheck::{GradCheck, GradReport, Objective, SequenceObjective, Variabl
 pub use graph::{Graph, GraphCore, Visit};
 pub use layer::{Backward, Forward, Input, Layer, LayerResult, ParamShape};
 pub use params::{ParamSpec, ParamStore};
-pub use spec::{GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec};
+pub use seq::{SeqInput, SeqTape};
+pub use spec::{GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec, Phase};
 pub use tape::Tape;
 pub use unroll::{SequenceLoss, Unroll};
 
@@ -65,8 +67,8 @@ pub mod prelude {
     pub use crate::layers::*;
     pub use crate::optim::{clip_grad_norm, Adam, RmsProp, Sgd};
     pub use crate::{
-        AsBatch, AsIds, Backward, Error, Float, Forward, GradCheck, GradReport, Graph, Input, Layer,
-        LayerResult, ParamShape, ParamSpec, ParamStore, Tape, Unroll,
+        AsBatch, AsIdSequence, AsIds, AsSequence, Backward, Error, Float, Forward, GradCheck, GradReport,
+        Graph, Input, Layer, LayerResult, ParamShape, ParamSpec, ParamStore, SeqTape, Tape, Unroll,
     };
     pub use ndarray::{array, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
     pub use rand::{rngs::StdRng, SeedableRng};
@@ -92,7 +94,9 @@ pub mod __private {
             self.clone()
         }
     }
-    pub use crate::spec::{input_index, output_index, position, InputSpec, NodeKind, NodeSpec, OutputSpec};
+    pub use crate::spec::{
+        input_index, output_index, position, InputSpec, NodeKind, NodeSpec, OutputSpec, Phase,
+    };
     pub use core::marker::PhantomData;
     pub use std::vec;
     pub use std::vec::Vec;

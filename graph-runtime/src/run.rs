@@ -38,7 +38,7 @@ pub(crate) fn mix_seed(a: u64, b: u64, c: u64, d: u64) -> u64 {
 }
 
 /// A layer's message as an error naming the graph, the node and its line.
-fn node_error(spec: &GraphSpec, k: usize, message: String) -> Error {
+pub(crate) fn node_error(spec: &GraphSpec, k: usize, message: String) -> Error {
     let node = &spec.nodes[k];
     Error::Node {
         graph: spec.name.to_string(),
@@ -51,7 +51,7 @@ fn node_error(spec: &GraphSpec, k: usize, message: String) -> Error {
 
 /// An error from inside the nested graph at node `k`, as seen from the
 /// outer graph: the path `host.inner` and the host's own source line.
-fn nested_error(spec: &GraphSpec, k: usize, error: Error) -> Error {
+pub(crate) fn nested_error(spec: &GraphSpec, k: usize, error: Error) -> Error {
     let host = &spec.nodes[k];
     let (graph, file, line) = (spec.name.to_string(), spec.file.to_string(), host.line);
     match error {
@@ -107,7 +107,7 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(
     forward_with::<F, G>(layers, store.node_ranges(), store.values(), mode, tape)
 }
 
-fn forward_with<F: Float, G: Graph<F>>(
+pub(crate) fn forward_with<F: Float, G: Graph<F>>(
     layers: &G::Layers,
     ranges: &[Range<usize>],
     params: &[F],
@@ -221,7 +221,7 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(
     backward_with::<F, G>(layers, ranges, params, grads, checked, tape)
 }
 
-fn backward_with<F: Float, G: Graph<F>>(
+pub(crate) fn backward_with<F: Float, G: Graph<F>>(
     layers: &G::Layers,
     ranges: &[Range<usize>],
     params: &[F],

@@ -25,13 +25,14 @@ mod flatten;
 mod names;
 mod order;
 mod outputs;
+mod plan;
 mod recurrent;
 mod stub;
 mod widths;
 
 use crate::ast::{Call, GraphCall, GraphDecl, Invocation};
 use crate::errors::Errors;
-use crate::ir::{Atom, Checked, Deferred, Graph, Input, Node, NodeKind, Select, Source};
+use crate::ir::{Atom, Checked, Deferred, Graph, Input, Node, NodeKind, Phase, Select, Source};
 use crate::width::Width;
 use proc_macro2::Span;
 use quote::quote;
@@ -95,6 +96,8 @@ fn check_graph(decl: &GraphDecl) -> syn::Result<Graph> {
     }
     // `#[recurrent(input = output)]` pairs of one width.
     recurrent::pairs(&mut scope);
+    // Over a sequence: which nodes run before, in and after the loop.
+    plan::phases(&mut scope);
     scope.finish()
 }
 
@@ -123,6 +126,7 @@ struct Scope<'a> {
     deferred: Vec<Deferred>,
     outputs: Vec<(Ident, usize)>,
     recurrent: Vec<(usize, usize)>,
+    phases: Vec<Phase>,
 }
 
 impl<'a> Scope<'a> {
@@ -144,6 +148,7 @@ impl<'a> Scope<'a> {
             deferred: Vec::new(),
             outputs: Vec::new(),
             recurrent: Vec::new(),
+            phases: Vec::new(),
         }
     }
 
@@ -174,13 +179,15 @@ impl<'a> Scope<'a> {
             .zip(self.kinds)
             .zip(self.sources)
             .zip(self.widths)
-            .map(|(((node, kind), sources), width)| {
+            .zip(self.phases)
+            .map(|((((node, kind), sources), width), phase)| {
                 Some(Node {
                     name: node.name.clone(),
                     kind: kind?,
                     inputs: sources?.into_iter().map(|(s, _)| s).collect(),
                     width: width?,
                     line: node.name.span().start().line as u32,
+                    phase,
                 })
             })
             .collect();

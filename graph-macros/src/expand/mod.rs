@@ -13,6 +13,8 @@
 //!   which hands node `k` to the runtime's pass;
 //! - `checks`: widths known only when the graph is built, and the claims the
 //!   macro could not decide (const assertions or constructor checks);
+//! - `sequence`: for a recurrent graph, the typed sequence API
+//!   (`forward_seq`, `backward_seq`) and its named views;
 //! - `dot`: the Graphviz picture;
 //! - `stub`: for a graph with mistakes, its interface alone.
 //!
@@ -26,6 +28,7 @@ mod api;
 mod checks;
 mod dot;
 mod passes;
+mod sequence;
 mod stub;
 mod types;
 
@@ -40,8 +43,8 @@ pub fn expand(checked: &Checked) -> TokenStream {
     let rt = &checked.runtime;
     let graphs = checked.graphs.iter().map(|g| {
         let x = Expander::new(rt, g);
-        let (types, api, passes) = (x.types(), x.api(), x.passes());
-        quote!(#types #api #passes)
+        let (types, api, passes, sequence) = (x.types(), x.api(), x.passes(), x.sequence());
+        quote!(#types #api #passes #sequence)
     });
     let stubs = checked.stubs.iter().map(|s| stub::stub(rt, s));
     graphs.chain(stubs).collect()

@@ -4,7 +4,8 @@
 //! loops themselves are runtime source (`graph_runtime::run`).
 
 use super::{dot::to_dot, layer_label, lit, Expander};
-use crate::ir::NodeKind;
+use crate::ir::{NodeKind, Phase};
+use crate::layers::Rule;
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -40,8 +41,17 @@ impl Expander<'_> {
                 }
                 NodeKind::Builtin { .. } | NodeKind::Custom { .. } => quote!(Layer),
             };
+            let phase = match n.phase {
+                Phase::Pre => quote!(Pre),
+                Phase::Loop => quote!(Loop),
+                Phase::Post => quote!(Post),
+            };
+            let loss = matches!(&n.kind, NodeKind::Builtin { layer, .. } if matches!(layer.rule, Rule::Criterion | Rule::ClassCriterion));
             quote! {
-                #rt::__private::NodeSpec { name: #node, layer: #layer, line: #line, inputs: &[#(#slots),*], kind: #rt::__private::NodeKind::#kind }
+                #rt::__private::NodeSpec {
+                    name: #node, layer: #layer, line: #line, inputs: &[#(#slots),*],
+                    kind: #rt::__private::NodeKind::#kind, phase: #rt::__private::Phase::#phase, loss: #loss,
+                }
             }
         });
         let order = g.order.iter().map(|&k| lit(k));
