@@ -184,3 +184,35 @@ fn the_statement_form_takes_one_output_by_name() {
     let want = cell.forward(&mut t2, &x, &h).unwrap().new_h.to_owned();
     assert_eq!(got, want);
 }
+
+mod pair {
+    use nngraph::prelude::*;
+
+    graph! {
+        /// Two values side by side: its output is 6 wide.
+        pub Both(a: [3], b: [3]) -> (u) {
+            u = Concat()(Tanh()(a), Sigmoid()(b));
+        }
+    }
+}
+
+graph! {
+    /// `Split` of a nested graph's output, whose width the macro cannot see.
+    pub Halves(a: [3], b: [3]) -> (left, right) {
+        u = Identity()(pair::Both(a, b).u);
+        (left, right) = Split(2)(u);
+    }
+}
+
+#[test]
+fn split_of_a_nested_graphs_output_is_checked_when_built_and_cuts_it_in_equal_parts() {
+    let g = Halves::<f64>::zeros().unwrap();
+    let mut tape = g.tape();
+    let (a, b) = ([0.1, 0.2, 0.3], [-1.0, 0.0, 1.0]);
+    let out = g.forward(&mut tape, &a, &b).unwrap();
+    let want_left: Vec<f64> = a.iter().map(|v| v.tanh()).collect();
+    let want_right: Vec<f64> = b.iter().map(|v| 1.0 / (1.0 + (-v).exp())).collect();
+    assert_eq!(out.left.iter().copied().collect::<Vec<_>>(), want_left);
+    assert_eq!(out.right.iter().copied().collect::<Vec<_>>(), want_right);
+    assert_eq!(Halves::<f64>::OUTPUT_WIDTHS, &[3, 3]);
+}

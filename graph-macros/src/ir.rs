@@ -58,6 +58,10 @@ pub struct Graph {
     pub derived: Vec<(usize, String)>,
     /// Widths of nested graphs' inputs and outputs.
     pub atoms: Vec<Atom>,
+    /// Widths that are another width divided by a number (the parts of a
+    /// `Split` of a width the macro cannot divide): atom name, numerator,
+    /// divisor. A `Deferred` claim checks the division is exact.
+    pub quotients: Vec<(String, Width, i64)>,
 }
 
 /// A width of a nested graph's input or output, standing in a polynomial.
@@ -175,6 +179,11 @@ pub struct Deferred {
 pub enum Claim {
     Equal(Width, Width),
     AtMost(Width, Width),
+    /// `width` is a multiple of `by`.
+    Divisible {
+        width: Width,
+        by: i64,
+    },
     /// A nested graph (host node) has `n` inputs, or `n` outputs.
     Count {
         host: usize,

@@ -127,6 +127,7 @@ struct Scope<'a> {
     outputs: Vec<(Ident, usize)>,
     recurrent: Vec<(usize, usize)>,
     phases: Vec<Phase>,
+    quotients: Vec<(String, Width, i64)>,
 }
 
 impl<'a> Scope<'a> {
@@ -149,6 +150,7 @@ impl<'a> Scope<'a> {
             outputs: Vec::new(),
             recurrent: Vec::new(),
             phases: Vec::new(),
+            quotients: Vec::new(),
         }
     }
 
@@ -214,6 +216,7 @@ impl<'a> Scope<'a> {
             deferred: self.deferred,
             derived,
             atoms: self.atoms,
+            quotients: self.quotients,
         })
     }
 }
@@ -235,6 +238,7 @@ impl Graph {
             deferred: Vec::new(),
             derived: Vec::new(),
             atoms: Vec::new(),
+            quotients: Vec::new(),
         }
     }
 }

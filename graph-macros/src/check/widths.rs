@@ -4,7 +4,7 @@
 //! against another, a nested graph's width) becomes a `Deferred` check. A
 //! user layer's output width is an atom known when the graph is built.
 
-use super::{calls, RawNode, Scope};
+use super::{calls, RawKind, RawNode, Scope};
 use crate::ast::GraphCall;
 use crate::ir::{Arg, Atom, Claim, Deferred, NodeKind, Select, Source};
 use crate::layers::{LayerDef, Rule};
@@ -53,7 +53,16 @@ pub(super) fn infer(scope: &mut Scope) {
         let node = &scope.raw[k];
         let (deferred, atoms) = (&mut scope.deferred, &mut scope.atoms);
         let result = match (kind, node.split) {
-            (_, Some((part, n))) => infer_split(node, part, n, &flows).map(|(w, args)| {
+            (_, Some((part, n))) => infer_split(
+                node,
+                part,
+                n,
+                &flows,
+                &scope.sizes,
+                &mut scope.quotients,
+                deferred,
+            )
+            .map(|(w, args)| {
                 scope.kinds[k] = calls::narrow(args);
                 w
             }),
@@ -251,10 +260,11 @@ fn infer_host(
     deferred: &mut Vec<Deferred>,
 ) -> syn::Result<Width> {
     let graph = &call.name;
+    let label = graph_label(call);
     for (i, flow) in inputs.iter().enumerate() {
         let w = need_values(node, flow)?;
         let (name, select) = match &call.input_names[i] {
-            None => (format!("{}.in[{i}]", node.name), Select::Index(i)),
+            None => (format!("{label}.in[{i}]"), Select::Index(i)),
             Some(n) => {
                 deferred.push(Deferred {
                     claim: Claim::Has {
@@ -265,7 +275,7 @@ fn infer_host(
                     message: format!("`{graph}` has no input named `{n}`"),
                     span: n.span(),
                 });
-                (format!("{}.in.{n}", node.name), Select::Name(n.clone()))
+                (format!("{label}.{n}"), Select::Name(n.clone()))
             }
         };
         atoms.push(Atom {
@@ -321,9 +331,13 @@ fn output_atom(
     atoms: &mut Vec<Atom>,
     deferred: &mut Vec<Deferred>,
 ) -> Width {
+    let label = match &raw[host].kind {
+        RawKind::Host(call, _) => graph_label(call),
+        _ => raw[host].name.to_string(),
+    };
     let name = match select {
-        Select::Index(j) => format!("{}.out[{j}]", raw[host].name),
-        Select::Name(n) => format!("{}.out.{n}", raw[host].name),
+        Select::Index(j) => format!("{label}.out[{j}]"),
+        Select::Name(n) => format!("{label}.{n}"),
     };
     if !atoms.iter().any(|a| a.name == name) {
         if let Select::Name(n) = select {
@@ -348,17 +362,57 @@ fn output_atom(
     Width::atom(&name)
 }
 
+/// How a nested graph is written, for the names of its widths in messages:
+/// `cells::Cell`, `LstmCell<3,4>`, `Inner[4]`. Equal labels mean equal
+/// widths, so hosts of one graph share them.
+fn graph_label(call: &GraphCall) -> String {
+    let (path, generics) = (&call.path, &call.generics);
+    let mut label = quote::quote!(#path #generics).to_string().replace(' ', "");
+    if call.dynamic {
+        let sizes: Vec<String> = call.sizes.iter().map(|e| quote::quote!(#e).to_string()).collect();
+        label += &format!("[{}]", sizes.join(", "));
+    }
+    label
+}
+
 /// The atom standing for a user layer's output width.
 pub fn derived_atom(node: &Ident) -> String {
     format!("__{node}")
 }
 
 /// Part `part` of `Split(n)`: a `Narrow(part * w / n, w / n)`.
-fn infer_split(node: &RawNode, part: usize, n: usize, inputs: &[Flow]) -> syn::Result<(Width, Vec<Arg>)> {
+///
+/// A width the macro cannot divide but that is not written in the graph's
+/// sizes (a nested graph's output, a user layer's) is divided when the graph
+/// is built, with a deferred check that the division is exact.
+fn infer_split(
+    node: &RawNode,
+    part: usize,
+    n: usize,
+    inputs: &[Flow],
+    sizes: &[String],
+    quotients: &mut Vec<(String, Width, i64)>,
+    deferred: &mut Vec<Deferred>,
+) -> syn::Result<(Width, Vec<Arg>)> {
     let w = need_values(node, &inputs[0])?;
     let n = n as i64;
     let length = match w.div_exact(n) {
         Some(l) => l,
+        None if w.atoms().any(|a| !sizes.contains(a)) => {
+            let name = format!("({w})/{n}");
+            if !quotients.iter().any(|(q, _, _)| *q == name) {
+                quotients.push((name.clone(), w.clone(), n));
+                deferred.push(Deferred {
+                    claim: Claim::Divisible { width: w.clone(), by: n },
+                    message: format!(
+                        "`Split({n})` cuts `{}` into {n} equal parts, but its width ({w}) is not divisible by {n}",
+                        inputs[0].name
+                    ),
+                    span: inputs[0].span,
+                });
+            }
+            Width::atom(&name)
+        }
         None if w.as_const().is_some() => {
             return Err(syn::Error::new(
                 inputs[0].span,

@@ -152,6 +152,10 @@ impl Expander<'_> {
                     let (ta, tb) = (self.width(a), self.width(b));
                     (quote!(#ta == #tb), self.is_runtime(a) || self.is_runtime(b))
                 }
+                Claim::Divisible { width, by } => {
+                    let (w, by) = (self.width(width), lit(*by as usize));
+                    (quote!(#w % #by == 0), self.is_runtime(width))
+                }
                 Claim::AtMost(a, b) => {
                     let (ta, tb) = (self.width(a), self.width(b));
                     (quote!(#ta <= #tb), self.is_runtime(a) || self.is_runtime(b))

@@ -150,6 +150,10 @@ impl<'a> Expander<'a> {
 
     fn atom_tokens(&self, atom: &str) -> TokenStream {
         let sizes = &self.sizes;
+        if let Some((_, numerator, by)) = self.g.quotients.iter().find(|(q, _, _)| q == atom) {
+            let (numerator, by) = (self.width(numerator), lit(*by as usize));
+            return quote!((#numerator / #by));
+        }
         if let Some(c) = self.g.const_sizes.iter().find(|c| *c == atom) {
             return quote!(#c);
         }
@@ -175,6 +179,9 @@ impl<'a> Expander<'a> {
         w.atoms().any(|a| {
             if self.g.const_sizes.iter().any(|c| c == a) {
                 return false;
+            }
+            if let Some((_, numerator, _)) = self.g.quotients.iter().find(|(q, _, _)| q == a) {
+                return self.is_runtime(numerator);
             }
             match self.atom(a) {
                 Some((_, atom)) => self.host_is_dynamic(atom.host),
