@@ -61,6 +61,22 @@ fn the_seed_cell_is_a_well_formed_picture_of_every_node_and_edge() {
         all.contains(&"Linear(2, 4)") && all.contains(&"→ [4]"),
         "layers and widths"
     );
+    // The sequence plan: x2h before the loop, h2h in it, the output layer after.
+    for (node, phase) in [
+        ("x2h", "before the loop"),
+        ("h2h", "in the loop"),
+        ("y", "after the loop"),
+    ] {
+        let item = doc
+            .descendants()
+            .find(|n| (has_class(n, "node") || has_class(n, "output")) && texts(*n).first() == Some(&node))
+            .unwrap_or_else(|| panic!("{node} is drawn"));
+        assert_eq!(texts(item).last(), Some(&phase), "{node}");
+    }
+    let dot = cell.to_dot();
+    let cluster =
+        "subgraph cluster_Loop { label=\"step by step\"; style=dashed; \"h2h\"; \"new_h_cadd\"; \"new_h\"; }";
+    assert!(dot.contains(cluster), "{dot}");
     let edges: usize = spec.nodes.iter().map(|n| n.inputs.len()).sum();
     assert_eq!(count(&doc, "edge"), edges);
     assert_eq!(count(&doc, "recurrent"), 1);

@@ -2,7 +2,9 @@
 //! drawing, left to right. Each node is a box with its name, its layer and
 //! its width; inputs and outputs stand out; a nested graph is a boxed
 //! cluster holding its own drawing; recurrent pairs are dashed edges from
-//! the output back to the input. A checked-mode error can be drawn on the
+//! the output back to the input; in a recurrent graph each node says when it
+//! runs over a sequence (the macro's plan: before, in or after the loop). A
+//! checked-mode error can be drawn on the
 //! picture: the failing node in red, the pass, step and value in a caption.
 //!
 //! The layout: a node's column is the longest path to it from the inputs;
@@ -14,7 +16,7 @@
 use crate::error::{Error, Pass};
 use crate::graph::{Graph, Visit};
 use crate::layer::Layer;
-use crate::spec::{GraphSpec, NodeKind};
+use crate::spec::{GraphSpec, NodeKind, Phase};
 use crate::Float;
 use std::fmt::Write;
 
@@ -152,11 +154,20 @@ fn layout(
         } else {
             Role::Node
         };
-        let lines = vec![
+        let mut lines = vec![
             node.name.to_string(),
             node.layer.to_string(),
             format!("→ [{}]", widths[slot]),
         ];
+        // The sequence plan: when the node runs over a sequence.
+        if !spec.recurrent.is_empty() {
+            let when = match node.phase {
+                Phase::Pre => "before the loop",
+                Phase::Loop => "in the loop",
+                Phase::Post => "after the loop",
+            };
+            lines.push(when.to_string());
+        }
         items.push(item(slot, lines, role, None));
     }
     let mut edges = Vec::new();
