@@ -13,6 +13,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use nngraph::ndarray::{linalg::general_mat_mul, s, Array1, Array2, Array3, ArrayView2, Axis};
 use nngraph::prelude::*;
+use nngraph::runtime::with_threads;
 use std::hint::black_box;
 
 graph! {
@@ -374,11 +375,17 @@ fn workload<F: Float>(c: &mut Criterion, w: Workload, samples: usize) {
     let mut group = c.benchmark_group(w.name);
     group.sample_size(samples);
     group.throughput(Throughput::Elements(w.flops()));
+    // The generated code on one thread, and on two where products are large.
     group.bench_function("generated", |bench| {
-        bench.iter(|| black_box(sequence.iteration()))
+        bench.iter(|| with_threads(1, || black_box(sequence.iteration())))
     });
+    if w.name != W1.name {
+        group.bench_function("generated-2t", |bench| {
+            bench.iter(|| with_threads(2, || black_box(sequence.iteration())))
+        });
+    }
     group.bench_function("generated-unroll", |bench| {
-        bench.iter(|| black_box(generated.iteration()))
+        bench.iter(|| with_threads(1, || black_box(generated.iteration())))
     });
     group.bench_function("ndarray-hoisted", |bench| {
         bench.iter(|| black_box(hoisted.iteration()))
@@ -410,18 +417,47 @@ fn gemm(c: &mut Criterion) {
     });
     group.bench_function("nngraph-kernel", |bench| {
         bench.iter(|| {
-            nngraph::runtime::kernels::matmul_a_bt(
-                a.as_slice().unwrap(),
-                w.as_slice().unwrap(),
-                out.as_slice_mut().unwrap(),
-                m,
-                k,
-                n,
-            )
+            with_threads(1, || {
+                nngraph::runtime::kernels::matmul_a_bt(
+                    a.as_slice().unwrap(),
+                    w.as_slice().unwrap(),
+                    out.as_slice_mut().unwrap(),
+                    m,
+                    k,
+                    n,
+                )
+            })
         })
     });
     group.finish();
     black_box(out.slice(s![0, 0]).to_owned());
+
+    // The machine's GEMM throughput at 1024³ with our kernel, on one and
+    // two threads: what W3 on two threads is measured against.
+    let size = 1024;
+    let a = Array2::<f32>::from_shape_fn((size, size), |(i, j)| ((i * 7 + j) % 13) as f32 * 0.01);
+    let b = Array2::<f32>::from_shape_fn((size, size), |(i, j)| ((i * 3 + j) % 11) as f32 * 0.01);
+    let mut c2 = Array2::<f32>::zeros((size, size));
+    let mut group = c.benchmark_group("gemm-1024x1024x1024");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements((2 * size * size * size) as u64));
+    for threads in [1, 2] {
+        group.bench_function(format!("nngraph-kernel-{threads}t"), |bench| {
+            bench.iter(|| {
+                with_threads(threads, || {
+                    nngraph::runtime::kernels::matmul_a_bt(
+                        a.as_slice().unwrap(),
+                        b.as_slice().unwrap(),
+                        c2.as_slice_mut().unwrap(),
+                        size,
+                        size,
+                        size,
+                    )
+                })
+            })
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, gemm, workloads);

@@ -170,3 +170,48 @@ fn a_second_iteration_of_a_nested_lstm_with_dropout_over_a_sequence_allocates_no
     step(&mut g);
     assert_eq!(allocations_in(|| step(&mut g)), 0);
 }
+
+graph! {
+    /// Large enough that its products are split across threads.
+    #[recurrent(h = new_h)]
+    pub BigCell(x: [96], h: [128]) -> (y, new_h) {
+        new_h = Tanh()(CAdd()(Linear(96, 128)(x), Linear(128, 128)(h)));
+        y     = Sigmoid()(Linear(128, 64)(new_h));
+    }
+}
+
+/// Two training iterations over a sequence with `threads` threads: the
+/// parameters after them, and the allocations of the second.
+fn big_iterations(threads: usize) -> (Vec<f32>, usize) {
+    nngraph::runtime::with_threads(threads, || {
+        let mut cell = BigCell::<f32>::new(&mut StdRng::seed_from_u64(3));
+        let h0 = Array2::<f32>::zeros((96, 128));
+        let xs =
+            Array3::<f32>::from_shape_fn((4, 96, 96), |(t, b, j)| ((t * 5 + b + 3 * j) as f32 * 0.01).sin());
+        let dy = Array3::<f32>::from_elem((4, 96, 64), 0.01);
+        let dh = Array3::<f32>::zeros((4, 96, 128));
+        let mut seq = cell.seq();
+        let mut sgd = Sgd::new(0.1f32);
+        let mut iteration = |cell: &mut BigCell<f32>| {
+            cell.forward_seq(&mut seq, &h0, &xs).unwrap();
+            cell.backward_seq(&mut seq, &dy, &dh).unwrap();
+            sgd.step(cell.store_mut());
+            cell.zero_grad();
+        };
+        iteration(&mut cell);
+        let second = allocations_in(|| iteration(&mut cell));
+        (cell.params().to_vec(), second)
+    })
+}
+
+#[test]
+fn a_warm_iteration_allocates_nothing_and_gives_the_same_bits_on_one_and_two_threads() {
+    let (one, allocated_one) = big_iterations(1);
+    let (two, allocated_two) = big_iterations(2);
+    assert_eq!(allocated_one, 0);
+    assert_eq!(allocated_two, 0);
+    assert!(
+        one.iter().zip(&two).all(|(a, b)| a.to_bits() == b.to_bits()),
+        "bit-identical parameters for any thread count"
+    );
+}

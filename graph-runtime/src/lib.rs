@@ -50,6 +50,7 @@ pub use error::{Error, Pass, Result, Shape};
 pub use float::Float;
 pub use gradcheck::{GradCheck, GradReport, Objective, SequenceObjective, VariableReport, Worst};
 pub use graph::{Graph, GraphCore, Visit};
+pub use kernels::pool::{set_threads, threads, with_threads};
 pub use layer::{Backward, Forward, Input, Layer, LayerResult, ParamShape};
 pub use params::{ParamSpec, ParamStore};
 pub use seq::{SeqInput, SeqTape};

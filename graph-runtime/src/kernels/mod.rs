@@ -40,7 +40,68 @@ pub fn matmul_a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, 
         c.fill(F::zero());
         return;
     }
-    F::rows_times_packed(m, k, n, a, b, c);
+    by_rows(m, n, m * k * n, TRANSPOSED_TILES, c, |r0, r1, c| {
+        F::rows_times_packed(r1 - r0, k, n, &a[r0 * k..r1 * k], b, c)
+    });
+}
+
+/// Products of at least this many multiply-adds are split across threads;
+/// smaller ones cost more to hand out than they gain.
+const PARALLEL_WORK: usize = 1 << 20;
+
+/// Rows per unit of a split, for products tiled by `MR` rows of the output
+/// and for `x · wᵀ`, which is tiled by 16 (f32) or 8 (f64) of its rows: a
+/// split falls on tile boundaries, so that every output element is computed
+/// exactly as by one thread.
+const ROW_TILES: usize = 6;
+const TRANSPOSED_TILES: usize = 16;
+
+/// A pointer handed to the threads of one product, each of which writes
+/// its own run of rows.
+struct Rows<T>(*mut T);
+// SAFETY: the threads of a product write disjoint runs of rows (see `by_rows`).
+unsafe impl<T: Send> Sync for Rows<T> {}
+
+impl<T> Rows<T> {
+    /// The element `offset` past the start. (A method, so that closures
+    /// capture the `Rows`, not the raw pointer inside.)
+    fn at(&self, offset: usize) -> *mut T {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// Runs `product(r0, r1, rows of c)` for runs of the `m` rows of `c`
+/// (`m x n`), split on multiples of `align` rows across [`pool::threads`]
+/// when `work` is large.
+fn by_rows<F: Float>(
+    m: usize,
+    n: usize,
+    work: usize,
+    align: usize,
+    c: &mut [F],
+    product: impl Fn(usize, usize, &mut [F]) + Sync,
+) {
+    let parts = if work >= PARALLEL_WORK {
+        pool::threads().min(m.div_ceil(align)).max(1)
+    } else {
+        1
+    };
+    if parts == 1 {
+        product(0, m, c);
+        return;
+    }
+    let rows = Rows(c.as_mut_ptr());
+    let part = |p: usize| {
+        let (r0, r1) = (
+            pool::split(m, parts, align, p),
+            pool::split(m, parts, align, p + 1),
+        );
+        // SAFETY: the runs r0..r1 of the parts are disjoint and within `c`
+        // (`split` is increasing in `p`, from 0 to `m`).
+        let c = unsafe { std::slice::from_raw_parts_mut(rows.at(r0 * n), (r1 - r0) * n) };
+        product(r0, r1, c);
+    };
+    pool::run(parts, &part);
 }
 
 /// `c = x · wᵀ` (x `(m, k)`, w `(n, k)`, c `(m, n)`), computed as
@@ -124,45 +185,38 @@ fn rows_times_packed<T: Kernel>(
 /// `c += a · b` where `a` is `(m, k)`, `b` is `(k, n)` and `c` is `(m, n)`.
 pub fn matmul_a_b_acc<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, n: usize) {
     debug_assert_eq!((a.len(), b.len(), c.len()), (m * k, k * n, m * n));
-    gemm(
-        m,
-        n,
-        k,
-        Operand {
-            data: a,
+    by_rows(m, n, m * k * n, ROW_TILES, c, |r0, r1, c| {
+        let a = Operand {
+            data: &a[r0 * k..],
             rs: k,
             cs: 1,
-        },
-        Operand {
+        };
+        let b = Operand {
             data: b,
             rs: n,
             cs: 1,
-        },
-        c,
-        true,
-    );
+        };
+        gemm(r1 - r0, n, k, a, b, c, true)
+    });
 }
 
 /// `c += aᵀ · b` where `a` is `(k, m)`, `b` is `(k, n)` and `c` is `(m, n)`.
 pub fn matmul_at_b_acc<F: Float>(a: &[F], b: &[F], c: &mut [F], k: usize, m: usize, n: usize) {
     debug_assert_eq!((a.len(), b.len(), c.len()), (k * m, k * n, m * n));
-    gemm(
-        m,
-        n,
-        k,
-        Operand {
-            data: a,
+    by_rows(m, n, m * k * n, ROW_TILES, c, |r0, r1, c| {
+        // Rows r0.. of aᵀ are columns r0.. of a.
+        let a = Operand {
+            data: &a[r0..],
             rs: 1,
             cs: m,
-        },
-        Operand {
+        };
+        let b = Operand {
             data: b,
             rs: n,
             cs: 1,
-        },
-        c,
-        true,
-    );
+        };
+        gemm(r1 - r0, n, k, a, b, c, true)
+    });
 }
 
 /// `c (m x n, row-major) = [c +] a · b`.
@@ -483,6 +537,7 @@ unsafe fn copy_fixed<T: Copy, const N: usize>(out: &mut [T], from: *const T) {
 }
 
 mod micro;
+pub mod pool;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 

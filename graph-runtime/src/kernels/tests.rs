@@ -154,3 +154,48 @@ fn portable_kernel_matches_naive() {
         }
     }
 }
+
+/// Large products give the same bits on one thread and on two, and the
+/// work is split when two are asked for.
+#[test]
+fn products_are_bit_identical_on_one_and_two_threads() {
+    for (m, k, n) in [(200, 300, 256), (64, 1024, 1024), (61, 512, 40)] {
+        bit_identical_on_one_and_two_threads(m, k, n);
+    }
+}
+
+fn bit_identical_on_one_and_two_threads(m: usize, k: usize, n: usize) {
+    use super::pool::{with_threads, worker_jobs};
+    let a: Vec<f32> = fill(m * k, 0.3).iter().map(|&v| v as f32).collect();
+    let b: Vec<f32> = fill(k * n, 0.7).iter().map(|&v| v as f32).collect();
+    let bt: Vec<f32> = fill(n * k, 0.9).iter().map(|&v| v as f32).collect();
+    let at: Vec<f32> = fill(k * m, 1.1).iter().map(|&v| v as f32).collect();
+    let run = || {
+        let mut c1 = vec![0.0f32; m * n];
+        matmul_a_bt(&a, &bt, &mut c1, m, k, n);
+        let mut c2 = vec![0.5f32; m * n];
+        matmul_a_b_acc(&a, &b, &mut c2, m, k, n);
+        let mut c3 = vec![-0.5f32; m * n];
+        matmul_at_b_acc(&at, &b, &mut c3, k, m, n);
+        [c1, c2, c3]
+    };
+    let one = with_threads(1, run);
+    // The pool may be busy with another test's product, in which case a call
+    // runs alone: try until a job was split.
+    let mut split = false;
+    for _ in 0..50 {
+        let before = worker_jobs();
+        let two = with_threads(2, run);
+        for (x, y) in one.iter().zip(&two) {
+            assert!(
+                x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "the same bits"
+            );
+        }
+        if worker_jobs() > before {
+            split = true;
+            break;
+        }
+    }
+    assert!(split, "two threads split the work of {m} x {k} x {n}");
+}
