@@ -49,7 +49,9 @@ fn main() -> nngraph::Result<()> {
     let mut rng = StdRng::seed_from_u64(42);
     let mut model = CharLstm::<f32>::new(&mut rng, chars.len(), HIDDEN)?;
     println!("{} parameters", model.num_params());
-    let mut unroll = Unroll::new(&model);
+    // The whole chunk at once, by the macro's plan: the embedding and the
+    // input projection before the loop, the output layer and the loss after.
+    let mut seq = model.seq();
     let mut adam = Adam::new(2e-3f32);
 
     // BATCH streams, each reading its own stretch of the text; the state is
@@ -60,8 +62,10 @@ fn main() -> nngraph::Result<()> {
     let mut losses = Vec::with_capacity(iterations);
     let bar = ProgressBar::new(iterations as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-            .expect("a valid template"),
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} {per_sec} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .expect("a valid template"),
     );
     let (mut offset, mut smooth) = (0, (chars.len() as f64).ln());
     for it in 0..iterations {
@@ -76,18 +80,9 @@ fn main() -> nngraph::Result<()> {
         }
         offset += STEPS;
 
-        unroll.forward_carry_with_ids(&model, &[], &[xs.view(), ys.view()])?;
-        let scale = 1.0 / (STEPS * BATCH) as f32;
-        let loss = unroll.loss(|_t, o, value, grad: Option<ArrayViewMut2<f32>>| {
-            if o != 0 {
-                return Ok(0.0);
-            }
-            if let Some(mut grad) = grad {
-                grad.fill(scale);
-            }
-            Ok(value.sum() * scale)
-        })?;
-        unroll.backward(&mut model)?;
+        // The state carried over from the last chunk, its gradient cut.
+        model.forward_seq_carry(&mut seq, &xs, &ys)?;
+        let loss = model.backward_seq_loss(&mut seq, Reduction::Mean)?;
         clip_grad_norm(model.store_mut(), 5.0);
         adam.step(model.store_mut());
         model.zero_grad();
@@ -107,6 +102,11 @@ fn main() -> nngraph::Result<()> {
         }
     }
     bar.finish();
+    let elapsed = bar.elapsed().as_secs_f64();
+    println!(
+        "{iterations} iterations in {elapsed:.1} s: {:.1} per second",
+        iterations as f64 / elapsed
+    );
     println!("\n-- final sample:\n{}", sample(&model, &chars, &mut rng, 400));
 
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/char_rnn_loss.svg");

@@ -174,9 +174,9 @@ fn a_second_iteration_of_a_nested_lstm_with_dropout_over_a_sequence_allocates_no
 graph! {
     /// Large enough that its products are split across threads.
     #[recurrent(h = new_h)]
-    pub BigCell(x: [96], h: [128]) -> (y, new_h) {
-        new_h = Tanh()(CAdd()(Linear(96, 128)(x), Linear(128, 128)(h)));
-        y     = Sigmoid()(Linear(128, 64)(new_h));
+    pub BigCell(x: [256], h: [256]) -> (y, new_h) {
+        new_h = Tanh()(CAdd()(Linear(256, 256)(x), Linear(256, 256)(h)));
+        y     = Sigmoid()(Linear(256, 64)(new_h));
     }
 }
 
@@ -185,11 +185,13 @@ graph! {
 fn big_iterations(threads: usize) -> (Vec<f32>, usize) {
     nngraph::runtime::with_threads(threads, || {
         let mut cell = BigCell::<f32>::new(&mut StdRng::seed_from_u64(3));
-        let h0 = Array2::<f32>::zeros((96, 128));
-        let xs =
-            Array3::<f32>::from_shape_fn((4, 96, 96), |(t, b, j)| ((t * 5 + b + 3 * j) as f32 * 0.01).sin());
+        // The input projection and its weight gradient (384 x 256 x 256) are split.
+        let h0 = Array2::<f32>::zeros((96, 256));
+        let xs = Array3::<f32>::from_shape_fn((4, 96, 256), |(t, b, j)| {
+            ((t * 5 + b + 3 * j) as f32 * 0.01).sin()
+        });
         let dy = Array3::<f32>::from_elem((4, 96, 64), 0.01);
-        let dh = Array3::<f32>::zeros((4, 96, 128));
+        let dh = Array3::<f32>::zeros((4, 96, 256));
         let mut seq = cell.seq();
         let mut sgd = Sgd::new(0.1f32);
         let mut iteration = |cell: &mut BigCell<f32>| {

@@ -45,9 +45,11 @@ pub fn matmul_a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, 
     });
 }
 
-/// Products of at least this many multiply-adds are split across threads;
-/// smaller ones cost more to hand out than they gain.
-const PARALLEL_WORK: usize = 1 << 20;
+/// Products of at least this many multiply-adds (about 130 µs on one core)
+/// are split across threads; waking a worker costs about what half of a
+/// smaller one saves (measured on the char model: 2M multiply-adds per
+/// step ran slower on two threads).
+const PARALLEL_WORK: usize = 1 << 23;
 
 /// Rows per unit of a split, for products tiled by `MR` rows of the output
 /// and for `x · wᵀ`, which is tiled by 16 (f32) or 8 (f64) of its rows: a
