@@ -11,7 +11,7 @@ use std::iter::Sum;
 /// This is ndarray's [`NdFloat`] plus lossless-enough conversion from and to
 /// `f64`, which initialisers, criteria and gradient checking need, and the
 /// type's own matrix-product kernel. Sealed: only `f32` and `f64` implement it.
-pub trait Float: NdFloat + Default + Sum + 'static + crate::kernels::Gemm {
+pub trait Float: NdFloat + Default + Sum + 'static + crate::kernels::Kernels {
     /// Converts from `f64`, rounding to the nearest value of `Self`.
     fn from_f64(value: f64) -> Self;
     /// Converts to `f64` (exact for `f32` and `f64`).

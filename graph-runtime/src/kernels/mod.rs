@@ -243,11 +243,16 @@ fn gemm<F: Float>(
     F::gemm(m, n, k, a, b, c, accumulate);
 }
 
-/// The matrix products of one element type, with its own micro-kernel and
-/// packing buffer: what [`Float`] carries, so that the products dispatch
-/// statically. Sealed: implemented for `f32` and `f64` only.
+/// The kernels of one element type (its matrix products, with its own
+/// micro-kernel and packing buffer, and its activations): what [`Float`]
+/// carries, so that they dispatch statically. Sealed: implemented for `f32`
+/// and `f64` only.
 #[doc(hidden)]
-pub trait Gemm: Copy + sealed::Sealed {
+pub trait Kernels: Copy + sealed::Sealed {
+    /// `x = tanh(x)` for each element.
+    fn tanh_in_place(x: &mut [Self]);
+    /// `x = 1 / (1 + e^{-x})` for each element.
+    fn sigmoid_in_place(x: &mut [Self]);
     /// `c = a · bᵀ`; see [`matmul_a_bt`].
     fn rows_times_packed(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]);
     /// `c = [c +] a · b` on strided operands.
@@ -287,9 +292,33 @@ pub fn with_portable_kernels<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// f32 has vectorised activations; f64 keeps libm's, to full accuracy.
+macro_rules! activations_for {
+    (f32, tanh, $x:ident) => {
+        activations::tanh_in_place($x)
+    };
+    (f32, sigmoid, $x:ident) => {
+        activations::sigmoid_in_place($x)
+    };
+    (f64, tanh, $x:ident) => {
+        $x.iter_mut().for_each(|v| *v = v.tanh())
+    };
+    (f64, sigmoid, $x:ident) => {
+        $x.iter_mut().for_each(|v| *v = crate::layers::sigmoid(*v))
+    };
+}
+
 macro_rules! gemm_for {
-    ($t:ty, $pack:ident) => {
-        impl Gemm for $t {
+    ($t:ident, $pack:ident) => {
+        impl Kernels for $t {
+            fn tanh_in_place(x: &mut [$t]) {
+                activations_for!($t, tanh, x)
+            }
+
+            fn sigmoid_in_place(x: &mut [$t]) {
+                activations_for!($t, sigmoid, x)
+            }
+
             fn rows_times_packed(m: usize, k: usize, n: usize, a: &[$t], b: &[$t], c: &mut [$t]) {
                 $pack.with(|buf| rows_times_packed::<$t>(m, k, n, a, b, c, &mut buf.borrow_mut()));
             }
@@ -538,6 +567,7 @@ unsafe fn copy_fixed<T: Copy, const N: usize>(out: &mut [T], from: *const T) {
     *out = unsafe { std::ptr::read_unaligned(from as *const [T; N]) };
 }
 
+pub mod activations;
 mod micro;
 pub mod pool;
 #[cfg(target_arch = "x86_64")]

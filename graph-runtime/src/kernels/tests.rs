@@ -199,3 +199,83 @@ fn bit_identical_on_one_and_two_threads(m: usize, k: usize, n: usize) {
     }
     assert!(split, "two threads split the work of {m} x {k} x {n}");
 }
+
+/// Distance in units in the last place between two finite f32.
+fn ulps(a: f32, b: f32) -> u64 {
+    let ordered = |x: f32| {
+        let bits = x.to_bits() as i32;
+        (if bits < 0 { i32::MIN - bits } else { bits }) as i64
+    };
+    (ordered(a) - ordered(b)).unsigned_abs()
+}
+
+/// The inputs of the accuracy sweep: every 1e-5 over [-20, 20], magnitudes
+/// from 1e-30 to 1 on a log scale, both signs, and the tails.
+fn sweep() -> Vec<f32> {
+    let mut xs: Vec<f32> = (0..=4_000_000).map(|i| -20.0 + i as f32 * 1e-5).collect();
+    for i in 0..=3000 {
+        let m = 10f32.powf(-30.0 + i as f32 * 0.01);
+        xs.extend([m, -m]);
+    }
+    xs.extend([
+        0.0, -0.0, 50.0, -50.0, 86.0, -86.0, 88.5, -88.5, 100.0, -100.0, 1e30, -1e30,
+    ]);
+    xs
+}
+
+/// The largest error in ulps of `f` (on a copy of `xs`, in place) against
+/// `reference` in f64, over the inputs `keep` accepts.
+fn worst(
+    xs: &[f32],
+    f: impl Fn(&mut [f32]),
+    reference: impl Fn(f64) -> f64,
+    keep: impl Fn(f32) -> bool,
+) -> (u64, f32) {
+    let mut ys = xs.to_vec();
+    f(&mut ys);
+    xs.iter()
+        .zip(&ys)
+        .filter(|(&x, _)| keep(x))
+        .map(|(&x, &y)| (ulps(y, reference(x as f64) as f32), x))
+        .max_by_key(|&(u, _)| u)
+        .unwrap()
+}
+
+#[test]
+fn vectorised_tanh_and_sigmoid_are_within_their_documented_ulps() {
+    use super::activations::{sigmoid, sigmoid_in_place, tanh, tanh_in_place};
+    let xs = sweep();
+    let logistic = |x: f64| 1.0 / (1.0 + (-x).exp());
+    // Below -87.3 the logistic is not a normal f32: checked apart.
+    let normal = |x: f32| x > -87.3;
+    for (what, simd) in [("SIMD", true), ("portable", false)] {
+        let measure = || {
+            (
+                worst(&xs, tanh_in_place, f64::tanh, |_| true),
+                worst(&xs, sigmoid_in_place, logistic, normal),
+            )
+        };
+        let (t, s) = if simd {
+            measure()
+        } else {
+            with_portable_kernels(measure)
+        };
+        eprintln!(
+            "{what}: tanh {} ulp (at {}), sigmoid {} ulp (at {})",
+            t.0, t.1, s.0, s.1
+        );
+        assert!(t.0 <= 1, "{what} tanh: {} ulp at {}", t.0, t.1);
+        assert!(s.0 <= 3, "{what} sigmoid: {} ulp at {}", s.0, s.1);
+    }
+    // Tails, signs and NaN.
+    for x in [-1e30f32, -100.0, -88.5] {
+        assert!((0.0..1.2e-38).contains(&sigmoid(x)), "sigmoid({x})");
+    }
+    assert_eq!((tanh(20.0), tanh(-20.0), tanh(1e30)), (1.0, -1.0, 1.0));
+    assert_eq!(tanh(-0.0).to_bits(), (-0.0f32).to_bits());
+    let mut nan = [f32::NAN; 9];
+    tanh_in_place(&mut nan);
+    assert!(nan.iter().all(|v| v.is_nan()));
+    sigmoid_in_place(&mut nan);
+    assert!(nan.iter().all(|v| v.is_nan()) && sigmoid(f32::NAN).is_nan() && tanh(f32::NAN).is_nan());
+}

@@ -6,9 +6,31 @@ use crate::Float;
 use ndarray::{ArrayViewMut2, Zip};
 
 macro_rules! activation {
+    // `in_place` runs on a contiguous output holding a copy of the input:
+    // the float type's own kernel (vectorised for f32).
+    ($(#[$doc:meta])* $name:ident, $kind:literal,
+     forward: |$x:ident| $fwd:expr,
+     in_place: $in_place:path,
+     derivative: |$y:ident, $xin:ident| $der:expr) => {
+        activation!(@layer $(#[$doc])* $name, $kind, |output, input| {
+            if let (Some(out), Some(src)) = (output.as_slice_mut(), input.as_slice()) {
+                out.copy_from_slice(src);
+                $in_place(out);
+                return Ok(());
+            }
+            Zip::from(output).and(&input).for_each(|o, &$x| *o = $fwd);
+        }, |$y, $xin| $der);
+    };
     ($(#[$doc:meta])* $name:ident, $kind:literal,
      forward: |$x:ident| $fwd:expr,
      derivative: |$y:ident, $xin:ident| $der:expr) => {
+        activation!(@layer $(#[$doc])* $name, $kind, |output, input| {
+            Zip::from(output).and(&input).for_each(|o, &$x| *o = $fwd);
+        }, |$y, $xin| $der);
+    };
+    (@layer $(#[$doc:meta])* $name:ident, $kind:literal,
+     |$output:ident, $input:ident| $forward:block,
+     |$y:ident, $xin:ident| $der:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
         pub struct $name;
@@ -22,8 +44,10 @@ macro_rules! activation {
                 super::same_as_input($kind, input_widths)
             }
 
-            fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {
-                Zip::from(output).and(&cx.inputs[0].values()?).for_each(|o, &$x| *o = $fwd);
+            #[allow(unused_mut)]
+            fn forward(&self, cx: Forward<'_, F>, mut $output: ArrayViewMut2<'_, F>) -> LayerResult {
+                let $input = cx.inputs[0].values()?;
+                $forward
                 Ok(())
             }
 
@@ -50,6 +74,7 @@ activation!(
     /// `y = tanh(x)`; `dy/dx = 1 - y²`.
     Tanh, "Tanh",
     forward: |x| x.tanh(),
+    in_place: F::tanh_in_place,
     derivative: |y, _x| F::one() - y * y
 );
 
@@ -57,6 +82,7 @@ activation!(
     /// `y = 1 / (1 + e^-x)`; `dy/dx = y (1 - y)`.
     Sigmoid, "Sigmoid",
     forward: |x| sigmoid(x),
+    in_place: F::sigmoid_in_place,
     derivative: |y, _x| y * (F::one() - y)
 );
 

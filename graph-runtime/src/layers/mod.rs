@@ -19,6 +19,7 @@ pub use linear::Linear;
 pub use shape::{Concat, Narrow};
 pub use softmax::{LogSoftMax, SoftMax};
 
+pub(crate) use activation::sigmoid;
 pub(crate) use softmax::log_sum_exp as row_log_sum_exp;
 
 /// The shape rule of a layer of one input whose output has its width.
