@@ -203,20 +203,7 @@ fn the_oracle_through_the_sequence_path() {
     let dh = Array3::zeros((steps, 1, 4));
     cell.backward_seq_views(&mut seq, &[dy.view(), dh.view()])
         .unwrap();
-    for spec in cell.param_specs() {
-        let want = &case["grads"][&spec.name];
-        let want: Vec<f64> = if spec.shape.len() == 2 {
-            mat(want).into_iter().collect()
-        } else {
-            vec1(want)
-        };
-        assert_close(
-            &spec.name,
-            cell.grad(&spec.name).unwrap().iter().copied(),
-            want,
-            TOL,
-        );
-    }
+    assert_oracle_grads(cell.store(), case, TOL);
     assert_close(
         "grad_h0",
         seq.initial_state_grad(0).iter().copied(),

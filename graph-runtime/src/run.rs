@@ -83,17 +83,28 @@ pub(crate) fn nested_error(spec: &GraphSpec, k: usize, error: Error) -> Error {
     }
 }
 
-/// The value of `slot` as a layer input.
-fn input_of<'t, F>(
+/// The value of `slot` over `rows`, as a layer input (a tape's pass uses
+/// all its rows, a sequence's one step's or all steps').
+pub(crate) fn input_rows<'t, F>(
     spec: &GraphSpec,
-    tape_values: &'t [Array2<F>],
+    values: &'t [Array2<F>],
     ids: &'t [Vec<usize>],
     slot: usize,
+    rows: Range<usize>,
 ) -> Input<'t, F> {
     if slot < spec.inputs.len() && spec.inputs[slot].ids {
-        Input::Ids(&ids[slot])
+        Input::Ids(&ids[slot][rows])
     } else {
-        Input::Values(tape_values[slot].view())
+        Input::Values(values[slot].slice(ndarray::s![rows, ..]))
+    }
+}
+
+/// Whether backward computes the gradient of `slot`: every node's; an
+/// input's unless it holds ids or its gradient was turned off.
+pub(crate) fn grad_wanted(spec: &GraphSpec, input_grads: &[bool], slot: usize) -> bool {
+    match spec.inputs.get(slot) {
+        Some(input) => !input.ids && input_grads[slot],
+        None => true,
     }
 }
 
@@ -166,8 +177,15 @@ impl<F: Float> Visit<F> for ForwardVisit<'_, F> {
         let slot = spec.node_slot(k);
         // The output is taken out of the tape while the inputs are read from it.
         let mut output = std::mem::take(&mut tape.values[slot]);
-        let inputs: [Input<'_, F>; N] =
-            std::array::from_fn(|i| input_of(spec, &tape.values, &tape.ids, node.inputs[i]));
+        let inputs: [Input<'_, F>; N] = std::array::from_fn(|i| {
+            input_rows(
+                spec,
+                &tape.values,
+                &tape.ids,
+                node.inputs[i],
+                0..tape.batch.unwrap_or(0),
+            )
+        });
         let cx = Forward {
             params: &self.params[self.ranges[k].clone()],
             inputs: &inputs,
@@ -190,7 +208,7 @@ impl<F: Float> Visit<F> for ForwardVisit<'_, F> {
         let mut inner = tape.nested[k].take().unwrap_or_else(|| graph.new_tape());
         inner.resize(batch);
         for (&from, &i) in node.inputs.iter().zip(to) {
-            match input_of(spec, &tape.values, &tape.ids, from) {
+            match input_rows(spec, &tape.values, &tape.ids, from, 0..tape.batch.unwrap_or(0)) {
                 Input::Values(v) => inner.input_mut(i).assign(&v),
                 Input::Ids(ids) => inner.set_ids(i, ids),
             }
@@ -270,10 +288,7 @@ impl<F: Float> BackwardVisit<'_, F> {
     /// Whether the gradient of `slot` is wanted: every node's is; an input's
     /// unless it holds ids or the tape was told not to compute it.
     fn wanted(&self, slot: usize) -> bool {
-        match self.spec.inputs.get(slot) {
-            Some(input) => !input.ids && self.tape.input_grads[slot],
-            None => true,
-        }
+        grad_wanted(self.spec, &self.tape.input_grads, slot)
     }
 }
 
@@ -287,8 +302,15 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, F> {
         let tape = &mut *self.tape;
         // The output's gradient is taken out while the inputs' are written.
         let d_output = std::mem::take(&mut tape.grads[slot]);
-        let inputs: [Input<'_, F>; N] =
-            std::array::from_fn(|i| input_of(spec, &tape.values, &tape.ids, node.inputs[i]));
+        let inputs: [Input<'_, F>; N] = std::array::from_fn(|i| {
+            input_rows(
+                spec,
+                &tape.values,
+                &tape.ids,
+                node.inputs[i],
+                0..tape.batch.unwrap_or(0),
+            )
+        });
         let cx = Backward {
             params: &self.params[range.clone()],
             inputs: &inputs,

@@ -15,7 +15,7 @@
 use crate::error::{Error, Pass, Result};
 use crate::graph::{check_finite, Graph, Visit};
 use crate::layer::{Backward, Forward, Input, Layer};
-use crate::run::{mix_seed, nested_error, node_error, Mode};
+use crate::run::{grad_wanted, input_rows, mix_seed, nested_error, node_error, Mode};
 use crate::spec::{GraphSpec, NodeKind, Phase};
 use crate::tape::{ensure_shape, Tape};
 use crate::{criteria::Reduction, Float};
@@ -437,21 +437,6 @@ fn at(e: Error, step: Option<usize>) -> Error {
     }
 }
 
-/// The value of `slot` over `rows`, as a layer input.
-fn input_rows<'t, F>(
-    spec: &GraphSpec,
-    values: &'t [Array2<F>],
-    ids: &'t [Vec<usize>],
-    slot: usize,
-    rows: Range<usize>,
-) -> Input<'t, F> {
-    if slot < spec.inputs.len() && spec.inputs[slot].ids {
-        Input::Ids(&ids[slot][rows])
-    } else {
-        Input::Values(values[slot].slice(s![rows, ..]))
-    }
-}
-
 struct SeqForward<'a, F> {
     spec: &'static GraphSpec,
     ranges: &'a [Range<usize>],
@@ -652,13 +637,7 @@ impl<F: Float> Visit<F> for SeqBackward<'_, F> {
             Part::Inputs => (stateful, true),
             Part::Params => (!stateful, false),
         };
-        let wanted: [bool; N] = std::array::from_fn(|i| {
-            let from = node.inputs[i];
-            match spec.inputs.get(from) {
-                Some(input) => !input.ids && seq.input_grads[from],
-                None => true,
-            }
-        });
+        let wanted: [bool; N] = std::array::from_fn(|i| grad_wanted(spec, &seq.input_grads, node.inputs[i]));
         let d_output = std::mem::take(&mut seq.grads[slot]);
         let inputs: [Input<'_, F>; N] =
             std::array::from_fn(|i| input_rows(spec, &seq.values, &seq.ids, node.inputs[i], rows.clone()));
@@ -717,11 +696,7 @@ impl<F: Float> Visit<F> for SeqBackward<'_, F> {
         )
         .map_err(|e| nested_error(spec, k, e))?;
         for (&from, &i) in node.inputs.iter().zip(to) {
-            let wanted = match spec.inputs.get(from) {
-                Some(input) => !input.ids && seq.input_grads[from],
-                None => true,
-            };
-            if wanted {
+            if grad_wanted(spec, &seq.input_grads, from) {
                 let mut d = seq.grads[from].slice_mut(s![rows.clone(), ..]);
                 d += &seq.nested[k][self.run].input_grad(i);
             }

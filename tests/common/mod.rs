@@ -104,3 +104,21 @@ pub fn seed_loss(
     }
     Mse::new().forward(&y, &target)
 }
+
+/// Every parameter gradient in `store` equals the oracle case's `grads`, by name.
+pub fn assert_oracle_grads(store: &ParamStore<f64>, case: &Value, tol: f64) {
+    for spec in store.specs() {
+        let want = &case["grads"][&spec.name];
+        let want: Vec<f64> = if spec.shape.len() == 2 {
+            mat(want).into_iter().collect()
+        } else {
+            vec1(want)
+        };
+        assert_close(
+            &spec.name,
+            store.grad(&spec.name).unwrap().iter().copied(),
+            want,
+            tol,
+        );
+    }
+}
