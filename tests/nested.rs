@@ -216,3 +216,27 @@ fn split_of_a_nested_graphs_output_is_checked_when_built_and_cuts_it_in_equal_pa
     assert_eq!(out.right.iter().copied().collect::<Vec<_>>(), want_right);
     assert_eq!(Halves::<f64>::OUTPUT_WIDTHS, &[3, 3]);
 }
+
+#[test]
+fn summary_indents_a_nested_graph_under_its_node() {
+    let g = TwoSteps::<f64>::zeros().unwrap();
+    let table = g.summary();
+    eprintln!("{table}");
+    let inner = <inner::Cell<f64> as Graph<f64>>::SPEC;
+    let host_rows: Vec<usize> = table
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("inner::Cell"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(host_rows.len(), 2, "{table}");
+    // Under each host, the nested graph's nodes, indented.
+    for &h in &host_rows {
+        let first = table.lines().nth(h + 1).unwrap();
+        assert!(
+            first.starts_with(&format!("  {} ", inner.nodes[0].name)),
+            "{first}"
+        );
+    }
+    assert!(table.ends_with(&format!("{} parameters", g.num_params())));
+}

@@ -170,3 +170,60 @@ fn evaluation_mode_is_a_switch() {
     cell.training();
     assert!(cell.is_training());
 }
+
+#[test]
+fn summary_lists_every_node_with_widths_parameters_and_lines() {
+    let cell = SeedCell::<f32>::zeros();
+    let table = cell.summary();
+    assert_eq!(table, cell.to_string(), "Display prints the summary");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "SeedCell(x: [2], h: [4]) -> (y: [1], new_h: [4])");
+    let row = |node: &str| -> Vec<&str> {
+        let line = lines
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(node))
+            .unwrap();
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect()
+    };
+    // node, layer, input widths, output width, parameters (4 x 2 + 4), line
+    let x2h = row("x2h");
+    assert_eq!(&x2h[..5], ["x2h", "Linear(2, 4)", "2", "4", "12"]);
+    let spec = <SeedCell<f32> as Graph<f32>>::SPEC;
+    assert_eq!(x2h[5], spec.nodes[0].line.to_string());
+    assert_eq!(
+        &row("new_h_cadd")[..5],
+        ["new_h_cadd", "CAdd()", "4, 4", "4", "0"]
+    );
+    assert_eq!(
+        *lines.last().unwrap(),
+        format!("6 nodes, {} parameters", SeedCell::<f32>::NUM_PARAMS)
+    );
+}
+
+#[test]
+fn clip_grad_value_clamps_every_gradient_as_torch() {
+    let mut cell = SeedCell::<f64>::zeros();
+    let grads: Vec<f64> = (0..cell.num_params()).map(|i| (i as f64 - 18.0) * 0.1).collect();
+    cell.grads_mut().copy_from_slice(&grads);
+    clip_grad_value(cell.store_mut(), 0.55);
+    for (g, before) in cell.grads().iter().zip(&grads) {
+        // torch: grad.clamp_(-clip_value, clip_value)
+        assert_eq!(*g, before.clamp(-0.55, 0.55));
+    }
+}
+
+#[test]
+fn a_missing_checkpoint_is_an_io_error_with_its_path() {
+    let mut cell = SeedCell::<f64>::zeros();
+    let path = std::path::Path::new("no/such/checkpoint.safetensors");
+    match cell.load(path).unwrap_err() {
+        Error::Io { action, path: p, .. } => {
+            assert_eq!(action, "read");
+            assert_eq!(p, path);
+        }
+        other => panic!("unexpected error {other}"),
+    }
+}

@@ -51,8 +51,12 @@ impl<F: Float> ParamStore<F> {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let bytes = self.to_safetensors()?;
-        write_atomically(path, |file| file.write_all(&bytes))
-            .map_err(|e| self.error(format!("cannot write {}: {e}", path.display())))
+        write_atomically(path, |file| file.write_all(&bytes)).map_err(|e| Error::Io {
+            graph: self.graph().to_string(),
+            action: "write",
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
     }
 
     /// Sets every parameter from a safetensors file's bytes. `F32` and `F64`
@@ -131,8 +135,12 @@ impl<F: Float> ParamStore<F> {
     /// [`load`](Self::load) with options.
     pub fn load_with(&mut self, path: impl AsRef<Path>, options: LoadOptions) -> Result<()> {
         let path = path.as_ref();
-        let bytes =
-            std::fs::read(path).map_err(|e| self.error(format!("cannot read {}: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::Io {
+            graph: self.graph().to_string(),
+            action: "read",
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         self.load_safetensors_with(&bytes, options)
     }
 

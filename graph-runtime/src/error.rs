@@ -186,6 +186,18 @@ pub enum Error {
         /// What is wrong, in words.
         message: String,
     },
+    /// A file could not be read or written.
+    #[error("{graph}: cannot {action} {path}: {message}")]
+    Io {
+        /// The graph.
+        graph: String,
+        /// What was being done: `read`, `write`.
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The system's reason.
+        message: String,
+    },
     /// A parameter file cannot be read or does not fit the graph.
     #[error("{graph}: {message}")]
     Checkpoint {

@@ -135,6 +135,13 @@ pub trait Graph<F: Float>: Sized {
     fn to_dot(&self) -> &'static str {
         Self::SPEC.dot
     }
+    /// The graph as a table (as Keras' `summary()`): each node with its
+    /// layer, input and output widths, parameter count and source line;
+    /// nested graphs indented under their node; totals. Generated graphs
+    /// also print it with `{}`.
+    fn summary(&self) -> String {
+        crate::summary::summary(self)
+    }
     /// The graph drawn as an SVG document, without graphviz: each node with
     /// its name, layer and width; nested graphs as boxed clusters; recurrent
     /// pairs as dashed edges back from the output to the input.

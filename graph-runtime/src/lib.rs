@@ -40,6 +40,7 @@ mod params;
 mod run;
 mod seq;
 mod spec;
+mod summary;
 mod svg;
 mod tape;
 mod unroll;
@@ -66,7 +67,7 @@ pub use rand;
 pub mod prelude {
     pub use crate::criteria::{Bce, ClassNll, CrossEntropy, Mse, Reduction};
     pub use crate::layers::*;
-    pub use crate::optim::{clip_grad_norm, Adam, RmsProp, Sgd};
+    pub use crate::optim::{clip_grad_norm, clip_grad_value, Adam, RmsProp, Sgd};
     pub use crate::{
         AsBatch, AsIdSequence, AsIds, AsSequence, Backward, Error, Float, Forward, GradCheck, GradReport,
         Graph, Input, Layer, LayerResult, ParamShape, ParamSpec, ParamStore, SeqTape, Tape, Unroll,

@@ -73,6 +73,16 @@ pub fn clip_grad_norm<F: Float>(store: &mut ParamStore<F>, max_norm: F) -> F {
     norm
 }
 
+/// Clamps every gradient into `[-clip_value, clip_value]`, as
+/// `torch.nn.utils.clip_grad_value_` (char-rnn's `grad_clip`).
+pub fn clip_grad_value<F: Float>(store: &mut ParamStore<F>, clip_value: F) {
+    let clip = clip_value.abs();
+    store
+        .grads_mut()
+        .iter_mut()
+        .for_each(|g| *g = g.max(-clip).min(clip));
+}
+
 /// Adam, as `torch.optim.Adam`: `m = β1 m + (1 - β1) g`,
 /// `v = β2 v + (1 - β2) g²`, `p -= lr · m̂ / (√v̂ + eps)` with the bias
 /// corrections `m̂ = m / (1 - β1^t)`, `v̂ = v / (1 - β2^t)`; weight decay

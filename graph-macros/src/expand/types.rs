@@ -129,6 +129,13 @@ impl Expander<'_> {
                 sizes: #sizes_field_ty,
             }
 
+            impl<#gen_decl F: #rt::Float> ::core::fmt::Display for #name<#gen_use F> {
+                /// The table of [`summary`](#rt::Graph::summary).
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.write_str(&#rt::Graph::summary(self))
+                }
+            }
+
             impl<#gen_decl F: #rt::Float> ::core::clone::Clone for #name<#gen_use F>
             where
                 #layers_ty<#gen_use F>: ::core::clone::Clone,
