@@ -329,14 +329,7 @@ pub trait Graph<F: Float>: Sized {
         let spec = Self::SPEC;
         tape.check_owner(spec, &self.parts().1.widths)?;
         let batch = forward_batch(spec, tape)?;
-        if d_outputs.len() != spec.outputs.len() {
-            return Err(Error::Arity {
-                graph: spec.name.to_string(),
-                what: "output gradients",
-                expected: spec.outputs.len(),
-                found: d_outputs.len(),
-            });
-        }
+        check_gradient_count(spec, d_outputs.len())?;
         for (o, d) in d_outputs.iter().enumerate() {
             let expected = [batch, self.output_width(o)];
             if d.shape() != expected {
@@ -434,6 +427,19 @@ pub trait Graph<F: Float>: Sized {
         }
         result
     }
+}
+
+/// One output gradient per declared output.
+pub(crate) fn check_gradient_count(spec: &GraphSpec, found: usize) -> Result<()> {
+    if found == spec.outputs.len() {
+        return Ok(());
+    }
+    Err(Error::Arity {
+        graph: spec.name.to_string(),
+        what: "output gradients",
+        expected: spec.outputs.len(),
+        found,
+    })
 }
 
 /// The batch size of the completed forward pass recorded in `tape`.

@@ -11,7 +11,7 @@ use crate::error::{Error, Pass, Result};
 use crate::graph::{check_finite, Graph, Visit};
 use crate::layer::{Backward, Forward, Input, Layer, ParamShape};
 use crate::params::ParamStore;
-use crate::spec::{GraphSpec, NodeKind};
+use crate::spec::{GraphSpec, NodeKind, NodeSpec};
 use crate::tape::Tape;
 use crate::Float;
 use ndarray::Array2;
@@ -99,6 +99,17 @@ pub(crate) fn input_rows<'t, F>(
     }
 }
 
+/// The `N` inputs of `node` over `rows`, as layer inputs.
+pub(crate) fn node_inputs<'t, F, const N: usize>(
+    spec: &GraphSpec,
+    values: &'t [Array2<F>],
+    ids: &'t [Vec<usize>],
+    node: &NodeSpec,
+    rows: Range<usize>,
+) -> [Input<'t, F>; N] {
+    std::array::from_fn(|i| input_rows(spec, values, ids, node.inputs[i], rows.clone()))
+}
+
 /// Whether backward computes the gradient of `slot`: every node's; an
 /// input's unless it holds ids or its gradient was turned off.
 pub(crate) fn grad_wanted(spec: &GraphSpec, input_grads: &[bool], slot: usize) -> bool {
@@ -177,15 +188,8 @@ impl<F: Float> Visit<F> for ForwardVisit<'_, F> {
         let slot = spec.node_slot(k);
         // The output is taken out of the tape while the inputs are read from it.
         let mut output = std::mem::take(&mut tape.values[slot]);
-        let inputs: [Input<'_, F>; N] = std::array::from_fn(|i| {
-            input_rows(
-                spec,
-                &tape.values,
-                &tape.ids,
-                node.inputs[i],
-                0..tape.batch.unwrap_or(0),
-            )
-        });
+        let inputs: [Input<'_, F>; N] =
+            node_inputs(spec, &tape.values, &tape.ids, node, 0..tape.batch.unwrap_or(0));
         let cx = Forward {
             params: &self.params[self.ranges[k].clone()],
             inputs: &inputs,
@@ -302,15 +306,8 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, F> {
         let tape = &mut *self.tape;
         // The output's gradient is taken out while the inputs' are written.
         let d_output = std::mem::take(&mut tape.grads[slot]);
-        let inputs: [Input<'_, F>; N] = std::array::from_fn(|i| {
-            input_rows(
-                spec,
-                &tape.values,
-                &tape.ids,
-                node.inputs[i],
-                0..tape.batch.unwrap_or(0),
-            )
-        });
+        let inputs: [Input<'_, F>; N] =
+            node_inputs(spec, &tape.values, &tape.ids, node, 0..tape.batch.unwrap_or(0));
         let cx = Backward {
             params: &self.params[range.clone()],
             inputs: &inputs,

@@ -15,7 +15,7 @@
 use crate::error::{Error, Pass, Result};
 use crate::graph::{check_finite, Graph, Visit};
 use crate::layer::{Backward, Forward, Input, Layer};
-use crate::run::{grad_wanted, input_rows, mix_seed, nested_error, node_error, Mode};
+use crate::run::{grad_wanted, input_rows, mix_seed, nested_error, node_error, node_inputs, Mode};
 use crate::spec::{GraphSpec, NodeKind, Phase};
 use crate::tape::{ensure_shape, Tape};
 use crate::{criteria::Reduction, Float};
@@ -454,8 +454,7 @@ impl<F: Float> Visit<F> for SeqForward<'_, F> {
         let node = &spec.nodes[k];
         let slot = spec.node_slot(k);
         let mut output = std::mem::take(&mut seq.values[slot]);
-        let inputs: [Input<'_, F>; N] =
-            std::array::from_fn(|i| input_rows(spec, &seq.values, &seq.ids, node.inputs[i], rows.clone()));
+        let inputs: [Input<'_, F>; N] = node_inputs(spec, &seq.values, &seq.ids, node, rows.clone());
         let cx = Forward {
             params: &self.params[self.ranges[k].clone()],
             inputs: &inputs,
@@ -639,8 +638,7 @@ impl<F: Float> Visit<F> for SeqBackward<'_, F> {
         };
         let wanted: [bool; N] = std::array::from_fn(|i| grad_wanted(spec, &seq.input_grads, node.inputs[i]));
         let d_output = std::mem::take(&mut seq.grads[slot]);
-        let inputs: [Input<'_, F>; N] =
-            std::array::from_fn(|i| input_rows(spec, &seq.values, &seq.ids, node.inputs[i], rows.clone()));
+        let inputs: [Input<'_, F>; N] = node_inputs(spec, &seq.values, &seq.ids, node, rows.clone());
         let state = if self.part == Part::Params { 0 } else { self.run };
         let cx = Backward {
             params: &self.params[range.clone()],
@@ -717,14 +715,7 @@ pub(crate) fn seed<F: Float>(
             graph: spec.name.to_string(),
         });
     }
-    if d_outputs.len() != spec.outputs.len() {
-        return Err(Error::Arity {
-            graph: spec.name.to_string(),
-            what: "output gradients",
-            expected: spec.outputs.len(),
-            found: d_outputs.len(),
-        });
-    }
+    crate::graph::check_gradient_count(spec, d_outputs.len())?;
     let (steps, batch) = (seq.steps, seq.batch);
     for (o, d) in d_outputs.iter().enumerate() {
         let width = seq.widths[spec.output_slot(o)];

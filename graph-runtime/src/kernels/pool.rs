@@ -118,20 +118,24 @@ fn pool() -> &'static Pool {
 }
 
 impl Pool {
-    /// Makes sure `n` workers exist (each spawned once, for the process).
-    /// Called by the dispatcher while it holds `busy` and before it
-    /// publishes its job.
-    fn grow(&'static self, n: usize) {
+    /// Makes sure `n` workers exist (each spawned once, for the process);
+    /// how many there are. Called by the dispatcher while it holds `busy`
+    /// and before it publishes its job.
+    fn grow(&'static self, n: usize) -> usize {
         while self.workers.load(Ordering::Acquire) < n {
-            let index = self.workers.fetch_add(1, Ordering::AcqRel) + 1;
+            let index = self.workers.load(Ordering::Acquire) + 1;
             // The worker waits for the job after this generation: the one
             // about to be published, which it must not miss.
             let seen = self.state.lock().unwrap_or_else(|e| e.into_inner()).generation;
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("nngraph-{index}"))
-                .spawn(move || self.work(index, seen))
-                .expect("a worker thread for matrix products");
+                .spawn(move || self.work(index, seen));
+            if spawned.is_err() {
+                break; // no more threads: the job uses those there are
+            }
+            self.workers.fetch_add(1, Ordering::AcqRel);
         }
+        self.workers.load(Ordering::Acquire)
     }
 
     fn work(&self, index: usize, mut seen: u64) {
@@ -179,7 +183,13 @@ pub fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         (0..parts).for_each(f);
         return;
     };
-    pool.grow(parts - 1);
+    // With fewer workers than asked for (none could be spawned), the parts
+    // without a worker run on the caller: the same result.
+    let workers = pool.grow(parts - 1);
+    if workers + 1 < parts {
+        (0..parts).for_each(f);
+        return;
+    }
     // SAFETY: `f` outlives the job: this function waits below until every
     // worker is done with it before returning.
     let task: Task = Task(unsafe {

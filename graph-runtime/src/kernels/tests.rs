@@ -158,13 +158,15 @@ fn portable_kernel_matches_naive() {
 /// Large products give the same bits on one thread and on two, and the
 /// work is split when two are asked for.
 #[test]
-fn products_are_bit_identical_on_one_and_two_threads() {
+fn products_are_bit_identical_on_any_thread_count() {
     for (m, k, n) in [(200, 300, 256), (64, 1024, 1024), (61, 2048, 96)] {
-        bit_identical_on_one_and_two_threads(m, k, n);
+        for threads in [2, 3, 4] {
+            bit_identical_to_one_thread(m, k, n, threads);
+        }
     }
 }
 
-fn bit_identical_on_one_and_two_threads(m: usize, k: usize, n: usize) {
+fn bit_identical_to_one_thread(m: usize, k: usize, n: usize, threads: usize) {
     use super::pool::{with_threads, worker_jobs};
     let a: Vec<f32> = fill(m * k, 0.3).iter().map(|&v| v as f32).collect();
     let b: Vec<f32> = fill(k * n, 0.7).iter().map(|&v| v as f32).collect();
@@ -185,11 +187,11 @@ fn bit_identical_on_one_and_two_threads(m: usize, k: usize, n: usize) {
     let mut split = false;
     for _ in 0..50 {
         let before = worker_jobs();
-        let two = with_threads(2, run);
-        for (x, y) in one.iter().zip(&two) {
+        let many = with_threads(threads, run);
+        for (x, y) in one.iter().zip(&many) {
             assert!(
                 x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
-                "the same bits"
+                "the same bits on 1 and {threads} threads for {m} x {k} x {n}"
             );
         }
         if worker_jobs() > before {
@@ -197,7 +199,7 @@ fn bit_identical_on_one_and_two_threads(m: usize, k: usize, n: usize) {
             break;
         }
     }
-    assert!(split, "two threads split the work of {m} x {k} x {n}");
+    assert!(split, "{threads} threads split the work of {m} x {k} x {n}");
 }
 
 /// Distance in units in the last place between two finite f32.
