@@ -9,7 +9,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use nngraph::prelude::*;
-use rand::Rng;
+use rand::RngExt;
 use std::fmt::Write as _;
 
 graph! {

@@ -147,7 +147,7 @@ pub trait Layer<F: Float>: fmt::Debug {
     }
 
     /// Fills `params` (length [`num_params`](Layer::num_params)) with initial values.
-    fn init(&self, params: &mut [F], rng: &mut dyn rand::RngCore) {
+    fn init(&self, params: &mut [F], rng: &mut dyn rand::Rng) {
         let _ = (params, rng);
     }
 

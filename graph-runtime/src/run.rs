@@ -388,7 +388,7 @@ pub fn param_layout<F: Float, G: Graph<F>>(layers: &G::Layers) -> Vec<(&'static 
 
 /// Initialises a graph's parameters torch-like and draws its Dropout seed,
 /// both from `rng`.
-pub fn init_graph<F: Float, G: Graph<F>>(graph: &mut G, rng: &mut dyn rand::RngCore) {
+pub fn init_graph<F: Float, G: Graph<F>>(graph: &mut G, rng: &mut dyn rand::Rng) {
     let (layers, core) = graph.parts_mut();
     let (ranges, params) = core.store.ranges_and_values_mut();
     init_params::<F, G>(layers, ranges, params, rng);
@@ -400,12 +400,12 @@ pub fn init_params<F: Float, G: Graph<F>>(
     layers: &G::Layers,
     ranges: &[Range<usize>],
     params: &mut [F],
-    rng: &mut dyn rand::RngCore,
+    rng: &mut dyn rand::Rng,
 ) {
     struct Init<'a, F> {
         ranges: &'a [Range<usize>],
         params: &'a mut [F],
-        rng: &'a mut dyn rand::RngCore,
+        rng: &'a mut dyn rand::Rng,
     }
     impl<F: Float> Visit<F> for Init<'_, F> {
         fn layer<L: Layer<F>, const N: usize>(&mut self, k: usize, layer: &L) -> Result<()> {

@@ -209,7 +209,7 @@ impl Expander<'_> {
                 /// A graph with torch-like initial parameters (`Linear`: uniform
                 /// in ±1/√in; `Embedding`: standard normal) and a Dropout seed
                 /// drawn from `rng`, in training mode.
-                pub fn new(#rng: &mut impl #rt::rand::RngCore, #(#size_params),*) -> #ctor_ret {
+                pub fn new(#rng: &mut impl #rt::rand::Rng, #(#size_params),*) -> #ctor_ret {
                     let mut graph = Self::zeros(#(#zeros_args),*)#try_;
                     #rt::__private::init_graph(&mut graph, #rng);
                     #ok(graph)

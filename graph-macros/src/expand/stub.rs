@@ -105,7 +105,7 @@ pub(super) fn stub(rt: &TokenStream, s: &Stub) -> TokenStream {
 
             /// A graph with torch-like initial parameters.
             #[allow(unused_variables)]
-            pub fn new(rng: &mut impl #rt::rand::RngCore, #(#size_params),*) -> #ctor_ret {
+            pub fn new(rng: &mut impl #rt::rand::Rng, #(#size_params),*) -> #ctor_ret {
                 #never
             }
 

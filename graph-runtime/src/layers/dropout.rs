@@ -7,7 +7,7 @@ use crate::layer::{Backward, Forward, Layer, LayerResult};
 use crate::tape::ensure_shape;
 use crate::Float;
 use ndarray::{ArrayViewMut2, Zip};
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand::{rngs::StdRng, RngExt, SeedableRng};
 
 /// `nn.Dropout(p)`.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -4,7 +4,7 @@
 use crate::layer::{Backward, Forward, Layer, LayerResult, ParamShape};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
-use rand::Rng;
+use rand::RngExt;
 
 /// `nn.LookupTable(vocab, dim)`: row `ids[b]` of `weight` for each sample `b`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +33,7 @@ impl<F: Float> Layer<F> for Embedding {
     }
 
     /// Standard normal, as `torch.nn.Embedding`.
-    fn init(&self, params: &mut [F], rng: &mut dyn rand::RngCore) {
+    fn init(&self, params: &mut [F], rng: &mut dyn rand::Rng) {
         for p in params {
             // Box-Muller: two uniforms to one normal.
             let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());

@@ -5,7 +5,7 @@ use crate::kernels::{matmul_a_b_acc, matmul_a_bt, matmul_at_b_acc};
 use crate::layer::{Backward, Forward, Layer, LayerResult, ParamShape};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
-use rand::Rng;
+use rand::RngExt;
 
 /// Fully connected layer, as `nn.Linear(in, out)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl<F: Float> Layer<F> for Linear {
     }
 
     /// Uniform in ±1/√in, as torch7's `nn.Linear:reset()`.
-    fn init(&self, params: &mut [F], rng: &mut dyn rand::RngCore) {
+    fn init(&self, params: &mut [F], rng: &mut dyn rand::Rng) {
         let bound = 1.0 / (self.in_features.max(1) as f64).sqrt();
         for p in params {
             *p = F::from_f64(rng.random_range(-bound..=bound));
