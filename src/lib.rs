@@ -99,7 +99,18 @@ pub use graph_macros as __macros;
 ///
 /// **Parameters** sit in one flat buffer in declaration order (nested calls
 /// before the node that uses them), torch layout (`Linear`: `weight`
-/// `(out, in)` row-major, then `bias`).
+/// `(out, in)` row-major, then `bias`), named `node.tensor`. A node's
+/// tensors can take names of their own, as in a torch module's state dict:
+/// `#[params(weight = weight_ih, bias = bias_ih)] ih = Linear(I, 4 * H)(x);`
+/// names them `weight_ih` and `bias_ih` (the shipped `LstmCell` and
+/// `GruCell` do this, so their checkpoints load into `torch.nn.LSTMCell` and
+/// `GRUCell` unchanged). Doc comments on nodes are allowed.
+///
+/// **Export to PyTorch.** `g.to_pytorch()` is the Python source of an
+/// equivalent `torch.nn.Module` (the class is made at compile time; nested
+/// graphs' classes come first; `build()` constructs it with the instance's
+/// sizes), with the same parameter names, so `g.save(path)` loads into it
+/// with `load_state_dict`. A recurrent graph's step is its `forward`.
 ///
 /// **Mistakes** (width mismatch, unknown name or layer, wrong number of
 /// arguments or inputs, duplicate, cycle, unused input or node, misuse of ids)
@@ -123,7 +134,8 @@ pub use graph_macros as __macros;
 /// `zero_grad()`, flat `params()`/`grads()`, named
 /// `param("x2h.weight")`/`param_mut`/`grad`, `param_specs()`,
 /// `training()`/`evaluate()`, `set_checked(true)` (NaN/inf detection naming
-/// the node), `set_seed`, `save`/`load`, `to_dot()`, and the graph's
+/// the node), `set_seed`, `save`/`load`, `to_dot()`, `svg()`, `summary()`,
+/// `to_pytorch()`, and the graph's
 /// [`GraphSpec`](runtime::GraphSpec) (`SPEC`: inputs, outputs, nodes with
 /// their lines, evaluation order, recurrent pairs). [`Unroll`](runtime::Unroll)
 /// and [`GradCheck`](runtime::GradCheck) work with any `Graph`.

@@ -6,6 +6,7 @@ mod common;
 
 use common::{assert_close, oracle, vec1};
 use nngraph::cells::{GruCell, LstmCell};
+use nngraph::ndarray::Dimension;
 use nngraph::prelude::*;
 use serde_json::Value;
 
@@ -16,12 +17,12 @@ const TOL: f64 = 1e-12;
 fn set_oracle_weights(store: &mut ParamStore<f64>) {
     for (name, k) in [("ih", 1.0), ("hh", 2.0)] {
         store
-            .param_mut(&format!("{name}.weight"))
+            .param_mut(&format!("weight_{name}"))
             .unwrap()
             .indexed_iter_mut()
             .for_each(|(ix, v)| *v = 0.1 * (k + 0.7 * ix[0] as f64 + 0.3 * ix[1] as f64).sin());
         store
-            .param_mut(&format!("{name}.bias"))
+            .param_mut(&format!("bias_{name}"))
             .unwrap()
             .indexed_iter_mut()
             .for_each(|(ix, v)| *v = 0.05 * (k + 0.5 * ix[0] as f64).cos());
@@ -57,16 +58,12 @@ fn flat(v: &Value) -> Vec<f64> {
 }
 
 fn check_param_grads(store: &ParamStore<f64>, case: &Value) {
-    for (ours, torch) in [
-        ("ih.weight", "weight_ih"),
-        ("hh.weight", "weight_hh"),
-        ("ih.bias", "bias_ih"),
-        ("hh.bias", "bias_hh"),
-    ] {
+    // Our names are torch's.
+    for name in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
         assert_close(
-            ours,
-            store.grad(ours).unwrap().iter().copied(),
-            flat(&case["grads"][torch]),
+            name,
+            store.grad(name).unwrap().iter().copied(),
+            flat(&case["grads"][name]),
             TOL,
         );
     }
@@ -182,13 +179,80 @@ fn cells_have_torch_parameter_layout() {
     assert_eq!(
         names,
         [
-            ("ih.weight", &[16, 3][..]),
-            ("ih.bias", &[16][..]),
-            ("hh.weight", &[16, 4][..]),
-            ("hh.bias", &[16][..])
+            ("weight_ih", &[16, 3][..]),
+            ("bias_ih", &[16][..]),
+            ("weight_hh", &[16, 4][..]),
+            ("bias_hh", &[16][..])
         ]
     );
     assert_eq!(LstmCell::<3, 4, f32>::NUM_PARAMS, 4 * 4 * (3 + 4 + 2));
     assert_eq!(GruCell::<3, 4, f32>::NUM_PARAMS, 3 * 4 * (3 + 4 + 2));
     assert_eq!(LstmCell::<3, 4, f32>::INPUT_WIDTHS, &[3, 4, 4]);
+}
+
+/// The tensor names in a safetensors file's header (the format's first 8
+/// bytes are the header's length, then the header is JSON).
+fn safetensors_names(path: &std::path::Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    let mut names: Vec<String> = header
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .cloned()
+        .collect();
+    names.sort();
+    names
+}
+
+/// The oracle's formula for tensor `name` at `[i, j]` (`[i]` for a bias).
+fn formula(name: &str, i: usize, j: usize) -> f64 {
+    let k = if name.ends_with("_ih") { 1.0 } else { 2.0 };
+    if name.starts_with("weight") {
+        0.1 * (k + 0.7 * i as f64 + 0.3 * j as f64).sin()
+    } else {
+        0.05 * (k + 0.5 * i as f64).cos()
+    }
+}
+
+#[test]
+fn state_dicts_saved_by_torch_load_unchanged() {
+    // Written by tests/oracle/make_state_dicts.py with torch (float32).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle");
+    let mut lstm = LstmCell::<3, 4, f64>::zeros();
+    lstm.load(dir.join("lstm_cell_3_4.safetensors")).unwrap();
+    let mut gru = GruCell::<3, 4, f64>::zeros();
+    gru.load(dir.join("gru_cell_3_4.safetensors")).unwrap();
+    for store in [lstm.store(), gru.store()] {
+        for name in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
+            for (ix, &v) in store.param(name).unwrap().indexed_iter() {
+                // torch stored the formula rounded to f32.
+                assert_eq!(
+                    v,
+                    formula(name, ix[0], if ix.ndim() > 1 { ix[1] } else { 0 }) as f32 as f64,
+                    "{name}{ix:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn checkpoints_have_the_names_of_torch_state_dicts() {
+    let dir = std::env::temp_dir().join(format!("nngraph-cells-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let torch_names = ["bias_hh", "bias_ih", "weight_hh", "weight_ih"];
+    let lstm = LstmCell::<3, 4, f32>::new(&mut StdRng::seed_from_u64(1));
+    lstm.save(dir.join("lstm.safetensors")).unwrap();
+    assert_eq!(safetensors_names(&dir.join("lstm.safetensors")), torch_names);
+    let gru = GruCell::<3, 4, f64>::new(&mut StdRng::seed_from_u64(1));
+    gru.save(dir.join("gru.safetensors")).unwrap();
+    assert_eq!(safetensors_names(&dir.join("gru.safetensors")), torch_names);
+    // The file torch wrote has the same names.
+    let oracle =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/lstm_cell_3_4.safetensors");
+    assert_eq!(safetensors_names(&oracle), torch_names);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -54,6 +54,7 @@ impl Graph<f64> for Hand {
                 kind: NodeKind::Layer,
                 phase: Phase::Pre,
                 loss: false,
+                params: &[],
             },
             NodeSpec {
                 name: "y",
@@ -63,11 +64,14 @@ impl Graph<f64> for Hand {
                 kind: NodeKind::Layer,
                 phase: Phase::Pre,
                 loss: false,
+                params: &[],
             },
         ],
         order: &[0, 1],
         recurrent: &[],
         dot: "",
+        python: "",
+        sizes: &[],
     };
     type Layers = (Linear, WrongTanh);
 

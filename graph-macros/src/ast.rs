@@ -51,10 +51,19 @@ pub enum InputKind {
     Ids,
 }
 
-/// `name = expr;` or `(a, b) = expr;`
+/// `#[params(..)] name = expr;` or `(a, b) = expr;`
 pub struct Statement {
+    /// `#[params(weight = weight_ih)]`: the node's parameter tensors renamed.
+    pub params: Vec<ParamName>,
     pub names: Vec<Ident>,
     pub value: Expr,
+}
+
+/// `tensor = name` inside `#[params(..)]`: the node's tensor `tensor` is
+/// called `name` in the graph's parameters, instead of `node.tensor`.
+pub struct ParamName {
+    pub tensor: Ident,
+    pub name: Ident,
 }
 
 /// The right-hand side of a statement, or an input of a call.

@@ -109,6 +109,8 @@ pub struct Node {
     pub line: u32,
     /// When it runs in a sequence.
     pub phase: Phase,
+    /// `(tensor, full name)` of each parameter tensor renamed by `#[params]`.
+    pub params: Vec<(String, String)>,
 }
 
 /// When a node of a recurrent graph runs over a sequence (see `check/plan.rs`).

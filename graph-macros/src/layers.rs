@@ -76,6 +76,18 @@ pub struct LayerDef {
     pub rule: Rule,
 }
 
+impl LayerDef {
+    /// Names of the layer's parameter tensors, as the runtime's
+    /// `Layer::param_shapes` gives them (and as torch names them).
+    pub fn params(&self) -> &'static [&'static str] {
+        match self.rule {
+            Rule::Linear => &["weight", "bias"],
+            Rule::Embedding => &["weight"],
+            _ => &[],
+        }
+    }
+}
+
 const fn def(
     name: &'static str,
     args: &'static [(&'static str, ArgKind)],

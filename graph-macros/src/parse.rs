@@ -5,7 +5,9 @@
 //! A statement that fails to parse is skipped up to its `;`, so that the
 //! errors of independent statements are all reported at once.
 
-use crate::ast::{Call, Expr, GraphDecl, InputDecl, InputKind, Invocation, RecurrentPair, Statement};
+use crate::ast::{
+    Call, Expr, GraphDecl, InputDecl, InputKind, Invocation, ParamName, RecurrentPair, Statement,
+};
 use crate::errors::Errors;
 use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::ext::IdentExt;
@@ -264,6 +266,7 @@ fn skip_past_semicolon(input: ParseStream) {
 /// Parses one statement. A missing `;` is reported into `errors` and the
 /// statement kept, since the next statement starts right there.
 fn parse_statement(input: ParseStream, errors: &mut Errors) -> syn::Result<Statement> {
+    let params = parse_node_attributes(input)?;
     let names = if input.peek(syn::token::Paren) {
         let content;
         let paren = parenthesized!(content in input);
@@ -317,7 +320,39 @@ fn parse_statement(input: ParseStream, errors: &mut Errors) -> syn::Result<State
     } else {
         input.parse::<Token![;]>()?;
     }
-    Ok(Statement { names, value })
+    Ok(Statement { params, names, value })
+}
+
+/// The attributes of a node: doc comments (kept for the reader, not
+/// generated) and `#[params(tensor = name, ..)]`.
+fn parse_node_attributes(input: ParseStream) -> syn::Result<Vec<ParamName>> {
+    let mut params = Vec::new();
+    for attr in input.call(Attribute::parse_outer)? {
+        if attr.path().is_ident("doc") {
+            continue;
+        }
+        if !attr.path().is_ident("params") {
+            return Err(syn::Error::new_spanned(
+                attr.path(),
+                "a node takes only doc comments and `#[params(tensor = name, ..)]`, which renames its parameters",
+            ));
+        }
+        params.extend(attr.parse_args_with(|input: ParseStream| {
+            comma_separated(input, "parameter names", |input| {
+                let tensor: Ident = input.parse()?;
+                if !input.peek(Token![=]) {
+                    return Err(syn::Error::new(
+                        tensor.span(),
+                        format!("expected `{tensor} = name`: the parameter `{tensor}` and the name it takes in the graph"),
+                    ));
+                }
+                input.parse::<Token![=]>()?;
+                let name: Ident = input.parse()?;
+                Ok(ParamName { tensor, name })
+            })
+        })?);
+    }
+    Ok(params)
 }
 
 fn parse_expr(input: ParseStream) -> syn::Result<Expr> {

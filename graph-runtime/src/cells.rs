@@ -1,9 +1,10 @@
 //! Recurrent cells declared with `graph!`, with the equations, gate order
 //! and weight layout of `torch.nn.LSTMCell` and `torch.nn.GRUCell`:
 //!
-//! - `ih.weight` `(G·H, I)`, `ih.bias` `(G·H)`, `hh.weight` `(G·H, H)`,
-//!   `hh.bias` `(G·H)` are torch's `weight_ih`, `bias_ih`, `weight_hh`,
-//!   `bias_hh`, with the gates stacked by rows in torch's order;
+//! - parameters named as in torch's state dict: `weight_ih` `(G·H, I)`,
+//!   `weight_hh` `(G·H, H)`, `bias_ih` `(G·H)`, `bias_hh` `(G·H)`, with the
+//!   gates stacked by rows in torch's order, so a checkpoint loads into
+//!   torch with `load_state_dict` and back without renaming;
 //! - LSTM (`G = 4`, gates i, f, g, o):
 //!   `c' = σ(f)·c + σ(i)·tanh(g)`, `h' = σ(o)·tanh(c')`;
 //! - GRU (`G = 3`, gates r, z, n): `r = σ(i_r + h_r)`, `z = σ(i_z + h_z)`,
@@ -11,7 +12,8 @@
 //!   `n + z·(h - n)`.
 //!
 //! Both declare their state with `#[recurrent]`, so they run over sequences
-//! with [`Unroll`](crate::Unroll): the LSTM's initial states are `[h0, c0]`.
+//! with `forward_seq` or [`Unroll`](crate::Unroll): the LSTM's initial
+//! states are `h` and `c`.
 
 use graph_macros::graph;
 
@@ -19,7 +21,9 @@ graph! {
     /// A long short-term memory cell, `torch.nn.LSTMCell(I, H)`.
     #[recurrent(h = h_next, c = c_next)]
     pub LstmCell<const I: usize, const H: usize>(x: [I], h: [H], c: [H]) -> (h_next, c_next) {
+        #[params(weight = weight_ih, bias = bias_ih)]
         ih = Linear(I, 4 * H)(x);
+        #[params(weight = weight_hh, bias = bias_hh)]
         hh = Linear(H, 4 * H)(h);
         (i, f, g, o) = Split(4)(CAdd()(ih, hh));
         c_next = CAdd()(CMul()(Sigmoid()(f), c), CMul()(Sigmoid()(i), Tanh()(g)));
@@ -29,7 +33,9 @@ graph! {
     /// A gated recurrent unit cell, `torch.nn.GRUCell(I, H)`.
     #[recurrent(h = h_next)]
     pub GruCell<const I: usize, const H: usize>(x: [I], h: [H]) -> (h_next) {
+        #[params(weight = weight_ih, bias = bias_ih)]
         ih = Linear(I, 3 * H)(x);
+        #[params(weight = weight_hh, bias = bias_hh)]
         hh = Linear(H, 3 * H)(h);
         (i_r, i_z, i_n) = Split(3)(ih);
         (h_r, h_z, h_n) = Split(3)(hh);

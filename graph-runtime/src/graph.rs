@@ -135,6 +135,21 @@ pub trait Graph<F: Float>: Sized {
     fn to_dot(&self) -> &'static str {
         Self::SPEC.dot
     }
+    /// The graph's sizes (const generics, then run-time sizes) with the
+    /// values this instance has, in the order of `SPEC.sizes`.
+    fn size_values(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    /// The graph as a Python module defining an equivalent
+    /// `torch.nn.Module` (a recurrent graph's step as `forward`), the classes
+    /// of nested graphs first, and `build()`, which constructs it with this
+    /// instance's sizes. Its parameter names are the graph's, so a
+    /// checkpoint saved with [`save`](Self::save) loads into it with
+    /// `load_state_dict(safetensors.torch.load_file(path))`. A user layer
+    /// becomes a call of a Python class of its name, which you write.
+    fn to_pytorch(&self) -> String {
+        crate::pytorch::to_pytorch(self)
+    }
     /// The graph as a table (as Keras' `summary()`): each node with its
     /// layer, input and output widths, parameter count and source line;
     /// nested graphs indented under their node; totals. Generated graphs

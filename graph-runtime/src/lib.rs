@@ -37,6 +37,7 @@ mod layer;
 pub mod layers;
 pub mod optim;
 mod params;
+mod pytorch;
 mod run;
 mod seq;
 mod spec;

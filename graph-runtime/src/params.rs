@@ -56,15 +56,33 @@ impl<F: Float> ParamStore<F> {
     /// Lays out the parameters of `nodes` (name and parameter tensors, in
     /// declaration order), all zero.
     pub fn new(graph: &'static str, nodes: &[(&str, Vec<ParamShape>)]) -> Self {
+        let named: Vec<Vec<ParamShape>> = nodes
+            .iter()
+            .map(|(node, shapes)| {
+                shapes
+                    .iter()
+                    .map(|p| ParamShape {
+                        name: format!("{node}.{}", p.name).into(),
+                        shape: p.shape.clone(),
+                    })
+                    .collect()
+            })
+            .collect();
+        Self::from_tensors(graph, &named)
+    }
+
+    /// Lays out the parameters of each node (its tensors under their full
+    /// names, in declaration order), all zero.
+    pub fn from_tensors(graph: &'static str, nodes: &[Vec<ParamShape>]) -> Self {
         let mut specs = Vec::new();
         let mut ranges = Vec::with_capacity(nodes.len());
         let mut offset = 0;
-        for (node, shapes) in nodes {
+        for shapes in nodes {
             let start = offset;
             for p in shapes {
                 let len = p.len();
                 specs.push(ParamSpec {
-                    name: format!("{node}.{}", p.name),
+                    name: p.name.to_string(),
                     shape: p.shape.clone(),
                     offset,
                 });

@@ -363,9 +363,10 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, F> {
     }
 }
 
-/// The parameter layout of a graph: `(node name, tensors)` per node, a
-/// nested graph's tensors under their own full names.
-pub fn param_layout<F: Float, G: Graph<F>>(layers: &G::Layers) -> Vec<(&'static str, Vec<ParamShape>)> {
+/// The parameter layout of a graph: each node's tensors under their full
+/// names (`node.tensor`, the name given by `#[params]`, or for a nested
+/// graph `node.` and the nested graph's own full name).
+pub fn param_layout<F: Float, G: Graph<F>>(layers: &G::Layers) -> Vec<Vec<ParamShape>> {
     struct Layout(Vec<Vec<ParamShape>>);
     impl<F: Float> Visit<F> for Layout {
         fn layer<L: Layer<F>, const N: usize>(&mut self, k: usize, layer: &L) -> Result<()> {
@@ -383,7 +384,23 @@ pub fn param_layout<F: Float, G: Graph<F>>(layers: &G::Layers) -> Vec<(&'static 
         // Layout and initialisation visitors cannot fail.
         let _ = G::node(layers, k, &mut layout);
     }
-    spec.nodes.iter().map(|n| n.name).zip(layout.0).collect()
+    spec.nodes
+        .iter()
+        .zip(layout.0)
+        .map(|(node, shapes)| {
+            shapes
+                .into_iter()
+                .map(|p| {
+                    let renamed = node.params.iter().find(|(tensor, _)| *tensor == p.name);
+                    let name = match renamed {
+                        Some((_, name)) => (*name).into(),
+                        None => format!("{}.{}", node.name, p.name).into(),
+                    };
+                    ParamShape { name, shape: p.shape }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Initialises a graph's parameters torch-like and draws its Dropout seed,

@@ -27,6 +27,11 @@ pub struct GraphSpec {
     pub recurrent: &'static [(usize, usize)],
     /// A Graphviz picture of the graph.
     pub dot: &'static str,
+    /// The graph as the Python source of a `torch.nn.Module` class whose
+    /// constructor takes the graph's sizes (see `Graph::to_pytorch`).
+    pub python: &'static str,
+    /// The graph's sizes, const generics first, then run-time sizes.
+    pub sizes: &'static [&'static str],
 }
 
 /// One declared input.
@@ -64,6 +69,9 @@ pub struct NodeSpec {
     pub phase: Phase,
     /// Whether it is a criterion, one loss per sample.
     pub loss: bool,
+    /// `(tensor, full name)` of each parameter tensor renamed with
+    /// `#[params(tensor = name)]`; the others are called `node.tensor`.
+    pub params: &'static [(&'static str, &'static str)],
 }
 
 /// When a node runs when a recurrent graph goes over a sequence.

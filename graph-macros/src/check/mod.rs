@@ -25,10 +25,13 @@ mod flatten;
 mod names;
 mod order;
 mod outputs;
+mod params;
 mod plan;
 mod recurrent;
 mod stub;
 mod widths;
+
+pub use widths::derived_atom;
 
 use crate::ast::{Call, GraphCall, GraphDecl, Invocation};
 use crate::errors::Errors;
@@ -85,6 +88,8 @@ fn check_graph(decl: &GraphDecl) -> syn::Result<Graph> {
     names::resolve(&mut scope);
     // Each call's layer (built-in, user type or graph) and its arguments.
     calls::resolve(&mut scope);
+    // `#[params(tensor = name)]`: a layer's tensors under names of their own.
+    params::rename(&mut scope);
     // An order in which each node follows its inputs; cycles reported.
     order::evaluation_order(&mut scope);
     // Every node's width by its layer's shape rule, or a deferred claim.
@@ -127,6 +132,8 @@ struct Scope<'a> {
     outputs: Vec<(Ident, usize)>,
     recurrent: Vec<(usize, usize)>,
     phases: Vec<Phase>,
+    /// Per node: `(tensor, name)` for each tensor renamed by `#[params]`.
+    param_names: Vec<Vec<(String, String)>>,
     quotients: Vec<(String, Width, i64)>,
 }
 
@@ -150,6 +157,7 @@ impl<'a> Scope<'a> {
             outputs: Vec::new(),
             recurrent: Vec::new(),
             phases: Vec::new(),
+            param_names: Vec::new(),
             quotients: Vec::new(),
         }
     }
@@ -182,8 +190,10 @@ impl<'a> Scope<'a> {
             .zip(self.sources)
             .zip(self.widths)
             .zip(self.phases)
-            .map(|((((node, kind), sources), width), phase)| {
+            .zip(self.param_names)
+            .map(|(((((node, kind), sources), width), phase), params)| {
                 Some(Node {
+                    params,
                     name: node.name.clone(),
                     kind: kind?,
                     inputs: sources?.into_iter().map(|(s, _)| s).collect(),

@@ -202,7 +202,7 @@ impl Expander<'_> {
                     #(#derive_widths)*
                     #(#runtime_checks)*
                     let widths = #rt::__private::vec![#(#slot_widths),*];
-                    let store = #rt::ParamStore::new(#name_str, &#rt::__private::param_layout::<F, Self>(&#layers));
+                    let store = #rt::ParamStore::from_tensors(#name_str, &#rt::__private::param_layout::<F, Self>(&#layers));
                     #ok(Self { core: #rt::GraphCore::new(store, widths), layers: #layers, sizes: #sizes })
                 }
 

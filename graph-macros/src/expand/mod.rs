@@ -16,6 +16,7 @@
 //! - `sequence`: for a recurrent graph, the typed sequence API
 //!   (`forward_seq`, `backward_seq`) and its named views;
 //! - `dot`: the Graphviz picture;
+//! - `python`: the graph as a `torch.nn.Module` class, in Python;
 //! - `stub`: for a graph with mistakes, its interface alone.
 //!
 //! Size parameters: const generics (`G<const H: usize>`) are spelled as
@@ -28,6 +29,7 @@ mod api;
 mod checks;
 mod dot;
 mod passes;
+mod python;
 mod sequence;
 mod stub;
 mod types;

@@ -47,10 +47,12 @@ impl Expander<'_> {
                 Phase::Post => quote!(Post),
             };
             let loss = matches!(&n.kind, NodeKind::Builtin { layer, .. } if matches!(layer.rule, Rule::Criterion | Rule::ClassCriterion));
+            let params = n.params.iter().map(|(tensor, name)| quote!((#tensor, #name)));
             quote! {
                 #rt::__private::NodeSpec {
                     name: #node, layer: #layer, line: #line, inputs: &[#(#slots),*],
                     kind: #rt::__private::NodeKind::#kind, phase: #rt::__private::Phase::#phase, loss: #loss,
+                    params: &[#(#params),*],
                 }
             }
         });
@@ -60,6 +62,21 @@ impl Expander<'_> {
             quote!((#i, #o))
         });
         let dot = to_dot(g);
+        let python = self.to_python();
+        let size_names = g
+            .const_sizes
+            .iter()
+            .chain(&g.runtime_sizes)
+            .map(|s| s.to_string());
+        let size_values = (!g.const_sizes.is_empty() || !g.runtime_sizes.is_empty()).then(|| {
+            let consts = &g.const_sizes;
+            let runtime = &g.runtime_sizes;
+            quote! {
+                fn size_values(&self) -> ::std::vec::Vec<usize> {
+                    ::std::vec![#(#consts,)* #(self.sizes.#runtime,)*]
+                }
+            }
+        });
 
         // `node`: one arm per node that holds a layer or a nested graph.
         let visit = quote!(visit);
@@ -93,6 +110,8 @@ impl Expander<'_> {
                     order: &[#(#order),*],
                     recurrent: &[#(#recurrent),*],
                     dot: #dot,
+                    python: #python,
+                    sizes: &[#(#size_names),*],
                 };
                 type Layers = #layers_ty<#gen_use F>;
 
@@ -103,6 +122,8 @@ impl Expander<'_> {
                 fn parts_mut(&mut self) -> (&Self::Layers, &mut #rt::GraphCore<F>) {
                     (&self.layers, &mut self.core)
                 }
+
+                #size_values
 
                 fn node<V: #rt::Visit<F>>(layers: &Self::Layers, k: usize, #visit: &mut V) -> #rt::Result<()> {
                     match k {

@@ -145,6 +145,8 @@ pub(super) fn stub(rt: &TokenStream, s: &Stub) -> TokenStream {
                 order: &[],
                 recurrent: &[],
                 dot: "",
+                python: "",
+                sizes: &[],
             };
             type Layers = ();
 
