@@ -78,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             params: &params,
             inputs: &[Input::Values(input)],
             training: false,
+            dropout: None,
             seed: 0,
             state: &mut state,
         };

@@ -255,3 +255,34 @@ fn unrolling_over_ids_matches_step_by_step() {
         "{err}"
     );
 }
+
+graph! {
+    pub Overridden(x: [400]) -> (y) {
+        y = Dropout(0.1)(x);
+    }
+}
+
+/// The fraction of values `g` zeroes in one training forward pass.
+fn dropped_fraction(g: &Overridden<f64>) -> f64 {
+    let mut tape = g.tape();
+    let x = Array2::<f64>::ones((25, 400));
+    let y = g.forward(&mut tape, &x).unwrap().y.to_owned();
+    y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64
+}
+
+#[test]
+fn set_dropout_overrides_every_dropout_node_and_rejects_a_bad_probability() {
+    let mut g = Overridden::<f64>::new(&mut StdRng::seed_from_u64(3));
+    // 10 000 values: the fraction is within 0.02 of p with a wide margin.
+    assert!((dropped_fraction(&g) - 0.1).abs() < 0.02);
+    g.set_dropout(Some(0.6)).unwrap();
+    assert_eq!(g.dropout(), Some(0.6));
+    assert!((dropped_fraction(&g) - 0.6).abs() < 0.02);
+    assert!(g.set_dropout(Some(1.0)).is_err());
+    assert!(g.set_dropout(Some(-0.1)).is_err());
+    assert_eq!(g.dropout(), Some(0.6), "a rejected probability changes nothing");
+    g.set_dropout(Some(0.0)).unwrap();
+    assert_eq!(dropped_fraction(&g), 0.0);
+    g.set_dropout(None).unwrap();
+    assert!((dropped_fraction(&g) - 0.1).abs() < 0.02);
+}

@@ -34,6 +34,9 @@ pub struct GraphCore<F> {
     pub(crate) training: bool,
     pub(crate) checked: bool,
     pub(crate) seed: u64,
+    /// `set_dropout`: the probability every Dropout node uses instead of
+    /// its own.
+    pub(crate) dropout: Option<f64>,
     /// The parameter gradients before a checked backward pass, restored if
     /// it fails (kept to reuse its capacity).
     pub(crate) saved_grads: Vec<F>,
@@ -49,6 +52,7 @@ impl<F: Float> GraphCore<F> {
             training: true,
             checked: false,
             seed: 0,
+            dropout: None,
             saved_grads: Vec::new(),
         }
     }
@@ -249,6 +253,26 @@ pub trait Graph<F: Float>: Sized {
     fn evaluate(&mut self) {
         self.set_training(false);
     }
+    /// Sets the probability every Dropout node of the graph uses in training
+    /// mode instead of the one it was declared with (`None`: each its own),
+    /// as torch users set `module.p` on each `nn.Dropout`. An error if `p` is
+    /// not in `[0, 1)`; nothing changes then.
+    fn set_dropout(&mut self, p: Option<f64>) -> Result<()> {
+        if let Some(p) = p {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::InvalidInput {
+                    graph: Self::SPEC.name.into(),
+                    message: format!("a dropout probability is in [0, 1), got {p}"),
+                });
+            }
+        }
+        self.parts_mut().1.dropout = p;
+        Ok(())
+    }
+    /// The probability set by [`set_dropout`](Self::set_dropout).
+    fn dropout(&self) -> Option<f64> {
+        self.parts().1.dropout
+    }
     /// Whether the graph is in training mode.
     fn is_training(&self) -> bool {
         self.parts().1.training
@@ -332,6 +356,7 @@ pub trait Graph<F: Float>: Sized {
             training: core.training,
             checked: core.checked,
             seed: core.seed,
+            dropout: core.dropout,
         };
         run::forward::<F, Self>(layers, &core.store, mode, tape)
     }

@@ -100,6 +100,10 @@ pub struct Forward<'a, F> {
     pub inputs: &'a [Input<'a, F>],
     /// Training mode (Dropout drops) or evaluation mode.
     pub training: bool,
+    /// Set by [`Graph::set_dropout`](crate::Graph::set_dropout): the
+    /// probability a Dropout layer uses instead of its own (`None` for most
+    /// layers, which ignore it).
+    pub dropout: Option<f64>,
     /// A seed for anything random in this call, reproducible: it depends only
     /// on the graph's seed, the tape and the number of calls made on it.
     pub seed: u64,

@@ -18,7 +18,7 @@ use ndarray::Array2;
 use std::ops::Range;
 
 /// What a forward pass needs to know besides the parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Mode {
     /// Training mode (Dropout active).
     pub training: bool,
@@ -26,6 +26,8 @@ pub struct Mode {
     pub checked: bool,
     /// Seed of Dropout masks.
     pub seed: u64,
+    /// The probability every Dropout node uses instead of its own.
+    pub dropout: Option<f64>,
 }
 
 /// Mixes seeds for one node's randomness (SplitMix64 finaliser).
@@ -194,6 +196,7 @@ impl<F: Float> Visit<F> for ForwardVisit<'_, F> {
             params: &self.params[self.ranges[k].clone()],
             inputs: &inputs,
             training: self.mode.training,
+            dropout: self.mode.dropout,
             seed: mix_seed(self.mode.seed, tape.stream, tape.calls, k as u64),
             state: &mut tape.states[k],
         };

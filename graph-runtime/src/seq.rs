@@ -336,6 +336,7 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(
         training: core.training,
         checked: core.checked,
         seed: core.seed,
+        dropout: core.dropout,
     };
     let mut visit = SeqForward {
         spec,
@@ -459,6 +460,7 @@ impl<F: Float> Visit<F> for SeqForward<'_, F> {
             params: &self.params[self.ranges[k].clone()],
             inputs: &inputs,
             training: self.mode.training,
+            dropout: self.mode.dropout,
             seed: mix_seed(self.mode.seed, seq.calls, k as u64, self.run as u64),
             state: &mut seq.states[k][self.run],
         };

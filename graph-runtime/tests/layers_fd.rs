@@ -17,6 +17,7 @@ fn forward(layer: &dyn Layer<f64>, params: &[f64], inputs: &[ArrayView2<f64>], o
         params,
         inputs: &as_inputs(inputs),
         training: true,
+        dropout: None,
         seed: 0,
         state: &mut state,
     };
@@ -337,6 +338,7 @@ fn dropout() {
             params: &[],
             inputs: &[Input::Values(x.view())],
             training,
+            dropout: None,
             seed,
             state: mask,
         };
@@ -411,6 +413,7 @@ fn embed(table: &Embedding, params: &[f64], ids: &[usize]) -> std::result::Resul
         params,
         inputs: &[Input::Ids(ids)],
         training: true,
+        dropout: None,
         seed: 0,
         state: &mut state,
     };

@@ -40,7 +40,7 @@ impl<F: Float> Layer<F> for Dropout {
         let input = cx.inputs[0].values()?;
         ensure_shape(cx.state, input.nrows(), input.ncols());
         let mask = cx.state;
-        let p = self.p.clamp(0.0, 1.0 - f64::EPSILON);
+        let p = cx.dropout.unwrap_or(self.p).clamp(0.0, 1.0 - f64::EPSILON);
         if !cx.training || p == 0.0 {
             mask.fill(F::one());
             Zip::from(output).and(&input).for_each(|o, &x| *o = x);
