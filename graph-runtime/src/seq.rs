@@ -102,6 +102,19 @@ impl<F: Float> SeqTape<F> {
         self.input_grads[i] = on;
     }
 
+    /// Forward passes made on this tape. Dropout masks depend on it and on
+    /// the graph's seed, so successive passes draw different masks.
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// Sets the count of forward passes, so that the next pass draws the
+    /// masks it would draw after that many: a resumed training run sets the
+    /// count the interrupted run had reached, and continues exactly.
+    pub fn set_calls(&mut self, calls: u64) {
+        self.calls = calls;
+    }
+
     /// The `(T, B, width)` values of the input or node named `name`.
     pub fn value(&self, name: &str) -> Result<ArrayView3<'_, F>> {
         let slot = self.slot(name)?;

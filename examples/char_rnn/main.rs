@@ -1,0 +1,189 @@
+//! char-rnn: train a multi-layer LSTM character model and sample from it,
+//! as Karpathy's `train.lua` and `sample.lua`.
+//!
+//! ```sh
+//! cargo run --release --example char_rnn -- train                 # Tiny Shakespeare, 2 layers of 128
+//! cargo run --release --example char_rnn -- train --resume target/char-rnn/ckpt_000500 --iters 1000
+//! cargo run --release --example char_rnn -- sample --checkpoint target/char-rnn/ckpt_001000 --prime "ROMEO:"
+//! ```
+//!
+//! `train` splits the text 90/5/5 into training, validation and test text,
+//! reports the validation loss and writes a checkpoint every
+//! `--checkpoint-every` iterations (atomically, in `--out`), and plots the
+//! training and validation losses to `--out/loss.svg`. `--resume` continues
+//! a run exactly where its checkpoint left it. `--help` lists every option.
+
+mod tool;
+
+use clap::{value_parser, Arg, ArgMatches, Command};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn cli() -> Command {
+    let default_data = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/tinyshakespeare.txt");
+    let default_out = concat!(env!("CARGO_MANIFEST_DIR"), "/target/char-rnn");
+    let number = |name: &'static str, default: &'static str, help: &'static str| {
+        Arg::new(name)
+            .long(name)
+            .default_value(default)
+            .value_parser(value_parser!(usize))
+            .help(help)
+    };
+    let float = |name: &'static str, default: &'static str, help: &'static str| {
+        Arg::new(name)
+            .long(name)
+            .default_value(default)
+            .value_parser(value_parser!(f64))
+            .help(help)
+    };
+    Command::new("char_rnn")
+        .about("Train a character-level LSTM language model, and sample from it")
+        .subcommand_required(true)
+        .subcommand(
+            Command::new("train")
+                .about("Train (or resume training) on a text file")
+                .arg(
+                    Arg::new("data")
+                        .long("data")
+                        .default_value(default_data)
+                        .help("The text to learn"),
+                )
+                .arg(number("layers", "2", "LSTM layers (1, 2 or 3)"))
+                .arg(number("hidden", "128", "Units per LSTM layer"))
+                .arg(number("seq", "50", "Characters per sequence (BPTT length)"))
+                .arg(number("batch", "50", "Sequences per batch"))
+                .arg(float("lr", "2e-3", "Adam's learning rate"))
+                .arg(float("dropout", "0", "Dropout between layers, in [0, 1)"))
+                .arg(float("grad-clip", "5", "Clip each gradient to [-c, c]"))
+                .arg(number(
+                    "iters",
+                    "1000",
+                    "Iterations in all (a resumed run counts those done)",
+                ))
+                .arg(number(
+                    "checkpoint-every",
+                    "100",
+                    "Validation loss and a checkpoint every N iterations",
+                ))
+                .arg(number(
+                    "val-chars",
+                    "20000",
+                    "Characters of validation text per validation loss",
+                ))
+                .arg(
+                    Arg::new("out")
+                        .long("out")
+                        .default_value(default_out)
+                        .help("Where checkpoints and the loss plot go"),
+                )
+                .arg(
+                    Arg::new("seed")
+                        .long("seed")
+                        .default_value("42")
+                        .value_parser(value_parser!(u64))
+                        .help("Seed of the initial weights and the dropout masks"),
+                )
+                .arg(
+                    Arg::new("resume")
+                        .long("resume")
+                        .help("A checkpoint directory to continue from (its options are kept)"),
+                )
+                .arg(
+                    Arg::new("quiet")
+                        .long("quiet")
+                        .action(clap::ArgAction::SetTrue)
+                        .help("No progress bar"),
+                ),
+        )
+        .subcommand(
+            Command::new("sample")
+                .about("Generate text from a checkpoint")
+                .arg(
+                    Arg::new("checkpoint")
+                        .long("checkpoint")
+                        .required(true)
+                        .help("A checkpoint directory written by train"),
+                )
+                .arg(float(
+                    "temperature",
+                    "0.8",
+                    "Below 1: safer choices; above 1: more varied",
+                ))
+                .arg(
+                    Arg::new("prime")
+                        .long("prime")
+                        .default_value("")
+                        .help("Text to start from"),
+                )
+                .arg(number("length", "500", "Characters to generate"))
+                .arg(
+                    Arg::new("seed")
+                        .long("seed")
+                        .default_value("1")
+                        .value_parser(value_parser!(u64))
+                        .help("Seed of the sampling"),
+                ),
+        )
+}
+
+fn train(m: &ArgMatches) -> tool::Result<()> {
+    let n = |k: &str| *m.get_one::<usize>(k).expect("has a default");
+    let f = |k: &str| *m.get_one::<f64>(k).expect("has a default");
+    let path = |k: &str| PathBuf::from(m.get_one::<String>(k).expect("has a default"));
+    let options = tool::TrainOptions {
+        data: path("data"),
+        layers: n("layers"),
+        hidden: n("hidden"),
+        seq: n("seq"),
+        batch: n("batch"),
+        lr: f("lr"),
+        dropout: f("dropout"),
+        grad_clip: f("grad-clip"),
+        iters: n("iters"),
+        checkpoint_every: n("checkpoint-every"),
+        val_chars: n("val-chars"),
+        out: path("out"),
+        seed: *m.get_one::<u64>("seed").expect("has a default"),
+        progress: !m.get_flag("quiet"),
+    };
+    let resume = m.get_one::<String>("resume").map(PathBuf::from);
+    let report = tool::train(options, resume.as_deref())?;
+    println!(
+        "{} iterations ({:.1} per second); training loss {:.3}, validation loss {:.3}, test loss {:.3}",
+        report.iterations,
+        report.iterations_per_second,
+        report.final_train_loss,
+        report.val_losses.last().map_or(f64::NAN, |v| v.1),
+        report.test_loss
+    );
+    println!("last checkpoint: {}", report.last_checkpoint.display());
+    Ok(())
+}
+
+fn sample(m: &ArgMatches) -> tool::Result<()> {
+    let options = tool::SampleOptions {
+        checkpoint: PathBuf::from(m.get_one::<String>("checkpoint").expect("required")),
+        temperature: *m.get_one::<f64>("temperature").expect("has a default"),
+        prime: m.get_one::<String>("prime").cloned().unwrap_or_default(),
+        length: *m.get_one::<usize>("length").expect("has a default"),
+        seed: *m.get_one::<u64>("seed").expect("has a default"),
+    };
+    println!("{}", tool::sample(&options)?);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let matches = cli().get_matches();
+    let result = match matches.subcommand() {
+        Some(("train", m)) => train(m),
+        Some(("sample", m)) => sample(m),
+        _ => unreachable!("clap requires a subcommand"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,730 @@
+//! char-rnn as a tool, as `train.lua` and `sample.lua` were: a multi-layer
+//! LSTM character model declared with `graph!`, trained over whole
+//! sequences with truncated BPTT, validated, checkpointed, resumed and
+//! sampled. `main.rs` is the command line; `tests/char_rnn_tool.rs` drives
+//! the same functions on a tiny text. `train` writes to its `--out`
+//! directory the checkpoints, `loss.svg` and the model's picture,
+//! `model.svg`.
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nngraph::ndarray::{Array2, ArrayView2};
+use nngraph::prelude::*;
+use nngraph::runtime::optim::AdamState;
+use nngraph::runtime::{Input, SeqInput, SeqTape};
+use rand::RngExt;
+use serde_json::{json, Value};
+use std::error::Error;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+pub type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+graph! {
+    /// An LSTM layer with sizes given at run time, torch's gate order and
+    /// parameter names (as `nngraph::cells::LstmCell`).
+    #[recurrent(h = h_next, c = c_next)]
+    pub Lstm[input, hidden](x: [input], h: [hidden], c: [hidden]) -> (h_next, c_next) {
+        #[params(weight = weight_ih, bias = bias_ih)]
+        ih = Linear(input, 4 * hidden)(x);
+        #[params(weight = weight_hh, bias = bias_hh)]
+        hh = Linear(hidden, 4 * hidden)(h);
+        (i, f, g, o) = Split(4)(CAdd()(ih, hh));
+        c_next = CAdd()(CMul()(Sigmoid()(f), c), CMul()(Sigmoid()(i), Tanh()(g)));
+        h_next = CMul()(Sigmoid()(o), Tanh()(c_next));
+    }
+
+    /// One character in, the loss against the next and the scores of every
+    /// character out; one LSTM layer.
+    #[recurrent(h1 = h1_next, c1 = c1_next)]
+    pub Char1[vocab, hidden](x: usize, h1: [hidden], c1: [hidden], target: usize)
+        -> (loss, logits, h1_next, c1_next)
+    {
+        (h1_next, c1_next) = Lstm[hidden, hidden](Embedding(vocab, hidden)(x), h1, c1);
+        logits = Linear(hidden, vocab)(Dropout(0.0)(h1_next));
+        loss = CrossEntropy()(logits, target);
+    }
+
+    /// Two LSTM layers, with dropout between them (`set_dropout`).
+    #[recurrent(h1 = h1_next, c1 = c1_next, h2 = h2_next, c2 = c2_next)]
+    pub Char2[vocab, hidden](x: usize, h1: [hidden], c1: [hidden], h2: [hidden], c2: [hidden], target: usize)
+        -> (loss, logits, h1_next, c1_next, h2_next, c2_next)
+    {
+        (h1_next, c1_next) = Lstm[hidden, hidden](Embedding(vocab, hidden)(x), h1, c1);
+        (h2_next, c2_next) = Lstm[hidden, hidden](Dropout(0.0)(h1_next), h2, c2);
+        logits = Linear(hidden, vocab)(Dropout(0.0)(h2_next));
+        loss = CrossEntropy()(logits, target);
+    }
+
+    /// Three LSTM layers, with dropout between them.
+    #[recurrent(h1 = h1_next, c1 = c1_next, h2 = h2_next, c2 = c2_next, h3 = h3_next, c3 = c3_next)]
+    pub Char3[vocab, hidden](
+        x: usize, h1: [hidden], c1: [hidden], h2: [hidden], c2: [hidden], h3: [hidden], c3: [hidden], target: usize
+    ) -> (loss, logits, h1_next, c1_next, h2_next, c2_next, h3_next, c3_next)
+    {
+        (h1_next, c1_next) = Lstm[hidden, hidden](Embedding(vocab, hidden)(x), h1, c1);
+        (h2_next, c2_next) = Lstm[hidden, hidden](Dropout(0.0)(h1_next), h2, c2);
+        (h3_next, c3_next) = Lstm[hidden, hidden](Dropout(0.0)(h2_next), h3, c3);
+        logits = Linear(hidden, vocab)(Dropout(0.0)(h3_next));
+        loss = CrossEntropy()(logits, target);
+    }
+}
+
+/// The model, by its number of layers.
+// One model per run: boxing the larger variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Model {
+    One(Char1<f32>),
+    Two(Char2<f32>),
+    Three(Char3<f32>),
+}
+
+/// Runs `$body` with `$g` bound to the model's graph, whatever its depth.
+macro_rules! with_graph {
+    ($model:expr, $g:ident => $body:expr) => {
+        match $model {
+            Model::One($g) => $body,
+            Model::Two($g) => $body,
+            Model::Three($g) => $body,
+        }
+    };
+}
+
+impl Model {
+    pub fn new(layers: usize, vocab: usize, hidden: usize, seed: u64) -> Result<Model> {
+        let rng = &mut StdRng::seed_from_u64(seed);
+        Ok(match layers {
+            1 => Model::One(Char1::new(rng, vocab, hidden)?),
+            2 => Model::Two(Char2::new(rng, vocab, hidden)?),
+            3 => Model::Three(Char3::new(rng, vocab, hidden)?),
+            n => return Err(format!("--layers takes 1, 2 or 3, not {n}").into()),
+        })
+    }
+}
+
+/// What `train` is asked to do; saved in every checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOptions {
+    /// The text to learn.
+    pub data: PathBuf,
+    pub layers: usize,
+    pub hidden: usize,
+    /// Characters per sequence (the BPTT length).
+    pub seq: usize,
+    /// Sequences per batch.
+    pub batch: usize,
+    pub lr: f64,
+    /// Dropout between layers and before the output layer, in training.
+    pub dropout: f64,
+    /// Gradients are clipped to [-grad_clip, grad_clip] (char-rnn's
+    /// `grad_clip`).
+    pub grad_clip: f64,
+    /// Iterations in all, counting those of the run resumed.
+    pub iters: usize,
+    /// Validation loss and a checkpoint every this many iterations (and at
+    /// the end).
+    pub checkpoint_every: usize,
+    /// Characters of validation text read for each validation loss.
+    pub val_chars: usize,
+    pub out: PathBuf,
+    pub seed: u64,
+    /// Whether to draw a progress bar.
+    pub progress: bool,
+}
+
+impl TrainOptions {
+    fn to_json(&self) -> Value {
+        json!({
+            "data": self.data, "layers": self.layers, "hidden": self.hidden, "seq": self.seq,
+            "batch": self.batch, "lr": self.lr, "dropout": self.dropout, "grad_clip": self.grad_clip,
+            "iters": self.iters, "checkpoint_every": self.checkpoint_every,
+            "val_chars": self.val_chars, "seed": self.seed,
+        })
+    }
+
+    /// The options saved in a checkpoint; `out`, `iters` and `progress`
+    /// come from the resuming command.
+    fn from_json(v: &Value, out: PathBuf, iters: usize, progress: bool) -> Result<TrainOptions> {
+        let n = |k: &str| {
+            v[k].as_u64()
+                .map(|n| n as usize)
+                .ok_or(format!("checkpoint options lack `{k}`"))
+        };
+        let f = |k: &str| v[k].as_f64().ok_or(format!("checkpoint options lack `{k}`"));
+        Ok(TrainOptions {
+            data: PathBuf::from(v["data"].as_str().ok_or("checkpoint options lack `data`")?),
+            layers: n("layers")?,
+            hidden: n("hidden")?,
+            seq: n("seq")?,
+            batch: n("batch")?,
+            lr: f("lr")?,
+            dropout: f("dropout")?,
+            grad_clip: f("grad_clip")?,
+            iters,
+            checkpoint_every: n("checkpoint_every")?,
+            val_chars: n("val_chars")?,
+            out,
+            seed: v["seed"].as_u64().ok_or("checkpoint options lack `seed`")?,
+            progress,
+        })
+    }
+}
+
+/// A text as character ids, split 90/5/5 into training, validation and
+/// test text.
+pub struct Corpus {
+    /// The characters, sorted; a character's id is its index.
+    pub vocab: Vec<char>,
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+impl Corpus {
+    pub fn read(path: &Path) -> Result<Corpus> {
+        let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut vocab: Vec<char> = text.chars().collect();
+        vocab.sort_unstable();
+        vocab.dedup();
+        let ids: Vec<usize> = text
+            .chars()
+            .map(|c| vocab.binary_search(&c).unwrap_or(0))
+            .collect();
+        let (n_train, n_val) = (ids.len() * 90 / 100, ids.len() * 5 / 100);
+        Ok(Corpus {
+            vocab,
+            train: ids[..n_train].to_vec(),
+            val: ids[n_train..n_train + n_val].to_vec(),
+            test: ids[n_train + n_val..].to_vec(),
+        })
+    }
+}
+
+/// Batches of `batch` streams, each reading its own stretch of `ids`,
+/// `seq` characters at a time: inputs `(seq, batch)` and the next
+/// characters as targets.
+struct Batches {
+    stretch: usize,
+    seq: usize,
+    batch: usize,
+}
+
+impl Batches {
+    fn new(len: usize, seq: usize, batch: usize, what: &str) -> Result<Batches> {
+        let stretch = len / batch.max(1);
+        if stretch < seq + 1 {
+            return Err(format!(
+                "the {what} text ({len} characters) is too short for {batch} streams of {} characters",
+                seq + 1
+            )
+            .into());
+        }
+        Ok(Batches { stretch, seq, batch })
+    }
+
+    /// Chunks per pass over the text.
+    fn chunks(&self) -> usize {
+        (self.stretch - 1) / self.seq
+    }
+
+    /// Chunk `k` (wrapping), written into `xs` and `ys`.
+    fn fill(&self, ids: &[usize], k: usize, xs: &mut Array2<usize>, ys: &mut Array2<usize>) {
+        let offset = (k % self.chunks()) * self.seq;
+        for b in 0..self.batch {
+            for t in 0..self.seq {
+                let at = b * self.stretch + offset + t;
+                xs[[t, b]] = ids[at];
+                ys[[t, b]] = ids[at + 1];
+            }
+        }
+    }
+}
+
+/// Where a run is: what a checkpoint holds besides the weights.
+struct RunState {
+    /// Iterations done.
+    iteration: usize,
+    /// The states carried from one chunk to the next, one `(batch, hidden)`
+    /// array per recurrent pair.
+    carry: Vec<Array2<f32>>,
+    /// Training loss per iteration.
+    train_losses: Vec<f64>,
+    /// `(iteration, validation loss)`.
+    val_losses: Vec<(usize, f64)>,
+}
+
+/// What `train` reports.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    pub iterations: usize,
+    pub final_train_loss: f64,
+    pub val_losses: Vec<(usize, f64)>,
+    pub test_loss: f64,
+    pub iterations_per_second: f64,
+    pub last_checkpoint: PathBuf,
+}
+
+/// Trains from scratch, or from the checkpoint `resume`, until
+/// `options.iters` iterations in all.
+pub fn train(options: TrainOptions, resume: Option<&Path>) -> Result<TrainReport> {
+    let (options, mut model, mut adam, mut run) = match resume {
+        None => {
+            let corpus = Corpus::read(&options.data)?;
+            let model = Model::new(options.layers, corpus.vocab.len(), options.hidden, options.seed)?;
+            let pairs = with_graph!(&model, g => g.recurrent_pairs().len());
+            let run = RunState {
+                iteration: 0,
+                carry: vec![Array2::zeros((options.batch, options.hidden)); pairs],
+                train_losses: Vec::new(),
+                val_losses: Vec::new(),
+            };
+            let adam = Adam::new(options.lr as f32);
+            (options, model, adam, run)
+        }
+        Some(dir) => {
+            let saved = Checkpoint::read(dir)?;
+            let options = TrainOptions::from_json(
+                &saved.meta["options"],
+                options.out,
+                options.iters,
+                options.progress,
+            )?;
+            let corpus = Corpus::read(&options.data)?;
+            if corpus.vocab != saved.vocab {
+                return Err(format!(
+                    "{} is not the text this checkpoint was trained on",
+                    options.data.display()
+                )
+                .into());
+            }
+            let mut adam = Adam::new(options.lr as f32);
+            adam.restore(saved.adam)?;
+            (options, saved.model, adam, saved.run)
+        }
+    };
+    let corpus = Corpus::read(&options.data)?;
+    let batches = Batches::new(corpus.train.len(), options.seq, options.batch, "training")?;
+    fs::create_dir_all(&options.out).map_err(|e| format!("{}: {e}", options.out.display()))?;
+    with_graph!(&mut model, g => g.set_dropout(Some(options.dropout)))?;
+    let picture = with_graph!(&model, g => g.svg());
+    fs::write(options.out.join("model.svg"), picture)?;
+
+    let todo = options.iters.saturating_sub(run.iteration);
+    let bar = progress_bar(todo, options.progress);
+    let (mut xs, mut ys) = (
+        Array2::zeros((options.seq, options.batch)),
+        Array2::zeros((options.seq, options.batch)),
+    );
+    let mut seq = with_graph!(&model, g => g.new_seq());
+    let mut last_checkpoint = PathBuf::new();
+    let start = std::time::Instant::now();
+    while run.iteration < options.iters {
+        batches.fill(&corpus.train, run.iteration, &mut xs, &mut ys);
+        // Dropout masks depend on the seed and the pass count only, so a
+        // resumed run draws the masks the uninterrupted run would have.
+        seq.set_calls(run.iteration as u64);
+        let loss = with_graph!(&mut model, g => {
+            g.training();
+            g.set_seed(options.seed);
+            train_step(g, &mut seq, &mut run.carry, &xs, &ys, &mut adam, options.grad_clip as f32)
+        })?;
+        run.iteration += 1;
+        run.train_losses.push(loss);
+        bar.set_message(format!("loss {loss:.3}"));
+        bar.inc(1);
+        if run.iteration % options.checkpoint_every.max(1) == 0 || run.iteration == options.iters {
+            let val = with_graph!(&mut model, g => mean_loss(g, &corpus.val, options.seq, options.batch, options.val_chars))?;
+            run.val_losses.push((run.iteration, val));
+            bar.suspend(|| {
+                println!(
+                    "iteration {}: train loss {loss:.3}, validation loss {val:.3}",
+                    run.iteration
+                )
+            });
+            last_checkpoint = Checkpoint::write(&options, &corpus.vocab, &model, &adam, &run)?;
+            plot_losses(&options.out.join("loss.svg"), &run)?;
+        }
+    }
+    bar.finish_and_clear();
+    let elapsed = start.elapsed().as_secs_f64();
+    let test_loss = with_graph!(&mut model, g => mean_loss(g, &corpus.test, options.seq, options.batch, options.val_chars))?;
+    Ok(TrainReport {
+        iterations: run.iteration,
+        final_train_loss: run.train_losses.last().copied().unwrap_or(f64::NAN),
+        val_losses: run.val_losses,
+        test_loss,
+        iterations_per_second: todo as f64 / elapsed.max(1e-9),
+        last_checkpoint,
+    })
+}
+
+fn progress_bar(len: usize, visible: bool) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    if !visible {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} {per_sec} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// One iteration: the chunk over all steps from the carried states, the
+/// mean loss over `T·B` characters, BPTT, clipping and an Adam step. The
+/// final states become the next chunk's (their gradient cut).
+fn train_step<G: Graph<f32>>(
+    g: &mut G,
+    seq: &mut SeqTape<f32>,
+    carry: &mut [Array2<f32>],
+    xs: &Array2<usize>,
+    ys: &Array2<usize>,
+    adam: &mut Adam<f32>,
+    grad_clip: f32,
+) -> Result<f64> {
+    let initial: Vec<ArrayView2<'_, f32>> = carry.iter().map(|c| c.view()).collect();
+    g.forward_seq_inputs(
+        seq,
+        &initial,
+        &[SeqInput::Ids(xs.view()), SeqInput::Ids(ys.view())],
+    )?;
+    let loss = g.backward_seq_loss(seq, Reduction::Mean)?;
+    clip_grad_value(g.store_mut(), grad_clip);
+    adam.step(g.store_mut());
+    g.zero_grad();
+    for (k, c) in carry.iter_mut().enumerate() {
+        c.assign(&seq.final_state(k));
+    }
+    Ok(loss as f64)
+}
+
+/// The mean loss per character over (up to `chars` characters of) `ids`,
+/// in evaluation mode, the states carried from chunk to chunk.
+fn mean_loss<G: Graph<f32>>(
+    g: &mut G,
+    ids: &[usize],
+    seq_len: usize,
+    batch: usize,
+    chars: usize,
+) -> Result<f64> {
+    let ids = &ids[..ids.len().min(chars.max(batch * (seq_len + 1)))];
+    let batches = Batches::new(ids.len(), seq_len, batch, "validation")?;
+    g.evaluate();
+    let mut seq = g.new_seq();
+    let (mut xs, mut ys) = (Array2::zeros((seq_len, batch)), Array2::zeros((seq_len, batch)));
+    let mut total = 0.0;
+    for k in 0..batches.chunks() {
+        batches.fill(ids, k, &mut xs, &mut ys);
+        g.forward_seq_carry_inputs(&mut seq, &[SeqInput::Ids(xs.view()), SeqInput::Ids(ys.view())])?;
+        total += seq.output(0).iter().map(|&l| l as f64).sum::<f64>();
+    }
+    g.training();
+    Ok(total / (batches.chunks() * seq_len * batch) as f64)
+}
+
+/// A checkpoint: a directory with `model.safetensors` (loads into the
+/// exported PyTorch model too), the optimizer's moments, and `run.json`
+/// (options, vocabulary, iteration, carried states, loss history).
+struct Checkpoint {
+    meta: Value,
+    vocab: Vec<char>,
+    model: Model,
+    adam: AdamState<f32>,
+    run: RunState,
+}
+
+impl Checkpoint {
+    /// Writes `out/ckpt_NNNNNN` atomically: into a temporary directory,
+    /// every file synced, then renamed into place.
+    fn write(
+        options: &TrainOptions,
+        vocab: &[char],
+        model: &Model,
+        adam: &Adam<f32>,
+        run: &RunState,
+    ) -> Result<PathBuf> {
+        let name = format!("ckpt_{:06}", run.iteration);
+        let dir = options.out.join(&name);
+        let tmp = options.out.join(format!(".{name}.tmp"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        let state = adam.state();
+        with_graph!(model, g => {
+            g.save(tmp.join("model.safetensors"))?;
+            // The moments have the parameters' layout: saved as two copies
+            // of the model holding them.
+            for (file, moment) in [("adam_m.safetensors", &state.m), ("adam_v.safetensors", &state.v)] {
+                let mut holder = g.clone();
+                if moment.len() == holder.params().len() {
+                    holder.params_mut().copy_from_slice(moment);
+                }
+                holder.save(tmp.join(file))?;
+            }
+        });
+        let meta = json!({
+            "options": options.to_json(),
+            "vocab": vocab.iter().collect::<String>(),
+            "iteration": run.iteration,
+            "adam_steps": state.steps,
+            "carry": run.carry.iter().map(|c| c.iter().copied().collect::<Vec<f32>>()).collect::<Vec<_>>(),
+            "train_losses": run.train_losses,
+            "val_losses": run.val_losses,
+        });
+        let mut file = fs::File::create(tmp.join("run.json"))?;
+        file.write_all(serde_json::to_string(&meta)?.as_bytes())?;
+        file.sync_all()?;
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?;
+        }
+        fs::rename(&tmp, &dir)?;
+        Ok(dir)
+    }
+
+    fn read(dir: &Path) -> Result<Checkpoint> {
+        let text = fs::read_to_string(dir.join("run.json"))
+            .map_err(|e| format!("{}: {e}", dir.join("run.json").display()))?;
+        let meta: Value = serde_json::from_str(&text)?;
+        let vocab: Vec<char> = meta["vocab"]
+            .as_str()
+            .ok_or("run.json lacks the vocabulary")?
+            .chars()
+            .collect();
+        let o = &meta["options"];
+        let size = |k: &str| {
+            o[k].as_u64()
+                .map(|n| n as usize)
+                .ok_or(format!("run.json lacks `{k}`"))
+        };
+        let mut model = Model::new(size("layers")?, vocab.len(), size("hidden")?, 0)?;
+        let (batch, hidden) = (size("batch")?, size("hidden")?);
+        let mut moments = Vec::new();
+        with_graph!(&mut model, g => {
+            g.load(dir.join("model.safetensors"))?;
+            for file in ["adam_m.safetensors", "adam_v.safetensors"] {
+                let mut holder = g.clone();
+                holder.load(dir.join(file))?;
+                moments.push(holder.params().to_vec());
+            }
+        });
+        let steps = meta["adam_steps"].as_u64().ok_or("run.json lacks `adam_steps`")? as u32;
+        let v = moments.pop().unwrap_or_default();
+        let m = moments.pop().unwrap_or_default();
+        let carry = meta["carry"]
+            .as_array()
+            .ok_or("run.json lacks `carry`")?
+            .iter()
+            .map(|c| {
+                let values: Vec<f32> = c
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_f64())
+                    .map(|v| v as f32)
+                    .collect();
+                Array2::from_shape_vec((batch, hidden), values)
+                    .map_err(|e| format!("run.json: a carried state: {e}"))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let floats = |k: &str| -> Vec<f64> {
+            meta[k]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_f64)
+                .collect()
+        };
+        let val_losses = meta["val_losses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p[0].as_u64()? as usize, p[1].as_f64()?)))
+            .collect();
+        Ok(Checkpoint {
+            run: RunState {
+                iteration: meta["iteration"].as_u64().ok_or("run.json lacks `iteration`")? as usize,
+                carry,
+                train_losses: floats("train_losses"),
+                val_losses,
+            },
+            meta,
+            vocab,
+            model,
+            adam: AdamState { steps, m, v },
+        })
+    }
+}
+
+/// The training loss per iteration and the validation loss, with axes.
+fn plot_losses(path: &Path, run: &RunState) -> Result<()> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (800, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let top = run
+        .train_losses
+        .iter()
+        .chain(run.val_losses.iter().map(|(_, l)| l))
+        .copied()
+        .filter(|l| l.is_finite())
+        .fold(0.0, f64::max)
+        .max(1e-3)
+        * 1.05;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("char-rnn: cross-entropy per character", ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..run.iteration.max(1) as f64, 0f64..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("iteration")
+        .y_desc("nats per character")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()?;
+    let train = run
+        .train_losses
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| ((i + 1) as f64, l));
+    chart
+        .draw_series(LineSeries::new(train, BLUE.mix(0.6)))?
+        .label("training")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    let val = run.val_losses.iter().map(|&(i, l)| (i as f64, l));
+    chart
+        .draw_series(LineSeries::new(val.clone(), RED.stroke_width(2)))?
+        .label("validation")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    chart.draw_series(val.map(|p| Circle::new(p, 3, RED.filled())))?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// What `sample` is asked to do.
+#[derive(Debug, Clone)]
+pub struct SampleOptions {
+    pub checkpoint: PathBuf,
+    /// Divides the scores before the softmax: below 1 more conservative,
+    /// above 1 more varied.
+    pub temperature: f64,
+    /// Text fed in before sampling (it is the start of the output).
+    pub prime: String,
+    /// Characters to generate after the prime.
+    pub length: usize,
+    pub seed: u64,
+}
+
+/// Generates text from a checkpoint: the prime, then `length` characters,
+/// each drawn from the model's distribution at `temperature` and fed back.
+pub fn sample(options: &SampleOptions) -> Result<String> {
+    if options.temperature.is_nan() || options.temperature <= 0.0 {
+        return Err(format!("--temperature must be positive, got {}", options.temperature).into());
+    }
+    let saved = Checkpoint::read(&options.checkpoint)?;
+    let vocab = saved.vocab;
+    let unknown: String = options
+        .prime
+        .chars()
+        .filter(|c| vocab.binary_search(c).is_err())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!("the prime has characters the model never saw: {unknown:?}").into());
+    }
+    let mut model = saved.model;
+    let mut rng = StdRng::seed_from_u64(options.seed);
+    with_graph!(&mut model, g => {
+        g.evaluate();
+        generate(g, &vocab, options, &mut rng)
+    })
+}
+
+fn generate<G: Graph<f32>>(
+    g: &G,
+    vocab: &[char],
+    options: &SampleOptions,
+    rng: &mut StdRng,
+) -> Result<String> {
+    let pairs = g.recurrent_pairs();
+    let hidden = g.input_width(pairs[0].0);
+    let mut states: Vec<Array2<f32>> = vec![Array2::zeros((1, hidden)); pairs.len()];
+    let logits_output = g
+        .output_names()
+        .iter()
+        .position(|&n| n == "logits")
+        .ok_or("the model has no `logits`")?;
+    let mut tape = g.new_tape();
+    let mut out = options.prime.clone();
+    // With no prime, start after a newline, as at the start of a speech.
+    let prime: Vec<usize> = if options.prime.is_empty() {
+        vec![vocab.binary_search(&'\n').unwrap_or(0)]
+    } else {
+        options
+            .prime
+            .chars()
+            .filter_map(|c| vocab.binary_search(&c).ok())
+            .collect()
+    };
+    let step = |tape: &mut nngraph::runtime::Tape<f32>,
+                x: usize,
+                states: &mut Vec<Array2<f32>>|
+     -> Result<Vec<f32>> {
+        let (xs, target) = ([x], [0usize]);
+        let mut inputs: Vec<Input<'_, f32>> = Vec::new();
+        let mut k = 0;
+        for i in 0..g.num_inputs() {
+            if let Some(s) = pairs.iter().position(|&(input, _)| input == i) {
+                inputs.push(Input::Values(states[s].view()));
+            } else {
+                inputs.push(Input::Ids(if k == 0 { &xs } else { &target }));
+                k += 1;
+            }
+        }
+        g.forward_inputs(tape, &inputs)?;
+        drop(inputs);
+        for (s, &(_, o)) in pairs.iter().enumerate() {
+            states[s].assign(&tape.output(o));
+        }
+        Ok(tape.output(logits_output).row(0).to_vec())
+    };
+    let mut logits = Vec::new();
+    for &x in &prime {
+        logits = step(&mut tape, x, &mut states)?;
+    }
+    for _ in 0..options.length {
+        let x = draw(&logits, options.temperature, rng);
+        out.push(vocab[x]);
+        logits = step(&mut tape, x, &mut states)?;
+    }
+    Ok(out)
+}
+
+/// Draws an index from `softmax(logits / temperature)`.
+fn draw(logits: &[f32], temperature: f64, rng: &mut StdRng) -> usize {
+    let scaled: Vec<f64> = logits.iter().map(|&l| l as f64 / temperature).collect();
+    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scaled.iter().map(|&s| (s - max).exp()).collect();
+    let mut pick = rng.random::<f64>() * weights.iter().sum::<f64>();
+    for (i, &w) in weights.iter().enumerate() {
+        if pick < w {
+            return i;
+        }
+        pick -= w;
+    }
+    weights.len() - 1
+}
+
+/// The parameters a checkpoint holds (for tests/char_rnn_tool.rs).
+#[allow(dead_code)]
+pub fn checkpoint_params(dir: &Path) -> Result<Vec<f32>> {
+    let saved = Checkpoint::read(dir)?;
+    Ok(with_graph!(&saved.model, g => g.params().to_vec()))
+}
