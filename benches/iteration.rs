@@ -1,7 +1,8 @@
 //! The brief's workloads: one training iteration of the seed's RNN cell
 //! (forward over T steps carrying h, summed MSE, BPTT into one shared
 //! parameter set, SGD, zero grads), by the generated code (`generated`: the
-//! sequence path, by the macro's plan; `generated-unroll`: step by step) and
+//! sequence path, by the macro's plan; `generated-unroll`: the same path
+//! through `Unroll`, the loss a closure called per step) and
 //! by hand-written ndarray implementations of the same iteration
 //! (`ndarray-hoisted`: input and output projections and every weight
 //! gradient over all T·B rows, only the recurrence per step, as cuDNN-style
@@ -138,7 +139,8 @@ impl<F: Float> Sequence<F> {
     }
 }
 
-/// The generated graph, unrolled step by step.
+/// The generated graph through `Unroll`: the sequence path, the loss a
+/// closure called per step.
 struct Generated<F: Float> {
     cell: Cell<F>,
     unroll: Unroll<F, Cell<F>>,

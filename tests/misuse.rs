@@ -85,7 +85,11 @@ fn an_unroll_reused_with_other_sizes_is_an_error() {
             &[tags.view()],
         )
         .unwrap_err();
-    assert!(err.to_string().contains("this tape was made by"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("was made by a graph `Sized` with slot widths"),
+        "{err}"
+    );
 }
 
 #[test]

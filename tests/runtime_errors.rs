@@ -83,7 +83,8 @@ fn malformed_sequences_are_errors() {
     let xs = Array3::<f64>::zeros((5, 3, 2));
     let err = unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap_err();
     assert!(
-        err.to_string().contains("initial state `h` has batch size 2"),
+        err.to_string()
+            .contains("initial state `h` is (2, 4), but the sequence needs (3, 4)"),
         "{err}"
     );
     let err = unroll.forward(&cell, &[], &[xs.view()]).unwrap_err();

@@ -1,10 +1,12 @@
 //! Whole sequences by the macro's plan (pre-loop nodes over all T·B rows,
 //! the loop step by step, post-loop nodes over all rows, parameter gradients
-//! once) against the step-by-step path (`Unroll`), the PyTorch oracle and
+//! once) against a step-by-step reference (`common::step_by_step`: one
+//! tape per step through the single-step API), the PyTorch oracle and
 //! finite differences.
 
 mod common;
 
+use common::step_by_step::StepByStep;
 use common::*;
 use nngraph::cells::{GruCell, LstmCell};
 use nngraph::ndarray::s;
@@ -48,16 +50,16 @@ fn same_as_step_by_step<G: Graph<f64>>(graph: &mut G, initial: &[Array2<f64>], s
 
     // Step by step.
     graph.zero_grad();
-    let mut unroll = Unroll::new(graph);
+    let mut unroll = StepByStep::new(graph);
     let views: Vec<_> = initial.iter().map(|a| a.view()).collect();
     let seqs: Vec<_> = sequences.iter().map(|a| a.view()).collect();
-    unroll.forward(graph, &views, &seqs).unwrap();
+    unroll.forward(graph, &views, &seqs);
     for t in 0..steps {
         for (o, d) in d_outputs.iter().enumerate() {
             unroll.output_grad_mut(t, o).assign(&d.index_axis(Axis(0), t));
         }
     }
-    unroll.backward(graph).unwrap();
+    unroll.backward(graph);
     let step_grads = graph.grads().to_vec();
 
     // Whole sequence.
@@ -87,7 +89,7 @@ fn same_as_step_by_step<G: Graph<f64>>(graph: &mut G, initial: &[Array2<f64>], s
         assert_close(
             &format!("initial state {k}"),
             seq.initial_state_grad(k).iter().copied(),
-            unroll.initial_state_grad(graph, k).iter().copied(),
+            unroll.initial_state_grad(k).iter().copied(),
             TOL,
         );
     }
@@ -152,23 +154,19 @@ fn a_char_model_with_ids_and_a_loss_node_equals_step_by_step() {
     let target = Array2::from_shape_fn((steps, batch), |(t, b)| (t + 2 * b + 1) % 7);
     let (h0, c0) = (Array2::zeros((batch, 6)), Array2::zeros((batch, 6)));
     // Step by step: the mean loss over T·B samples.
-    let mut unroll = Unroll::new(&g);
-    unroll
-        .forward_with_ids(&g, &[h0.view(), c0.view()], &[], &[x.view(), target.view()])
-        .unwrap();
+    let mut unroll = StepByStep::new(&g);
+    unroll.forward_with_ids(&g, &[h0.view(), c0.view()], &[], &[x.view(), target.view()]);
     let scale = 1.0 / (steps * batch) as f64;
-    let want = unroll
-        .loss(|_, o, y, grad| {
-            if o != 0 {
-                return Ok(0.0);
-            }
-            if let Some(mut g) = grad {
-                g.fill(scale);
-            }
-            Ok(y.sum() * scale)
-        })
-        .unwrap();
-    unroll.backward(&mut g).unwrap();
+    let want = unroll.loss(|_, o, y, grad| {
+        if o != 0 {
+            return 0.0;
+        }
+        if let Some(mut g) = grad {
+            g.fill(scale);
+        }
+        y.sum() * scale
+    });
+    unroll.backward(&mut g);
     let step_grads = g.grads().to_vec();
     g.zero_grad();
     // Whole sequence, seeded in one call.

@@ -405,7 +405,12 @@ pub trait Graph<F: Float>: Sized {
         initial: &[ArrayView2<'_, F>],
         sequences: &[crate::SeqInput<'_, F>],
     ) -> Result<()> {
-        crate::seq::forward(self, seq, crate::seq::Start::Given(initial), sequences)
+        crate::seq::forward(
+            self,
+            seq,
+            crate::seq::Start::Given(initial),
+            crate::seq::Sequences::Mixed(sequences),
+        )
     }
 
     /// [`forward_seq_inputs`](Self::forward_seq_inputs) starting from the
@@ -416,7 +421,12 @@ pub trait Graph<F: Float>: Sized {
         seq: &mut crate::SeqTape<F>,
         sequences: &[crate::SeqInput<'_, F>],
     ) -> Result<()> {
-        crate::seq::forward(self, seq, crate::seq::Start::Carry, sequences)
+        crate::seq::forward(
+            self,
+            seq,
+            crate::seq::Start::Carry,
+            crate::seq::Sequences::Mixed(sequences),
+        )
     }
 
     /// Backpropagation through time over the pass recorded in `seq`, from

@@ -8,8 +8,9 @@
 //!   on which the rest of the runtime is generic.
 //! - [`ParamStore`]: parameters and gradients in two flat buffers, with
 //!   named views (torch's `getParameters()`).
-//! - [`Unroll`]: a recurrent graph over a sequence with shared weights, and
-//!   backpropagation through time.
+//! - [`SeqTape`] and [`Unroll`]: a recurrent graph over a sequence with
+//!   shared weights, and backpropagation through time, by the macro's plan
+//!   (`Unroll` is the same path with a per-step loss closure).
 //! - [`optim`]: SGD, Adam, RMSProp and gradient clipping on the flat buffers.
 //! - [`ParamStore::save`] and [`ParamStore::load`]: parameters by name, in
 //!   safetensors.

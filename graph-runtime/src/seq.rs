@@ -19,7 +19,7 @@ use crate::run::{grad_wanted, input_rows, mix_seed, nested_error, node_error, no
 use crate::spec::{GraphSpec, NodeKind, Phase};
 use crate::tape::{ensure_shape, Tape};
 use crate::{criteria::Reduction, Float};
-use ndarray::{s, Array2, ArrayView2, ArrayView3};
+use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2};
 use std::ops::Range;
 
 /// The record of a recurrent graph's pass over a whole sequence: one
@@ -135,6 +135,37 @@ impl<F: Float> SeqTape<F> {
         self.steps_view(&self.values[self.spec.output_slot(o)])
     }
 
+    /// Output `o` at step `t`, `(B, width)`.
+    pub(crate) fn output_at(&self, o: usize, t: usize) -> ArrayView2<'_, F> {
+        let rows = t * self.batch..(t + 1) * self.batch;
+        self.values[self.spec.output_slot(o)].slice(s![rows, ..])
+    }
+
+    /// Output `o` at step `t` and its gradient buffer.
+    pub(crate) fn output_and_grad_at(
+        &mut self,
+        o: usize,
+        t: usize,
+    ) -> (ArrayView2<'_, F>, ArrayViewMut2<'_, F>) {
+        let rows = t * self.batch..(t + 1) * self.batch;
+        let slot = self.spec.output_slot(o);
+        (
+            self.values[slot].slice(s![rows.clone(), ..]),
+            self.grads[slot].slice_mut(s![rows, ..]),
+        )
+    }
+
+    /// Input `i`'s gradient at step `t`, `(B, width)`.
+    pub(crate) fn input_grad_at(&self, i: usize, t: usize) -> ArrayView2<'_, F> {
+        let rows = t * self.batch..(t + 1) * self.batch;
+        self.grads[i].slice(s![rows, ..])
+    }
+
+    /// Zeroes every gradient: output gradients are then added in place.
+    pub(crate) fn clear_grads(&mut self) {
+        self.grads.iter_mut().for_each(|g| g.fill(F::zero()));
+    }
+
     /// The final state of recurrent pair `k`, `(B, width)`.
     ///
     /// # Panics
@@ -207,6 +238,68 @@ impl<F: Float> SeqTape<F> {
     }
 }
 
+/// The sequence inputs of a pass: together in declaration order (the
+/// sequence API), or values and ids apart, each in declaration order
+/// ([`Unroll`](crate::Unroll)'s calling form).
+pub(crate) enum Sequences<'a, 'b, F> {
+    Mixed(&'a [SeqInput<'b, F>]),
+    Apart {
+        values: &'a [ArrayView3<'b, F>],
+        ids: &'a [ndarray::ArrayView2<'b, usize>],
+    },
+}
+
+impl<'b, F: Float> Sequences<'_, 'b, F> {
+    /// Checks there is one sequence per input that is not a state
+    /// (`seq_inputs` lists them).
+    fn check_count<I: Iterator<Item = usize>>(
+        &self,
+        spec: &GraphSpec,
+        seq_inputs: impl Fn() -> I,
+    ) -> Result<()> {
+        let expect = |what: &str, wanted: &dyn Fn(usize) -> bool, got: usize| {
+            if seq_inputs().filter(|&i| wanted(i)).count() == got {
+                return Ok(());
+            }
+            let names: Vec<&str> = seq_inputs()
+                .filter(|&i| wanted(i))
+                .map(|i| spec.inputs[i].name)
+                .collect();
+            Err(seq_error(
+                spec,
+                format!("expected {} {what}({}), got {got}", names.len(), names.join(", ")),
+            ))
+        };
+        match self {
+            Sequences::Mixed(all) => expect("sequence(s) ", &|_| true, all.len()),
+            Sequences::Apart { values, ids } => {
+                expect("sequence(s) ", &|i| !spec.inputs[i].ids, values.len())?;
+                expect("ids sequence(s) ", &|i| spec.inputs[i].ids, ids.len())
+            }
+        }
+    }
+
+    /// The sequence of declared input `i` (not a state); the count is
+    /// checked first.
+    fn get(&self, spec: &GraphSpec, i: usize) -> SeqInput<'b, F> {
+        let not_state = |j: usize| !spec.recurrent.iter().any(|&(si, _)| si == j);
+        match self {
+            Sequences::Mixed(all) => all[(0..i).filter(|&j| not_state(j)).count()].clone(),
+            Sequences::Apart { values, ids } => {
+                let is_ids = spec.inputs[i].ids;
+                let n = (0..i)
+                    .filter(|&j| not_state(j) && spec.inputs[j].ids == is_ids)
+                    .count();
+                if is_ids {
+                    SeqInput::Ids(ids[n])
+                } else {
+                    SeqInput::Values(values[n])
+                }
+            }
+        }
+    }
+}
+
 /// Where the state comes from at step 0.
 pub(crate) enum Start<'a, 'b, F> {
     Given(&'a [ArrayView2<'b, F>]),
@@ -225,7 +318,7 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(
     graph: &G,
     seq: &mut SeqTape<F>,
     start: Start<'_, '_, F>,
-    sequences: &[SeqInput<'_, F>],
+    sequences: Sequences<'_, '_, F>,
 ) -> Result<()> {
     let spec = G::SPEC;
     let (layers, core) = graph.parts();
@@ -234,20 +327,10 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(
     // The inputs that come from the sequences (not states), in order; an
     // iterator, not a Vec: a warmed-up pass allocates nothing.
     let seq_inputs = || (0..spec.inputs.len()).filter(|&i| !spec.recurrent.iter().any(|&(si, _)| si == i));
-    if sequences.len() != seq_inputs().count() {
-        let names: Vec<&str> = seq_inputs().map(|i| spec.inputs[i].name).collect();
-        return Err(seq_error(
-            spec,
-            format!(
-                "expected {} sequence(s) ({}), got {}",
-                names.len(),
-                names.join(", "),
-                sequences.len()
-            ),
-        ));
-    }
+    sequences.check_count(spec, seq_inputs)?;
     let mut dims: Option<(usize, usize)> = None;
-    for (x, i) in sequences.iter().zip(seq_inputs()) {
+    for i in seq_inputs() {
+        let x = sequences.get(spec, i);
         let name = spec.inputs[i].name;
         let (t, b) = match (x, spec.inputs[i].ids) {
             (SeqInput::Values(v), false) => {
@@ -321,14 +404,14 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(
         }
     }
     seq.resize(steps, batch);
-    for (x, i) in sequences.iter().zip(seq_inputs()) {
-        match x {
+    for i in seq_inputs() {
+        match sequences.get(spec, i) {
             SeqInput::Values(v) => {
                 let mut dst = seq.values[i]
                     .view_mut()
                     .into_shape_with_order((steps, batch, core.widths[i]))
                     .map_err(|e| seq_error(spec, e.to_string()))?;
-                dst.assign(v);
+                dst.assign(&v);
             }
             SeqInput::Ids(ids) => {
                 seq.ids[i].clear();
@@ -435,19 +518,43 @@ fn run_phase<F: Float, G: Graph<F>>(
             }
             _ => G::node(layers, k, visit),
         };
-        result.map_err(|e| at(e, step))?;
+        result.map_err(|e| at(e, step, 0))?;
         if visit.mode.checked {
             let values = visit.seq.values[slot].slice(s![rows.clone(), ..]);
-            check_finite(spec, k, Pass::Forward, values).map_err(|e| at(e, step))?;
+            check_finite(spec, k, Pass::Forward, values).map_err(|e| at(e, step, visit.seq.batch))?;
         }
     }
     Ok(())
 }
 
-fn at(e: Error, step: Option<usize>) -> Error {
-    match step {
-        Some(t) => e.at_step(t),
-        None => e,
+/// Names the step of an error: `step` in the loop; over all `T·B` rows,
+/// the step of the offending row (and its row within the step).
+fn at(e: Error, step: Option<usize>, batch: usize) -> Error {
+    match (step, e) {
+        (Some(t), e) => e.at_step(t),
+        (
+            None,
+            Error::NonFinite {
+                graph,
+                node,
+                file,
+                line,
+                pass,
+                step: None,
+                index,
+                value,
+            },
+        ) if batch > 0 => Error::NonFinite {
+            graph,
+            node,
+            file,
+            line,
+            pass,
+            step: Some(index.0 / batch),
+            index: (index.0 % batch, index.1),
+            value,
+        },
+        (None, e) => e,
     }
 }
 
@@ -606,7 +713,7 @@ fn backward_phase<F: Float, G: Graph<F>>(
         let slot = spec.node_slot(k);
         if visit.checked && part != Part::Params {
             let grads = visit.seq.grads[slot].slice(s![rows.clone(), ..]);
-            check_finite(spec, k, Pass::Backward, grads).map_err(|e| at(e, step))?;
+            check_finite(spec, k, Pass::Backward, grads).map_err(|e| at(e, step, visit.seq.batch))?;
         }
         match spec.nodes[k].kind {
             NodeKind::Output { host, output } if part != Part::Params => {
@@ -617,7 +724,7 @@ fn backward_phase<F: Float, G: Graph<F>>(
                 }
             }
             NodeKind::Output { .. } => {}
-            _ => G::node(layers, k, visit).map_err(|e| at(e, step))?,
+            _ => G::node(layers, k, visit).map_err(|e| at(e, step, 0))?,
         }
     }
     Ok(())

@@ -2,6 +2,8 @@
 //! reference numbers in `tests/oracle/` (PyTorch, float64).
 #![allow(dead_code)]
 
+pub mod step_by_step;
+
 use nngraph::prelude::*;
 use serde_json::Value;
 
