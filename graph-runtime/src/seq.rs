@@ -17,7 +17,7 @@ use crate::graph::{check_finite, Graph, Visit};
 use crate::layer::{Backward, Forward, Input, Layer};
 use crate::run::{grad_wanted, input_rows, mix_seed, nested_error, node_error, node_inputs, Mode};
 use crate::spec::{GraphSpec, NodeKind, Phase};
-use crate::tape::{ensure_shape, Tape};
+use crate::tape::{ensure_shape, zero, Tape};
 use crate::{criteria::Reduction, Float};
 use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2};
 use std::ops::Range;
@@ -163,7 +163,7 @@ impl<F: Float> SeqTape<F> {
 
     /// Zeroes every gradient: output gradients are then added in place.
     pub(crate) fn clear_grads(&mut self) {
-        self.grads.iter_mut().for_each(|g| g.fill(F::zero()));
+        self.grads.iter_mut().for_each(zero);
     }
 
     /// The final state of recurrent pair `k`, `(B, width)`.
@@ -850,7 +850,7 @@ pub(crate) fn seed<F: Float>(
             });
         }
     }
-    seq.grads.iter_mut().for_each(|g| g.fill(F::zero()));
+    seq.grads.iter_mut().for_each(zero);
     for (o, d) in d_outputs.iter().enumerate() {
         let slot = spec.output_slot(o);
         let width = seq.widths[slot];
@@ -878,7 +878,7 @@ pub(crate) fn seed_loss<F: Float>(spec: &GraphSpec, seq: &mut SeqTape<F>, reduct
             "the graph has no loss output (a criterion node among its outputs)".into(),
         ));
     }
-    seq.grads.iter_mut().for_each(|g| g.fill(F::zero()));
+    seq.grads.iter_mut().for_each(zero);
     let scale = F::from_f64(reduction.scale(seq.steps * seq.batch));
     let mut total = F::zero();
     for o in losses() {
