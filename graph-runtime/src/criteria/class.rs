@@ -8,7 +8,7 @@ use super::Reduction;
 use crate::batch::{AsBatch, AsIds};
 use crate::error::Result;
 use crate::layer::{Backward, Forward, Layer, LayerResult};
-use crate::layers::row_log_sum_exp;
+use crate::layers::{for_each_exp, row_log_sum_exp};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
@@ -124,9 +124,7 @@ class_criterion!(CrossEntropy, "CrossEntropy",
         // softmax(x) - onehot(t), scaled.
         let lse = row_log_sum_exp(x.view(), r);
         let k = k(r);
-        for (j, g) in row.iter_mut().enumerate() {
-            *g += k * (x[[r, j]] - lse).exp();
-        }
+        for_each_exp(x.row(r), lse, |j, e| row[j] += k * e);
         row[t] -= k;
     }
 );

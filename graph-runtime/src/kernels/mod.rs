@@ -249,6 +249,8 @@ fn gemm<F: Float>(
 /// and `f64` only.
 #[doc(hidden)]
 pub trait Kernels: Copy + sealed::Sealed {
+    /// `x = e^x` for each element.
+    fn exp_in_place(x: &mut [Self]);
     /// `x = tanh(x)` for each element.
     fn tanh_in_place(x: &mut [Self]);
     /// `x = 1 / (1 + e^{-x})` for each element.
@@ -294,6 +296,12 @@ pub fn with_portable_kernels<R>(f: impl FnOnce() -> R) -> R {
 
 /// f32 has vectorised activations; f64 keeps libm's, to full accuracy.
 macro_rules! activations_for {
+    (f32, exp, $x:ident) => {
+        activations::exp_in_place($x)
+    };
+    (f64, exp, $x:ident) => {
+        $x.iter_mut().for_each(|v| *v = v.exp())
+    };
     (f32, tanh, $x:ident) => {
         activations::tanh_in_place($x)
     };
@@ -311,6 +319,10 @@ macro_rules! activations_for {
 macro_rules! gemm_for {
     ($t:ident, $pack:ident) => {
         impl Kernels for $t {
+            fn exp_in_place(x: &mut [$t]) {
+                activations_for!($t, exp, x)
+            }
+
             fn tanh_in_place(x: &mut [$t]) {
                 activations_for!($t, tanh, x)
             }

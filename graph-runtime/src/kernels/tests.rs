@@ -281,3 +281,68 @@ fn vectorised_tanh_and_sigmoid_are_within_their_documented_ulps() {
     sigmoid_in_place(&mut nan);
     assert!(nan.iter().all(|v| v.is_nan()) && sigmoid(f32::NAN).is_nan() && tanh(f32::NAN).is_nan());
 }
+
+#[test]
+fn vectorised_exp_is_within_one_ulp_and_saturates() {
+    use super::activations::{exp, exp_in_place};
+    // Where e^x is a normal f32.
+    let xs: Vec<f32> = sweep()
+        .into_iter()
+        .filter(|&x| (-87.3..=88.7).contains(&x))
+        .collect();
+    let wide: Vec<f32> = (0..=176_000)
+        .map(|i| -87.3 + i as f32 * 1e-3)
+        .filter(|&x| x <= 88.7)
+        .collect();
+    for (what, simd) in [("SIMD", true), ("portable", false)] {
+        let measure = || {
+            (
+                worst(&xs, exp_in_place, f64::exp, |_| true),
+                worst(&wide, exp_in_place, f64::exp, |_| true),
+            )
+        };
+        let (a, b) = if simd {
+            measure()
+        } else {
+            with_portable_kernels(measure)
+        };
+        eprintln!(
+            "{what}: exp {} ulp (at {}), {} ulp over [-87.3, 88.7] (at {})",
+            a.0, a.1, b.0, b.1
+        );
+        assert!(
+            a.0 <= 1 && b.0 <= 1,
+            "{what} exp: {} ulp at {}, {} ulp at {}",
+            a.0,
+            a.1,
+            b.0,
+            b.1
+        );
+    }
+    for run in [false, true] {
+        let mut tails = [
+            89.0f32,
+            1e30,
+            f32::INFINITY,
+            -88.0,
+            -1e30,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            0.0,
+            -0.0,
+        ];
+        let f = |t: &mut [f32]| exp_in_place(t);
+        if run {
+            with_portable_kernels(|| f(&mut tails));
+        } else {
+            f(&mut tails);
+        }
+        assert_eq!(
+            &tails[..6],
+            &[f32::INFINITY, f32::INFINITY, f32::INFINITY, 0.0, 0.0, 0.0]
+        );
+        assert!(tails[6].is_nan());
+        assert_eq!((tails[7], tails[8]), (1.0, 1.0));
+    }
+    assert!(exp(f32::NAN).is_nan());
+}

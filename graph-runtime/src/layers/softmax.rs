@@ -3,7 +3,7 @@
 
 use crate::layer::{Backward, Forward, Layer, LayerResult};
 use crate::Float;
-use ndarray::{ArrayView2, ArrayViewMut2, Axis, Zip};
+use ndarray::{s, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
 
 /// `y_i = exp(x_i) / Σ_j exp(x_j)` over each row, as `nn.SoftMax()`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -13,6 +13,27 @@ pub struct SoftMax;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogSoftMax;
 
+/// Calls `f(j, e^(x_j - shift))` for each element of `row`: the
+/// exponentials by the element type's vectorised kernel, 64 at a time in a
+/// buffer on the stack (no allocation).
+pub(crate) fn for_each_exp<F: Float>(row: ArrayView1<'_, F>, shift: F, mut f: impl FnMut(usize, F)) {
+    const CHUNK: usize = 64;
+    let mut buf = [F::zero(); CHUNK];
+    let n = row.len();
+    let mut start = 0;
+    while start < n {
+        let len = (n - start).min(CHUNK);
+        for (b, &x) in buf[..len].iter_mut().zip(row.slice(s![start..start + len])) {
+            *b = x - shift;
+        }
+        F::exp_in_place(&mut buf[..len]);
+        for (k, &e) in buf[..len].iter().enumerate() {
+            f(start + k, e);
+        }
+        start += len;
+    }
+}
+
 /// `log Σ exp(row)`, stable for any magnitude.
 pub(crate) fn log_sum_exp<F: Float>(row: ArrayView2<'_, F>, r: usize) -> F {
     let row = row.row(r);
@@ -20,11 +41,9 @@ pub(crate) fn log_sum_exp<F: Float>(row: ArrayView2<'_, F>, r: usize) -> F {
     if !max.is_finite() {
         return max;
     }
-    max + row
-        .iter()
-        .map(|&x| (x - max).exp())
-        .fold(F::zero(), |a, b| a + b)
-        .ln()
+    let mut sum = F::zero();
+    for_each_exp(row, max, |_, e| sum += e);
+    max + sum.ln()
 }
 
 impl<F: Float> Layer<F> for SoftMax {
@@ -40,9 +59,7 @@ impl<F: Float> Layer<F> for SoftMax {
         let x = cx.inputs[0].values()?;
         for (r, mut out) in output.axis_iter_mut(Axis(0)).enumerate() {
             let lse = log_sum_exp(x.view(), r);
-            Zip::from(&mut out)
-                .and(x.row(r))
-                .for_each(|o, &v| *o = (v - lse).exp());
+            for_each_exp(x.row(r), lse, |j, e| out[j] = e);
         }
         Ok(())
     }
@@ -100,10 +117,7 @@ impl<F: Float> Layer<F> for LogSoftMax {
             .zip(cx.d_output.axis_iter(Axis(0)))
         {
             let sum = dy.iter().fold(F::zero(), |a, &d| a + d);
-            Zip::from(&mut dx)
-                .and(&y)
-                .and(&dy)
-                .for_each(|dx, &y, &d| *dx += d - y.exp() * sum);
+            for_each_exp(y, F::zero(), |j, e| dx[j] += dy[j] - e * sum);
         }
         Ok(())
     }
