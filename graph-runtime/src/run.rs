@@ -97,7 +97,7 @@ pub(crate) fn input_rows<'t, F>(
     if slot < spec.inputs.len() && spec.inputs[slot].ids {
         Input::Ids(&ids[slot][rows])
     } else {
-        Input::Values(values[slot].slice(ndarray::s![rows, ..]))
+        Input::Values(crate::tape::row_range(&values[slot], rows))
     }
 }
 

@@ -17,7 +17,7 @@ use crate::graph::{check_finite, Graph, Visit};
 use crate::layer::{Backward, Forward, Input, Layer};
 use crate::run::{grad_wanted, input_rows, mix_seed, nested_error, node_error, node_inputs, Mode};
 use crate::spec::{GraphSpec, NodeKind, Phase};
-use crate::tape::{ensure_shape, zero, Tape};
+use crate::tape::{ensure_shape, row_range, row_range_mut, zero, Tape};
 use crate::{criteria::Reduction, Float};
 use ndarray::{s, Array2, ArrayView2, ArrayView3, ArrayViewMut2};
 use std::ops::Range;
@@ -138,7 +138,7 @@ impl<F: Float> SeqTape<F> {
     /// Output `o` at step `t`, `(B, width)`.
     pub(crate) fn output_at(&self, o: usize, t: usize) -> ArrayView2<'_, F> {
         let rows = t * self.batch..(t + 1) * self.batch;
-        self.values[self.spec.output_slot(o)].slice(s![rows, ..])
+        row_range(&self.values[self.spec.output_slot(o)], rows)
     }
 
     /// Output `o` at step `t` and its gradient buffer.
@@ -150,15 +150,15 @@ impl<F: Float> SeqTape<F> {
         let rows = t * self.batch..(t + 1) * self.batch;
         let slot = self.spec.output_slot(o);
         (
-            self.values[slot].slice(s![rows.clone(), ..]),
-            self.grads[slot].slice_mut(s![rows, ..]),
+            row_range(&self.values[slot], rows.clone()),
+            row_range_mut(&mut self.grads[slot], rows),
         )
     }
 
     /// Input `i`'s gradient at step `t`, `(B, width)`.
     pub(crate) fn input_grad_at(&self, i: usize, t: usize) -> ArrayView2<'_, F> {
         let rows = t * self.batch..(t + 1) * self.batch;
-        self.grads[i].slice(s![rows, ..])
+        row_range(&self.grads[i], rows)
     }
 
     /// Zeroes every gradient: output gradients are then added in place.
@@ -180,7 +180,7 @@ impl<F: Float> SeqTape<F> {
     /// If `k` is not a recurrent pair, as slice indexing does.
     pub fn initial_state_grad(&self, k: usize) -> ArrayView2<'_, F> {
         let (i, _) = self.spec.recurrent[k];
-        self.grads[i].slice(s![0..self.batch, ..])
+        row_range(&self.grads[i], 0..self.batch)
     }
 
     /// After backward: the gradient for input `i`, `(T, B, width)`.
@@ -420,7 +420,7 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(
         }
     }
     for (k, &(i, _)) in spec.recurrent.iter().enumerate() {
-        let mut first = seq.values[i].slice_mut(s![0..batch, ..]);
+        let mut first = row_range_mut(&mut seq.values[i], 0..batch);
         match &start {
             Start::Given(initial) => first.assign(&initial[k]),
             Start::Carry if seq.carry[k].dim() == (batch, core.widths[i]) => first.assign(&seq.carry[k]),
@@ -462,8 +462,7 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(
             let rows = t * batch..(t + 1) * batch;
             if t + 1 < steps {
                 let (src, dst) = two_mut(&mut seq.values, from, i);
-                dst.slice_mut(s![rows.end..rows.end + batch, ..])
-                    .assign(&src.slice(s![rows, ..]));
+                row_range_mut(dst, rows.end..rows.end + batch).assign(&row_range(src, rows));
             }
         }
     }
@@ -472,7 +471,7 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(
     let last = (steps - 1) * batch..steps * batch;
     for (k, &(i, o)) in spec.recurrent.iter().enumerate() {
         ensure_shape(&mut seq.carry[k], batch, core.widths[i]);
-        seq.carry[k].assign(&seq.values[spec.output_slot(o)].slice(s![last.clone(), ..]));
+        seq.carry[k].assign(&row_range(&seq.values[spec.output_slot(o)], last.clone()));
     }
     seq.valid = true;
     Ok(())
@@ -520,7 +519,7 @@ fn run_phase<F: Float, G: Graph<F>>(
         };
         result.map_err(|e| at(e, step, 0))?;
         if visit.mode.checked {
-            let values = visit.seq.values[slot].slice(s![rows.clone(), ..]);
+            let values = row_range(&visit.seq.values[slot], rows.clone());
             check_finite(spec, k, Pass::Forward, values).map_err(|e| at(e, step, visit.seq.batch))?;
         }
     }
@@ -584,7 +583,7 @@ impl<F: Float> Visit<F> for SeqForward<'_, F> {
             seed: mix_seed(self.mode.seed, seq.calls, k as u64, self.run as u64),
             state: &mut seq.states[k][self.run],
         };
-        let result = layer.forward(cx, output.slice_mut(s![rows, ..]));
+        let result = layer.forward(cx, row_range_mut(&mut output, rows));
         seq.values[slot] = output;
         result.map_err(|m| node_error(spec, k, m))
     }
@@ -673,8 +672,8 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, seq: &mut SeqTape<F
                 let seq = &mut *visit.seq;
                 for &(i, o) in spec.recurrent {
                     let (src, dst) = two_mut(&mut seq.grads, i, spec.output_slot(o));
-                    let mut d = dst.slice_mut(s![rows.clone(), ..]);
-                    d += &src.slice(s![rows.end..rows.end + batch, ..]);
+                    let mut d = row_range_mut(dst, rows.clone());
+                    d += &row_range(src, rows.end..rows.end + batch);
                 }
             }
             backward_phase::<F, G>(layers, &mut visit, Phase::Loop, rows, t, Part::Inputs, Some(t))?;
@@ -712,7 +711,7 @@ fn backward_phase<F: Float, G: Graph<F>>(
     for &k in spec.order.iter().rev().filter(|&&k| spec.nodes[k].phase == phase) {
         let slot = spec.node_slot(k);
         if visit.checked && part != Part::Params {
-            let grads = visit.seq.grads[slot].slice(s![rows.clone(), ..]);
+            let grads = row_range(&visit.seq.grads[slot], rows.clone());
             check_finite(spec, k, Pass::Backward, grads).map_err(|e| at(e, step, visit.seq.batch))?;
         }
         match spec.nodes[k].kind {
@@ -720,7 +719,7 @@ fn backward_phase<F: Float, G: Graph<F>>(
                 let seq = &mut *visit.seq;
                 if let Some(inner) = seq.nested[host].get_mut(run) {
                     let mut seed = inner.output_grad_mut(output);
-                    seed += &seq.grads[slot].slice(s![rows.clone(), ..]);
+                    seed += &row_range(&seq.grads[slot], rows.clone());
                 }
             }
             NodeKind::Output { .. } => {}
@@ -765,8 +764,8 @@ impl<F: Float> Visit<F> for SeqBackward<'_, F> {
         let cx = Backward {
             params: &self.params[range.clone()],
             inputs: &inputs,
-            output: seq.values[slot].slice(s![rows.clone(), ..]),
-            d_output: d_output.slice(s![rows.clone(), ..]),
+            output: row_range(&seq.values[slot], rows.clone()),
+            d_output: row_range(&d_output, rows.clone()),
             state: states[state.min(states.len().saturating_sub(1))].view(),
         };
         let mut result = if params_now {
@@ -777,7 +776,7 @@ impl<F: Float> Visit<F> for SeqBackward<'_, F> {
         if inputs_now {
             for (i, &from) in node.inputs.iter().enumerate() {
                 if result.is_ok() && wanted[i] {
-                    result = layer.backward_input(i, &cx, seq.grads[from].slice_mut(s![rows.clone(), ..]));
+                    result = layer.backward_input(i, &cx, row_range_mut(&mut seq.grads[from], rows.clone()));
                 }
             }
         }
@@ -817,7 +816,7 @@ impl<F: Float> Visit<F> for SeqBackward<'_, F> {
         .map_err(|e| nested_error(spec, k, e))?;
         for (&from, &i) in node.inputs.iter().zip(to) {
             if grad_wanted(spec, &seq.input_grads, from) {
-                let mut d = seq.grads[from].slice_mut(s![rows.clone(), ..]);
+                let mut d = row_range_mut(&mut seq.grads[from], rows.clone());
                 d += &seq.nested[k][self.run].input_grad(i);
             }
         }

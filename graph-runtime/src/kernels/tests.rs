@@ -31,13 +31,20 @@ fn fill(len: usize, seed: f64) -> Vec<f64> {
 }
 
 /// Sizes around every block edge: tiles of 6 and 16 (8), blocks of 72,
-/// 256 and 2048.
+/// 256 and 2048; products of at most `SMALL_WORK` (2048) multiply-adds,
+/// which skip the blocked path, and just above it.
 const SIZES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
     (5, 9, 3),
     (6, 8, 16),
     (7, 17, 13),
     (9, 3, 1),
+    (8, 16, 16),
+    (8, 16, 17),
+    (1, 2049, 1),
+    (6, 24, 16),
+    (7, 41, 13),
+    (9, 230, 1),
     (73, 257, 35),
     (12, 600, 17),
     (3, 5, 2050),
