@@ -225,3 +225,23 @@ fn a_user_layer_takes_ids_and_keeps_state_and_its_gradients_match_finite_differe
     assert!(err.contains("id 9 is not one of 4 classes"), "{err}");
     assert!(err.contains("node `h_onehot`"), "{err}");
 }
+
+#[test]
+fn the_pytorch_export_of_a_graph_with_a_user_layer_is_valid_python_with_a_class_to_fill_in() {
+    let g = WithSquare::<f64>::new(&mut StdRng::seed_from_u64(0), 3).unwrap();
+    let module = g.to_pytorch();
+    // A class for the user layer, which raises until written in PyTorch,
+    // and the call that uses it.
+    assert!(module.contains("class Square(nn.Module):"), "{module}");
+    assert!(module.contains("raise NotImplementedError"), "{module}");
+    assert!(module.contains("self.y_square = Square(0.5)"), "{module}");
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import ast, sys; ast.parse(sys.argv[1])", &module])
+        .output()
+        .expect("python3 (CPython 3) is needed by this test");
+    assert!(
+        out.status.success(),
+        "{}\n{module}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
