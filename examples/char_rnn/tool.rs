@@ -268,9 +268,21 @@ pub struct TrainReport {
 /// Trains from scratch, or from the checkpoint `resume`, until
 /// `options.iters` iterations in all.
 pub fn train(options: TrainOptions, resume: Option<&Path>) -> Result<TrainReport> {
-    let (options, mut model, mut adam, mut run) = match resume {
+    // A resumed run keeps the options it was started with, but not its
+    // destination, length or progress bar.
+    let saved = resume.map(Checkpoint::read).transpose()?;
+    let options = match &saved {
+        None => options,
+        Some(saved) => TrainOptions::from_json(
+            &saved.meta["options"],
+            options.out,
+            options.iters,
+            options.progress,
+        )?,
+    };
+    let corpus = Corpus::read(&options.data)?;
+    let (mut model, mut adam, mut run) = match saved {
         None => {
-            let corpus = Corpus::read(&options.data)?;
             let model = Model::new(options.layers, corpus.vocab.len(), options.hidden, options.seed)?;
             let pairs = with_graph!(&model, g => g.recurrent_pairs().len());
             let run = RunState {
@@ -279,18 +291,9 @@ pub fn train(options: TrainOptions, resume: Option<&Path>) -> Result<TrainReport
                 train_losses: Vec::new(),
                 val_losses: Vec::new(),
             };
-            let adam = Adam::new(options.lr as f32);
-            (options, model, adam, run)
+            (model, Adam::new(options.lr as f32), run)
         }
-        Some(dir) => {
-            let saved = Checkpoint::read(dir)?;
-            let options = TrainOptions::from_json(
-                &saved.meta["options"],
-                options.out,
-                options.iters,
-                options.progress,
-            )?;
-            let corpus = Corpus::read(&options.data)?;
+        Some(saved) => {
             if corpus.vocab != saved.vocab {
                 return Err(format!(
                     "{} is not the text this checkpoint was trained on",
@@ -300,10 +303,9 @@ pub fn train(options: TrainOptions, resume: Option<&Path>) -> Result<TrainReport
             }
             let mut adam = Adam::new(options.lr as f32);
             adam.restore(saved.adam)?;
-            (options, saved.model, adam, saved.run)
+            (saved.model, adam, saved.run)
         }
     };
-    let corpus = Corpus::read(&options.data)?;
     let batches = Batches::new(corpus.train.len(), options.seq, options.batch, "training")?;
     fs::create_dir_all(&options.out).map_err(|e| format!("{}: {e}", options.out.display()))?;
     with_graph!(&mut model, g => g.set_dropout(Some(options.dropout)))?;
