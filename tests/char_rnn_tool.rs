@@ -162,3 +162,26 @@ fn a_checkpoint_that_cannot_be_written_leaves_none_and_the_earlier_ones_intact()
         before
     );
 }
+
+#[test]
+fn options_that_cannot_make_a_run_are_errors_naming_the_option() {
+    let dir = scratch("bad_options");
+    let data = tiny_text(&dir);
+    let base = || options(data.clone(), dir.join("out"), 2, 0.0);
+    let cases: [(&str, fn(&mut TrainOptions)); 6] = [
+        ("--seq", |o| o.seq = 0),
+        ("--batch", |o| o.batch = 0),
+        ("--hidden", |o| o.hidden = 0),
+        ("--lr", |o| o.lr = f64::NAN),
+        ("--grad-clip", |o| o.grad_clip = 0.0),
+        ("--dropout", |o| o.dropout = 1.0),
+    ];
+    for (name, spoil) in cases {
+        let mut o = base();
+        spoil(&mut o);
+        let err = tool::train(o, None).unwrap_err().to_string();
+        assert!(err.contains(name), "{name}: {err}");
+    }
+    // Nothing was written.
+    assert!(!dir.join("out").exists());
+}

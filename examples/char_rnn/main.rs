@@ -25,6 +25,7 @@ fn cli() -> Command {
     let number = |name: &'static str, default: &'static str, help: &'static str| {
         Arg::new(name)
             .long(name)
+            .value_name("N")
             .default_value(default)
             .value_parser(value_parser!(usize))
             .help(help)
@@ -32,6 +33,7 @@ fn cli() -> Command {
     let float = |name: &'static str, default: &'static str, help: &'static str| {
         Arg::new(name)
             .long(name)
+            .value_name("X")
             .default_value(default)
             .value_parser(value_parser!(f64))
             .help(help)
@@ -45,6 +47,7 @@ fn cli() -> Command {
                 .arg(
                     Arg::new("data")
                         .long("data")
+                        .value_name("FILE")
                         .default_value(default_data)
                         .help("The text to learn"),
                 )
@@ -73,12 +76,14 @@ fn cli() -> Command {
                 .arg(
                     Arg::new("out")
                         .long("out")
+                        .value_name("DIR")
                         .default_value(default_out)
                         .help("Where checkpoints and the loss plot go"),
                 )
                 .arg(
                     Arg::new("seed")
                         .long("seed")
+                        .value_name("N")
                         .default_value("42")
                         .value_parser(value_parser!(u64))
                         .help("Seed of the initial weights and the dropout masks"),
@@ -86,6 +91,7 @@ fn cli() -> Command {
                 .arg(
                     Arg::new("resume")
                         .long("resume")
+                        .value_name("CKPT")
                         .help("A checkpoint directory to continue from (its options are kept)"),
                 )
                 .arg(
@@ -101,6 +107,7 @@ fn cli() -> Command {
                 .arg(
                     Arg::new("checkpoint")
                         .long("checkpoint")
+                        .value_name("CKPT")
                         .required(true)
                         .help("A checkpoint directory written by train"),
                 )
@@ -112,6 +119,7 @@ fn cli() -> Command {
                 .arg(
                     Arg::new("prime")
                         .long("prime")
+                        .value_name("TEXT")
                         .default_value("")
                         .help("Text to start from"),
                 )
@@ -119,6 +127,7 @@ fn cli() -> Command {
                 .arg(
                     Arg::new("seed")
                         .long("seed")
+                        .value_name("N")
                         .default_value("1")
                         .value_parser(value_parser!(u64))
                         .help("Seed of the sampling"),

@@ -134,6 +134,28 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
+    /// Options that cannot make a run: an error naming the option.
+    fn check(&self) -> Result<()> {
+        let positive = [
+            ("--seq", self.seq),
+            ("--batch", self.batch),
+            ("--hidden", self.hidden),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} must be at least 1").into());
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(format!("--lr must be a positive number, got {}", self.lr).into());
+        }
+        if self.grad_clip.is_nan() || self.grad_clip <= 0.0 {
+            return Err(format!("--grad-clip must be positive, got {}", self.grad_clip).into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("--dropout must be in [0, 1), got {}", self.dropout).into());
+        }
+        Ok(())
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "data": self.data, "layers": self.layers, "hidden": self.hidden, "seq": self.seq,
@@ -280,6 +302,7 @@ pub fn train(options: TrainOptions, resume: Option<&Path>) -> Result<TrainReport
             options.progress,
         )?,
     };
+    options.check()?;
     let corpus = Corpus::read(&options.data)?;
     let (mut model, mut adam, mut run) = match saved {
         None => {
