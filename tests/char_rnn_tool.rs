@@ -168,7 +168,8 @@ fn options_that_cannot_make_a_run_are_errors_naming_the_option() {
     let dir = scratch("bad_options");
     let data = tiny_text(&dir);
     let base = || options(data.clone(), dir.join("out"), 2, 0.0);
-    let cases: [(&str, fn(&mut TrainOptions)); 6] = [
+    type Spoil = fn(&mut TrainOptions);
+    let cases: [(&str, Spoil); 6] = [
         ("--seq", |o| o.seq = 0),
         ("--batch", |o| o.batch = 0),
         ("--hidden", |o| o.hidden = 0),
