@@ -73,9 +73,8 @@ impl<F: Float> ParamStore<F> {
 
     /// Lays out the parameters of each node (its tensors under their full
     /// names, in declaration order), all zero. The names must be distinct:
-    /// `param(name)` finds the first tensor of a name, and a checkpoint
-    /// with a name twice does not load. (`graph!` checks this for the
-    /// stores it builds.)
+    /// `param(name)` finds only the first tensor of a name. (`graph!` checks
+    /// this for the stores it builds.)
     pub fn from_tensors(graph: &'static str, nodes: &[Vec<ParamShape>]) -> Self {
         let mut specs = Vec::new();
         let mut ranges = Vec::with_capacity(nodes.len());
