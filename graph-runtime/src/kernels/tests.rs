@@ -250,6 +250,12 @@ fn worst(
         .unwrap()
 }
 
+/// `f()` through the SIMD kernels (where the CPU has them) and through the
+/// portable ones, each result named.
+fn on_both_paths<R>(f: impl Fn() -> R) -> [(&'static str, R); 2] {
+    [("SIMD", f()), ("portable", with_portable_kernels(&f))]
+}
+
 #[test]
 fn vectorised_tanh_and_sigmoid_are_within_their_documented_ulps() {
     use super::activations::{sigmoid, sigmoid_in_place, tanh, tanh_in_place};
@@ -257,18 +263,12 @@ fn vectorised_tanh_and_sigmoid_are_within_their_documented_ulps() {
     let logistic = |x: f64| 1.0 / (1.0 + (-x).exp());
     // Below -87.3 the logistic is not a normal f32: checked apart.
     let normal = |x: f32| x > -87.3;
-    for (what, simd) in [("SIMD", true), ("portable", false)] {
-        let measure = || {
-            (
-                worst(&xs, tanh_in_place, f64::tanh, |_| true),
-                worst(&xs, sigmoid_in_place, logistic, normal),
-            )
-        };
-        let (t, s) = if simd {
-            measure()
-        } else {
-            with_portable_kernels(measure)
-        };
+    for (what, (t, s)) in on_both_paths(|| {
+        (
+            worst(&xs, tanh_in_place, f64::tanh, |_| true),
+            worst(&xs, sigmoid_in_place, logistic, normal),
+        )
+    }) {
         eprintln!(
             "{what}: tanh {} ulp (at {}), sigmoid {} ulp (at {})",
             t.0, t.1, s.0, s.1
@@ -301,18 +301,12 @@ fn vectorised_exp_is_within_one_ulp_and_saturates() {
         .map(|i| -87.3 + i as f32 * 1e-3)
         .filter(|&x| x <= 88.7)
         .collect();
-    for (what, simd) in [("SIMD", true), ("portable", false)] {
-        let measure = || {
-            (
-                worst(&xs, exp_in_place, f64::exp, |_| true),
-                worst(&wide, exp_in_place, f64::exp, |_| true),
-            )
-        };
-        let (a, b) = if simd {
-            measure()
-        } else {
-            with_portable_kernels(measure)
-        };
+    for (what, (a, b)) in on_both_paths(|| {
+        (
+            worst(&xs, exp_in_place, f64::exp, |_| true),
+            worst(&wide, exp_in_place, f64::exp, |_| true),
+        )
+    }) {
         eprintln!(
             "{what}: exp {} ulp (at {}), {} ulp over [-87.3, 88.7] (at {})",
             a.0, a.1, b.0, b.1
@@ -326,8 +320,8 @@ fn vectorised_exp_is_within_one_ulp_and_saturates() {
             b.1
         );
     }
-    for run in [false, true] {
-        let mut tails = [
+    let tails = || {
+        let mut t = [
             89.0f32,
             1e30,
             f32::INFINITY,
@@ -338,18 +332,14 @@ fn vectorised_exp_is_within_one_ulp_and_saturates() {
             0.0,
             -0.0,
         ];
-        let f = |t: &mut [f32]| exp_in_place(t);
-        if run {
-            with_portable_kernels(|| f(&mut tails));
-        } else {
-            f(&mut tails);
-        }
-        assert_eq!(
-            &tails[..6],
-            &[f32::INFINITY, f32::INFINITY, f32::INFINITY, 0.0, 0.0, 0.0]
-        );
-        assert!(tails[6].is_nan());
-        assert_eq!((tails[7], tails[8]), (1.0, 1.0));
+        exp_in_place(&mut t);
+        t
+    };
+    for (what, t) in on_both_paths(tails) {
+        let inf = f32::INFINITY;
+        assert_eq!(&t[..6], &[inf, inf, inf, 0.0, 0.0, 0.0], "{what}");
+        assert!(t[6].is_nan(), "{what}");
+        assert_eq!((t[7], t[8]), (1.0, 1.0), "{what}");
     }
     assert!(exp(f32::NAN).is_nan());
 }
