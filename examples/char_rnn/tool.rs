@@ -539,6 +539,13 @@ impl Checkpoint {
         let steps = meta["adam_steps"].as_u64().ok_or("run.json lacks `adam_steps`")? as u32;
         let v = moments.pop().unwrap_or_default();
         let m = moments.pop().unwrap_or_default();
+        // Before the first step Adam has no moments; the files then hold
+        // the weights (see `write`), which are not moments.
+        let (m, v) = if steps == 0 {
+            (Vec::new(), Vec::new())
+        } else {
+            (m, v)
+        };
         let carry = meta["carry"]
             .as_array()
             .ok_or("run.json lacks `carry`")?

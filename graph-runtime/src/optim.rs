@@ -173,7 +173,9 @@ impl<F: Float> Adam<F> {
 
     /// Continues from a saved [`state`](Self::state). An error if the
     /// moments differ in length or the step count does not fit; nothing
-    /// changes then.
+    /// changes then. The moments must have one value per parameter of the
+    /// store the next [`step`](Self::step) updates: moments of another
+    /// length are dropped there, and the run starts over as a new one.
     pub fn restore(&mut self, state: AdamState<F>) -> Result<()> {
         let steps = i32::try_from(state.steps).ok();
         match steps {
