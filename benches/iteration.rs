@@ -1,8 +1,9 @@
 //! The brief's workloads: one training iteration of the seed's RNN cell
 //! (forward over T steps carrying h, summed MSE, BPTT into one shared
 //! parameter set, SGD, zero grads), by the generated code (`generated`: the
-//! sequence path, by the macro's plan; `generated-unroll`: the same path
-//! through `Unroll`, the loss a closure called per step) and
+//! whole sequence by the plan, `forward_seq`/`backward_seq`; `step`: the
+//! typed single-step `forward`/`backward`, one tape per step, the state
+//! carried by hand) and
 //! by hand-written ndarray implementations of the same iteration
 //! (`ndarray-hoisted`: input and output projections and every weight
 //! gradient over all T·B rows, only the recurrence per step, as cuDNN-style
@@ -13,7 +14,7 @@
 //! `cargo bench --bench iteration`
 
 use criterion::{criterion_group, Criterion, Throughput};
-use nngraph::ndarray::{linalg::general_mat_mul, s, Array1, Array2, Array3, ArrayView2, Axis};
+use nngraph::ndarray::{linalg::general_mat_mul, s, Array1, Array2, Array3, Axis};
 use nngraph::prelude::*;
 use nngraph::runtime::with_threads;
 use std::hint::black_box;
@@ -86,44 +87,41 @@ impl Workload {
 /// The generated graph over the whole sequence, by the macro's plan.
 struct Sequence<F: Float> {
     cell: Cell<F>,
-    seq: SeqTape<F>,
+    tape: Tape<F>,
     sgd: Sgd<F>,
     h0: Array2<F>,
     xs: Array3<F>,
-    /// The output gradients, filled in place at every iteration.
+    /// The output gradient, filled in place at every iteration.
     dy: Array3<F>,
-    dh: Array3<F>,
 }
 
 impl<F: Float> Sequence<F> {
     fn new(w: Workload) -> Self {
         let cell = Cell::<F>::new(&mut StdRng::seed_from_u64(1), w.i, w.h, w.o).unwrap();
-        let mut seq = cell.seq();
+        let mut tape = cell.tape();
         // Like the reference, no gradient for the data.
-        seq.set_input_grad(0, false);
+        tape.set_input_grad("x", false).unwrap();
         let (h0, xs, _) = w.data();
         Sequence {
             cell,
-            seq,
+            tape,
             sgd: Sgd::new(F::from_f64(0.01)),
             h0,
             xs,
             dy: Array3::zeros((w.t, w.b, w.o)),
-            dh: Array3::zeros((w.t, w.b, w.h)),
         }
     }
 
     fn iteration(&mut self) -> F {
         let Sequence {
             cell,
-            seq,
+            tape,
             sgd,
             h0,
             xs,
             dy,
-            dh,
         } = self;
-        let out = cell.forward_seq(seq, &*h0, &*xs).unwrap();
+        let out = cell.forward_seq(tape, &*xs, &*h0).unwrap();
         // Σ_t MSE(y_t, 1), each step's mean over its B·O values.
         let n = F::from_f64((dy.len_of(Axis(1)) * dy.len_of(Axis(2))) as f64);
         let two = F::from_f64(2.0);
@@ -133,35 +131,48 @@ impl<F: Float> Sequence<F> {
             loss += e * e / n;
             *d = two * e / n;
         });
-        cell.backward_seq(seq, &*dy, &*dh).unwrap();
+        cell.backward_seq(tape, &*dy, &Absent).unwrap();
         sgd.step(cell.store_mut());
         cell.zero_grad();
         loss
     }
 }
 
-/// The generated graph through `Unroll`: the sequence path, the loss a
-/// closure called per step.
-struct Generated<F: Float> {
+/// The generated graph one step at a time through its typed single-step
+/// API: one tape per step, the state carried by hand, backward from the
+/// last step to the first with the state's gradient handed back.
+struct Step<F: Float> {
     cell: Cell<F>,
-    unroll: Unroll<F, Cell<F>>,
+    tapes: Vec<Tape<F>>,
     sgd: Sgd<F>,
     h0: Array2<F>,
     xs: Array3<F>,
     target: Array2<F>,
+    /// Per step: the state entering it; the output and state gradients.
+    hs: Vec<Array2<F>>,
+    dy: Array2<F>,
+    dh: Array2<F>,
 }
 
-impl<F: Float> Generated<F> {
+impl<F: Float> Step<F> {
     fn new(w: Workload) -> Self {
         let cell = Cell::<F>::new(&mut StdRng::seed_from_u64(1), w.i, w.h, w.o).unwrap();
-        let mut unroll = Unroll::new(&cell);
-        // Like the reference, no gradient for the data.
-        unroll.set_sequence_grads(false);
+        let tapes = (0..w.t)
+            .map(|_| {
+                let mut tape = cell.tape();
+                // Like the reference, no gradient for the data.
+                tape.set_input_grad("x", false).unwrap();
+                tape
+            })
+            .collect();
         let (h0, xs, target) = w.data();
-        Generated {
+        Step {
             cell,
-            unroll,
+            tapes,
             sgd: Sgd::new(F::from_f64(0.01)),
+            hs: vec![Array2::zeros((w.b, w.h)); w.t + 1],
+            dy: Array2::zeros((w.b, w.o)),
+            dh: Array2::zeros((w.b, w.h)),
             h0,
             xs,
             target,
@@ -169,27 +180,34 @@ impl<F: Float> Generated<F> {
     }
 
     fn iteration(&mut self) -> F {
-        let Generated {
+        let Step {
             cell,
-            unroll,
+            tapes,
             sgd,
             h0,
             xs,
             target,
+            hs,
+            dy,
+            dh,
         } = self;
-        unroll.forward(cell, &[h0.view()], &[xs.view()]).unwrap();
-        let loss = unroll
-            .loss(|_t, o, y: ArrayView2<F>, g: Option<ArrayViewMut2<F>>| {
-                if o != 0 {
-                    return Ok(F::zero());
-                }
-                if let Some(g) = g {
-                    Mse::new().backward(&y, &*target, g)?;
-                }
-                Mse::new().forward(&y, &*target)
-            })
-            .unwrap();
-        unroll.backward(cell).unwrap();
+        hs[0].assign(h0);
+        let mut loss = F::zero();
+        for (t, tape) in tapes.iter_mut().enumerate() {
+            let out = cell.forward(tape, &xs.index_axis(Axis(0), t), &hs[t]).unwrap();
+            loss += Mse::new().forward(&out.y, &*target).unwrap();
+            let next = out.new_h;
+            hs[t + 1].assign(&next);
+        }
+        dh.fill(F::zero());
+        for tape in tapes.iter_mut().rev() {
+            dy.fill(F::zero());
+            Mse::new()
+                .backward(&tape.value("y").unwrap(), &*target, dy.view_mut())
+                .unwrap();
+            let grads = cell.backward(tape, &*dy, &*dh).unwrap();
+            dh.assign(&grads.h);
+        }
         sgd.step(cell.store_mut());
         cell.zero_grad();
         loss
@@ -355,15 +373,15 @@ impl<F: Float> Hoisted<F> {
 
 fn workload<F: Float>(c: &mut Criterion, w: Workload, samples: usize) {
     let mut sequence = Sequence::<F>::new(w);
-    let mut generated = Generated::<F>::new(w);
-    let mut reference = Reference::<F>::new(w, &generated.cell);
+    let mut step = Step::<F>::new(w);
+    let mut reference = Reference::<F>::new(w, &step.cell);
     let mut hoisted = Hoisted {
-        r: Reference::<F>::new(w, &generated.cell),
+        r: Reference::<F>::new(w, &step.cell),
     };
     // All compute the same iteration: same loss on the first one.
     let losses = [
         sequence.iteration().to_f64(),
-        generated.iteration().to_f64(),
+        step.iteration().to_f64(),
         reference.iteration().to_f64(),
         hoisted.iteration().to_f64(),
     ];
@@ -397,8 +415,8 @@ fn workload<F: Float>(c: &mut Criterion, w: Workload, samples: usize) {
             bench.iter(|| with_threads(2, || black_box(sequence.iteration())))
         });
     }
-    group.bench_function("generated-unroll", |bench| {
-        bench.iter(|| with_threads(1, || black_box(generated.iteration())))
+    group.bench_function("step", |bench| {
+        bench.iter(|| with_threads(1, || black_box(step.iteration())))
     });
     group.bench_function("ndarray-hoisted", |bench| {
         bench.iter(|| black_box(hoisted.iteration()))

@@ -140,7 +140,7 @@ fn main() -> nngraph::Result<()> {
         }
         Mse::new().forward(&y, &target)
     };
-    let report = GradCheck::new().check_graph(&mut model, std::slice::from_ref(&x), loss)?;
+    let report = GradCheck::new().check_graph(&mut model, &[Feed::Values(x.view())], loss)?;
     print!("{report}");
     assert!(report.passed());
 

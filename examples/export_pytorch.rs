@@ -15,7 +15,6 @@
 use nngraph::cells::{GruCell, LstmCell};
 use nngraph::ndarray::Array2;
 use nngraph::prelude::*;
-use nngraph::runtime::Input;
 use serde_json::{json, Map, Value};
 use std::error::Error;
 use std::path::Path;
@@ -90,16 +89,16 @@ fn export<F: Float, G: Graph<F>>(
             Data::Ids(_) => Array2::zeros((0, 0)),
         })
         .collect();
-    let views: Vec<Input<'_, F>> = inputs
+    let feeds: Vec<Feed<'_, F>> = inputs
         .iter()
         .zip(&converted)
         .map(|((_, d), v)| match d {
-            Data::Values(_) => Input::Values(v.view()),
-            Data::Ids(ids) => Input::Ids(ids),
+            Data::Values(_) => Feed::Values(v.view()),
+            Data::Ids(ids) => Feed::Ids(ids),
         })
         .collect();
-    let mut tape = g.new_tape();
-    g.forward_inputs(&mut tape, &views)?;
+    let mut tape = g.tape();
+    g.forward_feeds(&mut tape, &feeds)?;
 
     let mut case_inputs = Map::new();
     for ((name, d), v) in inputs.iter().zip(&converted) {
@@ -110,8 +109,8 @@ fn export<F: Float, G: Graph<F>>(
         case_inputs.insert(name.to_string(), value);
     }
     let mut case_outputs = Map::new();
-    for (o, name) in g.output_names().iter().enumerate() {
-        case_outputs.insert(name.to_string(), matrix_json(tape.output(o)));
+    for name in g.output_names() {
+        case_outputs.insert(name.to_string(), matrix_json(tape.value(name)?));
     }
     let dtype = if std::mem::size_of::<F>() == 4 {
         "f32"

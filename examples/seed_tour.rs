@@ -117,7 +117,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut cell = RnnCell::<f64>::new(&mut rng);
     let steps = 5;
-    let mut unroll = Unroll::new(&cell);
+    // One tape records a pass over the whole sequence: every step runs the
+    // same graph, so the weights are shared by construction.
+    let mut seq = cell.tape();
     println!(
         "one parameter set for all {steps} steps: {} numbers",
         cell.params().len()
@@ -125,26 +127,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     show("sharedPar[1] (x2h.weight)", cell.param("x2h.weight")?);
     let h0 = rand_array(&mut rng, 1, 4);
     let xs = Array3::from_shape_fn((steps, 1, 2), |_| rng.random::<f64>());
-    unroll.forward(&cell, &[h0.view()], &[xs.view()])?;
-    let before: Vec<f64> = (0..steps).map(|t| unroll.output(t, 0)[[0, 0]]).collect();
+    let before = cell.forward_seq(&mut seq, &xs, &h0)?.y.to_owned();
     let saved = cell.param("x2h.weight")?[[0, 1]];
     cell.param_mut("x2h.weight")?[[0, 1]] = -1.0;
     show(
         "after sharedPar[1][{1,2}] = -1, every step sees",
         cell.param("x2h.weight")?,
     );
-    unroll.forward(&cell, &[h0.view()], &[xs.view()])?;
-    for (t, old) in before.iter().enumerate() {
+    let after = cell.forward_seq(&mut seq, &xs, &h0)?.y;
+    for t in 0..steps {
         println!(
             "  step {}: y = {:.4} (was {:.4})",
             t + 1,
-            unroll.output(t, 0)[[0, 0]],
-            old
+            after[[t, 0, 0]],
+            before[[t, 0, 0]]
         );
     }
     cell.param_mut("x2h.weight")?[[0, 1]] = saved;
 
     section("5.2", "Forward over the sequence", "前向计算");
+    // The notebook's loss: MSE against 1 at every step, summed.
     let target = array![[1.0]];
     let mse_on_y = |_t: usize, o: usize, y: ArrayView2<'_, f64>, g: Option<ArrayViewMut2<'_, f64>>| {
         if o != 0 {
@@ -155,9 +157,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Mse::new().forward(&y, &target)
     };
+    // Σ_t mse_on_y over a pass's outputs, and its gradient into `dy`.
+    let sum_over_steps =
+        |ys: ArrayView3<'_, f64>, mut dy: Option<&mut Array3<f64>>| -> nngraph::Result<f64> {
+            let mut total = 0.0;
+            for t in 0..ys.dim().0 {
+                let grad = dy.as_deref_mut().map(|d| d.index_axis_mut(Axis(0), t));
+                total += mse_on_y(t, 0, ys.index_axis(Axis(0), t), grad)?;
+            }
+            Ok(total)
+        };
     cell.evaluate();
-    unroll.forward(&cell, &[h0.view()], &[xs.view()])?;
-    let loss = unroll.loss_value(mse_on_y)?;
+    let loss = sum_over_steps(cell.forward_seq(&mut seq, &xs, &h0)?.y, None)?;
     println!("forwardRNN() = {loss:.13}");
 
     section(
@@ -167,19 +178,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     cell.training();
     cell.zero_grad();
-    unroll.forward(&cell, &[h0.view()], &[xs.view()])?;
-    unroll.loss(mse_on_y)?;
-    unroll.backward(&mut cell)?;
+    let ys = cell.forward_seq(&mut seq, &xs, &h0)?.y.to_owned();
+    let mut dy = Array3::zeros(ys.dim());
+    sum_over_steps(ys.view(), Some(&mut dy))?;
+    // No loss on the state output: its gradient is `Absent` (zero).
+    let grads = cell.backward_seq(&mut seq, &dy, &Absent)?;
+    show("dL/d h0", grads.h);
     show("dL/d x2h.weight", cell.grad("x2h.weight")?);
-    show("dL/d h0", unroll.initial_state_grad(&cell, 0));
 
     section("5.4", "Numerical check of a gradient", "用Number Checker进行校验");
     let eps = 1e-4;
     let mut loss_at = |cell: &mut RnnCell<f64>, delta: f64| -> nngraph::Result<f64> {
         cell.param_mut("x2h.weight")?[[0, 0]] += delta;
-        unroll.forward(cell, &[h0.view()], &[xs.view()])?;
+        let ys = cell.forward_seq(&mut seq, &xs, &h0)?.y.to_owned();
         cell.param_mut("x2h.weight")?[[0, 0]] -= delta;
-        unroll.loss_value(mse_on_y)
+        sum_over_steps(ys.view(), None)
     };
     let (right, left) = (loss_at(&mut cell, eps)?, loss_at(&mut cell, -eps)?);
     let dw11 = (right - left) / (2.0 * eps);
@@ -189,7 +202,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cell.grad("x2h.weight")?[[0, 0]]
     );
     println!("\nEvery parameter, the initial state and every input, by central differences:");
-    let report = GradCheck::new().check_unrolled(&mut cell, &[h0], &[xs], mse_on_y)?;
+    let report = GradCheck::new().check_graph(
+        &mut cell,
+        &[Feed::Seq(xs.view()), Feed::Values(h0.view())],
+        mse_on_y,
+    )?;
     print!("{report}");
     assert!(report.passed());
 

@@ -28,10 +28,63 @@
 //! # Ok::<(), nngraph::Error>(())
 //! ```
 //!
+//! ## Training over sequences
+//!
+//! A graph with `#[recurrent(state = output)]` pairs runs over whole
+//! sequences with one set of weights: `forward_seq` takes every input in
+//! declaration order (a `(T, B, width)` sequence, `(T, B)` ids, or a
+//! state's initial value `(B, width)`), and backpropagation through time is
+//! one call. A graph with loss nodes seeds its own gradient
+//! ([`backward_loss`](runtime::Graph::backward_loss)). Below, a character
+//! model is trained chunk by chunk, its states carried from one chunk to
+//! the next with their gradient cut (truncated BPTT, as char-rnn does),
+//! then sampled one step at a time without a target.
+//!
+//! ```
+//! use nngraph::prelude::*;
+//!
+//! graph! {
+//!     #[recurrent(h = h1, c = c1)]
+//!     pub CharModel(x: usize, h: [32], c: [32], target: usize) -> (loss, logits, h1, c1) {
+//!         (h1, c1) = nngraph::cells::LstmCell<16, 32>(Embedding(20, 16)(x), h, c);
+//!         logits = Linear(32, 20)(h1);
+//!         loss = CrossEntropy()(logits, target);
+//!     }
+//! }
+//!
+//! let text: Vec<usize> = (0..1000).map(|i| (i * i + i / 7) % 20).collect();
+//! let (steps, batch) = (25, 4);
+//! let mut model = CharModel::<f32>::new(&mut StdRng::seed_from_u64(0))?;
+//! let (mut adam, mut tape) = (Adam::new(2e-3), model.tape());
+//! for chunk in 0..8 {
+//!     // Sequence b reads the text from b·250; the target is the next id.
+//!     let at = |t: usize, b: usize, shift: usize| text[b * 250 + chunk * steps + t + shift];
+//!     let xs = Array2::from_shape_fn((steps, batch), |(t, b)| at(t, b, 0));
+//!     let ys = Array2::from_shape_fn((steps, batch), |(t, b)| at(t, b, 1));
+//!     model.forward_seq_carry(&mut tape, &xs, &ys)?; // states: where the last chunk ended
+//!     let loss = model.backward_loss(&mut tape, Reduction::Mean)?;
+//!     assert!(loss.is_finite());
+//!     clip_grad_norm(model.store_mut(), 5.0);
+//!     adam.step(model.store_mut());
+//!     model.zero_grad();
+//! }
+//! // Sampling: one step at a time, states carried by hand, no target.
+//! model.evaluate();
+//! let (mut x, mut h, mut c) = (0, Array2::zeros((1, 32)), Array2::zeros((1, 32)));
+//! for _ in 0..10 {
+//!     let out = model.forward(&mut tape, &[x], &h, &c, &Absent)?;
+//!     let scores = out.logits.row(0);
+//!     x = (0..20).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap();
+//!     (h, c) = (out.h1.to_owned(), out.c1.to_owned());
+//! }
+//! # Ok::<(), nngraph::Error>(())
+//! ```
+//!
 //! The crate is a facade: the macro lives in `graph-macros`, everything it
 //! runs on in `graph-runtime` (re-exported as [`runtime`]). See [`graph!`]
-//! for the DSL, and the examples: `seed_tour` (the notebook this project
-//! comes from, replayed) and `custom_layer`.
+//! for the DSL and every generated method, [`Graph`](runtime::Graph) for
+//! what every graph can do, and the examples: `seed_tour` (the notebook
+//! this project comes from, replayed), `custom_layer` and `char_rnn`.
 
 #![warn(missing_docs)]
 
@@ -120,25 +173,68 @@ pub use graph_macros as __macros;
 /// mistakes still defines its type and API (with bodies that never run), so
 /// code that uses it shows the mistakes alone.
 ///
-/// **Generated API** for a graph `Name`: `Name<F = f32>` (const sizes come
-/// first: `Lstm<3, 4, f64>`) with `new(&mut rng)` and `zeros()` (they take
-/// the run-time sizes and return `Result` when something is checked when the
-/// graph is built: run-time sizes, user layers, nested graphs), `tape()`,
-/// `forward(&mut tape, inputs..)` returning `NameOutputs`, `backward(&mut
-/// tape, output grads..)` returning `NameInputGrads` and accumulating
-/// parameter gradients; consts `NAME`, `INPUTS`, `OUTPUTS` and, when known at
-/// compile time, `INPUT_WIDTHS`, `OUTPUT_WIDTHS`, `NUM_PARAMS`; the companion
-/// types `NameLayers`, `NameOutputs`, `NameInputGrads` (and `NameSizes` for
-/// run-time sizes). Everything else is a method of the
-/// [`Graph`](runtime::Graph) trait, which the prelude brings in scope:
-/// `zero_grad()`, flat `params()`/`grads()`, named
+/// **Generated API** for a graph `Name` (`Name<F = f32>`; const sizes come
+/// first: `Lstm<3, 4, f64>`). Inputs are always taken in declaration order,
+/// outputs' gradients in the order of `-> (..)`:
+///
+/// | method | takes | returns |
+/// |---|---|---|
+/// | `Name::new(&mut rng, sizes..)` | a generator, then the run-time sizes | the graph, torch-like initial values (a `Result` when something is checked when the graph is built: run-time sizes, user layers, nested graphs) |
+/// | `Name::zeros(sizes..)` | the run-time sizes | the graph, every parameter zero |
+/// | `g.tape()` | | a [`Tape`](runtime::Tape) for one step or a whole sequence |
+/// | `g.forward(&mut tape, inputs..)` | one value per input: `(B, width)` (a 1-D value for one sample), ids for a `usize` input | `NameOutputs`: one `(B, width)` view per output |
+/// | `g.backward(&mut tape, grads..)` | one `(B, width)` gradient per output | `NameInputGrads`: one view per value input; parameter gradients accumulate |
+/// | `g.forward_seq(&mut tape, inputs..)` | for `#[recurrent]` graphs: `(T, B, width)` or `(T, B)` ids per input, a state's initial value `(B, width)` | `NameSeqOutputs`: one `(T, B, width)` view per output |
+/// | `g.forward_seq_carry(&mut tape, inputs..)` | the inputs that are not states; each state starts where the last pass ended (truncated BPTT) | `NameSeqOutputs` |
+/// | `g.backward_seq(&mut tape, grads..)` | one `(T, B, width)` gradient per output | `NameSeqInputGrads`: the initial states' `(B, width)` and the sequences' gradients |
+///
+/// Any argument may be [`&Absent`](runtime::Absent): a missing output
+/// gradient is zero, a missing state starts at zero (as torch's `h_0`), and
+/// a missing input that only loss nodes read leaves them out (evaluation
+/// and sampling without targets; their values are NaN). Errors name the
+/// input or output and both shapes. Consts: `NAME`, `INPUTS`, `OUTPUTS` and,
+/// when known at compile time, `INPUT_WIDTHS`, `OUTPUT_WIDTHS`,
+/// `NUM_PARAMS`; companion types `NameLayers`, `NameOutputs`,
+/// `NameInputGrads`, `NameSeqOutputs`, `NameSeqInputGrads` (and `NameSizes`
+/// for run-time sizes).
+///
+/// Everything else is a method of the [`Graph`](runtime::Graph) trait, which
+/// the prelude brings in scope: `backward_loss(&mut tape, reduction)` for a
+/// graph with loss nodes, the untyped `forward_feeds`/`backward_feeds` (one
+/// [`Feed`](runtime::Feed) per input or output, for code generic over
+/// graphs), `zero_grad()`, flat `params()`/`grads()`, named
 /// `param("x2h.weight")`/`param_mut`/`grad`, `param_specs()`,
-/// `training()`/`evaluate()`, `set_checked(true)` (NaN/inf detection naming
-/// the node), `set_seed`, `save`/`load`, `to_dot()`, `svg()`, `summary()`,
-/// `to_pytorch()`, and the graph's
+/// `training()`/`evaluate()`, `set_dropout`, `set_checked(true)` (NaN/inf
+/// detection naming the node), `set_seed`, `save`/`load`, `plan()`,
+/// `to_dot()`, `svg()`, `summary()`, `to_pytorch()`, and the graph's
 /// [`GraphSpec`](runtime::GraphSpec) (`SPEC`: inputs, outputs, nodes with
-/// their lines, evaluation order, recurrent pairs). [`Unroll`](runtime::Unroll)
-/// and [`GradCheck`](runtime::GradCheck) work with any `Graph`.
+/// their lines, evaluation order, recurrent pairs). The recorded values
+/// are on the tape by name: `tape.value("x2h")`, `tape.value_seq("h1")`,
+/// `tape.grad("x")`, `tape.final_state("h")`. [`GradCheck`](runtime::GradCheck)
+/// works with any graph.
+///
+/// ```
+/// use nngraph::prelude::*;
+///
+/// graph! {
+///     #[recurrent(h = new_h)]
+///     pub Cell(x: [2], h: [3]) -> (y, new_h) {
+///         new_h = Tanh()(CAdd()(Linear(2, 3)(x), Linear(3, 3)(h)));
+///         y = Linear(3, 1)(new_h);
+///     }
+/// }
+///
+/// let mut cell = Cell::<f64>::new(&mut StdRng::seed_from_u64(1));
+/// let mut tape = cell.tape();
+/// let xs = Array3::from_elem((6, 2, 2), 0.5);            // 6 steps of 2 samples
+/// let h0 = Array2::zeros((2, 3));
+/// let out = cell.forward_seq(&mut tape, &xs, &h0)?;      // x, then h: as declared
+/// assert_eq!(out.y.dim(), (6, 2, 1));
+/// let dy = Array3::from_elem((6, 2, 1), 1.0);
+/// let grads = cell.backward_seq(&mut tape, &dy, &Absent)?; // no gradient for new_h
+/// assert_eq!((grads.x.dim(), grads.h.dim()), ((6, 2, 2), (2, 3)));
+/// # Ok::<(), nngraph::Error>(())
+/// ```
 #[macro_export]
 macro_rules! graph {
     ($($body:tt)*) => {

@@ -81,28 +81,56 @@ fn check_against_oracle<G: Graph<f64>>(
     states: &[(usize, &str)],
 ) {
     let steps = case["T"].as_u64().unwrap() as usize;
-    let mut unroll = Unroll::new(cell);
-    let views: Vec<_> = initial.iter().map(|a| a.view()).collect();
-    unroll.forward(cell, &views, &[xs.view()]).unwrap();
+    let spec = G::SPEC;
+    let mut tape = cell.tape();
+    // Declaration order: x, then the states.
+    let mut feeds = vec![Feed::Seq(xs.view())];
+    feeds.extend(initial.iter().map(|a| Feed::Values(a.view())));
+    cell.forward_feeds(&mut tape, &feeds).unwrap();
     for t in 0..steps {
         for &(o, key) in states {
             assert_close(
                 &format!("{key}[{t}]"),
-                unroll.output(t, o).iter().copied(),
+                tape.value_seq(spec.outputs[o].name)
+                    .unwrap()
+                    .index_axis(Axis(0), t)
+                    .iter()
+                    .copied(),
                 flat(&case[key][t]),
                 TOL,
             );
         }
     }
-    let loss = unroll.loss(h_loss).unwrap();
+    // The loss, per step and output, and its gradient.
+    let mut loss = 0.0;
+    let grads: Vec<Array3<f64>> = spec
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(o, out)| {
+            let ys = tape.value_seq(out.name).unwrap();
+            let mut d = Array3::zeros(ys.dim());
+            for t in 0..steps {
+                let g = d.index_axis_mut(Axis(0), t);
+                loss += h_loss(t, o, ys.index_axis(Axis(0), t), Some(g)).unwrap();
+            }
+            d
+        })
+        .collect();
     assert!((loss - case["loss"].as_f64().unwrap()).abs() < TOL, "loss {loss}");
-    unroll.backward(cell).unwrap();
+    let grads: Vec<Feed<f64>> = grads.iter().map(|d| Feed::Seq(d.view())).collect();
+    cell.backward_feeds(&mut tape, &grads).unwrap();
     check_param_grads(cell.store(), case);
-    for (k, &(_, key)) in states.iter().enumerate() {
-        let name = format!("grad_{key}0");
+    for &(i, _) in spec.recurrent {
+        let input = spec.inputs[i].name;
+        let name = format!("grad_{input}0");
         assert_close(
             &name,
-            unroll.initial_state_grad(cell, k).iter().copied(),
+            tape.grad_seq(input)
+                .unwrap()
+                .index_axis(Axis(0), 0)
+                .iter()
+                .copied(),
             flat(&case[&name]),
             TOL,
         );
@@ -110,7 +138,7 @@ fn check_against_oracle<G: Graph<f64>>(
     for t in 0..steps {
         assert_close(
             &format!("grad_x[{t}]"),
-            unroll.input_grad(t, 0).iter().copied(),
+            tape.grad_seq("x").unwrap().index_axis(Axis(0), t).iter().copied(),
             flat(&case["grad_xs"][t]),
             TOL,
         );
@@ -149,7 +177,15 @@ fn lstm_unrolled_over_10_steps_matches_finite_differences() {
     let h0 = Array2::from_shape_fn((2, 5), |(b, j)| 0.1 * (b + j) as f64 - 0.2);
     let c0 = Array2::from_shape_fn((2, 5), |(b, j)| 0.05 * (b * j) as f64 - 0.1);
     let report = GradCheck::new()
-        .check_unrolled(&mut cell, &[h0, c0], &[sequence(10, 3)], h_loss)
+        .check_graph(
+            &mut cell,
+            &[
+                Feed::Seq(sequence(10, 3).view()),
+                Feed::Values(h0.view()),
+                Feed::Values(c0.view()),
+            ],
+            h_loss,
+        )
         .unwrap();
     assert!(report.passed(), "{report}");
     assert_eq!(
@@ -163,7 +199,11 @@ fn gru_unrolled_over_10_steps_matches_finite_differences() {
     let mut cell = GruCell::<3, 5, f64>::new(&mut StdRng::seed_from_u64(11));
     let h0 = Array2::from_shape_fn((2, 5), |(b, j)| 0.1 * (b + j) as f64 - 0.2);
     let report = GradCheck::new()
-        .check_unrolled(&mut cell, &[h0], &[sequence(10, 3)], h_loss)
+        .check_graph(
+            &mut cell,
+            &[Feed::Seq(sequence(10, 3).view()), Feed::Values(h0.view())],
+            h_loss,
+        )
         .unwrap();
     assert!(report.passed(), "{report}");
 }

@@ -65,12 +65,10 @@ fn checked_mode_names_the_node_that_overflowed() {
 fn checked_mode_names_the_step_of_a_sequence() {
     let mut g = graph();
     g.set_checked(true);
-    let mut unroll = Unroll::new(&g);
+    let mut tape = g.tape();
     let mut xs = Array3::<f64>::ones((4, 1, 2));
     xs[[2, 0, 1]] = 1e200;
-    let err = unroll
-        .forward(&g, &[Array2::zeros((1, 2)).view()], &[xs.view()])
-        .unwrap_err();
+    let err = g.forward_seq(&mut tape, &xs, &Absent).unwrap_err();
     assert!(
         err.to_string().ends_with("holds inf at [0, 0] at step 2"),
         "{err}"

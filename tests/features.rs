@@ -61,11 +61,15 @@ fn run_time_sizes_build_and_check_gradients() {
     let mut rnn = CharRnn::<f64>::new(&mut rng, 6, 5).unwrap();
     assert_eq!(rnn.sizes(), CharRnnSizes { vocab: 6, hidden: 5 });
     assert_eq!(rnn.num_params(), 6 * 5 + 5 + 5 * 5 + 5 + 5 * 6 + 6);
-    assert_eq!(Graph::input_width(&rnn, 0), 6);
+    assert_eq!(rnn.input_width("x").unwrap(), 6);
     let h0 = Array2::from_elem((2, 5), 0.1);
     let xs = Array3::from_shape_fn((4, 2, 6), |(t, b, j)| ((t + b + j) % 6 == 0) as u8 as f64);
     let report = GradCheck::new()
-        .check_unrolled(&mut rnn, &[h0], &[xs], mse_loss)
+        .check_graph(
+            &mut rnn,
+            &[Feed::Seq(xs.view()), Feed::Values(h0.view())],
+            mse_loss,
+        )
         .unwrap();
     assert!(report.passed(), "{report}");
     let err = CharRnn::<f32>::zeros(0, 5).unwrap_err();
@@ -96,7 +100,11 @@ fn split_narrow_concat_and_constants_match_finite_differences() {
     let x = Array2::from_shape_fn((2, 6), |(i, j)| (i as f64 + 0.3 * j as f64).sin());
     let gate = Array2::from_shape_fn((2, 3), |(i, j)| 0.5 + 0.2 * (i + j) as f64);
     let report = GradCheck::new()
-        .check_graph(&mut g, &[x.clone(), gate.clone()], mse_loss)
+        .check_graph(
+            &mut g,
+            &[Feed::Values(x.view()), Feed::Values(gate.view())],
+            mse_loss,
+        )
         .unwrap();
     assert!(report.passed(), "{report}");
     // `left` is the first half of x, copied through Identity to the last columns.
@@ -203,28 +211,15 @@ fn dropout_drops_in_training_and_is_the_identity_in_evaluation() {
 }
 
 #[test]
-fn unrolling_over_ids_matches_step_by_step() {
+fn a_sequence_over_ids_matches_step_by_step() {
     let mut g = IdRnn::<f64>::new(&mut StdRng::seed_from_u64(8));
     let xs = nngraph::ndarray::array![[0usize, 3], [2, 2], [1, 0]];
     let ys = nngraph::ndarray::array![[2usize, 2], [1, 0], [3, 3]];
     let h0 = Array2::from_elem((2, 3), 0.1);
-    let mut unroll = Unroll::new(&g);
-    unroll
-        .forward_with_ids(&g, &[h0.view()], &[], &[xs.view(), ys.view()])
-        .unwrap();
-    let total = unroll
-        .loss(|_t, o, v: ArrayView2<f64>, grad: Option<ArrayViewMut2<f64>>| {
-            if o != 0 {
-                return Ok(0.0);
-            }
-            if let Some(mut grad) = grad {
-                grad.fill(1.0);
-            }
-            Ok(v.sum())
-        })
-        .unwrap();
-    unroll.backward(&mut g).unwrap();
-    let unrolled = g.grads().to_vec();
+    let mut seq = g.tape();
+    let total = g.forward_seq(&mut seq, &xs, &h0, &ys).unwrap().loss.sum();
+    g.backward_loss(&mut seq, Reduction::Sum).unwrap();
+    let whole = g.grads().to_vec();
 
     // Step by step, by hand.
     g.zero_grad();
@@ -242,16 +237,25 @@ fn unrolling_over_ids_matches_step_by_step() {
     for tape in tapes.iter_mut().rev() {
         dh = g.backward(tape, &Array2::ones((2, 1)), &dh).unwrap().h.to_owned();
     }
-    for (a, b) in unrolled.iter().zip(g.grads()) {
+    for (a, b) in whole.iter().zip(g.grads()) {
         assert!((a - b).abs() < 1e-12);
     }
-    // The ids must come in the declared number.
-    let err = unroll
-        .forward_with_ids(&g, &[h0.view()], &[], &[xs.view()])
+    // Ids where values are declared, and the other way round, are errors
+    // naming the input.
+    let values = Array3::<f64>::zeros((3, 2, 1));
+    let err = g
+        .forward_feeds(
+            &mut seq,
+            &[
+                Feed::Seq(values.view()),
+                Feed::Values(h0.view()),
+                Feed::IdSeq(ys.view()),
+            ],
+        )
         .unwrap_err();
     assert!(
         err.to_string()
-            .contains("expected 2 ids sequence(s) (x, target), got 1"),
+            .contains("input `x` takes integer ids: one per sample for a step, (steps, batch) for a sequence, or Absent, not Seq"),
         "{err}"
     );
 }

@@ -41,7 +41,11 @@ fn whole_graph_with_fan_out_matches_finite_differences() {
     let mut g = FanOut::<f64>::new(&mut rng);
     let inputs = [filled((3, 3), 0.1), filled((3, 3), 2.0)];
     let report = GradCheck::new()
-        .check_graph(&mut g, &inputs, mse_on_every_output)
+        .check_graph(
+            &mut g,
+            &inputs.each_ref().map(|x| Feed::Values(x.view())),
+            mse_on_every_output,
+        )
         .unwrap();
     assert!(report.passed(), "{report}");
     // Every parameter tensor and both inputs were checked.
@@ -77,7 +81,11 @@ fn bptt_check(steps: usize) {
         (0.3 * t as f64 + b as f64 + 2.0 * j as f64).cos()
     });
     let report = GradCheck::new()
-        .check_unrolled(&mut cell, &[h0], &[xs], seed_loss)
+        .check_graph(
+            &mut cell,
+            &[Feed::Seq(xs.view()), Feed::Values(h0.view())],
+            seed_loss,
+        )
         .unwrap();
     assert!(report.passed(), "T = {steps}\n{report}");
     assert_eq!(
@@ -115,7 +123,7 @@ fn loss_on_the_last_step_only() {
         }
     };
     let report = GradCheck::new()
-        .check_unrolled(&mut cell, &[h0], &[xs], last)
+        .check_graph(&mut cell, &[Feed::Seq(xs.view()), Feed::Values(h0.view())], last)
         .unwrap();
     assert!(report.passed(), "{report}");
     // The loss reaches back to the initial state through all six steps.
@@ -144,25 +152,30 @@ fn truncated_bptt_equals_the_gradient_with_the_state_detached() {
     );
 
     // Truncated: chunk 1, then chunk 2 carrying the state; backward on chunk 2.
-    let mut unroll = Unroll::new(&cell);
-    unroll.forward_carry(&cell, &[first]).unwrap();
-    let boundary = unroll.final_state(0).to_owned();
-    unroll.forward_carry(&cell, &[second]).unwrap();
+    let mut tape = cell.tape();
+    cell.forward_seq_carry(&mut tape, &first).unwrap();
+    let boundary = tape.final_state("h").unwrap().to_owned();
+    let ys = cell.forward_seq_carry(&mut tape, &second).unwrap().y.to_owned();
     cell.zero_grad();
-    unroll.loss(seed_loss).unwrap();
-    unroll.backward(&mut cell).unwrap();
+    let mut dy = Array3::zeros(ys.dim());
+    sum_over_steps(ys.view(), Some(&mut dy), seed_loss);
+    cell.backward_seq(&mut tape, &dy, &Absent).unwrap();
     let truncated = cell.grads().to_vec();
 
     // Reference: finite differences of chunk 2's loss with its initial state
     // held fixed at the boundary value (detached), parameters perturbed.
-    let mut reference = Unroll::new(&cell);
+    let mut reference = cell.tape();
     let eps = 1e-6;
     for (j, &analytic) in truncated.iter().enumerate() {
         let mut loss_at = |cell: &mut SeedCell<f64>, delta: f64| {
             cell.params_mut()[j] += delta;
-            reference.forward(cell, &[boundary.view()], &[second]).unwrap();
+            let ys = cell
+                .forward_seq(&mut reference, &second, &boundary)
+                .unwrap()
+                .y
+                .to_owned();
             cell.params_mut()[j] -= delta;
-            reference.loss_value(seed_loss).unwrap()
+            sum_over_steps(ys.view(), None, seed_loss)
         };
         let numeric = (loss_at(&mut cell, eps) - loss_at(&mut cell, -eps)) / (2.0 * eps);
         assert!(
@@ -172,13 +185,18 @@ fn truncated_bptt_equals_the_gradient_with_the_state_detached() {
     }
 
     // And it is not the full gradient over all 8 steps: the cut is real.
-    let mut full = Unroll::new(&cell);
+    let mut full = cell.tape();
     cell.zero_grad();
-    full.forward(&cell, &[Array2::zeros((2, 4)).view()], &[xs.view()])
-        .unwrap();
-    full.loss(|t, o, y, g| if t >= 4 { seed_loss(t, o, y, g) } else { Ok(0.0) })
-        .unwrap();
-    full.backward(&mut cell).unwrap();
+    let ys = cell.forward_seq(&mut full, &xs, &Absent).unwrap().y.to_owned();
+    let mut dy = Array3::zeros(ys.dim());
+    sum_over_steps(ys.view(), Some(&mut dy), |t, o, y, g| {
+        if t >= 4 {
+            seed_loss(t, o, y, g)
+        } else {
+            Ok(0.0)
+        }
+    });
+    cell.backward_seq(&mut full, &dy, &Absent).unwrap();
     let x2h_weight = 0..8;
     let differs = cell.grads()[x2h_weight.clone()]
         .iter()
@@ -193,36 +211,36 @@ fn weights_are_shared_by_every_step() {
     let mut rng = StdRng::seed_from_u64(5);
     let mut cell = SeedCell::<f64>::new(&mut rng);
     let (h0, xs) = seed_inputs(5);
-    let mut unroll = Unroll::new(&cell);
-    unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
-    let before: Vec<f64> = (0..5).map(|t| unroll.output(t, 0)[[0, 0]]).collect();
+    let mut seq = cell.tape();
+    let before = cell.forward_seq(&mut seq, &xs, &h0).unwrap().y.to_owned();
 
     cell.param_mut("x2h.weight").unwrap()[[0, 1]] = -1.0;
-    unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
+    let after = cell.forward_seq(&mut seq, &xs, &h0).unwrap().y.to_owned();
 
     // Recompute every step by hand with the same cell: identical numbers.
     let mut tape = cell.tape();
     let mut h = h0.clone();
-    for (t, &old) in before.iter().enumerate() {
+    for t in 0..5 {
         let out = cell.forward(&mut tape, &xs.index_axis(Axis(0), t), &h).unwrap();
-        assert_eq!(out.y, unroll.output(t, 0), "step {t}");
-        assert_ne!(out.y[[0, 0]], old, "step {t} did not see the write");
+        assert_eq!(out.y, after.index_axis(Axis(0), t), "step {t}");
+        assert_ne!(out.y[[0, 0]], before[[t, 0, 0]], "step {t} did not see the write");
         h = out.new_h.to_owned();
     }
 }
 
 #[test]
-fn sequences_of_different_lengths_reuse_the_unroll() {
+fn sequences_of_different_lengths_reuse_the_tape() {
     let mut rng = StdRng::seed_from_u64(9);
     let mut cell = SeedCell::<f64>::new(&mut rng);
-    let mut unroll = Unroll::new(&cell);
+    let mut tape = cell.tape();
     for steps in [7, 3, 12, 3] {
         let (h0, xs) = seed_inputs(steps);
-        unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
-        assert_eq!(unroll.steps(), steps);
-        unroll.loss(seed_loss).unwrap();
-        unroll.backward(&mut cell).unwrap();
-        assert_eq!(unroll.input_grad(steps - 1, 0).dim(), (1, 2));
+        let ys = cell.forward_seq(&mut tape, &xs, &h0).unwrap().y.to_owned();
+        assert_eq!(tape.steps(), steps);
+        let mut dy = Array3::zeros(ys.dim());
+        sum_over_steps(ys.view(), Some(&mut dy), seed_loss);
+        let grads = cell.backward_seq(&mut tape, &dy, &Absent).unwrap();
+        assert_eq!(grads.x.dim(), (steps, 1, 2));
     }
 }
 
@@ -231,22 +249,25 @@ fn sequence_gradients_can_be_skipped_without_changing_parameter_gradients() {
     let mut rng = StdRng::seed_from_u64(21);
     let mut cell = SeedCell::<f64>::new(&mut rng);
     let (h0, xs) = seed_inputs(6);
-    let mut unroll = Unroll::new(&cell);
-    unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
-    unroll.loss(seed_loss).unwrap();
-    unroll.backward(&mut cell).unwrap();
-    let with = (
-        cell.grads().to_vec(),
-        unroll.initial_state_grad(&cell, 0).to_owned(),
-    );
-    assert!(unroll.input_grad(3, 0).iter().any(|&v| v != 0.0));
+    let mut tape = cell.tape();
+    let ys = cell.forward_seq(&mut tape, &xs, &h0).unwrap().y.to_owned();
+    let mut dy = Array3::zeros(ys.dim());
+    sum_over_steps(ys.view(), Some(&mut dy), seed_loss);
+    let grads = cell.backward_seq(&mut tape, &dy, &Absent).unwrap();
+    assert!(grads.x.index_axis(Axis(0), 3).iter().any(|&v| v != 0.0));
+    let with = (cell.grads().to_vec(), grads.h.to_owned());
 
     cell.zero_grad();
-    unroll.set_sequence_grads(false);
-    unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
-    unroll.loss(seed_loss).unwrap();
-    unroll.backward(&mut cell).unwrap();
+    tape.set_input_grad("x", false).unwrap();
+    cell.forward_seq(&mut tape, &xs, &h0).unwrap();
+    let grads = cell.backward_seq(&mut tape, &dy, &Absent).unwrap();
     assert_eq!(cell.grads(), &with.0[..]);
-    assert_eq!(unroll.initial_state_grad(&cell, 0), with.1);
-    assert!(unroll.input_grad(3, 0).iter().all(|&v| v == 0.0));
+    assert_eq!(grads.h, with.1);
+    assert!(grads.x.iter().all(|&v| v == 0.0));
+    // A name that is no input is an error naming the graph's inputs.
+    let err = tape.set_input_grad("xs", false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SeedCell: no input is named `xs`; the inputs are x, h"
+    );
 }

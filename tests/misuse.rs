@@ -64,32 +64,103 @@ fn a_tape_of_another_instance_with_other_sizes_is_an_error_naming_both() {
 }
 
 #[test]
-fn an_unroll_reused_with_other_sizes_is_an_error() {
+fn a_sequence_tape_reused_with_other_sizes_is_an_error() {
     let (small, large) = (sized(3, 4), sized(3, 6));
-    let mut unroll = Unroll::new(&small);
+    let mut tape = small.tape();
     let xs = Array3::zeros((4, 2, 3));
     let tags = Array2::<usize>::zeros((4, 2));
-    unroll
-        .forward_with_ids(
-            &small,
-            &[Array2::zeros((2, 4)).view()],
-            &[xs.view()],
-            &[tags.view()],
-        )
-        .unwrap();
-    let err = unroll
-        .forward_with_ids(
-            &large,
-            &[Array2::zeros((2, 6)).view()],
-            &[xs.view()],
-            &[tags.view()],
-        )
-        .unwrap_err();
+    small.forward_seq(&mut tape, &xs, &Absent, &tags).unwrap();
+    let err = large.forward_seq(&mut tape, &xs, &Absent, &tags).unwrap_err();
     assert!(
         err.to_string()
             .contains("was made by a graph `Sized` with slot widths"),
         "{err}"
     );
+}
+
+#[test]
+fn unknown_names_and_feeds_that_do_not_fit_are_errors_naming_the_graph() {
+    let g = sized(3, 4);
+    let mut tape = g.tape();
+    let err = tape.set_input_grad("y", false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Sized: no input is named `y`; the inputs are x, h, tag"
+    );
+    let err = tape.value("hidden").unwrap_err().to_string();
+    assert!(
+        err.starts_with("Sized: no input or node is named `hidden`"),
+        "{err}"
+    );
+    let err = tape.final_state("x").unwrap_err();
+    assert_eq!(err.to_string(), "Sized: input `x` is not a recurrent state");
+    let err = g.input_width("z").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Sized: no input is named `z`; the inputs are x, h, tag"
+    );
+    let err = g.output_width("h").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Sized: no output is named `h`; the outputs are loss, new_h"
+    );
+    let err = g.forward_feeds(&mut tape, &[Feed::Absent; 5]).unwrap_err();
+    assert_eq!(err.to_string(), "Sized: expected 3 inputs, got 5");
+    let err = g.forward_feeds(&mut tape, &[Feed::Absent; 3]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Sized: no input gives the batch size: every input is Absent or Carry"
+    );
+    // An absent input that a state depends on cannot be left out.
+    let tags = Array2::<usize>::zeros((4, 2));
+    let err = g
+        .forward_feeds(&mut tape, &[Feed::Absent, Feed::Absent, Feed::IdSeq(tags.view())])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Sized: the state `h` depends on `x`, which is Absent: give it"
+    );
+}
+
+#[test]
+fn a_graph_with_a_loss_node_runs_without_its_targets() {
+    let mut g = sized(3, 4);
+    g.evaluate();
+    let mut tape = g.tape();
+    let xs = Array3::from_shape_fn((5, 2, 3), |(t, b, j)| (t + b + j) as f64 * 0.1);
+    let tags = Array2::<usize>::zeros((5, 2));
+    let with = g
+        .forward_seq(&mut tape, &xs, &Absent, &tags)
+        .unwrap()
+        .new_h
+        .to_owned();
+    let out = g.forward_seq(&mut tape, &xs, &Absent, &Absent).unwrap();
+    // The states are computed as with targets; the loss is not (NaN).
+    assert_eq!(out.new_h, with.view());
+    assert!(out.loss.iter().all(|l| l.is_nan()));
+    // There is no loss to propagate, and no gradient for it.
+    let err = g.backward_loss(&mut tape, Reduction::Mean).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Sized: output `loss` was not computed: it depends on `tag`, which the forward pass was given as Absent"
+    );
+    let err = g
+        .backward_seq(&mut tape, &Array3::ones((5, 2, 1)), &Absent)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("output `loss` was not computed"),
+        "{err}"
+    );
+    // A gradient on the state output alone flows back.
+    let grads = g
+        .backward_seq(&mut tape, &Absent, &Array3::ones((5, 2, 4)))
+        .unwrap();
+    assert!(grads.x.iter().any(|&v| v != 0.0));
+    // One step, as a sampler runs it.
+    let out = g
+        .forward(&mut tape, &Array2::zeros((1, 3)), &Array2::zeros((1, 4)), &Absent)
+        .unwrap();
+    assert_eq!(out.new_h.dim(), (1, 4));
 }
 
 #[test]
@@ -137,26 +208,37 @@ fn backward_twice_after_one_forward_accumulates_exactly_twice() {
 }
 
 #[test]
-fn unroll_backward_twice_is_an_error_and_a_failed_forward_leaves_nothing_to_run_backward_on() {
+fn backward_seq_twice_accumulates_twice_and_a_failed_forward_leaves_nothing_to_run_backward_on() {
     let mut cell = SeedCell::<f64>::new(&mut StdRng::seed_from_u64(2));
-    let mut unroll = Unroll::new(&cell);
+    let mut tape = cell.tape();
     let xs = Array3::from_elem((3, 1, 2), 0.5);
     let h0 = Array2::zeros((1, 4));
-    unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap();
-    unroll.output_grad_mut(2, 0).fill(1.0);
-    unroll.backward(&mut cell).unwrap();
+    cell.forward_seq(&mut tape, &xs, &h0).unwrap();
+    let mut dy = Array3::zeros((3, 1, 1));
+    dy[[2, 0, 0]] = 1.0;
+    cell.backward_seq(&mut tape, &dy, &Absent).unwrap();
     let once = cell.grads().to_vec();
-    let err = unroll.backward(&mut cell).unwrap_err();
-    assert!(err.to_string().contains("backward already ran"), "{err}");
-    assert_eq!(cell.grads(), once.as_slice());
+    cell.backward_seq(&mut tape, &dy, &Absent).unwrap();
+    // The same increment again (added row by row into the running sum, so
+    // equal up to the rounding of that sum).
+    for (twice, once) in cell.grads().iter().zip(&once) {
+        assert!(
+            (twice - 2.0 * once).abs() <= 1e-15 * once.abs().max(1e-300) * 4.0,
+            "{twice} vs {once}"
+        );
+    }
     // A forward that fails at step 2 (checked mode, an infinite input).
     cell.set_checked(true);
     let mut bad = xs.clone();
     bad[[2, 0, 0]] = f64::INFINITY;
-    let err = unroll.forward(&cell, &[h0.view()], &[bad.view()]).unwrap_err();
+    let err = cell.forward_seq(&mut tape, &bad, &h0).unwrap_err();
     assert!(err.to_string().contains("at step 2"), "{err}");
-    let err = unroll.backward(&mut cell).unwrap_err();
-    assert!(err.to_string().contains("no forward pass"), "{err}");
+    let err = cell.backward_seq(&mut tape, &dy, &Absent).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the last forward pass on this tape failed"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -233,13 +315,26 @@ fn dropout_masks_depend_only_on_the_seed_the_tape_and_its_calls() {
     assert_ne!(here, dropout_run(12, 4), "another seed, other masks");
 }
 
-/// One misuse or normal call, chosen by `pick`; whether it succeeded.
-fn misuse_step(
+/// A feed of a random kind and shape for input `i` (or an output
+/// gradient), chosen by `pick`.
+fn random_feed<'a>(
     pick: u64,
-    graphs: &mut [Sized<f64>; 2],
-    tapes: &mut [Tape<f64>; 3],
-    unroll: &mut Unroll<f64, Sized<f64>>,
-) -> bool {
+    values: &'a Array3<f64>,
+    ids: &'a Array2<usize>,
+    flat: &'a Array2<f64>,
+) -> Feed<'a, f64> {
+    match pick % 6 {
+        0 => Feed::Values(flat.view()),
+        1 => Feed::Ids(ids.as_slice().unwrap()),
+        2 => Feed::Seq(values.view()),
+        3 => Feed::IdSeq(ids.view()),
+        4 => Feed::Carry,
+        _ => Feed::Absent,
+    }
+}
+
+/// One misuse or normal call, chosen by `pick`; whether it succeeded.
+fn misuse_step(pick: u64, graphs: &mut [Sized<f64>; 2], tapes: &mut [Tape<f64>; 3]) -> bool {
     let (g, t) = ((pick % 2) as usize, ((pick / 2) % 3) as usize);
     let batch = 1 + (pick / 6 % 3) as usize;
     let hidden = graphs[g].sizes().hidden;
@@ -249,7 +344,10 @@ fn misuse_step(
     let x = Array2::from_elem((batch, 3), 0.25);
     let h = Array2::from_elem((batch, h_width), -0.5);
     let tags = vec![tag; batch];
-    let result = match pick / 72 % 6 {
+    let steps = 1 + (pick / 5 % 3) as usize;
+    let xs = Array3::from_elem((steps, batch, 3), 0.1);
+    let ids = Array2::from_elem((steps, batch), tag);
+    let result = match pick / 72 % 8 {
         0 | 1 => graphs[g].forward(&mut tapes[t], &x, &h, &tags).map(|_| ()),
         2 => graphs[g]
             .backward(
@@ -258,12 +356,44 @@ fn misuse_step(
                 &Array2::zeros((batch, hidden)),
             )
             .map(|_| ()),
-        3 => {
-            let xs = Array3::from_elem((2, batch, 3), 0.1);
-            let ids = Array2::from_elem((2, batch), tag);
-            unroll.forward_with_ids(&graphs[g], &[h.view()], &[xs.view()], &[ids.view()])
+        3 => graphs[g].forward_seq(&mut tapes[t], &xs, &h, &ids).map(|_| ()),
+        4 => graphs[g]
+            .backward_loss(&mut tapes[t], Reduction::Mean)
+            .map(|_| ()),
+        5 => {
+            // Feeds of any kind for any input.
+            let widths = [3, h_width, 1];
+            let arrays: Vec<(Array3<f64>, Array2<f64>)> = widths
+                .iter()
+                .map(|&w| {
+                    (
+                        Array3::from_elem((steps, batch, w), 0.2),
+                        Array2::from_elem((batch, w), 0.3),
+                    )
+                })
+                .collect();
+            let feeds: Vec<Feed<f64>> = (0..3)
+                .map(|i| random_feed(pick >> (8 + 3 * i), &arrays[i].0, &ids, &arrays[i].1))
+                .collect();
+            graphs[g].forward_feeds(&mut tapes[t], &feeds)
         }
-        4 => unroll.backward(&mut graphs[g]),
+        6 => {
+            // Output gradients of any kind.
+            let arrays = [
+                (
+                    Array3::from_elem((steps, batch, 1), 1.0),
+                    Array2::from_elem((batch, 1), 1.0),
+                ),
+                (
+                    Array3::from_elem((steps, batch, hidden), 0.1),
+                    Array2::from_elem((batch * steps, hidden), 0.1),
+                ),
+            ];
+            let grads: Vec<Feed<f64>> = (0..2)
+                .map(|o| random_feed(pick >> (8 + 3 * o), &arrays[o].0, &ids, &arrays[o].1))
+                .collect();
+            graphs[g].backward_feeds(&mut tapes[t], &grads)
+        }
         _ => {
             graphs[g].set_checked(pick % 5 == 0);
             graphs[g].zero_grad();
@@ -277,7 +407,6 @@ fn misuse_step(
 fn fuzz(iterations: u64) -> (usize, usize, usize) {
     let mut graphs = [sized(3, 4), sized(3, 5)];
     let mut tapes = [graphs[0].tape(), graphs[1].tape(), graphs[0].tape()];
-    let mut unroll = Unroll::new(&graphs[0]);
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let (mut panics, mut ok, mut errors) = (0, 0, 0);
     for _ in 0..iterations {
@@ -286,9 +415,7 @@ fn fuzz(iterations: u64) -> (usize, usize, usize) {
         state ^= state << 25;
         state ^= state >> 27;
         let pick = state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 16;
-        match catch_unwind(AssertUnwindSafe(|| {
-            misuse_step(pick, &mut graphs, &mut tapes, &mut unroll)
-        })) {
+        match catch_unwind(AssertUnwindSafe(|| misuse_step(pick, &mut graphs, &mut tapes))) {
             Err(_) => panics += 1,
             Ok(true) => ok += 1,
             Ok(false) => errors += 1,

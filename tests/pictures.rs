@@ -61,11 +61,12 @@ fn the_seed_cell_is_a_well_formed_picture_of_every_node_and_edge() {
         all.contains(&"Linear(2, 4)") && all.contains(&"→ [4]"),
         "layers and widths"
     );
-    // The sequence plan: x2h before the loop, h2h in it, the output layer after.
+    // The plan: x2h over all steps, h2h in the loop, the output layer over
+    // all steps again.
     for (node, phase) in [
-        ("x2h", "before the loop"),
-        ("h2h", "in the loop"),
-        ("y", "after the loop"),
+        ("x2h", "over all steps"),
+        ("h2h", "in loop 1"),
+        ("y", "over all steps"),
     ] {
         let item = doc
             .descendants()
@@ -74,8 +75,7 @@ fn the_seed_cell_is_a_well_formed_picture_of_every_node_and_edge() {
         assert_eq!(texts(item).last(), Some(&phase), "{node}");
     }
     let dot = cell.to_dot();
-    let cluster =
-        "subgraph cluster_Loop { label=\"step by step\"; style=dashed; \"h2h\"; \"new_h_cadd\"; \"new_h\"; }";
+    let cluster = "label=\"loop 1, step by step\"; style=dashed; \"h2h\"; \"new_h_cadd\"; \"new_h\"; }";
     assert!(dot.contains(cluster), "{dot}");
     let edges: usize = spec.nodes.iter().map(|n| n.inputs.len()).sum();
     assert_eq!(count(&doc, "edge"), edges);
@@ -141,13 +141,12 @@ fn a_checked_mode_failure_is_drawn_on_exactly_the_failing_node() {
 fn a_failure_inside_a_nested_graph_is_drawn_inside_its_cluster_and_at_its_step() {
     let mut g = Tagger::<f64>::zeros().unwrap();
     g.set_checked(true);
-    let mut unroll = Unroll::new(&g);
+    let mut tape = g.tape();
     let mut xs = Array3::zeros((3, 1, 12));
     xs[[1, 0, 4]] = f64::INFINITY;
-    let (h0, c0) = (Array2::zeros((1, 16)), Array2::zeros((1, 16)));
     let tags = Array2::<usize>::zeros((3, 1));
-    let err = unroll
-        .forward_with_ids(&g, &[h0.view(), c0.view()], &[xs.view()], &[tags.view()])
+    let err = g
+        .forward_seq(&mut tape, &xs, &Absent, &Absent, &tags)
         .unwrap_err();
     let svg = g.svg_with_error(&err);
     save("tagger_failed.svg", &svg);

@@ -76,27 +76,47 @@ fn unknown_parameter_names_suggest_the_closest() {
 }
 
 #[test]
-fn malformed_sequences_are_errors() {
-    let cell = SeedCell::<f64>::zeros();
-    let mut unroll = Unroll::new(&cell);
+fn malformed_sequences_are_errors_naming_the_inputs() {
+    let mut cell = SeedCell::<f64>::zeros();
+    let mut tape = cell.tape();
     let h0 = Array2::<f64>::zeros((2, 4));
     let xs = Array3::<f64>::zeros((5, 3, 2));
-    let err = unroll.forward(&cell, &[h0.view()], &[xs.view()]).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("initial state `h` is (2, 4), but the sequence needs (3, 4)"),
-        "{err}"
+    let err = cell.forward_seq(&mut tape, &xs, &h0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "SeedCell: input `h` has batch size 2, but `x` has batch size 3; all inputs of one call must have the same number of rows"
     );
-    let err = unroll.forward(&cell, &[], &[xs.view()]).unwrap_err();
-    assert!(err.to_string().contains("expected 1 initial state"), "{err}");
+    let err = cell
+        .forward_feeds(&mut tape, &[Feed::Seq(xs.view())])
+        .unwrap_err();
+    assert_eq!(err.to_string(), "SeedCell: expected 2 inputs, got 1");
     let bad = Array3::<f64>::zeros((5, 2, 7));
-    let err = unroll.forward(&cell, &[h0.view()], &[bad.view()]).unwrap_err();
+    let err = cell.forward_seq(&mut tape, &bad, &h0).unwrap_err();
     assert_eq!(
         err.to_string(),
         "SeedCell: input `x` has width 7, but the graph declares `x: [2]`"
     );
-    let mut cell = cell;
-    let err = unroll.backward(&mut cell).unwrap_err();
+    let err = cell
+        .forward_feeds(&mut tape, &[Feed::Seq(xs.view()), Feed::Seq(xs.view())])
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "SeedCell: input `h` takes its initial value, (batch, width) values, or Carry or Absent"
+        ),
+        "{err}"
+    );
+    let one_step = Array2::<f64>::zeros((3, 2));
+    let err = cell
+        .forward_feeds(&mut tape, &[Feed::Values(one_step.view()), Feed::Ids(&[1, 2, 3])])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("input `h` takes its initial value"),
+        "{err}"
+    );
+    let empty = Array3::<f64>::zeros((0, 3, 2));
+    let err = cell.forward_seq(&mut tape, &empty, &Absent).unwrap_err();
+    assert_eq!(err.to_string(), "SeedCell: the sequence has no steps");
+    let err = cell.backward_seq(&mut tape, &Absent, &Absent).unwrap_err();
     assert!(err.to_string().contains("call forward first"), "{err}");
 }
 

@@ -11,7 +11,7 @@ use common::*;
 use nngraph::cells::{GruCell, LstmCell};
 use nngraph::ndarray::s;
 use nngraph::prelude::*;
-use nngraph::runtime::{Objective, Phase, SeqInput};
+use nngraph::runtime::Objective;
 
 const TOL: f64 = 1e-12;
 
@@ -41,64 +41,80 @@ fn wave(shape: (usize, usize, usize), seed: f64) -> Array3<f64> {
 
 /// Runs `graph` both ways on the same inputs and output gradients, and
 /// compares outputs, parameter gradients, initial-state and input gradients.
-fn same_as_step_by_step<G: Graph<f64>>(graph: &mut G, initial: &[Array2<f64>], sequences: &[Array3<f64>]) {
+fn same_as_step_by_step<G: Graph<f64>>(graph: &mut G, feeds: &[Feed<f64>]) {
     let spec = G::SPEC;
-    let (steps, batch) = (sequences[0].dim().0, sequences[0].dim().1);
-    let d_outputs: Vec<Array3<f64>> = (0..spec.outputs.len())
-        .map(|o| wave((steps, batch, graph.output_width(o)), o as f64))
+    let (steps, batch) = feeds
+        .iter()
+        .find_map(|f| match f {
+            Feed::Seq(v) => Some((v.dim().0, v.dim().1)),
+            _ => None,
+        })
+        .unwrap();
+    let d_outputs: Vec<Array3<f64>> = spec
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(o, out)| wave((steps, batch, graph.output_width(out.name).unwrap()), o as f64))
         .collect();
 
     // Step by step.
     graph.zero_grad();
-    let mut unroll = StepByStep::new(graph);
-    let views: Vec<_> = initial.iter().map(|a| a.view()).collect();
-    let seqs: Vec<_> = sequences.iter().map(|a| a.view()).collect();
-    unroll.forward(graph, &views, &seqs);
-    for t in 0..steps {
-        for (o, d) in d_outputs.iter().enumerate() {
-            unroll.output_grad_mut(t, o).assign(&d.index_axis(Axis(0), t));
-        }
-    }
-    unroll.backward(graph);
+    let mut reference = StepByStep::forward(graph, feeds);
+    reference.backward(graph, &d_outputs);
     let step_grads = graph.grads().to_vec();
 
     // Whole sequence.
     graph.zero_grad();
-    let mut seq = graph.new_seq();
-    let inputs: Vec<SeqInput<f64>> = sequences.iter().map(|a| SeqInput::Values(a.view())).collect();
-    graph.forward_seq_inputs(&mut seq, &views, &inputs).unwrap();
+    let mut tape = graph.tape();
+    graph.forward_feeds(&mut tape, feeds).unwrap();
     for t in 0..steps {
-        for o in 0..spec.outputs.len() {
+        for out in spec.outputs {
             assert_close(
-                &format!("output {o} at step {t}"),
-                seq.output(o).index_axis(Axis(0), t).iter().copied(),
-                unroll.output(t, o).iter().copied(),
+                &format!("output {} at step {t}", out.name),
+                tape.value_seq(out.name)
+                    .unwrap()
+                    .index_axis(Axis(0), t)
+                    .iter()
+                    .copied(),
+                reference.output(t, out.name).iter().copied(),
                 TOL,
             );
         }
     }
-    let ds: Vec<_> = d_outputs.iter().map(|a| a.view()).collect();
-    graph.backward_seq_views(&mut seq, &ds).unwrap();
+    let ds: Vec<Feed<f64>> = d_outputs.iter().map(|a| Feed::Seq(a.view())).collect();
+    graph.backward_feeds(&mut tape, &ds).unwrap();
     assert_close(
         "parameter gradients",
         graph.grads().iter().copied(),
         step_grads,
         TOL,
     );
-    for k in 0..spec.recurrent.len() {
+    for &(i, _) in spec.recurrent {
+        let name = spec.inputs[i].name;
         assert_close(
-            &format!("initial state {k}"),
-            seq.initial_state_grad(k).iter().copied(),
-            unroll.initial_state_grad(k).iter().copied(),
+            &format!("initial state {name}"),
+            tape.grad_seq(name)
+                .unwrap()
+                .index_axis(Axis(0), 0)
+                .iter()
+                .copied(),
+            reference.input_grad(0, name).iter().copied(),
             TOL,
         );
     }
-    for (slot, &i) in unroll.sequence_inputs().iter().enumerate() {
+    for (i, input) in spec.inputs.iter().enumerate() {
+        if input.ids || spec.recurrent.iter().any(|&(s, _)| s == i) {
+            continue;
+        }
         for t in 0..steps {
             assert_close(
-                &format!("input {i} at step {t}"),
-                seq.input_grad(i).index_axis(Axis(0), t).iter().copied(),
-                unroll.input_grad(t, slot).iter().copied(),
+                &format!("input {} at step {t}", input.name),
+                tape.grad_seq(input.name)
+                    .unwrap()
+                    .index_axis(Axis(0), t)
+                    .iter()
+                    .copied(),
+                reference.input_grad(t, input.name).iter().copied(),
                 TOL,
             );
         }
@@ -106,44 +122,49 @@ fn same_as_step_by_step<G: Graph<f64>>(graph: &mut G, initial: &[Array2<f64>], s
 }
 
 #[test]
-fn the_seed_cell_plans_x2h_before_the_loop_and_the_output_layer_after() {
-    let spec = <SeedCell<f64> as Graph<f64>>::SPEC;
-    let phase = |name: &str| spec.nodes.iter().find(|n| n.name == name).unwrap().phase;
-    assert_eq!(phase("x2h"), Phase::Pre);
-    assert_eq!(phase("h2h"), Phase::Loop);
-    assert_eq!(phase("new_h"), Phase::Loop);
-    assert_eq!(phase("out"), Phase::Post);
-    assert_eq!(phase("y"), Phase::Post);
+fn the_seed_cell_plans_x2h_once_and_the_recurrence_in_a_loop() {
+    let cell = SeedCell::<f64>::zeros();
+    let plan = cell.plan();
+    let segment = |name: &str| plan.segment_of(name).unwrap();
+    assert!(!plan.is_loop(segment("x2h")));
+    assert!(plan.is_loop(segment("h2h")));
+    assert!(plan.is_loop(segment("new_h")));
+    assert!(!plan.is_loop(segment("out")));
+    assert!(!plan.is_loop(segment("y")));
+    assert!(segment("x2h") < segment("h2h") && segment("h2h") < segment("out"));
 }
 
 #[test]
 fn the_seed_cell_over_a_sequence_equals_step_by_step() {
     let mut cell = SeedCell::<f64>::new(&mut StdRng::seed_from_u64(1));
     let h0 = Array2::from_shape_fn((3, 4), |(b, j)| 0.1 * (b + j) as f64);
-    same_as_step_by_step(&mut cell, &[h0], &[wave((7, 3, 2), 0.5)]);
+    let xs = wave((7, 3, 2), 0.5);
+    same_as_step_by_step(&mut cell, &[Feed::Seq(xs.view()), Feed::Values(h0.view())]);
 }
 
 #[test]
 fn lstm_and_gru_over_a_sequence_equal_step_by_step() {
     let mut lstm = LstmCell::<3, 5, f64>::new(&mut StdRng::seed_from_u64(2));
     let (h0, c0) = (Array2::from_elem((2, 5), 0.1), Array2::from_elem((2, 5), -0.2));
-    same_as_step_by_step(&mut lstm, &[h0, c0], &[wave((6, 2, 3), 1.0)]);
-    let mut gru = GruCell::<3, 5, f64>::new(&mut StdRng::seed_from_u64(3));
+    let xs = wave((6, 2, 3), 1.0);
     same_as_step_by_step(
-        &mut gru,
-        &[Array2::from_elem((2, 5), 0.3)],
-        &[wave((6, 2, 3), 2.0)],
+        &mut lstm,
+        &[
+            Feed::Seq(xs.view()),
+            Feed::Values(h0.view()),
+            Feed::Values(c0.view()),
+        ],
     );
+    let mut gru = GruCell::<3, 5, f64>::new(&mut StdRng::seed_from_u64(3));
+    let (xs, h0) = (wave((6, 2, 3), 2.0), Array2::from_elem((2, 5), 0.3));
+    same_as_step_by_step(&mut gru, &[Feed::Seq(xs.view()), Feed::Values(h0.view())]);
 }
 
 #[test]
 fn a_nested_cell_over_a_sequence_equals_step_by_step() {
     let mut g = Wrapped::<f64>::new(&mut StdRng::seed_from_u64(4)).unwrap();
-    same_as_step_by_step(
-        &mut g,
-        &[Array2::from_elem((2, 4), 0.05)],
-        &[wave((5, 2, 3), 0.3)],
-    );
+    let (xs, h0) = (wave((5, 2, 3), 0.3), Array2::from_elem((2, 4), 0.05));
+    same_as_step_by_step(&mut g, &[Feed::Seq(xs.view()), Feed::Values(h0.view())]);
 }
 
 #[test]
@@ -153,31 +174,30 @@ fn a_char_model_with_ids_and_a_loss_node_equals_step_by_step() {
     let x = Array2::from_shape_fn((steps, batch), |(t, b)| (t * 3 + b) % 7);
     let target = Array2::from_shape_fn((steps, batch), |(t, b)| (t + 2 * b + 1) % 7);
     let (h0, c0) = (Array2::zeros((batch, 6)), Array2::zeros((batch, 6)));
-    // Step by step: the mean loss over T·B samples.
-    let mut unroll = StepByStep::new(&g);
-    unroll.forward_with_ids(&g, &[h0.view(), c0.view()], &[], &[x.view(), target.view()]);
+    let feeds = [
+        Feed::IdSeq(x.view()),
+        Feed::Values(h0.view()),
+        Feed::Values(c0.view()),
+        Feed::IdSeq(target.view()),
+    ];
+    // Step by step: the mean loss over T·B samples, seeded by hand.
+    let mut reference = StepByStep::forward(&g, &feeds);
     let scale = 1.0 / (steps * batch) as f64;
-    let want = unroll.loss(|_, o, y, grad| {
-        if o != 0 {
-            return 0.0;
-        }
-        if let Some(mut g) = grad {
-            g.fill(scale);
-        }
-        y.sum() * scale
-    });
-    unroll.backward(&mut g);
+    let want: f64 = (0..steps)
+        .map(|t| reference.output(t, "loss").sum() * scale)
+        .sum();
+    let d_outputs = vec![
+        Array3::from_elem((steps, batch, 1), scale),
+        Array3::zeros((steps, batch, 6)),
+        Array3::zeros((steps, batch, 6)),
+    ];
+    reference.backward(&mut g, &d_outputs);
     let step_grads = g.grads().to_vec();
     g.zero_grad();
     // Whole sequence, seeded in one call.
-    let mut seq = g.new_seq();
-    g.forward_seq_inputs(
-        &mut seq,
-        &[h0.view(), c0.view()],
-        &[SeqInput::Ids(x.view()), SeqInput::Ids(target.view())],
-    )
-    .unwrap();
-    let loss = g.backward_seq_loss(&mut seq, Reduction::Mean).unwrap();
+    let mut tape = g.tape();
+    g.forward_feeds(&mut tape, &feeds).unwrap();
+    let loss = g.backward_loss(&mut tape, Reduction::Mean).unwrap();
     assert!((loss - want).abs() < TOL, "{loss} vs {want}");
     assert_close("parameter gradients", g.grads().iter().copied(), step_grads, TOL);
 }
@@ -190,28 +210,19 @@ fn the_oracle_through_the_sequence_path() {
     let mut cell = SeedCell::<f64>::zeros();
     set_seed_oracle_weights(cell.store_mut());
     let (h0, xs) = seed_inputs(steps);
-    let mut seq = cell.new_seq();
-    cell.forward_seq_inputs(&mut seq, &[h0.view()], &[SeqInput::Values(xs.view())])
-        .unwrap();
-    // Σ_t MSE(y_t, 1), and its gradient.
-    let y = seq.output(0).to_owned();
+    let mut tape = cell.tape();
+    let y = cell.forward_seq(&mut tape, &xs, &h0).unwrap().y.to_owned();
+    // Σ_t MSE(y_t, 1), and its gradient; none for the state output.
     let loss: f64 = y.iter().map(|v| (v - 1.0) * (v - 1.0)).sum();
     assert!((loss - case["loss"].as_f64().unwrap()).abs() < TOL, "loss {loss}");
     let dy = y.mapv(|v| 2.0 * (v - 1.0));
-    let dh = Array3::zeros((steps, 1, 4));
-    cell.backward_seq_views(&mut seq, &[dy.view(), dh.view()])
-        .unwrap();
+    let grads = cell.backward_seq(&mut tape, &dy, &Absent).unwrap();
     assert_oracle_grads(cell.store(), case, TOL);
-    assert_close(
-        "grad_h0",
-        seq.initial_state_grad(0).iter().copied(),
-        vec1(&case["grad_h0"]),
-        TOL,
-    );
+    assert_close("grad_h0", grads.h.iter().copied(), vec1(&case["grad_h0"]), TOL);
     for (t, want) in case["grad_xs"].as_array().unwrap().iter().enumerate() {
         assert_close(
             &format!("grad_xs[{t}]"),
-            seq.input_grad(0).index_axis(Axis(0), t).iter().copied(),
+            grads.x.index_axis(Axis(0), t).iter().copied(),
             vec1(want),
             TOL,
         );
@@ -222,7 +233,7 @@ fn the_oracle_through_the_sequence_path() {
 /// loss of the char model, by every parameter.
 struct SequenceLoss<'a> {
     g: &'a mut CharModel<f64>,
-    seq: SeqTape<f64>,
+    tape: Tape<f64>,
     x: Array2<usize>,
     target: Array2<usize>,
 }
@@ -240,16 +251,15 @@ impl Objective<f64> for SequenceLoss<'_> {
         &mut self.g.params_mut()[range]
     }
     fn loss(&mut self) -> nngraph::Result<f64> {
-        let (h0, c0) = (Array2::zeros((2, 6)), Array2::zeros((2, 6)));
-        let ids = [SeqInput::Ids(self.x.view()), SeqInput::Ids(self.target.view())];
-        self.g
-            .forward_seq_inputs(&mut self.seq, &[h0.view(), c0.view()], &ids)?;
-        Ok(self.seq.output(0).mean().unwrap())
+        let out = self
+            .g
+            .forward_seq(&mut self.tape, &self.x, &Absent, &Absent, &self.target)?;
+        Ok(out.loss.mean().unwrap())
     }
     fn gradient(&mut self) -> nngraph::Result<Vec<Vec<f64>>> {
         self.loss()?;
         self.g.zero_grad();
-        self.g.backward_seq_loss(&mut self.seq, Reduction::Mean)?;
+        self.g.backward_loss(&mut self.tape, Reduction::Mean)?;
         let grads = self.g.grads().to_vec();
         Ok(self
             .g
@@ -263,10 +273,10 @@ impl Objective<f64> for SequenceLoss<'_> {
 #[test]
 fn the_sequence_path_passes_finite_differences() {
     let mut g = CharModel::<f64>::new(&mut StdRng::seed_from_u64(6)).unwrap();
-    let seq = g.new_seq();
+    let tape = g.tape();
     let mut objective = SequenceLoss {
         g: &mut g,
-        seq,
+        tape,
         x: Array2::from_shape_fn((5, 2), |(t, b)| (t + b) % 7),
         target: Array2::from_shape_fn((5, 2), |(t, b)| (2 * t + b + 3) % 7),
     };
@@ -275,30 +285,35 @@ fn the_sequence_path_passes_finite_differences() {
 }
 
 #[test]
-fn the_typed_sequence_api_names_states_sequences_and_outputs() {
+fn the_typed_sequence_api_takes_inputs_in_declaration_order_and_names_outputs() {
     let mut cell = SeedCell::<f64>::new(&mut StdRng::seed_from_u64(7));
     let (h0, xs) = (Array2::from_elem((2, 4), 0.1), wave((6, 2, 2), 0.2));
-    let mut seq = cell.seq();
-    let out = cell.forward_seq(&mut seq, &h0, &xs).unwrap();
+    let mut tape = cell.tape();
+    let out = cell.forward_seq(&mut tape, &xs, &h0).unwrap();
     assert_eq!(out.y.dim(), (6, 2, 1));
     assert_eq!(out.new_h.dim(), (6, 2, 4));
     let (y, new_h) = (out.y.to_owned(), out.new_h.to_owned());
-    // The same numbers as the untyped call.
-    let mut untyped = cell.new_seq();
-    cell.forward_seq_inputs(&mut untyped, &[h0.view()], &[SeqInput::Values(xs.view())])
+    // The same numbers as the untyped call, and as the tape read by name.
+    let mut untyped = cell.tape();
+    cell.forward_feeds(&mut untyped, &[Feed::Seq(xs.view()), Feed::Values(h0.view())])
         .unwrap();
-    assert_eq!(untyped.output(0), y.view());
+    assert_eq!(untyped.value_seq("y").unwrap(), y.view());
     let dy = wave((6, 2, 1), 1.0);
     let grads = cell
-        .backward_seq(&mut seq, &dy, &Array3::zeros((6, 2, 4)))
+        .backward_seq(&mut tape, &dy, &Array3::zeros((6, 2, 4)))
         .unwrap();
     assert_eq!(grads.h.dim(), (2, 4));
     assert_eq!(grads.x.dim(), (6, 2, 2));
+    // A gradient not given is zero.
+    let (gh, gx) = (grads.h.to_owned(), grads.x.to_owned());
+    let absent = cell.backward_seq(&mut tape, &dy, &Absent).unwrap();
+    assert_eq!(absent.h, gh.view());
+    assert_eq!(absent.x, gx.view());
     // The carry form starts where the last pass ended: two halves give the
     // outputs of one whole pass.
-    let mut halves = cell.seq();
+    let mut halves = cell.tape();
     let first = cell
-        .forward_seq(&mut halves, &h0, &xs.slice(s![0..3, .., ..]))
+        .forward_seq(&mut halves, &xs.slice(s![0..3, .., ..]), &h0)
         .unwrap()
         .new_h
         .to_owned();
@@ -319,4 +334,43 @@ fn the_typed_sequence_api_names_states_sequences_and_outputs() {
         new_h.slice(s![3..6, .., ..]).iter().copied(),
         TOL,
     );
+    assert_close(
+        "final state",
+        halves.final_state("h").unwrap().iter().copied(),
+        new_h.index_axis(Axis(0), 5).iter().copied(),
+        TOL,
+    );
+}
+
+#[test]
+fn absent_states_start_at_zero_and_a_reused_tape_gives_the_same_numbers() {
+    let g = CharModel::<f64>::new(&mut StdRng::seed_from_u64(6)).unwrap();
+    let x = Array2::from_shape_fn((5, 2), |(t, b)| (t + b) % 7);
+    let target = Array2::from_shape_fn((5, 2), |(t, b)| (2 * t + b + 3) % 7);
+    let zeros = Array2::<f64>::zeros((2, 6));
+    let mut fresh = g.tape();
+    let want = g
+        .forward_seq(&mut fresh, &x, &zeros, &zeros, &target)
+        .unwrap()
+        .loss
+        .to_owned();
+    let mut reused = g.tape();
+    for _ in 0..3 {
+        let absent = g.forward_seq(&mut reused, &x, &Absent, &Absent, &target).unwrap();
+        assert_eq!(absent.loss, want.view());
+        let given = g.forward_seq(&mut reused, &x, &zeros, &zeros, &target).unwrap();
+        assert_eq!(given.loss, want.view());
+    }
+}
+
+#[test]
+fn a_nested_cells_input_projection_runs_once_before_its_loop() {
+    let g = CharModel::<f64>::zeros().unwrap();
+    let plan = g.plan();
+    let segment = |name: &str| plan.segment_of(name).unwrap();
+    let (ih, hh) = (segment("h1_lstmcell.ih"), segment("h1_lstmcell.hh"));
+    assert!(!plan.is_loop(ih), "{plan}");
+    assert!(plan.is_loop(hh), "{plan}");
+    assert!(ih < hh);
+    assert!(!plan.is_loop(segment("loss")));
 }

@@ -3,7 +3,7 @@
 //! wrong sign.
 
 use nngraph::prelude::*;
-use nngraph::runtime::{GraphCore, GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec, Phase, Visit};
+use nngraph::runtime::{GraphCore, GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec, Visit};
 
 /// `tanh`, with the sign of its derivative flipped.
 #[derive(Debug)]
@@ -52,7 +52,6 @@ impl Graph<f64> for Hand {
                 line: 0,
                 inputs: &[0],
                 kind: NodeKind::Layer,
-                phase: Phase::Pre,
                 loss: false,
                 params: &[],
             },
@@ -62,7 +61,6 @@ impl Graph<f64> for Hand {
                 line: 0,
                 inputs: &[1],
                 kind: NodeKind::Layer,
-                phase: Phase::Pre,
                 loss: false,
                 params: &[],
             },
@@ -107,7 +105,9 @@ fn the_checker_fails_on_a_sign_error_and_names_the_culprits() {
         }
         Mse::new().forward(&y, &target)
     };
-    let report = GradCheck::new().check_graph(&mut g, &[x], loss).unwrap();
+    let report = GradCheck::new()
+        .check_graph(&mut g, &[Feed::Values(x.view())], loss)
+        .unwrap();
     assert!(!report.passed(), "a sign error must fail:\n{report}");
     for name in ["l.weight", "l.bias", "x"] {
         let row = report.variable(name).unwrap();

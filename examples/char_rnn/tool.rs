@@ -7,10 +7,10 @@
 //! `model.svg`.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nngraph::ndarray::{Array2, ArrayView2};
+use nngraph::ndarray::Array2;
 use nngraph::prelude::*;
 use nngraph::runtime::optim::AdamState;
-use nngraph::runtime::{Input, SeqInput, SeqTape};
+use nngraph::runtime::Feed;
 use rand::RngExt;
 use serde_json::{json, Value};
 use std::error::Error;
@@ -341,18 +341,18 @@ pub fn train(options: TrainOptions, resume: Option<&Path>) -> Result<TrainReport
         Array2::zeros((options.seq, options.batch)),
         Array2::zeros((options.seq, options.batch)),
     );
-    let mut seq = with_graph!(&model, g => g.new_seq());
+    let mut tape = with_graph!(&model, g => g.tape());
     let mut last_checkpoint = PathBuf::new();
     let start = std::time::Instant::now();
     while run.iteration < options.iters {
         batches.fill(&corpus.train, run.iteration, &mut xs, &mut ys);
         // Dropout masks depend on the seed and the pass count only, so a
         // resumed run draws the masks the uninterrupted run would have.
-        seq.set_calls(run.iteration as u64);
+        tape.set_calls(run.iteration as u64);
         let loss = with_graph!(&mut model, g => {
             g.training();
             g.set_seed(options.seed);
-            train_step(g, &mut seq, &mut run.carry, &xs, &ys, &mut adam, options.grad_clip as f32)
+            train_step(g, &mut tape, &mut run.carry, &xs, &ys, &mut adam, options.grad_clip as f32)
         })?;
         run.iteration += 1;
         run.train_losses.push(loss);
@@ -403,27 +403,43 @@ fn progress_bar(len: usize, visible: bool) -> ProgressBar {
 /// final states become the next chunk's (their gradient cut).
 fn train_step<G: Graph<f32>>(
     g: &mut G,
-    seq: &mut SeqTape<f32>,
+    tape: &mut Tape<f32>,
     carry: &mut [Array2<f32>],
     xs: &Array2<usize>,
     ys: &Array2<usize>,
     adam: &mut Adam<f32>,
     grad_clip: f32,
 ) -> Result<f64> {
-    let initial: Vec<ArrayView2<'_, f32>> = carry.iter().map(|c| c.view()).collect();
-    g.forward_seq_inputs(
-        seq,
-        &initial,
-        &[SeqInput::Ids(xs.view()), SeqInput::Ids(ys.view())],
+    let states: Vec<Feed<'_, f32>> = carry.iter().map(|c| Feed::Values(c.view())).collect();
+    g.forward_feeds(
+        tape,
+        &feeds::<G>(Feed::IdSeq(xs.view()), &states, Feed::IdSeq(ys.view())),
     )?;
-    let loss = g.backward_seq_loss(seq, Reduction::Mean)?;
+    let loss = g.backward_loss(tape, Reduction::Mean)?;
     clip_grad_value(g.store_mut(), grad_clip);
     adam.step(g.store_mut());
     g.zero_grad();
-    for (k, c) in carry.iter_mut().enumerate() {
-        c.assign(&seq.final_state(k));
+    for (&(i, _), c) in G::SPEC.recurrent.iter().zip(carry.iter_mut()) {
+        c.assign(&tape.final_state(G::SPEC.inputs[i].name)?);
     }
     Ok(loss as f64)
+}
+
+/// The feeds of a char model, in declaration order: `x`, each state (in
+/// the order of `#[recurrent]`), `target`.
+fn feeds<'a, G: Graph<f32>>(
+    x: Feed<'a, f32>,
+    states: &'a [Feed<'_, f32>],
+    target: Feed<'a, f32>,
+) -> Vec<Feed<'a, f32>> {
+    let spec = G::SPEC;
+    (0..spec.inputs.len())
+        .map(|i| match spec.recurrent.iter().position(|&(s, _)| s == i) {
+            Some(k) => states[k].reborrow(),
+            None if spec.inputs[i].name == "x" => x,
+            None => target,
+        })
+        .collect()
 }
 
 /// The mean loss per character over (up to `chars` characters of) `ids`,
@@ -438,13 +454,17 @@ fn mean_loss<G: Graph<f32>>(
     let ids = &ids[..ids.len().min(chars.max(batch * (seq_len + 1)))];
     let batches = Batches::new(ids.len(), seq_len, batch, "validation")?;
     g.evaluate();
-    let mut seq = g.new_seq();
+    let mut tape = g.tape();
     let (mut xs, mut ys) = (Array2::zeros((seq_len, batch)), Array2::zeros((seq_len, batch)));
+    let carried = vec![Feed::Carry; G::SPEC.recurrent.len()];
     let mut total = 0.0;
     for k in 0..batches.chunks() {
         batches.fill(ids, k, &mut xs, &mut ys);
-        g.forward_seq_carry_inputs(&mut seq, &[SeqInput::Ids(xs.view()), SeqInput::Ids(ys.view())])?;
-        total += seq.output(0).iter().map(|&l| l as f64).sum::<f64>();
+        g.forward_feeds(
+            &mut tape,
+            &feeds::<G>(Feed::IdSeq(xs.view()), &carried, Feed::IdSeq(ys.view())),
+        )?;
+        total += tape.value("loss")?.iter().map(|&l| l as f64).sum::<f64>();
     }
     g.training();
     Ok(total / (batches.chunks() * seq_len * batch) as f64)
@@ -685,15 +705,11 @@ fn generate<G: Graph<f32>>(
     options: &SampleOptions,
     rng: &mut StdRng,
 ) -> Result<String> {
-    let pairs = g.recurrent_pairs();
-    let hidden = g.input_width(pairs[0].0);
-    let mut states: Vec<Array2<f32>> = vec![Array2::zeros((1, hidden)); pairs.len()];
-    let logits_output = g
-        .output_names()
-        .iter()
-        .position(|&n| n == "logits")
-        .ok_or("the model has no `logits`")?;
-    let mut tape = g.new_tape();
+    let spec = G::SPEC;
+    let state_names: Vec<&str> = spec.recurrent.iter().map(|&(i, _)| spec.inputs[i].name).collect();
+    let hidden = g.input_width(state_names[0])?;
+    let mut states: Vec<Array2<f32>> = vec![Array2::zeros((1, hidden)); state_names.len()];
+    let mut tape = g.tape();
     let mut out = options.prime.clone();
     // With no prime, start after a newline, as at the start of a speech.
     let prime: Vec<usize> = if options.prime.is_empty() {
@@ -705,27 +721,16 @@ fn generate<G: Graph<f32>>(
             .filter_map(|c| vocab.binary_search(&c).ok())
             .collect()
     };
-    let step = |tape: &mut nngraph::runtime::Tape<f32>,
-                x: usize,
-                states: &mut Vec<Array2<f32>>|
-     -> Result<Vec<f32>> {
-        let (xs, target) = ([x], [0usize]);
-        let mut inputs: Vec<Input<'_, f32>> = Vec::new();
-        let mut k = 0;
-        for i in 0..g.num_inputs() {
-            if let Some(s) = pairs.iter().position(|&(input, _)| input == i) {
-                inputs.push(Input::Values(states[s].view()));
-            } else {
-                inputs.push(Input::Ids(if k == 0 { &xs } else { &target }));
-                k += 1;
-            }
+    // One step, without a target: the loss is not computed.
+    let step = |tape: &mut Tape<f32>, x: usize, states: &mut Vec<Array2<f32>>| -> Result<Vec<f32>> {
+        let given: Vec<Feed<'_, f32>> = states.iter().map(|s| Feed::Values(s.view())).collect();
+        let x = [x];
+        g.forward_feeds(tape, &feeds::<G>(Feed::Ids(&x), &given, Feed::Absent))?;
+        drop(given);
+        for (s, name) in states.iter_mut().zip(&state_names) {
+            s.assign(&tape.final_state(name)?);
         }
-        g.forward_inputs(tape, &inputs)?;
-        drop(inputs);
-        for (s, &(_, o)) in pairs.iter().enumerate() {
-            states[s].assign(&tape.output(o));
-        }
-        Ok(tape.output(logits_output).row(0).to_vec())
+        Ok(tape.value("logits")?.row(0).to_vec())
     };
     let mut logits = Vec::new();
     for &x in &prime {

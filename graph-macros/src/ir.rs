@@ -30,6 +30,8 @@ pub struct Stub {
     pub inputs: Vec<(Ident, bool)>,
     /// Output names, each once.
     pub outputs: Vec<Ident>,
+    /// The inputs named as states by `#[recurrent]` (empty: no sequence API).
+    pub states: Vec<Ident>,
     /// Whether its constructors would return `Result`.
     pub fallible: bool,
 }
@@ -107,21 +109,8 @@ pub struct Node {
     pub width: Width,
     /// Source line of the node's name (0 when unknown), for run-time messages.
     pub line: u32,
-    /// When it runs in a sequence.
-    pub phase: Phase,
     /// `(tensor, full name)` of each parameter tensor renamed by `#[params]`.
     pub params: Vec<(String, String)>,
-}
-
-/// When a node of a recurrent graph runs over a sequence (see `check/plan.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Once over all steps, before the loop: it does not depend on the state.
-    Pre,
-    /// At every step: it depends on the state and feeds the next one.
-    Loop,
-    /// Once over all steps, after the loop: it depends on the state only.
-    Post,
 }
 
 /// What computes a node.

@@ -11,9 +11,9 @@
 //!   `n = tanh(i_n + r·h_n)`, `h' = (1 - z)·n + z·h`, written
 //!   `n + z·(h - n)`.
 //!
-//! Both declare their state with `#[recurrent]`, so they run over sequences
-//! with `forward_seq` or [`Unroll`](crate::Unroll): the LSTM's initial
-//! states are `h` and `c`.
+//! Both declare their state with `#[recurrent]`, so they run over whole
+//! sequences with `forward_seq(&mut tape, &xs, &h0, ..)`: the LSTM's
+//! states are `h` and `c`, after `x` as declared.
 
 use graph_macros::graph;
 

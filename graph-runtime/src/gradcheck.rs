@@ -6,12 +6,30 @@
 //! `|analytic - numeric| <= atol + rtol * |numeric|`, the rule of
 //! `torch.autograd.gradcheck`, whose float64 defaults are the defaults here.
 
+use crate::engine::{self, load};
 use crate::error::{Error, Result, Shape};
+use crate::feed::Feed;
 use crate::graph::Graph;
-use crate::unroll::{SequenceLoss, Unroll};
+use crate::tape::{row_range, Tape};
 use crate::Float;
-use ndarray::{Array2, Array3, ArrayView2, Axis};
+use ndarray::{Array2, Array3, ArrayView2, ArrayViewMut2};
 use std::fmt;
+
+/// A loss over a graph's outputs: called once per step and output with the
+/// output's value at that step, `(batch, width)`; returns that term of the
+/// loss and, when given a gradient buffer, ADDS the term's gradient into it.
+/// Return `Ok(0)` for outputs that carry no loss.
+///
+/// Arguments: `(step, output index, value, gradient buffer)`.
+pub trait StepLoss<F>:
+    FnMut(usize, usize, ArrayView2<'_, F>, Option<ArrayViewMut2<'_, F>>) -> Result<F>
+{
+}
+
+impl<F, T> StepLoss<F> for T where
+    T: FnMut(usize, usize, ArrayView2<'_, F>, Option<ArrayViewMut2<'_, F>>) -> Result<F>
+{
+}
 
 /// Something whose scalar loss depends on named groups of numbers (the
 /// "variables"), with an analytic gradient to check.
@@ -138,46 +156,43 @@ impl GradCheck {
         })
     }
 
-    /// Checks `graph` on one set of inputs (one `(batch, width)` array per
-    /// declared input), with `loss` over its outputs (called with step 0).
+    /// Checks `graph` run on `feeds` (one per declared input, as
+    /// [`Graph::forward_feeds`] takes them: one step, or a sequence with each
+    /// state's initial value), with `loss` over its outputs at every step.
+    /// The variables are every parameter tensor and every input given as
+    /// values (a state's initial value, a sequence); ids are held fixed.
     /// Clears the graph's accumulated gradients.
+    ///
+    /// ```
+    /// use graph_macros::graph;
+    /// use graph_runtime::prelude::*;
+    ///
+    /// graph! {
+    ///     pub Net(x: [3]) -> (y) {
+    ///         y = Tanh()(Linear(3, 2)(x));
+    ///     }
+    /// }
+    ///
+    /// let mut net = Net::<f64>::new(&mut StdRng::seed_from_u64(0));
+    /// let x = Array2::from_shape_fn((4, 3), |(i, j)| (i as f64 - j as f64) * 0.3);
+    /// let target = Array2::<f64>::zeros((4, 2));
+    /// let loss = |_t: usize, _o: usize, y: ArrayView2<f64>, g: Option<ArrayViewMut2<f64>>| {
+    ///     if let Some(g) = g {
+    ///         Mse::new().backward(&y, &target, g)?;
+    ///     }
+    ///     Mse::new().forward(&y, &target)
+    /// };
+    /// let report = GradCheck::new().check_graph(&mut net, &[Feed::Values(x.view())], loss)?;
+    /// assert!(report.passed(), "{report}");
+    /// # Ok::<(), graph_runtime::Error>(())
+    /// ```
     pub fn check_graph<F: Float, G: Graph<F>>(
         &self,
         graph: &mut G,
-        inputs: &[Array2<F>],
-        loss: impl SequenceLoss<F>,
+        feeds: &[Feed<'_, F>],
+        loss: impl StepLoss<F>,
     ) -> Result<GradReport> {
-        let pairs = graph.recurrent_pairs();
-        let n = graph.num_inputs();
-        if inputs.len() != n {
-            return Err(Error::Arity {
-                graph: graph.name().to_string(),
-                what: "inputs",
-                expected: n,
-                found: inputs.len(),
-            });
-        }
-        let initial: Vec<Array2<F>> = pairs.iter().map(|&(i, _)| inputs[i].clone()).collect();
-        let sequence: Vec<Array3<F>> = (0..n)
-            .filter(|i| !pairs.iter().any(|&(s, _)| s == *i))
-            .map(|i| inputs[i].clone().insert_axis(Axis(0)))
-            .collect();
-        let mut objective = SequenceObjective::new(graph, initial, sequence, loss);
-        objective.single_step = true;
-        self.run(&mut objective)
-    }
-
-    /// Checks `graph` unrolled over `sequence` from `initial` (as
-    /// [`Unroll::forward`] takes them), with `loss` over every step's
-    /// outputs. Clears the graph's accumulated gradients.
-    pub fn check_unrolled<F: Float, G: Graph<F>>(
-        &self,
-        graph: &mut G,
-        initial: &[Array2<F>],
-        sequence: &[Array3<F>],
-        loss: impl SequenceLoss<F>,
-    ) -> Result<GradReport> {
-        let mut objective = SequenceObjective::new(graph, initial.to_vec(), sequence.to_vec(), loss);
+        let mut objective = GraphObjective::new(graph, feeds, loss);
         self.run(&mut objective)
     }
 }
@@ -191,42 +206,103 @@ fn unravel(mut j: usize, shape: &[usize]) -> Vec<usize> {
     index
 }
 
-/// A graph unrolled over a sequence, as an [`Objective`]: the variables are
-/// every parameter tensor, every initial state and every sequence input.
-pub struct SequenceObjective<'g, F: Float, G: Graph<F>, L> {
-    graph: &'g mut G,
-    unroll: Unroll<F, G>,
-    initial: Vec<Array2<F>>,
-    sequence: Vec<Array3<F>>,
-    loss: L,
-    /// Name inputs plainly (`x`) rather than as sequences (`x[t]`).
-    single_step: bool,
+/// An input of a [`GraphObjective`], owned so that its values can be probed.
+#[derive(Debug, Clone)]
+enum Owned<F> {
+    Values(Array2<F>),
+    Ids(Vec<usize>),
+    Seq(Array3<F>),
+    IdSeq(Array2<usize>),
+    Carry,
+    Absent,
 }
 
-impl<'g, F: Float, G: Graph<F>, L: SequenceLoss<F>> SequenceObjective<'g, F, G, L> {
-    /// Wraps `graph` with its inputs and loss.
-    pub fn new(graph: &'g mut G, initial: Vec<Array2<F>>, sequence: Vec<Array3<F>>, loss: L) -> Self {
-        let unroll = Unroll::new(graph);
-        SequenceObjective {
+impl<F: Float> Owned<F> {
+    fn of(feed: &Feed<'_, F>) -> Self {
+        match feed {
+            Feed::Values(v) => Owned::Values(v.to_owned()),
+            Feed::Ids(x) => Owned::Ids(x.to_vec()),
+            Feed::Seq(v) => Owned::Seq(v.to_owned()),
+            Feed::IdSeq(x) => Owned::IdSeq(x.to_owned()),
+            Feed::Carry => Owned::Carry,
+            Feed::Absent => Owned::Absent,
+        }
+    }
+
+    fn feed(&self) -> Feed<'_, F> {
+        match self {
+            Owned::Values(v) => Feed::Values(v.view()),
+            Owned::Ids(x) => Feed::Ids(x),
+            Owned::Seq(v) => Feed::Seq(v.view()),
+            Owned::IdSeq(x) => Feed::IdSeq(x.view()),
+            Owned::Carry => Feed::Carry,
+            Owned::Absent => Feed::Absent,
+        }
+    }
+
+    fn values_mut(&mut self) -> Option<&mut [F]> {
+        match self {
+            Owned::Values(v) => v.as_slice_mut(),
+            Owned::Seq(v) => v.as_slice_mut(),
+            _ => None,
+        }
+    }
+}
+
+/// A graph run on given inputs with a loss over its outputs, as an
+/// [`Objective`]: the variables are every parameter tensor and every input
+/// given as values (a state's initial value, a sequence).
+pub struct GraphObjective<'g, F: Float, G: Graph<F>, L> {
+    graph: &'g mut G,
+    tape: Tape<F>,
+    inputs: Vec<Owned<F>>,
+    /// The declared inputs that are variables, in order.
+    variables: Vec<usize>,
+    loss: L,
+}
+
+impl<F: Float, G: Graph<F>, L> fmt::Debug for GraphObjective<'_, F, G, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GraphObjective")
+            .field("graph", &G::SPEC.name)
+            .field("variables", &self.variables)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'g, F: Float, G: Graph<F>, L: StepLoss<F>> GraphObjective<'g, F, G, L> {
+    /// Wraps `graph` with its inputs (copied) and loss.
+    pub fn new(graph: &'g mut G, feeds: &[Feed<'_, F>], loss: L) -> Self {
+        let tape = graph.tape();
+        let inputs: Vec<Owned<F>> = feeds.iter().map(Owned::of).collect();
+        let variables = (0..inputs.len())
+            .filter(|&i| matches!(inputs[i], Owned::Values(_) | Owned::Seq(_)))
+            .collect();
+        GraphObjective {
             graph,
-            unroll,
-            initial,
-            sequence,
+            tape,
+            inputs,
+            variables,
             loss,
-            single_step: false,
         }
     }
 
     fn forward(&mut self) -> Result<()> {
-        let initial: Vec<ArrayView2<'_, F>> = self.initial.iter().map(|a| a.view()).collect();
-        let sequence: Vec<_> = self.sequence.iter().map(|a| a.view()).collect();
-        self.unroll.forward(self.graph, &initial, &sequence)
+        let feeds: Vec<Feed<'_, F>> = self.inputs.iter().map(Owned::feed).collect();
+        self.graph.forward_feeds(&mut self.tape, &feeds)
+    }
+
+    /// Whether the inputs are a sequence (some given as `Seq` or `IdSeq`).
+    fn is_sequence(&self) -> bool {
+        self.inputs
+            .iter()
+            .any(|x| matches!(x, Owned::Seq(_) | Owned::IdSeq(_)))
     }
 }
 
-impl<F: Float, G: Graph<F>, L: SequenceLoss<F>> Objective<F> for SequenceObjective<'_, F, G, L> {
+impl<F: Float, G: Graph<F>, L: StepLoss<F>> Objective<F> for GraphObjective<'_, F, G, L> {
     fn variables(&self) -> Vec<(String, Vec<usize>)> {
-        let inputs = self.graph.input_names();
+        let spec = G::SPEC;
         let mut vars: Vec<(String, Vec<usize>)> = self
             .graph
             .store()
@@ -234,72 +310,58 @@ impl<F: Float, G: Graph<F>, L: SequenceLoss<F>> Objective<F> for SequenceObjecti
             .iter()
             .map(|s| (s.name.clone(), s.shape.clone()))
             .collect();
-        for (k, &(i, _)) in self.graph.recurrent_pairs().iter().enumerate() {
-            let name = if self.single_step {
-                inputs[i].to_string()
-            } else {
-                format!("{} (initial)", inputs[i])
+        let sequence = self.is_sequence();
+        for &i in &self.variables {
+            let name = spec.inputs[i].name;
+            let (name, shape) = match &self.inputs[i] {
+                Owned::Values(v) if sequence => (format!("{name} (initial)"), v.shape().to_vec()),
+                Owned::Values(v) => (name.to_string(), v.shape().to_vec()),
+                Owned::Seq(v) => (format!("{name} (sequence)"), v.shape().to_vec()),
+                _ => continue,
             };
-            vars.push((name, self.initial[k].shape().to_vec()));
-        }
-        for (slot, &i) in self.unroll.sequence_inputs().iter().enumerate() {
-            let seq = &self.sequence[slot];
-            if self.single_step {
-                vars.push((inputs[i].to_string(), seq.shape()[1..].to_vec()));
-            } else {
-                vars.push((format!("{} (sequence)", inputs[i]), seq.shape().to_vec()));
-            }
+            vars.push((name, shape));
         }
         vars
     }
 
     fn values_mut(&mut self, v: usize) -> &mut [F] {
         let n_params = self.graph.store().specs().len();
-        let n_states = self.initial.len();
         if v < n_params {
             let range = self.graph.store().specs()[v].range();
-            &mut self.graph.store_mut().values_mut()[range]
-        } else if v < n_params + n_states {
-            self.initial[v - n_params]
-                .as_slice_mut()
-                .expect("owned arrays are contiguous")
-        } else {
-            self.sequence[v - n_params - n_states]
-                .as_slice_mut()
-                .expect("owned arrays are contiguous")
+            return &mut self.graph.store_mut().values_mut()[range];
         }
+        let i = self.variables[v - n_params];
+        self.inputs[i]
+            .values_mut()
+            .expect("variables are owned, contiguous values")
     }
 
     fn loss(&mut self) -> Result<F> {
         self.forward()?;
-        self.unroll.loss_value(&mut self.loss)
+        load::step_loss(&self.tape, &mut self.loss)
     }
 
     fn gradient(&mut self) -> Result<Vec<Vec<F>>> {
         self.graph.store_mut().zero_grad();
         self.forward()?;
-        self.unroll.loss(&mut self.loss)?;
-        self.unroll.backward(self.graph)?;
+        load::step_grads(&mut self.tape, &mut self.loss)?;
+        engine::backward(self.graph, &mut self.tape)?;
         let store = self.graph.store();
         let mut grads: Vec<Vec<F>> = store
             .specs()
             .iter()
             .map(|s| store.grads()[s.range()].to_vec())
             .collect();
-        for k in 0..self.initial.len() {
-            grads.push(
-                self.unroll
-                    .initial_state_grad(self.graph, k)
-                    .iter()
-                    .copied()
-                    .collect(),
-            );
-        }
-        for slot in 0..self.sequence.len() {
-            let mut g = Vec::new();
-            for t in 0..self.unroll.steps() {
-                g.extend(self.unroll.input_grad(t, slot).iter().copied());
-            }
+        let spec = G::SPEC;
+        let batch = self.tape.batch;
+        for &i in &self.variables {
+            let all = &self.tape.root.grads[i];
+            let state = spec.recurrent.iter().any(|&(s, _)| s == i);
+            let g: Vec<F> = if state {
+                row_range(all, 0..batch).iter().copied().collect()
+            } else {
+                all.iter().copied().collect()
+            };
             grads.push(g);
         }
         self.graph.store_mut().zero_grad();

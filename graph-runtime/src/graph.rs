@@ -2,27 +2,31 @@
 //! and the per-instance [`GraphCore`].
 //!
 //! The macro emits only what depends on the graph: its [`GraphSpec`], a
-//! struct of layers, constructors, typed `forward`/`backward`, and
-//! [`Graph::node`], which dispatches node `k` to its layer. Everything else
-//! (parameter access, modes, checkpoints, tapes, the checked entry points
-//! and the pass loops of `run.rs`) is written once here, as the
-//! trait's provided methods.
+//! struct of layers, constructors, the typed `forward`/`backward` (and for a
+//! recurrent graph `forward_seq`/`backward_seq`), and [`Graph::node`], which
+//! hands node `k` to a [`Visit`]or. Everything else (parameter access,
+//! modes, checkpoints, tapes and passes) is written once here, as the
+//! trait's provided methods, each a short call into the module that does
+//! the work (`engine` for passes, `instance` for walks over the layers).
 //!
-//! A call flows like this: [`Graph::forward_inputs`] checks the inputs'
-//! shapes against the graph's widths, sizes the tape for the batch, copies
-//! the inputs in and runs [`Graph::forward_tape`], which loops over the
-//! nodes in evaluation order. [`Graph::backward_views`] checks the output
-//! gradients, clears the tape's gradients, adds the output gradients in and
-//! runs [`Graph::backward_tape`], the same loop in reverse.
+//! A call flows like this: [`Graph::forward_feeds`] checks that the tape was
+//! made by this graph, checks the feeds and copies them into the tape
+//! (`engine::load`), and runs the plan forward (`engine`);
+//! [`Graph::backward_feeds`] seeds the output gradients and runs the plan
+//! backward.
 
-use crate::error::{Error, Pass, Result, Shape};
-use crate::layer::{Input, Layer};
+use crate::criteria::Reduction;
+use crate::describe::Description;
+use crate::engine::{self, load, plan::Plan};
+use crate::error::{Error, Result};
+use crate::feed::Feed;
+use crate::instance;
+use crate::layer::Layer;
 use crate::params::{ParamSpec, ParamStore};
-use crate::run::{self, Mode};
 use crate::spec::GraphSpec;
-use crate::tape::Tape;
+use crate::tape::{input_named, output_named, Tape};
 use crate::Float;
-use ndarray::{ArrayView2, ArrayViewD, ArrayViewMutD};
+use ndarray::{ArrayViewD, ArrayViewMutD};
 use std::path::Path;
 
 /// The run-time part of a graph that does not depend on its shape: the
@@ -73,6 +77,49 @@ pub trait Visit<F: Float> {
 /// provided here, the same for all graphs. `use nngraph::prelude::*` brings
 /// the trait into scope, so these read as methods of the graph:
 /// `cell.param("x2h.weight")`, `cell.zero_grad()`, `cell.save(path)`.
+///
+/// ```
+/// use graph_macros::graph;
+/// use graph_runtime::prelude::*;
+///
+/// graph! {
+///     #[recurrent(h = new_h)]
+///     pub Cell(x: [2], h: [3]) -> (y, new_h) {
+///         x2h = Linear(2, 3)(x);
+///         new_h = Tanh()(CAdd()(x2h, Linear(3, 3)(h)));
+///         y = Linear(3, 1)(new_h);
+///     }
+/// }
+///
+/// let mut cell = Cell::<f64>::new(&mut StdRng::seed_from_u64(0));
+/// // Parameters: one flat buffer, named views in torch's layout.
+/// assert_eq!(cell.num_params(), 3 * 2 + 3 + 3 * 3 + 3 + 3 + 1);
+/// assert_eq!(cell.param("x2h.weight")?.shape(), &[3, 2]);
+/// // A pass, and the recorded values by name.
+/// let mut tape = cell.tape();
+/// cell.forward(&mut tape, &[1.0, -1.0], &[0.0; 3])?;
+/// assert_eq!(tape.value("x2h")?.dim(), (1, 3));
+/// cell.backward(&mut tape, &[1.0], &Absent)?;
+/// assert!(cell.grads().iter().any(|&g| g != 0.0));
+/// cell.zero_grad();
+/// // Untyped, for code generic over graphs: one feed per input, in order.
+/// let xs = Array3::<f64>::zeros((4, 1, 2));
+/// cell.forward_feeds(&mut tape, &[Feed::Seq(xs.view()), Feed::Absent])?;
+/// assert_eq!(tape.value_seq("y")?.dim(), (4, 1, 1));
+/// // The plan of a pass over a sequence: x2h once over all steps, the
+/// // recurrence step by step, the output layer once.
+/// let plan = cell.plan();
+/// assert!(!plan.is_loop(plan.segment_of("x2h").unwrap()));
+/// assert!(plan.is_loop(plan.segment_of("new_h").unwrap()));
+/// // Checkpoints by name, in safetensors.
+/// let path = std::env::temp_dir().join("graph_doc_cell.safetensors");
+/// cell.save(&path)?;
+/// let mut copy = Cell::<f64>::zeros();
+/// copy.load(&path)?;
+/// assert_eq!(copy.params(), cell.params());
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), graph_runtime::Error>(())
+/// ```
 pub trait Graph<F: Float>: Sized {
     /// What the macro knows about the graph.
     const SPEC: &'static GraphSpec;
@@ -109,35 +156,31 @@ pub trait Graph<F: Float>: Sized {
     fn num_outputs(&self) -> usize {
         Self::SPEC.outputs.len()
     }
-    /// Width of input `i` (1 for an ids input).
-    ///
-    /// # Panics
-    /// If `i` is not an input, as slice indexing does.
-    fn input_width(&self, i: usize) -> usize {
-        self.parts().1.widths[i]
+    /// Width of the input named `name` (1 for an ids input), or an error
+    /// naming the graph's inputs.
+    fn input_width(&self, name: &str) -> Result<usize> {
+        let i = input_named(Self::SPEC, name)?;
+        Ok(if Self::SPEC.inputs[i].ids {
+            1
+        } else {
+            self.parts().1.widths[i]
+        })
     }
-    /// Whether input `i` holds integer ids (`name: usize`) rather than values.
-    ///
-    /// # Panics
-    /// If `i` is not an input, as slice indexing does.
-    fn input_is_ids(&self, i: usize) -> bool {
-        Self::SPEC.inputs[i].ids
-    }
-    /// Width of output `o`.
-    ///
-    /// # Panics
-    /// If `o` is not an output, as slice indexing does.
-    fn output_width(&self, o: usize) -> usize {
-        self.parts().1.widths[Self::SPEC.output_slot(o)]
+    /// Width of the output named `name`, or an error naming the graph's
+    /// outputs.
+    fn output_width(&self, name: &str) -> Result<usize> {
+        let o = output_named(Self::SPEC, name)?;
+        Ok(self.parts().1.widths[Self::SPEC.output_slot(o)])
     }
     /// Recurrent state pairs `(input index, output index)`: the output feeds
     /// the input at the next step. Empty for a graph without `#[recurrent]`.
     fn recurrent_pairs(&self) -> &'static [(usize, usize)] {
         Self::SPEC.recurrent
     }
-    /// A Graphviz picture of the graph (`dot -Tsvg`).
-    fn to_dot(&self) -> &'static str {
-        Self::SPEC.dot
+    /// A Graphviz picture of the graph (`dot -Tsvg`), made at compile
+    /// time; where the plan has loops, its segments are clusters.
+    fn to_dot(&self) -> String {
+        crate::describe::dot(&Description::of(self))
     }
     /// The graph's sizes (const generics, then run-time sizes) with the
     /// values this instance has, in the order of `SPEC.sizes`.
@@ -152,25 +195,32 @@ pub trait Graph<F: Float>: Sized {
     /// `load_state_dict(safetensors.torch.load_file(path))`. A user layer
     /// becomes a call of a Python class of its name, which you write.
     fn to_pytorch(&self) -> String {
-        crate::pytorch::to_pytorch(self)
+        crate::pytorch::to_pytorch(&Description::of(self))
     }
     /// The graph as a table (as Keras' `summary()`): each node with its
     /// layer, input and output widths, parameter count and source line;
     /// nested graphs indented under their node; totals. Generated graphs
     /// also print it with `{}`.
     fn summary(&self) -> String {
-        crate::summary::summary(self)
+        crate::summary::summary(&Description::of(self))
     }
     /// The graph drawn as an SVG document, without graphviz: each node with
     /// its name, layer and width; nested graphs as boxed clusters; recurrent
     /// pairs as dashed edges back from the output to the input.
     fn svg(&self) -> String {
-        crate::svg::to_svg(self, None)
+        crate::svg::to_svg(&Description::of(self), None)
     }
     /// [`svg`](Self::svg) with the node that `error` names (a checked-mode
     /// error, or a node's failure) in red and the error as a caption.
     fn svg_with_error(&self, error: &Error) -> String {
-        crate::svg::to_svg(self, Some(error))
+        crate::svg::to_svg(&Description::of(self), Some(error))
+    }
+
+    /// The plan passes follow (see [`Plan`]): which nodes run once over all
+    /// steps and which step by step, in one loop per recurrence, through
+    /// nested graphs. `{}` prints it.
+    fn plan(&self) -> Plan {
+        Description::of(self).plan()
     }
 
     /// The layer (or nested graph) of every node, one field per node.
@@ -305,285 +355,57 @@ pub trait Graph<F: Float>: Sized {
 
     // ---- Passes --------------------------------------------------------------
 
-    /// A fresh, empty tape to run this graph on.
-    fn new_tape(&self) -> Tape<F> {
-        Tape::new(Self::SPEC, self.parts().1.widths.clone())
+    /// A fresh, empty tape to run this graph on, for single steps and whole
+    /// sequences alike. Reuse it: it reallocates only when the number of
+    /// steps or the batch size changes.
+    fn tape(&self) -> Tape<F> {
+        let record = instance::record(self);
+        let plan = Plan::of(&record.spec_tree());
+        Tape::new(record, plan)
     }
 
-    /// Checks `inputs` (one per declared input: values, or ids for an ids
-    /// input), records them in `tape` and runs the forward pass.
+    /// Runs the graph forward on `feeds`, one per declared input in
+    /// declaration order (see [`Feed`]): `(batch, width)` values and ids for
+    /// one step, or `(steps, batch, width)` sequences with each state's
+    /// initial value for a pass over a sequence, by the plan. The generated
+    /// `forward` and `forward_seq` call this.
     ///
-    /// Fails, leaving the graph unchanged, if the tape was made by another
-    /// graph, an input has the wrong kind or width, or the inputs disagree
-    /// on the batch size; fails at the first node that fails (an id outside
-    /// a table, or a NaN in checked mode), leaving the tape marked invalid.
-    fn forward_inputs(&self, tape: &mut Tape<F>, inputs: &[Input<'_, F>]) -> Result<()> {
-        tape.check_owner(Self::SPEC, &self.parts().1.widths)?;
-        let batch = check_inputs(self, inputs)?;
-        tape.resize(batch);
-        for (i, x) in inputs.iter().enumerate() {
-            match x {
-                Input::Values(v) => tape.input_mut(i).assign(v),
-                Input::Ids(ids) => tape.set_ids(i, ids),
-            }
-        }
-        self.forward_tape(tape)
+    /// Fails, leaving the graph unchanged and the tape holding no pass, if
+    /// the tape was made by another graph or the feeds do not fit the graph
+    /// (count, kind, width, steps, batch size: the error names the input and
+    /// both shapes); fails at the first node that fails (an id outside a
+    /// table, or a NaN in checked mode), naming it.
+    fn forward_feeds(&self, tape: &mut Tape<F>, feeds: &[Feed<'_, F>]) -> Result<()> {
+        instance::check_owner(self, tape)?;
+        load::feeds(tape, &self.parts().1.widths, feeds)?;
+        engine::forward(self, tape)
     }
 
-    /// [`forward_inputs`](Self::forward_inputs) for a graph whose inputs all
-    /// hold values.
-    fn forward_views(&self, tape: &mut Tape<F>, inputs: &[ArrayView2<'_, F>]) -> Result<()> {
-        // One input per slot at most; graphs have few inputs, and a small
-        // fixed buffer keeps this free of allocation.
-        const MAX: usize = 16;
-        if inputs.len() > MAX {
-            let owned: Vec<Input<'_, F>> = inputs.iter().map(|x| Input::Values(x.view())).collect();
-            return self.forward_inputs(tape, &owned);
-        }
-        let mut buffer = [Input::Ids(&[][..]); MAX];
-        for (b, x) in buffer.iter_mut().zip(inputs) {
-            *b = Input::Values(x.view());
-        }
-        self.forward_inputs(tape, &buffer[..inputs.len()])
-    }
-
-    /// Runs every node on the inputs already in `tape` (sized by
-    /// [`Tape::resize`]).
-    fn forward_tape(&self, tape: &mut Tape<F>) -> Result<()> {
-        let (layers, core) = self.parts();
-        tape.check_owner(Self::SPEC, &core.widths)?;
-        let mode = Mode {
-            training: core.training,
-            checked: core.checked,
-            seed: core.seed,
-            dropout: core.dropout,
-        };
-        run::forward::<F, Self>(layers, &core.store, mode, tape)
-    }
-
-    /// Checks `d_outputs` (one per declared output, each of its output's
-    /// shape), and propagates them back through the pass recorded in `tape`.
-    /// Parameter gradients accumulate until [`zero_grad`](Self::zero_grad):
-    /// calling it twice after one forward adds the same increment twice.
-    fn backward_views(&mut self, tape: &mut Tape<F>, d_outputs: &[ArrayView2<'_, F>]) -> Result<()> {
-        let spec = Self::SPEC;
-        tape.check_owner(spec, &self.parts().1.widths)?;
-        let batch = forward_batch(spec, tape)?;
-        check_gradient_count(spec, d_outputs.len())?;
-        for (o, d) in d_outputs.iter().enumerate() {
-            let expected = [batch, self.output_width(o)];
-            if d.shape() != expected {
-                return Err(Error::GradShape {
-                    graph: spec.name.to_string(),
-                    output: spec.outputs[o].name.to_string(),
-                    expected: Shape::from(&expected[..]),
-                    found: Shape::from(d.shape()),
-                });
-            }
-        }
-        tape.clear_grads();
-        for (o, d) in d_outputs.iter().enumerate() {
-            let mut seed = tape.output_grad_mut(o);
-            seed += d;
-        }
-        self.backward_tape(tape)
-    }
-
-    /// A fresh, empty sequence tape to run this (recurrent) graph over
-    /// sequences with.
-    fn new_seq(&self) -> crate::SeqTape<F> {
-        crate::SeqTape::new(Self::SPEC, self.parts().1.widths.clone())
-    }
-
-    /// Runs the graph over whole sequences by the macro's plan (see
-    /// [`Phase`](crate::Phase)): `initial` holds one `(B, width)` state per
-    /// recurrent pair, `sequences` one `(T, B, width)` values or `(T, B)`
-    /// ids per other input, in declaration order.
-    fn forward_seq_inputs(
-        &self,
-        seq: &mut crate::SeqTape<F>,
-        initial: &[ArrayView2<'_, F>],
-        sequences: &[crate::SeqInput<'_, F>],
-    ) -> Result<()> {
-        crate::seq::forward(
-            self,
-            seq,
-            crate::seq::Start::Given(initial),
-            crate::seq::Sequences::Mixed(sequences),
-        )
-    }
-
-    /// [`forward_seq_inputs`](Self::forward_seq_inputs) starting from the
-    /// final state of the previous pass on `seq`, whose gradient is cut:
-    /// truncated BPTT. Before any pass the state is zero.
-    fn forward_seq_carry_inputs(
-        &self,
-        seq: &mut crate::SeqTape<F>,
-        sequences: &[crate::SeqInput<'_, F>],
-    ) -> Result<()> {
-        crate::seq::forward(
-            self,
-            seq,
-            crate::seq::Start::Carry,
-            crate::seq::Sequences::Mixed(sequences),
-        )
-    }
-
-    /// Backpropagation through time over the pass recorded in `seq`, from
-    /// one `(T, B, width)` gradient per output. Parameter gradients
-    /// accumulate until [`zero_grad`](Self::zero_grad).
-    fn backward_seq_views(
-        &mut self,
-        seq: &mut crate::SeqTape<F>,
-        d_outputs: &[ndarray::ArrayView3<'_, F>],
-    ) -> Result<()> {
-        seq.check_owner(Self::SPEC, &self.parts().1.widths)?;
-        crate::seq::seed(Self::SPEC, seq, d_outputs)?;
-        crate::seq::backward(self, seq)
+    /// Propagates `grads`, one per declared output in declaration order
+    /// (`(T·B, width)` or `(steps, batch, width)` values, or
+    /// [`Feed::Absent`] for zero), back through the pass recorded in
+    /// `tape`. Parameter gradients ACCUMULATE until
+    /// [`zero_grad`](Self::zero_grad): calling it twice after one forward
+    /// adds the same increment twice. The generated `backward` and
+    /// `backward_seq` call this.
+    ///
+    /// Fails if the last forward on `tape` did not complete, or a gradient
+    /// has the wrong shape; in checked mode at the first node whose
+    /// gradient is not finite, leaving the parameter gradients as they were.
+    fn backward_feeds(&mut self, tape: &mut Tape<F>, grads: &[Feed<'_, F>]) -> Result<()> {
+        instance::check_owner(self, tape)?;
+        load::output_grads(tape, grads)?;
+        engine::backward(self, tape)
     }
 
     /// For a graph with loss outputs (criterion nodes): the loss of the pass
-    /// recorded in `seq`, reduced over all `T·B` samples, and its gradients,
-    /// propagated back through time. One call per training step; no closure.
-    fn backward_seq_loss(
-        &mut self,
-        seq: &mut crate::SeqTape<F>,
-        reduction: crate::criteria::Reduction,
-    ) -> Result<F> {
-        seq.check_owner(Self::SPEC, &self.parts().1.widths)?;
-        let loss = crate::seq::seed_loss(Self::SPEC, seq, reduction)?;
-        crate::seq::backward(self, seq)?;
+    /// recorded in `tape`, reduced over all its `T·B` samples, and its
+    /// gradients, propagated back (through time, for a sequence). One call
+    /// per training step. Parameter gradients accumulate.
+    fn backward_loss(&mut self, tape: &mut Tape<F>, reduction: Reduction) -> Result<F> {
+        instance::check_owner(self, tape)?;
+        let loss = load::loss_grads(tape, reduction)?;
+        engine::backward(self, tape)?;
         Ok(loss)
-    }
-
-    /// Propagates the gradients already in `tape`'s output buffers to every
-    /// node and input, adding parameter gradients into the gradient buffer.
-    /// Fails if the last forward on `tape` did not complete, and in checked
-    /// mode at the first node whose gradient (of its output or of its
-    /// parameters) is not finite, leaving the parameter gradients as they
-    /// were before the call.
-    fn backward_tape(&mut self, tape: &mut Tape<F>) -> Result<()> {
-        let (layers, core) = self.parts_mut();
-        tape.check_owner(Self::SPEC, &core.widths)?;
-        forward_batch(Self::SPEC, tape)?;
-        let checked = core.checked;
-        if checked {
-            core.saved_grads.clear();
-            core.saved_grads.extend_from_slice(core.store.grads());
-        }
-        let result = run::backward::<F, Self>(layers, &mut core.store, checked, tape);
-        if checked && result.is_err() {
-            core.store.grads_mut().copy_from_slice(&core.saved_grads);
-        }
-        result
-    }
-}
-
-/// One output gradient per declared output.
-pub(crate) fn check_gradient_count(spec: &GraphSpec, found: usize) -> Result<()> {
-    if found == spec.outputs.len() {
-        return Ok(());
-    }
-    Err(Error::Arity {
-        graph: spec.name.to_string(),
-        what: "output gradients",
-        expected: spec.outputs.len(),
-        found,
-    })
-}
-
-/// The batch size of the completed forward pass recorded in `tape`.
-fn forward_batch(spec: &GraphSpec, tape: &Tape<impl Float>) -> Result<usize> {
-    match (tape.batch, tape.valid) {
-        (Some(batch), true) => Ok(batch),
-        (None, _) => Err(Error::NoForward {
-            graph: spec.name.to_string(),
-        }),
-        (Some(_), false) => Err(Error::InvalidInput {
-            graph: spec.name.to_string(),
-            message: "the last forward pass on this tape failed; run a forward pass that succeeds \
-                      before backward"
-                .to_string(),
-        }),
-    }
-}
-
-/// Checks the number, kinds, widths and batch sizes of a graph's inputs and
-/// returns the batch size.
-pub(crate) fn check_inputs<F: Float, G: Graph<F>>(graph: &G, inputs: &[Input<'_, F>]) -> Result<usize> {
-    let spec = G::SPEC;
-    if inputs.len() != spec.inputs.len() {
-        return Err(Error::Arity {
-            graph: spec.name.to_string(),
-            what: "inputs",
-            expected: spec.inputs.len(),
-            found: inputs.len(),
-        });
-    }
-    let mut batch: Option<(usize, usize)> = None;
-    for (i, (input, declared)) in inputs.iter().zip(spec.inputs).enumerate() {
-        let name = declared.name;
-        match (input, declared.ids) {
-            (Input::Values(x), false) => {
-                let width = graph.input_width(i);
-                if x.ncols() != width {
-                    return Err(Error::InputWidth {
-                        graph: spec.name.to_string(),
-                        input: name.to_string(),
-                        expected: width,
-                        found: x.ncols(),
-                    });
-                }
-            }
-            (Input::Ids(_), true) => {}
-            (_, ids) => {
-                return Err(Error::InvalidInput {
-                    graph: spec.name.to_string(),
-                    message: format!(
-                        "input `{name}` takes {}",
-                        if ids { "integer ids" } else { "values, not ids" }
-                    ),
-                })
-            }
-        }
-        let rows = input.rows();
-        match batch {
-            None => batch = Some((i, rows)),
-            Some((first, expected)) if expected != rows => {
-                return Err(Error::BatchMismatch {
-                    graph: spec.name.to_string(),
-                    first: spec.inputs[first].name.to_string(),
-                    expected,
-                    input: name.to_string(),
-                    found: rows,
-                })
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(batch.map_or(0, |(_, rows)| rows))
-}
-
-/// Checked mode: the first NaN or infinity in `values` as an error naming
-/// the node and where it is declared.
-#[cold]
-pub(crate) fn check_finite<F: Float>(
-    spec: &GraphSpec,
-    k: usize,
-    pass: Pass,
-    values: ArrayView2<'_, F>,
-) -> Result<()> {
-    match values.indexed_iter().find(|(_, v)| !v.is_finite()) {
-        None => Ok(()),
-        Some((index, v)) => Err(Error::NonFinite {
-            graph: spec.name.to_string(),
-            node: spec.nodes[k].name.to_string(),
-            file: spec.file.to_string(),
-            line: spec.nodes[k].line,
-            pass,
-            step: None,
-            index,
-            value: Float::to_f64(*v),
-        }),
     }
 }

@@ -136,6 +136,64 @@ pub struct Backward<'a, F> {
 /// output has `(batch, output_width(..))`. Backward methods ACCUMULATE (`+=`)
 /// into `grads` and `d_input`, so that fan-out gradients add up as in
 /// nngraph.
+///
+/// A layer of your own is used in `graph!` like a built-in: `Square()(x)`
+/// builds `Square::new()`, and its parameters join the graph's buffer.
+///
+/// ```
+/// use graph_macros::graph;
+/// use graph_runtime::prelude::*;
+///
+/// /// `y = x²`, element by element.
+/// #[derive(Debug, Clone)]
+/// pub struct Square;
+///
+/// impl Square {
+///     pub fn new() -> Self {
+///         Square
+///     }
+/// }
+///
+/// impl<F: Float> Layer<F> for Square {
+///     fn kind(&self) -> &'static str {
+///         "Square"
+///     }
+///     fn output_width(&self, inputs: &[usize]) -> LayerResult<usize> {
+///         match inputs {
+///             [w] => Ok(*w),
+///             _ => Err(format!("Square takes one input, got {}", inputs.len())),
+///         }
+///     }
+///     fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
+///         output.zip_mut_with(&cx.inputs[0].values()?, |y, &x| *y = x * x);
+///         Ok(())
+///     }
+///     fn backward_input(&self, _: usize, cx: &Backward<'_, F>, mut d_input: ArrayViewMut2<'_, F>) -> LayerResult {
+///         let x = cx.inputs[0].values()?;
+///         ndarray::Zip::from(&mut d_input).and(&x).and(&cx.d_output).for_each(|d, &x, &dy| *d += dy * (x + x));
+///         Ok(())
+///     }
+/// }
+///
+/// graph! {
+///     pub Net(x: [2]) -> (y) {
+///         y = Square()(Linear(2, 2)(x));
+///     }
+/// }
+///
+/// let mut net = Net::<f64>::new(&mut StdRng::seed_from_u64(0))?;
+/// let x = Array2::from_elem((3, 2), 0.5);
+/// let target = Array2::<f64>::zeros((3, 2));
+/// let loss = |_t: usize, _o: usize, y: ArrayView2<f64>, g: Option<ArrayViewMut2<f64>>| {
+///     if let Some(g) = g {
+///         Mse::new().backward(&y, &target, g)?;
+///     }
+///     Mse::new().forward(&y, &target)
+/// };
+/// let report = GradCheck::new().check_graph(&mut net, &[Feed::Values(x.view())], loss)?;
+/// assert!(report.passed(), "{report}");
+/// # Ok::<(), graph_runtime::Error>(())
+/// ```
 pub trait Layer<F: Float>: fmt::Debug {
     /// The layer's name as written in `graph!`, for messages and pictures.
     fn kind(&self) -> &'static str;

@@ -8,15 +8,45 @@
 //!   on which the rest of the runtime is generic.
 //! - [`ParamStore`]: parameters and gradients in two flat buffers, with
 //!   named views (torch's `getParameters()`).
-//! - [`SeqTape`] and [`Unroll`]: a recurrent graph over a sequence with
-//!   shared weights, and backpropagation through time, by the macro's plan
-//!   (`Unroll` is the same path with a per-step loss closure).
+//! - [`Tape`] and [`Feed`]: the record of a pass (one step, or a whole
+//!   sequence with one set of weights, and backpropagation through time),
+//!   and what a pass is given; the engine runs both by one [`Plan`].
 //! - [`optim`]: SGD, Adam, RMSProp and gradient clipping on the flat buffers.
 //! - [`ParamStore::save`] and [`ParamStore::load`]: parameters by name, in
 //!   safetensors.
 //! - [`GradCheck`]: finite-difference gradient checking with a report.
 //!
 //! Most users depend on the `nngraph` facade and write `use nngraph::prelude::*`.
+//! Without it, the macro is `graph_macros::graph` and generated code names
+//! this crate `::graph_runtime`:
+//!
+//! ```
+//! use graph_macros::graph;
+//! use graph_runtime::prelude::*;
+//!
+//! graph! {
+//!     /// An Elman cell with its loss: the target is read by the loss only.
+//!     #[recurrent(h = new_h)]
+//!     pub Tagger(x: [3], h: [8], tag: usize) -> (loss, new_h) {
+//!         new_h = Tanh()(CAdd()(Linear(3, 8)(x), Linear(8, 8)(h)));
+//!         loss = CrossEntropy()(Linear(8, 4)(new_h), tag);
+//!     }
+//! }
+//!
+//! let mut g = Tagger::<f32>::new(&mut StdRng::seed_from_u64(0));
+//! let mut tape = g.tape();
+//! let xs = Array3::from_shape_fn((10, 2, 3), |(t, b, j)| (t + b + j) as f32 * 0.1);
+//! let tags = Array2::from_shape_fn((10, 2), |(t, b)| (t + b) % 4);
+//! // A pass over 10 steps from a zero state, BPTT from the mean loss.
+//! g.forward_seq(&mut tape, &xs, &Absent, &tags)?;
+//! let loss = g.backward_loss(&mut tape, Reduction::Mean)?;
+//! Sgd::new(0.1).step(g.store_mut());
+//! g.zero_grad();
+//! // Without targets: the states are computed, the loss is not.
+//! let out = g.forward_seq(&mut tape, &xs, &Absent, &Absent)?;
+//! assert!(loss.is_finite() && out.loss.iter().all(|l| l.is_nan()));
+//! # Ok::<(), graph_runtime::Error>(())
+//! ```
 
 #![warn(missing_docs)]
 
@@ -24,14 +54,17 @@
 // crate `::graph_runtime`.
 extern crate self as graph_runtime;
 
-mod batch;
 pub mod cells;
 mod checkpoint;
 pub mod criteria;
+mod describe;
+mod engine;
 mod error;
+mod feed;
 mod float;
 mod gradcheck;
 mod graph;
+mod instance;
 #[doc(hidden)]
 pub mod kernels;
 mod layer;
@@ -39,27 +72,23 @@ pub mod layers;
 pub mod optim;
 mod params;
 mod pytorch;
-mod run;
-mod seq;
 mod spec;
 mod summary;
 mod svg;
 mod tape;
-mod unroll;
 
-pub use batch::{AsBatch, AsIdSequence, AsIds, AsSequence};
 pub use checkpoint::LoadOptions;
+pub use engine::plan::Plan;
 pub use error::{Error, Pass, Result, Shape};
+pub use feed::{Absent, AsBatch, AsIdSeq, AsIds, AsSeq, Feed};
 pub use float::Float;
-pub use gradcheck::{GradCheck, GradReport, Objective, SequenceObjective, VariableReport, Worst};
+pub use gradcheck::{GradCheck, GradReport, GraphObjective, Objective, StepLoss, VariableReport, Worst};
 pub use graph::{Graph, GraphCore, Visit};
 pub use kernels::pool::{set_threads, threads, with_threads};
 pub use layer::{Backward, Forward, Input, Layer, LayerResult, ParamShape};
 pub use params::{ParamSpec, ParamStore};
-pub use seq::{SeqInput, SeqTape};
-pub use spec::{GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec, Phase};
+pub use spec::{GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec};
 pub use tape::Tape;
-pub use unroll::{SequenceLoss, Unroll};
 
 /// The crates generated code and users need, re-exported so that versions agree.
 pub use ndarray;
@@ -71,8 +100,8 @@ pub mod prelude {
     pub use crate::layers::*;
     pub use crate::optim::{clip_grad_norm, clip_grad_value, Adam, RmsProp, Sgd};
     pub use crate::{
-        AsBatch, AsIdSequence, AsIds, AsSequence, Backward, Error, Float, Forward, GradCheck, GradReport,
-        Graph, Input, Layer, LayerResult, ParamShape, ParamSpec, ParamStore, SeqTape, Tape, Unroll,
+        Absent, AsBatch, AsIdSeq, AsIds, AsSeq, Backward, Error, Feed, Float, Forward, GradCheck, GradReport,
+        Graph, Input, Layer, LayerResult, ParamShape, ParamSpec, ParamStore, Tape,
     };
     pub use ndarray::{array, Array1, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
     pub use rand::{rngs::StdRng, SeedableRng};
@@ -81,7 +110,27 @@ pub mod prelude {
 /// Items used by code that `graph!` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::run::{init_graph, layer_output_width, param_layout};
+    pub use crate::feed::to_feed;
+    pub use crate::instance::{init_graph, layer_output_width, param_layout};
+
+    /// The width of input `i` of a nested graph (0 past its inputs, which
+    /// generated code reports by name).
+    pub fn input_width<F: crate::Float, G: crate::Graph<F>>(graph: &G, i: usize) -> usize {
+        if i < G::SPEC.inputs.len() {
+            graph.parts().1.widths[i]
+        } else {
+            0
+        }
+    }
+
+    /// The width of output `o` of a nested graph (0 past its outputs).
+    pub fn output_width<F: crate::Float, G: crate::Graph<F>>(graph: &G, o: usize) -> usize {
+        if o < G::SPEC.outputs.len() {
+            graph.parts().1.widths[G::SPEC.output_slot(o)]
+        } else {
+            0
+        }
+    }
 
     /// A layer that can be cloned: what a graph's layers must be for the
     /// graph to be `Clone`. A bound that names `F` and has no supertraits,
@@ -98,9 +147,7 @@ pub mod __private {
             self.clone()
         }
     }
-    pub use crate::spec::{
-        input_index, output_index, position, InputSpec, NodeKind, NodeSpec, OutputSpec, Phase,
-    };
+    pub use crate::spec::{input_index, output_index, position, InputSpec, NodeKind, NodeSpec, OutputSpec};
     pub use core::marker::PhantomData;
     pub use std::vec;
     pub use std::vec::Vec;

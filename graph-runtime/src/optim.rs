@@ -7,6 +7,28 @@ use crate::{Error, Result};
 
 /// Stochastic gradient descent with optional momentum and weight decay, as
 /// `torch.optim.SGD`: `g += wd * p; v = momentum * v + g; p -= lr * v`.
+///
+/// ```
+/// use graph_macros::graph;
+/// use graph_runtime::prelude::*;
+///
+/// graph! {
+///     pub Net(x: [2]) -> (y) {
+///         y = Linear(2, 1)(x);
+///     }
+/// }
+///
+/// let mut net = Net::<f64>::new(&mut StdRng::seed_from_u64(0));
+/// let mut opt = Sgd::new(0.1).momentum(0.9);
+/// let mut tape = net.tape();
+/// let before = net.params().to_vec();
+/// net.forward(&mut tape, &[1.0, 2.0])?;
+/// net.backward(&mut tape, &[1.0])?;       // d loss / d y = 1: every gradient is positive
+/// opt.step(net.store_mut());
+/// net.zero_grad();
+/// assert!(net.params().iter().zip(&before).all(|(after, before)| after < before));
+/// # Ok::<(), graph_runtime::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sgd<F> {
     /// Learning rate.
@@ -64,6 +86,17 @@ impl<F: Float> Sgd<F> {
 /// Scales the gradients so that their Euclidean norm is at most `max_norm`,
 /// as `torch.nn.utils.clip_grad_norm_`: by `max_norm / (norm + 1e-6)` when
 /// that is below 1, otherwise not at all. Returns the norm before clipping.
+///
+/// ```
+/// use graph_runtime::optim::clip_grad_norm;
+/// use graph_runtime::{ParamShape, ParamStore};
+///
+/// let mut store = ParamStore::<f64>::new("demo", &[("w", vec![ParamShape::new("weight", vec![2])])]);
+/// store.grads_mut().copy_from_slice(&[3.0, 4.0]);
+/// let norm = clip_grad_norm(&mut store, 1.0);
+/// assert_eq!(norm, 5.0);
+/// assert!((store.grads()[0] - 0.6).abs() < 1e-6 && (store.grads()[1] - 0.8).abs() < 1e-6);
+/// ```
 pub fn clip_grad_norm<F: Float>(store: &mut ParamStore<F>, max_norm: F) -> F {
     let grads = store.grads_mut();
     let norm = grads.iter().map(|&g| g * g).fold(F::zero(), |a, b| a + b).sqrt();
@@ -76,6 +109,16 @@ pub fn clip_grad_norm<F: Float>(store: &mut ParamStore<F>, max_norm: F) -> F {
 
 /// Clamps every gradient into `[-clip_value, clip_value]`, as
 /// `torch.nn.utils.clip_grad_value_` (char-rnn's `grad_clip`).
+///
+/// ```
+/// use graph_runtime::optim::clip_grad_value;
+/// use graph_runtime::{ParamShape, ParamStore};
+///
+/// let mut store = ParamStore::<f64>::new("demo", &[("w", vec![ParamShape::new("weight", vec![3])])]);
+/// store.grads_mut().copy_from_slice(&[-9.0, 0.5, 7.0]);
+/// clip_grad_value(&mut store, 5.0);
+/// assert_eq!(store.grads(), &[-5.0, 0.5, 5.0]);
+/// ```
 pub fn clip_grad_value<F: Float>(store: &mut ParamStore<F>, clip_value: F) {
     let clip = clip_value.abs();
     store
@@ -88,6 +131,28 @@ pub fn clip_grad_value<F: Float>(store: &mut ParamStore<F>, clip_value: F) {
 /// `v = β2 v + (1 - β2) g²`, `p -= lr · m̂ / (√v̂ + eps)` with the bias
 /// corrections `m̂ = m / (1 - β1^t)`, `v̂ = v / (1 - β2^t)`; weight decay
 /// adds `wd · p` to the gradient (L2, as torch's Adam).
+///
+/// ```
+/// use graph_macros::graph;
+/// use graph_runtime::prelude::*;
+///
+/// graph! {
+///     pub Net(x: [2]) -> (y) {
+///         y = Linear(2, 1)(x);
+///     }
+/// }
+///
+/// let mut net = Net::<f64>::new(&mut StdRng::seed_from_u64(0));
+/// let mut opt = Adam::new(1e-3);
+/// let mut tape = net.tape();
+/// let before = net.params().to_vec();
+/// net.forward(&mut tape, &[1.0, 2.0])?;
+/// net.backward(&mut tape, &[1.0])?;       // d loss / d y = 1: every gradient is positive
+/// opt.step(net.store_mut());
+/// net.zero_grad();
+/// assert!(net.params().iter().zip(&before).all(|(after, before)| after < before));
+/// # Ok::<(), graph_runtime::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Adam<F> {
     /// Learning rate (default 1e-3).
@@ -211,6 +276,28 @@ pub struct AdamState<F> {
 
 /// RMSProp, as `torch.optim.RMSprop` without momentum or centring:
 /// `v = α v + (1 - α) g²`, `p -= lr · g / (√v + eps)`.
+///
+/// ```
+/// use graph_macros::graph;
+/// use graph_runtime::prelude::*;
+///
+/// graph! {
+///     pub Net(x: [2]) -> (y) {
+///         y = Linear(2, 1)(x);
+///     }
+/// }
+///
+/// let mut net = Net::<f64>::new(&mut StdRng::seed_from_u64(0));
+/// let mut opt = RmsProp::new(1e-2);
+/// let mut tape = net.tape();
+/// let before = net.params().to_vec();
+/// net.forward(&mut tape, &[1.0, 2.0])?;
+/// net.backward(&mut tape, &[1.0])?;       // d loss / d y = 1: every gradient is positive
+/// opt.step(net.store_mut());
+/// net.zero_grad();
+/// assert!(net.params().iter().zip(&before).all(|(after, before)| after < before));
+/// # Ok::<(), graph_runtime::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RmsProp<F> {
     /// Learning rate (default 1e-2).

@@ -5,9 +5,7 @@
 //! with the instance's sizes. Parameter names are the graph's, so a
 //! checkpoint saved here loads with `load_state_dict` unchanged.
 
-use crate::graph::{Graph, Visit};
-use crate::layer::Layer;
-use crate::{Float, Result};
+use crate::describe::Description;
 use std::fmt::Write;
 
 const HEADER: &str = r#"import torch
@@ -26,10 +24,10 @@ def _take(module, result, which):
 
 /// The Python source of a module that defines `G`'s class (and those of the
 /// graphs nested in it) and `build()`.
-pub(crate) fn to_pytorch<F: Float, G: Graph<F>>(graph: &G) -> String {
+pub(crate) fn to_pytorch(d: &Description) -> String {
     let mut classes = Classes::default();
-    classes.add(graph);
-    let spec = G::SPEC;
+    classes.add(d);
+    let spec = d.spec;
     let mut s = format!(
         "\"\"\"`{}` as a torch.nn.Module, written by nngraph from {}.\n\n\
          The parameter names are the graph's: a checkpoint saved by nngraph\n\
@@ -44,7 +42,7 @@ pub(crate) fn to_pytorch<F: Float, G: Graph<F>>(graph: &G) -> String {
     let args: Vec<String> = spec
         .sizes
         .iter()
-        .zip(graph.size_values())
+        .zip(&d.sizes)
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
     let _ = write!(
@@ -65,25 +63,14 @@ struct Classes {
 }
 
 impl Classes {
-    fn add<F: Float, G: Graph<F>>(&mut self, graph: &G) {
-        if self.names.contains(&G::SPEC.name) {
+    fn add(&mut self, d: &Description) {
+        if self.names.contains(&d.spec.name) {
             return;
         }
-        for k in 0..G::SPEC.nodes.len() {
-            // Visiting for classes cannot fail.
-            let _ = G::node(graph.layers(), k, self);
+        for inner in d.nested.iter().flatten() {
+            self.add(inner);
         }
-        self.names.push(G::SPEC.name);
-        self.sources.push(G::SPEC.python);
-    }
-}
-
-impl<F: Float> Visit<F> for Classes {
-    fn layer<L: Layer<F>, const N: usize>(&mut self, _k: usize, _layer: &L) -> Result<()> {
-        Ok(())
-    }
-    fn nested<G: Graph<F>>(&mut self, _k: usize, graph: &G) -> Result<()> {
-        self.add(graph);
-        Ok(())
+        self.names.push(d.spec.name);
+        self.sources.push(d.spec.python);
     }
 }

@@ -65,26 +65,11 @@ pub struct NodeSpec {
     pub inputs: &'static [usize],
     /// What computes it.
     pub kind: NodeKind,
-    /// When it runs over a sequence (the macro's plan).
-    pub phase: Phase,
     /// Whether it is a criterion, one loss per sample.
     pub loss: bool,
     /// `(tensor, full name)` of each parameter tensor renamed with
     /// `#[params(tensor = name)]`; the others are called `node.tensor`.
     pub params: &'static [(&'static str, &'static str)],
-}
-
-/// When a node runs when a recurrent graph goes over a sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Once over all steps' rows, before the loop: it does not depend on
-    /// the state (`x2h`, an embedding).
-    Pre,
-    /// At every step: it depends on the state and feeds the next one.
-    Loop,
-    /// Once over all steps' rows, after the loop: it depends on the state but
-    /// does not feed it (an output layer, a loss).
-    Post,
 }
 
 /// What computes a node.

@@ -2,10 +2,8 @@
 //! each node with its layer, input and output widths, parameter count and
 //! source line; nested graphs indented under their node; totals.
 
-use crate::graph::{Graph, Visit};
-use crate::layer::Layer;
+use crate::describe::Description;
 use crate::spec::NodeKind;
-use crate::Float;
 use std::fmt::Write;
 
 /// One row of the table.
@@ -19,32 +17,8 @@ struct Row {
     line: u32,
 }
 
-/// Collects the rows of the nested graphs through `Graph::node`.
-struct Nested<'a> {
-    depth: usize,
-    rows: &'a mut Vec<Row>,
-}
-
-impl<F: Float> Visit<F> for Nested<'_> {
-    fn layer<L: Layer<F>, const N: usize>(&mut self, _: usize, _: &L) -> crate::Result<()> {
-        Ok(())
-    }
-    fn nested<G: Graph<F>>(&mut self, _: usize, graph: &G) -> crate::Result<()> {
-        rows(graph, self.depth, self.rows);
-        Ok(())
-    }
-}
-
-fn rows<F: Float, G: Graph<F>>(graph: &G, depth: usize, out: &mut Vec<Row>) {
-    let spec = G::SPEC;
-    let (layers, core) = graph.parts();
-    let width = |slot: usize| match spec.inputs.get(slot) {
-        Some(i) if i.ids => "ids".to_string(),
-        Some(_) => core.widths[slot].to_string(),
-        // A nested graph's node holds no value of its own.
-        None if matches!(spec.nodes[slot - spec.inputs.len()].kind, NodeKind::Nested { .. }) => String::new(),
-        None => core.widths[slot].to_string(),
-    };
+fn rows(d: &Description, depth: usize, out: &mut Vec<Row>) {
+    let spec = d.spec;
     for (k, node) in spec.nodes.iter().enumerate() {
         let nested = matches!(node.kind, NodeKind::Nested { .. });
         out.push(Row {
@@ -54,32 +28,23 @@ fn rows<F: Float, G: Graph<F>>(graph: &G, depth: usize, out: &mut Vec<Row>) {
             inputs: node
                 .inputs
                 .iter()
-                .map(|&s| width(s))
+                .map(|&s| d.width_text(s))
                 .collect::<Vec<_>>()
                 .join(", "),
-            output: if nested {
-                String::new()
-            } else {
-                width(spec.node_slot(k))
-            },
-            params: core.store.node_ranges()[k].len(),
+            output: d.width_text(spec.node_slot(k)),
+            params: d.params[k],
             line: node.line,
         });
-        if nested {
-            let mut visit = Nested {
-                depth: depth + 1,
-                rows: out,
-            };
-            // Collecting rows cannot fail.
-            let _ = G::node(layers, k, &mut visit);
+        if let Some(inner) = d.nested[k].as_ref().filter(|_| nested) {
+            rows(inner, depth + 1, out);
         }
     }
 }
 
 /// The table of `graph`.
-pub(crate) fn summary<F: Float, G: Graph<F>>(graph: &G) -> String {
+pub(crate) fn summary(d: &Description) -> String {
     let mut table = Vec::new();
-    rows(graph, 0, &mut table);
+    rows(d, 0, &mut table);
     let headers = ["node", "layer", "inputs", "output", "params", "line"];
     let cells: Vec<[String; 6]> = table
         .iter()
@@ -100,7 +65,7 @@ pub(crate) fn summary<F: Float, G: Graph<F>>(graph: &G) -> String {
             *w = (*w).max(c.chars().count());
         }
     }
-    let spec = G::SPEC;
+    let spec = d.spec;
     let mut s = String::new();
     let inputs: Vec<String> = spec
         .inputs
@@ -108,11 +73,11 @@ pub(crate) fn summary<F: Float, G: Graph<F>>(graph: &G) -> String {
         .enumerate()
         .map(|(i, input)| match input.ids {
             true => format!("{}: ids", input.name),
-            false => format!("{}: [{}]", input.name, graph.input_width(i)),
+            false => format!("{}: [{}]", input.name, d.widths[i]),
         })
         .collect();
     let outputs: Vec<String> = (0..spec.outputs.len())
-        .map(|o| format!("{}: [{}]", spec.outputs[o].name, graph.output_width(o)))
+        .map(|o| format!("{}: [{}]", spec.outputs[o].name, d.output_width(o)))
         .collect();
     let _ = writeln!(
         s,
@@ -145,6 +110,6 @@ pub(crate) fn summary<F: Float, G: Graph<F>>(graph: &G) -> String {
         line(&mut s, row);
     }
     let _ = writeln!(s, "{}", "-".repeat(w.iter().sum::<usize>() + 10));
-    let _ = write!(s, "{} nodes, {} parameters", spec.nodes.len(), graph.num_params());
+    let _ = write!(s, "{} nodes, {} parameters", spec.nodes.len(), d.num_params());
     s
 }

@@ -2,8 +2,8 @@
 //! drawing, left to right. Each node is a box with its name, its layer and
 //! its width; inputs and outputs stand out; a nested graph is a boxed
 //! cluster holding its own drawing; recurrent pairs are dashed edges from
-//! the output back to the input; in a recurrent graph each node says when it
-//! runs over a sequence (the macro's plan: before, in or after the loop). A
+//! the output back to the input; where the plan has loops, each node says
+//! when it runs over a sequence (once over all steps, or in which loop). A
 //! checked-mode error can be drawn on the
 //! picture: the failing node in red, the pass, step and value in a caption.
 //!
@@ -13,11 +13,10 @@
 //! box. Our graphs are small DAGs, for which this is enough, and it keeps
 //! clusters, which the pure-Rust DOT layout crates do not draw.
 
+use crate::describe::Description;
+use crate::engine::plan::Plan;
 use crate::error::{Error, Pass};
-use crate::graph::{Graph, Visit};
-use crate::layer::Layer;
-use crate::spec::{GraphSpec, NodeKind, Phase};
-use crate::Float;
+use crate::spec::GraphSpec;
 use std::fmt::Write;
 
 const CHAR_W: f64 = 7.2; // 12 px monospace
@@ -63,44 +62,58 @@ struct Block {
     h: f64,
 }
 
-/// Collects the nested graphs' drawings through `Graph::node`.
-struct Nested<'a> {
-    /// The highlighted path inside the host being visited.
-    highlight: Option<&'a str>,
-    blocks: Vec<(usize, Block)>,
+/// When each node runs over a sequence, by its path: `None` where the plan
+/// has no loop.
+struct Plans {
+    plan: Plan,
+    /// Per segment: its loop's number (from 1), 0 outside loops.
+    loops: Vec<usize>,
 }
 
-impl<F: Float> Visit<F> for Nested<'_> {
-    fn layer<L: Layer<F>, const N: usize>(&mut self, _: usize, _: &L) -> crate::Result<()> {
-        Ok(())
+impl Plans {
+    fn new(plan: Plan) -> Self {
+        let mut n = 0;
+        let loops = (0..plan.segments())
+            .map(|s| {
+                if plan.is_loop(s) {
+                    n += 1;
+                    n
+                } else {
+                    0
+                }
+            })
+            .collect();
+        Plans { plan, loops }
     }
-    fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> crate::Result<()> {
-        self.blocks.push((k, block(graph, self.highlight)));
-        Ok(())
+
+    fn label(&self, path: &str) -> Option<String> {
+        if !self.loops.iter().any(|&l| l > 0) {
+            return None;
+        }
+        let s = self.plan.segment_of(path)?;
+        Some(match self.loops[s] {
+            0 => "over all steps".to_string(),
+            l => format!("in loop {l}"),
+        })
     }
 }
 
-/// The drawing of `graph`, with the node at path `highlight` (if any)
-/// marked: `node`, or `host.node` inside a nested graph.
-fn block<F: Float, G: Graph<F>>(graph: &G, highlight: Option<&str>) -> Block {
-    let spec = G::SPEC;
-    let widths = &graph.parts().1.widths;
-    let (layers, _) = graph.parts();
-    let mut nested = Nested {
-        highlight: None,
-        blocks: Vec::new(),
-    };
+/// The drawing of the graph `d`, with the node at path `highlight` (if any)
+/// marked: `node`, or `host.node` inside a nested graph. `prefix` is the
+/// path of this graph from the top (`host.`).
+fn block(d: &Description, highlight: Option<&str>, plans: &Plans, prefix: &str) -> Block {
+    let spec = d.spec;
+    let mut blocks = Vec::new();
     for (k, node) in spec.nodes.iter().enumerate() {
-        if let NodeKind::Nested { .. } = node.kind {
+        if let Some(inner) = &d.nested[k] {
             // The part of the path inside this host, if the highlight is there.
-            nested.highlight = highlight
+            let inside = highlight
                 .and_then(|h| h.strip_prefix(node.name))
                 .and_then(|rest| rest.strip_prefix('.'));
-            let _ = G::node(layers, k, &mut nested);
+            blocks.push((k, block(inner, inside, plans, &format!("{prefix}{}.", node.name))));
         }
     }
-    let mut blocks = nested.blocks;
-    layout(spec, widths, &mut blocks, highlight)
+    layout(spec, &d.widths, &mut blocks, highlight, plans, prefix)
 }
 
 fn label_width(lines: &[String]) -> f64 {
@@ -113,6 +126,8 @@ fn layout(
     widths: &[usize],
     nested: &mut Vec<(usize, Block)>,
     highlight: Option<&str>,
+    plans: &Plans,
+    prefix: &str,
 ) -> Block {
     let n_in = spec.inputs.len();
     let outputs: Vec<usize> = spec.outputs.iter().map(|o| o.node).collect();
@@ -159,14 +174,9 @@ fn layout(
             node.layer.to_string(),
             format!("→ [{}]", widths[slot]),
         ];
-        // The sequence plan: when the node runs over a sequence.
-        if !spec.recurrent.is_empty() {
-            let when = match node.phase {
-                Phase::Pre => "before the loop",
-                Phase::Loop => "in the loop",
-                Phase::Post => "after the loop",
-            };
-            lines.push(when.to_string());
+        // The plan: when the node runs over a sequence.
+        if let Some(when) = plans.label(&format!("{prefix}{}", node.name)) {
+            lines.push(when);
         }
         items.push(item(slot, lines, role, None));
     }
@@ -412,9 +422,10 @@ fn caption(error: &Error) -> Option<(String, String)> {
 /// The picture of `graph` as an SVG document; with `error` (a checked-mode
 /// error or a node's failure), the failing node in red and the error as a
 /// caption.
-pub fn to_svg<F: Float, G: Graph<F>>(graph: &G, error: Option<&Error>) -> String {
+pub(crate) fn to_svg(d: &Description, error: Option<&Error>) -> String {
     let caption = error.and_then(caption);
-    let block = block(graph, caption.as_ref().map(|(node, _)| node.as_str()));
+    let plans = Plans::new(d.plan());
+    let block = block(d, caption.as_ref().map(|(node, _)| node.as_str()), &plans, "");
     let title_h = 2.0 * LINE_H;
     let caption_h = if caption.is_some() { LINE_H * 1.5 } else { 0.0 };
     let caption_w = caption
@@ -439,7 +450,7 @@ pub fn to_svg<F: Float, G: Graph<F>>(graph: &G, error: Option<&Error>) -> String
         out,
         "<text x=\"{PAD}\" y=\"{:.1}\" font-size=\"14\" font-weight=\"bold\">{}</text>",
         LINE_H * 1.2,
-        escape(G::SPEC.name)
+        escape(d.spec.name)
     );
     if let Some((_, text)) = &caption {
         let _ = writeln!(

@@ -1,77 +1,211 @@
-//! The record of one forward pass: every input's and node's value, and after
-//! backward every gradient, one `(batch, width)` matrix per slot; each
-//! node's state (Dropout's mask); the tapes of nested graphs.
+//! The record of a pass: one `(T·B, width)` matrix per input and node for
+//! values and one for gradients (step `t` is rows `t·B .. (t+1)·B`; a
+//! single step is `T = 1`), each node's layer state, and the records of
+//! nested graphs, which cover the same rows.
 //!
-//! A tape is made by a graph ([`Graph::new_tape`](crate::Graph::new_tape))
-//! and remembers which graph and widths it was made for: using it with
-//! another is an error, never a panic. It is reused across calls and
-//! reallocates only when the batch size changes.
+//! A [`Tape`] is made by a graph ([`Graph::tape`](crate::Graph::tape)) and
+//! remembers which graph and widths it was made for: using it with another
+//! is an error, never a panic. It holds the plan its passes follow, and is
+//! reused across calls: it reallocates only when the number of steps or the
+//! batch size changes.
 
+use crate::engine::plan::{Plan, SpecTree};
 use crate::error::{Error, Result};
 use crate::spec::GraphSpec;
 use crate::Float;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2};
 use std::ops::Range;
+use std::sync::Arc;
 
-/// The record of a forward pass of one graph: every input's and node's
-/// value and, after backward, every gradient, one `(batch, width)` matrix
-/// per slot; each node's state (Dropout's mask); the tapes of nested graphs.
-///
-/// Made by [`Graph::new_tape`](crate::Graph::new_tape) (or the graph's
-/// `tape()`), it remembers the graph and widths it was made for: using it
-/// with another is an error, never a panic. Reuse it: it reallocates only
-/// when the batch size changes.
+/// What one graph of a tape holds: values, gradients, ids, layer states and
+/// the records of its nested graphs.
 #[derive(Debug, Clone)]
-pub struct Tape<F> {
-    pub(crate) spec: &'static GraphSpec,
-    /// Width of every slot (1 for an ids input).
-    pub(crate) widths: Vec<usize>,
-    pub(crate) batch: Option<usize>,
-    /// Whether the last forward pass completed (backward needs one).
-    pub(crate) valid: bool,
-    pub(crate) values: Vec<Array2<F>>,
-    pub(crate) grads: Vec<Array2<F>>,
-    /// The ids of each ids input (empty for value inputs).
-    pub(crate) ids: Vec<Vec<usize>>,
-    /// Per node: state a layer keeps for backward.
-    pub(crate) states: Vec<Array2<F>>,
-    /// Per node: the tape of a nested graph, made by its first forward.
-    pub(crate) nested: Vec<Option<Tape<F>>>,
+pub(crate) struct Record<F> {
+    pub spec: &'static GraphSpec,
+    /// Width of every slot (0 for an ids input and a host node).
+    pub widths: Vec<usize>,
+    pub values: Vec<Array2<F>>,
+    pub grads: Vec<Array2<F>>,
+    /// The ids of each ids input, `T·B` of them (empty for value inputs).
+    pub ids: Vec<Vec<usize>>,
+    /// Per node, per run (one per step in a loop, one otherwise): the state
+    /// a layer keeps for backward.
+    pub states: Vec<Vec<Array2<F>>>,
+    /// Per node: whether its layer kept a state in the last forward.
+    pub stateful: Vec<bool>,
+    /// Per node: the record of a nested graph.
+    pub nested: Vec<Option<Box<Record<F>>>>,
     /// Per input: whether backward computes its gradient.
-    pub(crate) input_grads: Vec<bool>,
-    /// Forward calls made on this tape, and a stream number set by whoever
-    /// keeps several tapes: together they seed Dropout reproducibly.
-    pub(crate) calls: u64,
-    pub(crate) stream: u64,
+    pub input_grads: Vec<bool>,
 }
 
-impl<F: Float> Tape<F> {
-    /// An empty tape for a graph of this spec and slot widths.
-    pub(crate) fn new(spec: &'static GraphSpec, widths: Vec<usize>) -> Self {
+impl<F: Float> Record<F> {
+    /// An empty record for `spec` with these slot widths; `nested` gives the
+    /// records of its host nodes.
+    pub fn new(spec: &'static GraphSpec, widths: Vec<usize>, nested: Vec<Option<Box<Record<F>>>>) -> Self {
         let (slots, nodes, inputs) = (spec.slots(), spec.nodes.len(), spec.inputs.len());
-        Tape {
+        Record {
             spec,
             widths,
-            batch: None,
-            valid: false,
             values: (0..slots).map(|_| Array2::zeros((0, 0))).collect(),
             grads: (0..slots).map(|_| Array2::zeros((0, 0))).collect(),
             ids: vec![Vec::new(); inputs],
-            states: (0..nodes).map(|_| Array2::zeros((0, 0))).collect(),
-            nested: vec![None; nodes],
+            states: vec![Vec::new(); nodes],
+            stateful: vec![false; nodes],
+            nested,
             input_grads: vec![true; inputs],
+        }
+    }
+
+    /// The specs of this record's graph and its nested graphs.
+    pub fn spec_tree(&self) -> SpecTree {
+        SpecTree {
+            spec: self.spec,
+            nested: self
+                .nested
+                .iter()
+                .map(|n| n.as_ref().map(|r| r.spec_tree()))
+                .collect(),
+        }
+    }
+
+    /// Sizes every buffer for `rows` rows, nested records too.
+    pub fn resize(&mut self, rows: usize) {
+        for (slot, (v, g)) in self.values.iter_mut().zip(&mut self.grads).enumerate() {
+            let ids = slot < self.spec.inputs.len() && self.spec.inputs[slot].ids;
+            let width = if ids { 0 } else { self.widths[slot] };
+            ensure_shape(v, rows, width);
+            ensure_shape(g, rows, width);
+        }
+        for (i, ids) in self.ids.iter_mut().enumerate() {
+            if self.spec.inputs[i].ids {
+                ids.resize(rows, 0);
+            }
+        }
+        for n in self.nested.iter_mut().flatten() {
+            n.resize(rows);
+        }
+    }
+
+    /// Sets every gradient to zero, nested records' too.
+    pub fn clear_grads(&mut self) {
+        self.grads.iter_mut().for_each(zero);
+        self.nested.iter_mut().flatten().for_each(|n| n.clear_grads());
+    }
+
+    /// Whether this record was made for `spec` with these widths.
+    pub fn same_graph(&self, spec: &'static GraphSpec, widths: &[usize]) -> bool {
+        (std::ptr::eq(self.spec, spec) || self.spec.name == spec.name) && self.widths == widths
+    }
+
+    /// The record of the graph at `path` (host nodes from this one).
+    #[inline]
+    pub fn at(&self, path: &[usize]) -> &Record<F> {
+        let mut r = self;
+        for &h in path {
+            r = r.nested[h]
+                .as_deref()
+                .expect("the plan's paths lead to nested records");
+        }
+        r
+    }
+
+    /// The record of the graph at `path`, writable.
+    #[inline]
+    pub fn at_mut(&mut self, path: &[usize]) -> &mut Record<F> {
+        let mut r = self;
+        for &h in path {
+            r = r.nested[h]
+                .as_deref_mut()
+                .expect("the plan's paths lead to nested records");
+        }
+        r
+    }
+
+    /// The slot named `name` here, or in a nested graph by its path
+    /// (`layer1.h_next`), with the record that holds it.
+    fn find(&self, name: &str) -> Result<(&Record<F>, usize)> {
+        if let Some(s) = (0..self.spec.slots()).find(|&s| self.spec.slot_name(s) == name) {
+            return Ok((self, s));
+        }
+        if let Some((host, rest)) = name.split_once('.') {
+            let k = self.spec.nodes.iter().position(|n| n.name == host);
+            if let Some(inner) = k.and_then(|k| self.nested[k].as_deref()) {
+                return inner.find(rest);
+            }
+        }
+        let known: Vec<&str> = (0..self.spec.slots()).map(|s| self.spec.slot_name(s)).collect();
+        Err(Error::InvalidInput {
+            graph: self.spec.name.to_string(),
+            message: format!(
+                "no input or node is named `{name}`; the names are {} (a nested graph's by its path, `node.inner`)",
+                known.join(", ")
+            ),
+        })
+    }
+}
+
+/// The record of a pass of a graph over `T` steps of `B` samples (`T = 1`
+/// for a single step): every input's and node's value and, after backward,
+/// every gradient, one `(T·B, width)` matrix per slot, step `t` being rows
+/// `t·B .. (t+1)·B` (a state input's block `t` holds the state entering
+/// step `t`); each node's layer state; the records of nested graphs; and
+/// the plan the passes follow.
+///
+/// Made by [`Graph::tape`](crate::Graph::tape), it remembers the graph and
+/// widths it was made for: using it with another is an error, never a
+/// panic. Reuse it: it reallocates only when `T` or `B` changes.
+#[derive(Debug, Clone)]
+pub struct Tape<F> {
+    pub(crate) root: Record<F>,
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) steps: usize,
+    pub(crate) batch: usize,
+    /// Whether the last forward pass completed (backward needs one).
+    pub(crate) valid: bool,
+    /// Forward passes made on this tape: Dropout masks depend on it.
+    pub(crate) calls: u64,
+    /// The final state of the last pass, per recurrent pair: where a
+    /// carried state starts.
+    pub(crate) carry: Vec<Array2<F>>,
+    /// Per input: not given to the last pass.
+    pub(crate) absent: Vec<bool>,
+    /// Per unit of the plan: not run, because it depends on an absent input.
+    pub(crate) skipped: Vec<bool>,
+    pub(crate) any_skipped: bool,
+}
+
+impl<F: Float> Tape<F> {
+    /// A tape over `root` (made with its nested records), following `plan`.
+    pub(crate) fn new(root: Record<F>, plan: Plan) -> Self {
+        let spec = root.spec;
+        Tape {
+            carry: spec.recurrent.iter().map(|_| Array2::zeros((0, 0))).collect(),
+            absent: vec![false; spec.inputs.len()],
+            skipped: vec![false; plan.units.len()],
+            any_skipped: false,
+            root,
+            plan: Arc::new(plan),
+            steps: 0,
+            batch: 0,
+            valid: false,
             calls: 0,
-            stream: 0,
         }
     }
 
     /// The name of the graph this tape was made for.
     pub fn graph(&self) -> &'static str {
-        self.spec.name
+        self.root.spec.name
     }
 
-    /// The batch size of the recorded pass, or `None` before the first one.
-    pub fn batch_size(&self) -> Option<usize> {
+    /// The number of steps of the recorded pass (1 for a single step; 0
+    /// before the first pass).
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The batch size of the recorded pass (0 before the first pass).
+    pub fn batch_size(&self) -> usize {
         self.batch
     }
 
@@ -80,149 +214,166 @@ impl<F: Float> Tape<F> {
         self.valid
     }
 
-    /// Sizes every buffer for `batch` rows (a no-op when already so).
-    pub fn resize(&mut self, batch: usize) {
-        for (slot, (v, g)) in self.values.iter_mut().zip(&mut self.grads).enumerate() {
-            let ids = slot < self.spec.inputs.len() && self.spec.inputs[slot].ids;
-            let width = if ids { 0 } else { self.widths[slot] };
-            ensure_shape(v, batch, width);
-            ensure_shape(g, batch, width);
-        }
-        self.batch = Some(batch);
+    /// The plan passes on this tape follow.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
-    /// Sets every gradient buffer to zero, nested tapes' too.
-    pub fn clear_grads(&mut self) {
-        self.grads.iter_mut().for_each(zero);
-        self.nested.iter_mut().flatten().for_each(Tape::clear_grads);
+    /// Forward passes made on this tape. Dropout masks depend on it and on
+    /// the graph's seed, so successive passes draw different masks.
+    pub fn calls(&self) -> u64 {
+        self.calls
     }
 
-    /// Whether backward computes the gradient of input `i` (on by default).
-    /// Turning it off for data saves a matrix product per layer it feeds, as
-    /// torch's `requires_grad = False`; its gradient then stays zero.
-    ///
-    /// # Panics
-    /// If `i` is not an input of the graph, as slice indexing does.
-    pub fn set_input_grad(&mut self, i: usize, on: bool) {
-        self.input_grads[i] = on;
+    /// Sets the count of forward passes, so that the next pass draws the
+    /// masks it would draw after that many: a resumed training run sets the
+    /// count the interrupted run had reached, and continues exactly.
+    pub fn set_calls(&mut self, calls: u64) {
+        self.calls = calls;
     }
 
-    /// Sets the stream number: tapes kept side by side (one per step of a
-    /// sequence) get different Dropout masks by having different streams.
-    pub fn set_stream(&mut self, stream: u64) {
-        self.stream = stream;
+    /// Whether backward computes the gradient of the input named `name` (on
+    /// by default). Turning it off for data saves a matrix product per layer
+    /// it feeds, as torch's `requires_grad = False`; its gradient then stays
+    /// zero. An error naming the graph if it has no such input.
+    pub fn set_input_grad(&mut self, name: &str, on: bool) -> Result<()> {
+        let i = input_named(self.root.spec, name)?;
+        self.root.input_grads[i] = on;
+        Ok(())
     }
 
-    /// The recorded value of the input or node named `name`.
+    /// The recorded value of the input or node `name` over all steps,
+    /// `(T·B, width)` (a nested graph's node by its path: `layer1.h_next`).
     pub fn value(&self, name: &str) -> Result<ArrayView2<'_, F>> {
-        Ok(self.values[self.slot(name)?].view())
+        let (r, s) = self.root.find(name)?;
+        Ok(r.values[s].view())
     }
 
     /// The gradient of the loss with respect to the input or node `name`,
-    /// valid after backward.
+    /// `(T·B, width)`, valid after backward.
     pub fn grad(&self, name: &str) -> Result<ArrayView2<'_, F>> {
-        Ok(self.grads[self.slot(name)?].view())
+        let (r, s) = self.root.find(name)?;
+        Ok(r.grads[s].view())
     }
 
-    fn slot(&self, name: &str) -> Result<usize> {
-        (0..self.spec.slots())
-            .find(|&s| self.spec.slot_name(s) == name)
-            .ok_or_else(|| {
-                let known: Vec<&str> = (0..self.spec.slots()).map(|s| self.spec.slot_name(s)).collect();
-                Error::InvalidInput {
-                    graph: self.spec.name.to_string(),
-                    message: format!(
-                        "no input or node is named `{name}`; the names are {}",
-                        known.join(", ")
-                    ),
-                }
-            })
+    /// [`value`](Self::value) step by step, `(T, B, width)`.
+    pub fn value_seq(&self, name: &str) -> Result<ArrayView3<'_, F>> {
+        let (r, s) = self.root.find(name)?;
+        Ok(self.steps_view(&r.values[s]))
     }
 
-    /// The recorded value of input `i`.
-    ///
-    /// # Panics
-    /// If `i` is not an input, as slice indexing does.
-    pub fn input(&self, i: usize) -> ArrayView2<'_, F> {
-        self.values[i].view()
+    /// [`grad`](Self::grad) step by step, `(T, B, width)`.
+    pub fn grad_seq(&self, name: &str) -> Result<ArrayView3<'_, F>> {
+        let (r, s) = self.root.find(name)?;
+        Ok(self.steps_view(&r.grads[s]))
     }
 
-    /// Where value input `i` is written before a pass.
-    ///
-    /// # Panics
-    /// If `i` is not an input, as slice indexing does.
-    pub fn input_mut(&mut self, i: usize) -> ArrayViewMut2<'_, F> {
-        self.values[i].view_mut()
-    }
-
-    /// Sets the ids of ids input `i`; the tape keeps its capacity, so this
-    /// allocates only to grow.
-    ///
-    /// # Panics
-    /// If `i` is not an input, as slice indexing does.
-    pub fn set_ids(&mut self, i: usize, ids: &[usize]) {
-        self.ids[i].clear();
-        self.ids[i].extend_from_slice(ids);
-    }
-
-    /// The recorded ids of ids input `i` (empty for a value input).
-    ///
-    /// # Panics
-    /// If `i` is not an input, as slice indexing does.
-    pub fn input_ids(&self, i: usize) -> &[usize] {
-        &self.ids[i]
-    }
-
-    /// The recorded value of output `o`.
-    ///
-    /// # Panics
-    /// If `o` is not an output, as slice indexing does.
-    pub fn output(&self, o: usize) -> ArrayView2<'_, F> {
-        self.values[self.spec.output_slot(o)].view()
-    }
-
-    /// The gradient buffer of output `o`: add the loss gradient here before
-    /// a backward pass.
-    ///
-    /// # Panics
-    /// If `o` is not an output, as slice indexing does.
-    pub fn output_grad_mut(&mut self, o: usize) -> ArrayViewMut2<'_, F> {
-        self.grads[self.spec.output_slot(o)].view_mut()
-    }
-
-    /// The value of output `o` and its gradient buffer, at once (a loss
-    /// reads the one and writes the other).
-    ///
-    /// # Panics
-    /// If `o` is not an output, as slice indexing does.
-    pub fn output_and_grad_mut(&mut self, o: usize) -> (ArrayView2<'_, F>, ArrayViewMut2<'_, F>) {
-        let slot = self.spec.output_slot(o);
-        (self.values[slot].view(), self.grads[slot].view_mut())
-    }
-
-    /// The gradient of input `i`, valid after backward.
-    ///
-    /// # Panics
-    /// If `i` is not an input, as slice indexing does.
-    pub fn input_grad(&self, i: usize) -> ArrayView2<'_, F> {
-        self.grads[i].view()
-    }
-
-    /// Checks that this tape was made for the graph `spec` with these widths.
-    pub(crate) fn check_owner(&self, spec: &'static GraphSpec, widths: &[usize]) -> Result<()> {
-        let same_graph = std::ptr::eq(self.spec, spec) || self.spec.name == spec.name;
-        if same_graph && self.widths == widths {
-            return Ok(());
+    /// The final value of the state input `name` (`#[recurrent(name = ..)]`)
+    /// after the last pass, `(B, width)`: where
+    /// [`Feed::Carry`](crate::Feed::Carry) starts the next one.
+    pub fn final_state(&self, name: &str) -> Result<ArrayView2<'_, F>> {
+        let spec = self.root.spec;
+        let i = input_named(spec, name)?;
+        match spec.recurrent.iter().position(|&(s, _)| s == i) {
+            Some(k) => Ok(self.carry[k].view()),
+            None => Err(Error::InvalidInput {
+                graph: spec.name.to_string(),
+                message: format!("input `{name}` is not a recurrent state"),
+            }),
         }
-        Err(Error::InvalidInput {
+    }
+
+    /// Output `o` over all rows, `(T·B, width)`: for generated code, which
+    /// passes only indices of the graph's outputs (an empty view otherwise).
+    #[doc(hidden)]
+    pub fn __output(&self, o: usize) -> ArrayView2<'_, F> {
+        self.slot_view(self.output_slot(o), false)
+    }
+
+    /// Output `o`, `(T, B, width)`.
+    #[doc(hidden)]
+    pub fn __output_seq(&self, o: usize) -> ArrayView3<'_, F> {
+        self.steps_view_of(self.output_slot(o), false)
+    }
+
+    /// The gradient of input `i` over all rows, `(T·B, width)`.
+    #[doc(hidden)]
+    pub fn __input_grad(&self, i: usize) -> ArrayView2<'_, F> {
+        self.slot_view(Some(i).filter(|&i| i < self.root.spec.inputs.len()), true)
+    }
+
+    /// The gradient of input `i`, `(T, B, width)`.
+    #[doc(hidden)]
+    pub fn __input_grad_seq(&self, i: usize) -> ArrayView3<'_, F> {
+        self.steps_view_of(Some(i).filter(|&i| i < self.root.spec.inputs.len()), true)
+    }
+
+    /// The gradient of input `i` at step 0, `(B, width)`: for a state, the
+    /// gradient of its initial value.
+    #[doc(hidden)]
+    pub fn __initial_grad(&self, i: usize) -> ArrayView2<'_, F> {
+        match self.root.grads.get(i) {
+            Some(g) if i < self.root.spec.inputs.len() => row_range(g, 0..self.batch.min(g.nrows())),
+            _ => empty2(),
+        }
+    }
+
+    fn output_slot(&self, o: usize) -> Option<usize> {
+        (o < self.root.spec.outputs.len()).then(|| self.root.spec.output_slot(o))
+    }
+
+    fn slot_view(&self, slot: Option<usize>, grad: bool) -> ArrayView2<'_, F> {
+        let buffers = if grad { &self.root.grads } else { &self.root.values };
+        slot.and_then(|s| buffers.get(s))
+            .map_or_else(empty2, |m| m.view())
+    }
+
+    fn steps_view_of(&self, slot: Option<usize>, grad: bool) -> ArrayView3<'_, F> {
+        let buffers = if grad { &self.root.grads } else { &self.root.values };
+        match slot.and_then(|s| buffers.get(s)) {
+            Some(m) => self.steps_view(m),
+            None => ArrayView3::from_shape((0, 0, 0), &[]).expect("an empty view"),
+        }
+    }
+
+    fn steps_view<'a>(&self, m: &'a Array2<F>) -> ArrayView3<'a, F> {
+        let (rows, cols) = m.dim();
+        let steps = rows.checked_div(self.batch).unwrap_or(0);
+        m.view()
+            .into_shape_with_order((steps, self.batch, cols))
+            .unwrap_or_else(|_| ArrayView3::from_shape((0, 0, cols), &[]).expect("an empty view"))
+    }
+}
+
+fn empty2<'a, F>() -> ArrayView2<'a, F> {
+    ArrayView2::from_shape((0, 0), &[]).expect("an empty view")
+}
+
+/// The index of the input named `name`, or an error naming the graph and
+/// its inputs.
+pub(crate) fn input_named(spec: &GraphSpec, name: &str) -> Result<usize> {
+    spec.inputs.iter().position(|i| i.name == name).ok_or_else(|| {
+        let names: Vec<&str> = spec.inputs.iter().map(|i| i.name).collect();
+        Error::InvalidInput {
+            graph: spec.name.to_string(),
+            message: format!("no input is named `{name}`; the inputs are {}", names.join(", ")),
+        }
+    })
+}
+
+/// The index of the output named `name`, or an error naming the graph and
+/// its outputs.
+pub(crate) fn output_named(spec: &GraphSpec, name: &str) -> Result<usize> {
+    spec.outputs.iter().position(|o| o.name == name).ok_or_else(|| {
+        let names: Vec<&str> = spec.outputs.iter().map(|o| o.name).collect();
+        Error::InvalidInput {
             graph: spec.name.to_string(),
             message: format!(
-                "this tape was made by a graph `{}` with slot widths {:?}, not by this one (widths {:?}); \
-                 make one with `tape()`",
-                self.spec.name, self.widths, widths
+                "no output is named `{name}`; the outputs are {}",
+                names.join(", ")
             ),
-        })
-    }
+        }
+    })
 }
 
 /// Rows `rows` of a matrix: on our row-major buffers, a view of a

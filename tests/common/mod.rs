@@ -124,3 +124,22 @@ pub fn assert_oracle_grads(store: &ParamStore<f64>, case: &Value, tol: f64) {
         );
     }
 }
+
+/// `loss(t, 0, y_t, grad_t)` summed over the steps of a `(T, B, width)`
+/// output, each step's gradient written into `dy` when given: a per-step
+/// loss on the output of a pass over a sequence.
+pub fn sum_over_steps(
+    ys: ArrayView3<f64>,
+    mut dy: Option<&mut Array3<f64>>,
+    mut loss: impl FnMut(usize, usize, ArrayView2<f64>, Option<ArrayViewMut2<f64>>) -> nngraph::Result<f64>,
+) -> f64 {
+    if let Some(d) = dy.as_deref_mut() {
+        d.fill(0.0);
+    }
+    let mut total = 0.0;
+    for t in 0..ys.dim().0 {
+        let grad = dy.as_deref_mut().map(|d| d.index_axis_mut(Axis(0), t));
+        total += loss(t, 0, ys.index_axis(Axis(0), t), grad).unwrap();
+    }
+    total
+}

@@ -1,140 +1,94 @@
-//! A reference for the sequence path: a recurrent graph run one step at a
-//! time through its single-step API (one `Tape` per step, `forward_tape` and
-//! `backward_tape`), the state gradient of step t + 1 added by hand into
-//! step t's state output. Written apart from the runtime's sequence code so
-//! that comparing the two means something.
+//! A reference for passes over sequences: a recurrent graph run one step at
+//! a time, one tape per step through the single-step API (`forward_feeds`
+//! with one step's values, `backward_feeds`), the state carried and the
+//! state gradient of step t + 1 added into step t's state output by hand.
+//! The engine plans a sequence differently (hoisted nodes over all rows,
+//! loops per recurrence), so agreeing with this means something.
 
-use nngraph::ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, Axis};
+use nngraph::ndarray::{Array2, Array3, ArrayView2, Axis};
 use nngraph::prelude::*;
-use nngraph::runtime::Tape;
 
 pub struct StepByStep<F: Float> {
     tapes: Vec<Tape<F>>,
-    outputs: usize,
-    pairs: &'static [(usize, usize)],
-    /// Declared indices of the value inputs that are not states.
-    values: Vec<usize>,
-    /// Declared indices of the ids inputs.
-    ids: Vec<usize>,
+    spec: &'static nngraph::runtime::GraphSpec,
 }
 
 impl<F: Float> StepByStep<F> {
-    pub fn new<G: Graph<F>>(graph: &G) -> Self {
-        let pairs = graph.recurrent_pairs();
-        let is_state = |i: usize| pairs.iter().any(|&(s, _)| s == i);
-        let n = graph.num_inputs();
-        StepByStep {
-            tapes: Vec::new(),
-            outputs: graph.num_outputs(),
-            pairs,
-            values: (0..n)
-                .filter(|&i| !is_state(i) && !graph.input_is_ids(i))
-                .collect(),
-            ids: (0..n).filter(|&i| graph.input_is_ids(i)).collect(),
-        }
-    }
-
-    pub fn forward<G: Graph<F>>(
-        &mut self,
-        graph: &G,
-        initial: &[ArrayView2<'_, F>],
-        values: &[ArrayView3<'_, F>],
-    ) {
-        self.forward_with_ids(graph, initial, values, &[]);
-    }
-
-    pub fn forward_with_ids<G: Graph<F>>(
-        &mut self,
-        graph: &G,
-        initial: &[ArrayView2<'_, F>],
-        values: &[ArrayView3<'_, F>],
-        ids: &[ArrayView2<'_, usize>],
-    ) {
-        let (steps, batch) = match (values.first(), ids.first()) {
-            (Some(v), _) => (v.dim().0, v.dim().1),
-            (None, Some(i)) => i.dim(),
-            (None, None) => panic!("no sequence"),
-        };
-        self.tapes = (0..steps)
-            .map(|t| {
-                let mut tape = graph.new_tape();
-                // Each step its own Dropout masks.
-                tape.set_stream(t as u64);
-                tape
+    /// Runs `graph` on `feeds` (as a sequence pass takes them: `Seq` and
+    /// `IdSeq` for the inputs that are not states, `Values` for each
+    /// state's initial value) one step at a time.
+    pub fn forward<G: Graph<F>>(graph: &G, feeds: &[Feed<'_, F>]) -> Self {
+        let spec = G::SPEC;
+        let steps = feeds
+            .iter()
+            .find_map(|f| match f {
+                Feed::Seq(v) => Some(v.dim().0),
+                Feed::IdSeq(x) => Some(x.dim().0),
+                _ => None,
             })
-            .collect();
-        let mut previous: Vec<Array2<F>> = initial.iter().map(|s| s.to_owned()).collect();
+            .expect("a sequence");
+        let state_of = |i: usize| spec.recurrent.iter().position(|&(s, _)| s == i);
+        let mut previous: Vec<Option<Array2<F>>> = spec.recurrent.iter().map(|_| None).collect();
+        let mut tapes = Vec::new();
         for t in 0..steps {
-            let tape = &mut self.tapes[t];
-            tape.resize(batch);
-            for (k, &i) in self.values.iter().enumerate() {
-                tape.input_mut(i).assign(&values[k].index_axis(Axis(0), t));
+            let ids: Vec<Vec<usize>> = feeds
+                .iter()
+                .map(|f| match f {
+                    Feed::IdSeq(x) => x.index_axis(Axis(0), t).to_vec(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            let step: Vec<Feed<'_, F>> = feeds
+                .iter()
+                .enumerate()
+                .map(|(i, f)| match (f, state_of(i)) {
+                    (_, Some(k)) if t > 0 => Feed::Values(previous[k].as_ref().expect("carried").view()),
+                    (Feed::Seq(v), _) => Feed::Values(v.index_axis(Axis(0), t)),
+                    (Feed::IdSeq(_), _) => Feed::Ids(&ids[i]),
+                    (other, _) => other.reborrow(),
+                })
+                .collect();
+            let mut tape = graph.tape();
+            graph.forward_feeds(&mut tape, &step).unwrap();
+            for (k, &(_, o)) in spec.recurrent.iter().enumerate() {
+                previous[k] = Some(tape.value(spec.outputs[o].name).unwrap().to_owned());
             }
-            for (k, &i) in self.ids.iter().enumerate() {
-                let row = ids[k].index_axis(Axis(0), t).to_vec();
-                tape.set_ids(i, &row);
-            }
-            for (k, &(i, _)) in self.pairs.iter().enumerate() {
-                tape.input_mut(i).assign(&previous[k]);
-            }
-            graph.forward_tape(tape).unwrap();
-            tape.clear_grads();
-            for (k, &(_, o)) in self.pairs.iter().enumerate() {
-                previous[k] = tape.output(o).to_owned();
-            }
+            tapes.push(tape);
         }
+        StepByStep { tapes, spec }
     }
 
-    pub fn output(&self, t: usize, o: usize) -> ArrayView2<'_, F> {
-        self.tapes[t].output(o)
+    /// Output `name` at step `t`.
+    pub fn output(&self, t: usize, name: &str) -> ArrayView2<'_, F> {
+        self.tapes[t].value(name).unwrap()
     }
 
-    pub fn output_grad_mut(&mut self, t: usize, o: usize) -> ArrayViewMut2<'_, F> {
-        self.tapes[t].output_grad_mut(o)
-    }
-
-    /// Calls `loss(t, o, value, grad)` on every step's outputs, as a
-    /// closure over each output would; returns the total.
-    pub fn loss(
-        &mut self,
-        mut loss: impl FnMut(usize, usize, ArrayView2<'_, F>, Option<ArrayViewMut2<'_, F>>) -> F,
-    ) -> F {
-        let mut total = F::zero();
-        for (t, tape) in self.tapes.iter_mut().enumerate() {
-            for o in 0..self.outputs {
-                let (value, grad) = tape.output_and_grad_mut(o);
-                total += loss(t, o, value, Some(grad));
-            }
-        }
-        total
-    }
-
-    /// BPTT from the last step to the first.
-    pub fn backward<G: Graph<F>>(&mut self, graph: &mut G) {
+    /// BPTT from one `(T, B, width)` gradient per output, from the last step
+    /// to the first.
+    pub fn backward<G: Graph<F>>(&mut self, graph: &mut G, d_outputs: &[Array3<F>]) {
+        let spec = self.spec;
         for t in (0..self.tapes.len()).rev() {
-            let (head, tail) = self.tapes.split_at_mut(t + 1);
-            if let Some(next) = tail.first() {
-                for &(i, o) in self.pairs {
-                    let mut d = head[t].output_grad_mut(o);
-                    d += &next.input_grad(i);
+            let mut grads: Vec<Array2<F>> = d_outputs
+                .iter()
+                .map(|d| d.index_axis(Axis(0), t).to_owned())
+                .collect();
+            if let Some(next) = self.tapes.get(t + 1) {
+                for &(i, o) in spec.recurrent {
+                    grads[o] += &next.grad(spec.inputs[i].name).unwrap();
                 }
             }
-            graph.backward_tape(&mut head[t]).unwrap();
+            let feeds: Vec<Feed<'_, F>> = grads.iter().map(|g| Feed::Values(g.view())).collect();
+            graph.backward_feeds(&mut self.tapes[t], &feeds).unwrap();
         }
     }
 
-    pub fn initial_state_grad(&self, k: usize) -> ArrayView2<'_, F> {
-        self.tapes[0].input_grad(self.pairs[k].0)
+    /// The gradient of input `name` at step `t` (at step 0 for a state: its
+    /// initial value's).
+    pub fn input_grad(&self, t: usize, name: &str) -> ArrayView2<'_, F> {
+        self.tapes[t].grad(name).unwrap()
     }
 
-    /// The gradient of value input `slot` (among the non-state value
-    /// inputs) at step `t`.
-    pub fn input_grad(&self, t: usize, slot: usize) -> ArrayView2<'_, F> {
-        self.tapes[t].input_grad(self.values[slot])
-    }
-
-    /// Declared indices of the non-state value inputs.
-    pub fn sequence_inputs(&self) -> &[usize] {
-        &self.values
+    pub fn steps(&self) -> usize {
+        self.tapes.len()
     }
 }

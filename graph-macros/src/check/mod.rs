@@ -26,7 +26,6 @@ mod names;
 mod order;
 mod outputs;
 mod params;
-mod plan;
 mod recurrent;
 mod stub;
 mod widths;
@@ -35,7 +34,7 @@ pub use widths::derived_atom;
 
 use crate::ast::{Call, GraphCall, GraphDecl, Invocation};
 use crate::errors::Errors;
-use crate::ir::{Atom, Checked, Deferred, Graph, Input, Node, NodeKind, Phase, Select, Source};
+use crate::ir::{Atom, Checked, Deferred, Graph, Input, Node, NodeKind, Select, Source};
 use crate::width::Width;
 use proc_macro2::Span;
 use quote::quote;
@@ -101,8 +100,6 @@ fn check_graph(decl: &GraphDecl) -> syn::Result<Graph> {
     }
     // `#[recurrent(input = output)]` pairs of one width.
     recurrent::pairs(&mut scope);
-    // Over a sequence: which nodes run before, in and after the loop.
-    plan::phases(&mut scope);
     scope.finish()
 }
 
@@ -131,7 +128,6 @@ struct Scope<'a> {
     deferred: Vec<Deferred>,
     outputs: Vec<(Ident, usize)>,
     recurrent: Vec<(usize, usize)>,
-    phases: Vec<Phase>,
     /// Per node: `(tensor, name)` for each tensor renamed by `#[params]`.
     param_names: Vec<Vec<(String, String)>>,
     quotients: Vec<(String, Width, i64)>,
@@ -156,7 +152,6 @@ impl<'a> Scope<'a> {
             deferred: Vec::new(),
             outputs: Vec::new(),
             recurrent: Vec::new(),
-            phases: Vec::new(),
             param_names: Vec::new(),
             quotients: Vec::new(),
         }
@@ -189,9 +184,8 @@ impl<'a> Scope<'a> {
             .zip(self.kinds)
             .zip(self.sources)
             .zip(self.widths)
-            .zip(self.phases)
             .zip(self.param_names)
-            .map(|(((((node, kind), sources), width), phase), params)| {
+            .map(|((((node, kind), sources), width), params)| {
                 Some(Node {
                     params,
                     name: node.name.clone(),
@@ -199,7 +193,6 @@ impl<'a> Scope<'a> {
                     inputs: sources?.into_iter().map(|(s, _)| s).collect(),
                     width: width?,
                     line: node.name.span().start().line as u32,
-                    phase,
                 })
             })
             .collect();

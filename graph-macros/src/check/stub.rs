@@ -19,7 +19,9 @@ pub(super) fn of(decl: GraphDecl) -> Stub {
     // graphs make the constructors fallible.
     let fallible =
         !decl.runtime_sizes.is_empty() || decl.statements.iter().any(|s| built_when_constructed(&s.value));
+    let states = unique(decl.recurrent.iter().map(|p| p.input.clone()).collect());
     Stub {
+        states,
         attrs: decl.attrs,
         vis: decl.vis,
         name: decl.name,

@@ -159,13 +159,7 @@ impl Expander<'_> {
             Some(_) => quote!(#rt::AsBatch<F>),
             None => quote!(#rt::AsIds),
         });
-        let input_conv = g.inputs.iter().map(|i| {
-            let n = &i.name;
-            match i.width {
-                Some(_) => quote!(#rt::Input::Values(#rt::AsBatch::as_batch(#n))),
-                None => quote!(#rt::Input::Ids(&#rt::AsIds::as_ids(#n))),
-            }
-        });
+        let input_feeds = g.inputs.iter().map(|i| self.step_feed(i));
         let output_names: Vec<_> = g.outputs.iter().map(|(o, _)| o).collect();
         let output_idx = (0..g.outputs.len()).map(lit);
         let value_inputs: Vec<usize> = (0..g.inputs.len())
@@ -173,6 +167,7 @@ impl Expander<'_> {
             .collect();
         let grad_names = value_inputs.iter().map(|&i| &g.inputs[i].name);
         let grad_idx = value_inputs.iter().map(|&i| lit(i));
+        let feed = quote!(#rt::__private::to_feed);
 
         quote! {
             impl<#gen_decl F: #rt::Float> #name<#gen_use F> {
@@ -217,42 +212,48 @@ impl Expander<'_> {
 
                 #sizes_method
 
-                /// A fresh tape to run this graph on.
+                /// A fresh tape to run this graph on (one step or a whole
+                /// sequence): [`Graph::tape`](#rt::Graph::tape).
                 pub fn tape(&self) -> #rt::Tape<F> {
-                    #rt::Graph::new_tape(self)
+                    #rt::Graph::tape(self)
                 }
 
-                /// Runs the graph on one value per input (a `(batch, width)`
-                /// matrix, or a 1-D value for one sample; ids for a `usize`
-                /// input) and records the pass in `tape`.
+                /// Runs the graph on one value per input, in declaration order
+                /// (a `(batch, width)` matrix, or a 1-D value for one sample;
+                /// ids for a `usize` input; `&Absent` for an input that only
+                /// loss nodes read, which are then not computed, or for a
+                /// recurrent state, which is then zero), and records the pass
+                /// in `tape` (made by `tape()`).
                 ///
                 /// Fails, leaving the graph unchanged, if an input has the wrong
                 /// width, the inputs disagree on the batch size, or the tape was
-                /// made by another graph.
+                /// made by another graph; the error names the input and both
+                /// shapes.
                 #[allow(clippy::too_many_arguments)]
                 pub fn forward<'t>(
                     &self,
                     #tape: &'t mut #rt::Tape<F>,
                     #(#input_names: &(impl #input_traits + ?::core::marker::Sized),)*
                 ) -> #rt::Result<#outputs_ty<'t, F>> {
-                    #rt::Graph::forward_inputs(self, #tape, &[#(#input_conv),*])?;
+                    #rt::Graph::forward_feeds(self, #tape, &[#(#input_feeds),*])?;
                     let #tape = &*#tape;
-                    ::core::result::Result::Ok(#outputs_ty { #(#output_names: #tape.output(#output_idx),)* })
+                    ::core::result::Result::Ok(#outputs_ty { #(#output_names: #tape.__output(#output_idx),)* })
                 }
 
-                /// Propagates one gradient per output back through the pass
-                /// recorded in `tape`, returning the gradient for each input.
-                /// Parameter gradients ACCUMULATE until `zero_grad`.
+                /// Propagates one gradient per output, in declaration order
+                /// (`(batch, width)`, or `&Absent` for zero), back through the
+                /// pass recorded in `tape`, returning the gradient for each
+                /// input. Parameter gradients ACCUMULATE until `zero_grad`.
                 #[allow(clippy::too_many_arguments)]
                 pub fn backward<'t>(
                     &mut self,
                     #tape: &'t mut #rt::Tape<F>,
                     #(#output_names: &(impl #rt::AsBatch<F> + ?::core::marker::Sized),)*
                 ) -> #rt::Result<#input_grads_ty<'t, F>> {
-                    #rt::Graph::backward_views(self, #tape, &[#(#rt::AsBatch::as_batch(#output_names)),*])?;
+                    #rt::Graph::backward_feeds(self, #tape, &[#(#feed::values(#output_names)),*])?;
                     let #tape = &*#tape;
                     ::core::result::Result::Ok(#input_grads_ty {
-                        #(#grad_names: #tape.input_grad(#grad_idx),)*
+                        #(#grad_names: #tape.__input_grad(#grad_idx),)*
                         _tape: #rt::__private::PhantomData,
                     })
                 }
@@ -290,5 +291,17 @@ fn num_params(node: &crate::ir::Node) -> Width {
         Rule::Linear => arg(0).add(&Width::constant(1)).mul(&arg(1)),
         Rule::Embedding => arg(0).mul(&arg(1)),
         _ => Width::constant(0),
+    }
+}
+
+impl Expander<'_> {
+    /// The feed of a one-step argument (a value or ids input, or a state's
+    /// initial value).
+    pub(super) fn step_feed(&self, input: &crate::ir::Input) -> TokenStream {
+        let (rt, n) = (self.rt, &input.name);
+        match input.width {
+            Some(_) => quote!(#rt::__private::to_feed::values(#n)),
+            None => quote!(#rt::__private::to_feed::ids(#n, &#rt::AsIds::as_ids(#n))),
+        }
     }
 }

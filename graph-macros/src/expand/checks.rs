@@ -114,9 +114,9 @@ impl Expander<'_> {
                     let field = format_ident!("__a{}", i);
                     let j = self.select_index(k, &atom.select, atom.output);
                     let width = if atom.output {
-                        quote!(#rt::Graph::output_width(&#layers.#h, j))
+                        quote!(#rt::__private::output_width(&#layers.#h, j))
                     } else {
-                        quote!(#rt::Graph::input_width(&#layers.#h, j))
+                        quote!(#rt::__private::input_width(&#layers.#h, j))
                     };
                     // An unknown name is reported by a check below.
                     out.push(quote! {

@@ -1,10 +1,10 @@
 //! The Graphviz picture of a graph, made at compile time: inputs as boxes,
 //! outputs doubly outlined, nested graphs as boxes with rounded corners,
-//! every edge labelled with the width it carries; for a recurrent graph, the
-//! sequence plan as clusters (before, in and after the loop).
+//! every edge labelled with the width it carries. (The plan a pass follows
+//! is composed at run time, through nested graphs: `Graph::plan`.)
 
 use super::layer_label;
-use crate::ir::{Graph, Phase, Source};
+use crate::ir::{Graph, Source};
 use crate::width::Width;
 
 /// The Graphviz picture: inputs as boxes, outputs doubly outlined, nested
@@ -36,27 +36,6 @@ pub(super) fn to_dot(g: &Graph) -> String {
             n.name,
             layer_label(n)
         );
-    }
-    // For a recurrent graph, the sequence plan: one cluster per phase.
-    if !g.recurrent.is_empty() {
-        for (phase, label) in [
-            (Phase::Pre, "before the loop, over all steps"),
-            (Phase::Loop, "step by step"),
-            (Phase::Post, "after the loop, over all steps"),
-        ] {
-            let names: Vec<String> = g
-                .nodes
-                .iter()
-                .filter(|n| n.phase == phase)
-                .map(|n| format!("\"{}\"", n.name))
-                .collect();
-            if !names.is_empty() {
-                s += &format!(
-                    "  subgraph cluster_{phase:?} {{ label=\"{label}\"; style=dashed; {}; }}\n",
-                    names.join("; ")
-                );
-            }
-        }
     }
     for n in &g.nodes {
         for &src in &n.inputs {

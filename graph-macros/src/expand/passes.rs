@@ -1,10 +1,10 @@
 //! `impl Graph for G`: the graph's `GraphSpec` constant (inputs, outputs,
 //! nodes with their lines and input slots, evaluation order) and `node`,
 //! which hands node `k` to whichever pass the runtime is running. The pass
-//! loops themselves are runtime source (`graph_runtime::run`).
+//! loops themselves are runtime source (`graph_runtime`'s engine).
 
 use super::{dot::to_dot, layer_label, lit, Expander};
-use crate::ir::{NodeKind, Phase};
+use crate::ir::NodeKind;
 use crate::layers::Rule;
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
@@ -41,17 +41,12 @@ impl Expander<'_> {
                 }
                 NodeKind::Builtin { .. } | NodeKind::Custom { .. } => quote!(Layer),
             };
-            let phase = match n.phase {
-                Phase::Pre => quote!(Pre),
-                Phase::Loop => quote!(Loop),
-                Phase::Post => quote!(Post),
-            };
             let loss = matches!(&n.kind, NodeKind::Builtin { layer, .. } if matches!(layer.rule, Rule::Criterion | Rule::ClassCriterion));
             let params = n.params.iter().map(|(tensor, name)| quote!((#tensor, #name)));
             quote! {
                 #rt::__private::NodeSpec {
                     name: #node, layer: #layer, line: #line, inputs: &[#(#slots),*],
-                    kind: #rt::__private::NodeKind::#kind, phase: #rt::__private::Phase::#phase, loss: #loss,
+                    kind: #rt::__private::NodeKind::#kind, loss: #loss,
                     params: &[#(#params),*],
                 }
             }

@@ -1,8 +1,11 @@
-//! For a `#[recurrent]` graph: the typed sequence API over the runtime's
-//! planned sequence pass. `forward_seq` takes the initial states and the
-//! sequences by name and returns every output as a named `(T, B, width)`
-//! view; `backward_seq` takes one gradient per output by name and returns
-//! the initial states' and sequences' gradients by name.
+//! For a `#[recurrent]` graph: the typed sequence API. `forward_seq` takes
+//! every input in declaration order (a state's initial value `(batch,
+//! width)`, a sequence `(steps, batch, width)` or `(steps, batch)` ids) and
+//! returns every output as a named `(steps, batch, width)` view;
+//! `forward_seq_carry` takes the inputs that are not states and starts each
+//! state where the last pass ended; `backward_seq` takes one gradient per
+//! output (or `Absent`) and returns the initial states' and sequences'
+//! gradients by name. All three are calls of the runtime's one engine.
 
 use super::{lit, local, Expander};
 use proc_macro2::TokenStream;
@@ -20,30 +23,53 @@ impl Expander<'_> {
         let (gen_decl, gen_use) = (&self.gen_decl, &self.gen_use);
         let outputs_ty = format_ident!("{}SeqOutputs", name);
         let grads_ty = format_ident!("{}SeqInputGrads", name);
-        let seq = local("seq");
+        let tape = local("tape");
+        let feed = quote!(#rt::__private::to_feed);
         let is_state = |i: usize| g.recurrent.iter().any(|&(si, _)| si == i);
 
-        let states: Vec<_> = g.recurrent.iter().map(|&(i, _)| &g.inputs[i].name).collect();
-        let state_idx = (0..g.recurrent.len()).map(lit);
+        // Every input, in declaration order: states take their initial value.
+        let all_names: Vec<_> = g.inputs.iter().map(|i| &i.name).collect();
+        let all_traits = g
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| match (is_state(i), &input.width) {
+                (true, _) => quote!(#rt::AsBatch<F>),
+                (false, Some(_)) => quote!(#rt::AsSeq<F>),
+                (false, None) => quote!(#rt::AsIdSeq),
+            });
+        let seq_feed = |i: usize| {
+            let n = &g.inputs[i].name;
+            match g.inputs[i].width {
+                Some(_) => quote!(#feed::seq(#n)),
+                None => quote!(#feed::id_seq(#n)),
+            }
+        };
+        let all_feeds = (0..g.inputs.len()).map(|i| {
+            if is_state(i) {
+                let n = &g.inputs[i].name;
+                quote!(#feed::values(#n))
+            } else {
+                seq_feed(i)
+            }
+        });
+        // The inputs that are not states, for the carry form.
         let sequences: Vec<usize> = (0..g.inputs.len()).filter(|&i| !is_state(i)).collect();
         let seq_names: Vec<_> = sequences.iter().map(|&i| &g.inputs[i].name).collect();
-        let seq_traits: Vec<TokenStream> = sequences
-            .iter()
-            .map(|&i| match g.inputs[i].width {
-                Some(_) => quote!(#rt::AsSequence<F>),
-                None => quote!(#rt::AsIdSequence),
-            })
-            .collect();
-        let seq_conv: Vec<TokenStream> = sequences
-            .iter()
-            .map(|&i| {
-                let n = &g.inputs[i].name;
-                match g.inputs[i].width {
-                    Some(_) => quote!(#rt::SeqInput::Values(#rt::AsSequence::as_sequence(#n))),
-                    None => quote!(#rt::SeqInput::Ids(#rt::AsIdSequence::as_id_sequence(#n))),
-                }
-            })
-            .collect();
+        let seq_traits = sequences.iter().map(|&i| match g.inputs[i].width {
+            Some(_) => quote!(#rt::AsSeq<F>),
+            None => quote!(#rt::AsIdSeq),
+        });
+        let carry_feeds = (0..g.inputs.len()).map(|i| {
+            if is_state(i) {
+                quote!(#rt::Feed::Carry)
+            } else {
+                seq_feed(i)
+            }
+        });
+
+        let states: Vec<_> = g.recurrent.iter().map(|&(i, _)| &g.inputs[i].name).collect();
+        let state_idx = g.recurrent.iter().map(|&(i, _)| lit(i));
         let value_seqs: Vec<usize> = sequences
             .iter()
             .copied()
@@ -66,18 +92,35 @@ impl Expander<'_> {
             )
         });
         let outputs_result = quote! {
-            let #seq = &*#seq;
-            ::core::result::Result::Ok(#outputs_ty { #(#outputs: #seq.output(#output_idx),)* })
+            let #tape = &*#tape;
+            ::core::result::Result::Ok(#outputs_ty { #(#outputs: #tape.__output_seq(#output_idx),)* })
         };
+        let order_doc = g
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| match (is_state(i), &input.width) {
+                (true, _) => format!("`{}` (a state: its initial value, `(batch, width)`)", input.name),
+                (false, Some(_)) => format!("`{}` (`(steps, batch, width)`)", input.name),
+                (false, None) => format!("`{}` (ids, `(steps, batch)`)", input.name),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let forward_doc = format!(
+            "Runs the graph over a whole sequence, by the plan (what does not depend on a \
+             state runs once over all steps), and records the pass in `tape`. Takes every input \
+             in declaration order: {order_doc}. `&Absent` starts a state at zero, or leaves out an \
+             input that only loss nodes read (they are then not computed)."
+        );
 
         quote! {
-            #[doc = concat!("The outputs of [`", #name_str, "::forward_seq`], borrowed from the sequence tape.")]
+            #[doc = concat!("The outputs of [`", #name_str, "::forward_seq`], borrowed from the tape.")]
             #[derive(Debug, Clone, Copy)]
             #vis struct #outputs_ty<'t, F> {
                 #(#[doc = #output_docs] pub #outputs: #rt::ndarray::ArrayView3<'t, F>,)*
             }
 
-            #[doc = concat!("The gradients returned by [`", #name_str, "::backward_seq`], borrowed from the sequence tape.")]
+            #[doc = concat!("The gradients returned by [`", #name_str, "::backward_seq`], borrowed from the tape.")]
             #[derive(Debug, Clone, Copy)]
             #vis struct #grads_ty<'t, F> {
                 #(#[doc = #state_docs] pub #states: #rt::ndarray::ArrayView2<'t, F>,)*
@@ -85,55 +128,45 @@ impl Expander<'_> {
             }
 
             impl<#gen_decl F: #rt::Float> #name<#gen_use F> {
-                /// A fresh sequence tape to run this graph over sequences with.
-                pub fn seq(&self) -> #rt::SeqTape<F> {
-                    #rt::Graph::new_seq(self)
-                }
-
-                /// Runs the graph over whole sequences from the initial states
-                /// (`(batch, width)` each) and the sequences (`(steps, batch,
-                /// width)` values or `(steps, batch)` ids), by the macro's plan:
-                /// what does not depend on the state runs once over all steps.
+                #[doc = #forward_doc]
                 #[allow(clippy::too_many_arguments)]
                 pub fn forward_seq<'t>(
                     &self,
-                    #seq: &'t mut #rt::SeqTape<F>,
-                    #(#states: &(impl #rt::AsBatch<F> + ?::core::marker::Sized),)*
-                    #(#seq_names: &(impl #seq_traits + ?::core::marker::Sized),)*
+                    #tape: &'t mut #rt::Tape<F>,
+                    #(#all_names: &(impl #all_traits + ?::core::marker::Sized),)*
                 ) -> #rt::Result<#outputs_ty<'t, F>> {
-                    #rt::Graph::forward_seq_inputs(
-                        self, #seq, &[#(#rt::AsBatch::as_batch(#states)),*], &[#(#seq_conv),*],
-                    )?;
+                    #rt::Graph::forward_feeds(self, #tape, &[#(#all_feeds),*])?;
                     #outputs_result
                 }
 
-                /// Like [`forward_seq`](Self::forward_seq), starting from the
-                /// final state of the previous pass on `seq`, whose gradient is
+                /// Like [`forward_seq`](Self::forward_seq), without the states:
+                /// each starts where the last pass on `tape` ended, its gradient
                 /// cut (truncated BPTT); zero before any pass.
                 #[allow(clippy::too_many_arguments)]
                 pub fn forward_seq_carry<'t>(
                     &self,
-                    #seq: &'t mut #rt::SeqTape<F>,
+                    #tape: &'t mut #rt::Tape<F>,
                     #(#seq_names: &(impl #seq_traits + ?::core::marker::Sized),)*
                 ) -> #rt::Result<#outputs_ty<'t, F>> {
-                    #rt::Graph::forward_seq_carry_inputs(self, #seq, &[#(#seq_conv),*])?;
+                    #rt::Graph::forward_feeds(self, #tape, &[#(#carry_feeds),*])?;
                     #outputs_result
                 }
 
-                /// Backpropagation through time from one `(steps, batch, width)`
-                /// gradient per output; returns the gradients for the initial
-                /// states and the sequences. Parameter gradients accumulate.
+                /// Backpropagation through time from one gradient per output, in
+                /// declaration order (`(steps, batch, width)`, or `&Absent` for
+                /// zero); returns the gradients for the initial states and the
+                /// sequences. Parameter gradients accumulate.
                 #[allow(clippy::too_many_arguments)]
                 pub fn backward_seq<'t>(
                     &mut self,
-                    #seq: &'t mut #rt::SeqTape<F>,
-                    #(#outputs: &(impl #rt::AsSequence<F> + ?::core::marker::Sized),)*
+                    #tape: &'t mut #rt::Tape<F>,
+                    #(#outputs: &(impl #rt::AsSeq<F> + ?::core::marker::Sized),)*
                 ) -> #rt::Result<#grads_ty<'t, F>> {
-                    #rt::Graph::backward_seq_views(self, #seq, &[#(#rt::AsSequence::as_sequence(#outputs)),*])?;
-                    let #seq = &*#seq;
+                    #rt::Graph::backward_feeds(self, #tape, &[#(#feed::seq(#outputs)),*])?;
+                    let #tape = &*#tape;
                     ::core::result::Result::Ok(#grads_ty {
-                        #(#states: #seq.initial_state_grad(#state_idx),)*
-                        #(#value_seq_names: #seq.input_grad(#value_seq_idx),)*
+                        #(#states: #tape.__initial_grad(#state_idx),)*
+                        #(#value_seq_names: #tape.__input_grad_seq(#value_seq_idx),)*
                     })
                 }
             }

@@ -60,7 +60,11 @@ pub(super) fn stub(rt: &TokenStream, s: &Stub) -> TokenStream {
         }
     });
 
+    let sequence = sequence(rt, s, &never);
+
     quote! {
+        #sequence
+
         #(#attrs)*
         #[derive(Debug, Clone)]
         #vis struct #name<#gen_decl F: #rt::Float = f32> {
@@ -161,6 +165,77 @@ pub(super) fn stub(rt: &TokenStream, s: &Stub) -> TokenStream {
             fn node<V: #rt::Visit<F>>(_: &(), _: usize, _: &mut V) -> #rt::Result<()> {
                 ::core::result::Result::Ok(())
             }
+        }
+    }
+}
+
+/// The sequence API of a recurrent graph with mistakes.
+fn sequence(rt: &TokenStream, s: &Stub, never: &TokenStream) -> TokenStream {
+    if s.states.is_empty() {
+        return quote!();
+    }
+    let (vis, name) = (&s.vis, &s.name);
+    let consts = &s.const_sizes;
+    let (gen_decl, gen_use) = (quote!(#(const #consts: usize,)*), quote!(#(#consts,)*));
+    let outputs_ty = format_ident!("{}SeqOutputs", name);
+    let grads_ty = format_ident!("{}SeqInputGrads", name);
+    let is_state = |n: &syn::Ident| s.states.contains(n);
+    let all_names = s.inputs.iter().map(|(n, _)| n);
+    let all_traits = s.inputs.iter().map(|(n, ids)| match (is_state(n), ids) {
+        (true, _) => quote!(#rt::AsBatch<F>),
+        (false, false) => quote!(#rt::AsSeq<F>),
+        (false, true) => quote!(#rt::AsIdSeq),
+    });
+    let sequences: Vec<_> = s.inputs.iter().filter(|(n, _)| !is_state(n)).collect();
+    let seq_names = sequences.iter().map(|(n, _)| n);
+    let seq_traits = sequences.iter().map(|(_, ids)| {
+        if *ids {
+            quote!(#rt::AsIdSeq)
+        } else {
+            quote!(#rt::AsSeq<F>)
+        }
+    });
+    let value_seqs = sequences.iter().filter(|(_, ids)| !ids).map(|(n, _)| n);
+    let states = &s.states;
+    let outputs = &s.outputs;
+    quote! {
+        #[doc = "The outputs of `forward_seq`."]
+        #[derive(Debug, Clone, Copy)]
+        #vis struct #outputs_ty<'t, F> {
+            #(#[doc = "An output."] pub #outputs: #rt::ndarray::ArrayView3<'t, F>,)*
+        }
+
+        #[doc = "The gradients returned by `backward_seq`."]
+        #[derive(Debug, Clone, Copy)]
+        #vis struct #grads_ty<'t, F> {
+            #(#[doc = "A state's gradient."] pub #states: #rt::ndarray::ArrayView2<'t, F>,)*
+            #(#[doc = "A sequence's gradient."] pub #value_seqs: #rt::ndarray::ArrayView3<'t, F>,)*
+        }
+
+        impl<#gen_decl F: #rt::Float> #name<#gen_use F> {
+            /// Runs the graph over a sequence.
+            #[allow(clippy::too_many_arguments, unused_variables)]
+            pub fn forward_seq<'t>(
+                &self,
+                tape: &'t mut #rt::Tape<F>,
+                #(#all_names: &(impl #all_traits + ?::core::marker::Sized),)*
+            ) -> #rt::Result<#outputs_ty<'t, F>> { #never }
+
+            /// Runs the graph over a sequence from the carried states.
+            #[allow(clippy::too_many_arguments, unused_variables)]
+            pub fn forward_seq_carry<'t>(
+                &self,
+                tape: &'t mut #rt::Tape<F>,
+                #(#seq_names: &(impl #seq_traits + ?::core::marker::Sized),)*
+            ) -> #rt::Result<#outputs_ty<'t, F>> { #never }
+
+            /// Backpropagation through time.
+            #[allow(clippy::too_many_arguments, unused_variables)]
+            pub fn backward_seq<'t>(
+                &mut self,
+                tape: &'t mut #rt::Tape<F>,
+                #(#outputs: &(impl #rt::AsSeq<F> + ?::core::marker::Sized),)*
+            ) -> #rt::Result<#grads_ty<'t, F>> { #never }
         }
     }
 }

@@ -5,8 +5,8 @@
 //!   of any magnitude give a finite loss and gradient.
 
 use super::Reduction;
-use crate::batch::{AsBatch, AsIds};
 use crate::error::Result;
+use crate::feed::{AsBatch, AsIds};
 use crate::layer::{Backward, Forward, Layer, LayerResult};
 use crate::layers::{for_each_exp, row_log_sum_exp};
 use crate::Float;

@@ -4,8 +4,8 @@
 //! row when used as a graph node.
 
 use super::Reduction;
-use crate::batch::AsBatch;
 use crate::error::{Error, Result};
+use crate::feed::AsBatch;
 use crate::layer::{Backward, Input, LayerResult};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis, Zip};

@@ -2,8 +2,8 @@
 
 use super::elementwise::{self, element_criterion, ElementLoss};
 use super::Reduction;
-use crate::batch::AsBatch;
 use crate::error::Result;
+use crate::feed::AsBatch;
 use crate::layer::{Backward, Forward, Layer, LayerResult};
 use crate::Float;
 use ndarray::ArrayViewMut2;

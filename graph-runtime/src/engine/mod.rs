@@ -1,0 +1,449 @@
+//! The engine: one forward and one backward pass loop, for a single step
+//! and for a sequence alike (a single step is a sequence of one).
+//!
+//! A pass follows the tape's [`Plan`](plan::Plan): a list of units (a
+//! node's layer, a copy into or out of a nested graph, the carry of a
+//! recurrent state to the next step) cut into segments. A segment that is
+//! not a loop runs each unit once over all `T·B` rows of the tape; a loop
+//! runs its units step by step over one step's rows. Backward runs the
+//! segments in reverse: outside loops, each unit's parameter and input
+//! gradients over all rows; in a loop, the input gradients step by step
+//! from the last step to the first (the carry hands each state's gradient
+//! back to the output that made it), then every parameter gradient of the
+//! loop once over all rows. A layer is the same call with `T·B` rows or with
+//! `B`: no layer needs code of its own for sequences.
+//!
+//! - `plan.rs`: the plan, composed from the specs of the instance's graphs.
+//! - `visit.rs`: how a unit reaches its layer through nested graphs.
+//! - `load.rs`: what a pass is given (feeds, output gradients), checked and
+//!   copied into the tape.
+//! - `check.rs`: naming errors by node path and step; checked mode.
+
+pub(crate) mod check;
+pub(crate) mod load;
+pub(crate) mod plan;
+pub(crate) mod visit;
+
+use crate::error::{Pass, Result};
+use crate::graph::{Graph, GraphCore};
+use crate::spec::NodeKind;
+use crate::tape::{ensure_shape, row_range, row_range_mut, Record, Tape};
+use crate::Float;
+use check::{at_step, check_finite, from_path};
+use plan::{Plan, UnitKind};
+use std::ops::Range;
+use visit::{grad_wanted, input_rows, mix_seed, no_forward, BackwardVisit, ForwardVisit, Part, Place};
+
+/// What a forward pass needs to know besides the parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Mode {
+    /// Training mode (Dropout active).
+    pub training: bool,
+    /// Checked mode (NaN and infinity are errors).
+    pub checked: bool,
+    /// Seed of Dropout masks.
+    pub seed: u64,
+    /// The probability every Dropout node uses instead of its own.
+    pub dropout: Option<f64>,
+}
+
+impl Mode {
+    fn of<F>(core: &GraphCore<F>) -> Mode {
+        Mode {
+            training: core.training,
+            checked: core.checked,
+            seed: core.seed,
+            dropout: core.dropout,
+        }
+    }
+}
+
+/// The rows a segment runs over at a time: all `T·B` rows once, or (a loop
+/// over more than one step) one step's rows per step.
+fn looped(seg_looped: bool, steps: usize) -> bool {
+    seg_looped && steps > 1
+}
+
+/// Runs the plan forward on the inputs already loaded into `tape`.
+pub(crate) fn forward<F: Float, G: Graph<F>>(graph: &G, tape: &mut Tape<F>) -> Result<()> {
+    let (layers, core) = graph.parts();
+    let mode = Mode::of(core);
+    tape.valid = false;
+    tape.calls = tape.calls.wrapping_add(1);
+    let seed = mix_seed(mode.seed, tape.calls, 0, 0);
+    let (steps, batch) = (tape.steps, tape.batch);
+    let plan = &*tape.plan;
+    let run = Run {
+        plan,
+        steps,
+        batch,
+        skipped: tape.any_skipped.then_some(&tape.skipped[..]),
+    };
+    for seg in &plan.segments {
+        if looped(seg.looped, steps) {
+            for t in 0..steps {
+                run.forward::<F, G>(layers, core, mode, seed, &mut tape.root, seg.units.clone(), t)?;
+            }
+        } else {
+            run.forward::<F, G>(
+                layers,
+                core,
+                mode,
+                seed,
+                &mut tape.root,
+                seg.units.clone(),
+                usize::MAX,
+            )?;
+        }
+    }
+    let spec = G::SPEC;
+    let last = (steps - 1) * batch..steps * batch;
+    for (k, &(i, o)) in spec.recurrent.iter().enumerate() {
+        ensure_shape(&mut tape.carry[k], batch, core.widths[i]);
+        tape.carry[k].assign(&row_range(&tape.root.values[spec.output_slot(o)], last.clone()));
+    }
+    tape.valid = true;
+    Ok(())
+}
+
+/// Runs the plan backward from the output gradients already in `tape`,
+/// adding parameter gradients into `graph`'s gradient buffer. In checked
+/// mode a failure leaves the parameter gradients as they were.
+pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>) -> Result<()> {
+    let spec = G::SPEC;
+    if !tape.valid {
+        return Err(no_forward(spec, tape.steps > 0));
+    }
+    let (layers, core) = graph.parts_mut();
+    let checked = core.checked;
+    if checked {
+        core.saved_grads.clear();
+        core.saved_grads.extend_from_slice(core.store.grads());
+    }
+    wanted_inside(&mut tape.root);
+    let (steps, batch) = (tape.steps, tape.batch);
+    let plan = &*tape.plan;
+    let run = Run {
+        plan,
+        steps,
+        batch,
+        skipped: tape.any_skipped.then_some(&tape.skipped[..]),
+    };
+    let (ranges, params, grads) = core.store.split_mut();
+    let mut pass = BackwardPass {
+        ranges,
+        params,
+        grads,
+        checked,
+    };
+    let result = (|| {
+        for seg in plan.segments.iter().rev() {
+            if looped(seg.looped, steps) {
+                for t in (0..steps).rev() {
+                    run.backward::<F, G>(
+                        layers,
+                        &mut pass,
+                        &mut tape.root,
+                        seg.units.clone(),
+                        t,
+                        Part::Inputs,
+                    )?;
+                }
+                run.backward::<F, G>(
+                    layers,
+                    &mut pass,
+                    &mut tape.root,
+                    seg.units.clone(),
+                    usize::MAX,
+                    Part::Params,
+                )?;
+            } else {
+                run.backward::<F, G>(
+                    layers,
+                    &mut pass,
+                    &mut tape.root,
+                    seg.units.clone(),
+                    usize::MAX,
+                    Part::Both,
+                )?;
+            }
+        }
+        Ok(())
+    })();
+    if checked && result.is_err() {
+        core.store.grads_mut().copy_from_slice(&core.saved_grads);
+    }
+    result
+}
+
+/// Tells nested records which of their inputs' gradients are wanted: those
+/// whose outer source's is.
+fn wanted_inside<F: Float>(record: &mut Record<F>) {
+    let spec = record.spec;
+    for (k, node) in spec.nodes.iter().enumerate() {
+        if let (NodeKind::Nested { to }, Some(inner)) = (node.kind, record.nested[k].as_deref_mut()) {
+            for (&from, &i) in node.inputs.iter().zip(to) {
+                if let Some(w) = inner.input_grads.get_mut(i) {
+                    *w = grad_wanted(spec, &record.input_grads, from);
+                }
+            }
+            wanted_inside(inner);
+        }
+    }
+}
+
+struct BackwardPass<'a, F> {
+    ranges: &'a [Range<usize>],
+    params: &'a [F],
+    grads: &'a mut [F],
+    checked: bool,
+}
+
+/// One pass's view of the plan.
+struct Run<'a> {
+    plan: &'a Plan,
+    steps: usize,
+    batch: usize,
+    /// Per unit, whether it is not run (an input it depends on is absent).
+    skipped: Option<&'a [bool]>,
+}
+
+impl Run<'_> {
+    /// The rows and run of step `t` (`usize::MAX`: all rows, run 0), and
+    /// the step errors name.
+    fn rows(&self, t: usize) -> (Range<usize>, usize, Option<usize>) {
+        if t == usize::MAX {
+            (0..self.steps * self.batch, 0, None)
+        } else {
+            (t * self.batch..(t + 1) * self.batch, t, Some(t))
+        }
+    }
+
+    /// The rows per step by which an error over all rows names its step:
+    /// none for a single step.
+    fn step_rows(&self) -> usize {
+        if self.steps > 1 {
+            self.batch
+        } else {
+            0
+        }
+    }
+
+    fn skips(&self, u: usize) -> bool {
+        self.skipped.is_some_and(|s| s[u])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward<F: Float, G: Graph<F>>(
+        &self,
+        layers: &G::Layers,
+        core: &GraphCore<F>,
+        mode: Mode,
+        seed: u64,
+        root: &mut Record<F>,
+        units: Range<usize>,
+        t: usize,
+    ) -> Result<()> {
+        let (rows, run, step) = self.rows(t);
+        for u in units {
+            if self.skips(u) {
+                continue;
+            }
+            let unit = &self.plan.units[u];
+            let path = self.plan.path(u);
+            let slot = match unit.kind {
+                UnitKind::Node => {
+                    let place = Place {
+                        path,
+                        node: unit.node,
+                        rows: rows.clone(),
+                        run,
+                    };
+                    let next = place.next();
+                    let mut visit = ForwardVisit {
+                        spec: G::SPEC,
+                        ranges: core.store.node_ranges(),
+                        params: core.store.values(),
+                        mode,
+                        record: &mut *root,
+                        place,
+                        seed,
+                    };
+                    G::node(layers, next, &mut visit).map_err(|e| at_step(e, step, 0))?;
+                    Some(unit.node)
+                }
+                UnitKind::Enter { input } => {
+                    enter(root.at_mut(path), unit.node, input, rows.clone());
+                    None
+                }
+                UnitKind::Leave => {
+                    leave(root.at_mut(path), unit.node, rows.clone(), false);
+                    Some(unit.node)
+                }
+                UnitKind::Carry => {
+                    self.carry(root, unit.node, rows.clone(), false);
+                    None
+                }
+            };
+            if let (true, Some(k)) = (mode.checked, slot) {
+                let r = root.at(path);
+                let values = row_range(&r.values[r.spec.node_slot(k)], rows.clone());
+                check_finite(r.spec, k, Pass::Forward, values)
+                    .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn backward<F: Float, G: Graph<F>>(
+        &self,
+        layers: &G::Layers,
+        pass: &mut BackwardPass<'_, F>,
+        root: &mut Record<F>,
+        units: Range<usize>,
+        t: usize,
+        part: Part,
+    ) -> Result<()> {
+        let (rows, run, step) = self.rows(t);
+        for u in units.rev() {
+            if self.skips(u) {
+                continue;
+            }
+            let unit = &self.plan.units[u];
+            let path = self.plan.path(u);
+            if part == Part::Params && unit.kind != UnitKind::Node {
+                continue;
+            }
+            if pass.checked && part != Part::Params && matches!(unit.kind, UnitKind::Node | UnitKind::Leave) {
+                let r = root.at(path);
+                let grads = row_range(&r.grads[r.spec.node_slot(unit.node)], rows.clone());
+                check_finite(r.spec, unit.node, Pass::Backward, grads)
+                    .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
+            }
+            match unit.kind {
+                UnitKind::Node => {
+                    let place = Place {
+                        path,
+                        node: unit.node,
+                        rows: rows.clone(),
+                        run,
+                    };
+                    let next = place.next();
+                    let mut visit = BackwardVisit {
+                        spec: G::SPEC,
+                        ranges: pass.ranges,
+                        params: pass.params,
+                        grads: &mut *pass.grads,
+                        checked: pass.checked,
+                        record: &mut *root,
+                        place,
+                        part,
+                    };
+                    G::node(layers, next, &mut visit).map_err(|e| at_step(e, step, 0))?;
+                }
+                UnitKind::Enter { input } => enter_back(root.at_mut(path), unit.node, input, rows.clone()),
+                UnitKind::Leave => leave(root.at_mut(path), unit.node, rows.clone(), true),
+                UnitKind::Carry => self.carry(root, unit.node, rows.clone(), true),
+            }
+        }
+        Ok(())
+    }
+
+    /// Recurrent pair `pair`: its output's rows `rows` become its state's
+    /// rows one step later (forward); the state's gradient there is added
+    /// into the output's (backward). Rows of the last step go nowhere.
+    fn carry<F: Float>(&self, root: &mut Record<F>, pair: usize, rows: Range<usize>, back: bool) {
+        let spec = root.spec;
+        let (i, o) = spec.recurrent[pair];
+        let out = spec.output_slot(o);
+        let end = rows.end.min((self.steps - 1) * self.batch);
+        if rows.start >= end {
+            return;
+        }
+        let (from, to) = (rows.start..end, rows.start + self.batch..end + self.batch);
+        if back {
+            let (src, dst) = two_mut(&mut root.grads, i, out);
+            let mut d = row_range_mut(dst, from);
+            d += &row_range(src, to);
+        } else {
+            let (src, dst) = two_mut(&mut root.values, out, i);
+            row_range_mut(dst, to).assign(&row_range(src, from));
+        }
+    }
+}
+
+/// Host node `host`'s input `j`, rows `rows`, into its nested graph's input.
+fn enter<F: Float>(record: &mut Record<F>, host: usize, j: usize, rows: Range<usize>) {
+    let spec = record.spec;
+    let node = &spec.nodes[host];
+    let NodeKind::Nested { to } = node.kind else {
+        return;
+    };
+    let Record {
+        values, ids, nested, ..
+    } = record;
+    let Some(inner) = nested[host].as_deref_mut() else {
+        return;
+    };
+    let i = to[j];
+    match input_rows(spec, values, ids, node.inputs[j], rows.clone()) {
+        crate::Input::Values(v) => row_range_mut(&mut inner.values[i], rows).assign(&v),
+        crate::Input::Ids(x) => inner.ids[i][rows].copy_from_slice(x),
+    }
+}
+
+/// The gradient of a nested graph's input, added into its source's.
+fn enter_back<F: Float>(record: &mut Record<F>, host: usize, j: usize, rows: Range<usize>) {
+    let spec = record.spec;
+    let node = &spec.nodes[host];
+    let NodeKind::Nested { to } = node.kind else {
+        return;
+    };
+    let from = node.inputs[j];
+    if !grad_wanted(spec, &record.input_grads, from) {
+        return;
+    }
+    let Record { grads, nested, .. } = record;
+    let Some(inner) = nested[host].as_deref() else {
+        return;
+    };
+    let mut d = row_range_mut(&mut grads[from], rows.clone());
+    d += &row_range(&inner.grads[to[j]], rows);
+}
+
+/// Node `k`, an output of a nested graph: its value copied out (forward),
+/// or its gradient added into the nested output's (backward).
+fn leave<F: Float>(record: &mut Record<F>, k: usize, rows: Range<usize>, back: bool) {
+    let spec = record.spec;
+    let NodeKind::Output { host, output } = spec.nodes[k].kind else {
+        return;
+    };
+    let slot = spec.node_slot(k);
+    let Record {
+        values,
+        grads,
+        nested,
+        ..
+    } = record;
+    let Some(inner) = nested[host].as_deref_mut() else {
+        return;
+    };
+    let from = inner.spec.output_slot(output);
+    if back {
+        let mut d = row_range_mut(&mut inner.grads[from], rows.clone());
+        d += &row_range(&grads[slot], rows);
+    } else {
+        row_range_mut(&mut values[slot], rows.clone()).assign(&row_range(&inner.values[from], rows));
+    }
+}
+
+/// Distinct elements `a` (shared) and `b` (writable) of `v`.
+fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&T, &mut T) {
+    if a < b {
+        let (lo, hi) = v.split_at_mut(b);
+        (&lo[a], &mut hi[0])
+    } else {
+        let (lo, hi) = v.split_at_mut(a);
+        (&hi[0], &mut lo[b])
+    }
+}

@@ -1,0 +1,278 @@
+//! How a unit reaches its layer: the generated [`Graph::node`] hands node
+//! `k` to a visitor, which runs the layer over the unit's rows, or, for a
+//! host node on the unit's path, descends into the nested graph (its layers,
+//! its slice of the parameters, its record) and asks it for the next node.
+//! Forward and backward each have one visitor, for every row range and plan
+//! segment.
+
+use super::check::{check_finite, nested_error, node_error};
+use super::Mode;
+use crate::error::{Error, Pass, Result};
+use crate::graph::{Graph, Visit};
+use crate::layer::{Backward, Forward, Input, Layer};
+use crate::spec::{GraphSpec, NodeSpec};
+use crate::tape::{row_range, row_range_mut, Record};
+use crate::Float;
+use ndarray::{Array2, ArrayView2};
+use std::ops::Range;
+
+/// Mixes seeds for one node's randomness (SplitMix64 finaliser).
+pub(crate) fn mix_seed(a: u64, b: u64, c: u64, d: u64) -> u64 {
+    let mut z = a ^ b.rotate_left(17) ^ c.rotate_left(34) ^ d.rotate_left(51);
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The value of `slot` of `record` over `rows`, as a layer input.
+#[inline]
+pub(crate) fn input_rows<'t, F>(
+    spec: &GraphSpec,
+    values: &'t [Array2<F>],
+    ids: &'t [Vec<usize>],
+    slot: usize,
+    rows: Range<usize>,
+) -> Input<'t, F> {
+    if slot < spec.inputs.len() && spec.inputs[slot].ids {
+        Input::Ids(&ids[slot][rows])
+    } else {
+        Input::Values(row_range(&values[slot], rows))
+    }
+}
+
+#[inline]
+fn node_inputs<'t, F, const N: usize>(
+    spec: &GraphSpec,
+    values: &'t [Array2<F>],
+    ids: &'t [Vec<usize>],
+    node: &NodeSpec,
+    rows: &Range<usize>,
+) -> [Input<'t, F>; N] {
+    std::array::from_fn(|i| input_rows(spec, values, ids, node.inputs[i], rows.clone()))
+}
+
+/// Whether backward computes the gradient of `slot`: every node's; an
+/// input's unless it holds ids or its gradient was turned off.
+#[inline]
+pub(crate) fn grad_wanted(spec: &GraphSpec, input_grads: &[bool], slot: usize) -> bool {
+    match spec.inputs.get(slot) {
+        Some(input) => !input.ids && input_grads[slot],
+        None => true,
+    }
+}
+
+/// Where a unit runs: which node (of the graph at the end of `path`), over
+/// which rows, and which run of a loop (its step; 0 outside loops).
+#[derive(Clone)]
+pub(crate) struct Place<'p> {
+    /// Host nodes still to descend through.
+    pub path: &'p [usize],
+    pub node: usize,
+    pub rows: Range<usize>,
+    pub run: usize,
+}
+
+impl Place<'_> {
+    /// The node to ask the current graph for: the next host, or the unit's node.
+    #[inline]
+    pub fn next(&self) -> usize {
+        self.path.first().copied().unwrap_or(self.node)
+    }
+
+    /// Descends through host `k`, which must be the next on the path.
+    fn inside(&self, spec: &GraphSpec, k: usize) -> Result<Place<'_>> {
+        match self.path.split_first() {
+            Some((&h, rest)) if h == k => Ok(Place {
+                path: rest,
+                node: self.node,
+                rows: self.rows.clone(),
+                run: self.run,
+            }),
+            _ => Err(node_error(spec, k, "is a nested graph, not a layer".into())),
+        }
+    }
+}
+
+/// Runs the forward of one unit's layer.
+pub(crate) struct ForwardVisit<'a, 'p, F> {
+    pub spec: &'static GraphSpec,
+    pub ranges: &'a [Range<usize>],
+    pub params: &'a [F],
+    pub mode: Mode,
+    pub record: &'a mut Record<F>,
+    pub place: Place<'p>,
+    /// Mixed from the graph's seed, the pass and the graph's place in the
+    /// tree; each node mixes in its index and run.
+    pub seed: u64,
+}
+
+impl<F: Float> Visit<F> for ForwardVisit<'_, '_, F> {
+    fn layer<L: Layer<F>, const N: usize>(&mut self, k: usize, layer: &L) -> Result<()> {
+        let (spec, record) = (self.spec, &mut *self.record);
+        let (rows, run) = (self.place.rows.clone(), self.place.run);
+        let node = &spec.nodes[k];
+        let slot = spec.node_slot(k);
+        // The output is taken out of the record while the inputs are read from it.
+        let mut output = std::mem::take(&mut record.values[slot]);
+        let inputs: [Input<'_, F>; N] = node_inputs(spec, &record.values, &record.ids, node, &rows);
+        let states = &mut record.states[k];
+        if states.len() <= run {
+            states.resize_with(run + 1, || Array2::zeros((0, 0)));
+        }
+        let cx = Forward {
+            params: &self.params[self.ranges[k].clone()],
+            inputs: &inputs,
+            training: self.mode.training,
+            dropout: self.mode.dropout,
+            seed: mix_seed(self.seed, k as u64, run as u64, 0),
+            state: &mut states[run],
+        };
+        let result = layer.forward(cx, row_range_mut(&mut output, rows));
+        record.stateful[k] = !record.states[k][run].is_empty();
+        record.values[slot] = output;
+        result.map_err(|m| node_error(spec, k, m))
+    }
+
+    fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()> {
+        let spec = self.spec;
+        let place = self.place.inside(spec, k)?;
+        let Some(inner) = self.record.nested[k].as_deref_mut() else {
+            return Err(node_error(spec, k, "has no record of its graph".into()));
+        };
+        let (layers, core) = graph.parts();
+        let next = place.next();
+        let mut child = ForwardVisit {
+            spec: G::SPEC,
+            ranges: core.store.node_ranges(),
+            params: &self.params[self.ranges[k].clone()],
+            mode: self.mode,
+            record: inner,
+            place,
+            seed: mix_seed(self.seed, k as u64, 0x6e65_7374, 1),
+        };
+        G::node(layers, next, &mut child).map_err(|e| nested_error(spec, k, e))
+    }
+}
+
+/// What a backward visit computes for a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// Parameter and input gradients (outside loops).
+    Both,
+    /// Input gradients, step by step in a loop (and the parameter gradients
+    /// of a layer that keeps a state per step).
+    Inputs,
+    /// Parameter gradients of a loop's layers, once over all rows.
+    Params,
+}
+
+/// Runs the backward of one unit's layer.
+pub(crate) struct BackwardVisit<'a, 'p, F> {
+    pub spec: &'static GraphSpec,
+    pub ranges: &'a [Range<usize>],
+    pub params: &'a [F],
+    pub grads: &'a mut [F],
+    pub checked: bool,
+    pub record: &'a mut Record<F>,
+    pub place: Place<'p>,
+    pub part: Part,
+}
+
+impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
+    fn layer<L: Layer<F>, const N: usize>(&mut self, k: usize, layer: &L) -> Result<()> {
+        let (spec, record) = (self.spec, &mut *self.record);
+        let (rows, run) = (self.place.rows.clone(), self.place.run);
+        // A layer that keeps a state per step (a Dropout mask) has its
+        // parameter gradients taken step by step, with each step's state.
+        let stateful = record.stateful[k];
+        let (params_now, inputs_now) = match self.part {
+            Part::Both => (true, true),
+            Part::Inputs => (stateful, true),
+            Part::Params => (!stateful, false),
+        };
+        if !params_now && !inputs_now {
+            return Ok(());
+        }
+        let node = &spec.nodes[k];
+        let slot = spec.node_slot(k);
+        let range = self.ranges[k].clone();
+        let wanted: [bool; N] =
+            std::array::from_fn(|i| grad_wanted(spec, &record.input_grads, node.inputs[i]));
+        // The output's gradient is taken out while the inputs' are written.
+        let d_output = std::mem::take(&mut record.grads[slot]);
+        let inputs: [Input<'_, F>; N] = node_inputs(spec, &record.values, &record.ids, node, &rows);
+        let states = &record.states[k];
+        let state = if self.part == Part::Params { 0 } else { run };
+        let state = states.get(state).or(states.first()).map_or_else(
+            || ArrayView2::from_shape((0, 0), &[]).expect("an empty view"),
+            |s| s.view(),
+        );
+        let cx = Backward {
+            params: &self.params[range.clone()],
+            inputs: &inputs,
+            output: row_range(&record.values[slot], rows.clone()),
+            d_output: row_range(&d_output, rows.clone()),
+            state,
+        };
+        let mut result = if params_now {
+            layer.backward_params(&cx, &mut self.grads[range.clone()])
+        } else {
+            Ok(())
+        };
+        if inputs_now {
+            for (i, &from) in node.inputs.iter().enumerate() {
+                if result.is_ok() && wanted[i] {
+                    result =
+                        layer.backward_input(i, &cx, row_range_mut(&mut record.grads[from], rows.clone()));
+                }
+            }
+        }
+        record.grads[slot] = d_output;
+        result.map_err(|m| node_error(spec, k, m))?;
+        if self.checked && params_now {
+            let grads = ArrayView2::from_shape((1, range.len()), &self.grads[range])
+                .map_err(|e| node_error(spec, k, e.to_string()))?;
+            check_finite(spec, k, Pass::Parameters, grads)?;
+        }
+        Ok(())
+    }
+
+    fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()> {
+        let spec = self.spec;
+        let place = self.place.inside(spec, k)?;
+        let Some(inner) = self.record.nested[k].as_deref_mut() else {
+            return Err(node_error(spec, k, "has no record of its graph".into()));
+        };
+        let (layers, core) = graph.parts();
+        let range = self.ranges[k].clone();
+        let next = place.next();
+        let mut child = BackwardVisit {
+            spec: G::SPEC,
+            ranges: core.store.node_ranges(),
+            params: &self.params[range.clone()],
+            grads: &mut self.grads[range],
+            checked: self.checked,
+            record: inner,
+            place,
+            part: self.part,
+        };
+        G::node(layers, next, &mut child).map_err(|e| nested_error(spec, k, e))
+    }
+}
+
+/// An error for a pass whose tape holds no completed forward.
+pub(crate) fn no_forward(spec: &GraphSpec, ran: bool) -> Error {
+    if ran {
+        Error::InvalidInput {
+            graph: spec.name.to_string(),
+            message: "the last forward pass on this tape failed; run a forward pass that succeeds \
+                      before backward"
+                .to_string(),
+        }
+    } else {
+        Error::NoForward {
+            graph: spec.name.to_string(),
+        }
+    }
+}
