@@ -494,7 +494,34 @@ fn gemm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gemm, workloads);
+/// Backward through time over 1k, 10k and 100k steps of the seed cell (W1's
+/// sizes): the time per step (criterion's throughput, in elements = steps)
+/// must stay flat as the sequence grows.
+fn long_sequences(c: &mut Criterion) {
+    if reference_child() {
+        return;
+    }
+    let mut group = c.benchmark_group("W1-seed-backward");
+    group.sample_size(10);
+    for steps in [1_000, 10_000, 100_000] {
+        let w = Workload { t: steps, ..W1 };
+        let mut cell = Cell::<f64>::new(&mut StdRng::seed_from_u64(1), w.i, w.h, w.o).unwrap();
+        let mut tape = cell.tape();
+        let (h0, xs, _) = w.data::<f64>();
+        let dy = Array3::from_elem((w.t, w.b, w.o), 1e-3);
+        cell.forward_seq(&mut tape, &xs, &h0).unwrap();
+        group.throughput(Throughput::Elements(steps as u64));
+        group.bench_function(format!("{steps}-steps"), |bench| {
+            bench.iter(|| {
+                cell.backward_seq(&mut tape, &dy, &Absent).unwrap();
+                cell.zero_grad();
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, gemm, workloads, long_sequences);
 
 /// Set in the child process that runs the ndarray references on two
 /// threads.

@@ -66,10 +66,8 @@ pub(crate) fn check_owner<F: Float, G: Graph<F>>(graph: &G, tape: &Tape<F>) -> R
             return false;
         }
         let mut owner = Owner { record, ok: true };
-        for (k, node) in spec.nodes.iter().enumerate() {
-            if matches!(node.kind, NodeKind::Nested { .. }) {
-                let _ = G::node(layers, k, &mut owner);
-            }
+        for &k in &record.hosts {
+            let _ = G::node(layers, k, &mut owner);
         }
         owner.ok
     }

@@ -35,6 +35,8 @@ pub(crate) struct Record<F> {
     pub stateful: Vec<bool>,
     /// Per node: the record of a nested graph.
     pub nested: Vec<Option<Box<Record<F>>>>,
+    /// The host nodes (those with a nested graph), in order.
+    pub hosts: Vec<usize>,
     /// Per input: whether backward computes its gradient.
     pub input_grads: Vec<bool>,
 }
@@ -50,8 +52,12 @@ impl<F: Float> Record<F> {
             values: (0..slots).map(|_| Array2::zeros((0, 0))).collect(),
             grads: (0..slots).map(|_| Array2::zeros((0, 0))).collect(),
             ids: vec![Vec::new(); inputs],
-            states: vec![Vec::new(); nodes],
+            // Run 0's state is always there (empty until a layer keeps one).
+            states: (0..nodes).map(|_| vec![Array2::zeros((0, 0))]).collect(),
             stateful: vec![false; nodes],
+            hosts: (0..nodes)
+                .filter(|&k| nested.get(k).is_some_and(Option::is_some))
+                .collect(),
             nested,
             input_grads: vec![true; inputs],
         }
@@ -82,15 +88,21 @@ impl<F: Float> Record<F> {
                 ids.resize(rows, 0);
             }
         }
-        for n in self.nested.iter_mut().flatten() {
-            n.resize(rows);
+        for &k in &self.hosts {
+            if let Some(n) = self.nested[k].as_deref_mut() {
+                n.resize(rows);
+            }
         }
     }
 
     /// Sets every gradient to zero, nested records' too.
     pub fn clear_grads(&mut self) {
         self.grads.iter_mut().for_each(zero);
-        self.nested.iter_mut().flatten().for_each(|n| n.clear_grads());
+        for &k in &self.hosts {
+            if let Some(n) = self.nested[k].as_deref_mut() {
+                n.clear_grads();
+            }
+        }
     }
 
     /// Whether this record was made for `spec` with these widths.
@@ -165,8 +177,8 @@ pub struct Tape<F> {
     pub(crate) valid: bool,
     /// Forward passes made on this tape: Dropout masks depend on it.
     pub(crate) calls: u64,
-    /// The final state of the last pass, per recurrent pair: where a
-    /// carried state starts.
+    /// Per recurrent pair: the state a carried pass starts from, kept from
+    /// the last pass while the buffers are reused.
     pub(crate) carry: Vec<Array2<F>>,
     /// Per input: not given to the last pass.
     pub(crate) absent: Vec<bool>,
@@ -270,17 +282,22 @@ impl<F: Float> Tape<F> {
 
     /// The final value of the state input `name` (`#[recurrent(name = ..)]`)
     /// after the last pass, `(B, width)`: where
-    /// [`Feed::Carry`](crate::Feed::Carry) starts the next one.
+    /// [`Feed::Carry`](crate::Feed::Carry) starts the next one. An error if
+    /// `name` is no state, or the last pass did not complete.
     pub fn final_state(&self, name: &str) -> Result<ArrayView2<'_, F>> {
         let spec = self.root.spec;
         let i = input_named(spec, name)?;
-        match spec.recurrent.iter().position(|&(s, _)| s == i) {
-            Some(k) => Ok(self.carry[k].view()),
-            None => Err(Error::InvalidInput {
+        let Some(&(_, o)) = spec.recurrent.iter().find(|&&(s, _)| s == i) else {
+            return Err(Error::InvalidInput {
                 graph: spec.name.to_string(),
                 message: format!("input `{name}` is not a recurrent state"),
-            }),
+            });
+        };
+        if !self.valid {
+            return Err(crate::engine::visit::no_forward(spec, self.steps > 0));
         }
+        let last = (self.steps - 1) * self.batch..self.steps * self.batch;
+        Ok(row_range(&self.root.values[spec.output_slot(o)], last))
     }
 
     /// Output `o` over all rows, `(T·B, width)`: for generated code, which
@@ -381,6 +398,9 @@ pub(crate) fn output_named(spec: &GraphSpec, name: &str) -> Result<usize> {
 /// small graph's iteration).
 #[inline]
 pub(crate) fn row_range<F>(a: &Array2<F>, rows: Range<usize>) -> ArrayView2<'_, F> {
+    if rows.start == 0 && rows.end == a.nrows() {
+        return a.view();
+    }
     let cols = a.ncols();
     match a.as_slice() {
         Some(data) if rows.start <= rows.end && rows.end <= a.nrows() => {
@@ -397,6 +417,9 @@ pub(crate) fn row_range<F>(a: &Array2<F>, rows: Range<usize>) -> ArrayView2<'_, 
 #[inline]
 pub(crate) fn row_range_mut<F>(a: &mut Array2<F>, rows: Range<usize>) -> ArrayViewMut2<'_, F> {
     let (nrows, cols) = a.dim();
+    if rows.start == 0 && rows.end == nrows {
+        return a.view_mut();
+    }
     if rows.start <= rows.end && rows.end <= nrows {
         if let Some(data) = a.as_slice_mut() {
             let data = &mut data[rows.start * cols..rows.end * cols];

@@ -9,7 +9,7 @@ use crate::criteria::Reduction;
 use crate::error::{Error, Result, Shape};
 use crate::feed::Feed;
 use crate::spec::GraphSpec;
-use crate::tape::{row_range, row_range_mut, Record, Tape};
+use crate::tape::{ensure_shape, row_range, row_range_mut, Record, Tape};
 use crate::Float;
 
 fn pass_error(spec: &GraphSpec, message: String) -> Error {
@@ -54,7 +54,7 @@ struct Dims {
 /// Checks `feeds` against the graph of `tape` (slot widths `widths`),
 /// sizes the tape and copies them in. On error the tape holds no pass.
 pub(crate) fn feeds<F: Float>(tape: &mut Tape<F>, widths: &[usize], feeds: &[Feed<'_, F>]) -> Result<()> {
-    tape.valid = false;
+    let had_pass = std::mem::replace(&mut tape.valid, false);
     let spec = tape.root.spec;
     if feeds.len() != spec.inputs.len() {
         return Err(Error::Arity {
@@ -190,6 +190,20 @@ pub(crate) fn feeds<F: Float>(tape: &mut Tape<F>, widths: &[usize], feeds: &[Fee
         ));
     };
 
+    // A carried state starts where the last completed pass of this batch
+    // size ended: kept before the buffers are reused.
+    for (k, &(i, o)) in spec.recurrent.iter().enumerate() {
+        if !matches!(feeds[i], Feed::Carry) {
+            continue;
+        }
+        if had_pass && tape.batch == batch {
+            let last = (tape.steps - 1) * batch..tape.steps * batch;
+            ensure_shape(&mut tape.carry[k], batch, widths[i]);
+            tape.carry[k].assign(&row_range(&tape.root.values[spec.output_slot(o)], last));
+        } else {
+            ensure_shape(&mut tape.carry[k], 0, 0);
+        }
+    }
     tape.root.resize(rows);
     tape.steps = steps;
     tape.batch = batch;
@@ -198,15 +212,10 @@ pub(crate) fn feeds<F: Float>(tape: &mut Tape<F>, widths: &[usize], feeds: &[Fee
     for (i, feed) in feeds.iter().enumerate() {
         tape.absent[i] = false;
         match (feed, state_of(i)) {
-            (Feed::Values(v), Some(_)) => row_range_mut(&mut root.values[i], 0..batch).assign(v),
-            (Feed::Values(v), None) => root.values[i].assign(v),
+            (Feed::Values(v), Some(_)) => copy_into(&mut root.values[i], v.iter(), v.as_slice()),
+            (Feed::Values(v), None) => copy_into(&mut root.values[i], v.iter(), v.as_slice()),
             (Feed::Ids(x), _) => root.ids[i].copy_from_slice(x),
-            (Feed::Seq(v), _) => {
-                let data = root.values[i]
-                    .as_slice_mut()
-                    .expect("tape buffers are contiguous");
-                data.iter_mut().zip(v.iter()).for_each(|(d, &s)| *d = s);
-            }
+            (Feed::Seq(v), _) => copy_into(&mut root.values[i], v.iter(), v.as_slice()),
             (Feed::IdSeq(x), _) => root.ids[i].iter_mut().zip(x.iter()).for_each(|(d, &s)| *d = s),
             (Feed::Carry, Some(k)) if tape.carry[k].dim() == (batch, widths[i]) => {
                 row_range_mut(&mut root.values[i], 0..batch).assign(&tape.carry[k])
@@ -221,6 +230,20 @@ pub(crate) fn feeds<F: Float>(tape: &mut Tape<F>, widths: &[usize], feeds: &[Fee
         }
     }
     skip_absent(tape, any_absent)
+}
+
+/// Copies values in row-major order into the first rows of `to`: from a
+/// contiguous slice where there is one.
+fn copy_into<'a, F: Float>(
+    to: &mut ndarray::Array2<F>,
+    all: impl Iterator<Item = &'a F>,
+    contiguous: Option<&[F]>,
+) {
+    let to = to.as_slice_mut().expect("tape buffers are contiguous");
+    match contiguous {
+        Some(from) => to[..from.len()].copy_from_slice(from),
+        None => to.iter_mut().zip(all).for_each(|(d, &s)| *d = s),
+    }
 }
 
 /// Marks the units that depend on an absent input (their values NaN); an
@@ -354,10 +377,13 @@ pub(crate) fn output_grads<F: Float>(tape: &mut Tape<F>, grads: &[Feed<'_, F>]) 
         let seed = tape.root.grads[slot]
             .as_slice_mut()
             .expect("tape buffers are contiguous");
-        let add = |d: &mut F, &g: &F| *d += g;
+        let add = |seed: &mut [F], from: Option<&[F]>, all: &mut dyn Iterator<Item = &F>| match from {
+            Some(g) => seed.iter_mut().zip(g).for_each(|(d, &g)| *d += g),
+            None => seed.iter_mut().zip(all).for_each(|(d, &g)| *d += g),
+        };
         match feed {
-            Feed::Values(v) => seed.iter_mut().zip(v.iter()).for_each(|(d, g)| add(d, g)),
-            Feed::Seq(v) => seed.iter_mut().zip(v.iter()).for_each(|(d, g)| add(d, g)),
+            Feed::Values(v) => add(seed, v.as_slice(), &mut v.iter()),
+            Feed::Seq(v) => add(seed, v.as_slice(), &mut v.iter()),
             _ => {}
         }
     }

@@ -27,10 +27,10 @@ pub(crate) mod visit;
 use crate::error::{Pass, Result};
 use crate::graph::{Graph, GraphCore};
 use crate::spec::NodeKind;
-use crate::tape::{ensure_shape, row_range, row_range_mut, Record, Tape};
+use crate::tape::{row_range, row_range_mut, Record, Tape};
 use crate::Float;
 use check::{at_step, check_finite, from_path};
-use plan::{Plan, UnitKind};
+use plan::{Plan, Segment, UnitKind};
 use std::ops::Range;
 use visit::{grad_wanted, input_rows, mix_seed, no_forward, BackwardVisit, ForwardVisit, Part, Place};
 
@@ -64,6 +64,16 @@ fn looped(seg_looped: bool, steps: usize) -> bool {
     seg_looped && steps > 1
 }
 
+/// The segments of `plan` for a pass of `steps` steps: for a single step,
+/// one segment of every unit (no loop runs more than once).
+fn segments(plan: &Plan, steps: usize) -> &[Segment] {
+    if steps == 1 {
+        std::slice::from_ref(&plan.whole)
+    } else {
+        &plan.segments
+    }
+}
+
 /// Runs the plan forward on the inputs already loaded into `tape`.
 pub(crate) fn forward<F: Float, G: Graph<F>>(graph: &G, tape: &mut Tape<F>) -> Result<()> {
     let (layers, core) = graph.parts();
@@ -79,7 +89,7 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(graph: &G, tape: &mut Tape<F>) -> R
         batch,
         skipped: tape.any_skipped.then_some(&tape.skipped[..]),
     };
-    for seg in &plan.segments {
+    for seg in segments(plan, steps) {
         if looped(seg.looped, steps) {
             for t in 0..steps {
                 run.forward::<F, G>(layers, core, mode, seed, &mut tape.root, seg.units.clone(), t)?;
@@ -95,12 +105,6 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(graph: &G, tape: &mut Tape<F>) -> R
                 usize::MAX,
             )?;
         }
-    }
-    let spec = G::SPEC;
-    let last = (steps - 1) * batch..steps * batch;
-    for (k, &(i, o)) in spec.recurrent.iter().enumerate() {
-        ensure_shape(&mut tape.carry[k], batch, core.widths[i]);
-        tape.carry[k].assign(&row_range(&tape.root.values[spec.output_slot(o)], last.clone()));
     }
     tape.valid = true;
     Ok(())
@@ -137,7 +141,7 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
         checked,
     };
     let result = (|| {
-        for seg in plan.segments.iter().rev() {
+        for seg in segments(plan, steps).iter().rev() {
             if looped(seg.looped, steps) {
                 for t in (0..steps).rev() {
                     run.backward::<F, G>(
@@ -180,7 +184,8 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
 /// whose outer source's is.
 fn wanted_inside<F: Float>(record: &mut Record<F>) {
     let spec = record.spec;
-    for (k, node) in spec.nodes.iter().enumerate() {
+    for &k in &record.hosts {
+        let node = &spec.nodes[k];
         if let (NodeKind::Nested { to }, Some(inner)) = (node.kind, record.nested[k].as_deref_mut()) {
             for (&from, &i) in node.inputs.iter().zip(to) {
                 if let Some(w) = inner.input_grads.get_mut(i) {
@@ -245,48 +250,50 @@ impl Run<'_> {
         t: usize,
     ) -> Result<()> {
         let (rows, run, step) = self.rows(t);
+        // One visitor for the whole run, pointed at each unit in turn.
+        let mut visit = ForwardVisit {
+            spec: G::SPEC,
+            ranges: core.store.node_ranges(),
+            params: core.store.values(),
+            mode,
+            record: root,
+            place: Place {
+                path: &[],
+                node: 0,
+                rows: rows.clone(),
+                run,
+            },
+            seed,
+        };
         for u in units {
             if self.skips(u) {
                 continue;
             }
             let unit = &self.plan.units[u];
             let path = self.plan.path(u);
-            let slot = match unit.kind {
+            let computed = match unit.kind {
                 UnitKind::Node => {
-                    let place = Place {
-                        path,
-                        node: unit.node,
-                        rows: rows.clone(),
-                        run,
-                    };
-                    let next = place.next();
-                    let mut visit = ForwardVisit {
-                        spec: G::SPEC,
-                        ranges: core.store.node_ranges(),
-                        params: core.store.values(),
-                        mode,
-                        record: &mut *root,
-                        place,
-                        seed,
-                    };
-                    G::node(layers, next, &mut visit).map_err(|e| at_step(e, step, 0))?;
-                    Some(unit.node)
+                    visit.place.path = path;
+                    visit.place.node = unit.node;
+                    G::node(layers, visit.place.next(), &mut visit).map_err(|e| at_step(e, step, 0))?;
+                    true
                 }
                 UnitKind::Enter { input } => {
-                    enter(root.at_mut(path), unit.node, input, rows.clone());
-                    None
+                    enter(visit.record.at_mut(path), unit.node, input, rows.clone());
+                    false
                 }
                 UnitKind::Leave => {
-                    leave(root.at_mut(path), unit.node, rows.clone(), false);
-                    Some(unit.node)
+                    leave(visit.record.at_mut(path), unit.node, rows.clone(), false);
+                    true
                 }
                 UnitKind::Carry => {
-                    self.carry(root, unit.node, rows.clone(), false);
-                    None
+                    self.carry(visit.record, unit.node, rows.clone(), false);
+                    false
                 }
             };
-            if let (true, Some(k)) = (mode.checked, slot) {
-                let r = root.at(path);
+            if mode.checked && computed {
+                let root = &*visit.record;
+                let (r, k) = (root.at(path), unit.node);
                 let values = row_range(&r.values[r.spec.node_slot(k)], rows.clone());
                 check_finite(r.spec, k, Pass::Forward, values)
                     .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
@@ -305,6 +312,22 @@ impl Run<'_> {
         part: Part,
     ) -> Result<()> {
         let (rows, run, step) = self.rows(t);
+        let checked = pass.checked;
+        let mut visit = BackwardVisit {
+            spec: G::SPEC,
+            ranges: pass.ranges,
+            params: pass.params,
+            grads: &mut *pass.grads,
+            checked,
+            record: root,
+            place: Place {
+                path: &[],
+                node: 0,
+                rows: rows.clone(),
+                run,
+            },
+            part,
+        };
         for u in units.rev() {
             if self.skips(u) {
                 continue;
@@ -314,7 +337,8 @@ impl Run<'_> {
             if part == Part::Params && unit.kind != UnitKind::Node {
                 continue;
             }
-            if pass.checked && part != Part::Params && matches!(unit.kind, UnitKind::Node | UnitKind::Leave) {
+            if checked && part != Part::Params && matches!(unit.kind, UnitKind::Node | UnitKind::Leave) {
+                let root = &*visit.record;
                 let r = root.at(path);
                 let grads = row_range(&r.grads[r.spec.node_slot(unit.node)], rows.clone());
                 check_finite(r.spec, unit.node, Pass::Backward, grads)
@@ -322,28 +346,15 @@ impl Run<'_> {
             }
             match unit.kind {
                 UnitKind::Node => {
-                    let place = Place {
-                        path,
-                        node: unit.node,
-                        rows: rows.clone(),
-                        run,
-                    };
-                    let next = place.next();
-                    let mut visit = BackwardVisit {
-                        spec: G::SPEC,
-                        ranges: pass.ranges,
-                        params: pass.params,
-                        grads: &mut *pass.grads,
-                        checked: pass.checked,
-                        record: &mut *root,
-                        place,
-                        part,
-                    };
-                    G::node(layers, next, &mut visit).map_err(|e| at_step(e, step, 0))?;
+                    visit.place.path = path;
+                    visit.place.node = unit.node;
+                    G::node(layers, visit.place.next(), &mut visit).map_err(|e| at_step(e, step, 0))?;
                 }
-                UnitKind::Enter { input } => enter_back(root.at_mut(path), unit.node, input, rows.clone()),
-                UnitKind::Leave => leave(root.at_mut(path), unit.node, rows.clone(), true),
-                UnitKind::Carry => self.carry(root, unit.node, rows.clone(), true),
+                UnitKind::Enter { input } => {
+                    enter_back(visit.record.at_mut(path), unit.node, input, rows.clone())
+                }
+                UnitKind::Leave => leave(visit.record.at_mut(path), unit.node, rows.clone(), true),
+                UnitKind::Carry => self.carry(visit.record, unit.node, rows.clone(), true),
             }
         }
         Ok(())

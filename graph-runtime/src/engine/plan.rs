@@ -75,6 +75,8 @@ pub(crate) struct Segment {
 pub struct Plan {
     pub(crate) units: Vec<Unit>,
     pub(crate) segments: Vec<Segment>,
+    /// Every unit as one segment that is no loop: a single step's plan.
+    pub(crate) whole: Segment,
     pub(crate) paths: Vec<usize>,
     pub(crate) deps: Vec<usize>,
     pub(crate) reads: Vec<usize>,
@@ -383,6 +385,10 @@ impl Builder {
             .map(|o| top.producer[top.spec.output_slot(o)].map(|u| position[u]))
             .collect();
         Plan {
+            whole: Segment {
+                units: 0..units.len(),
+                looped: false,
+            },
             units,
             segments,
             paths,

@@ -42,7 +42,7 @@ pub(crate) fn input_rows<'t, F>(
 }
 
 #[inline]
-fn node_inputs<'t, F, const N: usize>(
+fn node_inputs<'t, F: Float, const N: usize>(
     spec: &GraphSpec,
     values: &'t [Array2<F>],
     ids: &'t [Vec<usize>],
@@ -50,6 +50,77 @@ fn node_inputs<'t, F, const N: usize>(
     rows: &Range<usize>,
 ) -> [Input<'t, F>; N] {
     std::array::from_fn(|i| input_rows(spec, values, ids, node.inputs[i], rows.clone()))
+}
+
+/// `slots` split around slot `at`: the slots before it, `at` itself and the
+/// slots after it, all writable. A node never reads its own slot (the
+/// graph is acyclic), so its output and its inputs can be borrowed at once
+/// without moving either out.
+struct Around<'t, T> {
+    at: &'t mut T,
+    others: Others<'t, T>,
+}
+
+/// The slots other than the split one.
+struct Others<'t, T> {
+    before: &'t mut [T],
+    after: &'t mut [T],
+}
+
+impl<'t, T> Around<'t, T> {
+    #[inline]
+    fn split(slots: &'t mut [T], at: usize) -> Self {
+        let (before, rest) = slots.split_at_mut(at);
+        let (at, after) = rest.split_first_mut().expect("a node's slot exists");
+        Around {
+            at,
+            others: Others { before, after },
+        }
+    }
+}
+
+impl<T> Others<'_, T> {
+    /// Slot `s`, which is not the split one.
+    #[inline]
+    fn get(&self, s: usize) -> &T {
+        let at = self.before.len();
+        if s < at {
+            &self.before[s]
+        } else {
+            &self.after[s - at - 1]
+        }
+    }
+
+    /// Slot `s`, writable; not the split one.
+    #[inline]
+    fn get_mut(&mut self, s: usize) -> &mut T {
+        let at = self.before.len();
+        if s < at {
+            &mut self.before[s]
+        } else {
+            &mut self.after[s - at - 1]
+        }
+    }
+}
+
+/// The `N` inputs of `node` over `rows`, from the values of the slots
+/// other than the node's own.
+#[inline]
+fn inputs_around<'t, F: Float, const N: usize>(
+    spec: &GraphSpec,
+    values: &'t Others<'_, Array2<F>>,
+    ids: &'t [Vec<usize>],
+    node: &NodeSpec,
+    rows: &Range<usize>,
+) -> [Input<'t, F>; N] {
+    std::array::from_fn(|i| {
+        let s = node.inputs[i];
+        if s < spec.inputs.len() && spec.inputs[s].ids {
+            Input::Ids(&ids[s][rows.clone()])
+        } else {
+            Input::Values(row_range(values.get(s), rows.clone()))
+        }
+    })
 }
 
 /// Whether backward computes the gradient of `slot`: every node's; an
@@ -112,10 +183,8 @@ impl<F: Float> Visit<F> for ForwardVisit<'_, '_, F> {
         let (spec, record) = (self.spec, &mut *self.record);
         let (rows, run) = (self.place.rows.clone(), self.place.run);
         let node = &spec.nodes[k];
-        let slot = spec.node_slot(k);
-        // The output is taken out of the record while the inputs are read from it.
-        let mut output = std::mem::take(&mut record.values[slot]);
-        let inputs: [Input<'_, F>; N] = node_inputs(spec, &record.values, &record.ids, node, &rows);
+        let values = Around::split(&mut record.values, spec.node_slot(k));
+        let inputs: [Input<'_, F>; N] = inputs_around(spec, &values.others, &record.ids, node, &rows);
         let states = &mut record.states[k];
         if states.len() <= run {
             states.resize_with(run + 1, || Array2::zeros((0, 0)));
@@ -128,9 +197,8 @@ impl<F: Float> Visit<F> for ForwardVisit<'_, '_, F> {
             seed: mix_seed(self.seed, k as u64, run as u64, 0),
             state: &mut states[run],
         };
-        let result = layer.forward(cx, row_range_mut(&mut output, rows));
+        let result = layer.forward(cx, row_range_mut(values.at, rows));
         record.stateful[k] = !record.states[k][run].is_empty();
-        record.values[slot] = output;
         result.map_err(|m| node_error(spec, k, m))
     }
 
@@ -199,20 +267,20 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
         let range = self.ranges[k].clone();
         let wanted: [bool; N] =
             std::array::from_fn(|i| grad_wanted(spec, &record.input_grads, node.inputs[i]));
-        // The output's gradient is taken out while the inputs' are written.
-        let d_output = std::mem::take(&mut record.grads[slot]);
         let inputs: [Input<'_, F>; N] = node_inputs(spec, &record.values, &record.ids, node, &rows);
+        // The output's gradient is read while the inputs' are written.
+        let Around {
+            at: d_output,
+            others: mut grads,
+        } = Around::split(&mut record.grads, slot);
         let states = &record.states[k];
         let state = if self.part == Part::Params { 0 } else { run };
-        let state = states.get(state).or(states.first()).map_or_else(
-            || ArrayView2::from_shape((0, 0), &[]).expect("an empty view"),
-            |s| s.view(),
-        );
+        let state = states.get(state).unwrap_or(&states[0]).view();
         let cx = Backward {
             params: &self.params[range.clone()],
             inputs: &inputs,
             output: row_range(&record.values[slot], rows.clone()),
-            d_output: row_range(&d_output, rows.clone()),
+            d_output: row_range(d_output, rows.clone()),
             state,
         };
         let mut result = if params_now {
@@ -223,12 +291,10 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
         if inputs_now {
             for (i, &from) in node.inputs.iter().enumerate() {
                 if result.is_ok() && wanted[i] {
-                    result =
-                        layer.backward_input(i, &cx, row_range_mut(&mut record.grads[from], rows.clone()));
+                    result = layer.backward_input(i, &cx, row_range_mut(grads.get_mut(from), rows.clone()));
                 }
             }
         }
-        record.grads[slot] = d_output;
         result.map_err(|m| node_error(spec, k, m))?;
         if self.checked && params_now {
             let grads = ArrayView2::from_shape((1, range.len()), &self.grads[range])
