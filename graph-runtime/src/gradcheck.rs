@@ -338,13 +338,13 @@ impl<F: Float, G: Graph<F>, L: StepLoss<F>> Objective<F> for GraphObjective<'_, 
 
     fn loss(&mut self) -> Result<F> {
         self.forward()?;
-        load::step_loss(&self.tape, &mut self.loss)
+        load::each_step(&mut self.tape, false, &mut self.loss)
     }
 
     fn gradient(&mut self) -> Result<Vec<Vec<F>>> {
         self.graph.store_mut().zero_grad();
         self.forward()?;
-        load::step_grads(&mut self.tape, &mut self.loss)?;
+        load::each_step(&mut self.tape, true, &mut self.loss)?;
         engine::backward(self.graph, &mut self.tape)?;
         let store = self.graph.store();
         let mut grads: Vec<Vec<F>> = store

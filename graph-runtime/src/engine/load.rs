@@ -417,20 +417,23 @@ pub(crate) fn loss_grads<F: Float>(tape: &mut Tape<F>, reduction: Reduction) -> 
     Ok(total)
 }
 
-/// Clears the gradients and lets `seed` add each output's gradient at each
-/// step: `seed(t, o, value, grad)` returns that term of the loss. Returns
-/// the total.
-pub(crate) fn step_grads<F: Float>(
-    tape: &mut Tape<F>,
-    mut seed: impl FnMut(
-        usize,
-        usize,
-        ndarray::ArrayView2<'_, F>,
-        Option<ndarray::ArrayViewMut2<'_, F>>,
-    ) -> Result<F>,
-) -> Result<F> {
+/// A loss written per step and output: `(step, output, value, gradient)`,
+/// the gradient buffer given when the loss's gradient is wanted.
+pub(crate) type StepTerm<'a, F> = &'a mut dyn FnMut(
+    usize,
+    usize,
+    ndarray::ArrayView2<'_, F>,
+    Option<ndarray::ArrayViewMut2<'_, F>>,
+) -> Result<F>;
+
+/// Calls `term` on each computed output at each step of the pass on `tape`
+/// and returns the sum; with `grads`, the gradients are cleared first and
+/// each term adds its gradient into its output's buffer.
+pub(crate) fn each_step<F: Float>(tape: &mut Tape<F>, grads: bool, term: StepTerm<'_, F>) -> Result<F> {
     completed(tape)?;
-    tape.root.clear_grads();
+    if grads {
+        tape.root.clear_grads();
+    }
     let spec = tape.root.spec;
     let (steps, batch) = (tape.steps, tape.batch);
     let mut total = F::zero();
@@ -441,44 +444,13 @@ pub(crate) fn step_grads<F: Float>(
             }
             let slot = spec.output_slot(o);
             let rows = t * batch..(t + 1) * batch;
-            let Record { values, grads, .. } = &mut tape.root;
-            total += seed(
-                t,
-                o,
-                row_range(&values[slot], rows.clone()),
-                Some(row_range_mut(&mut grads[slot], rows)),
-            )?;
-        }
-    }
-    Ok(total)
-}
-
-/// `seed` over each output at each step without gradients: the loss.
-pub(crate) fn step_loss<F: Float>(
-    tape: &Tape<F>,
-    mut loss: impl FnMut(
-        usize,
-        usize,
-        ndarray::ArrayView2<'_, F>,
-        Option<ndarray::ArrayViewMut2<'_, F>>,
-    ) -> Result<F>,
-) -> Result<F> {
-    completed(tape)?;
-    let spec = tape.root.spec;
-    let (steps, batch) = (tape.steps, tape.batch);
-    let mut total = F::zero();
-    for t in 0..steps {
-        for o in 0..spec.outputs.len() {
-            if output_skipped(tape, o) {
-                continue;
-            }
-            let rows = t * batch..(t + 1) * batch;
-            total += loss(
-                t,
-                o,
-                row_range(&tape.root.values[spec.output_slot(o)], rows),
-                None,
-            )?;
+            let Record {
+                values,
+                grads: buffers,
+                ..
+            } = &mut tape.root;
+            let grad = grads.then(|| row_range_mut(&mut buffers[slot], rows.clone()));
+            total += term(t, o, row_range(&values[slot], rows), grad)?;
         }
     }
     Ok(total)

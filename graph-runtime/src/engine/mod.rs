@@ -81,18 +81,12 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(graph: &G, tape: &mut Tape<F>) -> R
     tape.valid = false;
     tape.calls = tape.calls.wrapping_add(1);
     let seed = mix_seed(mode.seed, tape.calls, 0, 0);
-    let (steps, batch) = (tape.steps, tape.batch);
-    let plan = &*tape.plan;
-    let run = Run {
-        plan,
-        steps,
-        batch,
-        skipped: tape.any_skipped.then_some(&tape.skipped[..]),
-    };
+    let (run, root) = Run::split(tape);
+    let (steps, plan) = (run.steps, run.plan);
     for seg in segments(plan, steps) {
         if looped(seg.looped, steps) {
             for t in 0..steps {
-                run.forward::<F, G>(layers, core, mode, seed, &mut tape.root, seg.units.clone(), t)?;
+                run.forward::<F, G>(layers, core, mode, seed, &mut *root, seg.units.clone(), t)?;
             }
         } else {
             run.forward::<F, G>(
@@ -100,7 +94,7 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(graph: &G, tape: &mut Tape<F>) -> R
                 core,
                 mode,
                 seed,
-                &mut tape.root,
+                &mut *root,
                 seg.units.clone(),
                 usize::MAX,
             )?;
@@ -124,15 +118,9 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
         core.saved_grads.clear();
         core.saved_grads.extend_from_slice(core.store.grads());
     }
-    wanted_inside(&mut tape.root);
-    let (steps, batch) = (tape.steps, tape.batch);
-    let plan = &*tape.plan;
-    let run = Run {
-        plan,
-        steps,
-        batch,
-        skipped: tape.any_skipped.then_some(&tape.skipped[..]),
-    };
+    let (run, root) = Run::split(tape);
+    let (steps, plan) = (run.steps, run.plan);
+    wanted_inside(root);
     let (ranges, params, grads) = core.store.split_mut();
     let mut pass = BackwardPass {
         ranges,
@@ -144,19 +132,12 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
         for seg in segments(plan, steps).iter().rev() {
             if looped(seg.looped, steps) {
                 for t in (0..steps).rev() {
-                    run.backward::<F, G>(
-                        layers,
-                        &mut pass,
-                        &mut tape.root,
-                        seg.units.clone(),
-                        t,
-                        Part::Inputs,
-                    )?;
+                    run.backward::<F, G>(layers, &mut pass, &mut *root, seg.units.clone(), t, Part::Inputs)?;
                 }
                 run.backward::<F, G>(
                     layers,
                     &mut pass,
-                    &mut tape.root,
+                    &mut *root,
                     seg.units.clone(),
                     usize::MAX,
                     Part::Params,
@@ -165,7 +146,7 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
                 run.backward::<F, G>(
                     layers,
                     &mut pass,
-                    &mut tape.root,
+                    &mut *root,
                     seg.units.clone(),
                     usize::MAX,
                     Part::Both,
@@ -213,7 +194,18 @@ struct Run<'a> {
     skipped: Option<&'a [bool]>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// The pass's view of `tape`'s plan, and the records it runs on.
+    fn split<F>(tape: &'a mut Tape<F>) -> (Self, &'a mut Record<F>) {
+        let run = Run {
+            plan: &tape.plan,
+            steps: tape.steps,
+            batch: tape.batch,
+            skipped: tape.any_skipped.then_some(&tape.skipped[..]),
+        };
+        (run, &mut tape.root)
+    }
+
     /// The rows and run of step `t` (`usize::MAX`: all rows, run 0), and
     /// the step errors name.
     fn rows(&self, t: usize) -> (Range<usize>, usize, Option<usize>) {

@@ -2,9 +2,9 @@
 //! has them (after checking the panels' bounds, so that it may read them
 //! unchecked), the portable one otherwise.
 
+use super::gemm::Kernel;
 #[cfg(target_arch = "x86_64")]
 use super::simd;
-use super::Kernel;
 use crate::Float;
 
 /// The portable micro-kernel: fixed-size loops the compiler unrolls.

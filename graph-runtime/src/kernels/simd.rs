@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 /// thread has not asked for the portable ones.
 pub fn available() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
-    !super::PORTABLE.get()
+    !super::dispatch::PORTABLE.get()
         && *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 

@@ -1,0 +1,117 @@
+//! Static dispatch to each element type's kernels: the sealed [`Kernels`]
+//! trait that [`Float`](crate::Float) carries (products with the type's own
+//! micro-kernel and packing buffer, and its activations), and the switch
+//! to the portable micro-kernels used to test them on any CPU.
+
+use super::gemm::{blocked, rows_times_packed};
+use super::{activations, Operand};
+use std::cell::RefCell;
+
+/// The kernels of one element type (its matrix products, with its own
+/// micro-kernel and packing buffer, and its activations): what [`Float`]
+/// carries, so that they dispatch statically. Sealed: implemented for `f32`
+/// and `f64` only.
+#[doc(hidden)]
+pub trait Kernels: Copy + sealed::Sealed {
+    /// `x = e^x` for each element.
+    fn exp_in_place(x: &mut [Self]);
+    /// `x = tanh(x)` for each element.
+    fn tanh_in_place(x: &mut [Self]);
+    /// `x = 1 / (1 + e^{-x})` for each element.
+    fn sigmoid_in_place(x: &mut [Self]);
+    /// `c = a · bᵀ`; see [`matmul_a_bt`].
+    fn rows_times_packed(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]);
+    /// `c = [c +] a · b` on strided operands.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: Operand<'_, Self>,
+        b: Operand<'_, Self>,
+        c: &mut [Self],
+        accumulate: bool,
+    );
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+thread_local! {
+    static PACK_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static PACK_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+    /// Set by [`with_portable_kernels`].
+    pub(super) static PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the portable micro-kernels on this thread, whatever the
+/// CPU has: how the portable path is tested (and measured) on machines with
+/// AVX2.
+#[doc(hidden)]
+pub fn with_portable_kernels<R>(f: impl FnOnce() -> R) -> R {
+    let before = PORTABLE.replace(true);
+    let result = f();
+    PORTABLE.set(before);
+    result
+}
+
+/// f32 has vectorised activations; f64 keeps libm's, to full accuracy.
+macro_rules! activations_for {
+    (f32, exp, $x:ident) => {
+        activations::exp_in_place($x)
+    };
+    (f64, exp, $x:ident) => {
+        $x.iter_mut().for_each(|v| *v = v.exp())
+    };
+    (f32, tanh, $x:ident) => {
+        activations::tanh_in_place($x)
+    };
+    (f32, sigmoid, $x:ident) => {
+        activations::sigmoid_in_place($x)
+    };
+    (f64, tanh, $x:ident) => {
+        $x.iter_mut().for_each(|v| *v = v.tanh())
+    };
+    (f64, sigmoid, $x:ident) => {
+        $x.iter_mut().for_each(|v| *v = crate::layers::sigmoid(*v))
+    };
+}
+
+macro_rules! gemm_for {
+    ($t:ident, $pack:ident) => {
+        impl Kernels for $t {
+            fn exp_in_place(x: &mut [$t]) {
+                activations_for!($t, exp, x)
+            }
+
+            fn tanh_in_place(x: &mut [$t]) {
+                activations_for!($t, tanh, x)
+            }
+
+            fn sigmoid_in_place(x: &mut [$t]) {
+                activations_for!($t, sigmoid, x)
+            }
+
+            fn rows_times_packed(m: usize, k: usize, n: usize, a: &[$t], b: &[$t], c: &mut [$t]) {
+                $pack.with(|buf| rows_times_packed::<$t>(m, k, n, a, b, c, &mut buf.borrow_mut()));
+            }
+
+            fn gemm(
+                m: usize,
+                n: usize,
+                k: usize,
+                a: Operand<'_, $t>,
+                b: Operand<'_, $t>,
+                c: &mut [$t],
+                accumulate: bool,
+            ) {
+                $pack.with(|buf| blocked::<$t>(m, n, k, a, b, c, accumulate, &mut buf.borrow_mut()));
+            }
+        }
+    };
+}
+gemm_for!(f32, PACK_F32);
+gemm_for!(f64, PACK_F64);

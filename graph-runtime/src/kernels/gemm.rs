@@ -1,0 +1,312 @@
+//! The blocked GEMM: BLIS-style blocks of `A` (and of `B`, unless its rows
+//! can be read in place) packed into a per-thread buffer and multiplied by
+//! a register-blocked micro-kernel (`micro.rs`, `simd.rs`); and `x · wᵀ`
+//! with the weight read in place and only the activations packed.
+
+use super::{micro, Operand};
+use crate::Float;
+
+/// `c = x · wᵀ` (x `(m, k)`, w `(n, k)`, c `(m, n)`), computed as
+/// `cᵀ = w · xᵀ`: the rows of `w` (a weight matrix, the large operand) are
+/// read in place as the kernel's broadcast side, and only `xᵀ` (a batch of
+/// activations) is packed. Packing `w` instead would be redone at every
+/// step of a sequence.
+pub(super) fn rows_times_packed<T: Kernel>(
+    m: usize,
+    k: usize,
+    n: usize,
+    x: &[T],
+    w: &[T],
+    c: &mut [T],
+    buf: &mut Vec<T>,
+) {
+    let (mr, nr) = (T::MR, T::NR);
+    let panels = m.div_ceil(nr);
+    let (x_len, w_len) = (panels * k * nr, k * mr);
+    if buf.len() < x_len + w_len {
+        buf.resize(x_len + w_len, T::zero());
+    }
+    let (xpack, wpack) = buf.split_at_mut(x_len);
+    // xᵀ(p, j) = x[j * k + p]: lane j (a sample) is contiguous along p.
+    let xt = Operand {
+        data: x,
+        rs: 1,
+        cs: k,
+    };
+    for (q, j0) in (0..m).step_by(nr).enumerate() {
+        pack(
+            &mut xpack[q * k * nr..(q + 1) * k * nr],
+            nr,
+            xt,
+            0,
+            j0,
+            k,
+            nr.min(m - j0),
+            false,
+        );
+    }
+    let mut tile = [T::zero(); 6 * 16];
+    let tile = &mut tile[..mr * nr];
+    for i0 in (0..n).step_by(mr) {
+        let rows = mr.min(n - i0);
+        let packed_rows = rows < mr;
+        if packed_rows {
+            pack(
+                &mut wpack[..k * mr],
+                mr,
+                Operand {
+                    data: w,
+                    rs: k,
+                    cs: 1,
+                },
+                i0,
+                0,
+                k,
+                rows,
+                true,
+            );
+        }
+        for (q, j0) in (0..m).step_by(nr).enumerate() {
+            let xpanel = &xpack[q * k * nr..(q + 1) * k * nr];
+            if packed_rows {
+                T::kernel(k, &wpack[..k * mr], xpanel, nr, tile);
+            } else {
+                T::kernel_rows(k, &w[i0 * k..(i0 + mr) * k], k, xpanel, tile);
+            }
+            // The tile is cᵀ[i0.., j0..]: write it back transposed.
+            for jj in 0..nr.min(m - j0) {
+                let row = &mut c[(j0 + jj) * n + i0..(j0 + jj) * n + i0 + rows];
+                for (ii, out) in row.iter_mut().enumerate() {
+                    *out = tile[ii * nr + jj];
+                }
+            }
+        }
+    }
+}
+
+/// Block sizes: `KC` rows of `B` and columns of `A` per packed block, `MC`
+/// rows of `A`, `NC` columns of `B`; chosen so a packed `A` block stays in
+/// L2 and a `B` micro-panel in L1.
+const KC: usize = 256;
+const MC: usize = 72;
+const NC: usize = 2048;
+
+/// The longest row of `B` read in place (see `blocked`).
+const IN_PLACE_ROW_BYTES: usize = 1024;
+
+/// The widest panel a kernel packs (`NR` of f32).
+const MAX_WIDTH: usize = 16;
+
+/// A scalar type with a micro-kernel.
+pub(super) trait Kernel: Float {
+    /// Rows and columns of the register tile.
+    const MR: usize;
+    const NR: usize;
+    /// `tile (MR x NR, row-major) = Σ_p a[p*MR + i] · b[p*ldb + j]` over `kc`:
+    /// `a` packed, `b` packed (`ldb == NR`) or read in place.
+    fn kernel(kc: usize, a: &[Self], b: &[Self], ldb: usize, tile: &mut [Self]);
+
+    /// The tile with `a` read in place: lane `i` at step `p` is
+    /// `a[i * lda + p]` (`MR` rows of a row-major matrix); `b` packed.
+    fn kernel_rows(kc: usize, a: &[Self], lda: usize, b: &[Self], tile: &mut [Self]) {
+        micro::portable_rows::<Self>(kc, a, lda, b, Self::MR, Self::NR, tile);
+    }
+
+    /// The same product added into (or, with `overwrite`, stored in) a full
+    /// `MR x NR` block of `c` starting at `c[0]` with row stride `ldc`.
+    #[allow(clippy::too_many_arguments)]
+    fn kernel_into(
+        kc: usize,
+        a: &[Self],
+        b: &[Self],
+        ldb: usize,
+        c: &mut [Self],
+        ldc: usize,
+        overwrite: bool,
+        tile: &mut [Self],
+    ) {
+        Self::kernel(kc, a, b, ldb, tile);
+        for i in 0..Self::MR {
+            let out = &mut c[i * ldc..i * ldc + Self::NR];
+            let t = &tile[i * Self::NR..(i + 1) * Self::NR];
+            if overwrite {
+                out.copy_from_slice(t);
+            } else {
+                out.iter_mut().zip(t).for_each(|(o, &v)| *o += v);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn blocked<T: Kernel>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand<'_, T>,
+    b: Operand<'_, T>,
+    c: &mut [T],
+    accumulate: bool,
+    buf: &mut Vec<T>,
+) {
+    let (mr, nr) = (T::MR, T::NR);
+    // A B whose rows are contiguous and short (a weight matrix in backward,
+    // or the activations) is read in place rather than packed, which would
+    // be done again at every step of a sequence. Rows far apart are packed
+    // all the same: a panel reads KC rows, and one page per row costs more
+    // in address translation than the packing saves. A last, partial panel
+    // is always packed.
+    let in_place = b.cs == 1 && b.rs * std::mem::size_of::<T>() <= IN_PLACE_ROW_BYTES;
+    let nc_max = if in_place { nr } else { NC.min(n.div_ceil(nr) * nr) };
+    let kc_max = KC.min(k);
+    let mc_max = MC.min(m.div_ceil(mr) * mr);
+    let (b_len, a_len) = (kc_max * nc_max, kc_max * mc_max);
+    if buf.len() < a_len + b_len {
+        buf.resize(a_len + b_len, T::zero());
+    }
+    let (bpack, rest) = buf.split_at_mut(b_len);
+    let apack = &mut rest[..a_len];
+    let mut tile = [T::zero(); 6 * 16];
+    let tile = &mut tile[..mr * nr];
+
+    for jc in (0..n).step_by(NC) {
+        let nc = NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            // Pack B[pc.., jc..] into column panels of NR, zero padded.
+            if !in_place {
+                for (panel, j0) in (0..nc).step_by(nr).enumerate() {
+                    let dst = &mut bpack[panel * kc * nr..(panel + 1) * kc * nr];
+                    pack(dst, nr, b, pc, jc + j0, kc, nr.min(nc - j0), false);
+                }
+            }
+            let overwrite = !accumulate && pc == 0;
+            for ic in (0..m).step_by(MC) {
+                let mc = MC.min(m - ic);
+                // Pack A[ic.., pc..] into row panels of MR, zero padded.
+                for (panel, i0) in (0..mc).step_by(mr).enumerate() {
+                    let dst = &mut apack[panel * kc * mr..(panel + 1) * kc * mr];
+                    pack(dst, mr, a, ic + i0, pc, kc, mr.min(mc - i0), true);
+                }
+                for (bp, j0) in (0..nc).step_by(nr).enumerate() {
+                    let cols = nr.min(nc - j0);
+                    let (bpanel, ldb): (&[T], usize) = if !in_place {
+                        (&bpack[bp * kc * nr..(bp + 1) * kc * nr], nr)
+                    } else if cols == nr {
+                        let start = pc * b.rs + jc + j0;
+                        (&b.data[start..start + (kc - 1) * b.rs + nr], b.rs)
+                    } else {
+                        pack(&mut bpack[..kc * nr], nr, b, pc, jc + j0, kc, cols, false);
+                        (&bpack[..kc * nr], nr)
+                    };
+                    for (ap, i0) in (0..mc).step_by(mr).enumerate() {
+                        let apanel = &apack[ap * kc * mr..(ap + 1) * kc * mr];
+                        let rows = mr.min(mc - i0);
+                        if rows == mr && cols == nr {
+                            let start = (ic + i0) * n + jc + j0;
+                            let end = start + (mr - 1) * n + nr;
+                            T::kernel_into(kc, apanel, bpanel, ldb, &mut c[start..end], n, overwrite, tile);
+                            continue;
+                        }
+                        T::kernel(kc, apanel, bpanel, ldb, tile);
+                        for ii in 0..rows {
+                            let start = (ic + i0 + ii) * n + jc + j0;
+                            let out = &mut c[start..start + cols];
+                            let t = &tile[ii * nr..ii * nr + cols];
+                            if overwrite {
+                                out.copy_from_slice(t);
+                            } else {
+                                out.iter_mut().zip(t).for_each(|(o, &v)| *o += v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs a panel: `width` lanes of `kc` steps into `dst[p * width + lane]`,
+/// zero padding lanes past `lanes`. For `A` (`rows_are_lanes`) lane `l`,
+/// step `p` is `op(i0 + l, j0 + p)`; for `B` it is `op(i0 + p, j0 + l)`.
+/// Each lane is read along its own stride, so a contiguous operand is read
+/// contiguously whichever way it is laid out.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn pack<T: Float>(
+    dst: &mut [T],
+    width: usize,
+    op: Operand<'_, T>,
+    i0: usize,
+    j0: usize,
+    kc: usize,
+    lanes: usize,
+    rows_are_lanes: bool,
+) {
+    let (lane_stride, step_stride) = if rows_are_lanes {
+        (op.rs, op.cs)
+    } else {
+        (op.cs, op.rs)
+    };
+    let base = i0 * op.rs + j0 * op.cs;
+    assert!(lanes <= width && width <= MAX_WIDTH && dst.len() >= kc * width);
+    if lanes > 0 && kc > 0 {
+        let last = base + (lanes - 1) * lane_stride + (kc - 1) * step_stride;
+        assert!(last < op.data.len(), "packed block exceeds its operand");
+    }
+    let src = op.data.as_ptr();
+    if step_stride == 1 {
+        // Each lane is a contiguous run of kc values: read it in order.
+        for l in 0..lanes {
+            // SAFETY: base + l * lane_stride + (kc - 1) is within `data` (asserted above).
+            let from = unsafe { src.add(base + l * lane_stride) };
+            for p in 0..kc {
+                // SAFETY: p < kc.
+                dst[p * width + l] = unsafe { *from.add(p) };
+            }
+        }
+    } else if lane_stride == 1 {
+        // Each step is a contiguous run of `lanes` values: a short copy of a
+        // size known at compile time when the panel is full (a call to
+        // memmove per step would cost more than the copy).
+        for p in 0..kc {
+            let out = &mut dst[p * width..p * width + lanes];
+            // SAFETY: base + p * step_stride + lanes - 1 is within `data` (asserted above).
+            let from = unsafe { src.add(base + p * step_stride) };
+            // SAFETY (each arm): `lanes` values are readable at `from`, as above.
+            match lanes {
+                16 => unsafe { copy_fixed::<T, 16>(out, from) },
+                8 => unsafe { copy_fixed::<T, 8>(out, from) },
+                6 => unsafe { copy_fixed::<T, 6>(out, from) },
+                _ => {
+                    for (l, o) in out.iter_mut().enumerate() {
+                        // SAFETY: l < lanes.
+                        *o = unsafe { *from.add(l) };
+                    }
+                }
+            }
+        }
+    } else {
+        for p in 0..kc {
+            for l in 0..lanes {
+                dst[p * width + l] = op.data[base + l * lane_stride + p * step_stride];
+            }
+        }
+    }
+    if lanes < width {
+        for p in 0..kc {
+            dst[p * width + lanes..(p + 1) * width].fill(T::zero());
+        }
+    }
+}
+
+/// Copies `N` values from `from` into `out` (of length `N`).
+///
+/// # Safety
+/// `from` must point to `N` consecutive initialised values of `T`.
+#[inline(always)]
+unsafe fn copy_fixed<T: Copy, const N: usize>(out: &mut [T], from: *const T) {
+    let out: &mut [T; N] = out.try_into().expect("a full panel");
+    // SAFETY: the caller guarantees N readable values at `from`.
+    *out = unsafe { std::ptr::read_unaligned(from as *const [T; N]) };
+}
