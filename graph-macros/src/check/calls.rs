@@ -10,24 +10,23 @@ use crate::ir::{Arg, Nested, NodeKind};
 use crate::layers::{self, ArgKind};
 use crate::width::{self, Width};
 
-pub(super) fn resolve(scope: &mut Scope) {
-    for k in 0..scope.raw.len() {
-        let node = &scope.raw[k];
+pub(super) fn resolve(scope: &mut Scope, sizes: &[String], raw: &[RawNode]) -> Vec<Option<NodeKind>> {
+    let mut kinds: Vec<Option<NodeKind>> = Vec::with_capacity(raw.len());
+    for (k, node) in raw.iter().enumerate() {
         let kind = match (&node.kind, node.split) {
             // A split is checked once, on its first part; the other parts
             // share that check.
-            (_, Some((part, _))) if part > 0 => {
-                scope.kinds[k - part].as_ref().and_then(|_| narrow(Vec::new()))
-            }
-            (RawKind::Layer(_), _) => check_call(node, &scope.sizes, &mut scope.errors),
-            (RawKind::Host(call, _), _) => check_graph_call(call, &scope.sizes, &mut scope.errors),
+            (_, Some((part, _))) if part > 0 => kinds[k - part].as_ref().and_then(|_| narrow(Vec::new())),
+            (RawKind::Layer(_), _) => check_call(node, sizes, &mut scope.errors),
+            (RawKind::Host(call, _), _) => check_graph_call(call, sizes, &mut scope.errors),
             (RawKind::Output { host, select }, _) => Some(NodeKind::Output {
                 host: *host,
                 select: select.clone(),
             }),
         };
-        scope.kinds.push(kind);
+        kinds.push(kind);
     }
+    kinds
 }
 
 /// A `Narrow` with these arguments (the parts of a `Split`).

@@ -9,8 +9,9 @@ use crate::layers;
 use std::collections::HashMap;
 use syn::Ident;
 
-pub(super) fn statements(scope: &mut Scope) {
+pub(super) fn statements<'a>(scope: &mut Scope<'a>) -> Vec<RawNode<'a>> {
     let decl = scope.decl;
+    let mut raw: Vec<RawNode<'a>> = Vec::new();
     for statement in &decl.statements {
         let first = &statement.names[0];
         match &statement.value {
@@ -26,10 +27,10 @@ pub(super) fn statements(scope: &mut Scope) {
             }
             Expr::Call(call) if call.layer == layers::SPLIT => {
                 let mut counts = HashMap::new();
-                let shared = flatten_inputs(first, &call.inputs, &mut scope.raw, &mut counts);
+                let shared = flatten_inputs(first, &call.inputs, &mut raw, &mut counts);
                 let n = statement.names.len();
                 for (k, name) in statement.names.iter().enumerate() {
-                    scope.raw.push(RawNode {
+                    raw.push(RawNode {
                         name: name.clone(),
                         generated: false,
                         kind: RawKind::Layer(call),
@@ -60,7 +61,7 @@ pub(super) fn statements(scope: &mut Scope) {
                     continue;
                 }
                 let mut counts = HashMap::new();
-                flatten(first, first.clone(), false, call, &mut scope.raw, &mut counts);
+                flatten(first, first.clone(), false, call, &mut raw, &mut counts);
             }
             Expr::Graph(call) => {
                 if let (Some(output), true) = (&call.output, statement.names.len() > 1) {
@@ -79,13 +80,13 @@ pub(super) fn statements(scope: &mut Scope) {
                 // `h1 = Cell(x, h).new_h;` takes one output by name, whatever
                 // the number of outputs; otherwise the names receive them all.
                 let expect = call.output.is_none().then_some(statement.names.len());
-                let host = flatten_graph(first, call, &mut scope.raw, &mut counts, expect);
+                let host = flatten_graph(first, call, &mut raw, &mut counts, expect);
                 for (j, name) in statement.names.iter().enumerate() {
                     let select = match &call.output {
                         Some(o) => Select::Name(o.clone()),
                         None => Select::Index(j),
                     };
-                    scope.raw.push(RawNode {
+                    raw.push(RawNode {
                         name: name.clone(),
                         generated: false,
                         kind: RawKind::Output { host, select },
@@ -96,6 +97,7 @@ pub(super) fn statements(scope: &mut Scope) {
             }
         }
     }
+    raw
 }
 
 fn names_list(names: &[Ident]) -> String {

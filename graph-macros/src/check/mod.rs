@@ -6,8 +6,10 @@
 //! whose inputs are already wrong gets no width, and nothing downstream of it
 //! is reported again.
 //!
-//! Each graph goes through the passes below, in order, each in its own file;
-//! they share a [`Scope`] that each pass adds to.
+//! Each graph goes through the passes below, in order, each in its own file:
+//! a pass takes what earlier passes found and returns what it finds, so
+//! `check_graph` reads as the data flow; they share only a [`Scope`], the
+//! declaration and the mistakes found so far.
 //!
 //! Widths are polynomials over the graph's sizes (`width.rs`). What the macro
 //! cannot decide symbolically becomes a `Deferred` check in generated code.
@@ -34,8 +36,7 @@ pub use widths::derived_atom;
 
 use crate::ast::{Call, GraphCall, GraphDecl, Invocation};
 use crate::errors::Errors;
-use crate::ir::{Atom, Checked, Deferred, Graph, Input, Node, NodeKind, Select, Source};
-use crate::width::Width;
+use crate::ir::{Checked, Graph, Input, Node, NodeKind, Select};
 use proc_macro2::Span;
 use quote::quote;
 use std::collections::HashMap;
@@ -75,62 +76,109 @@ pub fn check(invocation: Invocation) -> (Checked, Errors) {
     )
 }
 
-/// The passes of one graph, in order.
+/// The passes of one graph, in order: each takes what earlier ones found
+/// and returns what it finds; mistakes go to `scope`.
 fn check_graph(decl: &GraphDecl) -> syn::Result<Graph> {
     let mut scope = Scope::new(decl);
     // The sizes and inputs, and the widths they declare.
-    declare::sizes_and_inputs(&mut scope);
+    let (sizes, inputs) = declare::sizes_and_inputs(&mut scope);
     // Statements become nodes, nested calls first, with generated names.
-    flatten::statements(&mut scope);
+    let raw = flatten::statements(&mut scope);
     // Every name declared once; every input of a node found.
-    names::define(&mut scope);
-    names::resolve(&mut scope);
+    let defs = names::define(&mut scope, &sizes, &inputs, &raw);
+    let sources = names::resolve(&mut scope, &inputs, &raw, &defs);
     // Each call's layer (built-in, user type or graph) and its arguments.
-    calls::resolve(&mut scope);
+    let mut kinds = calls::resolve(&mut scope, &sizes, &raw);
     // `#[params(tensor = name)]`: a layer's tensors under names of their own.
-    params::rename(&mut scope);
+    let param_names = params::rename(&mut scope, &raw, &kinds);
     // An order in which each node follows its inputs; cycles reported.
-    order::evaluation_order(&mut scope);
-    // Every node's width by its layer's shape rule, or a deferred claim.
-    widths::infer(&mut scope);
+    let order = order::evaluation_order(&mut scope, &raw, &sources);
+    // Every node's width by its layer's shape rule, or a deferred claim
+    // (and each part of a split becomes a `Narrow`).
+    let nodes = widths::Nodes {
+        sizes: &sizes,
+        inputs: &inputs,
+        raw: &raw,
+        sources: &sources,
+        order: &order,
+    };
+    let mut found = widths::infer(&mut scope, &nodes, &mut kinds);
     // The outputs are nodes, and everything reaches one.
-    outputs::resolve(&mut scope);
+    let outputs = outputs::resolve(&mut scope, &inputs, &raw, &defs);
     if scope.errors.is_empty() {
-        outputs::check_usage(&mut scope);
+        outputs::check_usage(&mut scope, &inputs, &raw, &sources, &outputs);
     }
     // `#[recurrent(input = output)]` pairs of one width.
-    recurrent::pairs(&mut scope);
-    scope.finish()
+    let recurrent = recurrent::pairs(
+        &mut scope,
+        &inputs,
+        &outputs,
+        &defs,
+        &found.widths,
+        &mut found.deferred,
+    );
+    if !scope.errors.is_empty() {
+        return scope.errors.finish(Graph::empty(decl));
+    }
+    // With no errors, every node has a kind, its inputs and a width.
+    let derived: Vec<(usize, String)> = order
+        .iter()
+        .filter(|&&k| matches!(kinds[k], Some(NodeKind::Custom { .. })))
+        .map(|&k| (k, widths::derived_atom(&raw[k].name)))
+        .collect();
+    let nodes: Option<Vec<Node>> = raw
+        .iter()
+        .zip(kinds)
+        .zip(sources)
+        .zip(found.widths)
+        .zip(param_names)
+        .map(|((((node, kind), sources), width), params)| {
+            Some(Node {
+                params,
+                name: node.name.clone(),
+                kind: kind?,
+                inputs: sources?.into_iter().map(|(s, _)| s).collect(),
+                width: width?,
+                line: node.name.span().start().line as u32,
+            })
+        })
+        .collect();
+    let Some(nodes) = nodes else {
+        return Err(syn::Error::new(
+            decl.name.span(),
+            format!(
+                "graph! could not check `{}` but found no mistake; please report this",
+                scope.graph
+            ),
+        ));
+    };
+    Ok(Graph {
+        attrs: decl.attrs.clone(),
+        vis: decl.vis.clone(),
+        name: decl.name.clone(),
+        const_sizes: decl.const_sizes.clone(),
+        runtime_sizes: decl.runtime_sizes.clone(),
+        inputs,
+        nodes,
+        order,
+        outputs,
+        recurrent,
+        deferred: found.deferred,
+        derived,
+        atoms: found.atoms,
+        quotients: found.quotients,
+    })
 }
 
-/// What the passes of one graph share: the declaration, what each pass
-/// found, and the errors found so far.
+/// What the passes of one graph share: the declaration and the mistakes
+/// found so far. Everything else a pass finds, it returns.
 struct Scope<'a> {
     decl: &'a GraphDecl,
     /// The graph's name, for messages.
     graph: String,
     errors: Errors,
-    /// Declared sizes, const generic and run-time.
-    sizes: Vec<String>,
-    inputs: Vec<Input>,
-    /// Nodes before resolution, in declaration order.
-    raw: Vec<RawNode<'a>>,
     /// Names of statements already reported, whose uses are not reported again.
     broken: Vec<String>,
-    defs: HashMap<String, Def>,
-    /// Per node: its inputs, or `None` where one is unknown (and reported).
-    sources: Vec<Option<Vec<(Source, Span)>>>,
-    /// Per node: what computes it, or `None` where its call is wrong.
-    kinds: Vec<Option<NodeKind>>,
-    order: Vec<usize>,
-    widths: Vec<Option<Width>>,
-    atoms: Vec<Atom>,
-    deferred: Vec<Deferred>,
-    outputs: Vec<(Ident, usize)>,
-    recurrent: Vec<(usize, usize)>,
-    /// Per node: `(tensor, name)` for each tensor renamed by `#[params]`.
-    param_names: Vec<Vec<(String, String)>>,
-    quotients: Vec<(String, Width, i64)>,
 }
 
 impl<'a> Scope<'a> {
@@ -139,89 +187,15 @@ impl<'a> Scope<'a> {
             decl,
             graph: decl.name.to_string(),
             errors: Errors::default(),
-            sizes: Vec::new(),
-            inputs: Vec::new(),
-            raw: Vec::new(),
             broken: Vec::new(),
-            defs: HashMap::new(),
-            sources: Vec::new(),
-            kinds: Vec::new(),
-            order: Vec::new(),
-            widths: Vec::new(),
-            atoms: Vec::new(),
-            deferred: Vec::new(),
-            outputs: Vec::new(),
-            recurrent: Vec::new(),
-            param_names: Vec::new(),
-            quotients: Vec::new(),
         }
     }
+}
 
-    /// Every input and node name, for did-you-mean hints.
-    fn all_names(&self) -> Vec<String> {
-        let inputs = self.inputs.iter().map(|i| i.name.to_string());
-        inputs
-            .chain(self.raw.iter().map(|n| n.name.to_string()))
-            .collect()
-    }
-
-    /// The checked graph, or every error found.
-    fn finish(self) -> syn::Result<Graph> {
-        let decl = self.decl;
-        if !self.errors.is_empty() {
-            return self.errors.finish(Graph::empty(decl));
-        }
-        let derived: Vec<(usize, String)> = self
-            .order
-            .iter()
-            .filter(|&&k| matches!(self.kinds[k], Some(NodeKind::Custom { .. })))
-            .map(|&k| (k, widths::derived_atom(&self.raw[k].name)))
-            .collect();
-        // With no errors, every node has a kind, its inputs and a width.
-        let nodes: Option<Vec<Node>> = self
-            .raw
-            .iter()
-            .zip(self.kinds)
-            .zip(self.sources)
-            .zip(self.widths)
-            .zip(self.param_names)
-            .map(|((((node, kind), sources), width), params)| {
-                Some(Node {
-                    params,
-                    name: node.name.clone(),
-                    kind: kind?,
-                    inputs: sources?.into_iter().map(|(s, _)| s).collect(),
-                    width: width?,
-                    line: node.name.span().start().line as u32,
-                })
-            })
-            .collect();
-        let Some(nodes) = nodes else {
-            return Err(syn::Error::new(
-                decl.name.span(),
-                format!(
-                    "graph! could not check `{}` but found no mistake; please report this",
-                    self.graph
-                ),
-            ));
-        };
-        Ok(Graph {
-            attrs: decl.attrs.clone(),
-            vis: decl.vis.clone(),
-            name: decl.name.clone(),
-            const_sizes: decl.const_sizes.clone(),
-            runtime_sizes: decl.runtime_sizes.clone(),
-            inputs: self.inputs,
-            nodes,
-            order: self.order,
-            outputs: self.outputs,
-            recurrent: self.recurrent,
-            deferred: self.deferred,
-            derived,
-            atoms: self.atoms,
-            quotients: self.quotients,
-        })
-    }
+/// Every input and node name, for did-you-mean hints.
+fn all_names(inputs: &[Input], raw: &[RawNode]) -> Vec<String> {
+    let inputs = inputs.iter().map(|i| i.name.to_string());
+    inputs.chain(raw.iter().map(|n| n.name.to_string())).collect()
 }
 
 impl Graph {

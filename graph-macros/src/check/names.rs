@@ -2,24 +2,32 @@
 //! take an input's name); then every input of a node is found, with a
 //! did-you-mean for names that are not.
 
-use super::{Def, RawInput, Scope};
-use crate::ir::Source;
+use super::{all_names, Def, RawInput, RawNode, Scope};
+use crate::ir::{Input, Source};
 use crate::layers;
+use proc_macro2::Span;
 use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use syn::Ident;
 
-pub(super) fn define(scope: &mut Scope) {
+pub(super) fn define(
+    scope: &mut Scope,
+    sizes: &[String],
+    inputs: &[Input],
+    raw: &[RawNode],
+) -> HashMap<String, Def> {
     let graph_name = &scope.graph;
-    for (i, input) in scope.inputs.iter().enumerate() {
+    let mut defs = HashMap::new();
+    for (i, input) in inputs.iter().enumerate() {
         let key = input.name.to_string();
-        if scope.sizes.contains(&key) {
+        if sizes.contains(&key) {
             scope.errors.push(syn::Error::new(
                 input.name.span(),
                 format!("input `{key}` has the name of a size of `{graph_name}`"),
             ));
         }
         // The first declaration stands, so that uses see one width.
-        match scope.defs.entry(key) {
+        match defs.entry(key) {
             Entry::Occupied(first) => scope.errors.push(syn::Error::new(
                 input.name.span(),
                 format!("`{graph_name}` declares the input `{}` twice", first.key()),
@@ -29,9 +37,9 @@ pub(super) fn define(scope: &mut Scope) {
             }
         }
     }
-    for (k, node) in scope.raw.iter().enumerate() {
+    for (k, node) in raw.iter().enumerate() {
         let key = node.name.to_string();
-        match scope.defs.get(&key) {
+        match defs.get(&key) {
             Some(Def::Input(_)) => scope.errors.push(syn::Error::new(
                 node.name.span(),
                 format!(
@@ -50,24 +58,34 @@ pub(super) fn define(scope: &mut Scope) {
                 node.name.span(),
                 format!(
                     "node `{key}` is declared twice in `{graph_name}`\n= note: first declared on line {}",
-                    scope.raw[first].name.span().start().line
+                    raw[first].name.span().start().line
                 ),
             )),
             None => {
-                scope.defs.insert(key, Def::Node(k));
+                defs.insert(key, Def::Node(k));
             }
         }
     }
+    defs
 }
 
-pub(super) fn resolve(scope: &mut Scope) {
-    let all_names = scope.all_names();
-    for node in &scope.raw {
+/// Per node: its inputs, or `None` where one is unknown (and reported).
+pub(super) type Sources = Vec<Option<Vec<(Source, Span)>>>;
+
+pub(super) fn resolve(
+    scope: &mut Scope,
+    inputs: &[Input],
+    raw: &[RawNode],
+    defs: &HashMap<String, Def>,
+) -> Sources {
+    let all_names = all_names(inputs, raw);
+    let mut sources = Vec::with_capacity(raw.len());
+    for node in raw {
         let mut resolved = Vec::new();
         let mut ok = true;
         for input in &node.inputs {
             match input {
-                RawInput::Name(name) => match scope.defs.get(&name.to_string()) {
+                RawInput::Name(name) => match defs.get(&name.to_string()) {
                     Some(Def::Input(i)) => resolved.push((Source::Input(*i), name.span())),
                     Some(Def::Node(k)) => resolved.push((Source::Node(*k), name.span())),
                     None => {
@@ -80,8 +98,9 @@ pub(super) fn resolve(scope: &mut Scope) {
                 RawInput::Anonymous(k, span) => resolved.push((Source::Node(*k), *span)),
             }
         }
-        scope.sources.push(ok.then_some(resolved));
+        sources.push(ok.then_some(resolved));
     }
+    sources
 }
 
 pub(super) fn unknown_name(name: &Ident, known: &[String], graph: &str) -> syn::Error {

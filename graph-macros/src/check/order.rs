@@ -1,15 +1,12 @@
 //! Pass: the evaluation order, depth first, in which every node comes after
 //! its inputs. A cycle is reported once, naming its whole path.
 
-use super::Scope;
+use super::names::Sources;
+use super::{RawNode, Scope};
 use crate::ir::Source;
 
-pub(super) fn evaluation_order(scope: &mut Scope) {
-    scope.order = topological_order(scope);
-}
-
-fn topological_order(scope: &mut Scope) -> Vec<usize> {
-    let (raw, sources, errors) = (&scope.raw, &scope.sources, &mut scope.errors);
+pub(super) fn evaluation_order(scope: &mut Scope, raw: &[RawNode], sources: &Sources) -> Vec<usize> {
+    let errors = &mut scope.errors;
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,

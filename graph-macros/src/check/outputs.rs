@@ -1,16 +1,23 @@
 //! Passes: outputs. Each listed output is a node (not an input, listed
 //! once); then every input must be used and every node reach an output.
 
-use super::names::unknown_name;
-use super::{Def, Scope};
-use crate::ir::Source;
+use super::names::{unknown_name, Sources};
+use super::{all_names, Def, RawNode, Scope};
+use crate::ir::{Input, Source};
 use proc_macro2::Span;
 use std::collections::HashMap;
+use syn::Ident;
 
-pub(super) fn resolve(scope: &mut Scope) {
+pub(super) fn resolve(
+    scope: &mut Scope,
+    inputs: &[Input],
+    raw: &[RawNode],
+    defs: &HashMap<String, Def>,
+) -> Vec<(Ident, usize)> {
     let graph_name = &scope.graph;
-    let all_names = scope.all_names();
+    let all_names = all_names(inputs, raw);
     let mut listed: HashMap<String, Span> = HashMap::new();
+    let mut outputs = Vec::new();
     for out in &scope.decl.outputs {
         let key = out.to_string();
         if listed.insert(key.clone(), out.span()).is_some() {
@@ -20,8 +27,8 @@ pub(super) fn resolve(scope: &mut Scope) {
             ));
             continue;
         }
-        match scope.defs.get(&key) {
-            Some(Def::Node(k)) => scope.outputs.push((out.clone(), *k)),
+        match defs.get(&key) {
+            Some(Def::Node(k)) => outputs.push((out.clone(), *k)),
             Some(Def::Input(_)) => scope.errors.push(syn::Error::new(
                 out.span(),
                 format!(
@@ -33,8 +40,7 @@ pub(super) fn resolve(scope: &mut Scope) {
             None => {
                 let mut error = unknown_name(out, &all_names, graph_name);
                 if !error.to_string().contains("help:") {
-                    let nodes: Vec<String> = scope
-                        .raw
+                    let nodes: Vec<String> = raw
                         .iter()
                         .filter(|n| !n.generated)
                         .map(|n| format!("`{}`", n.name))
@@ -51,12 +57,18 @@ pub(super) fn resolve(scope: &mut Scope) {
             }
         }
     }
+    outputs
 }
 
 /// Every input is used by some node, and every node reaches an output
 /// (names starting with `_` are exempt).
-pub(super) fn check_usage(scope: &mut Scope) {
-    let (inputs, raw, sources, outputs) = (&scope.inputs, &scope.raw, &scope.sources, &scope.outputs);
+pub(super) fn check_usage(
+    scope: &mut Scope,
+    inputs: &[Input],
+    raw: &[RawNode],
+    sources: &Sources,
+    outputs: &[(Ident, usize)],
+) {
     let errors = &mut scope.errors;
     let mut input_used = vec![false; inputs.len()];
     for srcs in sources.iter().flatten() {

@@ -4,13 +4,18 @@
 //! instead of `node.tensor`, which is how a graph's parameters get the names
 //! of a torch module's state dict (`weight_ih` in `torch.nn.LSTMCell`).
 
-use super::Scope;
+use super::{RawNode, Scope};
 use crate::ast::{Expr, ParamName};
 use crate::ir::NodeKind;
 use std::collections::HashMap;
 
-pub(super) fn rename(scope: &mut Scope) {
-    scope.param_names = vec![Vec::new(); scope.raw.len()];
+/// Per node: `(tensor, name)` for each tensor renamed by `#[params]`.
+pub(super) fn rename(
+    scope: &mut Scope,
+    raw: &[RawNode],
+    kinds: &[Option<NodeKind>],
+) -> Vec<Vec<(String, String)>> {
+    let mut param_names = vec![Vec::new(); raw.len()];
     // New name -> the tensor that took it, for messages.
     let mut taken: HashMap<String, String> = HashMap::new();
     for statement in &scope.decl.statements {
@@ -35,14 +40,10 @@ pub(super) fn rename(scope: &mut Scope) {
             ));
             continue;
         }
-        let Some(k) = scope
-            .raw
-            .iter()
-            .position(|n| !n.generated && n.name == *node_name)
-        else {
+        let Some(k) = raw.iter().position(|n| !n.generated && n.name == *node_name) else {
             continue;
         };
-        let layer = match &scope.kinds[k] {
+        let layer = match &kinds[k] {
             // Already reported.
             None => continue,
             Some(NodeKind::Builtin { layer, .. }) => *layer,
@@ -103,6 +104,7 @@ pub(super) fn rename(scope: &mut Scope) {
             taken.insert(name_str.clone(), format!("{node_name}.{tensor_str}"));
             renamed.push((tensor_str, name_str));
         }
-        scope.param_names[k] = renamed;
+        param_names[k] = renamed;
     }
+    param_names
 }

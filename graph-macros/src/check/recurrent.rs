@@ -2,12 +2,24 @@
 //! output of one width (the state carried to the next step), and no input is
 //! fed twice.
 
-use super::{names::did_you_mean, Scope};
-use crate::ir::{Claim, Deferred};
-use crate::width::Decision;
+use super::{names::did_you_mean, Def, Scope};
+use crate::ir::{Claim, Deferred, Input};
+use crate::width::{Decision, Width};
+use std::collections::HashMap;
+use syn::Ident;
 
-pub(super) fn pairs(scope: &mut Scope) {
-    let (graph_name, inputs, outputs) = (&scope.graph, &scope.inputs, &scope.outputs);
+/// The pairs as `(input index, output index)`; claims about their widths
+/// the macro cannot decide go to `deferred`.
+pub(super) fn pairs(
+    scope: &mut Scope,
+    inputs: &[Input],
+    outputs: &[(Ident, usize)],
+    defs: &HashMap<String, Def>,
+    widths: &[Option<Width>],
+    deferred: &mut Vec<Deferred>,
+) -> Vec<(usize, usize)> {
+    let graph_name = &scope.graph;
+    let mut recurrent: Vec<(usize, usize)> = Vec::new();
     for pair in &scope.decl.recurrent {
         let input = inputs.iter().position(|i| i.name == pair.input);
         let output = outputs.iter().position(|(o, _)| *o == pair.output);
@@ -23,7 +35,7 @@ pub(super) fn pairs(scope: &mut Scope) {
             )),
             (_, None) => {
                 let name = pair.output.to_string();
-                let hint = if matches!(scope.defs.get(&name), Some(super::Def::Node(_))) {
+                let hint = if matches!(defs.get(&name), Some(Def::Node(_))) {
                     format!("\n= help: `{name}` is a node: list it among the outputs, `-> (.., {name})`")
                 } else {
                     did_you_mean(&name, outputs.iter().map(|(o, _)| o.to_string()))
@@ -34,7 +46,7 @@ pub(super) fn pairs(scope: &mut Scope) {
                 ))
             }
             (Some(i), Some(o)) => {
-                match (&inputs[i].width, &scope.widths[outputs[o].1]) {
+                match (&inputs[i].width, &widths[outputs[o].1]) {
                     (None, _) => scope.errors.push(syn::Error::new(
                         pair.input.span(),
                         format!(
@@ -50,7 +62,7 @@ pub(super) fn pairs(scope: &mut Scope) {
                         match out_w.equals(in_w) {
                             Decision::Yes => {}
                             Decision::No => scope.errors.push(syn::Error::new(pair.output.span(), message)),
-                            Decision::Unknown => scope.deferred.push(Deferred {
+                            Decision::Unknown => deferred.push(Deferred {
                                 claim: Claim::Equal(out_w.clone(), in_w.clone()),
                                 message,
                                 span: pair.output.span(),
@@ -59,14 +71,15 @@ pub(super) fn pairs(scope: &mut Scope) {
                     }
                     (Some(_), None) => {}
                 }
-                if scope.recurrent.iter().any(|&(ri, _)| ri == i) {
+                if recurrent.iter().any(|&(ri, _)| ri == i) {
                     scope.errors.push(syn::Error::new(
                         pair.input.span(),
                         format!("input `{}` is fed by two recurrent pairs", pair.input),
                     ));
                 }
-                scope.recurrent.push((i, o));
+                recurrent.push((i, o));
             }
         }
     }
+    recurrent
 }

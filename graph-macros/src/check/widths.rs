@@ -4,9 +4,10 @@
 //! against another, a nested graph's width) becomes a `Deferred` check. A
 //! user layer's output width is an atom known when the graph is built.
 
+use super::names::Sources;
 use super::{calls, RawKind, RawNode, Scope};
 use crate::ast::GraphCall;
-use crate::ir::{Arg, Atom, Claim, Deferred, NodeKind, Select, Source};
+use crate::ir::{Arg, Atom, Claim, Deferred, Input, NodeKind, Select, Source};
 use crate::layers::{LayerDef, Rule};
 use crate::width::{Decision, Width};
 use proc_macro2::Span;
@@ -21,25 +22,60 @@ struct Flow {
     name: String,
 }
 
-pub(super) fn infer(scope: &mut Scope) {
-    scope.widths = vec![None; scope.raw.len()];
-    for i in 0..scope.order.len() {
-        let k = scope.order[i];
-        let (Some(srcs), Some(kind)) = (&scope.sources[k], &scope.kinds[k]) else {
+/// What the width pass reads: the declaration's sizes and inputs, the
+/// nodes with their inputs and the evaluation order.
+pub(super) struct Nodes<'a, 'r> {
+    pub sizes: &'a [String],
+    pub inputs: &'a [Input],
+    pub raw: &'a [RawNode<'r>],
+    pub sources: &'a Sources,
+    pub order: &'a [usize],
+}
+
+/// What the width pass finds.
+pub(super) struct Widths {
+    /// Per node: its width, or `None` where it is wrong (and reported).
+    pub widths: Vec<Option<Width>>,
+    /// Widths of nested graphs' inputs and outputs.
+    pub atoms: Vec<Atom>,
+    /// Claims the macro could not decide.
+    pub deferred: Vec<Deferred>,
+    /// Quotients of a `Split` of a width not known to divide.
+    pub quotients: Vec<(String, Width, i64)>,
+}
+
+/// Infers every node's width in evaluation order; each part of a split
+/// becomes a `Narrow` in `kinds`.
+pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKind>]) -> Widths {
+    let Nodes {
+        sizes,
+        inputs,
+        raw,
+        sources,
+        order,
+    } = *nodes;
+    let mut found = Widths {
+        widths: vec![None; raw.len()],
+        atoms: Vec::new(),
+        deferred: Vec::new(),
+        quotients: Vec::new(),
+    };
+    for &k in order {
+        let (Some(srcs), Some(kind)) = (&sources[k], &kinds[k]) else {
             continue;
         };
         let mut flows = Vec::with_capacity(srcs.len());
         for (src, span) in srcs {
             let width = match *src {
-                Source::Input(i) => scope.inputs[i].width.clone(),
-                Source::Node(j) => match &scope.widths[j] {
+                Source::Input(i) => inputs[i].width.clone(),
+                Source::Node(j) => match &found.widths[j] {
                     Some(w) => Some(w.clone()),
                     None => break, // an input is already wrong and reported
                 },
             };
             let name = match *src {
-                Source::Input(i) => scope.inputs[i].name.to_string(),
-                Source::Node(j) => scope.raw[j].name.to_string(),
+                Source::Input(i) => inputs[i].name.to_string(),
+                Source::Node(j) => raw[j].name.to_string(),
             };
             flows.push(Flow {
                 width,
@@ -50,22 +86,14 @@ pub(super) fn infer(scope: &mut Scope) {
         if flows.len() != srcs.len() {
             continue;
         }
-        let node = &scope.raw[k];
-        let (deferred, atoms) = (&mut scope.deferred, &mut scope.atoms);
+        let node = &raw[k];
+        let (deferred, atoms) = (&mut found.deferred, &mut found.atoms);
         let result = match (kind, node.split) {
-            (_, Some((part, n))) => infer_split(
-                node,
-                part,
-                n,
-                &flows,
-                &scope.sizes,
-                &mut scope.quotients,
-                deferred,
-            )
-            .map(|(w, args)| {
-                scope.kinds[k] = calls::narrow(args);
-                w
-            }),
+            (_, Some((part, n))) => infer_split(node, part, n, &flows, sizes, &mut found.quotients, deferred)
+                .map(|(w, args)| {
+                    kinds[k] = calls::narrow(args);
+                    w
+                }),
             (NodeKind::Builtin { layer, args }, None) => infer_width(node, layer, args, &flows, deferred),
             (NodeKind::Custom { .. }, None) => infer_custom(node),
             (NodeKind::Nested(_), None) => match &node.kind {
@@ -74,15 +102,14 @@ pub(super) fn infer(scope: &mut Scope) {
                 }
                 _ => Ok(Width::constant(0)),
             },
-            (NodeKind::Output { host, select }, None) => {
-                Ok(output_atom(*host, select, &scope.raw, atoms, deferred))
-            }
+            (NodeKind::Output { host, select }, None) => Ok(output_atom(*host, select, raw, atoms, deferred)),
         };
         match result {
-            Ok(w) => scope.widths[k] = Some(w),
+            Ok(w) => found.widths[k] = Some(w),
             Err(e) => scope.errors.push(e),
         }
     }
+    found
 }
 
 /// A user layer takes values or ids (its `Layer` impl says which, at run
