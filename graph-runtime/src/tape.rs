@@ -294,7 +294,7 @@ impl<F: Float> Tape<F> {
             });
         };
         if !self.valid {
-            return Err(crate::engine::visit::no_forward(spec, self.steps > 0));
+            return Err(crate::engine::check::no_forward(spec, self.steps > 0));
         }
         let last = (self.steps - 1) * self.batch..self.steps * self.batch;
         Ok(row_range(&self.root.values[spec.output_slot(o)], last))

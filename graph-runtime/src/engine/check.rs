@@ -117,3 +117,19 @@ pub(crate) fn check_finite<F: Float>(
         }),
     }
 }
+
+/// An error for a pass whose tape holds no completed forward.
+pub(crate) fn no_forward(spec: &GraphSpec, ran: bool) -> Error {
+    if ran {
+        Error::InvalidInput {
+            graph: spec.name.to_string(),
+            message: "the last forward pass on this tape failed; run a forward pass that succeeds \
+                      before backward"
+                .to_string(),
+        }
+    } else {
+        Error::NoForward {
+            graph: spec.name.to_string(),
+        }
+    }
+}

@@ -318,7 +318,7 @@ pub(crate) fn completed<F>(tape: &Tape<F>) -> Result<()> {
     if tape.valid {
         Ok(())
     } else {
-        Err(super::visit::no_forward(tape.root.spec, tape.steps > 0))
+        Err(super::check::no_forward(tape.root.spec, tape.steps > 0))
     }
 }
 

@@ -29,10 +29,10 @@ use crate::graph::{Graph, GraphCore};
 use crate::spec::NodeKind;
 use crate::tape::{row_range, row_range_mut, Record, Tape};
 use crate::Float;
-use check::{at_step, check_finite, from_path};
+use check::{at_step, check_finite, from_path, no_forward};
 use plan::{Plan, Segment, UnitKind};
 use std::ops::Range;
-use visit::{grad_wanted, input_rows, mix_seed, no_forward, BackwardVisit, ForwardVisit, Part, Place};
+use visit::{grad_wanted, input_rows, mix_seed, BackwardVisit, ForwardVisit, Part, Place};
 
 /// What a forward pass needs to know besides the parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]

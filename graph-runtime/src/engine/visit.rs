@@ -7,7 +7,7 @@
 
 use super::check::{check_finite, nested_error, node_error};
 use super::Mode;
-use crate::error::{Error, Pass, Result};
+use crate::error::{Pass, Result};
 use crate::graph::{Graph, Visit};
 use crate::layer::{Backward, Forward, Input, Layer};
 use crate::spec::{GraphSpec, NodeSpec};
@@ -324,21 +324,5 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
             part: self.part,
         };
         G::node(layers, next, &mut child).map_err(|e| nested_error(spec, k, e))
-    }
-}
-
-/// An error for a pass whose tape holds no completed forward.
-pub(crate) fn no_forward(spec: &GraphSpec, ran: bool) -> Error {
-    if ran {
-        Error::InvalidInput {
-            graph: spec.name.to_string(),
-            message: "the last forward pass on this tape failed; run a forward pass that succeeds \
-                      before backward"
-                .to_string(),
-        }
-    } else {
-        Error::NoForward {
-            graph: spec.name.to_string(),
-        }
     }
 }
