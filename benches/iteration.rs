@@ -28,6 +28,108 @@ graph! {
     }
 }
 
+graph! {
+    /// An LSTM layer with sizes given at run time, as char_rnn declares it.
+    #[recurrent(h = h_next, c = c_next)]
+    pub Lstm[input, hidden](x: [input], h: [hidden], c: [hidden]) -> (h_next, c_next) {
+        #[params(weight = weight_ih, bias = bias_ih)]
+        ih = Linear(input, 4 * hidden)(x);
+        #[params(weight = weight_hh, bias = bias_hh)]
+        hh = Linear(hidden, 4 * hidden)(h);
+        (i, f, g, o) = Split(4)(CAdd()(ih, hh));
+        c_next = CAdd()(CMul()(Sigmoid()(f), c), CMul()(Sigmoid()(i), Tanh()(g)));
+        h_next = CMul()(Sigmoid()(o), Tanh()(c_next));
+    }
+
+    /// W4: char_rnn's default model, two nested LSTM layers with dropout
+    /// (0 here) between them and before the output layer, and the loss.
+    #[recurrent(h1 = h1_next, c1 = c1_next, h2 = h2_next, c2 = c2_next)]
+    pub CharLstm[vocab, hidden](x: usize, h1: [hidden], c1: [hidden], h2: [hidden], c2: [hidden], target: usize)
+        -> (loss, h1_next, c1_next, h2_next, c2_next)
+    {
+        (h1_next, c1_next) = Lstm[hidden, hidden](Embedding(vocab, hidden)(x), h1, c1);
+        (h2_next, c2_next) = Lstm[hidden, hidden](Dropout(0.0)(h1_next), h2, c2);
+        loss = CrossEntropy()(Linear(hidden, vocab)(Dropout(0.0)(h2_next)), target);
+    }
+}
+
+/// W4, one training iteration of char_rnn's default model: the sequence
+/// from zero states, the mean cross-entropy over T·B characters, BPTT,
+/// gradients clipped to [-5, 5], one Adam step (lr 2e-3), zero grads.
+struct CharIteration {
+    model: CharLstm<f32>,
+    tape: Tape<f32>,
+    adam: Adam<f32>,
+    xs: Array2<usize>,
+    ys: Array2<usize>,
+}
+
+/// W4's sizes: vocabulary, hidden units, steps, batch.
+const W4: (usize, usize, usize, usize) = (65, 128, 50, 50);
+
+impl CharIteration {
+    fn new() -> Self {
+        let (vocab, hidden, steps, batch) = W4;
+        let model = CharLstm::<f32>::new(&mut StdRng::seed_from_u64(4), vocab, hidden).unwrap();
+        let tape = model.tape();
+        let text = |t: usize, b: usize| (t * 31 + b * 17 + (t * b) % 7) % vocab;
+        CharIteration {
+            model,
+            tape,
+            adam: Adam::new(2e-3),
+            xs: Array2::from_shape_fn((steps, batch), |(t, b)| text(t, b)),
+            ys: Array2::from_shape_fn((steps, batch), |(t, b)| text(t + 1, b)),
+        }
+    }
+
+    /// Multiply-adds x 2 of the products: forward, and in backward the
+    /// weight and the input gradients (6·B·T·(2·4H·2H + H·V)).
+    fn flops() -> u64 {
+        let (vocab, hidden, steps, batch) = W4;
+        (6 * batch * steps * (2 * 4 * hidden * 2 * hidden + hidden * vocab)) as u64
+    }
+
+    fn iteration(&mut self) -> f32 {
+        let CharIteration {
+            model,
+            tape,
+            adam,
+            xs,
+            ys,
+        } = self;
+        model
+            .forward_seq(tape, &*xs, &Absent, &Absent, &Absent, &Absent, &*ys)
+            .unwrap();
+        let loss = model.backward_loss(tape, Reduction::Mean).unwrap();
+        clip_grad_value(model.store_mut(), 5.0);
+        adam.step(model.store_mut());
+        model.zero_grad();
+        loss
+    }
+}
+
+fn char_lstm(c: &mut Criterion) {
+    if reference_child() {
+        return;
+    }
+    let mut w4 = CharIteration::new();
+    let first = w4.iteration();
+    assert!(
+        first.is_finite() && (first - (W4.0 as f32).ln()).abs() < 0.5,
+        "W4 loss {first}"
+    );
+    let mut group = c.benchmark_group("W4-charlstm");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(CharIteration::flops()));
+    group.bench_function("generated", |bench| {
+        bench.iter(|| with_threads(1, || black_box(w4.iteration())))
+    });
+    group.bench_function("generated-2t", |bench| {
+        bench.iter(|| with_threads(2, || black_box(w4.iteration())))
+    });
+    group.finish();
+}
+
 /// A workload: sizes, steps, batch.
 #[derive(Clone, Copy)]
 struct Workload {
@@ -521,7 +623,7 @@ fn long_sequences(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gemm, workloads, long_sequences);
+criterion_group!(benches, gemm, workloads, char_lstm, long_sequences);
 
 /// Set in the child process that runs the ndarray references on two
 /// threads.

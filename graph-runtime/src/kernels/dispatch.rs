@@ -4,6 +4,7 @@
 //! to the portable micro-kernels used to test them on any CPU.
 
 use super::gemm::{blocked, rows_times_packed};
+use super::split::Columns;
 use super::{activations, Operand};
 use std::cell::RefCell;
 
@@ -20,7 +21,7 @@ pub trait Kernels: Copy + sealed::Sealed {
     /// `x = 1 / (1 + e^{-x})` for each element.
     fn sigmoid_in_place(x: &mut [Self]);
     /// `c = a · bᵀ`; see [`matmul_a_bt`].
-    fn rows_times_packed(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]);
+    fn rows_times_packed(m: usize, k: usize, a: &[Self], b: &[Self], c: Columns<'_, Self>);
     /// `c = [c +] a · b` on strided operands.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
@@ -95,8 +96,8 @@ macro_rules! gemm_for {
                 activations_for!($t, sigmoid, x)
             }
 
-            fn rows_times_packed(m: usize, k: usize, n: usize, a: &[$t], b: &[$t], c: &mut [$t]) {
-                $pack.with(|buf| rows_times_packed::<$t>(m, k, n, a, b, c, &mut buf.borrow_mut()));
+            fn rows_times_packed(m: usize, k: usize, a: &[$t], b: &[$t], c: Columns<'_, $t>) {
+                $pack.with(|buf| rows_times_packed::<$t>(m, k, a, b, c, &mut buf.borrow_mut()));
             }
 
             fn gemm(

@@ -3,6 +3,7 @@
 //! a register-blocked micro-kernel (`micro.rs`, `simd.rs`); and `x · wᵀ`
 //! with the weight read in place and only the activations packed.
 
+use super::split::Columns;
 use super::{micro, Operand};
 use crate::Float;
 
@@ -10,14 +11,14 @@ use crate::Float;
 /// `cᵀ = w · xᵀ`: the rows of `w` (a weight matrix, the large operand) are
 /// read in place as the kernel's broadcast side, and only `xᵀ` (a batch of
 /// activations) is packed. Packing `w` instead would be redone at every
-/// step of a sequence.
+/// step of a sequence. Computes the columns `c.cols()` of `c` (rows of `w`),
+/// which start on a multiple of `MR`.
 pub(super) fn rows_times_packed<T: Kernel>(
     m: usize,
     k: usize,
-    n: usize,
     x: &[T],
     w: &[T],
-    c: &mut [T],
+    mut c: Columns<'_, T>,
     buf: &mut Vec<T>,
 ) {
     let (mr, nr) = (T::MR, T::NR);
@@ -47,8 +48,9 @@ pub(super) fn rows_times_packed<T: Kernel>(
     }
     let mut tile = [T::zero(); 6 * 16];
     let tile = &mut tile[..mr * nr];
-    for i0 in (0..n).step_by(mr) {
-        let rows = mr.min(n - i0);
+    let cols = c.cols();
+    for i0 in cols.clone().step_by(mr) {
+        let rows = mr.min(cols.end - i0);
         let packed_rows = rows < mr;
         if packed_rows {
             pack(
@@ -75,7 +77,7 @@ pub(super) fn rows_times_packed<T: Kernel>(
             }
             // The tile is cᵀ[i0.., j0..]: write it back transposed.
             for jj in 0..nr.min(m - j0) {
-                let row = &mut c[(j0 + jj) * n + i0..(j0 + jj) * n + i0 + rows];
+                let row = &mut c.row(j0 + jj)[i0 - cols.start..i0 - cols.start + rows];
                 for (ii, out) in row.iter_mut().enumerate() {
                     *out = tile[ii * nr + jj];
                 }

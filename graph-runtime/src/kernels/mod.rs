@@ -18,7 +18,7 @@
 //! `tests.rs`.
 
 use crate::Float;
-use split::{by_rows, ROW_TILES, TRANSPOSED_TILES};
+use split::{by_cols, by_rows, Columns, ROW_TILES, TRANSPOSED_TILES};
 
 pub use dispatch::{with_portable_kernels, Kernels};
 
@@ -61,9 +61,17 @@ pub fn matmul_a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, 
         small(m, n, k, a, bt, c, false);
         return;
     }
-    by_rows(m, n, m * k * n, TRANSPOSED_TILES, c, |r0, r1, c| {
-        F::rows_times_packed(r1 - r0, k, n, &a[r0 * k..r1 * k], b, c)
-    });
+    // Many rows (a batch over all steps): each thread packs and computes
+    // its own rows. Few (one step's batch): each computes a run of the
+    // columns, the rows of `b` it reads, which divides the work evenly.
+    let work = m * k * n;
+    if m >= TRANSPOSED_TILES * 4 * pool::threads() {
+        by_rows(m, n, work, TRANSPOSED_TILES, c, |r0, r1, c| {
+            F::rows_times_packed(r1 - r0, k, &a[r0 * k..r1 * k], b, Columns::all(c, r1 - r0, n))
+        });
+    } else {
+        by_cols(m, n, work, ROW_TILES, c, |c| F::rows_times_packed(m, k, a, b, c));
+    }
 }
 
 /// Products of at most this many multiply-adds skip packing and tiling:

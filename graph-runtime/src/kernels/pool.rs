@@ -1,17 +1,25 @@
-//! The threads large matrix products are split across: a small persistent
-//! pool (spawned once, on first use) that runs one job at a time, each
-//! thread a fixed share of the output's rows. Handing out a job allocates
-//! nothing, so a warmed-up training step stays allocation-free at any
-//! thread count (rayon's `join`, measured, may allocate per call).
+//! The threads matrix products are split across: a small persistent pool
+//! (spawned once, on first use) that runs one job at a time, each thread a
+//! fixed share of the output. Handing out a job allocates nothing, so a
+//! warmed-up training step stays allocation-free at any thread count
+//! (rayon's `join`, measured, may allocate per call).
 //!
-//! Results do not depend on the thread count: a product split by rows
+//! A job is handed out through atomics: a worker that has just finished
+//! one spins for a while (`SPIN`) watching for the next, so that the
+//! products of a sequence's steps, tens of microseconds apart, reach it
+//! in well under a microsecond; a worker that waits longer parks on a
+//! condition variable and is woken by the next job. The caller runs its
+//! own share and spins until the workers are done.
+//!
+//! Results do not depend on the thread count: a product split into tiles
 //! computes every output element with the same operations in the same
 //! order as one thread does. A call that finds the pool busy (another
 //! thread's product) runs alone on its caller, with the same result.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::cell::{Cell, UnsafeCell};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// The most threads a product is split across.
 pub const MAX_THREADS: usize = 16;
@@ -79,41 +87,52 @@ struct Task(*const (dyn Fn(usize) + Sync));
 // SAFETY: the pointee is `Sync` and outlives every use (see `Task`).
 unsafe impl Send for Task {}
 
-struct State {
-    /// Incremented per job; a worker runs each generation once.
-    generation: u64,
-    task: Option<Task>,
-    /// Threads taking part in this job (the caller is part 0).
-    parts: usize,
-    /// Workers of this job not yet done.
-    pending: usize,
-    /// A worker's task panicked.
-    panicked: bool,
-}
+/// How long a worker watches for the next job before it parks: longer than
+/// the gaps between the products of a sequence's steps.
+const SPIN: Duration = Duration::from_micros(200);
 
 struct Pool {
-    state: Mutex<State>,
-    start: Condvar,
-    done: Condvar,
+    /// Incremented per job (Release, after the job is written); a worker
+    /// runs each generation once.
+    generation: AtomicU64,
+    /// The job: written by the dispatcher while no worker reads it (every
+    /// worker of the previous job has finished), read by the workers after
+    /// they see its generation.
+    task: UnsafeCell<Option<Task>>,
+    /// Threads taking part in the job (the caller is part 0).
+    parts: AtomicUsize,
+    /// Workers of the job not yet done.
+    pending: AtomicUsize,
+    /// A worker's task panicked.
+    panicked: AtomicBool,
     /// Held by the caller for the duration of a job: one job at a time.
     busy: Mutex<()>,
     workers: AtomicUsize,
+    /// Workers parked (or about to park) on `wake`.
+    sleepers: AtomicUsize,
+    park: Mutex<()>,
+    wake: Condvar,
 }
+
+// SAFETY: `task` is written only by the holder of `busy` while no worker
+// reads it, and read by workers only between a generation's publication
+// (Release/Acquire) and their decrement of `pending`, which the dispatcher
+// waits for before writing again.
+unsafe impl Sync for Pool {}
 
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| Pool {
-        state: Mutex::new(State {
-            generation: 0,
-            task: None,
-            parts: 0,
-            pending: 0,
-            panicked: false,
-        }),
-        start: Condvar::new(),
-        done: Condvar::new(),
+        generation: AtomicU64::new(0),
+        task: UnsafeCell::new(None),
+        parts: AtomicUsize::new(0),
+        pending: AtomicUsize::new(0),
+        panicked: AtomicBool::new(false),
         busy: Mutex::new(()),
         workers: AtomicUsize::new(0),
+        sleepers: AtomicUsize::new(0),
+        park: Mutex::new(()),
+        wake: Condvar::new(),
     })
 }
 
@@ -126,7 +145,7 @@ impl Pool {
             let index = self.workers.load(Ordering::Acquire) + 1;
             // The worker waits for the job after this generation: the one
             // about to be published, which it must not miss.
-            let seen = self.state.lock().unwrap_or_else(|e| e.into_inner()).generation;
+            let seen = self.generation.load(Ordering::Acquire);
             let spawned = std::thread::Builder::new()
                 .name(format!("nngraph-{index}"))
                 .spawn(move || self.work(index, seen));
@@ -138,19 +157,44 @@ impl Pool {
         self.workers.load(Ordering::Acquire)
     }
 
+    /// Waits for a generation other than `seen`: spinning for [`SPIN`],
+    /// then parked.
+    fn next(&self, seen: u64) -> u64 {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            let g = self.generation.load(Ordering::Acquire);
+            if g != seen {
+                return g;
+            }
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins % 64 == 0 && start.elapsed() > SPIN {
+                break;
+            }
+        }
+        let mut guard = self.park.lock().unwrap_or_else(|e| e.into_inner());
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let g = loop {
+            let g = self.generation.load(Ordering::SeqCst);
+            if g != seen {
+                break g;
+            }
+            guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+        };
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        g
+    }
+
     fn work(&self, index: usize, mut seen: u64) {
         loop {
-            let task = {
-                let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                while state.generation == seen {
-                    state = self.start.wait(state).unwrap_or_else(|e| e.into_inner());
-                }
-                seen = state.generation;
-                if index >= state.parts {
-                    continue; // not part of this job
-                }
-                state.task
-            };
+            seen = self.next(seen);
+            if index >= self.parts.load(Ordering::Acquire) {
+                continue; // not part of this job
+            }
+            // SAFETY: see `Pool`'s `Sync`: the job is not written again
+            // before this worker's decrement of `pending` below.
+            let task = unsafe { *self.task.get() };
             let ok = match task {
                 // SAFETY: the dispatcher keeps the task alive until `pending`
                 // reaches zero, which this worker's decrement below precedes.
@@ -160,12 +204,10 @@ impl Pool {
                 None => true,
             };
             WORKER_JOBS.fetch_add(1, Ordering::Relaxed);
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.panicked |= !ok;
-            state.pending -= 1;
-            if state.pending == 0 {
-                self.done.notify_all();
+            if !ok {
+                self.panicked.store(true, Ordering::Release);
             }
+            self.pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -195,23 +237,30 @@ pub fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
     let task: Task = Task(unsafe {
         std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync + 'static)>(f)
     });
-    {
-        let mut state = pool.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.generation += 1;
-        state.task = Some(task);
-        state.parts = parts;
-        state.pending = parts - 1;
-        state.panicked = false;
-        pool.start.notify_all();
+    // SAFETY: no worker reads the job now (the last one's workers are all
+    // done: its dispatcher waited for them), and `busy` is ours.
+    unsafe { *pool.task.get() = Some(task) };
+    pool.parts.store(parts, Ordering::Relaxed);
+    pool.pending.store(parts - 1, Ordering::Relaxed);
+    pool.panicked.store(false, Ordering::Relaxed);
+    pool.generation.fetch_add(1, Ordering::SeqCst);
+    if pool.sleepers.load(Ordering::SeqCst) > 0 {
+        let _guard = pool.park.lock().unwrap_or_else(|e| e.into_inner());
+        pool.wake.notify_all();
     }
     let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(0)));
-    let mut state = pool.state.lock().unwrap_or_else(|e| e.into_inner());
-    while state.pending > 0 {
-        state = pool.done.wait(state).unwrap_or_else(|e| e.into_inner());
+    let mut spins = 0u32;
+    while pool.pending.load(Ordering::Acquire) > 0 {
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins % 4096 == 0 {
+            // A worker that was parked takes a while to wake.
+            std::thread::yield_now();
+        }
     }
-    state.task = None;
-    let panicked = state.panicked;
-    drop(state);
+    // SAFETY: every worker is done with the job.
+    unsafe { *pool.task.get() = None };
+    let panicked = pool.panicked.load(Ordering::Acquire);
     if let Err(payload) = mine {
         std::panic::resume_unwind(payload);
     }

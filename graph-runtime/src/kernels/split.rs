@@ -1,16 +1,20 @@
 //! Splitting a product across threads: runs of whole tiles of the output's
-//! rows, one per thread of the pool, so that every output element is
-//! computed by the same operations in the same order whatever the thread
-//! count (results are bit-identical).
+//! rows (or, for `x · wᵀ` with few rows, of its columns), one per thread of
+//! the pool, so that every output element is computed by the same
+//! operations in the same order whatever the thread count (results are
+//! bit-identical).
 
 use super::pool;
 use crate::Float;
+use std::marker::PhantomData;
+use std::ops::Range;
 
-/// Products of at least this many multiply-adds (about 130 µs on one core)
-/// are split across threads; waking a worker costs about what half of a
-/// smaller one saves (measured on the char model: 2M multiply-adds per
-/// step ran slower on two threads).
-pub(super) const PARALLEL_WORK: usize = 1 << 23;
+/// Products of at least this many multiply-adds (about 3 µs on one core)
+/// are split across threads. A worker watching for jobs (see `pool.rs`)
+/// takes one in well under a microsecond: measured on a 2-core Zen 4, a
+/// 32 x 64 x 128 product (0.26M multiply-adds) ran 1.6x faster on two
+/// threads, a step of the char model's LSTM (50 x 128 x 512) 1.9x.
+pub(super) const PARALLEL_WORK: usize = 1 << 17;
 
 /// Rows per unit of a split, for products tiled by `MR` rows of the output
 /// and for `x · wᵀ`, which is tiled by 16 (f32) or 8 (f64) of its rows: a
@@ -63,6 +67,92 @@ pub(super) fn by_rows<F: Float>(
         // (`split` is increasing in `p`, from 0 to `m`).
         let c = unsafe { std::slice::from_raw_parts_mut(rows.at(r0 * n), (r1 - r0) * n) };
         product(r0, r1, c);
+    };
+    pool::run(parts, &part);
+}
+
+/// Columns `cols` of a row-major matrix with `n` columns: what one thread
+/// of a product split by columns writes, while others write other columns.
+#[doc(hidden)]
+pub struct Columns<'a, T> {
+    ptr: *mut T,
+    rows: usize,
+    n: usize,
+    cols: Range<usize>,
+    _matrix: PhantomData<&'a mut [T]>,
+}
+
+impl<'a, T> Columns<'a, T> {
+    /// All the columns of `c`, `(rows, n)`.
+    pub(super) fn all(c: &'a mut [T], rows: usize, n: usize) -> Self {
+        assert_eq!(c.len(), rows * n, "a matrix of the product's shape");
+        Columns {
+            ptr: c.as_mut_ptr(),
+            rows,
+            n,
+            cols: 0..n,
+            _matrix: PhantomData,
+        }
+    }
+
+    /// The columns this part writes.
+    pub(super) fn cols(&self) -> Range<usize> {
+        self.cols.clone()
+    }
+
+    /// Row `r`'s run of the columns, writable.
+    pub(super) fn row(&mut self, r: usize) -> &mut [T] {
+        assert!(r < self.rows, "row {r} of {}", self.rows);
+        // SAFETY: within the matrix (r < rows, cols within 0..n); no other
+        // part writes these columns (`by_cols` hands out disjoint runs), and
+        // `&mut self` keeps this part from handing out two rows at once.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r * self.n + self.cols.start), self.cols.len()) }
+    }
+}
+
+/// A matrix whose disjoint runs of columns the threads of a product write.
+struct Shared<T>(*mut T);
+// SAFETY: the parts of a product write disjoint runs of columns (`by_cols`).
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    fn ptr(&self) -> *mut T {
+        self.0
+    }
+}
+
+/// Runs `product(columns)` for runs of the `n` columns of `c` (`m x n`),
+/// split on multiples of `align` columns across [`pool::threads`] when
+/// `work` is large: for products with few rows, where a split by rows
+/// would leave the parts unequal.
+pub(super) fn by_cols<F: Float>(
+    m: usize,
+    n: usize,
+    work: usize,
+    align: usize,
+    c: &mut [F],
+    product: impl Fn(Columns<'_, F>) + Sync,
+) {
+    let parts = if work >= PARALLEL_WORK {
+        pool::threads().min(n.div_ceil(align)).max(1)
+    } else {
+        1
+    };
+    if parts == 1 {
+        product(Columns::all(c, m, n));
+        return;
+    }
+    assert_eq!(c.len(), m * n, "a matrix of the product's shape");
+    let shared = Shared(c.as_mut_ptr());
+    let part = |p: usize| {
+        let cols = pool::split(n, parts, align, p)..pool::split(n, parts, align, p + 1);
+        product(Columns {
+            ptr: shared.ptr(),
+            rows: m,
+            n,
+            cols,
+            _matrix: PhantomData,
+        });
     };
     pool::run(parts, &part);
 }

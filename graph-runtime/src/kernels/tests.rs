@@ -166,7 +166,8 @@ fn portable_kernel_matches_naive() {
 /// work is split when two are asked for.
 #[test]
 fn products_are_bit_identical_on_any_thread_count() {
-    for (m, k, n) in [(200, 300, 256), (64, 1024, 1024), (61, 2048, 96)] {
+    // Split by rows, by columns, and a sequence step's size (50 x 128 x 512).
+    for (m, k, n) in [(200, 300, 256), (64, 1024, 1024), (61, 2048, 96), (50, 128, 512)] {
         for threads in [2, 3, 4] {
             bit_identical_to_one_thread(m, k, n, threads);
         }
