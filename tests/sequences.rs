@@ -24,6 +24,20 @@ graph! {
         loss = CrossEntropy()(Linear(6, 7)(h1), target);
     }
 
+    /// `LstmCell`'s equations with an `Identity` on `f·c`, which keeps the
+    /// runtime from fusing the gate arithmetic: the same numbers node by
+    /// node.
+    #[recurrent(h = h_next, c = c_next)]
+    pub UnfusedLstm(x: [3], h: [5], c: [5]) -> (h_next, c_next) {
+        #[params(weight = weight_ih, bias = bias_ih)]
+        ih = Linear(3, 20)(x);
+        #[params(weight = weight_hh, bias = bias_hh)]
+        hh = Linear(5, 20)(h);
+        (i, f, g, o) = Split(4)(CAdd()(ih, hh));
+        c_next = CAdd()(Identity()(CMul()(Sigmoid()(f), c)), CMul()(Sigmoid()(i), Tanh()(g)));
+        h_next = CMul()(Sigmoid()(o), Tanh()(c_next));
+    }
+
     /// A recurrent cell nested in a graph, with a post-loop output.
     #[recurrent(h = h1)]
     pub Wrapped(x: [3], h: [4]) -> (y, h1) {
@@ -373,4 +387,79 @@ fn a_nested_cells_input_projection_runs_once_before_its_loop() {
     assert!(plan.is_loop(hh), "{plan}");
     assert!(ih < hh);
     assert!(!plan.is_loop(segment("loss")));
+}
+
+#[test]
+fn an_lstm_cells_gate_arithmetic_runs_fused_and_every_node_stays_on_the_tape() {
+    let spec = <LstmCell<3, 5, f64> as Graph<f64>>::SPEC;
+    assert_eq!(spec.fusions.len(), 1, "one LSTM gate group");
+    let mut lstm = LstmCell::<3, 5, f64>::new(&mut StdRng::seed_from_u64(8));
+    let plan = lstm.plan();
+    for name in ["c_next", "h_next", "f", "i"] {
+        assert!(plan.is_fused(name), "{name}\n{plan}");
+    }
+    assert!(!plan.is_fused("ih") && !plan.is_fused("hh"));
+    // The same equations, not fused, give the same bits: outputs, state
+    // and input gradients, parameter gradients.
+    let mut unfused = UnfusedLstm::<f64>::zeros();
+    assert!(!unfused.plan().is_fused("c_next"));
+    unfused.params_mut().copy_from_slice(lstm.params());
+    let (xs, h0, c0) = (wave((6, 3, 3), 0.4), wave((1, 3, 5), 0.5), wave((1, 3, 5), 0.6));
+    let (h0, c0) = (
+        h0.index_axis(Axis(0), 0).to_owned(),
+        c0.index_axis(Axis(0), 0).to_owned(),
+    );
+    let (dh, dc) = (wave((6, 3, 5), 0.8), wave((6, 3, 5), 0.9));
+    let mut tapes = (lstm.tape(), unfused.tape());
+    let a = lstm
+        .forward_seq(&mut tapes.0, &xs, &h0, &c0)
+        .unwrap()
+        .h_next
+        .to_owned();
+    let b = unfused
+        .forward_seq(&mut tapes.1, &xs, &h0, &c0)
+        .unwrap()
+        .h_next
+        .to_owned();
+    assert_eq!(a, b);
+    let ga = lstm.backward_seq(&mut tapes.0, &dh, &dc).unwrap();
+    let gb = unfused.backward_seq(&mut tapes.1, &dh, &dc).unwrap();
+    assert_eq!((ga.x, ga.h, ga.c), (gb.x, gb.h, gb.c));
+    assert_eq!(lstm.grads(), unfused.grads());
+    lstm.zero_grad();
+    // Every node's value and gradient, by name, equals what the nodes
+    // compute one by one: the sigmoid of the forget gate's part, and the
+    // gradient the step-by-step reference finds for it.
+    let (xs, h0, c0) = (
+        wave((4, 2, 3), 0.1),
+        Array2::from_elem((2, 5), 0.2),
+        Array2::from_elem((2, 5), -0.1),
+    );
+    let mut tape = lstm.tape();
+    lstm.forward_seq(&mut tape, &xs, &h0, &c0).unwrap();
+    let f = tape.value("f").unwrap().to_owned();
+    let sig_f = tape.value("c_next_sigmoid").unwrap().to_owned();
+    assert!(f
+        .iter()
+        .zip(&sig_f)
+        .all(|(&x, &y)| (1.0 / (1.0 + (-x).exp()) - y).abs() < 1e-15));
+    let dh = wave((4, 2, 5), 0.7);
+    lstm.backward_seq(&mut tape, &dh, &Absent).unwrap();
+    let mut reference = StepByStep::forward(
+        &lstm,
+        &[
+            Feed::Seq(xs.view()),
+            Feed::Values(h0.view()),
+            Feed::Values(c0.view()),
+        ],
+    );
+    reference.backward(&mut lstm, &[dh.clone(), Array3::zeros((4, 2, 5))]);
+    for t in 0..4 {
+        assert_close(
+            &format!("gradient of f at step {t}"),
+            tape.grad_seq("f").unwrap().index_axis(Axis(0), t).iter().copied(),
+            reference.input_grad(t, "f").iter().copied(),
+            TOL,
+        );
+    }
 }

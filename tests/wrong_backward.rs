@@ -70,6 +70,7 @@ impl Graph<f64> for Hand {
         dot: "",
         python: "",
         sizes: &[],
+        fusions: &[],
     };
     type Layers = (Linear, WrongTanh);
 

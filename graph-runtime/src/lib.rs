@@ -87,7 +87,7 @@ pub use graph::{Graph, GraphCore, Visit};
 pub use kernels::pool::{set_threads, threads, with_threads};
 pub use layer::{Backward, Forward, Input, Layer, LayerResult, ParamShape};
 pub use params::{ParamSpec, ParamStore};
-pub use spec::{GraphSpec, InputSpec, NodeKind, NodeSpec, OutputSpec};
+pub use spec::{Fusion, GraphSpec, InputSpec, LstmGates, NodeKind, NodeSpec, OutputSpec};
 pub use tape::Tape;
 
 /// The crates generated code and users need, re-exported so that versions agree.
@@ -147,7 +147,9 @@ pub mod __private {
             self.clone()
         }
     }
-    pub use crate::spec::{input_index, output_index, position, InputSpec, NodeKind, NodeSpec, OutputSpec};
+    pub use crate::spec::{
+        input_index, output_index, position, Fusion, InputSpec, LstmGates, NodeKind, NodeSpec, OutputSpec,
+    };
     pub use core::marker::PhantomData;
     pub use std::vec;
     pub use std::vec::Vec;

@@ -32,6 +32,94 @@ pub struct GraphSpec {
     pub python: &'static str,
     /// The graph's sizes, const generics first, then run-time sizes.
     pub sizes: &'static [&'static str],
+    /// Groups of nodes the runtime computes as one fused unit (found by
+    /// `graph!`; a hand-written spec may leave this empty).
+    pub fusions: &'static [Fusion],
+}
+
+/// Nodes the runtime computes as one unit, each keeping its slot on the
+/// tape (its value and gradient readable by name).
+#[derive(Debug, Clone, Copy)]
+pub enum Fusion {
+    /// The gate arithmetic of an LSTM cell.
+    LstmGates(LstmGates),
+}
+
+/// The gate arithmetic of an LSTM cell, by node index: `sum = a + b` (two
+/// inputs, `4H` wide), its four `Narrow` parts `i, f, g, o`, then
+/// `σ(i)`, `σ(f)`, `tanh(g)`, `σ(o)`, `f_c = σ(f)·c`, `i_g = σ(i)·tanh(g)`,
+/// `c_next = f_c + i_g`, `tanh_c = tanh(c_next)`, `h_next = σ(o)·tanh_c`.
+/// No node but `c_next` and `h_next` is read outside the group or is an
+/// output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LstmGates {
+    /// `a + b`.
+    pub sum: usize,
+    /// The parts `i, f, g, o` of the sum.
+    pub parts: [usize; 4],
+    /// `σ(i)`.
+    pub sig_i: usize,
+    /// `σ(f)`.
+    pub sig_f: usize,
+    /// `tanh(g)`.
+    pub tanh_g: usize,
+    /// `σ(o)`.
+    pub sig_o: usize,
+    /// `σ(f)·c`.
+    pub f_c: usize,
+    /// `σ(i)·tanh(g)`.
+    pub i_g: usize,
+    /// `f_c + i_g`.
+    pub c_next: usize,
+    /// `tanh(c_next)`.
+    pub tanh_c: usize,
+    /// `σ(o)·tanh(c_next)`.
+    pub h_next: usize,
+    /// The slot of the cell state `c`.
+    pub c: usize,
+}
+
+impl LstmGates {
+    /// The nodes whose gradient a fused backward pass writes in full (read
+    /// by no one outside the group): all but `c_next` and `h_next`.
+    pub fn inner(&self) -> [usize; 12] {
+        let [p0, p1, p2, p3] = self.parts;
+        [
+            self.sum,
+            p0,
+            p1,
+            p2,
+            p3,
+            self.sig_i,
+            self.sig_f,
+            self.tanh_g,
+            self.sig_o,
+            self.f_c,
+            self.i_g,
+            self.tanh_c,
+        ]
+    }
+
+    /// The group's nodes in an evaluation order.
+    pub fn nodes(&self) -> [usize; 14] {
+        let [p0, p1, p2, p3] = self.parts;
+        [
+            self.sum,
+            p0,
+            p1,
+            p2,
+            p3,
+            self.sig_i,
+            self.sig_f,
+            self.tanh_g,
+            self.sig_o,
+            self.f_c,
+            self.i_g,
+            self.c_next,
+            self.tanh_c,
+            self.h_next,
+        ]
+    }
 }
 
 /// One declared input.

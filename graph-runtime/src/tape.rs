@@ -39,6 +39,9 @@ pub(crate) struct Record<F> {
     pub hosts: Vec<usize>,
     /// Per input: whether backward computes its gradient.
     pub input_grads: Vec<bool>,
+    /// Per slot: whether backward writes its whole gradient (the inner nodes
+    /// of a fused group), so that it need not be cleared first.
+    pub written: Vec<bool>,
 }
 
 impl<F: Float> Record<F> {
@@ -60,6 +63,7 @@ impl<F: Float> Record<F> {
                 .collect(),
             nested,
             input_grads: vec![true; inputs],
+            written: vec![false; slots],
         }
     }
 
@@ -95,12 +99,17 @@ impl<F: Float> Record<F> {
         }
     }
 
-    /// Sets every gradient to zero, nested records' too.
-    pub fn clear_grads(&mut self) {
-        self.grads.iter_mut().for_each(zero);
+    /// Sets every gradient to zero, nested records' too, but those that
+    /// backward writes in full unless `all`.
+    pub fn clear_grads(&mut self, all: bool) {
+        for (g, &written) in self.grads.iter_mut().zip(&self.written) {
+            if all || !written {
+                zero(g);
+            }
+        }
         for &k in &self.hosts {
             if let Some(n) = self.nested[k].as_deref_mut() {
-                n.clear_grads();
+                n.clear_grads(all);
             }
         }
     }
@@ -189,8 +198,18 @@ pub struct Tape<F> {
 
 impl<F: Float> Tape<F> {
     /// A tape over `root` (made with its nested records), following `plan`.
-    pub(crate) fn new(root: Record<F>, plan: Plan) -> Self {
+    pub(crate) fn new(mut root: Record<F>, plan: Plan) -> Self {
         let spec = root.spec;
+        for u in 0..plan.units.len() {
+            if let crate::engine::plan::UnitKind::Fused { fusion } = plan.units[u].kind {
+                let record = root.at_mut(plan.path(u));
+                let crate::spec::Fusion::LstmGates(group) = &record.spec.fusions[fusion];
+                for k in group.inner() {
+                    let slot = record.spec.node_slot(k);
+                    record.written[slot] = true;
+                }
+            }
+        }
         Tape {
             carry: spec.recurrent.iter().map(|_| Array2::zeros((0, 0))).collect(),
             absent: vec![false; spec.inputs.len()],

@@ -15,6 +15,8 @@
 //!   macro could not decide (const assertions or constructor checks);
 //! - `sequence`: for a recurrent graph, the typed sequence API
 //!   (`forward_seq`, `backward_seq`) and its named views;
+//! - `fuse`: groups of nodes the runtime may compute as one unit (the gate
+//!   arithmetic of an LSTM cell);
 //! - `dot`: the Graphviz picture;
 //! - `python`: the graph as a `torch.nn.Module` class, in Python;
 //! - `stub`: for a graph with mistakes, its interface alone.
@@ -28,6 +30,7 @@
 mod api;
 mod checks;
 mod dot;
+mod fuse;
 mod passes;
 mod python;
 mod sequence;

@@ -58,6 +58,7 @@ impl Expander<'_> {
         });
         let dot = to_dot(g);
         let python = self.to_python();
+        let fusions = self.fusions();
         let size_names = g
             .const_sizes
             .iter()
@@ -107,6 +108,7 @@ impl Expander<'_> {
                     dot: #dot,
                     python: #python,
                     sizes: &[#(#size_names),*],
+                    fusions: #fusions,
                 };
                 type Layers = #layers_ty<#gen_use F>;
 

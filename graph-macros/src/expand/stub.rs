@@ -151,6 +151,7 @@ pub(super) fn stub(rt: &TokenStream, s: &Stub) -> TokenStream {
                 dot: "",
                 python: "",
                 sizes: &[],
+                fusions: &[],
             };
             type Layers = ();
 

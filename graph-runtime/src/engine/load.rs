@@ -266,9 +266,11 @@ fn skip_absent<F: Float>(tape: &mut Tape<F>, any_absent: bool) -> Result<()> {
         tape.any_skipped = true;
         let record = tape.root.at_mut(plan.path(u));
         match unit.kind {
-            UnitKind::Node | UnitKind::Leave => {
-                let slot = record.spec.node_slot(unit.node);
-                record.values[slot].fill(F::nan());
+            UnitKind::Node | UnitKind::Leave | UnitKind::Fused { .. } => {
+                for &k in &plan.computes[unit.computes.clone()] {
+                    let slot = record.spec.node_slot(k);
+                    record.values[slot].fill(F::nan());
+                }
             }
             UnitKind::Enter { .. } => {}
             UnitKind::Carry => {
@@ -371,7 +373,7 @@ pub(crate) fn output_grads<F: Float>(tape: &mut Tape<F>, grads: &[Feed<'_, F>]) 
             return Err(not_computed(tape, o));
         }
     }
-    tape.root.clear_grads();
+    tape.root.clear_grads(tape.any_skipped);
     for (o, feed) in grads.iter().enumerate() {
         let slot = spec.output_slot(o);
         let seed = tape.root.grads[slot]
@@ -406,7 +408,7 @@ pub(crate) fn loss_grads<F: Float>(tape: &mut Tape<F>, reduction: Reduction) -> 
     if let Some(o) = losses().find(|&o| output_skipped(tape, o)) {
         return Err(not_computed(tape, o));
     }
-    tape.root.clear_grads();
+    tape.root.clear_grads(tape.any_skipped);
     let scale = F::from_f64(reduction.scale(tape.steps * tape.batch));
     let mut total = F::zero();
     for o in losses() {
@@ -432,7 +434,7 @@ pub(crate) type StepTerm<'a, F> = &'a mut dyn FnMut(
 pub(crate) fn each_step<F: Float>(tape: &mut Tape<F>, grads: bool, term: StepTerm<'_, F>) -> Result<F> {
     completed(tape)?;
     if grads {
-        tape.root.clear_grads();
+        tape.root.clear_grads(tape.any_skipped);
     }
     let spec = tape.root.spec;
     let (steps, batch) = (tape.steps, tape.batch);

@@ -17,9 +17,12 @@
 //! - `visit.rs`: how a unit reaches its layer through nested graphs.
 //! - `load.rs`: what a pass is given (feeds, output gradients), checked and
 //!   copied into the tape.
+//! - `fuse.rs`: fused units, groups of nodes computed in one pass (the
+//!   gate arithmetic of an LSTM cell).
 //! - `check.rs`: naming errors by node path and step; checked mode.
 
 pub(crate) mod check;
+mod fuse;
 pub(crate) mod load;
 pub(crate) mod plan;
 pub(crate) mod visit;
@@ -282,13 +285,20 @@ impl<'a> Run<'a> {
                     self.carry(visit.record, unit.node, rows.clone(), false);
                     false
                 }
+                UnitKind::Fused { fusion } => {
+                    let record = visit.record.at_mut(path);
+                    fuse::forward(record, &record.spec.fusions[fusion], rows.clone());
+                    true
+                }
             };
             if mode.checked && computed {
                 let root = &*visit.record;
-                let (r, k) = (root.at(path), unit.node);
-                let values = row_range(&r.values[r.spec.node_slot(k)], rows.clone());
-                check_finite(r.spec, k, Pass::Forward, values)
-                    .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
+                let r = root.at(path);
+                for &k in &self.plan.computes[unit.computes.clone()] {
+                    let values = row_range(&r.values[r.spec.node_slot(k)], rows.clone());
+                    check_finite(r.spec, k, Pass::Forward, values)
+                        .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
+                }
             }
         }
         Ok(())
@@ -329,12 +339,20 @@ impl<'a> Run<'a> {
             if part == Part::Params && unit.kind != UnitKind::Node {
                 continue;
             }
-            if checked && part != Part::Params && matches!(unit.kind, UnitKind::Node | UnitKind::Leave) {
-                let root = &*visit.record;
+            // Checked mode: the gradient arriving at each node the unit
+            // computes, last node first (a fused group's inner nodes are
+            // checked after its pass, before anything upstream runs).
+            let check = |root: &Record<F>| -> Result<()> {
                 let r = root.at(path);
-                let grads = row_range(&r.grads[r.spec.node_slot(unit.node)], rows.clone());
-                check_finite(r.spec, unit.node, Pass::Backward, grads)
-                    .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
+                for &k in self.plan.computes[unit.computes.clone()].iter().rev() {
+                    let grads = row_range(&r.grads[r.spec.node_slot(k)], rows.clone());
+                    check_finite(r.spec, k, Pass::Backward, grads)
+                        .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
+                }
+                Ok(())
+            };
+            if checked && part != Part::Params && matches!(unit.kind, UnitKind::Node | UnitKind::Leave) {
+                check(visit.record)?;
             }
             match unit.kind {
                 UnitKind::Node => {
@@ -347,6 +365,13 @@ impl<'a> Run<'a> {
                 }
                 UnitKind::Leave => leave(visit.record.at_mut(path), unit.node, rows.clone(), true),
                 UnitKind::Carry => self.carry(visit.record, unit.node, rows.clone(), true),
+                UnitKind::Fused { fusion } => {
+                    let record = visit.record.at_mut(path);
+                    fuse::backward(record, &record.spec.fusions[fusion], rows.clone());
+                    if checked {
+                        check(visit.record)?;
+                    }
+                }
             }
         }
         Ok(())

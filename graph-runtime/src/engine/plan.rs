@@ -13,7 +13,7 @@
 //! once over all rows between them. Everything outside a loop runs once
 //! over all rows, in an order that follows the dependencies.
 
-use crate::spec::{GraphSpec, NodeKind};
+use crate::spec::{Fusion, GraphSpec, NodeKind};
 use std::fmt;
 use std::ops::Range;
 
@@ -40,6 +40,9 @@ pub(crate) enum UnitKind {
     /// Copies recurrent pair `node`'s output at step `t` into its state
     /// input at step `t + 1` (top-level graph only).
     Carry,
+    /// Runs the group `spec.fusions[fusion]` of the graph at `path` as one
+    /// unit (`node` is its first node).
+    Fused { fusion: usize },
 }
 
 /// One unit of work, run over a range of rows.
@@ -55,6 +58,10 @@ pub(crate) struct Unit {
     pub deps: Range<usize>,
     /// The top-level inputs it reads directly, as a range of [`Plan::reads`].
     pub reads: Range<usize>,
+    /// The nodes it computes (of the graph at `path`), as a range of
+    /// [`Plan::computes`]: one for a layer or a copy out of a nested
+    /// graph, every node of a fused group, none for other copies.
+    pub computes: Range<usize>,
 }
 
 /// A run of units: once over all rows, or step by step.
@@ -82,7 +89,9 @@ pub struct Plan {
     pub(crate) reads: Vec<usize>,
     /// Per output of the top-level graph: the unit that computes it.
     pub(crate) output_units: Vec<Option<usize>>,
-    /// Per unit: its name, for pictures and `Display`.
+    /// The nodes units compute, and their names by path from the top-level
+    /// graph (`layer1.hh`), for pictures and `Display`.
+    pub(crate) computes: Vec<usize>,
     names: Vec<String>,
 }
 
@@ -112,8 +121,12 @@ impl Plan {
         };
         seg.units
             .clone()
-            .filter(|&u| self.units[u].kind == UnitKind::Node)
-            .map(|u| self.names[u].as_str())
+            .filter(|&u| matches!(self.units[u].kind, UnitKind::Node | UnitKind::Fused { .. }))
+            .flat_map(|u| {
+                self.names[self.units[u].computes.clone()]
+                    .iter()
+                    .map(String::as_str)
+            })
             .collect()
     }
 
@@ -125,19 +138,30 @@ impl Plan {
         };
         seg.units
             .clone()
-            .filter(|&u| {
-                let unit = &self.units[u];
-                unit.path.is_empty() && matches!(unit.kind, UnitKind::Node | UnitKind::Leave)
-            })
-            .map(|u| self.units[u].node)
+            .filter(|&u| self.units[u].path.is_empty())
+            .flat_map(|u| self.computes[self.units[u].computes.clone()].iter().copied())
             .collect()
     }
 
     /// The segment that runs the node at `path` (`h2h`, `layer1.hh`).
     pub fn segment_of(&self, path: &str) -> Option<usize> {
-        let u =
-            (0..self.units.len()).find(|&u| self.units[u].kind == UnitKind::Node && self.names[u] == path)?;
+        let u = (0..self.units.len()).find(|&u| {
+            matches!(self.units[u].kind, UnitKind::Node | UnitKind::Fused { .. })
+                && self.names[self.units[u].computes.clone()]
+                    .iter()
+                    .any(|n| n == path)
+        })?;
         self.segments.iter().position(|seg| seg.units.contains(&u))
+    }
+
+    /// Whether the node at `path` is computed in a fused unit with others.
+    pub fn is_fused(&self, path: &str) -> bool {
+        (0..self.units.len()).any(|u| {
+            matches!(self.units[u].kind, UnitKind::Fused { .. })
+                && self.names[self.units[u].computes.clone()]
+                    .iter()
+                    .any(|n| n == path)
+        })
     }
 
     /// Composes the plan of the instance whose graphs are `tree`.
@@ -178,24 +202,47 @@ struct GraphAt {
     nested: Vec<Option<usize>>,
 }
 
+/// A unit while the plan is composed.
+struct Draft {
+    kind: UnitKind,
+    graph: usize,
+    node: usize,
+    /// The slots it reads, `(graph, slot)`, resolved to units at the end
+    /// (a fused unit reads slots produced after its first node).
+    reads: Vec<(usize, usize)>,
+    /// Units it reads that are known when it is made (a nested output's).
+    deps: Vec<usize>,
+    /// The nodes it computes, and their names.
+    computes: Vec<usize>,
+    names: Vec<String>,
+}
+
 #[derive(Default)]
 struct Builder {
     graphs: Vec<GraphAt>,
-    units: Vec<(UnitKind, usize, usize)>, // kind, graph, node
-    names: Vec<String>,
-    /// Per unit: the units it reads within a step, and the top-level state
-    /// inputs it reads (whose carries it reads across steps).
-    deps: Vec<Vec<usize>>,
-    reads: Vec<Vec<usize>>,
+    units: Vec<Draft>,
 }
 
 impl Builder {
-    fn push(&mut self, kind: UnitKind, graph: usize, node: usize, name: String) -> usize {
-        self.units.push((kind, graph, node));
-        self.names.push(name);
-        self.deps.push(Vec::new());
-        self.reads.push(Vec::new());
+    fn push(&mut self, kind: UnitKind, graph: usize, node: usize) -> usize {
+        self.units.push(Draft {
+            kind,
+            graph,
+            node,
+            reads: Vec::new(),
+            deps: Vec::new(),
+            computes: Vec::new(),
+            names: Vec::new(),
+        });
         self.units.len() - 1
+    }
+
+    /// Unit `u` computes node `k` of graph `g`, named `name`.
+    fn computes(&mut self, u: usize, g: usize, k: usize, name: String) {
+        let slot = self.graphs[g].spec.node_slot(k);
+        self.graphs[g].producer[slot] = Some(u);
+        self.units[u].computes.push(k);
+        self.units[u].names.push(name);
     }
 
     /// Adds the units of the graph `tree` at `path` (and of its nested
@@ -222,14 +269,38 @@ impl Builder {
             producer,
             nested: vec![None; spec.nodes.len()],
         });
+        // The fused group of each node, if any.
+        let mut fused: Vec<Option<usize>> = vec![None; spec.nodes.len()];
+        for (f, fusion) in spec.fusions.iter().enumerate() {
+            let Fusion::LstmGates(group) = fusion;
+            for k in group.nodes() {
+                if let Some(slot) = fused.get_mut(k) {
+                    *slot = Some(f);
+                }
+            }
+        }
+        let mut made: Vec<bool> = vec![false; spec.fusions.len()];
+        let name = |k: usize| format!("{prefix}{}", spec.nodes[k].name);
         for &k in spec.order {
             let node = &spec.nodes[k];
-            let name = format!("{prefix}{}", node.name);
+            if let Some(f) = fused[k] {
+                if !std::mem::replace(&mut made[f], true) {
+                    let Fusion::LstmGates(group) = &spec.fusions[f];
+                    let u = self.push(UnitKind::Fused { fusion: f }, g, k);
+                    let sum = &spec.nodes[group.sum];
+                    self.units[u].reads.extend(sum.inputs.iter().map(|&s| (g, s)));
+                    self.units[u].reads.push((g, group.c));
+                    for n in group.nodes() {
+                        self.computes(u, g, n, name(n));
+                    }
+                }
+                continue;
+            }
             match node.kind {
                 NodeKind::Layer => {
-                    let u = self.push(UnitKind::Node, g, k, name);
-                    self.read_slots(u, g, node.inputs);
-                    self.graphs[g].producer[spec.node_slot(k)] = Some(u);
+                    let u = self.push(UnitKind::Node, g, k);
+                    self.units[u].reads.extend(node.inputs.iter().map(|&s| (g, s)));
+                    self.computes(u, g, k, name(k));
                 }
                 NodeKind::Nested { to } => {
                     let Some(inner) = tree.nested.get(k).and_then(Option::as_ref) else {
@@ -239,66 +310,62 @@ impl Builder {
                     inner_path.push(k);
                     let enters: Vec<(usize, usize)> = (0..node.inputs.len())
                         .map(|j| {
-                            let u = self.push(UnitKind::Enter { input: j }, g, k, name.clone());
-                            self.read_slots(u, g, &node.inputs[j..j + 1]);
+                            let u = self.push(UnitKind::Enter { input: j }, g, k);
+                            self.units[u].reads.push((g, node.inputs[j]));
                             (to[j], u)
                         })
                         .collect();
-                    let n = self.graph(inner, inner_path, format!("{name}."), &enters);
+                    let n = self.graph(inner, inner_path, format!("{}.", name(k)), &enters);
                     self.graphs[g].nested[k] = Some(n);
                 }
                 NodeKind::Output { host, output } => {
-                    let u = self.push(UnitKind::Leave, g, k, name);
-                    let inner = self.graphs[g].nested[host];
-                    if let Some(n) = inner {
+                    let u = self.push(UnitKind::Leave, g, k);
+                    if let Some(n) = self.graphs[g].nested[host] {
                         let inner_spec = self.graphs[n].spec;
                         if output < inner_spec.outputs.len() {
-                            if let Some(p) = self.graphs[n].producer[inner_spec.output_slot(output)] {
-                                self.deps[u].push(p);
-                            }
+                            self.units[u].reads.push((n, inner_spec.output_slot(output)));
                         }
                     }
-                    self.graphs[g].producer[spec.node_slot(k)] = Some(u);
+                    self.computes(u, g, k, name(k));
                 }
             }
         }
         g
     }
 
-    /// Unit `u` reads `slots` of graph `g`.
-    fn read_slots(&mut self, u: usize, g: usize, slots: &[usize]) {
-        for &s in slots {
-            match self.graphs[g].producer.get(s).copied().flatten() {
-                Some(p) => self.deps[u].push(p),
-                None if g == 0 && s < self.graphs[0].spec.inputs.len() => self.reads[u].push(s),
-                None => {}
-            }
-        }
-    }
-
     /// One carry unit per recurrent pair of the top-level graph.
     fn carries(&mut self, tree: &SpecTree, top: usize) {
-        for (pair, &(i, o)) in tree.spec.recurrent.iter().enumerate() {
-            let name = format!("{} <- {}", tree.spec.inputs[i].name, tree.spec.outputs[o].name);
-            let u = self.push(UnitKind::Carry, top, pair, name);
-            if let Some(p) = self.graphs[top].producer[tree.spec.output_slot(o)] {
-                self.deps[u].push(p);
-            }
+        for (pair, &(_, o)) in tree.spec.recurrent.iter().enumerate() {
+            let u = self.push(UnitKind::Carry, top, pair);
+            self.units[u].reads.push((top, tree.spec.output_slot(o)));
         }
     }
 
-    fn finish(self) -> Plan {
+    fn finish(mut self) -> Plan {
         let n = self.units.len();
+        // Reads become dependencies on the units that produce them, or, for
+        // inputs of the top-level graph, reads of those inputs.
+        let mut top_reads: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (unit, top) in self.units.iter_mut().zip(&mut top_reads) {
+            for (g, s) in std::mem::take(&mut unit.reads) {
+                match self.graphs[g].producer.get(s).copied().flatten() {
+                    Some(p) => unit.deps.push(p),
+                    None if g == 0 && s < self.graphs[0].spec.inputs.len() => top.push(s),
+                    None => {}
+                }
+            }
+        }
         let top = &self.graphs[0];
         let pairs = top.spec.recurrent;
         // Edges across steps: a reader of state input i reads the carry of
         // its pair.
         let carry_of = |i: usize| {
             let pair = pairs.iter().position(|&(s, _)| s == i)?;
-            (0..n).find(|&u| self.units[u].0 == UnitKind::Carry && self.units[u].2 == pair)
+            (0..n).find(|&u| self.units[u].kind == UnitKind::Carry && self.units[u].node == pair)
         };
-        let mut edges: Vec<Vec<usize>> = self.deps.clone();
-        for (edges, reads) in edges.iter_mut().zip(&self.reads) {
+        let deps: Vec<Vec<usize>> = self.units.iter().map(|d| d.deps.clone()).collect();
+        let mut edges: Vec<Vec<usize>> = deps.clone();
+        for (edges, reads) in edges.iter_mut().zip(&top_reads) {
             edges.extend(reads.iter().filter_map(|&i| carry_of(i)));
         }
         let component = strongly_connected(&edges);
@@ -338,13 +405,14 @@ impl Builder {
             }
         }
         // Segments: consecutive components that are not loops run together.
+        let kinds: Vec<UnitKind> = self.units.iter().map(|d| d.kind).collect();
         let mut sequence: Vec<usize> = Vec::with_capacity(n);
         let mut segments: Vec<Segment> = Vec::new();
         for c in order {
             let looped = members[c].len() > 1;
             let start = sequence.len();
             if looped {
-                sequence.extend(step_order(&members[c], &self.deps, &self.units));
+                sequence.extend(step_order(&members[c], &deps, &kinds));
             } else {
                 sequence.extend(&members[c]);
             }
@@ -361,26 +429,30 @@ impl Builder {
         for (p, &u) in sequence.iter().enumerate() {
             position[u] = p;
         }
-        let (mut paths, mut deps, mut reads) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut paths, mut flat_deps, mut reads) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut computes, mut names) = (Vec::new(), Vec::new());
         let mut units = Vec::with_capacity(n);
-        let mut names = Vec::with_capacity(n);
         for &u in &sequence {
-            let (kind, g, node) = self.units[u];
-            let path = paths.len()..paths.len() + self.graphs[g].path.len();
-            paths.extend(&self.graphs[g].path);
-            let d = deps.len()..deps.len() + self.deps[u].len();
-            deps.extend(self.deps[u].iter().map(|&v| position[v]));
-            let r = reads.len()..reads.len() + self.reads[u].len();
-            reads.extend(&self.reads[u]);
+            let d = &self.units[u];
+            let path = paths.len()..paths.len() + self.graphs[d.graph].path.len();
+            paths.extend(&self.graphs[d.graph].path);
+            let dep_range = flat_deps.len()..flat_deps.len() + d.deps.len();
+            flat_deps.extend(d.deps.iter().map(|&v| position[v]));
+            let r = reads.len()..reads.len() + top_reads[u].len();
+            reads.extend(&top_reads[u]);
+            let c = computes.len()..computes.len() + d.computes.len();
+            computes.extend(&d.computes);
+            names.extend(d.names.iter().cloned());
             units.push(Unit {
-                kind,
+                kind: d.kind,
                 path,
-                node,
-                deps: d,
+                node: d.node,
+                deps: dep_range,
                 reads: r,
+                computes: c,
             });
-            names.push(self.names[u].clone());
         }
+        let top = &self.graphs[0];
         let output_units = (0..top.spec.outputs.len())
             .map(|o| top.producer[top.spec.output_slot(o)].map(|u| position[u]))
             .collect();
@@ -392,9 +464,10 @@ impl Builder {
             units,
             segments,
             paths,
-            deps,
+            deps: flat_deps,
             reads,
             output_units,
+            computes,
             names,
         }
     }
@@ -402,13 +475,13 @@ impl Builder {
 
 /// The units of a loop in the order they run within a step: each after the
 /// units it reads in the same step, carries last.
-fn step_order(members: &[usize], deps: &[Vec<usize>], units: &[(UnitKind, usize, usize)]) -> Vec<usize> {
+fn step_order(members: &[usize], deps: &[Vec<usize>], kinds: &[UnitKind]) -> Vec<usize> {
     let inside = |u: usize| members.contains(&u);
     let mut done: Vec<usize> = Vec::with_capacity(members.len());
     let body: Vec<usize> = members
         .iter()
         .copied()
-        .filter(|&u| units[u].0 != UnitKind::Carry)
+        .filter(|&u| kinds[u] != UnitKind::Carry)
         .collect();
     while done.len() < body.len() {
         let before = done.len();
@@ -423,7 +496,7 @@ fn step_order(members: &[usize], deps: &[Vec<usize>], units: &[(UnitKind, usize,
             done.extend(body.iter().filter(|u| !done.contains(u)).collect::<Vec<_>>());
         }
     }
-    done.extend(members.iter().copied().filter(|&u| units[u].0 == UnitKind::Carry));
+    done.extend(members.iter().copied().filter(|&u| kinds[u] == UnitKind::Carry));
     done
 }
 

@@ -1,0 +1,308 @@
+//! Fused units: groups of nodes computed in one pass over their rows (see
+//! [`Fusion`]), each node still writing its own slot, so that its value and
+//! gradient stay on the tape. The arithmetic is the layers' own, element by
+//! element (the same activation kernels, the same derivative formulas), so
+//! a fused pass gives what the nodes one by one give. Large row ranges are
+//! split across the pool's threads; every element is computed the same way
+//! whatever the split, so results are bit-identical for any thread count.
+
+use crate::kernels::pool;
+use crate::spec::{Fusion, LstmGates};
+use crate::tape::Record;
+use crate::Float;
+use std::ops::Range;
+
+/// Rows below which a fused pass runs on one thread: a few microseconds of
+/// work, about what handing half to another thread costs.
+const PARALLEL_ELEMENTS: usize = 1 << 13;
+
+/// The rows `rows` of slot buffers, as raw pointers a pass may read and
+/// write from several threads, each thread its own rows.
+#[derive(Clone, Copy)]
+struct Slot<F> {
+    ptr: *mut F,
+    width: usize,
+}
+
+impl<F> Slot<F> {
+    /// The rows `rows`.
+    ///
+    /// # Safety
+    /// The rows must be within the buffer, and no other live slice may
+    /// cover them (each thread of a pass takes its own rows, and each slot
+    /// of a pass is a distinct buffer, or is only read).
+    #[inline]
+    unsafe fn rows<'a>(self, rows: &Range<usize>) -> &'a mut [F] {
+        // SAFETY: as the caller guarantees.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.ptr.add(rows.start * self.width), rows.len() * self.width)
+        }
+    }
+}
+
+/// The slots of an LSTM gate group and its three inputs, for one pass.
+struct Gates<F> {
+    a: Slot<F>,
+    b: Slot<F>,
+    c: Slot<F>,
+    sum: Slot<F>,
+    parts: [Slot<F>; 4],
+    sig_i: Slot<F>,
+    sig_f: Slot<F>,
+    tanh_g: Slot<F>,
+    sig_o: Slot<F>,
+    f_c: Slot<F>,
+    i_g: Slot<F>,
+    c_next: Slot<F>,
+    tanh_c: Slot<F>,
+    h_next: Slot<F>,
+    /// Whether the gradients of `a`, `b`, `c` are wanted, and whether `a`
+    /// and `b` are one slot (its gradient then gets both).
+    wanted: [bool; 3],
+    same_ab: bool,
+}
+
+// SAFETY: the pointers address buffers that outlive the pass; the threads
+// of a pass touch disjoint rows.
+unsafe impl<F: Send> Sync for Gates<F> {}
+
+impl<F: Float> Gates<F> {
+    /// The slots of `group` in `record`'s values or gradients.
+    fn of(record: &mut Record<F>, group: &LstmGates, grads: bool) -> Self {
+        let spec = record.spec;
+        let node_slot = |k: usize| spec.node_slot(k);
+        let [a, b] = [0, 1].map(|i| spec.nodes[group.sum].inputs[i]);
+        let wanted = [a, b, group.c].map(|s| super::visit::grad_wanted(spec, &record.input_grads, s));
+        let buffers = if grads {
+            &mut record.grads
+        } else {
+            &mut record.values
+        };
+        let mut slot = |s: usize| {
+            let m = &mut buffers[s];
+            let width = m.ncols();
+            Slot {
+                ptr: m.as_mut_ptr(),
+                width,
+            }
+        };
+        Gates {
+            a: slot(a),
+            b: slot(b),
+            c: slot(group.c),
+            sum: slot(node_slot(group.sum)),
+            parts: group.parts.map(|p| slot(node_slot(p))),
+            sig_i: slot(node_slot(group.sig_i)),
+            sig_f: slot(node_slot(group.sig_f)),
+            tanh_g: slot(node_slot(group.tanh_g)),
+            sig_o: slot(node_slot(group.sig_o)),
+            f_c: slot(node_slot(group.f_c)),
+            i_g: slot(node_slot(group.i_g)),
+            c_next: slot(node_slot(group.c_next)),
+            tanh_c: slot(node_slot(group.tanh_c)),
+            h_next: slot(node_slot(group.h_next)),
+            wanted,
+            same_ab: a == b,
+        }
+    }
+}
+
+/// Runs `pass(rows)` over `rows`, split across the pool's threads when
+/// there are many elements (`width` per row).
+fn split_rows(rows: Range<usize>, width: usize, pass: &(dyn Fn(Range<usize>) + Sync)) {
+    let n = rows.len();
+    let parts = if n * width >= PARALLEL_ELEMENTS {
+        pool::threads().min(n).max(1)
+    } else {
+        1
+    };
+    if parts == 1 {
+        pass(rows);
+        return;
+    }
+    pool::run(parts, &|p| {
+        let (r0, r1) = (rows.start + n * p / parts, rows.start + n * (p + 1) / parts);
+        pass(r0..r1);
+    });
+}
+
+/// The forward pass of a fused group over `rows` of `record`.
+pub(crate) fn forward<F: Float>(record: &mut Record<F>, fusion: &Fusion, rows: Range<usize>) {
+    match fusion {
+        Fusion::LstmGates(group) => {
+            let gates = Gates::of(record, group, false);
+            let h = gates.sig_i.width;
+            split_rows(rows, 4 * h, &|rows| {
+                // SAFETY: each slot is its own buffer (distinct nodes, and
+                // the inputs only read), and each thread has its own rows.
+                unsafe { lstm_forward(&gates, &rows, h) }
+            });
+        }
+    }
+}
+
+/// The backward pass of a fused group over `rows`: the gradients of its
+/// nodes written, those of its inputs added to.
+pub(crate) fn backward<F: Float>(record: &mut Record<F>, fusion: &Fusion, rows: Range<usize>) {
+    match fusion {
+        Fusion::LstmGates(group) => {
+            let values = Gates::of(record, group, false);
+            let grads = Gates::of(record, group, true);
+            let h = values.sig_i.width;
+            split_rows(rows, 4 * h, &|rows| {
+                // SAFETY: as in `forward`; values are only read here.
+                unsafe { lstm_backward(&values, &grads, &rows, h) }
+            });
+        }
+    }
+}
+
+/// # Safety
+/// See [`Slot::rows`].
+unsafe fn lstm_forward<F: Float>(v: &Gates<F>, rows: &Range<usize>, h: usize) {
+    // SAFETY (each `rows` call): see this function's contract.
+    let (a, b, c) = unsafe { (v.a.rows(rows), v.b.rows(rows), v.c.rows(rows)) };
+    let sum = unsafe { v.sum.rows(rows) };
+    for ((s, &x), &y) in sum.iter_mut().zip(&*a).zip(&*b) {
+        *s = x + y;
+    }
+    let mut parts = v.parts.map(|p| unsafe { p.rows(rows) });
+    for (r, row) in sum.chunks_exact(4 * h).enumerate() {
+        for (k, part) in parts.iter_mut().enumerate() {
+            part[r * h..(r + 1) * h].copy_from_slice(&row[k * h..(k + 1) * h]);
+        }
+    }
+    let (sig_i, sig_f, tanh_g, sig_o) = unsafe {
+        (
+            v.sig_i.rows(rows),
+            v.sig_f.rows(rows),
+            v.tanh_g.rows(rows),
+            v.sig_o.rows(rows),
+        )
+    };
+    for (out, part, activation) in [
+        (&mut *sig_i, &parts[0], F::sigmoid_in_place as fn(&mut [F])),
+        (&mut *sig_f, &parts[1], F::sigmoid_in_place),
+        (&mut *tanh_g, &parts[2], F::tanh_in_place),
+        (&mut *sig_o, &parts[3], F::sigmoid_in_place),
+    ] {
+        out.copy_from_slice(part);
+        activation(out);
+    }
+    let (f_c, i_g, c_next) = unsafe { (v.f_c.rows(rows), v.i_g.rows(rows), v.c_next.rows(rows)) };
+    // Zipped slices, so that the loops vectorise.
+    for ((out, &f), &c) in f_c.iter_mut().zip(&*sig_f).zip(&*c) {
+        *out = f * c;
+    }
+    for ((out, &i), &g) in i_g.iter_mut().zip(&*sig_i).zip(&*tanh_g) {
+        *out = i * g;
+    }
+    for ((out, &a), &b) in c_next.iter_mut().zip(&*f_c).zip(&*i_g) {
+        *out = a + b;
+    }
+    let (tanh_c, h_next) = unsafe { (v.tanh_c.rows(rows), v.h_next.rows(rows)) };
+    tanh_c.copy_from_slice(c_next);
+    F::tanh_in_place(tanh_c);
+    for ((out, &o), &t) in h_next.iter_mut().zip(&*sig_o).zip(&*tanh_c) {
+        *out = o * t;
+    }
+}
+
+/// # Safety
+/// See [`Slot::rows`]; `v` holds values (read only), `g` gradients.
+unsafe fn lstm_backward<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize>, h: usize) {
+    let one = F::one();
+    // SAFETY (each `rows` call): see this function's contract.
+    // Values are only read: shared slices.
+    let (sig_i, sig_f, tanh_g, sig_o): (&[F], &[F], &[F], &[F]) = unsafe {
+        (
+            v.sig_i.rows(rows),
+            v.sig_f.rows(rows),
+            v.tanh_g.rows(rows),
+            v.sig_o.rows(rows),
+        )
+    };
+    let (c, tanh_c): (&[F], &[F]) = unsafe { (v.c.rows(rows), v.tanh_c.rows(rows)) };
+    let d_c = g.wanted[2].then(|| unsafe { g.c.rows(rows) });
+    let (d_h, d_c_next, d_tanh_c) =
+        unsafe { (g.h_next.rows(rows), g.c_next.rows(rows), g.tanh_c.rows(rows)) };
+    let (d_sig_o, d_f_c, d_i_g) = unsafe { (g.sig_o.rows(rows), g.f_c.rows(rows), g.i_g.rows(rows)) };
+    let (d_sig_i, d_sig_f, d_tanh_g) =
+        unsafe { (g.sig_i.rows(rows), g.sig_f.rows(rows), g.tanh_g.rows(rows)) };
+    let [d_p_i, d_p_f, d_p_g, d_p_o] = g.parts.map(|p| unsafe { p.rows(rows) });
+    // Zipped slices, a few at a time, so that the loops vectorise. h_next =
+    // σ(o)·tanh_c, tanh_c = tanh(c_next): the CMul and Tanh layers'
+    // derivatives.
+    for (((ds, dt), &dh), (&t, &o)) in d_sig_o
+        .iter_mut()
+        .zip(d_tanh_c.iter_mut())
+        .zip(&*d_h)
+        .zip(tanh_c.iter().zip(sig_o))
+    {
+        *ds = dh * t;
+        *dt = dh * o;
+    }
+    // c_next = f_c + i_g.
+    for ((((dc, df), di), &dt), &t) in d_c_next
+        .iter_mut()
+        .zip(d_f_c.iter_mut())
+        .zip(d_i_g.iter_mut())
+        .zip(&*d_tanh_c)
+        .zip(tanh_c)
+    {
+        *dc += dt * (one - t * t);
+        *df = *dc;
+        *di = *dc;
+    }
+    // f_c = σ(f)·c, i_g = σ(i)·tanh(g).
+    for ((d, &df), &c) in d_sig_f.iter_mut().zip(&*d_f_c).zip(c) {
+        *d = df * c;
+    }
+    for (((dsi, dtg), &di), (&g, &i)) in d_sig_i
+        .iter_mut()
+        .zip(d_tanh_g.iter_mut())
+        .zip(&*d_i_g)
+        .zip(tanh_g.iter().zip(sig_i))
+    {
+        *dsi = di * g;
+        *dtg = di * i;
+    }
+    // The activations, by their outputs.
+    let sigmoid_back = |d_part: &mut [F], d: &[F], y: &[F]| {
+        for ((dp, &d), &y) in d_part.iter_mut().zip(d).zip(y) {
+            *dp = d * (y * (one - y));
+        }
+    };
+    sigmoid_back(d_p_i, d_sig_i, sig_i);
+    sigmoid_back(d_p_f, d_sig_f, sig_f);
+    sigmoid_back(d_p_o, d_sig_o, sig_o);
+    for ((dp, &d), &y) in d_p_g.iter_mut().zip(&*d_tanh_g).zip(tanh_g) {
+        *dp = d * (one - y * y);
+    }
+    if let Some(d_c) = d_c {
+        for ((dc, &df), &f) in d_c.iter_mut().zip(&*d_f_c).zip(sig_f) {
+            *dc += df * f;
+        }
+    }
+    let d_parts = [&*d_p_i, &*d_p_f, &*d_p_g, &*d_p_o];
+    // The parts' gradients make up the sum's, which both inputs of the sum get.
+    let d_sum = unsafe { g.sum.rows(rows) };
+    for (r, row) in d_sum.chunks_exact_mut(4 * h).enumerate() {
+        for (k, part) in d_parts.iter().enumerate() {
+            row[k * h..(k + 1) * h].copy_from_slice(&part[r * h..(r + 1) * h]);
+        }
+    }
+    let adds: &[(Slot<F>, bool)] = if g.same_ab {
+        &[(g.a, g.wanted[0]), (g.a, g.wanted[0])]
+    } else {
+        &[(g.a, g.wanted[0]), (g.b, g.wanted[1])]
+    };
+    for &(slot, wanted) in adds {
+        if wanted {
+            let d = unsafe { slot.rows(rows) };
+            for (d, &s) in d.iter_mut().zip(&*d_sum) {
+                *d += s;
+            }
+        }
+    }
+}
