@@ -339,7 +339,11 @@ fn misuse_step(pick: u64, graphs: &mut [Sized<f64>; 2], tapes: &mut [Tape<f64>; 
     let batch = 1 + (pick / 6 % 3) as usize;
     let hidden = graphs[g].sizes().hidden;
     // Sometimes the wrong hidden width, sometimes an id outside the classes.
-    let h_width = if pick % 7 == 0 { hidden + 1 } else { hidden };
+    let h_width = if pick.is_multiple_of(7) {
+        hidden + 1
+    } else {
+        hidden
+    };
     let tag = (pick / 18 % 4) as usize;
     let x = Array2::from_elem((batch, 3), 0.25);
     let h = Array2::from_elem((batch, h_width), -0.5);
@@ -395,7 +399,7 @@ fn misuse_step(pick: u64, graphs: &mut [Sized<f64>; 2], tapes: &mut [Tape<f64>; 
             graphs[g].backward_feeds(&mut tapes[t], &grads)
         }
         _ => {
-            graphs[g].set_checked(pick % 5 == 0);
+            graphs[g].set_checked(pick.is_multiple_of(5));
             graphs[g].zero_grad();
             Ok(())
         }

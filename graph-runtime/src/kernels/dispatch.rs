@@ -44,19 +44,43 @@ mod sealed {
 thread_local! {
     static PACK_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static PACK_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
-    /// Set by [`with_portable_kernels`].
-    pub(super) static PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The widest kernels this thread may use (see [`with_level`]).
+    static LEVEL: std::cell::Cell<Level> = const { std::cell::Cell::new(Level::Best) };
+}
+
+/// The widest kernels a thread may use: what the CPU has, at most this.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Portable Rust, on any CPU.
+    Portable,
+    /// AVX2 and FMA, where the CPU has them.
+    Avx2,
+    /// The best the CPU has (AVX-512 where it is there).
+    Best,
+}
+
+/// The widest kernels this thread may use.
+pub(super) fn level() -> Level {
+    LEVEL.get()
+}
+
+/// Runs `f` with kernels no wider than `level` on this thread (and on the
+/// threads its products are split across): how the narrower paths are
+/// tested, and measured, on machines with wider ones.
+#[doc(hidden)]
+pub fn with_level<R>(level: Level, f: impl FnOnce() -> R) -> R {
+    let before = LEVEL.replace(level);
+    let result = f();
+    LEVEL.set(before);
+    result
 }
 
 /// Runs `f` with the portable micro-kernels on this thread, whatever the
-/// CPU has: how the portable path is tested (and measured) on machines with
-/// AVX2.
+/// CPU has.
 #[doc(hidden)]
 pub fn with_portable_kernels<R>(f: impl FnOnce() -> R) -> R {
-    let before = PORTABLE.replace(true);
-    let result = f();
-    PORTABLE.set(before);
-    result
+    with_level(Level::Portable, f)
 }
 
 /// f32 has vectorised activations; f64 keeps libm's, to full accuracy.

@@ -21,7 +21,7 @@ pub(super) fn rows_times_packed<T: Kernel>(
     mut c: Columns<'_, T>,
     buf: &mut Vec<T>,
 ) {
-    let (mr, nr) = (T::MR, T::NR);
+    let (mr, nr) = (T::MR, T::nr());
     let panels = m.div_ceil(nr);
     let (x_len, w_len) = (panels * k * nr, k * mr);
     if buf.len() < x_len + w_len {
@@ -46,7 +46,7 @@ pub(super) fn rows_times_packed<T: Kernel>(
             false,
         );
     }
-    let mut tile = [T::zero(); 6 * 16];
+    let mut tile = [T::zero(); MAX_TILE];
     let tile = &mut tile[..mr * nr];
     let cols = c.cols();
     for i0 in cols.clone().step_by(mr) {
@@ -96,14 +96,19 @@ const NC: usize = 2048;
 /// The longest row of `B` read in place (see `blocked`).
 const IN_PLACE_ROW_BYTES: usize = 1024;
 
-/// The widest panel a kernel packs (`NR` of f32).
-const MAX_WIDTH: usize = 16;
+/// The widest panel a kernel packs (`NR` of the AVX-512 f32 tile).
+const MAX_WIDTH: usize = 32;
+
+/// The largest register tile, `MR x NR`.
+const MAX_TILE: usize = 6 * MAX_WIDTH;
 
 /// A scalar type with a micro-kernel.
 pub(super) trait Kernel: Float {
-    /// Rows and columns of the register tile.
+    /// Rows of the register tile.
     const MR: usize;
-    const NR: usize;
+    /// Columns of the register tile, which the CPU decides (wider with
+    /// AVX-512); the same for every call of one product.
+    fn nr() -> usize;
     /// `tile (MR x NR, row-major) = Σ_p a[p*MR + i] · b[p*ldb + j]` over `kc`:
     /// `a` packed, `b` packed (`ldb == NR`) or read in place.
     fn kernel(kc: usize, a: &[Self], b: &[Self], ldb: usize, tile: &mut [Self]);
@@ -111,7 +116,7 @@ pub(super) trait Kernel: Float {
     /// The tile with `a` read in place: lane `i` at step `p` is
     /// `a[i * lda + p]` (`MR` rows of a row-major matrix); `b` packed.
     fn kernel_rows(kc: usize, a: &[Self], lda: usize, b: &[Self], tile: &mut [Self]) {
-        micro::portable_rows::<Self>(kc, a, lda, b, Self::MR, Self::NR, tile);
+        micro::portable_rows::<Self>(kc, a, lda, b, Self::MR, Self::nr(), tile);
     }
 
     /// The same product added into (or, with `overwrite`, stored in) a full
@@ -128,9 +133,10 @@ pub(super) trait Kernel: Float {
         tile: &mut [Self],
     ) {
         Self::kernel(kc, a, b, ldb, tile);
+        let nr = Self::nr();
         for i in 0..Self::MR {
-            let out = &mut c[i * ldc..i * ldc + Self::NR];
-            let t = &tile[i * Self::NR..(i + 1) * Self::NR];
+            let out = &mut c[i * ldc..i * ldc + nr];
+            let t = &tile[i * nr..(i + 1) * nr];
             if overwrite {
                 out.copy_from_slice(t);
             } else {
@@ -151,7 +157,7 @@ pub(super) fn blocked<T: Kernel>(
     accumulate: bool,
     buf: &mut Vec<T>,
 ) {
-    let (mr, nr) = (T::MR, T::NR);
+    let (mr, nr) = (T::MR, T::nr());
     // A B whose rows are contiguous and short (a weight matrix in backward,
     // or the activations) is read in place rather than packed, which would
     // be done again at every step of a sequence. Rows far apart are packed
@@ -168,7 +174,7 @@ pub(super) fn blocked<T: Kernel>(
     }
     let (bpack, rest) = buf.split_at_mut(b_len);
     let apack = &mut rest[..a_len];
-    let mut tile = [T::zero(); 6 * 16];
+    let mut tile = [T::zero(); MAX_TILE];
     let tile = &mut tile[..mr * nr];
 
     for jc in (0..n).step_by(NC) {
@@ -277,6 +283,7 @@ fn pack<T: Float>(
             let from = unsafe { src.add(base + p * step_stride) };
             // SAFETY (each arm): `lanes` values are readable at `from`, as above.
             match lanes {
+                32 => unsafe { copy_fixed::<T, 32>(out, from) },
                 16 => unsafe { copy_fixed::<T, 16>(out, from) },
                 8 => unsafe { copy_fixed::<T, 8>(out, from) },
                 6 => unsafe { copy_fixed::<T, 6>(out, from) },

@@ -1,6 +1,7 @@
-//! The micro-kernel of each element type: the AVX2 + FMA one when the CPU
-//! has them (after checking the panels' bounds, so that it may read them
-//! unchecked), the portable one otherwise.
+//! The micro-kernel of each element type: for f32 the AVX-512 one (a 6 x 32
+//! tile) when the CPU has it, the AVX2 + FMA one (6 x 16; 6 x 8 for f64)
+//! when it has those (after checking the panels' bounds, so that it may read
+//! them unchecked), the portable one otherwise.
 
 use super::gemm::Kernel;
 #[cfg(target_arch = "x86_64")]
@@ -61,9 +62,25 @@ fn check_panels<T>(kc: usize, a: &[T], mr: usize, b: &[T], ldb: usize, nr: usize
 
 impl Kernel for f32 {
     const MR: usize = 6;
-    const NR: usize = 16;
+
+    fn nr() -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if simd::wide() {
+            return 32;
+        }
+        16
+    }
 
     fn kernel_rows(kc: usize, a: &[f32], lda: usize, b: &[f32], tile: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if simd::wide() {
+            assert!(
+                kc > 0 && lda >= kc && a.len() >= 5 * lda + kc && b.len() >= kc * 32 && tile.len() >= 192
+            );
+            // SAFETY: AVX-512 F is present; the bounds are checked above.
+            unsafe { simd::kernel_f32_wide_rows(kc, a.as_ptr(), lda, b.as_ptr(), tile.as_mut_ptr()) };
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
             assert!(kc > 0 && lda >= kc && a.len() >= 5 * lda + kc && b.len() >= kc * 16 && tile.len() >= 96);
@@ -84,6 +101,16 @@ impl Kernel for f32 {
         overwrite: bool,
         tile: &mut [f32],
     ) {
+        #[cfg(target_arch = "x86_64")]
+        if simd::wide() {
+            check_panels(kc, a, 6, b, ldb, 32);
+            assert!(ldc >= 32 && c.len() >= 5 * ldc + 32);
+            // SAFETY: AVX-512 F is present; the bounds are checked above.
+            unsafe {
+                simd::kernel_f32_wide(kc, a.as_ptr(), b.as_ptr(), ldb, c.as_mut_ptr(), ldc, !overwrite)
+            };
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
             check_panels(kc, a, 6, b, ldb, 16);
@@ -106,6 +133,14 @@ impl Kernel for f32 {
 
     fn kernel(kc: usize, a: &[f32], b: &[f32], ldb: usize, tile: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
+        if simd::wide() {
+            check_panels(kc, a, 6, b, ldb, 32);
+            assert!(tile.len() >= 192);
+            // SAFETY: the CPU has AVX-512 F; the lengths are checked above.
+            unsafe { simd::kernel_f32_wide(kc, a.as_ptr(), b.as_ptr(), ldb, tile.as_mut_ptr(), 32, false) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if simd::available() {
             check_panels(kc, a, 6, b, ldb, 16);
             assert!(tile.len() >= 96);
@@ -119,7 +154,10 @@ impl Kernel for f32 {
 
 impl Kernel for f64 {
     const MR: usize = 6;
-    const NR: usize = 8;
+
+    fn nr() -> usize {
+        8
+    }
 
     fn kernel_rows(kc: usize, a: &[f64], lda: usize, b: &[f64], tile: &mut [f64]) {
         #[cfg(target_arch = "x86_64")]

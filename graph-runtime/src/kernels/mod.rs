@@ -20,7 +20,7 @@
 use crate::Float;
 use split::{by_cols, by_rows, Columns, ROW_TILES, TRANSPOSED_TILES};
 
-pub use dispatch::{with_portable_kernels, Kernels};
+pub use dispatch::{with_level, with_portable_kernels, Kernels, Level};
 
 /// A read-only matrix operand: element `(i, j)` is at `i * rs + j * cs`.
 #[doc(hidden)]

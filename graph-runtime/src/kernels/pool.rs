@@ -169,7 +169,7 @@ impl Pool {
             }
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % 64 == 0 && start.elapsed() > SPIN {
+            if spins.is_multiple_of(64) && start.elapsed() > SPIN {
                 break;
             }
         }
@@ -232,6 +232,10 @@ pub fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         (0..parts).for_each(f);
         return;
     }
+    // The workers use the caller's kernels.
+    let level = super::dispatch::level();
+    let f = &|p: usize| super::dispatch::with_level(level, || f(p));
+    let f: &(dyn Fn(usize) + Sync) = f;
     // SAFETY: `f` outlives the job: this function waits below until every
     // worker is done with it before returning.
     let task: Task = Task(unsafe {
@@ -253,7 +257,7 @@ pub fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
     while pool.pending.load(Ordering::Acquire) > 0 {
         std::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins % 4096 == 0 {
+        if spins.is_multiple_of(4096) {
             // A worker that was parked takes a while to wake.
             std::thread::yield_now();
         }

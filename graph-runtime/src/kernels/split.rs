@@ -17,11 +17,11 @@ use std::ops::Range;
 pub(super) const PARALLEL_WORK: usize = 1 << 17;
 
 /// Rows per unit of a split, for products tiled by `MR` rows of the output
-/// and for `x · wᵀ`, which is tiled by 16 (f32) or 8 (f64) of its rows: a
-/// split falls on tile boundaries, so that every output element is computed
-/// exactly as by one thread.
+/// and for `x · wᵀ`, which is tiled by 32 or 16 (f32) or 8 (f64) of its
+/// rows: a split falls on tile boundaries, so that every output element is
+/// computed exactly as by one thread.
 pub(super) const ROW_TILES: usize = 6;
-pub(super) const TRANSPOSED_TILES: usize = 16;
+pub(super) const TRANSPOSED_TILES: usize = 32;
 
 /// A pointer handed to the threads of one product, each of which writes
 /// its own run of rows.

@@ -1,5 +1,5 @@
 //! The products against a naive triple loop, around every block edge, with
-//! the SIMD kernels and with the portable ones.
+//! each kernel the CPU has (AVX-512, AVX2) and with the portable ones.
 
 use super::micro::{portable, portable_rows};
 use super::*;
@@ -30,7 +30,7 @@ fn fill(len: usize, seed: f64) -> Vec<f64> {
     (0..len).map(|i| ((i as f64 + seed) * 0.37).sin()).collect()
 }
 
-/// Sizes around every block edge: tiles of 6 and 16 (8), blocks of 72,
+/// Sizes around every block edge: tiles of 6 and 32, 16 or 8, blocks of 72,
 /// 256 and 2048; products of at most `SMALL_WORK` (2048) multiply-adds,
 /// which skip the blocked path, and just above it.
 const SIZES: &[(usize, usize, usize)] = &[
@@ -48,6 +48,9 @@ const SIZES: &[(usize, usize, usize)] = &[
     (73, 257, 35),
     (12, 600, 17),
     (3, 5, 2050),
+    (7, 33, 31),
+    (6, 64, 32),
+    (33, 70, 65),
 ];
 
 /// Every product in f64 against the naive one.
@@ -108,8 +111,41 @@ fn check_f32_products() {
 
 #[test]
 fn products_match_naive_for_awkward_sizes() {
-    check_f64_products();
-    check_f32_products();
+    // The best kernels the CPU has, then AVX2 (where the best are wider).
+    for level in [Level::Best, Level::Avx2] {
+        with_level(level, || {
+            check_f64_products();
+            check_f32_products();
+        });
+    }
+}
+
+/// The AVX-512 tile and the AVX2 tile compute each element by the same
+/// chain of fused multiply-adds: the same bits whichever the CPU picks.
+#[test]
+fn the_wide_and_the_narrow_tiles_give_the_same_bits() {
+    let f32s = |v: Vec<f64>| -> Vec<f32> { v.into_iter().map(|x| x as f32).collect() };
+    for (m, k, n) in [(50, 128, 512), (200, 300, 256), (33, 70, 65)] {
+        let (a, b, bt) = (
+            f32s(fill(m * k, 0.1)),
+            f32s(fill(k * n, 0.2)),
+            f32s(fill(n * k, 0.3)),
+        );
+        let run = || {
+            let mut c1 = vec![0.0f32; m * n];
+            matmul_a_bt(&a, &bt, &mut c1, m, k, n);
+            let mut c2 = vec![0.25f32; m * n];
+            matmul_a_b_acc(&a, &b, &mut c2, m, k, n);
+            [c1, c2]
+        };
+        let (best, avx2) = (with_level(Level::Best, run), with_level(Level::Avx2, run));
+        for (x, y) in best.iter().zip(&avx2) {
+            assert!(
+                x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "{m} x {k} x {n}"
+            );
+        }
+    }
 }
 
 /// The portable kernels and the blocked paths through them, on any CPU.
@@ -255,6 +291,28 @@ fn worst(
 /// portable ones, each result named.
 fn on_both_paths<R>(f: impl Fn() -> R) -> [(&'static str, R); 2] {
     [("SIMD", f()), ("portable", with_portable_kernels(&f))]
+}
+
+#[test]
+fn the_kernel_level_reaches_the_threads_a_product_is_split_across() {
+    // A portable product on two threads: the worker uses the portable
+    // kernels too, so the result is that of the portable kernels on one.
+    let (m, k, n) = (64, 1024, 1024);
+    let a: Vec<f32> = fill(m * k, 0.5).iter().map(|&v| v as f32).collect();
+    let bt: Vec<f32> = fill(n * k, 0.6).iter().map(|&v| v as f32).collect();
+    let run = |threads: usize| {
+        super::pool::with_threads(threads, || {
+            with_portable_kernels(|| {
+                let mut c = vec![0.0f32; m * n];
+                matmul_a_bt(&a, &bt, &mut c, m, k, n);
+                c
+            })
+        })
+    };
+    let one = run(1);
+    for _ in 0..5 {
+        assert!(run(2).iter().zip(&one).all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
 }
 
 #[test]
