@@ -89,7 +89,7 @@ unsafe impl Send for Task {}
 
 /// How long a worker watches for the next job before it parks: longer than
 /// the gaps between the products of a sequence's steps.
-const SPIN: Duration = Duration::from_micros(200);
+const SPIN: Duration = Duration::from_micros(1000);
 
 struct Pool {
     /// Incremented per job (Release, after the job is written); a worker

@@ -33,19 +33,20 @@ impl<F: Float> Layer<F> for Dropout {
         super::same_as_input("Dropout", input_widths)
     }
 
-    /// Writes the mask (0 or `1 / (1 - p)`, or 1 in evaluation mode) into
-    /// the state and `output = input · mask`. The mask depends only on
-    /// `cx.seed`, so a run is reproducible.
-    fn forward(&self, cx: Forward<'_, F>, output: ArrayViewMut2<'_, F>) -> LayerResult {
+    /// Writes the mask (0 or `1 / (1 - p)`) into the state and `output =
+    /// input · mask`. The mask depends only on `cx.seed`, so a run is
+    /// reproducible. In evaluation mode, or with `p = 0`, the output is the
+    /// input and no mask is kept (the state is empty).
+    fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
         let input = cx.inputs[0].values()?;
-        ensure_shape(cx.state, input.nrows(), input.ncols());
-        let mask = cx.state;
         let p = cx.dropout.unwrap_or(self.p).clamp(0.0, 1.0 - f64::EPSILON);
         if !cx.training || p == 0.0 {
-            mask.fill(F::one());
-            Zip::from(output).and(&input).for_each(|o, &x| *o = x);
+            ensure_shape(cx.state, 0, 0);
+            output.assign(&input);
             return Ok(());
         }
+        ensure_shape(cx.state, input.nrows(), input.ncols());
+        let mask = cx.state;
         let keep = F::from_f64(1.0 / (1.0 - p));
         let mut rng = StdRng::seed_from_u64(cx.seed);
         mask.iter_mut()
@@ -57,8 +58,17 @@ impl<F: Float> Layer<F> for Dropout {
         Ok(())
     }
 
-    /// `d_input += d_output · mask`.
-    fn backward_input(&self, _: usize, cx: &Backward<'_, F>, d_input: ArrayViewMut2<'_, F>) -> LayerResult {
+    /// `d_input += d_output · mask` (`d_output` where no mask was kept).
+    fn backward_input(
+        &self,
+        _: usize,
+        cx: &Backward<'_, F>,
+        mut d_input: ArrayViewMut2<'_, F>,
+    ) -> LayerResult {
+        if cx.state.is_empty() {
+            d_input += &cx.d_output;
+            return Ok(());
+        }
         Zip::from(d_input)
             .and(&cx.d_output)
             .and(&cx.state)
