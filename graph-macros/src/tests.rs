@@ -39,6 +39,16 @@ const VALID: &[&str] = &[
         out = Linear(2, 1)(Tanh()(add));
     }
     B(a: [4], b: [4]) -> y { y = CMul()(ReLU()(a), CSub()(a, b), Identity()(b)); }",
+    // Widths known only when the graph is built: run-time-sized nested
+    // graphs with sizes as expressions, two levels deep, read by Split,
+    // Narrow and Concat.
+    "pub Inner[n, m](x: [n]) -> (y) { y = Tanh()(Linear(n, m)(x)); }
+    pub Twice[n](x: [n]) -> (y) { y = Identity()(Inner[2 * n, 4 * n](Inner[n, 2 * n](x).y).y); }
+    pub Reader[n](x: [n]) -> (p, z) {
+        (p, q) = Split(2)(Inner[n, n * 2 + 2](x).y);
+        z = Linear(5 * n + 1, 3)(Concat()(Narrow(1, n)(Twice[n](x).y), q, Identity()(Inner[n, 3 * n](x).y)));
+    }
+    pub Fixed<const N: usize>(x: [N]) -> (p, q) { (p, q) = Split(2)(Inner[N, 2 * N](x).y); }",
 ];
 
 #[test]

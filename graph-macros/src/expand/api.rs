@@ -190,7 +190,8 @@ impl Expander<'_> {
                     #size_checks_use
                     #make_sizes
                     #(#size_arithmetic)*
-                    let #layers = #layers_ty {
+                    #[allow(unused_mut)]
+                    let mut #layers = #layers_ty {
                         #(#layer_fields: #layer_ctors,)*
                         _float: #rt::__private::PhantomData,
                     };

@@ -97,6 +97,13 @@ impl Expander<'_> {
         let mut out = Vec::new();
         for &k in &g.order {
             let node = &g.nodes[k];
+            // A layer whose arguments use widths known only now (a Split of
+            // a nested graph's output, a user layer's) was built with them
+            // zero: built again, now that the widths it reads are known.
+            if node.holds_layer() && self.args_need_built_widths(node) {
+                let (f, ctor) = (&node.name, self.layer_ctor(node));
+                out.push(quote!(#layers.#f = #ctor;));
+            }
             if let Some((_, atom)) = g.derived.iter().find(|(n, _)| *n == k) {
                 let field = Ident::new(atom, Span::call_site());
                 let in_widths = node.inputs.iter().map(|&src| match src {
@@ -129,6 +136,48 @@ impl Expander<'_> {
             }
         }
         out
+    }
+
+    /// Whether `node`'s constructor arguments use a width known only once
+    /// earlier layers are built: a run-time-sized nested graph's, or a user
+    /// layer's.
+    fn args_need_built_widths(&self, node: &crate::ir::Node) -> bool {
+        let widths: Vec<&Width> = match &node.kind {
+            NodeKind::Builtin { args, .. } | NodeKind::Custom { args, .. } => args
+                .iter()
+                .filter_map(|a| match a {
+                    Arg::Width(w) => Some(w),
+                    _ => None,
+                })
+                .collect(),
+            NodeKind::Nested(nested) => nested
+                .sizes
+                .iter()
+                .filter_map(|a| match a {
+                    Arg::Width(w) => Some(w),
+                    _ => None,
+                })
+                .collect(),
+            NodeKind::Output { .. } => Vec::new(),
+        };
+        widths.into_iter().any(|w| self.built_width(w))
+    }
+
+    /// Whether `w` uses a width known only once earlier layers are built.
+    fn built_width(&self, w: &Width) -> bool {
+        let g = self.g;
+        w.atoms().any(|a| {
+            if g.const_sizes.iter().any(|c| c == a) || g.runtime_sizes.iter().any(|s| s == a) {
+                return false;
+            }
+            if let Some((_, numerator, _)) = g.quotients.iter().find(|(q, _, _)| q == a) {
+                return self.built_width(numerator);
+            }
+            match self.atom(a) {
+                Some((_, atom)) => self.host_is_dynamic(atom.host),
+                None => true,
+            }
+        })
     }
 
     /// Deferred claims as const assertions (compile-time sizes only) and as

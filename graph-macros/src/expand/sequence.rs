@@ -116,12 +116,14 @@ impl Expander<'_> {
         quote! {
             #[doc = concat!("The outputs of [`", #name_str, "::forward_seq`], borrowed from the tape.")]
             #[derive(Debug, Clone, Copy)]
+            #[allow(dead_code)]
             #vis struct #outputs_ty<'t, F> {
                 #(#[doc = #output_docs] pub #outputs: #rt::ndarray::ArrayView3<'t, F>,)*
             }
 
             #[doc = concat!("The gradients returned by [`", #name_str, "::backward_seq`], borrowed from the tape.")]
             #[derive(Debug, Clone, Copy)]
+            #[allow(dead_code)]
             #vis struct #grads_ty<'t, F> {
                 #(#[doc = #state_docs] pub #states: #rt::ndarray::ArrayView2<'t, F>,)*
                 #(#[doc = #seq_docs] pub #value_seq_names: #rt::ndarray::ArrayView3<'t, F>,)*

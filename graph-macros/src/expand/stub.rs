@@ -51,6 +51,7 @@ pub(super) fn stub(rt: &TokenStream, s: &Stub) -> TokenStream {
         quote! {
             #[doc = concat!("The sizes of [`", #name_str, "`].")]
             #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+            #[allow(dead_code)]
             #vis struct #sizes_ty { #(#[doc = "A size."] pub #runtime_sizes: usize,)* }
 
             impl<#gen_decl F: #rt::Float> #name<#gen_use F> {
@@ -73,18 +74,21 @@ pub(super) fn stub(rt: &TokenStream, s: &Stub) -> TokenStream {
 
         #[doc = concat!("The outputs of [`", #name_str, "::forward`].")]
         #[derive(Debug, Clone, Copy)]
+        #[allow(dead_code)]
         #vis struct #outputs_ty<'t, F> {
             #(#[doc = "An output."] pub #outputs: #rt::ndarray::ArrayView2<'t, F>,)*
         }
 
         #[doc = concat!("The input gradients returned by [`", #name_str, "::backward`].")]
         #[derive(Debug, Clone, Copy)]
+        #[allow(dead_code)]
         #vis struct #input_grads_ty<'t, F> {
             #(#[doc = "An input's gradient."] pub #grads: #rt::ndarray::ArrayView2<'t, F>,)*
             _tape: #rt::__private::PhantomData<#rt::ndarray::ArrayView2<'t, F>>,
         }
 
         #[doc = concat!("The tape [`", #name_str, "`] records its passes on.")]
+        #[allow(dead_code)]
         #vis type #tape_ty<F = f32> = #rt::Tape<F>;
 
         #sizes
@@ -202,12 +206,14 @@ fn sequence(rt: &TokenStream, s: &Stub, never: &TokenStream) -> TokenStream {
     quote! {
         #[doc = "The outputs of `forward_seq`."]
         #[derive(Debug, Clone, Copy)]
+        #[allow(dead_code)]
         #vis struct #outputs_ty<'t, F> {
             #(#[doc = "An output."] pub #outputs: #rt::ndarray::ArrayView3<'t, F>,)*
         }
 
         #[doc = "The gradients returned by `backward_seq`."]
         #[derive(Debug, Clone, Copy)]
+        #[allow(dead_code)]
         #vis struct #grads_ty<'t, F> {
             #(#[doc = "A state's gradient."] pub #states: #rt::ndarray::ArrayView2<'t, F>,)*
             #(#[doc = "A sequence's gradient."] pub #value_seqs: #rt::ndarray::ArrayView3<'t, F>,)*

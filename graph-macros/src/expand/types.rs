@@ -29,6 +29,7 @@ impl Expander<'_> {
                 quote! {
                     #[doc = concat!("The sizes of [`", #name_str, "`] known when it is built.")]
                     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+                    #[allow(dead_code)]
                     #vis struct #sizes_ty {
                         #(#[doc = #docs] pub #runtime_sizes: usize,)*
                         #(#[doc(hidden)] pub #hidden: usize,)*
@@ -169,20 +170,25 @@ impl Expander<'_> {
                 }
             }
 
+            // The companions below are the macro's, not the user's: one the
+            // user never names must not warn as dead code.
             #[doc = concat!("The outputs of [`", #name_str, "::forward`], borrowed from the tape.")]
             #[derive(Debug, Clone, Copy)]
+            #[allow(dead_code)]
             #vis struct #outputs_ty<'t, F> {
                 #(#[doc = #output_docs] pub #output_names: #rt::ndarray::ArrayView2<'t, F>,)*
             }
 
             #[doc = concat!("The input gradients returned by [`", #name_str, "::backward`], borrowed from the tape.")]
             #[derive(Debug, Clone, Copy)]
+            #[allow(dead_code)]
             #vis struct #input_grads_ty<'t, F> {
                 #(#[doc = #grad_docs] pub #grad_names: #rt::ndarray::ArrayView2<'t, F>,)*
                 _tape: #rt::__private::PhantomData<#rt::ndarray::ArrayView2<'t, F>>,
             }
 
             #[doc = concat!("The tape [`", #name_str, "`] records its passes on.")]
+            #[allow(dead_code)]
             #vis type #tape_ty<F = f32> = #rt::Tape<F>;
         }
     }
