@@ -414,61 +414,112 @@ impl<F: Float> Reference<F> {
 
 /// The same iteration by hand, hoisting what a careful person would: the
 /// input and output projections and every weight gradient over all T·B
-/// rows at once; only the recurrence runs step by step.
+/// rows at once; only the recurrence runs step by step. Every buffer is
+/// made once and reused, products write into them (`general_mat_mul`),
+/// element-wise work runs in place: no allocation per iteration, as a
+/// careful person would write it.
 struct Hoisted<F: Float> {
     r: Reference<F>,
+    /// `x · W_xhᵀ + b_xh + b_hh`, then each step's pre-activation, then `h`.
+    hs: Array2<F>,
+    /// The state entering each step: `h0`, then `hs` shifted by one step.
+    prev: Array2<F>,
+    /// The outputs, then their gradients.
+    y: Array2<F>,
+    /// The gradient reaching `h` from the outputs, then the pre-activations'.
+    da: Array2<F>,
+    dh_next: Array2<F>,
+    g_xh: Array2<F>,
+    g_hh: Array2<F>,
+    g_hy: Array2<F>,
+    gb: Array1<F>,
+    gb_hy: Array1<F>,
 }
 
 impl<F: Float> Hoisted<F> {
+    fn new(r: Reference<F>) -> Self {
+        let (steps, batch, _) = r.xs.dim();
+        let (rows, nh, no) = (steps * batch, r.w_hh.nrows(), r.w_hy.nrows());
+        Hoisted {
+            hs: Array2::zeros((rows, nh)),
+            prev: Array2::zeros((rows, nh)),
+            y: Array2::zeros((rows, no)),
+            da: Array2::zeros((rows, nh)),
+            dh_next: Array2::zeros((batch, nh)),
+            g_xh: Array2::zeros(r.w_xh.dim()),
+            g_hh: Array2::zeros(r.w_hh.dim()),
+            g_hy: Array2::zeros(r.w_hy.dim()),
+            gb: Array1::zeros(nh),
+            gb_hy: Array1::zeros(no),
+            r,
+        }
+    }
+
     fn iteration(&mut self) -> F {
         let r = &mut self.r;
-        let (steps, batch, _) = r.xs.dim();
-        let nh = r.w_hh.nrows();
+        let (steps, batch, ni) = r.xs.dim();
         let rows = steps * batch;
-        let x =
-            r.xs.view()
-                .into_shape_with_order((rows, r.xs.len_of(Axis(2))))
-                .unwrap();
+        let (one, zero) = (F::one(), F::zero());
+        let x = r.xs.view().into_shape_with_order((rows, ni)).unwrap();
         // Forward: the input projection once, the recurrence per step.
-        let ax = x.dot(&r.w_xh.t()) + &r.b_xh;
-        let mut hs = Array2::<F>::zeros((rows, nh));
-        let mut prev = Array2::<F>::zeros((rows, nh)); // h_{t-1} per row block
-        let mut h = r.h0.clone();
+        general_mat_mul(one, &x, &r.w_xh.t(), zero, &mut self.hs);
+        for mut row in self.hs.rows_mut() {
+            row.zip_mut_with(&r.b_xh, |a, &b| *a += b);
+            row.zip_mut_with(&r.b_hh, |a, &b| *a += b);
+        }
+        self.prev.slice_mut(s![..batch, ..]).assign(&r.h0);
         for t in 0..steps {
             let block = s![t * batch..(t + 1) * batch, ..];
-            prev.slice_mut(block).assign(&h);
-            let a = &ax.slice(block) + &h.dot(&r.w_hh.t()) + &r.b_hh;
-            h = a.mapv(F::tanh);
-            hs.slice_mut(block).assign(&h);
+            let prev = self.prev.slice(block);
+            let mut a = self.hs.slice_mut(block);
+            general_mat_mul(one, &prev, &r.w_hh.t(), one, &mut a);
+            a.mapv_inplace(F::tanh);
+            if t + 1 < steps {
+                let (h, next) = (self.hs.slice(block), s![(t + 1) * batch..(t + 2) * batch, ..]);
+                self.prev.slice_mut(next).assign(&h);
+            }
         }
-        // The output layer once.
-        let y = (hs.dot(&r.w_hy.t()) + &r.b_hy).mapv(|v| F::one() / (F::one() + (-v).exp()));
+        // The output layer once; `y` becomes the gradient at the sigmoid's input.
+        general_mat_mul(one, &self.hs, &r.w_hy.t(), zero, &mut self.y);
         let n = F::from_f64((batch * r.w_hy.nrows()) as f64);
-        let loss = y.mapv(|v| (v - F::one()) * (v - F::one())).sum() / n;
-        let dy = y.mapv(|v| F::from_f64(2.0) * (v - F::one()) / n * v * (F::one() - v));
-        let g_hy = dy.t().dot(&hs);
-        let gb_hy = dy.sum_axis(Axis(0));
-        let dh_out = dy.dot(&r.w_hy);
+        let two = F::from_f64(2.0);
+        let mut loss = zero;
+        for mut row in self.y.rows_mut() {
+            row.zip_mut_with(&r.b_hy, |v, &b| {
+                let p = one / (one + (-(*v + b)).exp());
+                loss += (p - one) * (p - one);
+                *v = two * (p - one) / n * p * (one - p);
+            });
+        }
+        let loss = loss / n;
+        general_mat_mul(one, &self.y.t(), &self.hs, zero, &mut self.g_hy);
+        self.gb_hy.fill(zero);
+        for row in self.y.rows() {
+            self.gb_hy += &row;
+        }
+        general_mat_mul(one, &self.y, &r.w_hy, zero, &mut self.da);
         // Backward: the recurrence per step, the weight gradients once.
-        let mut da = Array2::<F>::zeros((rows, nh));
-        let mut dh_next = Array2::<F>::zeros((batch, nh));
+        self.dh_next.fill(zero);
         for t in (0..steps).rev() {
             let block = s![t * batch..(t + 1) * batch, ..];
-            let dh = &dh_out.slice(block) + &dh_next;
-            let d = dh * hs.slice(block).mapv(|v| F::one() - v * v);
-            dh_next = d.dot(&r.w_hh);
-            da.slice_mut(block).assign(&d);
+            let mut d = self.da.slice_mut(block);
+            d += &self.dh_next;
+            d.zip_mut_with(&self.hs.slice(block), |d, &h| *d *= one - h * h);
+            general_mat_mul(one, &d, &r.w_hh, zero, &mut self.dh_next);
         }
-        let g_xh = da.t().dot(&x);
-        let g_hh = da.t().dot(&prev);
-        let db = da.sum_axis(Axis(0));
+        general_mat_mul(one, &self.da.t(), &x, zero, &mut self.g_xh);
+        general_mat_mul(one, &self.da.t(), &self.prev, zero, &mut self.g_hh);
+        self.gb.fill(zero);
+        for row in self.da.rows() {
+            self.gb += &row;
+        }
         let lr = r.lr;
-        r.w_xh.scaled_add(-lr, &g_xh);
-        r.w_hh.scaled_add(-lr, &g_hh);
-        r.w_hy.scaled_add(-lr, &g_hy);
-        r.b_xh.scaled_add(-lr, &db);
-        r.b_hh.scaled_add(-lr, &db);
-        r.b_hy.scaled_add(-lr, &gb_hy);
+        r.w_xh.scaled_add(-lr, &self.g_xh);
+        r.w_hh.scaled_add(-lr, &self.g_hh);
+        r.w_hy.scaled_add(-lr, &self.g_hy);
+        r.b_xh.scaled_add(-lr, &self.gb);
+        r.b_hh.scaled_add(-lr, &self.gb);
+        r.b_hy.scaled_add(-lr, &self.gb_hy);
         loss
     }
 }
@@ -477,9 +528,7 @@ fn workload<F: Float>(c: &mut Criterion, w: Workload, samples: usize) {
     let mut sequence = Sequence::<F>::new(w);
     let mut step = Step::<F>::new(w);
     let mut reference = Reference::<F>::new(w, &step.cell);
-    let mut hoisted = Hoisted {
-        r: Reference::<F>::new(w, &step.cell),
-    };
+    let mut hoisted = Hoisted::new(Reference::<F>::new(w, &step.cell));
     // All compute the same iteration: same loss on the first one.
     let losses = [
         sequence.iteration().to_f64(),

@@ -146,7 +146,7 @@ pub enum Error {
         line: u32,
         /// Forward or backward.
         pass: Pass,
-        /// The step of an unrolled sequence, if any.
+        /// The step of a sequence, if any.
         step: Option<usize>,
         /// `(row, column)` of the first offending value.
         index: (usize, usize),
@@ -206,7 +206,7 @@ pub enum Error {
         /// What is wrong, in words.
         message: String,
     },
-    /// A sequence handed to an unrolled graph is malformed.
+    /// A sequence handed to a graph is malformed.
     #[error("{graph}: {message}")]
     Sequence {
         /// The graph.
@@ -229,7 +229,7 @@ pub enum Pass {
 }
 
 impl Error {
-    /// Attaches the step of an unrolled sequence to a checked-mode error.
+    /// Attaches the step of a sequence to a checked-mode error.
     pub fn at_step(mut self, t: usize) -> Self {
         if let Error::NonFinite { step, .. } = &mut self {
             *step = Some(t);
