@@ -117,3 +117,30 @@ fn a_corrupt_file_is_an_error_and_changes_nothing() {
     assert!(err.to_string().contains("cannot read"), "{err}");
     assert_eq!(cell.params(), &before[..]);
 }
+
+#[test]
+fn a_flipped_bit_in_a_saved_tensor_names_it_and_a_torch_file_without_checksums_loads() {
+    let mut cell = SeedCell::<f64>::new(&mut StdRng::seed_from_u64(7));
+    let before = cell.params().to_vec();
+    let mut bytes = cell.store().to_safetensors().unwrap();
+    let last = bytes.len() - 1; // the last byte of the last tensor's data
+    bytes[last] ^= 0x10;
+    let err = cell.store_mut().load_safetensors(&bytes).unwrap_err().to_string();
+    assert!(
+        err.starts_with("SeedCell: tensor `") && err.contains("do not match the checksum saved with them"),
+        "{err}"
+    );
+    assert_eq!(cell.params(), &before[..]);
+
+    // Saved by PyTorch's safetensors: no checksum, still loads.
+    let torch =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/lstm_cell_3_4.safetensors");
+    let bytes = std::fs::read(&torch).unwrap();
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert!(metadata
+        .metadata()
+        .as_ref()
+        .is_none_or(|m| !m.contains_key("crc32")));
+    let mut lstm = nngraph::cells::LstmCell::<3, 4, f32>::new(&mut StdRng::seed_from_u64(0));
+    lstm.load(&torch).unwrap();
+}
