@@ -8,7 +8,7 @@ use super::Reduction;
 use crate::error::Result;
 use crate::feed::{AsBatch, AsIds};
 use crate::layer::{Backward, Forward, Layer, LayerResult};
-use crate::layers::{for_each_exp, row_log_sum_exp};
+use crate::layers::{for_each_exp, log_softmax_of, normaliser};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
@@ -119,12 +119,13 @@ class_criterion!(ClassNll, "ClassNll",
 );
 
 class_criterion!(CrossEntropy, "CrossEntropy",
-    per_sample: |x, r, t| row_log_sum_exp(x.view(), r) - x[[r, t]],
+    per_sample: |x, r, t| -log_softmax_of(x[[r, t]], normaliser(x.row(r))),
     gradient: |x, r, t, row, k| {
         // softmax(x) - onehot(t), scaled.
-        let lse = row_log_sum_exp(x.view(), r);
+        let (max, rest) = normaliser(x.row(r));
         let k = k(r);
-        for_each_exp(x.row(r), lse, |j, e| row[j] += k * e);
+        let scale = k / (F::one() + rest);
+        for_each_exp(x.row(r), max, |j, e| row[j] += scale * e);
         row[t] -= k;
     }
 );

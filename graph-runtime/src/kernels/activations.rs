@@ -9,9 +9,10 @@
 //! - `tanh`: for `|x| < 0.625`, `x + x³ q(x²)` with `q` of degree 5 (no
 //!   cancellation near 0); above, `1 - 2 / (e^{2|x|} + 1)` with the sign of
 //!   `x`; `±1` from `|x| = 9.1` on, where it is `±1` in f32. NaN stays NaN.
-//! - logistic: `1 / (1 + e^{-x})`.
-//! - `exp` on its own: `+inf` above 88.7, `0` below -87.3 (where `e^x` is
-//!   no longer a normal f32), NaN stays NaN.
+//! - logistic: `1 / (1 + e^{-x})`; 0 below -88.72283, where `e^{-x}`
+//!   overflows f32 (as torch's).
+//! - `exp` on its own: `+inf` above 88.72283 (where `e^x` overflows f32),
+//!   subnormal from -87.34 down to -103.97208, `0` below, NaN stays NaN.
 //!
 //! The coefficients were fitted for this crate (weighted least squares of
 //! the relative error on Chebyshev nodes). Measured error against f64 over a
@@ -43,10 +44,10 @@ const TANH_Q: [f32; 6] = [
 const TANH_SMALL: f32 = 0.625;
 /// From this `|x|` on, `tanh` is `±1` in f32.
 const TANH_ONE: f32 = 9.1;
-/// `exp` overflows f32 above this.
-const EXP_MAX: f32 = 88.7;
-/// `exp` is below the smallest normal f32 under this.
-const EXP_MIN: f32 = -87.3;
+/// The largest `x` whose `e^x` is a finite f32 (`e^x` overflows above it).
+const EXP_MAX: f32 = 88.722_83;
+/// Below this, `e^x` is under half the smallest subnormal f32: 0.
+const EXP_MIN: f32 = -103.972_08;
 
 /// `e^x` for `x` in `[EXP_MIN, EXP_MAX]` (the caller clamps).
 #[inline(always)]
@@ -59,7 +60,8 @@ fn exp_in_range(x: f32) -> f32 {
         p = p.mul_add(r, c);
     }
     let er = (r * r).mul_add(p, 1.0 + r);
-    // 2^n as two normal powers of two: n reaches 128 just below EXP_MAX.
+    // 2^n as two normal powers of two: n reaches 128 at EXP_MAX, -150 at
+    // EXP_MIN, where the second product rounds once to a subnormal.
     let n = n as i32;
     let half = n >> 1;
     let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
@@ -92,7 +94,11 @@ pub fn sigmoid(x: f32) -> f32 {
     if x.is_nan() {
         return x;
     }
-    let e = exp_in_range((-x).clamp(EXP_MIN, EXP_MAX));
+    if -x > EXP_MAX {
+        // e^{-x} overflows: 0, as torch's `1 / (1 + inf)`.
+        return 0.0;
+    }
+    let e = exp_in_range((-x).max(EXP_MIN));
     1.0 / (1.0 + e)
 }
 
@@ -220,6 +226,8 @@ mod simd {
         );
         let one = _mm256_set1_ps(1.0);
         let s = _mm256_div_ps(one, _mm256_add_ps(one, exp8(clamped)));
+        let far = _mm256_cmp_ps(neg, _mm256_set1_ps(EXP_MAX), _CMP_GT_OQ);
+        let s = _mm256_blendv_ps(s, _mm256_setzero_ps(), far);
         let nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
         _mm256_blendv_ps(s, x, nan)
     }

@@ -381,10 +381,10 @@ fn vectorised_exp_is_within_one_ulp_and_saturates() {
     }
     let tails = || {
         let mut t = [
-            89.0f32,
+            88.722_84f32,
             1e30,
             f32::INFINITY,
-            -88.0,
+            -103.98,
             -1e30,
             f32::NEG_INFINITY,
             f32::NAN,
@@ -401,4 +401,20 @@ fn vectorised_exp_is_within_one_ulp_and_saturates() {
         assert_eq!((t[7], t[8]), (1.0, 1.0), "{what}");
     }
     assert!(exp(f32::NAN).is_nan());
+    // Subnormal results, within one step of f64's, and the last finite one.
+    let low: Vec<f32> = (0..=16_700).map(|i| -87.3 - i as f32 * 1e-3).collect();
+    for (what, t) in on_both_paths(|| {
+        let mut t = low.clone();
+        exp_in_place(&mut t);
+        t
+    }) {
+        for (&x, &e) in low.iter().zip(&t) {
+            let step = f32::from_bits(1) as f64;
+            assert!(
+                (e as f64 - (x as f64).exp()).abs() <= step,
+                "{what}: exp({x}) = {e:e}"
+            );
+        }
+    }
+    assert!(exp(88.722_83).is_finite() && exp(88.722_84).is_infinite());
 }

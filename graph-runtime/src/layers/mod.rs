@@ -20,7 +20,7 @@ pub use shape::{Concat, Narrow};
 pub use softmax::{LogSoftMax, SoftMax};
 
 pub(crate) use activation::sigmoid;
-pub(crate) use softmax::{for_each_exp, log_sum_exp as row_log_sum_exp};
+pub(crate) use softmax::{for_each_exp, log_softmax_of, normaliser};
 
 /// The shape rule of a layer of one input whose output has its width.
 pub(crate) fn same_as_input(kind: &str, widths: &[usize]) -> LayerResult<usize> {

@@ -1,9 +1,10 @@
 //! Row-wise normalisations: SoftMax and LogSoftMax, each computed with the
-//! row maximum subtracted so that large inputs never overflow.
+//! row maximum subtracted so that large inputs never overflow, the
+//! subtraction exact and the log of the sum as `ln_1p` (see [`normaliser`]).
 
 use crate::layer::{Backward, Forward, Layer, LayerResult};
 use crate::Float;
-use ndarray::{s, ArrayView1, ArrayView2, ArrayViewMut2, Axis, Zip};
+use ndarray::{s, ArrayView1, ArrayViewMut2, Axis, Zip};
 
 /// `y_i = exp(x_i) / Σ_j exp(x_j)` over each row, as `nn.SoftMax()`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -13,37 +14,80 @@ pub struct SoftMax;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogSoftMax;
 
+/// `x - shift` as `(s, err)` with `s + err` exact (Knuth's TwoSum): the
+/// rounding of `x - shift` would otherwise grow with `|x - shift|` and
+/// pass into `e^(x - shift)` as a relative error.
+#[inline]
+fn difference<F: Float>(x: F, shift: F) -> (F, F) {
+    let s = x - shift;
+    if !s.is_finite() {
+        // -inf - max: e^s is 0 and needs no correction.
+        return (s, F::zero());
+    }
+    let back = s - x;
+    (s, (x - (s - back)) + (-shift - back))
+}
+
 /// Calls `f(j, e^(x_j - shift))` for each element of `row`: the
 /// exponentials by the element type's vectorised kernel, 64 at a time in a
-/// buffer on the stack (no allocation).
+/// buffer on the stack (no allocation), `x_j - shift` taken exactly.
 pub(crate) fn for_each_exp<F: Float>(row: ArrayView1<'_, F>, shift: F, mut f: impl FnMut(usize, F)) {
     const CHUNK: usize = 64;
-    let mut buf = [F::zero(); CHUNK];
+    let (mut buf, mut err) = ([F::zero(); CHUNK], [F::zero(); CHUNK]);
     let n = row.len();
     let mut start = 0;
     while start < n {
         let len = (n - start).min(CHUNK);
-        for (b, &x) in buf[..len].iter_mut().zip(row.slice(s![start..start + len])) {
-            *b = x - shift;
+        for ((b, e), &x) in buf[..len]
+            .iter_mut()
+            .zip(&mut err[..len])
+            .zip(row.slice(s![start..start + len]))
+        {
+            (*b, *e) = difference(x, shift);
         }
         F::exp_in_place(&mut buf[..len]);
-        for (k, &e) in buf[..len].iter().enumerate() {
-            f(start + k, e);
+        for (k, (&v, &e)) in buf[..len].iter().zip(&err[..len]).enumerate() {
+            // e^(s + err) = e^s (1 + err): |err| is at most half an ulp of s.
+            f(start + k, v.mul_add(e, v));
         }
         start += len;
     }
 }
 
-/// `log Σ exp(row)`, stable for any magnitude.
-pub(crate) fn log_sum_exp<F: Float>(row: ArrayView2<'_, F>, r: usize) -> F {
-    let row = row.row(r);
-    let max = row.iter().copied().fold(F::neg_infinity(), F::max);
-    if !max.is_finite() {
-        return max;
+/// What a row's SoftMax, LogSoftMax and CrossEntropy are computed from, as
+/// torch computes them (the maximum subtracted first, so that large inputs
+/// never overflow) with one refinement: `(max, rest)` where `rest = Σ_{j ≠
+/// argmax} e^(x_j - max)`. The maximum's own term is exactly 1, so the log
+/// of the sum is `ln_1p(rest)`, accurate when the other terms are small.
+/// A row holding +inf, NaN or nothing but -inf has no finite normaliser:
+/// `(NaN, NaN)`, so that the whole row comes out NaN, as torch's does.
+pub(crate) fn normaliser<F: Float>(row: ArrayView1<'_, F>) -> (F, F) {
+    let (mut max, mut at) = (F::neg_infinity(), usize::MAX);
+    for (j, &v) in row.iter().enumerate() {
+        if v.is_nan() {
+            return (F::nan(), F::nan());
+        }
+        if v > max {
+            (max, at) = (v, j);
+        }
     }
-    let mut sum = F::zero();
-    for_each_exp(row, max, |_, e| sum += e);
-    max + sum.ln()
+    if !max.is_finite() {
+        return (F::nan(), F::nan());
+    }
+    let mut rest = F::zero();
+    for_each_exp(row, max, |j, e| {
+        if j != at {
+            rest += e
+        }
+    });
+    (max, rest)
+}
+
+/// `log softmax(x)_j = (x_j - max) - ln_1p(rest)`, the difference exact.
+#[inline]
+pub(crate) fn log_softmax_of<F: Float>(x: F, (max, rest): (F, F)) -> F {
+    let (s, err) = difference(x, max);
+    (s - rest.ln_1p()) + err
 }
 
 impl<F: Float> Layer<F> for SoftMax {
@@ -58,8 +102,9 @@ impl<F: Float> Layer<F> for SoftMax {
     fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
         let x = cx.inputs[0].values()?;
         for (r, mut out) in output.axis_iter_mut(Axis(0)).enumerate() {
-            let lse = log_sum_exp(x.view(), r);
-            for_each_exp(x.row(r), lse, |j, e| out[j] = e);
+            let (max, rest) = normaliser(x.row(r));
+            let sum = F::one() + rest;
+            for_each_exp(x.row(r), max, |j, e| out[j] = e / sum);
         }
         Ok(())
     }
@@ -98,8 +143,10 @@ impl<F: Float> Layer<F> for LogSoftMax {
     fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
         let x = cx.inputs[0].values()?;
         for (r, mut out) in output.axis_iter_mut(Axis(0)).enumerate() {
-            let lse = log_sum_exp(x.view(), r);
-            Zip::from(&mut out).and(x.row(r)).for_each(|o, &v| *o = v - lse);
+            let n = normaliser(x.row(r));
+            Zip::from(&mut out)
+                .and(x.row(r))
+                .for_each(|o, &v| *o = log_softmax_of(v, n));
         }
         Ok(())
     }
