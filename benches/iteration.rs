@@ -101,8 +101,8 @@ impl CharIteration {
             .forward_seq(tape, &*xs, &Absent, &Absent, &Absent, &Absent, &*ys)
             .unwrap();
         let loss = model.backward_loss(tape, Reduction::Mean).unwrap();
-        clip_grad_value(model.store_mut(), 5.0);
-        adam.step(model.store_mut());
+        clip_grad_value(model.store_mut(), 5.0).unwrap();
+        adam.step(model.store_mut()).unwrap();
         model.zero_grad();
         loss
     }
@@ -234,7 +234,7 @@ impl<F: Float> Sequence<F> {
             *d = two * e / n;
         });
         cell.backward_seq(tape, &*dy, &Absent).unwrap();
-        sgd.step(cell.store_mut());
+        sgd.step(cell.store_mut()).unwrap();
         cell.zero_grad();
         loss
     }
@@ -310,7 +310,7 @@ impl<F: Float> Step<F> {
             let grads = cell.backward(tape, &*dy, &*dh).unwrap();
             dh.assign(&grads.h);
         }
-        sgd.step(cell.store_mut());
+        sgd.step(cell.store_mut()).unwrap();
         cell.zero_grad();
         loss
     }

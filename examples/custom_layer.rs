@@ -152,7 +152,7 @@ fn main() -> nngraph::Result<()> {
         Mse::new().backward(&y, &target, dy.view_mut())?;
         model.zero_grad();
         model.backward(&mut tape, &dy)?;
-        sgd.step(model.store_mut());
+        sgd.step(model.store_mut())?;
         if step % 50 == 0 {
             println!("step {step:3}: loss {:.5}", Mse::new().forward(&y, &target)?);
         }

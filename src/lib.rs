@@ -64,8 +64,8 @@
 //!     model.forward_seq_carry(&mut tape, &xs, &ys)?; // states: where the last chunk ended
 //!     let loss = model.backward_loss(&mut tape, Reduction::Mean)?;
 //!     assert!(loss.is_finite());
-//!     clip_grad_norm(model.store_mut(), 5.0);
-//!     adam.step(model.store_mut());
+//!     clip_grad_norm(model.store_mut(), 5.0)?;
+//!     adam.step(model.store_mut())?;
 //!     model.zero_grad();
 //! }
 //! // Sampling: one step at a time, states carried by hand, no target.

@@ -79,8 +79,8 @@ fn a_second_iteration_with_a_loss_on_the_outputs_allocates_nothing() {
             .zip(&target)
             .for_each(|(y, t)| loss += (y - t) * (y - t) / n);
         cell.backward_seq(&mut tape, &dy, &Absent).unwrap();
-        clip_grad_norm(cell.store_mut(), 5.0);
-        sgd.step(cell.store_mut());
+        clip_grad_norm(cell.store_mut(), 5.0).unwrap();
+        sgd.step(cell.store_mut()).unwrap();
         cell.zero_grad();
         loss
     };
@@ -114,7 +114,7 @@ fn a_nested_lstm_with_dropout_and_a_loss_node_allocates_nothing_when_warm() {
     let mut step = |g: &mut Tagger<f32>| {
         g.forward(&mut tape, &x, &h, &c, &tags).unwrap();
         g.backward(&mut tape, &seed, &Absent, &Absent).unwrap();
-        sgd.step(g.store_mut());
+        sgd.step(g.store_mut()).unwrap();
         g.zero_grad();
     };
     step(&mut g);
@@ -148,8 +148,8 @@ fn a_second_iteration_over_a_sequence_allocates_nothing() {
     let mut iteration = |cell: &mut WideCell<f32>| {
         cell.forward_seq(&mut tape, &xs, &h0).unwrap();
         cell.backward_seq(&mut tape, &dy, &dh).unwrap();
-        clip_grad_norm(cell.store_mut(), 5.0);
-        sgd.step(cell.store_mut());
+        clip_grad_norm(cell.store_mut(), 5.0).unwrap();
+        sgd.step(cell.store_mut()).unwrap();
         cell.zero_grad();
     };
     assert!(
@@ -169,7 +169,7 @@ fn a_second_iteration_of_a_nested_lstm_with_dropout_over_a_sequence_allocates_no
     let mut step = |g: &mut Tagger<f32>| {
         g.forward_seq(&mut tape, &xs, &h, &c, &tags).unwrap();
         g.backward_loss(&mut tape, Reduction::Mean).unwrap();
-        sgd.step(g.store_mut());
+        sgd.step(g.store_mut()).unwrap();
         g.zero_grad();
     };
     step(&mut g);
@@ -202,7 +202,7 @@ fn big_iterations(threads: usize) -> (Vec<f32>, usize) {
         let mut iteration = |cell: &mut BigCell<f32>| {
             cell.forward_seq(&mut tape, &xs, &h0).unwrap();
             cell.backward_seq(&mut tape, &dy, &dh).unwrap();
-            sgd.step(cell.store_mut());
+            sgd.step(cell.store_mut()).unwrap();
             cell.zero_grad();
         };
         iteration(&mut cell);
@@ -261,8 +261,8 @@ fn stacked_iterations(threads: usize) -> (Vec<f32>, usize) {
                 .forward_seq(&mut tape, &xs, &Absent, &Absent, &Absent, &Absent, &ys)
                 .unwrap();
             model.backward_loss(&mut tape, Reduction::Mean).unwrap();
-            clip_grad_value(model.store_mut(), 5.0);
-            adam.step(model.store_mut());
+            clip_grad_value(model.store_mut(), 5.0).unwrap();
+            adam.step(model.store_mut()).unwrap();
             model.zero_grad();
         };
         iteration(&mut model);

@@ -135,6 +135,21 @@ fn checked_mode_checks_parameter_gradients_and_a_failed_check_changes_none() {
     g.set_checked(false);
     g.backward(&mut tape, &[1e10]).unwrap();
     assert!(g.grads()[0].is_infinite());
+    // A clean checked pass does not take the old infinity for its own: it
+    // says where it is and that it came before, and adds nothing.
+    g.set_checked(true);
+    g.forward(&mut tape, &[1.0, 2.0]).unwrap();
+    let left = g.grads().to_vec();
+    let err = g.backward(&mut tape, &[1.0]).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "WideInput: the gradient of `y.weight` (element 0) is already inf before this backward pass: \
+         an earlier pass left it there (zero_grad() clears the gradients); nothing was added"
+    );
+    assert_eq!(g.grads()[1..], left[1..]);
+    g.zero_grad();
+    g.backward(&mut tape, &[1.0]).unwrap();
+    assert_eq!(g.grads(), [1.0, 2.0, 1.0]);
 }
 
 #[test]

@@ -180,6 +180,26 @@ fn embedding_rows_and_their_gradients() {
         assert!((grad[[1, j]] - (1.0 - y[[1, j]] * y[[1, j]])).abs() < 1e-15);
         assert_eq!(grad[[0, j]], 0.0);
     }
+    // Finite differences through a graph whose inputs are ids: the table
+    // is probed, the ids are not (they have no gradient).
+    let report = GradCheck::new()
+        .check_graph(&mut g, &[Feed::Ids(&[3usize, 1, 3])], mse_loss)
+        .unwrap();
+    assert!(report.passed(), "{report}");
+    assert!(report.to_string().contains("y_embedding.weight"), "{report}");
+    let mut rnn = IdRnn::<f64>::new(&mut StdRng::seed_from_u64(4));
+    let (xs, ys) = (
+        nngraph::ndarray::arr2(&[[0usize, 3], [2, 1], [1, 1]]),
+        nngraph::ndarray::arr2(&[[1usize, 2], [3, 0], [0, 2]]),
+    );
+    let h0 = Array2::from_elem((2, 3), 0.1);
+    let feeds = [
+        Feed::IdSeq(xs.view()),
+        Feed::Values(h0.view()),
+        Feed::IdSeq(ys.view()),
+    ];
+    let report = GradCheck::new().check_graph(&mut rnn, &feeds, mse_loss).unwrap();
+    assert!(report.passed(), "{report}");
     // Any 1-D array of ids, contiguous or not.
     let strided = nngraph::ndarray::array![3usize, 9, 1, 9, 3].slice_move(nngraph::ndarray::s![..;2]);
     assert_eq!(g.forward(&mut tape, &strided).unwrap().y, y);

@@ -271,3 +271,71 @@ fn sequence_gradients_can_be_skipped_without_changing_parameter_gradients() {
         "SeedCell: no input is named `xs`; the inputs are x, h"
     );
 }
+
+#[test]
+fn grad_check_settings_that_cannot_be_right_are_errors_and_values_are_restored() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut g = FanOut::<f64>::new(&mut rng);
+    let (a, b) = (filled((2, 3), 0.1), filled((2, 3), 0.7));
+    let feeds = [Feed::Values(a.view()), Feed::Values(b.view())];
+    let before = g.params().to_vec();
+    for (check, want) in [
+        (
+            GradCheck::new().eps(0.0),
+            "GradCheck: eps must be finite and above 0, not 0.0",
+        ),
+        (
+            GradCheck::new().eps(f64::NAN),
+            "GradCheck: eps must be finite and above 0, not NaN",
+        ),
+        (
+            GradCheck::new().atol(-1e-5),
+            "GradCheck: atol must be at least 0, not -1e-5",
+        ),
+        (
+            GradCheck::new().rtol(f64::NAN),
+            "GradCheck: rtol must be at least 0, not NaN",
+        ),
+    ] {
+        let err = check
+            .check_graph(&mut g, &feeds, mse_on_every_output)
+            .unwrap_err();
+        assert_eq!(err.to_string(), want);
+    }
+    // A step too small for f32 moves nothing: an error, not a report of zeros.
+    let mut g32 = FanOut::<f32>::new(&mut rng);
+    let (a32, b32) = (a.mapv(|v| v as f32), b.mapv(|v| v as f32));
+    let feeds32 = [Feed::Values(a32.view()), Feed::Values(b32.view())];
+    let loss32 =
+        |_t: usize, _o: usize, y: ArrayView2<f32>, g: Option<ArrayViewMut2<f32>>| -> nngraph::Result<f32> {
+            if let Some(mut g) = g {
+                g.fill(1.0);
+            }
+            Ok(y.sum())
+        };
+    let err = GradCheck::f32()
+        .eps(1e-12)
+        .check_graph(&mut g32, &feeds32, loss32)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("GradCheck: a step of eps = 1e-12 does not move `"),
+        "{err}"
+    );
+    assert!(err.ends_with("in f32: choose a larger eps"), "{err}");
+    // A loss that fails mid-probe: the error, and the parameters as they were.
+    let mut calls = 0;
+    let failing = |_t: usize, o: usize, y: ArrayView2<f64>, g: Option<ArrayViewMut2<f64>>| {
+        calls += 1;
+        if calls > 20 {
+            return Err(nngraph::Error::InvalidInput {
+                graph: "loss".into(),
+                message: "gave up".into(),
+            });
+        }
+        mse_on_every_output(0, o, y, g)
+    };
+    let err = GradCheck::new().check_graph(&mut g, &feeds, failing).unwrap_err();
+    assert_eq!(err.to_string(), "loss: gave up");
+    assert_eq!(g.params(), &before[..]);
+}

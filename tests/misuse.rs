@@ -19,6 +19,16 @@ graph! {
         loss  = CrossEntropy()(Linear(hidden - 2, vocab)(Dropout(0.5)(head)), tag);
     }
 
+    /// Widths that are products of a run-time size.
+    pub Cubed[n](x: [n]) -> (y) {
+        y = Linear(n * n * n, 2)(Linear(n, n * n * n)(x));
+    }
+
+    /// A weight of n² parameters.
+    pub Square[n](x: [n]) -> (y) {
+        y = Linear(n, n)(x);
+    }
+
     /// Probabilities into a binary cross-entropy node.
     pub Probabilities(p: [3], t: [3]) -> (loss) {
         loss = Bce()(Identity()(p), t);
@@ -191,6 +201,49 @@ fn backward_after_a_failed_forward_is_an_error() {
 }
 
 #[test]
+fn backward_after_the_weights_changed_is_an_error_until_forward_runs_again() {
+    let mut cell = SeedCell::<f64>::new(&mut StdRng::seed_from_u64(3));
+    let mut tape = cell.tape();
+    let (x, h) = (Array2::from_elem((2, 2), 0.5), Array2::zeros((2, 4)));
+    let (dy, dh) = (Array2::ones((2, 1)), Array2::zeros((2, 4)));
+    let saved = std::env::temp_dir().join(format!("nngraph-stale-{}.safetensors", std::process::id()));
+    cell.save(&saved).unwrap();
+    // Each way the weights change between forward and backward.
+    type Change<'a> = &'a dyn Fn(&mut SeedCell<f64>);
+    let changes: [Change; 4] = [
+        &|c| Sgd::new(0.1).step(c.store_mut()).unwrap(),
+        &|c| c.params_mut()[0] += 1.0,
+        &|c| c.load(&saved).unwrap(),
+        &|c| {
+            c.param_mut("out.bias").unwrap()[[0]] = 2.0;
+        },
+    ];
+    for change in changes {
+        cell.forward(&mut tape, &x, &h).unwrap();
+        change(&mut cell);
+        cell.zero_grad();
+        let err = cell.backward(&mut tape, &dy, &dh).unwrap_err().to_string();
+        assert!(
+            err.starts_with("SeedCell: the parameters changed after the forward pass on this tape"),
+            "{err}"
+        );
+        assert!(
+            cell.grads().iter().all(|&g| g == 0.0),
+            "no gradient was accumulated"
+        );
+        cell.forward(&mut tape, &x, &h).unwrap();
+        cell.backward(&mut tape, &dy, &dh).unwrap();
+    }
+    // Reading the weights, clearing or clipping gradients change nothing.
+    cell.forward(&mut tape, &x, &h).unwrap();
+    let _ = cell.params().len();
+    cell.zero_grad();
+    clip_grad_value(cell.store_mut(), 1.0).unwrap();
+    cell.backward(&mut tape, &dy, &dh).unwrap();
+    std::fs::remove_file(saved).unwrap();
+}
+
+#[test]
 fn backward_twice_after_one_forward_accumulates_exactly_twice() {
     let mut cell = SeedCell::<f64>::new(&mut StdRng::seed_from_u64(1));
     let mut tape = cell.tape();
@@ -258,6 +311,47 @@ fn run_time_sizes_whose_arithmetic_underflows_are_an_error_naming_the_node() {
     let err = Sized::<f32>::zeros(3, 2).unwrap_err().to_string();
     assert!(err.contains("`hidden - 2` is 0"), "{err}");
     assert!(Sized::<f32>::zeros(3, 3).is_ok());
+}
+
+#[test]
+fn sizes_whose_products_overflow_or_cannot_be_allocated_are_errors_naming_what() {
+    let line = 1 + include_str!("misuse.rs")
+        .lines()
+        .position(|l| l.trim().starts_with("y = Linear(n * n * n, 2)"))
+        .unwrap();
+    for n in [1usize << 22, 1 << 40, 1 << 62] {
+        let err = Cubed::<f32>::zeros(n).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "Cubed: node `y_linear` (tests/misuse.rs:{line}): argument `out` of `Linear` `n * n * n` \
+                 is more than {} with n = {n}; it must be at most {}",
+                usize::MAX,
+                isize::MAX
+            )
+        );
+    }
+    // 2^20 cubed fits: the count of parameters is what is too large then.
+    let err = Cubed::<f32>::zeros(1 << 20).unwrap_err().to_string();
+    assert!(
+        err.starts_with("Cubed: tensor `y_linear.weight` of shape"),
+        "{err}"
+    );
+    let err = Square::<f32>::zeros(1 << 33).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "Square: tensor `y.weight` of shape [8589934592, 8589934592] takes the parameter count past {}",
+            usize::MAX
+        )
+    );
+    // Countable, but more memory than any machine has: an error, not an abort.
+    let err = Square::<f32>::zeros(1 << 24).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "Square: 281474993487872 parameters (and as many gradients) cannot be allocated"
+    );
+    assert!(Square::<f32>::zeros(8).is_ok());
 }
 
 #[test]

@@ -65,8 +65,8 @@ fn train(threads: usize) -> Vec<f32> {
         for _ in 0..3 {
             model.forward_seq_carry(&mut tape, &xs, &ys).unwrap();
             model.backward_loss(&mut tape, Reduction::Mean).unwrap();
-            clip_grad_value(model.store_mut(), 5.0);
-            adam.step(model.store_mut());
+            clip_grad_value(model.store_mut(), 5.0).unwrap();
+            adam.step(model.store_mut()).unwrap();
             model.zero_grad();
         }
         model.params().to_vec()

@@ -325,7 +325,7 @@ pub fn train(options: TrainOptions, resume: Option<&Path>) -> Result<TrainReport
                 .into());
             }
             let mut adam = Adam::new(options.lr as f32);
-            adam.restore(saved.adam)?;
+            with_graph!(&saved.model, g => adam.restore(saved.adam, g.store()))?;
             (saved.model, adam, saved.run)
         }
     };
@@ -416,8 +416,8 @@ fn train_step<G: Graph<f32>>(
         &feeds::<G>(Feed::IdSeq(xs.view()), &states, Feed::IdSeq(ys.view())),
     )?;
     let loss = g.backward_loss(tape, Reduction::Mean)?;
-    clip_grad_value(g.store_mut(), grad_clip);
-    adam.step(g.store_mut());
+    clip_grad_value(g.store_mut(), grad_clip)?;
+    adam.step(g.store_mut())?;
     g.zero_grad();
     for (&(i, _), c) in G::SPEC.recurrent.iter().zip(carry.iter_mut()) {
         c.assign(&tape.final_state(G::SPEC.inputs[i].name)?);

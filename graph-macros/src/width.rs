@@ -120,18 +120,37 @@ impl Width {
 }
 
 impl Width {
-    /// The width as an `i128` expression, which cannot underflow: what
-    /// constructors check before computing widths as `usize`.
-    pub fn to_signed_tokens(&self, atom: &dyn Fn(&str) -> TokenStream) -> TokenStream {
+    /// The width as an expression of type `Option<i128>` that can neither
+    /// underflow nor overflow: what constructors check before computing
+    /// widths as `usize`. `None` when a term, or the sum of the positive
+    /// terms (which the `usize` form adds before it subtracts), does not
+    /// fit a `usize`.
+    pub fn to_checked_tokens(&self, atom: &dyn Fn(&str) -> TokenStream) -> TokenStream {
         let terms = self.terms.iter().map(|(m, &c)| {
             let factors = m.iter().map(|a| {
                 let a = atom(a);
-                quote!((#a as i128))
+                quote!(.checked_mul(#a as i128)?)
             });
-            let c = proc_macro2::Literal::i128_unsuffixed(c as i128);
-            quote!((#c #(* #factors)*))
+            let magnitude = proc_macro2::Literal::i128_unsuffixed(c.unsigned_abs() as i128);
+            let sum = if c > 0 { quote!(plus) } else { quote!(minus) };
+            quote! {
+                let term: i128 = (#magnitude as i128) #(#factors)*;
+                if term > usize::MAX as i128 {
+                    return ::core::option::Option::None;
+                }
+                #sum = #sum.checked_add(term)?;
+            }
         });
-        quote!((0i128 #(+ #terms)*))
+        quote! {
+            (|| -> ::core::option::Option<i128> {
+                let (mut plus, mut minus) = (0i128, 0i128);
+                #(#terms)*
+                if plus > usize::MAX as i128 {
+                    return ::core::option::Option::None;
+                }
+                ::core::option::Option::Some(plus - minus)
+            })()
+        }
     }
 }
 

@@ -214,6 +214,16 @@ pub enum Error {
         /// What is wrong, in words.
         message: String,
     },
+    /// A setting or a state that cannot be right: an optimizer's learning
+    /// rate that is NaN, a clipping threshold below 0, moments restored
+    /// into a model of another layout, a thread count of 0.
+    #[error("{owner}: {message}")]
+    Setting {
+        /// What it is set on: `Adam`, `clip_grad_norm`, `set_threads`.
+        owner: String,
+        /// What is wrong, with the value given.
+        message: String,
+    },
 }
 
 /// Which pass a checked-mode error comes from.

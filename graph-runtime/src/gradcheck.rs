@@ -103,6 +103,23 @@ impl GradCheck {
     /// Checks every entry of every variable of `objective`. Values are
     /// restored exactly after each probe.
     pub fn run<F: Float>(&self, objective: &mut impl Objective<F>) -> Result<GradReport> {
+        let setting = |name: &str, value: f64, ok: bool, rule: &str| {
+            if ok {
+                return Ok(());
+            }
+            Err(Error::Setting {
+                owner: "GradCheck".into(),
+                message: format!("{name} must be {rule}, not {value:?}"),
+            })
+        };
+        setting(
+            "eps",
+            self.eps,
+            self.eps > 0.0 && self.eps.is_finite(),
+            "finite and above 0",
+        )?;
+        setting("atol", self.atol, self.atol >= 0.0, "at least 0")?;
+        setting("rtol", self.rtol, self.rtol >= 0.0, "at least 0")?;
         let analytic = objective.gradient()?;
         let mut rows = Vec::new();
         for (v, (name, shape)) in objective.variables().into_iter().enumerate() {
@@ -123,12 +140,30 @@ impl GradCheck {
             let mut worst_excess = f64::NEG_INFINITY;
             for (j, &a) in analytic[v].iter().enumerate().take(len) {
                 let original = objective.values_mut(v)[j];
-                objective.values_mut(v)[j] = original + F::from_f64(self.eps);
-                let plus = objective.loss()?.to_f64();
-                objective.values_mut(v)[j] = original - F::from_f64(self.eps);
-                let minus = objective.loss()?.to_f64();
+                let (hi, lo) = (original + F::from_f64(self.eps), original - F::from_f64(self.eps));
+                if hi == lo || !(hi - lo).is_finite() {
+                    return Err(Error::Setting {
+                        owner: "GradCheck".into(),
+                        message: format!(
+                            "a step of eps = {:e} does not move `{}`{:?} = {original:?} in {}: \
+                             choose a larger eps",
+                            self.eps,
+                            row.name,
+                            unravel(j, &row.shape),
+                            std::any::type_name::<F>()
+                        ),
+                    });
+                }
+                objective.values_mut(v)[j] = hi;
+                let plus = objective.loss();
+                objective.values_mut(v)[j] = lo;
+                let minus = objective.loss();
+                // Restored before any error is returned: a failed check
+                // leaves the values as they were.
                 objective.values_mut(v)[j] = original;
-                let numeric = (plus - minus) / (2.0 * self.eps);
+                let (plus, minus) = (plus?.to_f64(), minus?.to_f64());
+                // Divided by the step actually taken in F, not the eps asked for.
+                let numeric = (plus - minus) / (hi - lo).to_f64();
                 let a = a.to_f64();
                 let abs = (a - numeric).abs();
                 let rel = abs / numeric.abs().max(f64::MIN_POSITIVE);

@@ -40,7 +40,7 @@
 //! // A pass over 10 steps from a zero state, BPTT from the mean loss.
 //! g.forward_seq(&mut tape, &xs, &Absent, &tags)?;
 //! let loss = g.backward_loss(&mut tape, Reduction::Mean)?;
-//! Sgd::new(0.1).step(g.store_mut());
+//! Sgd::new(0.1).step(g.store_mut())?;
 //! g.zero_grad();
 //! // Without targets: the states are computed, the loss is not.
 //! let out = g.forward_seq(&mut tape, &xs, &Absent, &Absent)?;

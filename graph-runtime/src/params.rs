@@ -42,7 +42,7 @@ impl ParamSpec {
 
 /// A graph's parameters and gradients: two flat buffers of equal length, and
 /// the table of names.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ParamStore<F> {
     graph: &'static str,
     values: Vec<F>,
@@ -50,6 +50,27 @@ pub struct ParamStore<F> {
     specs: Vec<ParamSpec>,
     /// The slice of the buffers each node owns, by node index.
     nodes: Vec<Range<usize>>,
+    /// A fingerprint of the names and shapes, so that an optimizer's state
+    /// can tell the store it belongs to from another of the same length.
+    layout: u64,
+    /// Counts the times the values were handed out writable (an optimizer
+    /// step, a load, an initialisation), so that a tape can tell that its
+    /// forward saw other weights than its backward would use.
+    generation: u64,
+}
+
+/// Equal names, shapes, values and gradients.
+impl<F: PartialEq> PartialEq for ParamStore<F> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.graph, &self.values, &self.grads, &self.specs, &self.nodes)
+            == (
+                other.graph,
+                &other.values,
+                &other.grads,
+                &other.specs,
+                &other.nodes,
+            )
+    }
 }
 
 impl<F: Float> ParamStore<F> {
@@ -75,30 +96,83 @@ impl<F: Float> ParamStore<F> {
     /// names, in declaration order), all zero. The names must be distinct:
     /// `param(name)` finds only the first tensor of a name. (`graph!` checks
     /// this for the stores it builds.)
+    ///
+    /// # Panics
+    ///
+    /// If the parameters cannot be counted in a `usize` or allocated;
+    /// [`try_from_tensors`](Self::try_from_tensors) returns an error instead.
     pub fn from_tensors(graph: &'static str, nodes: &[Vec<ParamShape>]) -> Self {
+        Self::try_from_tensors(graph, nodes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`from_tensors`](Self::from_tensors), with an error naming the
+    /// tensor whose size cannot be counted, or the count that cannot be
+    /// allocated. The generated constructors of graphs with sizes known
+    /// only when built call this.
+    pub fn try_from_tensors(graph: &'static str, nodes: &[Vec<ParamShape>]) -> Result<Self> {
+        let too_many = |message: String| Error::Sizes {
+            graph: graph.to_string(),
+            message,
+        };
         let mut specs = Vec::new();
         let mut ranges = Vec::with_capacity(nodes.len());
-        let mut offset = 0;
+        let mut offset = 0usize;
         for shapes in nodes {
             let start = offset;
             for p in shapes {
-                let len = p.len();
+                let len = p.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+                let Some(end) = len.and_then(|len| offset.checked_add(len)) else {
+                    return Err(too_many(format!(
+                        "tensor `{}` of shape {:?} takes the parameter count past {}",
+                        p.name,
+                        p.shape,
+                        usize::MAX
+                    )));
+                };
                 specs.push(ParamSpec {
                     name: p.name.to_string(),
                     shape: p.shape.clone(),
                     offset,
                 });
-                offset += len;
+                offset = end;
             }
             ranges.push(start..offset);
         }
-        ParamStore {
+        let zeros = || -> Option<Vec<F>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(offset).ok()?;
+            v.resize(offset, F::zero());
+            Some(v)
+        };
+        let (Some(values), Some(grads)) = (zeros(), zeros()) else {
+            return Err(too_many(format!(
+                "{offset} parameters (and as many gradients) cannot be allocated"
+            )));
+        };
+        // FNV-1a over every name and dimension, with separators.
+        let mut layout = 0xcbf2_9ce4_8422_2325u64;
+        let mut mix = |bytes: &[u8]| {
+            for &b in bytes {
+                layout = (layout ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for spec in &specs {
+            mix(spec.name.as_bytes());
+            for &d in &spec.shape {
+                mix(&[0xff]);
+                mix(&(d as u64).to_le_bytes());
+            }
+            mix(&[0xfe]);
+        }
+        Ok(ParamStore {
             graph,
-            values: vec![F::zero(); offset],
-            grads: vec![F::zero(); offset],
+            values,
+            grads,
             specs,
             nodes: ranges,
-        }
+            layout,
+            generation: 0,
+        })
     }
 
     /// Lays out the parameters of layers (name and layer, in declaration order).
@@ -110,6 +184,7 @@ impl<F: Float> ParamStore<F> {
 
     /// The parameters of node `node` (by index), writable, for initialisation.
     pub fn node_values_mut(&mut self, node: usize) -> &mut [F] {
+        self.generation += 1;
         &mut self.values[self.nodes[node].clone()]
     }
 
@@ -120,6 +195,7 @@ impl<F: Float> ParamStore<F> {
 
     /// Node ranges and the parameters, writable (for initialisation).
     pub fn ranges_and_values_mut(&mut self) -> (&[Range<usize>], &mut [F]) {
+        self.generation += 1;
         (&self.nodes, &mut self.values)
     }
 
@@ -138,6 +214,18 @@ impl<F: Float> ParamStore<F> {
                 shape: s.shape.clone(),
             })
             .collect()
+    }
+
+    /// A fingerprint of the tensors' names and shapes: equal for stores of
+    /// the same layout.
+    pub(crate) fn layout(&self) -> u64 {
+        self.layout
+    }
+
+    /// How many times the values have been handed out writable; a tape
+    /// records it at forward, and backward refuses a store that moved on.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Name of the graph these parameters belong to.
@@ -162,6 +250,7 @@ impl<F: Float> ParamStore<F> {
 
     /// All parameters, flat and writable. Every use of the graph sees writes.
     pub fn values_mut(&mut self) -> &mut [F] {
+        self.generation += 1;
         &mut self.values
     }
 
@@ -177,6 +266,7 @@ impl<F: Float> ParamStore<F> {
 
     /// Both buffers at once, for optimizers: `(values, grads)`.
     pub fn values_and_grads_mut(&mut self) -> (&mut [F], &mut [F]) {
+        self.generation += 1;
         (&mut self.values, &mut self.grads)
     }
 
@@ -224,6 +314,7 @@ impl<F: Float> ParamStore<F> {
     /// A writable view of the named parameter tensor.
     pub fn param_mut(&mut self, name: &str) -> Result<ArrayViewMutD<'_, F>> {
         let spec = self.spec(name)?.clone();
+        self.generation += 1;
         Ok(
             ArrayViewMutD::from_shape(IxDyn(&spec.shape), &mut self.values[spec.range()])
                 .expect("spec fits buffer"),

@@ -184,6 +184,9 @@ pub struct Tape<F> {
     pub(crate) batch: usize,
     /// Whether the last forward pass completed (backward needs one).
     pub(crate) valid: bool,
+    /// The parameters' generation that forward pass read: backward refuses
+    /// parameters changed since (its gradients would be of other weights).
+    pub(crate) weights: u64,
     /// Forward passes made on this tape: Dropout masks depend on it.
     pub(crate) calls: u64,
     /// Per recurrent pair: the state a carried pass starts from, kept from
@@ -220,6 +223,7 @@ impl<F: Float> Tape<F> {
             steps: 0,
             batch: 0,
             valid: false,
+            weights: 0,
             calls: 0,
         }
     }

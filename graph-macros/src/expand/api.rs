@@ -86,14 +86,23 @@ impl Expander<'_> {
 
         // Constructors.
         let size_params: Vec<TokenStream> = runtime_sizes.iter().map(|s| quote!(#s: usize)).collect();
-        let (ctor_ret, ok, try_) = if self.is_fallible() {
+        // Sizes known only when built can make the parameter count too large
+        // to count or allocate: the fallible constructor says so. (With
+        // compile-time sizes it is a constant: a count that large panics.)
+        let (ctor_ret, ok, try_, make_store) = if self.is_fallible() {
             (
                 quote!(#rt::Result<Self>),
                 quote!(::core::result::Result::Ok),
                 quote!(?),
+                quote!(#rt::ParamStore::try_from_tensors),
             )
         } else {
-            (quote!(Self), quote!(), quote!())
+            (
+                quote!(Self),
+                quote!(),
+                quote!(),
+                quote!(#rt::ParamStore::from_tensors),
+            )
         };
         let make_sizes = if self.has_sizes_struct() {
             let hidden = &self.sizes_fields()[runtime_sizes.len()..];
@@ -198,7 +207,7 @@ impl Expander<'_> {
                     #(#derive_widths)*
                     #(#runtime_checks)*
                     let widths = #rt::__private::vec![#(#slot_widths),*];
-                    let store = #rt::ParamStore::from_tensors(#name_str, &#rt::__private::param_layout::<F, Self>(&#layers));
+                    let store = #make_store(#name_str, &#rt::__private::param_layout::<F, Self>(&#layers))#try_;
                     #ok(Self { core: #rt::GraphCore::new(store, widths), layers: #layers, sizes: #sizes })
                 }
 

@@ -36,9 +36,9 @@ impl Expander<'_> {
                 return;
             }
             seen.push(key);
-            let value = w.to_signed_tokens(&|atom| self.atom_tokens(atom));
+            let value = w.to_checked_tokens(&|atom| self.atom_tokens(atom));
             let rule = if min == 1 { "at least 1" } else { "at least 0" };
-            let message = format!("{what} `{w}` is {{}} with {{}}; it must be {rule}");
+            let message = format!("{what} `{w}` is {{}} with {{}}; it must be {{}}");
             let name_str = g.name.to_string();
             let error = match node {
                 Some((node, line)) => quote! {
@@ -47,16 +47,23 @@ impl Expander<'_> {
                         node: #node.into(),
                         file: ::core::file!().into(),
                         line: #line,
-                        message: ::std::format!(#message, value, #shown),
+                        message,
                     }
                 },
                 None => quote! {
-                    #rt::Error::Sizes { graph: #name_str.into(), message: ::std::format!(#message, value, #shown) }
+                    #rt::Error::Sizes { graph: #name_str.into(), message }
                 },
             };
+            // At most isize::MAX: no buffer is larger.
             checks.push(quote! {
-                let value: i128 = #value;
-                if value < #min {
+                let value: ::core::option::Option<i128> = #value;
+                if !value.is_some_and(|v| v >= #min && v <= isize::MAX as i128) {
+                    let (value, rule) = match value {
+                        ::core::option::Option::Some(v) if v < #min => (v.to_string(), #rule.to_string()),
+                        ::core::option::Option::Some(v) => (v.to_string(), ::std::format!("at most {}", isize::MAX)),
+                        ::core::option::Option::None => (::std::format!("more than {}", usize::MAX), ::std::format!("at most {}", isize::MAX)),
+                    };
+                    let message = ::std::format!(#message, value, #shown, rule);
                     return ::core::result::Result::Err(#error);
                 }
             });

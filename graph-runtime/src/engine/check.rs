@@ -119,6 +119,38 @@ pub(crate) fn check_finite<F: Float>(
 }
 
 /// An error for a pass whose tape holds no completed forward.
+/// Backward on a tape whose forward pass read other weights than the
+/// graph holds now: its gradients would belong to neither.
+pub(crate) fn stale_weights(spec: &GraphSpec) -> Error {
+    Error::InvalidInput {
+        graph: spec.name.to_string(),
+        message: "the parameters changed after the forward pass on this tape (an optimizer step, \
+                  a load, a write through params_mut); run forward again before backward"
+            .to_string(),
+    }
+}
+
+/// Checked backward on gradients that already hold a NaN or an infinity
+/// at flat index `i`, left by an earlier pass.
+pub(crate) fn earlier_non_finite<F: Float>(
+    spec: &GraphSpec,
+    store: &crate::ParamStore<F>,
+    i: usize,
+) -> Error {
+    let value = store.grads()[i];
+    let at = match store.specs().iter().find(|s| s.range().contains(&i)) {
+        Some(p) => format!("`{}` (element {})", p.name, i - p.offset),
+        None => format!("parameter {i}"),
+    };
+    Error::InvalidInput {
+        graph: spec.name.to_string(),
+        message: format!(
+            "the gradient of {at} is already {value:?} before this backward pass: an earlier pass \
+             left it there (zero_grad() clears the gradients); nothing was added"
+        ),
+    }
+}
+
 pub(crate) fn no_forward(spec: &GraphSpec, ran: bool) -> Error {
     if ran {
         Error::InvalidInput {

@@ -32,7 +32,7 @@ use crate::graph::{Graph, GraphCore};
 use crate::spec::NodeKind;
 use crate::tape::{row_range, row_range_mut, Record, Tape};
 use crate::Float;
-use check::{at_step, check_finite, from_path, no_forward};
+use check::{at_step, check_finite, from_path, no_forward, stale_weights};
 use plan::{Plan, Segment, UnitKind};
 use std::ops::Range;
 use visit::{grad_wanted, input_rows, mix_seed, BackwardVisit, ForwardVisit, Part, Place};
@@ -82,6 +82,7 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(graph: &G, tape: &mut Tape<F>) -> R
     let (layers, core) = graph.parts();
     let mode = Mode::of(core);
     tape.valid = false;
+    tape.weights = core.store.generation();
     tape.calls = tape.calls.wrapping_add(1);
     let seed = mix_seed(mode.seed, tape.calls, 0, 0);
     let (run, root) = Run::split(tape);
@@ -116,10 +117,18 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
         return Err(no_forward(spec, tape.steps > 0));
     }
     let (layers, core) = graph.parts_mut();
+    if tape.weights != core.store.generation() {
+        return Err(stale_weights(spec));
+    }
     let checked = core.checked;
     if checked {
         core.saved_grads.clear();
         core.saved_grads.extend_from_slice(core.store.grads());
+        // A non-finite gradient left by an earlier (unchecked) pass is not
+        // this pass's failure: say where it is and that it came before.
+        if let Some(i) = core.saved_grads.iter().position(|g| !g.is_finite()) {
+            return Err(check::earlier_non_finite(spec, &core.store, i));
+        }
     }
     let (run, root) = Run::split(tape);
     let (steps, plan) = (run.steps, run.plan);

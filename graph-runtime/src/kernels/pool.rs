@@ -37,7 +37,10 @@ thread_local! {
 static WORKER_JOBS: AtomicU64 = AtomicU64::new(0);
 
 /// How many threads large products use: [`set_threads`] if called, else
-/// `NNGRAPH_THREADS`, else `RAYON_NUM_THREADS`, else the machine's cores.
+/// `NNGRAPH_THREADS`, else `RAYON_NUM_THREADS`, else the machine's cores,
+/// at most [`MAX_THREADS`]. A variable that is set but is not a whole
+/// number from 1 up is skipped, and one above [`MAX_THREADS`] counts as
+/// [`MAX_THREADS`]; either way one warning says so on standard error.
 pub fn threads() -> usize {
     let local = OVERRIDE.get();
     if local > 0 {
@@ -45,28 +48,65 @@ pub fn threads() -> usize {
     }
     match THREADS.load(Ordering::Relaxed) {
         0 => {
-            let from_env = ["NNGRAPH_THREADS", "RAYON_NUM_THREADS"]
-                .iter()
-                .find_map(|v| std::env::var(v).ok()?.parse::<usize>().ok())
-                .filter(|&n| n > 0);
-            let n = from_env
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .min(MAX_THREADS);
-            THREADS.store(n, Ordering::Relaxed);
-            n
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let (n, warnings) = threads_from(|v| std::env::var(v).ok(), cores);
+            for w in warnings {
+                eprintln!("nngraph: {w}");
+            }
+            // Another thread may have read the environment at the same
+            // time: the first to store wins, the warnings may show twice.
+            match THREADS.compare_exchange(0, n, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => n,
+                Err(set) => set,
+            }
         }
         n => n,
     }
 }
 
+/// The thread count the environment asks for (`var` reads a variable),
+/// with `cores` as the fallback, and what is wrong with the variables.
+pub(crate) fn threads_from(var: impl Fn(&str) -> Option<String>, cores: usize) -> (usize, Vec<String>) {
+    let mut warnings = Vec::new();
+    for name in ["NNGRAPH_THREADS", "RAYON_NUM_THREADS"] {
+        let Some(value) = var(name) else { continue };
+        match value.trim().parse::<usize>() {
+            Ok(n) if n > MAX_THREADS => {
+                warnings.push(format!(
+                    "{name}={value} is more than the {MAX_THREADS} threads a product is split across; using {MAX_THREADS}"
+                ));
+                return (MAX_THREADS, warnings);
+            }
+            Ok(n) if n > 0 => return (n, warnings),
+            _ => warnings.push(format!(
+                "{name}={value:?} is not a whole number from 1 up; ignored"
+            )),
+        }
+    }
+    let n = cores.clamp(1, MAX_THREADS);
+    if !warnings.is_empty() {
+        warnings.push(format!("using the machine's {n} cores"));
+    }
+    (n, warnings)
+}
+
 /// Sets how many threads large products use (1 to [`MAX_THREADS`]) for the
-/// whole process. Results are the same for any count.
-pub fn set_threads(n: usize) {
-    THREADS.store(n.clamp(1, MAX_THREADS), Ordering::Relaxed);
+/// whole process. Results are the same for any count. Another count is an
+/// error, and nothing changes.
+pub fn set_threads(n: usize) -> crate::Result<()> {
+    if !(1..=MAX_THREADS).contains(&n) {
+        return Err(crate::Error::Setting {
+            owner: "set_threads".into(),
+            message: format!("a thread count is from 1 to {MAX_THREADS}, not {n}"),
+        });
+    }
+    THREADS.store(n, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Runs `f` with products on this thread using `n` threads, whatever the
-/// process-wide count.
+/// process-wide count; `n` is taken into 1 to [`MAX_THREADS`] (a scoped
+/// override for tests and benches: 0 runs on one thread).
 pub fn with_threads<R>(n: usize, f: impl FnOnce() -> R) -> R {
     let before = OVERRIDE.replace(n.clamp(1, MAX_THREADS));
     let result = f();

@@ -418,3 +418,44 @@ fn vectorised_exp_is_within_one_ulp_and_saturates() {
     }
     assert!(exp(88.722_83).is_finite() && exp(88.722_84).is_infinite());
 }
+
+#[test]
+fn the_thread_count_from_the_environment_follows_its_rule_and_says_what_it_ignored() {
+    use super::pool::{set_threads, threads_from, MAX_THREADS};
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+    };
+    assert_eq!(threads_from(env(&[]), 2), (2, vec![]));
+    assert_eq!(threads_from(env(&[("NNGRAPH_THREADS", "3")]), 2), (3, vec![]));
+    assert_eq!(threads_from(env(&[("RAYON_NUM_THREADS", " 1 ")]), 2), (1, vec![]));
+    // NNGRAPH_THREADS first; one that cannot be used is named and skipped.
+    for bad in ["abc", "0", "-1", "", "2.5"] {
+        let pairs: &'static [(&str, &str)] = Box::leak(Box::new([("NNGRAPH_THREADS", bad)]));
+        let (n, warnings) = threads_from(env(pairs), 2);
+        assert_eq!(n, 2);
+        assert_eq!(
+            warnings,
+            [
+                format!("NNGRAPH_THREADS={bad:?} is not a whole number from 1 up; ignored"),
+                "using the machine's 2 cores".to_string()
+            ]
+        );
+    }
+    let (n, warnings) = threads_from(env(&[("NNGRAPH_THREADS", "x"), ("RAYON_NUM_THREADS", "2")]), 8);
+    assert_eq!((n, warnings.len()), (2, 1));
+    let (n, warnings) = threads_from(env(&[("NNGRAPH_THREADS", "10000")]), 2);
+    assert_eq!(n, MAX_THREADS);
+    assert_eq!(
+        warnings,
+        [format!("NNGRAPH_THREADS=10000 is more than the {MAX_THREADS} threads a product is split across; using {MAX_THREADS}")]
+    );
+    assert_eq!(threads_from(env(&[]), 1000).0, MAX_THREADS);
+    // set_threads refuses what it cannot use.
+    for n in [0, MAX_THREADS + 1] {
+        let err = set_threads(n).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("set_threads: a thread count is from 1 to {MAX_THREADS}, not {n}")
+        );
+    }
+}
