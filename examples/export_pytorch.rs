@@ -12,6 +12,9 @@
 //! must match), runs it in evaluation mode and compares every output, to
 //! 1e-6 in f32 and 1e-12 in f64.
 
+// `ﬁ` (U+FB01) below: a name Python would read as `fi`.
+#![allow(uncommon_codepoints, confusable_idents, mixed_script_confusables)]
+
 use nngraph::cells::{GruCell, LstmCell};
 use nngraph::ndarray::Array2;
 use nngraph::prelude::*;
@@ -19,7 +22,39 @@ use serde_json::{json, Map, Value};
 use std::error::Error;
 use std::path::Path;
 
+/// Two graphs called `Cell`, from two modules.
+mod one {
+    use nngraph::prelude::*;
+    graph! {
+        pub Cell(x: [3]) -> (y) {
+            y = Tanh()(Linear(3, 2)(x));
+        }
+    }
+}
+
+mod two {
+    use nngraph::prelude::*;
+    graph! {
+        pub Cell(x: [3], lambda: [2]) -> (y) {
+            y = Linear(2, 2)(CAdd()(Linear(3, 2)(x), lambda));
+        }
+    }
+}
+
 graph! {
+    /// Names that would meet in Python: keywords beside their escapes, a
+    /// ligature beside its letters, `nn.Module`'s own names, two classes
+    /// of one name, a nested call by names.
+    pub Colliding[lambda](lambda_: [3], pass: [2]) -> (y, ﬁ) {
+        fi = Linear(3, lambda)(lambda_);
+        ﬁ = Linear(2, lambda)(pass);
+        training = Linear(lambda, 2)(CAdd()(fi, ﬁ));
+        _sizes = Linear(2, 2)(Tanh()(training));
+        forward = one::Cell(lambda_).y;
+        b = two::Cell(lambda = pass, x = lambda_).y;
+        y = CAdd()(_sizes, forward, b);
+    }
+
     /// The seed notebook's RNN cell.
     #[recurrent(h = new_h)]
     pub RnnCell(x: [2], h: [4]) -> (y, new_h) {
@@ -185,6 +220,16 @@ fn main() -> Result<(), Box<dyn Error>> {
             ("p", values(batch, 3, 1.2)),
             ("t", probs),
             ("class", Data::Ids(vec![0, 2, 1, 1, 0])),
+        ],
+    )?;
+    let mut colliding = Colliding::<f64>::new(&mut rng, 4)?;
+    export(
+        &dir,
+        "colliding_f64",
+        &mut colliding,
+        &[
+            ("lambda_", values(batch, 3, 1.3)),
+            ("pass", values(batch, 2, 1.4)),
         ],
     )?;
     println!(

@@ -4,6 +4,9 @@
 //! That the numbers agree is checked where torch is installed, by
 //! `scripts/compare_pytorch_export.py` (see the README).
 
+// Names chosen to collide in Python: `ﬁ` (U+FB01) reads as `fi` there.
+#![allow(uncommon_codepoints, confusable_idents, mixed_script_confusables)]
+
 use nngraph::cells::{GruCell, LstmCell};
 use nngraph::prelude::*;
 use std::io::Write;
@@ -23,14 +26,31 @@ def names(cls):
     out = []
     init = next(f for f in classes[cls].body if isinstance(f, ast.FunctionDef) and f.name == "__init__")
     for st in init.body:
-        if isinstance(st, ast.Assign) and isinstance(st.targets[0], ast.Attribute):
+        if isinstance(st, ast.Assign) and isinstance(st.targets[0], (ast.Attribute, ast.Subscript)):
+            # self.a.b = .., or self._modules["a"] = .., self._parameters["a"] = ..,
+            # self._modules["a"].b = ..: the path of names, each exact.
             target, path = st.targets[0], []
-            while isinstance(target, ast.Attribute):
-                path.insert(0, target.attr)
-                target = target.value
+            while True:
+                if isinstance(target, ast.Attribute):
+                    path.insert(0, target.attr)
+                    target = target.value
+                elif isinstance(target, ast.Subscript):
+                    assert target.value.attr in ("_modules", "_parameters"), ast.dump(target)
+                    path.insert(0, target.slice.value)
+                    target = target.value.value
+                else:
+                    break
             attr, call = ".".join(path), st.value
         elif isinstance(st, ast.Expr) and isinstance(st.value, ast.Call) and getattr(st.value.func, "id", None) == "setattr":
             attr, call = st.value.args[1].value, st.value.args[2]
+        elif isinstance(st, ast.Expr) and isinstance(st.value, ast.Call) and getattr(st.value.func, "id", None) == "_alias":
+            # Hooks: the state dict says `name` for what is registered as `alias`.
+            aliases = {k.value: v.value for k, v in zip(st.value.args[1].keys, st.value.args[1].values)}
+            def renamed(n):
+                head, _, rest = n.partition(".")
+                return aliases.get(head, head) + ("." + rest if rest else "")
+            out = [renamed(n) for n in out]
+            continue
         else:
             continue
         if not isinstance(call, ast.Call):
@@ -108,6 +128,107 @@ graph! {
     }
 }
 
+/// Two graphs called `Cell`, from two modules.
+mod one {
+    use nngraph::prelude::*;
+    graph! {
+        pub Cell(x: [3]) -> (y) {
+            y = Tanh()(Linear(3, 2)(x));
+        }
+    }
+}
+
+mod two {
+    use nngraph::prelude::*;
+    graph! {
+        pub Cell(x: [3], lambda: [2]) -> (y) {
+            y = Linear(2, 2)(CAdd()(Linear(3, 2)(x), lambda));
+        }
+    }
+}
+
+graph! {
+    /// Every way two names could become one in Python: a keyword beside its
+    /// escape, a ligature beside its letters, names `nn.Module` has, a
+    /// private name, two classes of one name, a nested call by names, sizes
+    /// named as keywords.
+    pub Colliding[lambda](lambda_: [3], pass: [2]) -> (y, ﬁ) {
+        fi = Linear(3, lambda)(lambda_);
+        ﬁ = Linear(2, lambda)(pass);
+        training = Linear(lambda, 2)(CAdd()(fi, ﬁ));
+        _sizes = Linear(2, 2)(Tanh()(training));
+        forward = one::Cell(lambda_).y;
+        b = two::Cell(lambda = pass, x = lambda_).y;
+        y = CAdd()(_sizes, forward, b);
+    }
+}
+
+use one::Cell as Renamed;
+
+graph! {
+    /// A nested graph reached through an alias of its type.
+    pub Aliased(x: [3]) -> (y) {
+        y = Renamed(x).y;
+    }
+}
+
+#[test]
+fn a_nested_graph_reached_through_an_alias_is_its_own_class() {
+    let g = Aliased::<f32>::new(&mut StdRng::seed_from_u64(0)).unwrap();
+    assert_same_names(&g);
+    let module = g.to_pytorch();
+    assert!(
+        module.contains("class Cell(nn.Module)") && module.contains("self.y_renamed = Cell()"),
+        "{module}"
+    );
+    assert!(!module.contains("Renamed("), "{module}");
+}
+
+#[test]
+fn names_that_would_meet_in_python_stay_apart() {
+    let g = Colliding::<f64>::new(&mut StdRng::seed_from_u64(0), 4).unwrap();
+    assert_same_names(&g);
+    let module = g.to_pytorch();
+    // Two classes for the two `Cell`s, each defined once.
+    assert_eq!(module.matches("class Cell(nn.Module)").count(), 1, "{module}");
+    assert_eq!(module.matches("class Cell_2(nn.Module)").count(), 1, "{module}");
+    assert!(module.contains("self.forward_cell = Cell()"), "{module}");
+    assert!(module.contains("self.b_cell = Cell_2()"), "{module}");
+    // Names Python would read otherwise are registered by their strings.
+    assert!(
+        module.contains("self._modules[\"ﬁ\"] = nn.Linear(2, lambda__)"),
+        "{module}"
+    );
+    // torch assigns `training` itself: an alias, named back by hooks.
+    assert!(
+        module.contains("self.training_alias = nn.Linear(lambda__, 2)"),
+        "{module}"
+    );
+    assert!(
+        module.contains("_alias(self, {\"training_alias\": \"training\", \"sizes_alias\": \"_sizes\"})"),
+        "{module}"
+    );
+    // Locals: every name its own, none a keyword.
+    let locals = r#"
+import ast, json, sys, keyword
+tree = ast.parse(sys.stdin.read())
+cls = next(c for c in tree.body if isinstance(c, ast.ClassDef) and c.name == "Colliding")
+fwd = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "forward")
+targets = [t.id for st in fwd.body if isinstance(st, ast.Assign) for t in st.targets if isinstance(t, ast.Name)]
+print(json.dumps({"args": [a.arg for a in fwd.args.args], "targets": targets}))
+"#;
+    let found: serde_json::Value = serde_json::from_str(&python(locals, &module)).unwrap();
+    let mut all: Vec<String> = serde_json::from_value(found["targets"].clone()).unwrap();
+    let args: Vec<String> = serde_json::from_value(found["args"].clone()).unwrap();
+    assert_eq!(args[0], "self");
+    all.extend(args[1..].iter().cloned());
+    let count = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), count, "two names share a local: {all:?}\n{module}");
+    assert!(all.iter().all(|n| n.is_ascii()), "{all:?}");
+}
+
 #[test]
 fn the_state_dict_has_the_graphs_names() {
     let mut rng = StdRng::seed_from_u64(0);
@@ -129,9 +250,9 @@ fn nested_classes_come_first_and_once_and_build_uses_the_sizes() {
     assert!(lstm < outer);
     assert_eq!(module.matches("class LstmCell(").count(), 1);
     assert!(
-        module.contains("return CharStep(vocab=11, hidden=16)"),
+        module.contains("return CharStep(11, 16)  # vocab = 11, hidden = 16"),
         "{module}"
     );
     let k = Keywords::<6, f64>::new(&mut StdRng::seed_from_u64(0)).to_pytorch();
-    assert!(k.contains("return Keywords(W=6)"), "{k}");
+    assert!(k.contains("return Keywords(6)  # W = 6"), "{k}");
 }

@@ -28,7 +28,10 @@ pub struct GraphSpec {
     /// A Graphviz picture of the graph.
     pub dot: &'static str,
     /// The graph as the Python source of a `torch.nn.Module` class whose
-    /// constructor takes the graph's sizes (see `Graph::to_pytorch`).
+    /// constructor takes the graph's sizes (see `Graph::to_pytorch`). Class
+    /// names are placeholders between `\u{1}` characters: `C` and the name
+    /// the class would like for its own, `N` and a node index for the class
+    /// of the graph nested there; `to_pytorch` writes the names in.
     pub python: &'static str,
     /// The graph's sizes, const generics first, then run-time sizes.
     pub sizes: &'static [&'static str],

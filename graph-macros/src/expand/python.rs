@@ -18,40 +18,240 @@ const RESERVED: &[&str] = &[
     "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def",
     "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is",
     "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield", "self",
-    "torch", "nn", "F", "_take", "super",
+    "torch", "nn", "F", "_take", "_call", "super", "match", "case", "type",
 ];
 
-/// A local variable for a graph input or node.
-fn local(name: &str) -> String {
-    if RESERVED.contains(&name) {
-        format!("{name}_")
-    } else {
-        name.to_string()
+/// Attributes every `nn.Module` has (or that the class defines): a node
+/// of one of these names is registered under it by `_modules[..]`, never
+/// as `self.name`, which would replace the attribute.
+const MODULE_ATTRS: &[&str] = &[
+    "INPUTS",
+    "OUTPUTS",
+    "RECURRENT",
+    "T_destination",
+    "add_module",
+    "apply",
+    "bfloat16",
+    "buffers",
+    "call_super_init",
+    "children",
+    "compile",
+    "cpu",
+    "cuda",
+    "double",
+    "dump_patches",
+    "eval",
+    "extra_repr",
+    "float",
+    "forward",
+    "get_buffer",
+    "get_extra_state",
+    "get_parameter",
+    "get_submodule",
+    "half",
+    "ipu",
+    "load_state_dict",
+    "modules",
+    "mtia",
+    "named_buffers",
+    "named_children",
+    "named_modules",
+    "named_parameters",
+    "parameters",
+    "register_backward_hook",
+    "register_buffer",
+    "register_forward_hook",
+    "register_forward_pre_hook",
+    "register_full_backward_hook",
+    "register_full_backward_pre_hook",
+    "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook",
+    "register_module",
+    "register_parameter",
+    "register_state_dict_post_hook",
+    "register_state_dict_pre_hook",
+    "requires_grad_",
+    "set_extra_state",
+    "set_submodule",
+    "share_memory",
+    "state_dict",
+    "to",
+    "to_empty",
+    "train",
+    "training",
+    "type",
+    "xpu",
+    "zero_grad",
+];
+
+/// A name Python reads as the same identifier we wrote: ASCII (Python
+/// NFKC-normalises other identifiers, so `ﬁ` would read as `fi`), and
+/// not a keyword or a name the module uses.
+fn plain(name: &str) -> bool {
+    name.is_ascii() && !RESERVED.contains(&name)
+}
+
+/// How a node's module or a renamed parameter is registered, so that the
+/// state dict says the graph's name exactly whatever it is.
+#[derive(Clone, Debug, PartialEq)]
+enum Attr {
+    /// `self.name`: plain, not one of `nn.Module`'s, not private.
+    Plain,
+    /// `self._modules["name"]` / `self._parameters["name"]`: a name Python
+    /// would read as another (`ﬁ`), a keyword, a method of `nn.Module`.
+    Exact,
+    /// Registered as `self.<alias>`, with state-dict hooks that say `name`:
+    /// names torch assigns itself (`training`, private `_` names), under
+    /// which it refuses a module or a parameter.
+    Alias(String),
+}
+
+/// The attributes of a graph's modules and renamed parameters.
+struct Attrs {
+    names: Vec<(String, Attr)>,
+}
+
+impl Attrs {
+    fn new(names: &[String]) -> Self {
+        let mut used: Vec<String> = names.to_vec();
+        let mut out = Vec::new();
+        for name in names {
+            let attr = if plain(name) && !MODULE_ATTRS.contains(&name.as_str()) && !name.starts_with('_') {
+                Attr::Plain
+            } else if name == "training" || name.starts_with('_') {
+                let ascii = Locals::new(std::iter::once(name.clone())).get(name);
+                let mut alias = format!("{}_alias", ascii.trim_start_matches('_'));
+                while used.contains(&alias) || !plain(&alias) {
+                    alias.push('_');
+                }
+                used.push(alias.clone());
+                Attr::Alias(alias)
+            } else {
+                Attr::Exact
+            };
+            out.push((name.clone(), attr));
+        }
+        Attrs { names: out }
+    }
+
+    /// `self.name`, `self.<alias>`, or `self.<table>["name"]`.
+    fn get(&self, name: &str, table: &str) -> String {
+        let attr = self
+            .names
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(Attr::Exact, |(_, a)| a.clone());
+        match attr {
+            Attr::Plain => format!("self.{name}"),
+            Attr::Alias(alias) => format!("self.{alias}"),
+            Attr::Exact => format!("self.{table}[\"{name}\"]"),
+        }
+    }
+
+    fn module_get(&self, name: &str) -> String {
+        self.get(name, "_modules")
+    }
+
+    fn module_set(&self, name: &str, value: &str) -> String {
+        format!("{} = {value}", self.get(name, "_modules"))
+    }
+
+    fn param_get(&self, name: &str) -> String {
+        self.get(name, "_parameters")
+    }
+
+    fn param_set(&self, name: &str, value: &str) -> String {
+        format!("{} = {value}", self.get(name, "_parameters"))
+    }
+
+    /// `_alias(self, {"<alias>": "name", ..})` when any name is aliased.
+    fn hooks(&self) -> Option<String> {
+        let pairs: Vec<String> = self
+            .names
+            .iter()
+            .filter_map(|(n, a)| match a {
+                Attr::Alias(alias) => Some(format!("\"{alias}\": \"{n}\"")),
+                _ => None,
+            })
+            .collect();
+        (!pairs.is_empty()).then(|| format!("_alias(self, {{{}}})", pairs.join(", ")))
     }
 }
 
-/// A module attribute, `self.name`; spelled with `getattr` when the name is
-/// a Python keyword, so the state dict keeps the graph's name.
-fn attr(name: &str) -> String {
-    if RESERVED.contains(&name) {
-        format!("getattr(self, \"{name}\")")
-    } else {
-        format!("self.{name}")
+/// What a graph's Python calls its things: locals, and attributes.
+struct Names {
+    locals: Locals,
+    attrs: Attrs,
+}
+
+/// The Python locals of a graph's sizes, inputs and nodes: a plain name
+/// is itself; any other is spelled in ASCII (`lambda` → `lambda_`, `ﬁ` →
+/// `ufb01_`) and lengthened with `_` until it is no other name's, so
+/// that distinct names never meet in Python.
+struct Locals {
+    names: Vec<(String, String)>,
+}
+
+impl Locals {
+    fn new(names: impl Iterator<Item = String> + Clone) -> Self {
+        let mut used: Vec<String> = names.clone().filter(|n| plain(n)).collect();
+        let mut out = Vec::new();
+        for name in names {
+            if plain(&name) {
+                out.push((name.clone(), name));
+                continue;
+            }
+            let mut local: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii() {
+                        c.to_string()
+                    } else {
+                        format!("u{:x}", c as u32)
+                    }
+                })
+                .collect();
+            local.push('_');
+            while used.contains(&local) || RESERVED.contains(&local.as_str()) {
+                local.push('_');
+            }
+            used.push(local.clone());
+            out.push((name, local));
+        }
+        Locals { names: out }
+    }
+
+    fn get(&self, name: &str) -> String {
+        self.names
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or_else(|| name.to_string(), |(_, l)| l.clone())
     }
 }
 
-fn set_attr(name: &str, value: &str) -> String {
-    if RESERVED.contains(&name) {
-        format!("setattr(self, \"{name}\", {value})")
-    } else {
-        format!("self.{name} = {value}")
+/// The placeholder of this graph's class name, holding the name it would
+/// like (the graph's, spelled as a local if it is not plain; `build` is
+/// the module's function), and of the class of the graph nested at node
+/// `k`: `to_pytorch` gives every distinct graph a distinct class name (two
+/// graphs called `Cell` from two modules are two classes) and writes it in.
+fn class_placeholder(name: &str) -> String {
+    let mut base = Locals::new(std::iter::once(name.to_string())).get(name);
+    if base == "build" {
+        base.push('_');
     }
+    format!("\u{1}C{base}\u{1}")
+}
+
+fn nested_class(k: usize) -> String {
+    format!("\u{1}N{k}\u{1}")
 }
 
 impl Expander<'_> {
     /// The class's Python source.
     pub(super) fn to_python(&self) -> String {
         let g = self.g;
+        let names = self.python_names();
+        let local = |name: &str| names.locals.get(name);
         let mut s = String::new();
         // User layers: a class to write in PyTorch, raising until it is.
         let mut users: Vec<String> = Vec::new();
@@ -74,8 +274,9 @@ impl Expander<'_> {
                 }
             }
         }
-        let _ = writeln!(s, "class {}(nn.Module):", g.name);
+        let _ = writeln!(s, "class {}(nn.Module):", class_placeholder(&g.name.to_string()));
         let doc = doc_line(&g.attrs).unwrap_or_else(|| format!("`{}`, from nngraph's graph!.", g.name));
+        let doc: String = doc.chars().filter(|c| !c.is_control()).collect();
         let _ = writeln!(
             s,
             "    \"\"\"{}\"\"\"\n",
@@ -111,7 +312,7 @@ impl Expander<'_> {
             .const_sizes
             .iter()
             .chain(&g.runtime_sizes)
-            .map(|s| s.to_string())
+            .map(|s| local(&s.to_string()))
             .collect();
         let _ = writeln!(
             s,
@@ -122,10 +323,13 @@ impl Expander<'_> {
         if !sizes.is_empty() {
             let _ = writeln!(s, "        self._sizes = ({},)", sizes.join(", "));
         }
-        for n in &g.nodes {
-            for line in self.python_init(n) {
+        for (k, n) in g.nodes.iter().enumerate() {
+            for line in self.python_init(k, n, &names) {
                 let _ = writeln!(s, "        {line}");
             }
+        }
+        if let Some(hooks) = names.attrs.hooks() {
+            let _ = writeln!(s, "        {hooks}");
         }
         let inputs: Vec<String> = g.inputs.iter().map(|i| local(&i.name.to_string())).collect();
         let _ = writeln!(s, "\n    def forward(self, {}):", inputs.join(", "));
@@ -137,7 +341,7 @@ impl Expander<'_> {
                 s,
                 "        {} = {}",
                 local(&g.nodes[k].name.to_string()),
-                self.python_call(k)
+                self.python_call(k, &names)
             );
         }
         let outputs: Vec<String> = g
@@ -149,37 +353,91 @@ impl Expander<'_> {
         s
     }
 
-    /// A width in Python. Sizes are spelled as themselves; in `forward`
+    /// The locals of this graph (sizes, inputs, nodes) and the attributes
+    /// (nodes, renamed parameters).
+    fn python_names(&self) -> Names {
+        let g = self.g;
+        let locals = g
+            .const_sizes
+            .iter()
+            .chain(&g.runtime_sizes)
+            .map(|s| s.to_string())
+            .chain(g.inputs.iter().map(|i| i.name.to_string()))
+            .chain(g.nodes.iter().map(|n| n.name.to_string()));
+        // Nodes that register a module: layers with parameters, Dropout,
+        // user layers, nested graphs.
+        let registers = |n: &&Node| match &n.kind {
+            NodeKind::Builtin { layer, .. } => {
+                matches!(layer.rule, Rule::Linear | Rule::Embedding) || layer.name == "Dropout"
+            }
+            NodeKind::Custom { .. } | NodeKind::Nested(_) => true,
+            NodeKind::Output { .. } => false,
+        };
+        let attrs: Vec<String> = g
+            .nodes
+            .iter()
+            .filter(registers)
+            .map(|n| n.name.to_string())
+            .chain(
+                g.nodes
+                    .iter()
+                    .flat_map(|n| n.params.iter().map(|(_, full)| full.clone())),
+            )
+            .collect();
+        Names {
+            locals: Locals::new(locals),
+            attrs: Attrs::new(&attrs),
+        }
+    }
+
+    /// A width in Python. Sizes are spelled as their locals; in `forward`
     /// (`in_forward`), the width of a nested graph's input or output or of a
     /// user layer's output is read off its tensor, `t.shape[1]`.
-    fn python_width(&self, w: &Width, in_forward: bool) -> Option<String> {
+    fn python_width(&self, w: &Width, in_forward: bool, names: &Names) -> Option<String> {
         let g = self.g;
+        let is_size = |a: &str| g.const_sizes.iter().chain(&g.runtime_sizes).any(|s| s == a);
+        // Atoms that are not sizes (`LstmCell<8,16>.out[0]`) are replaced
+        // whole, longest first so that none is replaced inside another, by
+        // markers; then sizes, identifier by identifier, by their locals;
+        // then the markers by the expressions that give the atoms.
         let mut text = w.to_string();
-        let mut atoms: Vec<&String> = w.atoms().collect();
-        // Longest first, so that no atom is replaced inside another.
+        let mut atoms: Vec<&String> = w.atoms().filter(|a| !is_size(a)).collect();
         atoms.sort_by_key(|a| std::cmp::Reverse(a.len()));
         atoms.dedup();
+        let mut values = Vec::new();
         for a in atoms {
-            if g.const_sizes.iter().chain(&g.runtime_sizes).any(|s| s == a) {
-                continue;
-            }
             let value = if let Some((_, numerator, by)) = g.quotients.iter().find(|(q, _, _)| q == a) {
-                format!("(({}) // {by})", self.python_width(numerator, in_forward)?)
+                format!("(({}) // {by})", self.python_width(numerator, in_forward, names)?)
             } else if !in_forward {
                 return None;
             } else {
-                format!("{}.shape[1]", self.python_atom_tensor(a)?)
+                format!("{}.shape[1]", self.python_atom_tensor(a, names)?)
             };
-            text = text.replace(a.as_str(), &value);
+            text = text.replace(a.as_str(), &format!("\u{2}{}\u{2}", values.len()));
+            values.push(value);
         }
-        Some(text)
+        let mut out = String::new();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find(|c: char| c.is_alphabetic() || c == '_') {
+            out.push_str(&rest[..start]);
+            let len = rest[start..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len() - start);
+            out.push_str(&names.locals.get(&rest[start..start + len]));
+            rest = &rest[start + len..];
+        }
+        out.push_str(rest);
+        for (i, value) in values.iter().enumerate() {
+            out = out.replace(&format!("\u{2}{i}\u{2}"), value);
+        }
+        Some(out)
     }
 
     /// The tensor whose width is atom `a`, in `forward`.
-    fn python_atom_tensor(&self, a: &str) -> Option<String> {
+    fn python_atom_tensor(&self, a: &str, names: &Names) -> Option<String> {
         let g = self.g;
         if let Some(node) = g.nodes.iter().find(|n| crate::check::derived_atom(&n.name) == a) {
-            return Some(local(&node.name.to_string()));
+            return Some(names.locals.get(&node.name.to_string()));
         }
         let (_, atom) = self.atom(a)?;
         let host = &g.nodes[atom.host];
@@ -191,36 +449,36 @@ impl Expander<'_> {
             let host_name = host.name.to_string();
             Some(format!(
                 "_take({}, {}, {which})",
-                attr(&host_name),
-                local(&host_name)
+                names.attrs.module_get(&host_name),
+                names.locals.get(&host_name)
             ))
         } else {
             let source = *host.inputs.get(atom.slot?)?;
             Some(match source {
-                Source::Input(i) => local(&g.inputs[i].name.to_string()),
-                Source::Node(j) => local(&g.nodes[j].name.to_string()),
+                Source::Input(i) => names.locals.get(&g.inputs[i].name.to_string()),
+                Source::Node(j) => names.locals.get(&g.nodes[j].name.to_string()),
             })
         }
     }
 
-    fn python_args(&self, args: &[Arg], in_forward: bool) -> Vec<String> {
+    fn python_args(&self, args: &[Arg], in_forward: bool, names: &Names) -> Vec<String> {
         args.iter()
             .map(|a| match a {
                 Arg::Width(w) => self
-                    .python_width(w, in_forward)
+                    .python_width(w, in_forward, names)
                     .unwrap_or_else(|| format!("None  # nngraph: the width {w} is not written in sizes")),
                 Arg::Float(e) | Arg::Expr(e) => python_number(&quote!(#e).to_string()),
             })
             .collect()
     }
 
-    /// What `__init__` holds for node `n`: its module, or its parameters
+    /// What `__init__` holds for node `k`: its module, or its parameters
     /// when `#[params]` renames them.
-    fn python_init(&self, n: &Node) -> Vec<String> {
+    fn python_init(&self, k: usize, n: &Node, names: &Names) -> Vec<String> {
         let name = n.name.to_string();
         match &n.kind {
             NodeKind::Builtin { layer, args } => {
-                let args = self.python_args(args, false);
+                let args = self.python_args(args, false, names);
                 let module = match layer.rule {
                     Rule::Linear => format!("nn.Linear({}, {})", args[0], args[1]),
                     Rule::Embedding => format!("nn.Embedding({}, {})", args[0], args[1]),
@@ -228,7 +486,7 @@ impl Expander<'_> {
                     _ => return Vec::new(),
                 };
                 if n.params.is_empty() {
-                    return vec![set_attr(&name, &module)];
+                    return vec![names.attrs.module_set(&name, &module)];
                 }
                 // Renamed tensors: the module's tensors, registered one by one
                 // under their names (`torch.empty` with the module's shapes).
@@ -243,15 +501,18 @@ impl Expander<'_> {
                 for (tensor, shape) in shapes {
                     let parameter = format!("nn.Parameter(torch.empty({shape}))");
                     match n.params.iter().find(|(t, _)| t == tensor) {
-                        Some((_, full)) => lines.push(set_attr(full, &parameter)),
+                        Some((_, full)) => lines.push(names.attrs.param_set(full, &parameter)),
                         // A tensor left as `node.tensor`: under an empty
                         // module named after the node.
                         None => {
-                            let holder = set_attr(&name, "nn.Module()");
+                            let holder = names.attrs.module_set(&name, "nn.Module()");
                             if !lines.contains(&holder) {
                                 lines.push(holder);
                             }
-                            lines.push(format!("{}.{tensor} = {parameter}", attr(&name)));
+                            lines.push(format!(
+                                "{}.{tensor} = {parameter}",
+                                names.attrs.module_get(&name)
+                            ));
                         }
                     }
                 }
@@ -263,65 +524,66 @@ impl Expander<'_> {
                     .last()
                     .map(|s| s.ident.to_string())
                     .unwrap_or_default();
-                vec![set_attr(
+                vec![names.attrs.module_set(
                     &name,
-                    &format!("{ty}({})", self.python_args(args, false).join(", ")),
+                    &format!("{ty}({})", self.python_args(args, false, names).join(", ")),
                 )]
             }
             NodeKind::Nested(nested) => {
-                let ty = nested
-                    .path
-                    .segments
-                    .last()
-                    .map(|s| s.ident.to_string())
-                    .unwrap_or_default();
                 let mut args: Vec<String> = nested
                     .generics
                     .iter()
                     .flat_map(|g| g.args.iter())
                     .map(|a| python_number(&quote!(#a).to_string()))
                     .collect();
-                args.extend(self.python_args(&nested.sizes, false));
-                vec![set_attr(&name, &format!("{ty}({})", args.join(", ")))]
+                args.extend(self.python_args(&nested.sizes, false, names));
+                vec![names
+                    .attrs
+                    .module_set(&name, &format!("{}({})", nested_class(k), args.join(", ")))]
             }
             NodeKind::Output { .. } => Vec::new(),
         }
     }
 
-    /// `self.x2h.weight`, or `self.weight_ih` when renamed.
-    fn python_param(&self, n: &Node, tensor: &str) -> String {
+    /// `self.x2h.weight`, or the renamed parameter (`self.weight_ih`).
+    fn python_param(&self, n: &Node, tensor: &str, names: &Names) -> String {
         match n.params.iter().find(|(t, _)| t == tensor) {
-            Some((_, full)) => full.clone(),
-            None => format!("{}.{tensor}", n.name),
+            Some((_, full)) => names.attrs.param_get(full),
+            None => format!("{}.{tensor}", names.attrs.module_get(&n.name.to_string())),
         }
     }
 
     /// The expression computing node `k` in `forward`.
-    fn python_call(&self, k: usize) -> String {
+    fn python_call(&self, k: usize, names: &Names) -> String {
         let g = self.g;
         let n = &g.nodes[k];
         let ins: Vec<String> = n
             .inputs
             .iter()
             .map(|&s| match s {
-                Source::Input(i) => local(&g.inputs[i].name.to_string()),
-                Source::Node(j) => local(&g.nodes[j].name.to_string()),
+                Source::Input(i) => names.locals.get(&g.inputs[i].name.to_string()),
+                Source::Node(j) => names.locals.get(&g.nodes[j].name.to_string()),
             })
             .collect();
         let name = n.name.to_string();
         match &n.kind {
             NodeKind::Builtin { layer, args } => {
-                let args = self.python_args(args, true);
+                let args = self.python_args(args, true, names);
                 let x = &ins[0];
                 match (layer.rule, layer.name) {
                     (Rule::Linear, _) if !n.params.is_empty() => {
-                        let (w, b) = (self.python_param(n, "weight"), self.python_param(n, "bias"));
-                        format!("F.linear({x}, {}, {})", attr_path(&w), attr_path(&b))
+                        let (w, b) = (
+                            self.python_param(n, "weight", names),
+                            self.python_param(n, "bias", names),
+                        );
+                        format!("F.linear({x}, {w}, {b})")
                     }
                     (Rule::Embedding, _) if !n.params.is_empty() => {
-                        format!("F.embedding({x}, {})", attr_path(&self.python_param(n, "weight")))
+                        format!("F.embedding({x}, {})", self.python_param(n, "weight", names))
                     }
-                    (Rule::Linear | Rule::Embedding, _) | (_, "Dropout") => format!("{}({x})", attr(&name)),
+                    (Rule::Linear | Rule::Embedding, _) | (_, "Dropout") => {
+                        format!("{}({x})", names.attrs.module_get(&name))
+                    }
                     (_, "Identity") => x.clone(),
                     (_, "Tanh") => format!("torch.tanh({x})"),
                     (_, "Sigmoid") => format!("torch.sigmoid({x})"),
@@ -356,24 +618,32 @@ impl Expander<'_> {
                     (_, other) => format!("None  # nngraph: no PyTorch form for `{other}`"),
                 }
             }
-            NodeKind::Custom { .. } => format!("{}({})", attr(&name), ins.join(", ")),
+            NodeKind::Custom { .. } => format!("{}({})", names.attrs.module_get(&name), ins.join(", ")),
             NodeKind::Nested(_) => {
-                // Inputs by the nested graph's names where the call named them.
+                // Inputs the call named go by the nested graph's names, which
+                // `_call` orders by the class's INPUTS (its locals may differ).
                 let mut named: Vec<Option<String>> = vec![None; ins.len()];
                 for a in g.atoms.iter().filter(|a| a.host == k && !a.output) {
                     if let (Select::Name(input), Some(slot)) = (&a.select, a.slot) {
                         named[slot] = Some(input.to_string());
                     }
                 }
-                let args: Vec<String> = ins
-                    .iter()
-                    .zip(named)
-                    .map(|(v, name)| match name {
-                        Some(name) => format!("{name}={v}"),
-                        None => v.clone(),
-                    })
-                    .collect();
-                format!("{}({})", attr(&name), args.join(", "))
+                if named.iter().all(Option::is_none) {
+                    return format!("{}({})", names.attrs.module_get(&name), ins.join(", "));
+                }
+                let (mut positional, mut by_name) = (Vec::new(), Vec::new());
+                for (v, input) in ins.iter().zip(named) {
+                    match input {
+                        Some(input) => by_name.push(format!("\"{input}\": {v}")),
+                        None => positional.push(v.clone()),
+                    }
+                }
+                format!(
+                    "_call({}, [{}], {{{}}})",
+                    names.attrs.module_get(&name),
+                    positional.join(", "),
+                    by_name.join(", ")
+                )
             }
             NodeKind::Output { host, select } => {
                 let host_name = g.nodes[*host].name.to_string();
@@ -381,17 +651,14 @@ impl Expander<'_> {
                     Select::Index(j) => j.to_string(),
                     Select::Name(o) => format!("\"{o}\""),
                 };
-                format!("_take({}, {}, {which})", attr(&host_name), local(&host_name))
+                format!(
+                    "_take({}, {}, {which})",
+                    names.attrs.module_get(&host_name),
+                    names.locals.get(&host_name)
+                )
             }
         }
     }
-}
-
-/// `self.name` for a dotted or plain attribute path (`x2h.weight`).
-fn attr_path(path: &str) -> String {
-    let mut parts = path.split('.');
-    let first = parts.next().unwrap_or_default();
-    parts.fold(attr(first), |acc, p| format!("{acc}.{p}"))
 }
 
 /// `a + b`, computed when both are numbers.
