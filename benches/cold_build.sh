@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# What a new user waits for: a cold `cargo build --release` of a fresh crate
-# that runs the README example, side by side with a fresh crate that depends
-# on ndarray alone. Each crate gets its own empty target directory; crates
-# already downloaded into ~/.cargo are not downloaded again, so this measures
-# compiling, not the network.
+# What a new user waits for: the README's first command (`cargo run --release
+# --example seed_tour` in a checkout) built cold, and a cold `cargo build
+# --release` of a fresh crate that runs the README example, side by side with
+# a fresh crate that depends on ndarray alone. Each gets its own empty target
+# directory; crates already downloaded into ~/.cargo are not downloaded again,
+# so this measures compiling, not the network.
 #
 #   bash benches/cold_build.sh [path to an nngraph checkout]   (default: this one)
 #
-# Prints, per crate, the wall time and how many crates were compiled. The
-# scratch crates live in target/cold-build/.
+# Prints, per build, the wall time and how many crates were compiled, and
+# what the first command compiled beyond what a crate depending on nngraph
+# compiles (nothing, since tests, benches and char_rnn are packages of their
+# own). The scratch crates live in target/cold-build/.
 set -euo pipefail
 shopt -s inherit_errexit
 repo=$(cd "${1:-$(dirname "$0")/..}" && pwd)
@@ -73,6 +76,18 @@ for name in ndarray_only readme_example; do
   log=$(cd "$dir" && CARGO_TARGET_DIR="$dir/target" cargo build --release 2>&1)
   end=$(date +%s.%N)
   crates=$(grep -c '^ *Compiling ' <<<"$log" || true)
+  grep -oE '^ *Compiling [^ ]+' <<<"$log" | awk '{print $2}' | sort > "$work/$name.crates"
   (cd "$dir" && CARGO_TARGET_DIR="$dir/target" cargo run -q --release >/dev/null)
   printf '%-16s %6.1f s  %3d crates compiled\n' "$name" "$(echo "$end - $start" | bc)" "$crates"
 done
+
+# The README's first command, in the checkout itself, with an empty target.
+(cd "$repo" && cargo fetch -q)
+start=$(date +%s.%N)
+log=$(cd "$repo" && CARGO_TARGET_DIR="$work/first-command" cargo build --release --example seed_tour 2>&1)
+end=$(date +%s.%N)
+crates=$(grep -c '^ *Compiling ' <<<"$log" || true)
+printf '%-16s %6.1f s  %3d crates compiled\n' "seed_tour" "$(echo "$end - $start" | bc)" "$crates"
+grep -oE '^ *Compiling [^ ]+' <<<"$log" | awk '{print $2}' | sort > "$work/seed_tour.crates"
+extra=$(comm -13 "$work/readme_example.crates" "$work/seed_tour.crates" | grep -vx 'readme_example\|nngraph' | tr '\n' ' ' || true)
+echo "  beyond what a crate depending on nngraph compiles: ${extra:-nothing}"

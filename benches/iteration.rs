@@ -11,7 +11,7 @@
 //! hoisted one with matrixmultiply on two threads, run in a child process);
 //! and the machine's GEMM throughput.
 //!
-//! `cargo bench --bench iteration`
+//! `cargo bench -p nngraph-tests --bench iteration`
 
 use criterion::{criterion_group, Criterion, Throughput};
 use nngraph::ndarray::{linalg::general_mat_mul, s, Array1, Array2, Array3, Axis};

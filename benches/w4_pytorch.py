@@ -2,7 +2,7 @@
 default model (Embedding(65, 128), nn.LSTM(128, 128, num_layers=2), Linear(128,
 65), cross-entropy averaged over T*B characters, T = B = 50, float32), the
 sequence from zero states, backward, gradients clipped to [-5, 5], one Adam
-step (lr 2e-3), zero grads: the iteration `cargo bench --bench iteration --
+step (lr 2e-3), zero grads: the iteration `cargo bench -p nngraph-tests --bench iteration --
 W4-charlstm` times.
 
 Runs PyTorch on 1 and 2 threads, then (unless --torch-only) the crate's W4
@@ -71,7 +71,7 @@ def torch_medians(threads, iters):
 def crate_medians():
     """The crate's W4 medians, from criterion's output (in milliseconds)."""
     out = subprocess.run(
-        ["cargo", "bench", "--bench", "iteration", "--", "W4-charlstm"],
+        ["cargo", "bench", "-p", "nngraph-tests", "--bench", "iteration", "--", "W4-charlstm"],
         capture_output=True,
         text=True,
         check=True,

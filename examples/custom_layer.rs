@@ -28,7 +28,7 @@ impl<F: Float> Layer<F> for Gain {
         vec![ParamShape::new("gain", vec![self.width])]
     }
 
-    fn init(&self, params: &mut [F], _rng: &mut dyn rand::Rng) {
+    fn init(&self, params: &mut [F], _rng: &mut dyn nngraph::rand::Rng) {
         params.fill(F::one());
     }
 

@@ -4,7 +4,7 @@
 //! outputs this crate computes for them).
 //!
 //! ```sh
-//! cargo run --release --example export_pytorch            # writes target/pytorch-export/
+//! cargo run --release -p nngraph-tests --example export_pytorch   # writes target/pytorch-export/
 //! python3 scripts/compare_pytorch_export.py target/pytorch-export   # where torch is installed
 //! ```
 //!
@@ -166,7 +166,7 @@ fn export<F: Float, G: Graph<F>>(
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pytorch-export");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/pytorch-export");
     let mut rng = StdRng::seed_from_u64(7);
     let batch = 5;
 

@@ -4,7 +4,7 @@
 //! Run: `cargo run --release --example seed_tour`
 
 use nngraph::prelude::*;
-use rand::RngExt;
+use nngraph::rand::RngExt;
 
 graph! {
     /// In[3]: two inputs to one output.

@@ -1,6 +1,6 @@
 """Checks nngraph's export to PyTorch against the Rust model.
 
-    cargo run --release --example export_pytorch
+    cargo run --release -p nngraph-tests --example export_pytorch
     python3 scripts/compare_pytorch_export.py target/pytorch-export
 
 For each directory the example wrote (model.py, weights.safetensors,
@@ -83,7 +83,7 @@ def main():
     root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/pytorch-export")
     cases = sorted(p for p in root.iterdir() if (p / "case.json").exists())
     if not cases:
-        sys.exit(f"no exported models under {root}: run `cargo run --release --example export_pytorch` first")
+        sys.exit(f"no exported models under {root}: run `cargo run --release -p nngraph-tests --example export_pytorch` first")
     print(f"torch {torch.__version__}")
     results = [check(c) for c in cases]
     sys.exit(0 if all(results) else 1)

@@ -252,7 +252,7 @@ fn formula(name: &str, i: usize, j: usize) -> f64 {
 #[test]
 fn state_dicts_saved_by_torch_load_unchanged() {
     // Written by tests/oracle/make_state_dicts.py with torch (float32).
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("oracle");
     let mut lstm = LstmCell::<3, 4, f64>::zeros();
     lstm.load(dir.join("lstm_cell_3_4.safetensors")).unwrap();
     let mut gru = GruCell::<3, 4, f64>::zeros();
@@ -283,8 +283,7 @@ fn checkpoints_have_the_names_of_torch_state_dicts() {
     gru.save(dir.join("gru.safetensors")).unwrap();
     assert_eq!(safetensors_names(&dir.join("gru.safetensors")), torch_names);
     // The file torch wrote has the same names.
-    let oracle =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/lstm_cell_3_4.safetensors");
+    let oracle = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("oracle/lstm_cell_3_4.safetensors");
     assert_eq!(safetensors_names(&oracle), torch_names);
     std::fs::remove_dir_all(&dir).unwrap();
 }

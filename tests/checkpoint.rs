@@ -133,8 +133,7 @@ fn a_flipped_bit_in_a_saved_tensor_names_it_and_a_torch_file_without_checksums_l
     assert_eq!(cell.params(), &before[..]);
 
     // Saved by PyTorch's safetensors: no checksum, still loads.
-    let torch =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle/lstm_cell_3_4.safetensors");
+    let torch = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("oracle/lstm_cell_3_4.safetensors");
     let bytes = std::fs::read(&torch).unwrap();
     let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     assert!(metadata

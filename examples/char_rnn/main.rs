@@ -2,9 +2,9 @@
 //! as Karpathy's `train.lua` and `sample.lua`.
 //!
 //! ```sh
-//! cargo run --release --example char_rnn -- train                 # Tiny Shakespeare, 2 layers of 128
-//! cargo run --release --example char_rnn -- train --resume target/char-rnn/ckpt_000500 --iters 1000
-//! cargo run --release --example char_rnn -- sample --checkpoint target/char-rnn/ckpt_001000 --prime "ROMEO:"
+//! cargo run --release -p char_rnn -- train                 # Tiny Shakespeare, 2 layers of 128
+//! cargo run --release -p char_rnn -- train --resume target/char-rnn/ckpt_000500 --iters 1000
+//! cargo run --release -p char_rnn -- sample --checkpoint target/char-rnn/ckpt_001000 --prime "ROMEO:"
 //! ```
 //!
 //! `train` splits the text 90/5/5 into training, validation and test text,
@@ -13,15 +13,15 @@
 //! training and validation losses to `--out/loss.svg`. `--resume` continues
 //! a run exactly where its checkpoint left it. `--help` lists every option.
 
-mod tool;
+use char_rnn as tool;
 
 use clap::{value_parser, Arg, ArgMatches, Command};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn cli() -> Command {
-    let default_data = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/tinyshakespeare.txt");
-    let default_out = concat!(env!("CARGO_MANIFEST_DIR"), "/target/char-rnn");
+    let default_data = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/tinyshakespeare.txt");
+    let default_out = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/char-rnn");
     let number = |name: &'static str, default: &'static str, help: &'static str| {
         Arg::new(name)
             .long(name)

@@ -1,7 +1,7 @@
 //! char-rnn as a tool, as `train.lua` and `sample.lua` were: a multi-layer
 //! LSTM character model declared with `graph!`, trained over whole
 //! sequences with truncated BPTT, validated, checkpointed, resumed and
-//! sampled. `main.rs` is the command line; `tests/char_rnn_tool.rs` drives
+//! sampled. `main.rs` is the command line; `tests/tool.rs` drives
 //! the same functions on a tiny text. `train` writes to its `--out`
 //! directory the checkpoints, `loss.svg` and the model's picture,
 //! `model.svg`.
@@ -9,9 +9,9 @@
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nngraph::ndarray::Array2;
 use nngraph::prelude::*;
+use nngraph::rand::RngExt;
 use nngraph::runtime::optim::AdamState;
 use nngraph::runtime::Feed;
-use rand::RngExt;
 use serde_json::{json, Value};
 use std::error::Error;
 use std::fs;

@@ -29,7 +29,7 @@ graph! {
 }
 
 pub fn oracle(file: &str) -> Value {
-    let path = format!("{}/tests/oracle/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/oracle/{file}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).expect("oracle file")).expect("oracle json")
 }
 

@@ -1,9 +1,7 @@
-//! The char_rnn example's train → checkpoint → resume → sample path, on a
-//! tiny text and a tiny model (the example's own code, included here).
+//! The char_rnn tool's train → checkpoint → resume → sample path, on a
+//! tiny text and a tiny model.
 
-#[path = "../examples/char_rnn/tool.rs"]
-#[allow(dead_code)]
-mod tool;
+use char_rnn as tool;
 
 use std::path::{Path, PathBuf};
 use tool::{SampleOptions, TrainOptions};
@@ -20,7 +18,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// The first 4000 characters of Tiny Shakespeare.
 fn tiny_text(dir: &Path) -> PathBuf {
-    let text: String = include_str!("../examples/data/tinyshakespeare.txt")
+    let text: String = include_str!("../../data/tinyshakespeare.txt")
         .chars()
         .take(4000)
         .collect();
