@@ -11,7 +11,10 @@
 //! reports the validation loss and writes a checkpoint every
 //! `--checkpoint-every` iterations (atomically, in `--out`), and plots the
 //! training and validation losses to `--out/loss.svg`. `--resume` continues
-//! a run exactly where its checkpoint left it. `--help` lists every option.
+//! a run exactly where its checkpoint left it (with the options given that
+//! a run can change, such as the learning rate). The learning rate decays
+//! as char-rnn's does (`--lr-decay`, `--lr-decay-after`). `--help` lists
+//! every option; paths are relative to the working directory.
 
 use char_rnn as tool;
 
@@ -20,8 +23,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn cli() -> Command {
-    let default_data = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/tinyshakespeare.txt");
-    let default_out = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/char-rnn");
+    // Relative to the working directory: run from the repository's root.
+    let default_data = "examples/data/tinyshakespeare.txt";
+    let default_out = "target/char-rnn";
     let number = |name: &'static str, default: &'static str, help: &'static str| {
         Arg::new(name)
             .long(name)
@@ -56,6 +60,16 @@ fn cli() -> Command {
                 .arg(number("seq", "50", "Characters per sequence (BPTT length)"))
                 .arg(number("batch", "50", "Sequences per batch"))
                 .arg(float("lr", "2e-3", "Adam's learning rate"))
+                .arg(float(
+                    "lr-decay",
+                    "0.97",
+                    "Multiplies the learning rate at the end of each pass over the text, after --lr-decay-after",
+                ))
+                .arg(number(
+                    "lr-decay-after",
+                    "10",
+                    "Passes over the text before the learning rate decays",
+                ))
                 .arg(float("dropout", "0", "Dropout between layers, in [0, 1)"))
                 .arg(float("grad-clip", "5", "Clip each gradient to [-c, c]"))
                 .arg(number(
@@ -92,7 +106,11 @@ fn cli() -> Command {
                     Arg::new("resume")
                         .long("resume")
                         .value_name("CKPT")
-                        .help("A checkpoint directory to continue from (its options are kept)"),
+                        .help(
+                            "A checkpoint to continue from, or a --out folder (its latest): the run keeps \
+                             its options, but takes those given here that can change (the learning \
+                             rate, ...); changing the model's sizes or the batch is an error",
+                        ),
                 )
                 .arg(
                     Arg::new("quiet")
@@ -109,12 +127,12 @@ fn cli() -> Command {
                         .long("checkpoint")
                         .value_name("CKPT")
                         .required(true)
-                        .help("A checkpoint directory written by train"),
+                        .help("A checkpoint written by train, or its --out folder (the latest)"),
                 )
                 .arg(float(
                     "temperature",
                     "0.8",
-                    "Below 1: safer choices; above 1: more varied",
+                    "Below 1: safer choices; above 1: more varied; 0: always the likeliest",
                 ))
                 .arg(
                     Arg::new("prime")
@@ -146,6 +164,8 @@ fn train(m: &ArgMatches) -> tool::Result<()> {
         seq: n("seq"),
         batch: n("batch"),
         lr: f("lr"),
+        lr_decay: f("lr-decay"),
+        lr_decay_after: n("lr-decay-after"),
         dropout: f("dropout"),
         grad_clip: f("grad-clip"),
         iters: n("iters"),
@@ -154,6 +174,11 @@ fn train(m: &ArgMatches) -> tool::Result<()> {
         out: path("out"),
         seed: *m.get_one::<u64>("seed").expect("has a default"),
         progress: !m.get_flag("quiet"),
+        given: m
+            .ids()
+            .filter(|id| m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+            .map(|id| id.to_string())
+            .collect(),
     };
     let resume = m.get_one::<String>("resume").map(PathBuf::from);
     let report = tool::train(options, resume.as_deref())?;

@@ -115,6 +115,13 @@ pub struct TrainOptions {
     /// Sequences per batch.
     pub batch: usize,
     pub lr: f64,
+    /// The learning rate is multiplied by this at the end of every pass
+    /// over the training text from the `lr_decay_after`-th on (char-rnn's
+    /// `learning_rate_decay`).
+    pub lr_decay: f64,
+    /// Passes over the training text before the rate decays (char-rnn's
+    /// `learning_rate_decay_after`).
+    pub lr_decay_after: usize,
     /// Dropout between layers and before the output layer, in training.
     pub dropout: f64,
     /// Gradients are clipped to [-grad_clip, grad_clip] (char-rnn's
@@ -131,6 +138,11 @@ pub struct TrainOptions {
     pub seed: u64,
     /// Whether to draw a progress bar.
     pub progress: bool,
+    /// The options given on the command line, by name (`lr`, `hidden`): a
+    /// resumed run takes these over the checkpoint's where it can, and
+    /// refuses, by name, those it cannot (the model's and the batch's
+    /// sizes).
+    pub given: Vec<String>,
 }
 
 impl TrainOptions {
@@ -153,21 +165,75 @@ impl TrainOptions {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("--dropout must be in [0, 1), got {}", self.dropout).into());
         }
+        if !(self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
+            return Err(format!("--lr-decay must be in (0, 1], got {}", self.lr_decay).into());
+        }
         Ok(())
+    }
+
+    /// The learning rate for the iteration after `done` iterations, with
+    /// `per_pass` iterations per pass over the training text: `lr`, times
+    /// `lr_decay` for every pass completed from the `lr_decay_after`-th on.
+    /// A function of the iteration, so a resumed run continues it exactly.
+    pub fn learning_rate(&self, done: usize, per_pass: usize) -> f64 {
+        let passes = done / per_pass.max(1);
+        let decays = passes.saturating_sub(self.lr_decay_after.max(1) - 1);
+        self.lr * self.lr_decay.powi(decays.min(i32::MAX as usize) as i32)
+    }
+
+    /// The options of a resumed run: the checkpoint's, except those given
+    /// on this command line that a run can change on the way; an error
+    /// naming any given one it cannot (the model's sizes, the batch).
+    fn resumed(self, saved: TrainOptions, checkpoint: &Path) -> Result<TrainOptions> {
+        let mut o = saved;
+        for name in &self.given {
+            let fixed = |flag: &str, now: usize, then: usize, what: &str| -> Result<()> {
+                if now == then {
+                    return Ok(());
+                }
+                Err(format!(
+                    "--{flag} {now}: the run in {} has {then} {what}, which a resumed run keeps; \
+                     start a new run (without --resume) to change it",
+                    checkpoint.display()
+                )
+                .into())
+            };
+            match name.as_str() {
+                "layers" => fixed("layers", self.layers, o.layers, "LSTM layers")?,
+                "hidden" => fixed("hidden", self.hidden, o.hidden, "units per layer")?,
+                "batch" => fixed("batch", self.batch, o.batch, "sequences per batch")?,
+                "data" => o.data = self.data.clone(),
+                "seq" => o.seq = self.seq,
+                "lr" => o.lr = self.lr,
+                "lr-decay" => o.lr_decay = self.lr_decay,
+                "lr-decay-after" => o.lr_decay_after = self.lr_decay_after,
+                "dropout" => o.dropout = self.dropout,
+                "grad-clip" => o.grad_clip = self.grad_clip,
+                "checkpoint-every" => o.checkpoint_every = self.checkpoint_every,
+                "val-chars" => o.val_chars = self.val_chars,
+                "seed" => o.seed = self.seed,
+                _ => {}
+            }
+        }
+        // Where it goes, how far and whether it shows are this command's.
+        (o.out, o.iters, o.progress, o.given) = (self.out, self.iters, self.progress, self.given);
+        Ok(o)
     }
 
     fn to_json(&self) -> Value {
         json!({
             "data": self.data, "layers": self.layers, "hidden": self.hidden, "seq": self.seq,
-            "batch": self.batch, "lr": self.lr, "dropout": self.dropout, "grad_clip": self.grad_clip,
+            "batch": self.batch, "lr": self.lr, "lr_decay": self.lr_decay,
+            "lr_decay_after": self.lr_decay_after, "dropout": self.dropout, "grad_clip": self.grad_clip,
             "iters": self.iters, "checkpoint_every": self.checkpoint_every,
             "val_chars": self.val_chars, "seed": self.seed,
         })
     }
 
-    /// The options saved in a checkpoint; `out`, `iters` and `progress`
-    /// come from the resuming command.
-    fn from_json(v: &Value, out: PathBuf, iters: usize, progress: bool) -> Result<TrainOptions> {
+    /// The options saved in a checkpoint (`out`, `iters` and `progress`
+    /// left for the resuming command to set). A checkpoint of format 1 has
+    /// no decay: its rate stays.
+    fn from_json(v: &Value) -> Result<TrainOptions> {
         let n = |k: &str| {
             v[k].as_u64()
                 .map(|n| n as usize)
@@ -181,14 +247,17 @@ impl TrainOptions {
             seq: n("seq")?,
             batch: n("batch")?,
             lr: f("lr")?,
+            lr_decay: v["lr_decay"].as_f64().unwrap_or(1.0),
+            lr_decay_after: v["lr_decay_after"].as_u64().map_or(0, |n| n as usize),
             dropout: f("dropout")?,
             grad_clip: f("grad_clip")?,
-            iters,
+            iters: 0,
             checkpoint_every: n("checkpoint_every")?,
             val_chars: n("val_chars")?,
-            out,
+            out: PathBuf::new(),
             seed: v["seed"].as_u64().ok_or("checkpoint options lack `seed`")?,
-            progress,
+            progress: false,
+            given: Vec::new(),
         })
     }
 }
@@ -205,7 +274,11 @@ pub struct Corpus {
 
 impl Corpus {
     pub fn read(path: &Path) -> Result<Corpus> {
-        let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = fs::read_to_string(path)
+            .map_err(|e| format!("{}: {e} (--data names the text)", path.display()))?;
+        if text.is_empty() {
+            return Err(format!("{}: the text is empty", path.display()).into());
+        }
         let mut vocab: Vec<char> = text.chars().collect();
         vocab.sort_unstable();
         vocab.dedup();
@@ -290,19 +363,30 @@ pub struct TrainReport {
 /// Trains from scratch, or from the checkpoint `resume`, until
 /// `options.iters` iterations in all.
 pub fn train(options: TrainOptions, resume: Option<&Path>) -> Result<TrainReport> {
-    // A resumed run keeps the options it was started with, but not its
-    // destination, length or progress bar.
-    let saved = resume.map(Checkpoint::read).transpose()?;
-    let options = match &saved {
-        None => options,
-        Some(saved) => TrainOptions::from_json(
-            &saved.meta["options"],
-            options.out,
-            options.iters,
-            options.progress,
-        )?,
+    // A resumed run keeps the options it was started with, except those
+    // given now that it can change (see `TrainOptions::resumed`).
+    let resume = resume.map(latest_checkpoint).transpose()?;
+    let saved = resume.as_deref().map(Checkpoint::read).transpose()?;
+    let options = match (&saved, &resume) {
+        (Some(saved), Some(dir)) => {
+            let then = TrainOptions::from_json(&saved.meta["options"])
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            options.resumed(then, dir)?
+        }
+        _ => options,
     };
     options.check()?;
+    if let (Some(saved), Some(dir)) = (&saved, &resume) {
+        if saved.run.iteration >= options.iters {
+            return Err(format!(
+                "{} is at iteration {}, and --iters is {}: nothing to train (raise --iters)",
+                dir.display(),
+                saved.run.iteration,
+                options.iters
+            )
+            .into());
+        }
+    }
     let corpus = Corpus::read(&options.data)?;
     let (mut model, mut adam, mut run) = match saved {
         None => {
@@ -349,6 +433,7 @@ pub fn train(options: TrainOptions, resume: Option<&Path>) -> Result<TrainReport
         // Dropout masks depend on the seed and the pass count only, so a
         // resumed run draws the masks the uninterrupted run would have.
         tape.set_calls(run.iteration as u64);
+        adam.lr = options.learning_rate(run.iteration, batches.chunks()) as f32;
         let loss = with_graph!(&mut model, g => {
             g.training();
             g.set_seed(options.seed);
@@ -494,10 +579,34 @@ impl Checkpoint {
         let name = format!("ckpt_{:06}", run.iteration);
         let dir = options.out.join(&name);
         let tmp = options.out.join(format!(".{name}.tmp"));
-        if tmp.exists() {
+        if tmp.is_dir() {
             fs::remove_dir_all(&tmp)?;
         }
-        fs::create_dir_all(&tmp)?;
+        fs::create_dir(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        let written = Self::write_into(&tmp, options, vocab, model, adam, run).and_then(|()| {
+            if dir.exists() {
+                fs::remove_dir_all(&dir)?;
+            }
+            fs::rename(&tmp, &dir)?;
+            Ok(())
+        });
+        if let Err(e) = written {
+            // No half-written checkpoint is left behind.
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(format!("{}: {e}", dir.display()).into());
+        }
+        Ok(dir)
+    }
+
+    /// The files of a checkpoint, into `tmp`.
+    fn write_into(
+        tmp: &Path,
+        options: &TrainOptions,
+        vocab: &[char],
+        model: &Model,
+        adam: &Adam<f32>,
+        run: &RunState,
+    ) -> Result<()> {
         let state = adam.state();
         with_graph!(model, g => {
             g.save(tmp.join("model.safetensors"))?;
@@ -511,29 +620,39 @@ impl Checkpoint {
                 holder.save(tmp.join(file))?;
             }
         });
+        carry_store(&run.carry, options.batch, options.hidden)?.save(tmp.join("carry.safetensors"))?;
         let meta = json!({
+            "format": FORMAT,
             "options": options.to_json(),
             "vocab": vocab.iter().collect::<String>(),
             "iteration": run.iteration,
             "adam_steps": state.steps,
-            "carry": run.carry.iter().map(|c| c.iter().copied().collect::<Vec<f32>>()).collect::<Vec<_>>(),
             "train_losses": run.train_losses,
             "val_losses": run.val_losses,
         });
         let mut file = fs::File::create(tmp.join("run.json"))?;
         file.write_all(serde_json::to_string(&meta)?.as_bytes())?;
         file.sync_all()?;
-        if dir.exists() {
-            fs::remove_dir_all(&dir)?;
-        }
-        fs::rename(&tmp, &dir)?;
-        Ok(dir)
+        Ok(())
     }
 
+    /// Reads the checkpoint in `dir`; an error names the checkpoint and
+    /// the file.
     fn read(dir: &Path) -> Result<Checkpoint> {
-        let text = fs::read_to_string(dir.join("run.json"))
-            .map_err(|e| format!("{}: {e}", dir.join("run.json").display()))?;
-        let meta: Value = serde_json::from_str(&text)?;
+        Self::read_files(dir).map_err(|e| format!("checkpoint {}: {e}", dir.display()).into())
+    }
+
+    fn read_files(dir: &Path) -> Result<Checkpoint> {
+        let path = dir.join("run.json");
+        let text = fs::read_to_string(&path).map_err(|e| format!("run.json: {e}"))?;
+        let meta: Value = serde_json::from_str(&text).map_err(|e| format!("run.json: {e}"))?;
+        let format = meta["format"].as_u64().unwrap_or(1);
+        if format > FORMAT {
+            return Err(format!(
+                "run.json is of format {format}; this char_rnn reads formats 1 to {FORMAT} (a newer char_rnn wrote it)"
+            )
+            .into());
+        }
         let vocab: Vec<char> = meta["vocab"]
             .as_str()
             .ok_or("run.json lacks the vocabulary")?
@@ -549,10 +668,10 @@ impl Checkpoint {
         let (batch, hidden) = (size("batch")?, size("hidden")?);
         let mut moments = Vec::new();
         with_graph!(&mut model, g => {
-            g.load(dir.join("model.safetensors"))?;
+            g.load(dir.join("model.safetensors")).map_err(|e| format!("model.safetensors: {e}"))?;
             for file in ["adam_m.safetensors", "adam_v.safetensors"] {
                 let mut holder = g.clone();
-                holder.load(dir.join(file))?;
+                holder.load(dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
                 moments.push(holder.params().to_vec());
             }
         });
@@ -566,22 +685,32 @@ impl Checkpoint {
         } else {
             (m, v)
         };
-        let carry = meta["carry"]
-            .as_array()
-            .ok_or("run.json lacks `carry`")?
-            .iter()
-            .map(|c| {
-                let values: Vec<f32> = c
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v.as_f64())
-                    .map(|v| v as f32)
-                    .collect();
-                Array2::from_shape_vec((batch, hidden), values)
-                    .map_err(|e| format!("run.json: a carried state: {e}"))
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let pairs = with_graph!(&model, g => g.recurrent_pairs().len());
+        let carry = if format >= 2 {
+            let mut store = carry_store(&vec![Array2::zeros((batch, hidden)); pairs], batch, hidden)?;
+            store
+                .load(dir.join("carry.safetensors"))
+                .map_err(|e| format!("carry.safetensors: {e}"))?;
+            carry_arrays(&store, batch, hidden)
+        } else {
+            // Format 1 kept the carried states in run.json, as numbers.
+            meta["carry"]
+                .as_array()
+                .ok_or("run.json lacks `carry`")?
+                .iter()
+                .map(|c| {
+                    let values: Vec<f32> = c
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_f64())
+                        .map(|v| v as f32)
+                        .collect();
+                    Array2::from_shape_vec((batch, hidden), values)
+                        .map_err(|e| format!("run.json: a carried state: {e}"))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?
+        };
         let floats = |k: &str| -> Vec<f64> {
             meta[k]
                 .as_array()
@@ -678,10 +807,14 @@ pub struct SampleOptions {
 /// Generates text from a checkpoint: the prime, then `length` characters,
 /// each drawn from the model's distribution at `temperature` and fed back.
 pub fn sample(options: &SampleOptions) -> Result<String> {
-    if options.temperature.is_nan() || options.temperature <= 0.0 {
-        return Err(format!("--temperature must be positive, got {}", options.temperature).into());
+    if !(options.temperature >= 0.0 && options.temperature.is_finite()) {
+        return Err(format!(
+            "--temperature must be 0 (always the likeliest character) or more, got {}",
+            options.temperature
+        )
+        .into());
     }
-    let saved = Checkpoint::read(&options.checkpoint)?;
+    let saved = Checkpoint::read(&latest_checkpoint(&options.checkpoint)?)?;
     let vocab = saved.vocab;
     let unknown: String = options
         .prime
@@ -744,8 +877,18 @@ fn generate<G: Graph<f32>>(
     Ok(out)
 }
 
-/// Draws an index from `softmax(logits / temperature)`.
+/// Draws an index from `softmax(logits / temperature)`; at temperature 0,
+/// the likeliest (the first of equals).
 fn draw(logits: &[f32], temperature: f64, rng: &mut StdRng) -> usize {
+    if temperature == 0.0 {
+        let mut best = 0;
+        for (i, &l) in logits.iter().enumerate() {
+            if l > logits[best] {
+                best = i;
+            }
+        }
+        return best;
+    }
     let scaled: Vec<f64> = logits.iter().map(|&l| l as f64 / temperature).collect();
     let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let weights: Vec<f64> = scaled.iter().map(|&s| (s - max).exp()).collect();
@@ -759,9 +902,61 @@ fn draw(logits: &[f32], temperature: f64, rng: &mut StdRng) -> usize {
     weights.len() - 1
 }
 
-/// The parameters a checkpoint holds (for tests/char_rnn_tool.rs).
-#[allow(dead_code)]
+/// The parameters a checkpoint holds (for the tests).
 pub fn checkpoint_params(dir: &Path) -> Result<Vec<f32>> {
     let saved = Checkpoint::read(dir)?;
     Ok(with_graph!(&saved.model, g => g.params().to_vec()))
+}
+
+/// The format of the checkpoints this writes: 2 keeps the carried states
+/// in `carry.safetensors` (1 kept them in run.json as numbers: 492 KB for
+/// the default model; still read).
+pub const FORMAT: u64 = 2;
+
+/// The checkpoint `path` names: itself if it holds one (`run.json`), or
+/// the latest `ckpt_NNNNNN` in it (a training run's `--out`).
+pub fn latest_checkpoint(path: &Path) -> Result<PathBuf> {
+    if path.join("run.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let entries = fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let latest = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let n: usize = name.strip_prefix("ckpt_")?.parse().ok()?;
+            e.path().join("run.json").is_file().then_some((n, e.path()))
+        })
+        .max_by_key(|(n, _)| *n);
+    match latest {
+        Some((_, dir)) => Ok(dir),
+        None => Err(format!(
+            "{} is no checkpoint (no run.json) and holds none (no ckpt_NNNNNN with one)",
+            path.display()
+        )
+        .into()),
+    }
+}
+
+/// The carried states as named tensors (`state0.value`, ...), to be saved
+/// and loaded like parameters: atomically, checksummed.
+fn carry_store(carry: &[Array2<f32>], batch: usize, hidden: usize) -> Result<ParamStore<f32>> {
+    let names: Vec<String> = (0..carry.len()).map(|i| format!("state{i}")).collect();
+    let nodes: Vec<(&str, Vec<ParamShape>)> = names
+        .iter()
+        .map(|n| (n.as_str(), vec![ParamShape::new("value", vec![batch, hidden])]))
+        .collect();
+    let mut store = ParamStore::new("carry", &nodes);
+    for (c, chunk) in carry.iter().zip(store.values_mut().chunks_mut(batch * hidden)) {
+        chunk.iter_mut().zip(c.iter()).for_each(|(d, &v)| *d = v);
+    }
+    Ok(store)
+}
+
+fn carry_arrays(store: &ParamStore<f32>, batch: usize, hidden: usize) -> Vec<Array2<f32>> {
+    store
+        .values()
+        .chunks(batch * hidden)
+        .map(|c| Array2::from_shape_vec((batch, hidden), c.to_vec()).expect("batch x hidden values"))
+        .collect()
 }

@@ -35,6 +35,8 @@ fn options(data: PathBuf, out: PathBuf, iters: usize, dropout: f64) -> TrainOpti
         seq: 10,
         batch: 4,
         lr: 1e-2,
+        lr_decay: 0.97,
+        lr_decay_after: 10,
         dropout,
         grad_clip: 5.0,
         iters,
@@ -43,6 +45,7 @@ fn options(data: PathBuf, out: PathBuf, iters: usize, dropout: f64) -> TrainOpti
         out,
         seed: 3,
         progress: false,
+        given: Vec::new(),
     }
 }
 
@@ -131,12 +134,39 @@ fn train_checkpoint_resume_and_sample() {
     })
     .unwrap_err();
     assert!(err.to_string().contains('~'), "{err}");
-    // A temperature of zero or less is an error.
+    // A temperature below zero is an error; zero takes the likeliest
+    // character every time, so the seed does not matter.
     assert!(tool::sample(&SampleOptions {
-        temperature: 0.0,
-        ..sample_options
+        temperature: -0.5,
+        ..sample_options.clone()
     })
     .is_err());
+    let greedy = |seed| {
+        tool::sample(&SampleOptions {
+            temperature: 0.0,
+            seed,
+            ..sample_options.clone()
+        })
+        .unwrap()
+    };
+    assert_eq!(greedy(1), greedy(2));
+    // The run's folder means its latest checkpoint.
+    let from_folder = tool::sample(&SampleOptions {
+        checkpoint: dir.join("resumed"),
+        ..sample_options.clone()
+    })
+    .unwrap();
+    assert_eq!(from_folder, text);
+    let err = tool::sample(&SampleOptions {
+        checkpoint: dir.clone(),
+        ..sample_options
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("is no checkpoint (no run.json) and holds none"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -150,7 +180,7 @@ fn a_checkpoint_that_cannot_be_written_leaves_none_and_the_earlier_ones_intact()
     // write fails.
     std::fs::write(out.join(".ckpt_000020.tmp"), b"in the way").unwrap();
     let err = tool::train(
-        options(data, out.clone(), 20, 0.0),
+        options(data.clone(), out.clone(), 20, 0.0),
         Some(&out.join("ckpt_000010")),
     );
     assert!(err.is_err());
@@ -159,6 +189,23 @@ fn a_checkpoint_that_cannot_be_written_leaves_none_and_the_earlier_ones_intact()
         std::fs::read(out.join("ckpt_000010/model.safetensors")).unwrap(),
         before
     );
+    std::fs::remove_file(out.join(".ckpt_000020.tmp")).unwrap();
+    // A write that fails once its temporary folder is full (a file where the
+    // checkpoint goes): the temporary folder is removed.
+    std::fs::write(out.join("ckpt_000020"), b"not a folder").unwrap();
+    let err = tool::train(
+        options(data, out.clone(), 20, 0.0),
+        Some(&out.join("ckpt_000010")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("ckpt_000020"), "{err}");
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
@@ -183,4 +230,212 @@ fn options_that_cannot_make_a_run_are_errors_naming_the_option() {
     }
     // Nothing was written.
     assert!(!dir.join("out").exists());
+}
+
+/// A checkpoint of a 20-iteration run on the tiny text, in its own folder.
+fn run20(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let data = tiny_text(&dir);
+    tool::train(options(data.clone(), dir.join("run"), 20, 0.0), None).unwrap();
+    (dir, data)
+}
+
+#[test]
+fn a_damaged_checkpoint_is_an_error_naming_the_checkpoint_and_the_file() {
+    let (dir, data) = run20("damaged");
+    let ckpt = dir.join("run/ckpt_000010");
+    let copy = |name: &str| {
+        let to = dir.join(name);
+        std::fs::create_dir_all(&to).unwrap();
+        for e in std::fs::read_dir(&ckpt).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+        to
+    };
+    type Damage = fn(&Path);
+    let cases: [(&str, &str, Damage); 3] = [
+        ("truncated", "run.json", |c| {
+            let text = std::fs::read(c.join("run.json")).unwrap();
+            std::fs::write(c.join("run.json"), &text[..text.len() / 2]).unwrap();
+        }),
+        ("flipped", "carry.safetensors", |c| {
+            let mut bytes = std::fs::read(c.join("carry.safetensors")).unwrap();
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            std::fs::write(c.join("carry.safetensors"), bytes).unwrap();
+        }),
+        ("missing", "model.safetensors", |c| {
+            std::fs::remove_file(c.join("model.safetensors")).unwrap()
+        }),
+    ];
+    for (name, file, damage) in cases {
+        let c = copy(name);
+        damage(&c);
+        let err = tool::train(options(data.clone(), dir.join("out"), 30, 0.0), Some(&c))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("checkpoint {}: {file}: ", c.display())),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_resumed_run_takes_the_options_it_can_and_refuses_the_sizes_by_name() {
+    let (dir, data) = run20("resume_options");
+    let ckpt = dir.join("run/ckpt_000010");
+    // A new learning rate is taken, and saved with the next checkpoints.
+    let mut o = options(data.clone(), dir.join("faster"), 20, 0.0);
+    o.lr = 0.05;
+    o.given = vec!["lr".into()];
+    tool::train(o, Some(&ckpt)).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("faster/ckpt_000020/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["options"]["lr"], 0.05);
+    // Not given, the checkpoint's is kept (the default of this command is
+    // not taken for a choice).
+    let mut o = options(data.clone(), dir.join("kept"), 20, 0.0);
+    o.lr = 0.05;
+    tool::train(o, Some(&ckpt)).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("kept/ckpt_000020/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["options"]["lr"], 1e-2);
+    // The model's sizes and the batch cannot change: an error naming them.
+    for (flag, spoil) in [
+        ("--hidden 32", (|o| o.hidden = 32) as fn(&mut TrainOptions)),
+        ("--layers 3", |o| o.layers = 3),
+        ("--batch 8", |o| o.batch = 8),
+    ] {
+        let mut o = options(data.clone(), dir.join("refused"), 20, 0.0);
+        spoil(&mut o);
+        o.given = vec![flag[2..flag.find(' ').unwrap()].to_string()];
+        let err = tool::train(o, Some(&ckpt)).unwrap_err().to_string();
+        assert!(err.starts_with(flag) && err.contains("start a new run"), "{err}");
+    }
+    // Given with the checkpoint's own value, a size is no change.
+    let mut o = options(data.clone(), dir.join("same"), 20, 0.0);
+    o.given = vec!["hidden".into()];
+    tool::train(o, Some(&ckpt)).unwrap();
+    // Resuming a run that is done is an error, not a run of nothing.
+    let err = tool::train(options(data, dir.join("done"), 20, 0.0), Some(&dir.join("run")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is at iteration 20, and --iters is 20: nothing to train"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_empty_text_is_an_error_naming_it() {
+    let dir = scratch("empty");
+    std::fs::write(dir.join("empty.txt"), "").unwrap();
+    let err = tool::train(options(dir.join("empty.txt"), dir.join("out"), 2, 0.0), None)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        format!("{}: the text is empty", dir.join("empty.txt").display())
+    );
+}
+
+#[test]
+fn the_learning_rate_decays_as_char_rnns_and_a_resumed_run_follows_it() {
+    let mut o = options(PathBuf::new(), PathBuf::new(), 0, 0.0);
+    (o.lr, o.lr_decay, o.lr_decay_after) = (1.0, 0.5, 2);
+    // 10 iterations per pass: the rate halves at the end of the second pass,
+    // and of every pass after it.
+    let rates: Vec<f64> = [0, 9, 10, 19, 20, 29, 30, 40]
+        .iter()
+        .map(|&i| o.learning_rate(i, 10))
+        .collect();
+    assert_eq!(rates, [1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.125]);
+    o.lr_decay = 1.0;
+    assert_eq!(o.learning_rate(1000, 10), 1.0);
+
+    // Across the end of a pass (89 iterations on the tiny text), a resumed
+    // run ends where the straight one does.
+    let dir = scratch("decay");
+    let data = tiny_text(&dir);
+    let run = |out: &str, iters: usize| {
+        let mut o = options(data.clone(), dir.join(out), iters, 0.0);
+        (o.lr_decay, o.lr_decay_after, o.checkpoint_every) = (0.5, 1, 50);
+        o
+    };
+    tool::train(run("straight", 100), None).unwrap();
+    tool::train(run("first", 50), None).unwrap();
+    tool::train(run("resumed", 100), Some(&dir.join("first/ckpt_000050"))).unwrap();
+    let a = tool::checkpoint_params(&dir.join("straight/ckpt_000100")).unwrap();
+    let b = tool::checkpoint_params(&dir.join("resumed/ckpt_000100")).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn carried_states_are_a_tensor_file_and_a_format_1_checkpoint_still_resumes() {
+    let (dir, data) = run20("format");
+    let ckpt = dir.join("run/ckpt_000010");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["format"], tool::FORMAT);
+    assert!(meta.get("carry").is_none());
+    assert!(ckpt.join("carry.safetensors").is_file());
+    assert!(std::fs::metadata(ckpt.join("run.json")).unwrap().len() < 4000);
+    // The same checkpoint as format 1 wrote it: no format, the states in
+    // run.json as numbers.
+    let old = dir.join("old");
+    std::fs::create_dir_all(&old).unwrap();
+    for f in ["model.safetensors", "adam_m.safetensors", "adam_v.safetensors"] {
+        std::fs::copy(ckpt.join(f), old.join(f)).unwrap();
+    }
+    let bytes = std::fs::read(ckpt.join("carry.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = file.names();
+    names.sort();
+    let carry: Vec<Vec<f32>> = names
+        .iter()
+        .map(|n| {
+            let data = file.tensor(n).unwrap().data().to_vec();
+            data.chunks(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect()
+        })
+        .collect();
+    let mut meta1 = meta.clone();
+    meta1.as_object_mut().unwrap().remove("format");
+    meta1["carry"] = serde_json::json!(carry);
+    std::fs::write(old.join("run.json"), serde_json::to_string(&meta1).unwrap()).unwrap();
+    tool::train(options(data.clone(), dir.join("from_old"), 20, 0.0), Some(&old)).unwrap();
+    tool::train(options(data.clone(), dir.join("from_new"), 20, 0.0), Some(&ckpt)).unwrap();
+    let a = tool::checkpoint_params(&dir.join("from_old/ckpt_000020")).unwrap();
+    let b = tool::checkpoint_params(&dir.join("from_new/ckpt_000020")).unwrap();
+    assert_eq!(a, b);
+    // A format from a newer char_rnn is refused, naming it.
+    meta1["format"] = serde_json::json!(tool::FORMAT + 1);
+    std::fs::write(old.join("run.json"), serde_json::to_string(&meta1).unwrap()).unwrap();
+    let err = tool::train(options(data, dir.join("newer"), 20, 0.0), Some(&old))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("run.json is of format {}", tool::FORMAT + 1)),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_default_paths_are_relative_to_the_working_directory() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_char_rnn"))
+        .args(["train", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("[default: examples/data/tinyshakespeare.txt]"),
+        "{help}"
+    );
+    assert!(help.contains("[default: target/char-rnn]"), "{help}");
+    assert!(help.contains("--lr-decay"), "{help}");
 }
