@@ -56,6 +56,7 @@ extern crate self as graph_runtime;
 
 pub mod cells;
 mod checkpoint;
+mod const_message;
 pub mod criteria;
 mod describe;
 mod engine;
@@ -110,6 +111,7 @@ pub mod prelude {
 /// Items used by code that `graph!` generates. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::const_message::{names_in, width_at, Message};
     pub use crate::feed::to_feed;
     pub use crate::instance::{init_graph, layer_output_width, param_layout};
 

@@ -314,8 +314,10 @@ fn infer_host(
         });
         deferred.push(Deferred {
             claim: Claim::Equal(w.clone(), Width::atom(&name)),
+            // `{name}` is replaced by the nested graph's width, a number,
+            // when the check is expanded.
             message: format!(
-                "node `{}`: input {i} of `{graph}` has another width than `{}`, which has width {w}",
+                "node `{}`: input {i} of `{graph}` has width {name}, but `{}` has width {w}",
                 node.name, flow.name
             ),
             span: flow.span,

@@ -6,7 +6,8 @@
 use super::{lit, local, Expander};
 use crate::width::Width;
 use proc_macro2::TokenStream;
-use quote::quote;
+use quote::{format_ident, quote};
+use syn::Ident;
 
 impl Expander<'_> {
     pub(super) fn api(&self) -> TokenStream {
@@ -70,16 +71,22 @@ impl Expander<'_> {
                 quote!(),
                 quote!(),
                 quote! {
-                    const _: () = { #(#checks)* };
+                    #(const _: () = { #checks };)*
                 },
             )
         } else {
+            // One constant per check, so that every failing one is reported.
+            let names: Vec<Ident> = (0..const_checks.len())
+                .map(|i| format_ident!("SIZE_CHECK_{}", i))
+                .collect();
             (
                 quote! {
-                    /// Size checks the macro could not decide, evaluated when the graph is built.
-                    const SIZE_CHECKS: () = { #(#const_checks)* };
+                    #(
+                        #[doc(hidden)]
+                        const #names: () = { #const_checks };
+                    )*
                 },
-                quote!(let () = Self::SIZE_CHECKS;),
+                quote!(#(let () = Self::#names;)*),
                 quote!(),
             )
         };

@@ -189,6 +189,9 @@ impl Expander<'_> {
 
     /// Deferred claims as const assertions (compile-time sizes only) and as
     /// constructor checks (anything known only when the graph is built).
+    /// Each const assertion is a block of its own (the caller makes each a
+    /// constant, so that every failing one is reported, not the first),
+    /// and its message shows numbers: the values of the widths it names.
     pub(super) fn deferred_checks(&self) -> (Vec<TokenStream>, Vec<TokenStream>) {
         let rt = self.rt;
         let name_str = self.g.name.to_string();
@@ -203,27 +206,36 @@ impl Expander<'_> {
             })
             .collect();
         for d in &self.g.deferred {
-            let (cond, at_build) = match &d.claim {
+            let float = &self.float;
+            let (cond, at_build, widths): (TokenStream, bool, Vec<&Width>) = match &d.claim {
                 Claim::Equal(a, b) => {
                     let (ta, tb) = (self.width(a), self.width(b));
-                    (quote!(#ta == #tb), self.is_runtime(a) || self.is_runtime(b))
+                    (
+                        quote!(#ta == #tb),
+                        self.is_runtime(a) || self.is_runtime(b),
+                        vec![a, b],
+                    )
                 }
                 Claim::Divisible { width, by } => {
                     let (w, by) = (self.width(width), lit(*by as usize));
-                    (quote!(#w % #by == 0), self.is_runtime(width))
+                    (quote!(#w % #by == 0), self.is_runtime(width), vec![width])
                 }
                 Claim::AtMost(a, b) => {
                     let (ta, tb) = (self.width(a), self.width(b));
-                    (quote!(#ta <= #tb), self.is_runtime(a) || self.is_runtime(b))
+                    (
+                        quote!(#ta <= #tb),
+                        self.is_runtime(a) || self.is_runtime(b),
+                        vec![a, b],
+                    )
                 }
                 Claim::Count { host, outputs, n } => {
                     let ty = self.nested_type(&self.g.nodes[*host]);
                     let list = if *outputs { quote!(outputs) } else { quote!(inputs) };
                     let n = lit(*n);
-                    let float = &self.float;
                     (
                         quote!(<#ty as #rt::Graph<#float>>::SPEC.#list.len() == #n),
                         self.host_is_dynamic(*host),
+                        Vec::new(),
                     )
                 }
                 Claim::Has { host, output, name } => {
@@ -233,14 +245,18 @@ impl Expander<'_> {
                     } else {
                         quote!(input_index)
                     };
-                    let float = &self.float;
                     (
                         quote!(#rt::__private::#find(<#ty as #rt::Graph<#float>>::SPEC, #name) != usize::MAX),
                         self.host_is_dynamic(*host),
+                        Vec::new(),
                     )
                 }
             };
-            let message = &d.message;
+            let pieces = self.message_pieces(d, &widths);
+            // A width of a nested graph's input or output that is not there
+            // (a wrong count or name, reported by its own check) is no
+            // mismatch of its own.
+            let guards = self.missing_atoms(&widths);
             if at_build {
                 let sizes = &self.sizes;
                 let shown = self.g.runtime_sizes.iter().map(|s| {
@@ -248,24 +264,197 @@ impl Expander<'_> {
                     quote!(::std::format!(#text, #sizes.#s))
                 });
                 let line = d.span.start().line;
+                let (format, args) = runtime_format(&pieces);
                 runtime.push(quote! {
-                    if !(#cond) {
+                    if !(#(#guards ||)* #cond) {
                         let shown: #rt::__private::Vec<::std::string::String> = #rt::__private::vec![#(#shown),*];
                         let with = if shown.is_empty() {
                             ::std::string::String::new()
                         } else {
                             ::std::format!(" (with {})", shown.join(", "))
                         };
+                        let message = ::std::format!(#format #(, #args)*);
                         return ::core::result::Result::Err(#rt::Error::Sizes {
                             graph: #name_str.into(),
-                            message: ::std::format!("{}{}, at {}:{}", #message, with, ::core::file!(), #line),
+                            message: ::std::format!("{}{}, at {}:{}", message, with, ::core::file!(), #line),
                         });
                     }
                 });
             } else {
-                consts.push(quote_spanned!(d.span=> ::core::assert!(#(#stubs)* #cond, #message);));
+                let mut built = Vec::new();
+                for piece in &pieces {
+                    built.push(match piece {
+                        Piece::Text(t) => quote!(.text(#t)),
+                        Piece::Num(n) => quote!(.num(#n)),
+                        Piece::Names(m) => quote!(.text(#m.as_str())),
+                    });
+                }
+                // Sizes fixed at compile time: their values, at the end.
+                let generics: Vec<TokenStream> = self
+                    .g
+                    .const_sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let text = format!("{}{c} = ", if i == 0 { " (with " } else { ", " });
+                        quote!(.text(#text).num(#c))
+                    })
+                    .collect();
+                let close = (!generics.is_empty()).then(|| quote!(.text(")")));
+                consts.push(quote_spanned! {d.span=>
+                    if !(#(#stubs)* #(#guards ||)* #cond) {
+                        ::core::panic!(
+                            "{}",
+                            #rt::__private::Message::new() #(#built)* #(#generics)* #close .as_str()
+                        );
+                    }
+                });
             }
         }
         (consts, runtime)
     }
+
+    /// The message of deferred claim `d` in pieces: for a count, what the
+    /// nested graph declares, as numbers and names; otherwise its text,
+    /// with each width it names by an internal name (`Cell.in[1]`, a user
+    /// layer's width) replaced by its value.
+    fn message_pieces(&self, d: &crate::ir::Deferred, widths: &[&Width]) -> Vec<Piece> {
+        let rt = self.rt;
+        let float = &self.float;
+        if let Claim::Count { host, outputs, n } = &d.claim {
+            let node = &self.g.nodes[*host];
+            let ty = self.nested_type(node);
+            let spec = quote!(<#ty as #rt::Graph<#float>>::SPEC);
+            let graph = node
+                .nested()
+                .map(|n| {
+                    let (path, generics) = (&n.path, &n.generics);
+                    quote!(#path #generics).to_string().replace(' ', "")
+                })
+                .unwrap_or_default();
+            let (list, what) = if *outputs {
+                (quote!(outputs), "output")
+            } else {
+                (quote!(inputs), "input")
+            };
+            let tail = if *outputs {
+                format!(
+                    "), but they are given to {n} name(s)\n= help: bind as many names, or take one output by \
+                     name: `{graph}(..).output`"
+                )
+            } else {
+                format!("), but it is given {n}")
+            };
+            return vec![
+                Piece::Text(format!("node `{}`: `{graph}` has ", node.name)),
+                Piece::Num(quote!(#spec.#list.len())),
+                Piece::Text(format!(" {what}(s) (")),
+                Piece::Names(quote!(#rt::__private::names_in(#spec, #outputs))),
+                Piece::Text(tail),
+            ];
+        }
+        if let Claim::Has { host, output, .. } = &d.claim {
+            let ty = self.nested_type(&self.g.nodes[*host]);
+            let spec = quote!(<#ty as #rt::Graph<#float>>::SPEC);
+            let what = if *output { "outputs" } else { "inputs" };
+            return vec![
+                Piece::Text(format!("{}; its {what} are ", d.message)),
+                Piece::Names(quote!(#rt::__private::names_in(#spec, #output))),
+            ];
+        }
+        // Widths with internal names, longest text first.
+        let mut named: Vec<(String, &Width)> = widths
+            .iter()
+            .filter(|w| {
+                w.atoms().any(|a| {
+                    !self
+                        .g
+                        .const_sizes
+                        .iter()
+                        .chain(&self.g.runtime_sizes)
+                        .any(|s| s == a)
+                })
+            })
+            .map(|w| (w.to_string(), *w))
+            .collect();
+        named.sort_by_key(|(t, _)| std::cmp::Reverse(t.len()));
+        let mut pieces = vec![Piece::Text(d.message.clone())];
+        for (text, w) in named {
+            let value = self.width(w);
+            let mut next = Vec::new();
+            for piece in pieces {
+                match piece {
+                    Piece::Text(t) if t.contains(&text) => {
+                        let mut parts = t.split(text.as_str()).peekable();
+                        while let Some(part) = parts.next() {
+                            next.push(Piece::Text(part.to_string()));
+                            if parts.peek().is_some() {
+                                next.push(Piece::Num(value.clone()));
+                            }
+                        }
+                    }
+                    other => next.push(other),
+                }
+            }
+            pieces = next;
+        }
+        pieces
+    }
+
+    /// For each width of a nested graph's input or output that `widths`
+    /// read: true when that input or output is not there.
+    fn missing_atoms(&self, widths: &[&Width]) -> Vec<TokenStream> {
+        let mut guards = Vec::new();
+        for w in widths {
+            for a in w.atoms() {
+                let Some((_, atom)) = self.atom(a) else { continue };
+                if self.host_is_dynamic(atom.host) {
+                    continue;
+                }
+                let ty = self.nested_type(&self.g.nodes[atom.host]);
+                let list = if atom.output {
+                    quote!(OUTPUT_WIDTHS)
+                } else {
+                    quote!(INPUT_WIDTHS)
+                };
+                let j = self.select_index(atom.host, &atom.select, atom.output);
+                let guard = quote!((#j >= <#ty>::#list.len()));
+                if !guards
+                    .iter()
+                    .any(|g: &TokenStream| g.to_string() == guard.to_string())
+                {
+                    guards.push(guard);
+                }
+            }
+        }
+        guards
+    }
+}
+
+/// A part of a check's message: text, a number, or a list of names (a
+/// `Message` expression).
+enum Piece {
+    Text(String),
+    Num(TokenStream),
+    Names(TokenStream),
+}
+
+/// The pieces as a `format!` string and its arguments.
+fn runtime_format(pieces: &[Piece]) -> (String, Vec<TokenStream>) {
+    let mut format = String::new();
+    let mut args = Vec::new();
+    for piece in pieces {
+        match piece {
+            Piece::Text(t) => format.push_str(&t.replace('{', "{{").replace('}', "}}")),
+            Piece::Num(n) => {
+                format.push_str("{}");
+                args.push(n.clone());
+            }
+            Piece::Names(m) => {
+                format.push_str("{}");
+                args.push(quote!(#m.as_str()));
+            }
+        }
+    }
+    (format, args)
 }

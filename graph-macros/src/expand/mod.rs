@@ -174,7 +174,8 @@ impl<'a> Expander<'a> {
                 quote!(INPUT_WIDTHS)
             };
             let j = self.select_index(a.host, &a.select, a.output);
-            return quote!(<#ty>::#consts[#j]);
+            let rt = self.rt;
+            return quote!(#rt::__private::width_at(<#ty>::#consts, #j));
         }
         let field = Ident::new(atom, Span::call_site());
         quote!(#sizes.#field)
