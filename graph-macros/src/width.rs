@@ -154,6 +154,22 @@ impl Width {
     }
 }
 
+impl Width {
+    /// The width as an `i128` expression for constant evaluation (sizes
+    /// fixed at compile time, far below `i128`'s range).
+    pub fn to_i128_tokens(&self, atom: &dyn Fn(&str) -> TokenStream) -> TokenStream {
+        let terms = self.terms.iter().map(|(m, &c)| {
+            let factors = m.iter().map(|a| {
+                let a = atom(a);
+                quote!((#a as i128))
+            });
+            let c = proc_macro2::Literal::i128_unsuffixed(c as i128);
+            quote!((#c #(* #factors)*))
+        });
+        quote!((0i128 #(+ #terms)*))
+    }
+}
+
 /// How two widths compare, as far as the macro can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -163,20 +179,44 @@ pub enum Decision {
 }
 
 impl Width {
+    /// Equal for every value of the sizes, for none, or it depends.
     pub fn equals(&self, other: &Width) -> Decision {
-        match self.sub(other).as_const() {
-            Some(0) => Decision::Yes,
+        match self.sub(other).sign() {
+            Some(std::cmp::Ordering::Equal) => Decision::Yes,
             Some(_) => Decision::No,
             None => Decision::Unknown,
         }
     }
 
-    /// `self <= other`, decided when the difference is a constant.
+    /// `self <= other` for every value of the sizes, for none, or it depends.
     pub fn at_most(&self, other: &Width) -> Decision {
-        match other.sub(self).as_const() {
-            Some(d) if d >= 0 => Decision::Yes,
-            Some(_) => Decision::No,
+        let d = other.sub(self);
+        match d.sign() {
+            Some(std::cmp::Ordering::Less) => Decision::No,
+            Some(_) => Decision::Yes,
+            // Never below 0 when every coefficient is at least 0.
+            None if d.terms.values().all(|&c| c >= 0) => Decision::Yes,
             None => Decision::Unknown,
+        }
+    }
+
+    /// The sign the width has for every value of its atoms, if it has one.
+    /// Every atom (a size, a nested graph's width, a part of a split) is at
+    /// least 1, so each monomial is at least its coefficient: with every
+    /// coefficient of one sign, the width has that sign (`4·H - 3·H = H`
+    /// is positive; `2·H - I` depends).
+    fn sign(&self) -> Option<std::cmp::Ordering> {
+        use std::cmp::Ordering;
+        if self.terms.is_empty() {
+            return Some(Ordering::Equal);
+        }
+        let sum: i64 = self.terms.values().fold(0i64, |a, &c| a.saturating_add(c));
+        if self.terms.values().all(|&c| c >= 0) && sum > 0 {
+            Some(Ordering::Greater)
+        } else if self.terms.values().all(|&c| c <= 0) && sum < 0 {
+            Some(Ordering::Less)
+        } else {
+            None
         }
     }
 }
@@ -287,6 +327,16 @@ mod tests {
         assert_eq!(w("H").equals(&w("I")), Decision::Unknown);
         assert_eq!(w("H + 2").at_most(&w("H + 3")), Decision::Yes);
         assert_eq!(w("H + 4").at_most(&w("H + 3")), Decision::No);
+        // Sizes are at least 1: widths that differ for every value.
+        assert_eq!(w("4 * H").equals(&w("3 * H")), Decision::No);
+        assert_eq!(w("2 * H").equals(&w("H")), Decision::No);
+        assert_eq!(w("I * H + 1").equals(&w("I * H")), Decision::No);
+        assert_eq!(w("2 * H").equals(&w("I")), Decision::Unknown);
+        assert_eq!(w("H * H").equals(&w("2 * H")), Decision::Unknown);
+        assert_eq!(w("4 * H").at_most(&w("3 * H")), Decision::No);
+        assert_eq!(w("H").at_most(&w("4 * H")), Decision::Yes);
+        assert_eq!(w("H").at_most(&w("I + H")), Decision::Yes);
+        assert_eq!(w("I").at_most(&w("H")), Decision::Unknown);
     }
 
     #[test]

@@ -68,6 +68,16 @@ impl Message {
         out
     }
 
+    /// Appends `n` in decimal, with its sign.
+    pub const fn int(self, n: i128) -> Self {
+        let out = if n < 0 { self.text("-") } else { self };
+        let m = n.unsigned_abs();
+        if m > usize::MAX as u128 {
+            return out.text("a number beyond usize");
+        }
+        out.num(m as usize)
+    }
+
     /// Appends the names as a list: `` `x`, `h` ``.
     pub const fn names(self, names: &[&str]) -> Self {
         let mut out = self;
@@ -142,6 +152,7 @@ mod tests {
         let m = Message::new().text("a").text(&long);
         assert_eq!(m.as_str().len(), 1023, "whole characters: 1 + 511 × 2");
         assert!(m.as_str().ends_with('é'));
+        assert_eq!(Message::new().int(-4).int(5).as_str(), "-45");
         assert_eq!(width_at(&[3, 4], 1), 4);
         assert_eq!(width_at(&[3, 4], 2), 0);
     }

@@ -311,7 +311,81 @@ impl Expander<'_> {
                 });
             }
         }
+        consts.extend(self.const_size_checks());
         (consts, runtime)
+    }
+
+    /// Widths written in const-generic sizes (and nothing known later):
+    /// each at least 1 (offsets at least 0), checked as a constant with its
+    /// value and the sizes, so that `Narrow(0, H - 8)` with `H = 4` is an
+    /// error when the graph is built (`cargo build`), not an overflow when
+    /// it runs.
+    fn const_size_checks(&self) -> Vec<TokenStream> {
+        let rt = self.rt;
+        let g = self.g;
+        let generic =
+            |w: &Width| w.as_const().is_none() && w.atoms().all(|a| g.const_sizes.iter().any(|s| s == a));
+        let mut seen: Vec<String> = Vec::new();
+        let mut checks = Vec::new();
+        let mut check = |w: &Width, min: i128, what: String, span: Span| {
+            let key = format!("{w}/{min}");
+            if !generic(w) || seen.contains(&key) {
+                return;
+            }
+            seen.push(key);
+            let value = w.to_i128_tokens(&|atom| self.atom_tokens(atom));
+            let rule = if min == 1 { "at least 1" } else { "at least 0" };
+            let text = format!("{what} `{w}` is ");
+            let sizes: Vec<TokenStream> = g
+                .const_sizes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let t = format!("{}{c} = ", if i == 0 { " with " } else { ", " });
+                    quote!(.text(#t).num(#c))
+                })
+                .collect();
+            let tail = format!("; it must be {rule}");
+            checks.push(quote_spanned! {span=>
+                let value: i128 = #value;
+                if value < #min {
+                    ::core::panic!(
+                        "{}",
+                        #rt::__private::Message::new().text(#text).int(value) #(#sizes)* .text(#tail).as_str()
+                    );
+                }
+            });
+        };
+        for input in &g.inputs {
+            if let Some(w) = &input.width {
+                check(
+                    w,
+                    1,
+                    format!("the width of input `{}`", input.name),
+                    input.name.span(),
+                );
+            }
+        }
+        for node in &g.nodes {
+            let at = format!("node `{}`: ", node.name);
+            if let NodeKind::Builtin { layer, args } = &node.kind {
+                for (arg, (arg_name, kind)) in args.iter().zip(layer.args) {
+                    if let Arg::Width(w) = arg {
+                        let min = if *kind == ArgKind::Offset { 0 } else { 1 };
+                        check(
+                            w,
+                            min,
+                            format!("{at}argument `{arg_name}` of `{}`", layer.name),
+                            node.name.span(),
+                        );
+                    }
+                }
+            }
+            if node.holds_layer() && node.nested().is_none() {
+                check(&node.width, 1, format!("{at}its width"), node.name.span());
+            }
+        }
+        checks
     }
 
     /// The message of deferred claim `d` in pieces: for a count, what the
