@@ -122,9 +122,12 @@ fn element_wise_mismatch_names_both_widths() {
 /// diagnostic must point at a token of the user's input.
 #[test]
 fn ui_diagnostics_point_into_the_input() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/ui/fail");
     let mut checked = 0;
-    for entry in std::fs::read_dir(dir).expect("tests/ui/fail") {
+    let dirs = ["/../tests/ui/fail", "/../tests/ui/fail_build"];
+    let entries = dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(format!("{}{d}", env!("CARGO_MANIFEST_DIR"))).expect("the UI cases"));
+    for entry in entries {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "rs") {
             continue;

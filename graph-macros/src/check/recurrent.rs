@@ -37,6 +37,12 @@ pub(super) fn pairs(
                 let name = pair.output.to_string();
                 let hint = if matches!(defs.get(&name), Some(Def::Node(_))) {
                     format!("\n= help: `{name}` is a node: list it among the outputs, `-> (.., {name})`")
+                } else if inputs.iter().any(|i| i.name == name) {
+                    format!(
+                        ", it is an input\n= help: a state is fed by an output, the value it takes at the next \
+                         step: `#[recurrent({} = new_{})]` with `new_{} = ..` among the outputs",
+                        pair.input, pair.input, pair.input
+                    )
                 } else {
                     did_you_mean(&name, outputs.iter().map(|(o, _)| o.to_string()))
                 };
@@ -46,6 +52,16 @@ pub(super) fn pairs(
                 ))
             }
             (Some(i), Some(o)) => {
+                if let Some(&(other, _)) = recurrent.iter().find(|&&(_, ro)| ro == o) {
+                    scope.errors.push(syn::Error::new(
+                        pair.output.span(),
+                        format!(
+                            "{pair_text}: output `{}` already feeds state `{}`; each state needs an output of \
+                             its own (two states fed by one output would be one state)",
+                            pair.output, inputs[other].name
+                        ),
+                    ));
+                }
                 match (&inputs[i].width, &widths[outputs[o].1]) {
                     (None, _) => scope.errors.push(syn::Error::new(
                         pair.input.span(),
