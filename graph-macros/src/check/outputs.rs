@@ -2,7 +2,7 @@
 //! once); then every input must be used and every node reach an output.
 
 use super::names::{unknown_name, Sources};
-use super::{all_names, Def, RawNode, Scope};
+use super::{all_names, Def, RawKind, RawNode, Scope};
 use crate::ir::{Input, Source};
 use proc_macro2::Span;
 use std::collections::HashMap;
@@ -78,12 +78,30 @@ pub(super) fn check_usage(
             }
         }
     }
+    // An input left out of a nested graph's call is the likelier mistake
+    // when there is one: say what each call is given.
+    let calls: Vec<String> = raw
+        .iter()
+        .filter_map(|n| match &n.kind {
+            RawKind::Host(call, _) => Some(format!("`{}` is given {}", call.name, call.inputs.len())),
+            _ => None,
+        })
+        .collect();
     for (input, used) in inputs.iter().zip(input_used) {
         if !used && !input.name.to_string().starts_with('_') {
+            let nested = if calls.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "\n= help: if `{}` is meant for a nested graph, pass it in its call ({})",
+                    input.name,
+                    calls.join(", ")
+                )
+            };
             errors.push(syn::Error::new(
                 input.name.span(),
                 format!(
-                    "input `{}` is never used\n= help: remove it, or name it `_{}` if it is unused on purpose",
+                    "input `{}` is never used{nested}\n= help: remove it, or name it `_{}` if it is unused on purpose",
                     input.name, input.name
                 ),
             ));
