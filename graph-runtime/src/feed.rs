@@ -7,6 +7,11 @@
 //!
 //! A graph input is a matrix with one row per sample. A single sample may be
 //! passed as a 1-D array, slice or `Vec`, and is seen as one row.
+//!
+//! The argument traits say what they expect in their own messages
+//! (`#[diagnostic::on_unimplemented]`); their impls are
+//! `#[diagnostic::do_not_recommend]`, so that rustc does not list them,
+//! which would point users into this file.
 
 use ndarray::{ArrayBase, ArrayView2, ArrayView3, Data, Ix1, Ix2, Ix3};
 use std::borrow::Cow;
@@ -95,36 +100,42 @@ pub trait AsBatch<F> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<F, S: Data<Elem = F>> AsBatch<F> for ArrayBase<S, Ix2> {
     fn as_batch(&self) -> ArrayView2<'_, F> {
         self.view()
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<F, S: Data<Elem = F>> AsBatch<F> for ArrayBase<S, Ix1> {
     fn as_batch(&self) -> ArrayView2<'_, F> {
         self.view().insert_axis(ndarray::Axis(0))
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<F> AsBatch<F> for [F] {
     fn as_batch(&self) -> ArrayView2<'_, F> {
         ndarray::ArrayView1::from(self).insert_axis(ndarray::Axis(0))
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<F> AsBatch<F> for Vec<F> {
     fn as_batch(&self) -> ArrayView2<'_, F> {
         self.as_slice().as_batch()
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<F, const N: usize> AsBatch<F> for [F; N] {
     fn as_batch(&self) -> ArrayView2<'_, F> {
         self.as_slice().as_batch()
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<F> AsBatch<F> for Absent {
     fn as_batch(&self) -> ArrayView2<'_, F> {
         ArrayView2::from_shape((0, 0), &[]).expect("an empty view")
@@ -152,24 +163,28 @@ pub trait AsIds {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl AsIds for [usize] {
     fn as_ids(&self) -> Cow<'_, [usize]> {
         Cow::Borrowed(self)
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl AsIds for Vec<usize> {
     fn as_ids(&self) -> Cow<'_, [usize]> {
         Cow::Borrowed(self)
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<const N: usize> AsIds for [usize; N] {
     fn as_ids(&self) -> Cow<'_, [usize]> {
         Cow::Borrowed(self)
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<S: Data<Elem = usize>> AsIds for ArrayBase<S, Ix1> {
     fn as_ids(&self) -> Cow<'_, [usize]> {
         match self.as_slice() {
@@ -179,6 +194,7 @@ impl<S: Data<Elem = usize>> AsIds for ArrayBase<S, Ix1> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl AsIds for Absent {
     fn as_ids(&self) -> Cow<'_, [usize]> {
         Cow::Borrowed(&[])
@@ -204,12 +220,14 @@ pub trait AsSeq<F> {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<F, S: Data<Elem = F>> AsSeq<F> for ArrayBase<S, Ix3> {
     fn as_seq(&self) -> ArrayView3<'_, F> {
         self.view()
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<F> AsSeq<F> for Absent {
     fn as_seq(&self) -> ArrayView3<'_, F> {
         ArrayView3::from_shape((0, 0, 0), &[]).expect("an empty view")
@@ -235,12 +253,14 @@ pub trait AsIdSeq {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<S: Data<Elem = usize>> AsIdSeq for ArrayBase<S, Ix2> {
     fn as_id_seq(&self) -> ArrayView2<'_, usize> {
         self.view()
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl AsIdSeq for Absent {
     fn as_id_seq(&self) -> ArrayView2<'_, usize> {
         ArrayView2::from_shape((0, 0), &[]).expect("an empty view")

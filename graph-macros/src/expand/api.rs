@@ -3,7 +3,7 @@
 //! and the typed `forward` and `backward` with one argument per declared
 //! input or output.
 
-use super::{lit, local, Expander};
+use super::{lit, local, relocate, Expander};
 use crate::width::Width;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -170,13 +170,29 @@ impl Expander<'_> {
         });
 
         // Typed forward and backward.
-        let input_names: Vec<_> = g.inputs.iter().map(|i| &i.name).collect();
-        let input_traits = g.inputs.iter().map(|i| match i.width {
-            Some(_) => quote!(#rt::AsBatch<F>),
-            None => quote!(#rt::AsIds),
+        // Each parameter is declared where its input is, the rest of the
+        // signature where the graph's name is (see `relocate`).
+        let at_name = |tokens: TokenStream| relocate(tokens, g.name.span());
+        let input_params = g.inputs.iter().map(|i| {
+            let n = &i.name;
+            let bound = match i.width {
+                Some(_) => quote!(#rt::AsBatch<F>),
+                None => quote!(#rt::AsIds),
+            };
+            relocate(quote!(#n: &(impl #bound + ?::core::marker::Sized),), n.span())
         });
         let input_feeds = g.inputs.iter().map(|i| self.step_feed(i));
         let output_names: Vec<_> = g.outputs.iter().map(|(o, _)| o).collect();
+        let output_params = output_names.iter().map(|o| {
+            relocate(
+                quote!(#o: &(impl #rt::AsBatch<F> + ?::core::marker::Sized),),
+                o.span(),
+            )
+        });
+        let forward_head = at_name(quote!(pub fn forward<'t>));
+        let forward_ret = at_name(quote!(-> #rt::Result<#outputs_ty<'t, F>>));
+        let backward_head = at_name(quote!(pub fn backward<'t>));
+        let backward_ret = at_name(quote!(-> #rt::Result<#input_grads_ty<'t, F>>));
         let output_idx = (0..g.outputs.len()).map(lit);
         let value_inputs: Vec<usize> = (0..g.inputs.len())
             .filter(|&i| g.inputs[i].width.is_some())
@@ -247,11 +263,11 @@ impl Expander<'_> {
                 /// made by another graph; the error names the input and both
                 /// shapes.
                 #[allow(clippy::too_many_arguments)]
-                pub fn forward<'t>(
+                #forward_head(
                     &self,
                     #tape: &'t mut #rt::Tape<F>,
-                    #(#input_names: &(impl #input_traits + ?::core::marker::Sized),)*
-                ) -> #rt::Result<#outputs_ty<'t, F>> {
+                    #(#input_params)*
+                ) #forward_ret {
                     #rt::Graph::forward_feeds(self, #tape, &[#(#input_feeds),*])?;
                     let #tape = &*#tape;
                     ::core::result::Result::Ok(#outputs_ty { #(#output_names: #tape.__output(#output_idx),)* })
@@ -262,11 +278,11 @@ impl Expander<'_> {
                 /// pass recorded in `tape`, returning the gradient for each
                 /// input. Parameter gradients ACCUMULATE until `zero_grad`.
                 #[allow(clippy::too_many_arguments)]
-                pub fn backward<'t>(
+                #backward_head(
                     &mut self,
                     #tape: &'t mut #rt::Tape<F>,
-                    #(#output_names: &(impl #rt::AsBatch<F> + ?::core::marker::Sized),)*
-                ) -> #rt::Result<#input_grads_ty<'t, F>> {
+                    #(#output_params)*
+                ) #backward_ret {
                     #rt::Graph::backward_feeds(self, #tape, &[#(#feed::values(#output_names)),*])?;
                     let #tape = &*#tape;
                     ::core::result::Result::Ok(#input_grads_ty {

@@ -59,6 +59,28 @@ fn lit(n: usize) -> Literal {
     Literal::usize_unsuffixed(n)
 }
 
+/// `tokens` shown at `at`: every token keeps how it resolves names (so
+/// `$crate` still does) but reports its location as `at`. Signatures of
+/// generated methods are moved to the user's declaration, so that rustc's
+/// notes ("method defined here", "required by this bound") point at the
+/// graph's name or the input's, not at the whole `graph!` block.
+fn relocate(tokens: TokenStream, at: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|tree| match tree {
+            proc_macro2::TokenTree::Group(g) => {
+                let mut group = proc_macro2::Group::new(g.delimiter(), relocate(g.stream(), at));
+                group.set_span(g.span().located_at(at));
+                proc_macro2::TokenTree::Group(group)
+            }
+            mut other => {
+                other.set_span(other.span().located_at(at));
+                other
+            }
+        })
+        .collect()
+}
+
 /// An identifier for generated locals that cannot clash with user names.
 fn local(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())

@@ -7,7 +7,7 @@
 //! output (or `Absent`) and returns the initial states' and sequences'
 //! gradients by name. All three are calls of the runtime's one engine.
 
-use super::{lit, local, Expander};
+use super::{lit, local, relocate, Expander};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
@@ -27,17 +27,21 @@ impl Expander<'_> {
         let feed = quote!(#rt::__private::to_feed);
         let is_state = |i: usize| g.recurrent.iter().any(|&(si, _)| si == i);
 
-        // Every input, in declaration order: states take their initial value.
-        let all_names: Vec<_> = g.inputs.iter().map(|i| &i.name).collect();
-        let all_traits = g
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(i, input)| match (is_state(i), &input.width) {
+        // Every input, in declaration order: states take their initial
+        // value. Each parameter is declared where its input is, the rest of
+        // a signature where the graph's name is (see `relocate`).
+        let param = |n: &syn::Ident, bound: TokenStream| {
+            relocate(quote!(#n: &(impl #bound + ?::core::marker::Sized),), n.span())
+        };
+        let at_name = |tokens: TokenStream| relocate(tokens, name.span());
+        let all_params = g.inputs.iter().enumerate().map(|(i, input)| {
+            let bound = match (is_state(i), &input.width) {
                 (true, _) => quote!(#rt::AsBatch<F>),
                 (false, Some(_)) => quote!(#rt::AsSeq<F>),
                 (false, None) => quote!(#rt::AsIdSeq),
-            });
+            };
+            param(&input.name, bound)
+        });
         let seq_feed = |i: usize| {
             let n = &g.inputs[i].name;
             match g.inputs[i].width {
@@ -55,10 +59,12 @@ impl Expander<'_> {
         });
         // The inputs that are not states, for the carry form.
         let sequences: Vec<usize> = (0..g.inputs.len()).filter(|&i| !is_state(i)).collect();
-        let seq_names: Vec<_> = sequences.iter().map(|&i| &g.inputs[i].name).collect();
-        let seq_traits = sequences.iter().map(|&i| match g.inputs[i].width {
-            Some(_) => quote!(#rt::AsSeq<F>),
-            None => quote!(#rt::AsIdSeq),
+        let seq_params = sequences.iter().map(|&i| {
+            let bound = match g.inputs[i].width {
+                Some(_) => quote!(#rt::AsSeq<F>),
+                None => quote!(#rt::AsIdSeq),
+            };
+            param(&g.inputs[i].name, bound)
         });
         let carry_feeds = (0..g.inputs.len()).map(|i| {
             if is_state(i) {
@@ -78,6 +84,12 @@ impl Expander<'_> {
         let value_seq_names: Vec<_> = value_seqs.iter().map(|&i| &g.inputs[i].name).collect();
         let value_seq_idx: Vec<_> = value_seqs.iter().map(|&i| lit(i)).collect();
         let outputs: Vec<_> = g.outputs.iter().map(|(o, _)| o).collect();
+        let output_params = outputs.iter().map(|o| param(o, quote!(#rt::AsSeq<F>)));
+        let forward_head = at_name(quote!(pub fn forward_seq<'t>));
+        let carry_head = at_name(quote!(pub fn forward_seq_carry<'t>));
+        let outputs_ret = at_name(quote!(-> #rt::Result<#outputs_ty<'t, F>>));
+        let backward_head = at_name(quote!(pub fn backward_seq<'t>));
+        let grads_ret = at_name(quote!(-> #rt::Result<#grads_ty<'t, F>>));
         let output_idx: Vec<_> = (0..outputs.len()).map(lit).collect();
         let output_docs = outputs
             .iter()
@@ -132,11 +144,11 @@ impl Expander<'_> {
             impl<#gen_decl F: #rt::Float> #name<#gen_use F> {
                 #[doc = #forward_doc]
                 #[allow(clippy::too_many_arguments)]
-                pub fn forward_seq<'t>(
+                #forward_head(
                     &self,
                     #tape: &'t mut #rt::Tape<F>,
-                    #(#all_names: &(impl #all_traits + ?::core::marker::Sized),)*
-                ) -> #rt::Result<#outputs_ty<'t, F>> {
+                    #(#all_params)*
+                ) #outputs_ret {
                     #rt::Graph::forward_feeds(self, #tape, &[#(#all_feeds),*])?;
                     #outputs_result
                 }
@@ -145,11 +157,11 @@ impl Expander<'_> {
                 /// each starts where the last pass on `tape` ended, its gradient
                 /// cut (truncated BPTT); zero before any pass.
                 #[allow(clippy::too_many_arguments)]
-                pub fn forward_seq_carry<'t>(
+                #carry_head(
                     &self,
                     #tape: &'t mut #rt::Tape<F>,
-                    #(#seq_names: &(impl #seq_traits + ?::core::marker::Sized),)*
-                ) -> #rt::Result<#outputs_ty<'t, F>> {
+                    #(#seq_params)*
+                ) #outputs_ret {
                     #rt::Graph::forward_feeds(self, #tape, &[#(#carry_feeds),*])?;
                     #outputs_result
                 }
@@ -159,11 +171,11 @@ impl Expander<'_> {
                 /// zero); returns the gradients for the initial states and the
                 /// sequences. Parameter gradients accumulate.
                 #[allow(clippy::too_many_arguments)]
-                pub fn backward_seq<'t>(
+                #backward_head(
                     &mut self,
                     #tape: &'t mut #rt::Tape<F>,
-                    #(#outputs: &(impl #rt::AsSeq<F> + ?::core::marker::Sized),)*
-                ) -> #rt::Result<#grads_ty<'t, F>> {
+                    #(#output_params)*
+                ) #grads_ret {
                     #rt::Graph::backward_feeds(self, #tape, &[#(#feed::seq(#outputs)),*])?;
                     let #tape = &*#tape;
                     ::core::result::Result::Ok(#grads_ty {
