@@ -34,6 +34,10 @@ pub struct Stub {
     pub states: Vec<Ident>,
     /// Whether its constructors would return `Result`.
     pub fallible: bool,
+    /// The nested graphs it calls, as written (`path<generics>`): named by
+    /// the stub as the real expansion would, so that the user's imports of
+    /// them are used and do not warn.
+    pub nested: Vec<(syn::Path, Option<syn::AngleBracketedGenericArguments>)>,
 }
 
 /// One graph, checked: every name resolved, every width known (perhaps as an

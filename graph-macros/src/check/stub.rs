@@ -20,6 +20,10 @@ pub(super) fn of(decl: GraphDecl) -> Stub {
     let fallible =
         !decl.runtime_sizes.is_empty() || decl.statements.iter().any(|s| built_when_constructed(&s.value));
     let states = unique(decl.recurrent.iter().map(|p| p.input.clone()).collect());
+    let mut nested = Vec::new();
+    for statement in &decl.statements {
+        nested_calls(&statement.value, &mut nested);
+    }
     Stub {
         states,
         attrs: decl.attrs,
@@ -30,6 +34,24 @@ pub(super) fn of(decl: GraphDecl) -> Stub {
         inputs,
         outputs: unique(decl.outputs),
         fallible,
+        nested,
+    }
+}
+
+/// The graphs `expr` calls, as written.
+fn nested_calls(expr: &Expr, out: &mut Vec<(syn::Path, Option<syn::AngleBracketedGenericArguments>)>) {
+    match expr {
+        Expr::Ref(_) => {}
+        Expr::Graph(call) => {
+            // A built-in layer written like a graph (`Tanh(h)`) is a
+            // mistake reported already, not a graph.
+            let name = call.name.to_string();
+            if layers::lookup(&name).is_none() && name != layers::SPLIT {
+                out.push((call.path.clone(), call.generics.clone()));
+            }
+            call.inputs.iter().for_each(|e| nested_calls(e, out));
+        }
+        Expr::Call(call) => call.inputs.iter().for_each(|e| nested_calls(e, out)),
     }
 }
 

@@ -62,9 +62,19 @@ pub(super) fn stub(rt: &TokenStream, s: &Stub) -> TokenStream {
     });
 
     let sequence = sequence(rt, s, &never);
+    // The nested graphs, named as the real expansion names them.
+    let nested = s.nested.iter().enumerate().map(|(i, (path, generics))| {
+        let alias = format_ident!("__{}Nested{}", name, i);
+        let args = generics.iter().flat_map(|g| g.args.iter());
+        quote! {
+            #[allow(dead_code, non_camel_case_types)]
+            type #alias = #path<#(#args,)* f32>;
+        }
+    });
 
     quote! {
         #sequence
+        #(#nested)*
 
         #(#attrs)*
         #[derive(Debug, Clone)]
