@@ -12,7 +12,7 @@
 //! must match), runs it in evaluation mode and compares every output, to
 //! 1e-6 in f32 and 1e-12 in f64.
 
-// `ﬁ` (U+FB01) below: a name Python would read as `fi`.
+// `Colliding`'s names (tests/common/colliding.rs): `ﬁ` beside `fi`.
 #![allow(uncommon_codepoints, confusable_idents, mixed_script_confusables)]
 
 use nngraph::cells::{GruCell, LstmCell};
@@ -22,39 +22,11 @@ use serde_json::{json, Map, Value};
 use std::error::Error;
 use std::path::Path;
 
-/// Two graphs called `Cell`, from two modules.
-mod one {
-    use nngraph::prelude::*;
-    graph! {
-        pub Cell(x: [3]) -> (y) {
-            y = Tanh()(Linear(3, 2)(x));
-        }
-    }
-}
-
-mod two {
-    use nngraph::prelude::*;
-    graph! {
-        pub Cell(x: [3], lambda: [2]) -> (y) {
-            y = Linear(2, 2)(CAdd()(Linear(3, 2)(x), lambda));
-        }
-    }
-}
+#[path = "../tests/common/colliding.rs"]
+mod colliding;
+use colliding::Colliding;
 
 graph! {
-    /// Names that would meet in Python: keywords beside their escapes, a
-    /// ligature beside its letters, `nn.Module`'s own names, two classes
-    /// of one name, a nested call by names.
-    pub Colliding[lambda](lambda_: [3], pass: [2]) -> (y, ﬁ) {
-        fi = Linear(3, lambda)(lambda_);
-        ﬁ = Linear(2, lambda)(pass);
-        training = Linear(lambda, 2)(CAdd()(fi, ﬁ));
-        _sizes = Linear(2, 2)(Tanh()(training));
-        forward = one::Cell(lambda_).y;
-        b = two::Cell(lambda = pass, x = lambda_).y;
-        y = CAdd()(_sizes, forward, b);
-    }
-
     /// The seed notebook's RNN cell.
     #[recurrent(h = new_h)]
     pub RnnCell(x: [2], h: [4]) -> (y, new_h) {

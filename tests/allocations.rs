@@ -8,6 +8,10 @@ mod common;
 
 use common::*;
 use nngraph::prelude::*;
+
+#[path = "common/lstm_layer.rs"]
+mod lstm_layer;
+use lstm_layer::Layer;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -223,16 +227,6 @@ fn a_warm_iteration_allocates_nothing_and_gives_the_same_bits_on_one_and_two_thr
 }
 
 graph! {
-    /// An LSTM layer with run-time sizes, as char_rnn declares it.
-    #[recurrent(h = h_next, c = c_next)]
-    pub Layer[input, hidden](x: [input], h: [hidden], c: [hidden]) -> (h_next, c_next) {
-        ih = Linear(input, 4 * hidden)(x);
-        hh = Linear(hidden, 4 * hidden)(h);
-        (i, f, g, o) = Split(4)(CAdd()(ih, hh));
-        c_next = CAdd()(CMul()(Sigmoid()(f), c), CMul()(Sigmoid()(i), Tanh()(g)));
-        h_next = CMul()(Sigmoid()(o), Tanh()(c_next));
-    }
-
     /// W4's model, smaller: an embedding, two LSTM layers, the scores and
     /// the loss; a step's products large enough to be split across threads.
     #[recurrent(h1 = h1_next, c1 = c1_next, h2 = h2_next, c2 = c2_next)]

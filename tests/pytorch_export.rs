@@ -4,7 +4,7 @@
 //! That the numbers agree is checked where torch is installed, by
 //! `scripts/compare_pytorch_export.py` (see the README).
 
-// Names chosen to collide in Python: `ﬁ` (U+FB01) reads as `fi` there.
+// `Colliding`'s names (tests/common/colliding.rs): `ﬁ` beside `fi`.
 #![allow(uncommon_codepoints, confusable_idents, mixed_script_confusables)]
 
 use nngraph::cells::{GruCell, LstmCell};
@@ -128,40 +128,9 @@ graph! {
     }
 }
 
-/// Two graphs called `Cell`, from two modules.
-mod one {
-    use nngraph::prelude::*;
-    graph! {
-        pub Cell(x: [3]) -> (y) {
-            y = Tanh()(Linear(3, 2)(x));
-        }
-    }
-}
-
-mod two {
-    use nngraph::prelude::*;
-    graph! {
-        pub Cell(x: [3], lambda: [2]) -> (y) {
-            y = Linear(2, 2)(CAdd()(Linear(3, 2)(x), lambda));
-        }
-    }
-}
-
-graph! {
-    /// Every way two names could become one in Python: a keyword beside its
-    /// escape, a ligature beside its letters, names `nn.Module` has, a
-    /// private name, two classes of one name, a nested call by names, sizes
-    /// named as keywords.
-    pub Colliding[lambda](lambda_: [3], pass: [2]) -> (y, ﬁ) {
-        fi = Linear(3, lambda)(lambda_);
-        ﬁ = Linear(2, lambda)(pass);
-        training = Linear(lambda, 2)(CAdd()(fi, ﬁ));
-        _sizes = Linear(2, 2)(Tanh()(training));
-        forward = one::Cell(lambda_).y;
-        b = two::Cell(lambda = pass, x = lambda_).y;
-        y = CAdd()(_sizes, forward, b);
-    }
-}
+#[path = "common/colliding.rs"]
+mod colliding;
+use colliding::{one, Colliding};
 
 use one::Cell as Renamed;
 

@@ -8,17 +8,11 @@ mod common;
 use common::assert_close;
 use nngraph::prelude::*;
 
-graph! {
-    /// An LSTM layer with run-time sizes, as char_rnn declares it.
-    #[recurrent(h = h_next, c = c_next)]
-    pub Layer[input, hidden](x: [input], h: [hidden], c: [hidden]) -> (h_next, c_next) {
-        ih = Linear(input, 4 * hidden)(x);
-        hh = Linear(hidden, 4 * hidden)(h);
-        (i, f, g, o) = Split(4)(CAdd()(ih, hh));
-        c_next = CAdd()(CMul()(Sigmoid()(f), c), CMul()(Sigmoid()(i), Tanh()(g)));
-        h_next = CMul()(Sigmoid()(o), Tanh()(c_next));
-    }
+#[path = "common/lstm_layer.rs"]
+mod lstm_layer;
+use lstm_layer::Layer;
 
+graph! {
     /// An embedding, two LSTM layers with dropout between them, the scores
     /// and the loss.
     #[recurrent(h1 = h1_next, c1 = c1_next, h2 = h2_next, c2 = c2_next)]

@@ -290,16 +290,7 @@ impl Expander<'_> {
                     });
                 }
                 // Sizes fixed at compile time: their values, at the end.
-                let generics: Vec<TokenStream> = self
-                    .g
-                    .const_sizes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        let text = format!("{}{c} = ", if i == 0 { " (with " } else { ", " });
-                        quote!(.text(#text).num(#c))
-                    })
-                    .collect();
+                let generics = self.const_sizes_shown(" (with ");
                 let close = (!generics.is_empty()).then(|| quote!(.text(")")));
                 consts.push(quote_spanned! {d.span=>
                     if !(#(#stubs)* #(#guards ||)* #cond) {
@@ -336,15 +327,7 @@ impl Expander<'_> {
             let value = w.to_i128_tokens(&|atom| self.atom_tokens(atom));
             let rule = if min == 1 { "at least 1" } else { "at least 0" };
             let text = format!("{what} `{w}` is ");
-            let sizes: Vec<TokenStream> = g
-                .const_sizes
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let t = format!("{}{c} = ", if i == 0 { " with " } else { ", " });
-                    quote!(.text(#t).num(#c))
-                })
-                .collect();
+            let sizes = self.const_sizes_shown(" with ");
             let tail = format!("; it must be {rule}");
             checks.push(quote_spanned! {span=>
                 let value: i128 = #value;
@@ -386,6 +369,20 @@ impl Expander<'_> {
             }
         }
         checks
+    }
+
+    /// `Message` calls appending the const-generic sizes and their values:
+    /// `{lead}H = 4, I = 3`.
+    fn const_sizes_shown(&self, lead: &str) -> Vec<TokenStream> {
+        self.g
+            .const_sizes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let text = format!("{}{c} = ", if i == 0 { lead } else { ", " });
+                quote!(.text(#text).num(#c))
+            })
+            .collect()
     }
 
     /// The message of deferred claim `d` in pieces: for a count, what the
