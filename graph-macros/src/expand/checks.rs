@@ -11,7 +11,70 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
 
+/// A width written in the declaration that must be at least `min`: an
+/// input's, a layer argument's, a node's.
+struct WrittenWidth<'g> {
+    width: &'g Width,
+    min: i128,
+    /// The node it belongs to (`None`: an input).
+    node: Option<&'g crate::ir::Node>,
+    /// What it is: `the width of input `x``, `argument `out` of `Linear``.
+    what: String,
+    span: Span,
+}
+
 impl Expander<'_> {
+    /// Every width written in the declaration, each with its rule, once.
+    fn written_widths<'a>(&'a self) -> Vec<WrittenWidth<'a>> {
+        let g = self.g;
+        let mut out: Vec<WrittenWidth<'a>> = Vec::new();
+        let mut push = |w: WrittenWidth<'a>| {
+            if !out.iter().any(|o| o.width == w.width && o.min == w.min) {
+                out.push(w);
+            }
+        };
+        for input in &g.inputs {
+            if let Some(width) = &input.width {
+                let what = format!("the width of input `{}`", input.name);
+                push(WrittenWidth {
+                    width,
+                    min: 1,
+                    node: None,
+                    what,
+                    span: input.name.span(),
+                });
+            }
+        }
+        for node in &g.nodes {
+            if let NodeKind::Builtin { layer, args } = &node.kind {
+                for (arg, (arg_name, kind)) in args.iter().zip(layer.args) {
+                    if let Arg::Width(width) = arg {
+                        let min = if *kind == ArgKind::Offset { 0 } else { 1 };
+                        let what = format!("argument `{arg_name}` of `{}`", layer.name);
+                        push(WrittenWidth {
+                            width,
+                            min,
+                            node: Some(node),
+                            what,
+                            span: node.name.span(),
+                        });
+                    }
+                }
+            }
+            if node.holds_layer() && node.nested().is_none() {
+                let what = "its width".to_string();
+                push(WrittenWidth {
+                    width: &node.width,
+                    min: 1,
+                    node: Some(node),
+                    what,
+                    span: node.name.span(),
+                });
+            }
+        }
+        out
+    }
+
     /// In `zeros`, before any width is computed as `usize`: every width
     /// written in run-time sizes (inputs, nodes, layer arguments) is checked
     /// in `i128`, so that `H - 8` with `H = 4` is an error naming the node,
@@ -27,29 +90,35 @@ impl Expander<'_> {
             quote!(::std::format!(#text, #sizes.#s))
         });
         let shown = quote!(#rt::__private::vec![#(#shown),*].join(", "));
-        let mut seen: Vec<String> = Vec::new();
         let mut checks = Vec::new();
-        // `node`: the node and its line, or `None` for an input.
-        let mut check = |w: &Width, min: i128, node: Option<(String, u32)>, what: String| {
-            let key = format!("{w}/{min}");
-            if !runtime(w) || seen.contains(&key) {
-                return;
+        for WrittenWidth {
+            width: w,
+            min,
+            node,
+            what,
+            ..
+        } in self.written_widths()
+        {
+            if !runtime(w) {
+                continue;
             }
-            seen.push(key);
             let value = w.to_checked_tokens(&|atom| self.atom_tokens(atom));
             let rule = if min == 1 { "at least 1" } else { "at least 0" };
             let message = format!("{what} `{w}` is {{}} with {{}}; it must be {{}}");
             let name_str = g.name.to_string();
             let error = match node {
-                Some((node, line)) => quote! {
-                    #rt::Error::Node {
-                        graph: #name_str.into(),
-                        node: #node.into(),
-                        file: ::core::file!().into(),
-                        line: #line,
-                        message,
+                Some(node) => {
+                    let (node, line) = (node.name.to_string(), node.line);
+                    quote! {
+                        #rt::Error::Node {
+                            graph: #name_str.into(),
+                            node: #node.into(),
+                            file: ::core::file!().into(),
+                            line: #line,
+                            message,
+                        }
                     }
-                },
+                }
                 None => quote! {
                     #rt::Error::Sizes { graph: #name_str.into(), message }
                 },
@@ -67,30 +136,6 @@ impl Expander<'_> {
                     return ::core::result::Result::Err(#error);
                 }
             });
-        };
-        for input in &g.inputs {
-            if let Some(w) = &input.width {
-                check(w, 1, None, format!("the width of input `{}`", input.name));
-            }
-        }
-        for node in &g.nodes {
-            let at = Some((node.name.to_string(), node.line));
-            if let NodeKind::Builtin { layer, args } = &node.kind {
-                for (arg, (arg_name, kind)) in args.iter().zip(layer.args) {
-                    if let Arg::Width(w) = arg {
-                        let min = if *kind == ArgKind::Offset { 0 } else { 1 };
-                        check(
-                            w,
-                            min,
-                            at.clone(),
-                            format!("argument `{arg_name}` of `{}`", layer.name),
-                        );
-                    }
-                }
-            }
-            if node.holds_layer() && node.nested().is_none() {
-                check(&node.width, 1, at, "its width".to_string());
-            }
         }
         checks
     }
@@ -316,14 +361,22 @@ impl Expander<'_> {
         let g = self.g;
         let generic =
             |w: &Width| w.as_const().is_none() && w.atoms().all(|a| g.const_sizes.iter().any(|s| s == a));
-        let mut seen: Vec<String> = Vec::new();
         let mut checks = Vec::new();
-        let mut check = |w: &Width, min: i128, what: String, span: Span| {
-            let key = format!("{w}/{min}");
-            if !generic(w) || seen.contains(&key) {
-                return;
+        for WrittenWidth {
+            width: w,
+            min,
+            node,
+            what,
+            span,
+        } in self.written_widths()
+        {
+            if !generic(w) {
+                continue;
             }
-            seen.push(key);
+            let what = match node {
+                Some(node) => format!("node `{}`: {what}", node.name),
+                None => what,
+            };
             let value = w.to_i128_tokens(&|atom| self.atom_tokens(atom));
             let rule = if min == 1 { "at least 1" } else { "at least 0" };
             let text = format!("{what} `{w}` is ");
@@ -338,35 +391,6 @@ impl Expander<'_> {
                     );
                 }
             });
-        };
-        for input in &g.inputs {
-            if let Some(w) = &input.width {
-                check(
-                    w,
-                    1,
-                    format!("the width of input `{}`", input.name),
-                    input.name.span(),
-                );
-            }
-        }
-        for node in &g.nodes {
-            let at = format!("node `{}`: ", node.name);
-            if let NodeKind::Builtin { layer, args } = &node.kind {
-                for (arg, (arg_name, kind)) in args.iter().zip(layer.args) {
-                    if let Arg::Width(w) = arg {
-                        let min = if *kind == ArgKind::Offset { 0 } else { 1 };
-                        check(
-                            w,
-                            min,
-                            format!("{at}argument `{arg_name}` of `{}`", layer.name),
-                            node.name.span(),
-                        );
-                    }
-                }
-            }
-            if node.holds_layer() && node.nested().is_none() {
-                check(&node.width, 1, format!("{at}its width"), node.name.span());
-            }
         }
         checks
     }
