@@ -317,7 +317,7 @@ impl<F: Float> Tape<F> {
             });
         };
         if !self.valid {
-            return Err(crate::engine::check::no_forward(spec, self.steps > 0));
+            return Err(no_forward(spec, self.steps > 0));
         }
         let last = (self.steps - 1) * self.batch..self.steps * self.batch;
         Ok(row_range(&self.root.values[spec.output_slot(o)], last))
@@ -470,5 +470,22 @@ pub(crate) fn zero<F: Float>(a: &mut Array2<F>) {
 pub fn ensure_shape<F: Float>(buffer: &mut Array2<F>, rows: usize, cols: usize) {
     if buffer.dim() != (rows, cols) {
         *buffer = Array2::zeros((rows, cols));
+    }
+}
+
+/// The error of a backward pass, or a read of values, on a tape whose last
+/// forward pass failed (`ran`) or that has none.
+pub(crate) fn no_forward(spec: &GraphSpec, ran: bool) -> Error {
+    if ran {
+        Error::InvalidInput {
+            graph: spec.name.to_string(),
+            message: "the last forward pass on this tape failed; run a forward pass that succeeds \
+                      before backward"
+                .to_string(),
+        }
+    } else {
+        Error::NoForward {
+            graph: spec.name.to_string(),
+        }
     }
 }

@@ -150,18 +150,3 @@ pub(crate) fn earlier_non_finite<F: Float>(
         ),
     }
 }
-
-pub(crate) fn no_forward(spec: &GraphSpec, ran: bool) -> Error {
-    if ran {
-        Error::InvalidInput {
-            graph: spec.name.to_string(),
-            message: "the last forward pass on this tape failed; run a forward pass that succeeds \
-                      before backward"
-                .to_string(),
-        }
-    } else {
-        Error::NoForward {
-            graph: spec.name.to_string(),
-        }
-    }
-}

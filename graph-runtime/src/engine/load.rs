@@ -320,7 +320,7 @@ pub(crate) fn completed<F>(tape: &Tape<F>) -> Result<()> {
     if tape.valid {
         Ok(())
     } else {
-        Err(super::check::no_forward(tape.root.spec, tape.steps > 0))
+        Err(crate::tape::no_forward(tape.root.spec, tape.steps > 0))
     }
 }
 
