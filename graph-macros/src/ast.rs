@@ -96,6 +96,29 @@ pub struct GraphCall {
     pub inputs_span: Span,
     /// `.name`: the one output taken.
     pub output: Option<Ident>,
+    /// `Stack(depth, First, Rest)(inputs)`: `depth` layers, the first of
+    /// the graph above (`path`, `generics`, `sizes`), the others of `rest`.
+    pub stack: Option<Box<StackOf>>,
+}
+
+/// What makes a graph call a stack: `Stack(depth, First[..], Rest[..])`.
+pub struct StackOf {
+    /// The `Stack` keyword.
+    pub keyword: Ident,
+    /// The number of layers, a width expression in the graph's sizes.
+    pub depth: syn::Expr,
+    /// The graph of the layers above the first (the first's when not given).
+    pub rest: GraphRef,
+}
+
+/// A graph named without inputs: `Lstm`, `LstmCell<3, 4>`, `Inner[4]`.
+#[derive(Clone)]
+pub struct GraphRef {
+    pub path: syn::Path,
+    pub name: Ident,
+    pub generics: Option<syn::AngleBracketedGenericArguments>,
+    pub sizes: Vec<syn::Expr>,
+    pub dynamic: bool,
 }
 
 /// `Layer(args)(inputs)`

@@ -81,6 +81,9 @@ pub struct Atom {
     pub select: Select,
     /// For an input: its position among the arguments of the call.
     pub slot: Option<usize>,
+    /// Of a stack's upper layers' graph (else of its first layer's, or of
+    /// the nested graph).
+    pub upper: bool,
 }
 
 /// Which input or output of a nested graph.
@@ -97,6 +100,9 @@ pub struct Nested {
     pub sizes: Vec<Arg>,
     /// Widths read when the outer graph is built (`Graph[..](..)`).
     pub dynamic: bool,
+    /// For a stack: its depth and the graph of its upper layers (this one
+    /// being the first layer's).
+    pub stack: Option<(Width, Box<Nested>)>,
 }
 
 pub struct Input {
@@ -179,11 +185,13 @@ pub enum Claim {
         width: Width,
         by: i64,
     },
-    /// A nested graph (host node) has `n` inputs, or `n` outputs.
+    /// A nested graph (host node) has `n` inputs, or `n` outputs (for a
+    /// stack: its first layer's graph, or its upper layers' when `upper`).
     Count {
         host: usize,
         outputs: bool,
         n: usize,
+        upper: bool,
     },
     /// A nested graph has an output (or an input) of this name.
     Has {

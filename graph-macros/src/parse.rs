@@ -6,7 +6,8 @@
 //! errors of independent statements are all reported at once.
 
 use crate::ast::{
-    Call, Expr, GraphDecl, InputDecl, InputKind, Invocation, ParamName, RecurrentPair, Statement,
+    Call, Expr, GraphDecl, GraphRef, InputDecl, InputKind, Invocation, ParamName, RecurrentPair, StackOf,
+    Statement,
 };
 use crate::errors::Errors;
 use proc_macro2::{Span, TokenStream, TokenTree};
@@ -357,34 +358,20 @@ fn parse_node_attributes(input: ParseStream) -> syn::Result<Vec<ParamName>> {
 
 fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
     torch_habits(input)?;
-    let path = parse_path(input)?;
-    let name = path
-        .segments
-        .last()
-        .map(|s| s.ident.clone())
-        .expect("a path has a segment");
-    let turbofish = input.peek(Token![::]) && {
+    if input.peek(Ident) && input.fork().parse::<Ident>().is_ok_and(|i| i == "Stack") && {
         let ahead = input.fork();
-        ahead.parse::<Token![::]>().is_ok() && ahead.peek(Token![<])
-    };
-    let generics = if turbofish {
-        input.parse::<Token![::]>()?;
-        Some(input.parse::<syn::AngleBracketedGenericArguments>()?)
-    } else if input.peek(Token![<]) {
-        Some(input.parse::<syn::AngleBracketedGenericArguments>()?)
-    } else {
-        None
-    };
-    let dynamic = input.peek(syn::token::Bracket);
-    let sizes: Vec<syn::Expr> = if dynamic {
-        let content;
-        bracketed!(content in input);
-        Punctuated::<syn::Expr, Token![,]>::parse_terminated(&content)?
-            .into_iter()
-            .collect()
-    } else {
-        Vec::new()
-    };
+        let _ = ahead.parse::<Ident>();
+        ahead.peek(syn::token::Paren)
+    } {
+        return parse_stack(input);
+    }
+    let GraphRef {
+        path,
+        name,
+        generics,
+        sizes,
+        dynamic,
+    } = parse_graph_ref(input)?;
     let graph_like = generics.is_some() || dynamic;
     if !input.peek(syn::token::Paren) {
         if graph_like || path.segments.len() > 1 {
@@ -437,7 +424,111 @@ fn parse_expr(input: ParseStream) -> syn::Result<Expr> {
         input_names,
         inputs_span: first_paren.span.join(),
         output,
+        stack: None,
     }))
+}
+
+/// `Stack(depth, First, Rest)(inputs)`, `Rest` optional: a stack of
+/// `depth` layers, each a graph; its inputs by position.
+fn parse_stack(input: ParseStream) -> syn::Result<Expr> {
+    let keyword: Ident = input.parse()?;
+    let args;
+    let args_paren = parenthesized!(args in input);
+    let depth: syn::Expr = args.parse().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected `Stack(depth, Layer[..])` or `Stack(depth, First[..], Rest[..])`: the number of layers first",
+        )
+    })?;
+    let mut graphs = Vec::new();
+    while !args.is_empty() {
+        args.parse::<Token![,]>()?;
+        if args.is_empty() {
+            break;
+        }
+        graphs.push(parse_graph_ref(&args)?);
+    }
+    let (first, rest) = match graphs.len() {
+        1 => (graphs[0].clone(), graphs.remove(0)),
+        2 => {
+            let rest = graphs.pop().expect("two graphs");
+            (graphs.pop().expect("two graphs"), rest)
+        }
+        n => {
+            return Err(syn::Error::new(
+                if n == 0 {
+                    args_paren.span.join()
+                } else {
+                    graphs[2].name.span()
+                },
+                format!(
+                    "`Stack` takes the number of layers and one or two graphs: `Stack(depth, Layer[..])`, \
+                     or `Stack(depth, First[..], Rest[..])` when the first layer differs; found {n} graph(s)"
+                ),
+            ))
+        }
+    };
+    if !input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(
+            here(input, args_paren.span.join()),
+            "expected the inputs of the stack in parentheses: `Stack(depth, Layer[..])(x, h, ..)`",
+        ));
+    }
+    let group;
+    let inputs_paren = parenthesized!(group in input);
+    let inputs = parse_inputs(&group, &keyword)?;
+    Ok(Expr::Graph(crate::ast::GraphCall {
+        path: first.path,
+        name: first.name,
+        generics: first.generics,
+        sizes: first.sizes,
+        dynamic: first.dynamic,
+        input_names: vec![None; inputs.len()],
+        inputs,
+        inputs_span: inputs_paren.span.join(),
+        output: None,
+        stack: Some(Box::new(StackOf { keyword, depth, rest })),
+    }))
+}
+
+/// A graph or layer named, with its const sizes (`<..>`) or run-time sizes
+/// (`[..]`), before its arguments.
+fn parse_graph_ref(input: ParseStream) -> syn::Result<GraphRef> {
+    let path = parse_path(input)?;
+    let name = path
+        .segments
+        .last()
+        .map(|s| s.ident.clone())
+        .expect("a path has a segment");
+    let turbofish = input.peek(Token![::]) && {
+        let ahead = input.fork();
+        ahead.parse::<Token![::]>().is_ok() && ahead.peek(Token![<])
+    };
+    let generics = if turbofish {
+        input.parse::<Token![::]>()?;
+        Some(input.parse::<syn::AngleBracketedGenericArguments>()?)
+    } else if input.peek(Token![<]) {
+        Some(input.parse::<syn::AngleBracketedGenericArguments>()?)
+    } else {
+        None
+    };
+    let dynamic = input.peek(syn::token::Bracket);
+    let sizes: Vec<syn::Expr> = if dynamic {
+        let content;
+        bracketed!(content in input);
+        Punctuated::<syn::Expr, Token![,]>::parse_terminated(&content)?
+            .into_iter()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(GraphRef {
+        path,
+        name,
+        generics,
+        sizes,
+        dynamic,
+    })
 }
 
 /// What Torch users write out of habit, met where an expression starts:

@@ -6,7 +6,7 @@
 use crate::engine::plan::{Plan, SpecTree};
 use crate::graph::{Graph, Visit};
 use crate::layer::Layer;
-use crate::spec::{GraphSpec, NodeKind};
+use crate::spec::GraphSpec;
 use crate::{Float, Result};
 
 /// A graph instance, as pictures, tables and exports show it.
@@ -19,32 +19,33 @@ pub(crate) struct Description {
     pub params: Vec<usize>,
     /// The values of the sizes, in the order of `spec.sizes`.
     pub sizes: Vec<usize>,
-    /// Per node: the nested graph's description, for host nodes.
-    pub nested: Vec<Option<Description>>,
+    /// Per node: the nested graphs' descriptions (one for a nested graph,
+    /// one per layer for a stack).
+    pub nested: Vec<Vec<Description>>,
 }
 
 impl Description {
     /// The description of `graph` and the graphs nested in it.
     pub fn of<F: Float, G: Graph<F>>(graph: &G) -> Description {
         struct Nested {
-            found: Vec<Option<Description>>,
+            found: Vec<Vec<Description>>,
         }
         impl<F: Float> Visit<F> for Nested {
             fn layer<L: Layer<F>, const N: usize>(&mut self, _: usize, _: &L) -> Result<()> {
                 Ok(())
             }
-            fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()> {
-                self.found[k] = Some(Description::of(graph));
+            fn nested_at<G: Graph<F>>(&mut self, k: usize, _: usize, graph: &G) -> Result<()> {
+                self.found[k].push(Description::of(graph));
                 Ok(())
             }
         }
         let spec = G::SPEC;
         let (layers, core) = graph.parts();
         let mut nested = Nested {
-            found: vec![None; spec.nodes.len()],
+            found: vec![Vec::new(); spec.nodes.len()],
         };
         for (k, node) in spec.nodes.iter().enumerate() {
-            if matches!(node.kind, NodeKind::Nested { .. }) {
+            if crate::instance::is_host(node.kind) {
                 // Describing cannot fail.
                 let _ = G::node(layers, k, &mut nested);
             }
@@ -65,7 +66,7 @@ impl Description {
             nested: self
                 .nested
                 .iter()
-                .map(|n| n.as_ref().map(Description::spec_tree))
+                .map(|n| n.iter().map(Description::spec_tree).collect())
                 .collect(),
         }
     }
@@ -87,9 +88,7 @@ impl Description {
         match spec.inputs.get(slot) {
             Some(i) if i.ids => "ids".to_string(),
             Some(_) => self.widths[slot].to_string(),
-            None if matches!(spec.nodes[slot - spec.inputs.len()].kind, NodeKind::Nested { .. }) => {
-                String::new()
-            }
+            None if crate::instance::is_host(spec.nodes[slot - spec.inputs.len()].kind) => String::new(),
             None => self.widths[slot].to_string(),
         }
     }

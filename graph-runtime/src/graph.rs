@@ -24,6 +24,7 @@ use crate::instance;
 use crate::layer::Layer;
 use crate::params::{ParamSpec, ParamStore};
 use crate::spec::GraphSpec;
+use crate::stack::Stack;
 use crate::tape::{input_named, output_named, Tape};
 use crate::Float;
 use ndarray::{ArrayViewD, ArrayViewMutD};
@@ -67,8 +68,24 @@ impl<F: Float> GraphCore<F> {
 pub trait Visit<F: Float> {
     /// Node `k` is computed by `layer`, with `N` inputs.
     fn layer<L: Layer<F>, const N: usize>(&mut self, k: usize, layer: &L) -> Result<()>;
+    /// Node `k` holds the nested graph `graph`, its `index`-th (0 for a
+    /// nested graph, the layer for a stack).
+    fn nested_at<G: Graph<F>>(&mut self, k: usize, index: usize, graph: &G) -> Result<()>;
+
     /// Node `k` is the nested graph `graph`.
-    fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()>;
+    fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()> {
+        self.nested_at(k, 0, graph)
+    }
+
+    /// Node `k` is a stack of nested graphs: visits each layer, first to
+    /// last (the passes override this to visit the layer they run).
+    fn stack<A: Graph<F>, B: Graph<F>>(&mut self, k: usize, stack: &Stack<A, B>) -> Result<()> {
+        self.nested_at(k, 0, stack.first())?;
+        for (l, layer) in stack.rest().iter().enumerate() {
+            self.nested_at(k, l + 1, layer)?;
+        }
+        Ok(())
+    }
 }
 
 /// A graph declared with `graph!`.

@@ -15,24 +15,24 @@ use std::ops::Range;
 /// The record of `graph` and of the graphs nested in it, empty.
 pub(crate) fn record<F: Float, G: Graph<F>>(graph: &G) -> Record<F> {
     struct Nested<F> {
-        records: Vec<Option<Box<Record<F>>>>,
+        records: Vec<Vec<Record<F>>>,
     }
     impl<F: Float> Visit<F> for Nested<F> {
         fn layer<L: Layer<F>, const N: usize>(&mut self, _: usize, _: &L) -> Result<()> {
             Ok(())
         }
-        fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()> {
-            self.records[k] = Some(Box::new(record(graph)));
+        fn nested_at<G: Graph<F>>(&mut self, k: usize, _: usize, graph: &G) -> Result<()> {
+            self.records[k].push(record(graph));
             Ok(())
         }
     }
     let spec = G::SPEC;
     let (layers, core) = graph.parts();
     let mut nested = Nested {
-        records: (0..spec.nodes.len()).map(|_| None).collect(),
+        records: (0..spec.nodes.len()).map(|_| Vec::new()).collect(),
     };
     for (k, node) in spec.nodes.iter().enumerate() {
-        if matches!(node.kind, NodeKind::Nested { .. }) {
+        if is_host(node.kind) {
             // Collecting records cannot fail.
             let _ = G::node(layers, k, &mut nested);
         }
@@ -51,8 +51,8 @@ pub(crate) fn check_owner<F: Float, G: Graph<F>>(graph: &G, tape: &Tape<F>) -> R
         fn layer<L: Layer<F>, const N: usize>(&mut self, _: usize, _: &L) -> Result<()> {
             Ok(())
         }
-        fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()> {
-            self.ok &= match self.record.nested[k].as_deref() {
+        fn nested_at<G: Graph<F>>(&mut self, k: usize, index: usize, graph: &G) -> Result<()> {
+            self.ok &= match self.record.nested[k].get(index) {
                 Some(inner) => same(graph, inner),
                 None => false,
             };
@@ -69,7 +69,9 @@ pub(crate) fn check_owner<F: Float, G: Graph<F>>(graph: &G, tape: &Tape<F>) -> R
         for &k in &record.hosts {
             let _ = G::node(layers, k, &mut owner);
         }
-        owner.ok
+        // A stack of another depth has another number of records.
+        let depths = (0..spec.nodes.len()).all(|k| record.nested[k].len() == nested_count::<F, G>(layers, k));
+        owner.ok && depths
     }
     if same(graph, &tape.root) {
         return Ok(());
@@ -90,19 +92,30 @@ pub(crate) fn check_owner<F: Float, G: Graph<F>>(graph: &G, tape: &Tape<F>) -> R
 /// names (`node.tensor`, the name given by `#[params]`, or for a nested
 /// graph `node.` and the nested graph's own full name).
 pub fn param_layout<F: Float, G: Graph<F>>(layers: &G::Layers) -> Vec<Vec<ParamShape>> {
-    struct Layout(Vec<Vec<ParamShape>>);
+    struct Layout(Vec<Vec<ParamShape>>, Vec<bool>);
     impl<F: Float> Visit<F> for Layout {
         fn layer<L: Layer<F>, const N: usize>(&mut self, k: usize, layer: &L) -> Result<()> {
             self.0[k] = layer.param_shapes();
             Ok(())
         }
-        fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()> {
-            self.0[k] = graph.store().param_shapes();
+        fn nested_at<G: Graph<F>>(&mut self, k: usize, index: usize, graph: &G) -> Result<()> {
+            let shapes = graph.store().param_shapes();
+            // A stack's layer `l` names its tensors as torch's nn.LSTM does:
+            // `weight_ih_l0`.
+            if self.1[k] {
+                self.0[k].extend(shapes.into_iter().map(|p| ParamShape {
+                    name: format!("{}_l{index}", p.name).into(),
+                    shape: p.shape,
+                }));
+            } else {
+                self.0[k] = shapes;
+            }
             Ok(())
         }
     }
     let spec = G::SPEC;
-    let mut layout = Layout(vec![Vec::new(); spec.nodes.len()]);
+    let stacks = spec.nodes.iter().map(|n| n.kind == NodeKind::Stack).collect();
+    let mut layout = Layout(vec![Vec::new(); spec.nodes.len()], stacks);
     for k in 0..spec.nodes.len() {
         // Layout and initialisation visitors cannot fail.
         let _ = G::node(layers, k, &mut layout);
@@ -115,9 +128,13 @@ pub fn param_layout<F: Float, G: Graph<F>>(layers: &G::Layers) -> Vec<Vec<ParamS
                 .into_iter()
                 .map(|p| {
                     let renamed = node.params.iter().find(|(tensor, _)| *tensor == p.name);
-                    let name = match renamed {
-                        Some((_, name)) => (*name).into(),
-                        None => format!("{}.{}", node.name, p.name).into(),
+                    // `("*", prefix)`: a nested graph's tensors under `prefix`
+                    // instead of `node.` (`#[params(inline)]`: none).
+                    let prefix = node.params.iter().find(|(tensor, _)| *tensor == "*");
+                    let name = match (renamed, prefix) {
+                        (Some((_, name)), _) => (*name).into(),
+                        (None, Some((_, prefix))) => format!("{prefix}{}", p.name).into(),
+                        (None, None) => format!("{}.{}", node.name, p.name).into(),
                     };
                     ParamShape { name, shape: p.shape }
                 })
@@ -146,24 +163,36 @@ pub fn init_params<F: Float, G: Graph<F>>(
         ranges: &'a [Range<usize>],
         params: &'a mut [F],
         rng: &'a mut dyn rand::Rng,
+        offset: usize,
     }
     impl<F: Float> Visit<F> for Init<'_, F> {
         fn layer<L: Layer<F>, const N: usize>(&mut self, k: usize, layer: &L) -> Result<()> {
             layer.init(&mut self.params[self.ranges[k].clone()], self.rng);
             Ok(())
         }
-        fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()> {
+        fn nested_at<G: Graph<F>>(&mut self, k: usize, index: usize, graph: &G) -> Result<()> {
             let (layers, core) = graph.parts();
+            // A stack's layers lie one after another in its range.
+            if index == 0 {
+                self.offset = self.ranges[k].start;
+            }
+            let end = self.offset + core.store.len();
             init_params::<F, G>(
                 layers,
                 core.store.node_ranges(),
-                &mut self.params[self.ranges[k].clone()],
+                &mut self.params[self.offset..end],
                 self.rng,
             );
+            self.offset = end;
             Ok(())
         }
     }
-    let mut init = Init { ranges, params, rng };
+    let mut init = Init {
+        ranges,
+        params,
+        rng,
+        offset: 0,
+    };
     for k in 0..G::SPEC.nodes.len() {
         let _ = G::node(layers, k, &mut init);
     }
@@ -186,7 +215,7 @@ pub fn layer_output_width<F: Float, G: Graph<F>>(
             self.result = Some(layer.output_width(self.widths));
             Ok(())
         }
-        fn nested<G: Graph<F>>(&mut self, _: usize, _: &G) -> Result<()> {
+        fn nested_at<G: Graph<F>>(&mut self, _: usize, _: usize, _: &G) -> Result<()> {
             Ok(())
         }
     }
@@ -197,4 +226,29 @@ pub fn layer_output_width<F: Float, G: Graph<F>>(
         Some(Err(message)) => Err(node_error(G::SPEC, k, message)),
         None => Err(node_error(G::SPEC, k, "holds no layer".into())),
     }
+}
+
+/// Whether a node of this kind holds nested graphs.
+pub(crate) fn is_host(kind: NodeKind) -> bool {
+    matches!(kind, NodeKind::Nested { .. } | NodeKind::Stack)
+}
+
+/// How many nested graphs node `k` holds: one for a nested graph, the depth
+/// for a stack, none for a layer.
+pub(crate) fn nested_count<F: Float, G: Graph<F>>(layers: &G::Layers, k: usize) -> usize {
+    struct Count(usize);
+    impl<F: Float> Visit<F> for Count {
+        fn layer<L: Layer<F>, const N: usize>(&mut self, _: usize, _: &L) -> Result<()> {
+            Ok(())
+        }
+        fn nested_at<G: Graph<F>>(&mut self, _: usize, _: usize, _: &G) -> Result<()> {
+            self.0 += 1;
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    if is_host(G::SPEC.nodes[k].kind) {
+        let _ = G::node(layers, k, &mut count);
+    }
+    count.0
 }

@@ -74,6 +74,7 @@ pub mod optim;
 mod params;
 mod pytorch;
 mod spec;
+mod stack;
 mod summary;
 mod svg;
 mod tape;
@@ -89,6 +90,7 @@ pub use kernels::pool::{set_threads, threads, with_threads};
 pub use layer::{Backward, Forward, Input, Layer, LayerResult, ParamShape};
 pub use params::{ParamSpec, ParamStore};
 pub use spec::{Fusion, GraphSpec, InputSpec, LstmGates, NodeKind, NodeSpec, OutputSpec};
+pub use stack::Stack;
 pub use tape::Tape;
 
 /// The crates generated code and users need, re-exported so that versions agree.

@@ -109,8 +109,14 @@ impl Classes {
     fn add(&mut self, d: &Description) -> String {
         let mut text = d.spec.python.to_string();
         for (k, inner) in d.nested.iter().enumerate() {
-            if let Some(inner) = inner {
-                let name = self.add(inner);
+            // A stack's layers are two classes at most (the first and the
+            // rest): `N<k>` names the first, `R<k>` the rest.
+            if let Some(first) = inner.first() {
+                let name = self.add(first);
+                if let Some(upper) = inner.get(1) {
+                    let upper = self.add(upper);
+                    text = text.replace(&format!("\u{1}R{k}\u{1}"), &upper);
+                }
                 text = text.replace(&format!("\u{1}N{k}\u{1}"), &name);
             }
         }

@@ -174,6 +174,14 @@ pub enum NodeKind {
         /// The nested input each node input feeds.
         to: &'static [usize],
     },
+    /// A stack of nested graphs, one per layer (their number is known when
+    /// the graph is built): input 0 feeds layer 0's input 0, layer `l`'s
+    /// output 0 feeds layer `l + 1`'s input 0; every other input `j` is a
+    /// group, one block of columns per layer (layer `l` reads block `l` as
+    /// its input `j`). Output 0 is the last layer's output 0; output
+    /// `o + 1` is the group of every layer's output `o`, block `l` from
+    /// layer `l` (torch's `h_n`).
+    Stack,
     /// Output `output` of the nested graph at node `host`.
     Output {
         /// The nested graph's node.

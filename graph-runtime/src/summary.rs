@@ -35,7 +35,7 @@ fn rows(d: &Description, depth: usize, out: &mut Vec<Row>) {
             params: d.params[k],
             line: node.line,
         });
-        if let Some(inner) = d.nested[k].as_ref().filter(|_| nested) {
+        if let Some(inner) = d.nested[k].first().filter(|_| nested) {
             rows(inner, depth + 1, out);
         }
     }

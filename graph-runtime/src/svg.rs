@@ -16,7 +16,7 @@
 use crate::describe::Description;
 use crate::engine::plan::Plan;
 use crate::error::{Error, Pass};
-use crate::spec::GraphSpec;
+use crate::spec::{GraphSpec, NodeKind};
 use std::fmt::Write;
 
 const CHAR_W: f64 = 7.2; // 12 px monospace
@@ -105,7 +105,8 @@ fn block(d: &Description, highlight: Option<&str>, plans: &Plans, prefix: &str) 
     let spec = d.spec;
     let mut blocks = Vec::new();
     for (k, node) in spec.nodes.iter().enumerate() {
-        if let Some(inner) = &d.nested[k] {
+        // A stack is drawn as one box (its layers are alike).
+        if let Some(inner) = d.nested[k].first().filter(|_| node.kind != NodeKind::Stack) {
             // The part of the path inside this host, if the highlight is there.
             let inside = highlight
                 .and_then(|h| h.strip_prefix(node.name))

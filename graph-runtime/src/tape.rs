@@ -17,6 +17,14 @@ use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2};
 use std::ops::Range;
 use std::sync::Arc;
 
+/// One step down a path through nested graphs: host node `node`, its
+/// nested graph number `layer` (0 but in a stack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hop {
+    pub node: usize,
+    pub layer: usize,
+}
+
 /// What one graph of a tape holds: values, gradients, ids, layer states and
 /// the records of its nested graphs.
 #[derive(Debug, Clone)]
@@ -33,9 +41,10 @@ pub(crate) struct Record<F> {
     pub states: Vec<Vec<Array2<F>>>,
     /// Per node: whether its layer kept a state in the last forward.
     pub stateful: Vec<bool>,
-    /// Per node: the record of a nested graph.
-    pub nested: Vec<Option<Box<Record<F>>>>,
-    /// The host nodes (those with a nested graph), in order.
+    /// Per node: the records of its nested graphs (one for a nested graph,
+    /// one per layer for a stack, none for a layer).
+    pub nested: Vec<Vec<Record<F>>>,
+    /// The host nodes (those with nested graphs), in order.
     pub hosts: Vec<usize>,
     /// Per input: whether backward computes its gradient.
     pub input_grads: Vec<bool>,
@@ -47,7 +56,7 @@ pub(crate) struct Record<F> {
 impl<F: Float> Record<F> {
     /// An empty record for `spec` with these slot widths; `nested` gives the
     /// records of its host nodes.
-    pub fn new(spec: &'static GraphSpec, widths: Vec<usize>, nested: Vec<Option<Box<Record<F>>>>) -> Self {
+    pub fn new(spec: &'static GraphSpec, widths: Vec<usize>, nested: Vec<Vec<Record<F>>>) -> Self {
         let (slots, nodes, inputs) = (spec.slots(), spec.nodes.len(), spec.inputs.len());
         Record {
             spec,
@@ -59,7 +68,7 @@ impl<F: Float> Record<F> {
             states: (0..nodes).map(|_| vec![Array2::zeros((0, 0))]).collect(),
             stateful: vec![false; nodes],
             hosts: (0..nodes)
-                .filter(|&k| nested.get(k).is_some_and(Option::is_some))
+                .filter(|&k| nested.get(k).is_some_and(|n| !n.is_empty()))
                 .collect(),
             nested,
             input_grads: vec![true; inputs],
@@ -74,7 +83,7 @@ impl<F: Float> Record<F> {
             nested: self
                 .nested
                 .iter()
-                .map(|n| n.as_ref().map(|r| r.spec_tree()))
+                .map(|n| n.iter().map(Record::spec_tree).collect())
                 .collect(),
         }
     }
@@ -93,7 +102,7 @@ impl<F: Float> Record<F> {
             }
         }
         for &k in &self.hosts {
-            if let Some(n) = self.nested[k].as_deref_mut() {
+            for n in &mut self.nested[k] {
                 n.resize(rows);
             }
         }
@@ -108,7 +117,7 @@ impl<F: Float> Record<F> {
             }
         }
         for &k in &self.hosts {
-            if let Some(n) = self.nested[k].as_deref_mut() {
+            for n in &mut self.nested[k] {
                 n.clear_grads(all);
             }
         }
@@ -121,24 +130,20 @@ impl<F: Float> Record<F> {
 
     /// The record of the graph at `path` (host nodes from this one).
     #[inline]
-    pub fn at(&self, path: &[usize]) -> &Record<F> {
+    pub fn at(&self, path: &[Hop]) -> &Record<F> {
         let mut r = self;
-        for &h in path {
-            r = r.nested[h]
-                .as_deref()
-                .expect("the plan's paths lead to nested records");
+        for h in path {
+            r = &r.nested[h.node][h.layer];
         }
         r
     }
 
     /// The record of the graph at `path`, writable.
     #[inline]
-    pub fn at_mut(&mut self, path: &[usize]) -> &mut Record<F> {
+    pub fn at_mut(&mut self, path: &[Hop]) -> &mut Record<F> {
         let mut r = self;
-        for &h in path {
-            r = r.nested[h]
-                .as_deref_mut()
-                .expect("the plan's paths lead to nested records");
+        for h in path {
+            r = &mut r.nested[h.node][h.layer];
         }
         r
     }
@@ -150,8 +155,13 @@ impl<F: Float> Record<F> {
             return Ok((self, s));
         }
         if let Some((host, rest)) = name.split_once('.') {
+            // A stack's layer by its index: `lstm[1].h_next`.
+            let (host, layer) = match host.split_once('[') {
+                Some((h, l)) => (h, l.strip_suffix(']').and_then(|l| l.parse().ok())),
+                None => (host, Some(0)),
+            };
             let k = self.spec.nodes.iter().position(|n| n.name == host);
-            if let Some(inner) = k.and_then(|k| self.nested[k].as_deref()) {
+            if let Some(inner) = k.zip(layer).and_then(|(k, l)| self.nested[k].get(l)) {
                 return inner.find(rest);
             }
         }

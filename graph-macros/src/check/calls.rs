@@ -266,8 +266,43 @@ fn check_graph_call(call: &GraphCall, sizes: &[String], errors: &mut Errors) -> 
         ));
         return None;
     }
-    let mut args = Vec::with_capacity(call.sizes.len());
-    for expr in &call.sizes {
+    let args = graph_sizes(&name, &call.sizes, sizes, errors);
+    let stack = match &call.stack {
+        None => None,
+        Some(stack) => {
+            let depth = positive_width(&stack.depth, sizes).map_err(|msg| {
+                errors.push(syn::Error::new_spanned(
+                    &stack.depth,
+                    format!("the depth of a `Stack` (its number of layers): {msg}"),
+                ))
+            });
+            let rest = &stack.rest;
+            let rest_args = graph_sizes(&rest.name.to_string(), &rest.sizes, sizes, errors);
+            let upper = Nested {
+                path: rest.path.clone(),
+                generics: rest.generics.clone(),
+                sizes: rest_args?,
+                dynamic: true,
+                stack: None,
+            };
+            Some((depth.ok()?, Box::new(upper)))
+        }
+    };
+    Some(NodeKind::Nested(Nested {
+        path: call.path.clone(),
+        generics: call.generics.clone(),
+        sizes: args?,
+        // A stack's widths are read from its layers when it is built.
+        dynamic: call.dynamic || stack.is_some(),
+        stack,
+    }))
+}
+
+/// The sizes given to graph `name`, each a positive width.
+fn graph_sizes(name: &str, exprs: &[syn::Expr], sizes: &[String], errors: &mut Errors) -> Option<Vec<Arg>> {
+    let mut args = Vec::with_capacity(exprs.len());
+    let mut ok = true;
+    for expr in exprs {
         match positive_width(expr, sizes) {
             Ok(w) => args.push(Arg::Width(w)),
             Err(msg) => {
@@ -275,16 +310,11 @@ fn check_graph_call(call: &GraphCall, sizes: &[String], errors: &mut Errors) -> 
                     expr,
                     format!("a size of `{name}`: {msg}"),
                 ));
-                return None;
+                ok = false;
             }
         }
     }
-    Some(NodeKind::Nested(Nested {
-        path: call.path.clone(),
-        generics: call.generics.clone(),
-        sizes: args,
-        dynamic: call.dynamic,
-    }))
+    ok.then_some(args)
 }
 
 /// A width that must be positive: zero and negative constants are errors.

@@ -96,13 +96,27 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
                 }),
             (NodeKind::Builtin { layer, args }, None) => infer_width(node, layer, args, &flows, deferred),
             (NodeKind::Custom { .. }, None) => infer_custom(node),
-            (NodeKind::Nested(_), None) => match &node.kind {
-                super::RawKind::Host(call, expect) => {
+            (NodeKind::Nested(nested), None) => match (&node.kind, &nested.stack) {
+                (super::RawKind::Host(call, expect), Some((depth, _))) => {
+                    infer_stack(k, node, call, depth, *expect, &flows, atoms, deferred)
+                }
+                (super::RawKind::Host(call, expect), None) => {
                     infer_host(k, node, call, *expect, &flows, atoms, deferred)
                 }
                 _ => Ok(Width::constant(0)),
             },
-            (NodeKind::Output { host, select }, None) => Ok(output_atom(*host, select, raw, atoms, deferred)),
+            (NodeKind::Output { host, select }, None) => {
+                let stack = match &kinds[*host] {
+                    Some(NodeKind::Nested(n)) => n.stack.as_ref().map(|(d, _)| d.clone()),
+                    _ => None,
+                };
+                match (stack, select) {
+                    (Some(depth), Select::Index(o)) => {
+                        Ok(stack_output(*host, *o, &depth, raw, atoms, deferred))
+                    }
+                    _ => Ok(output_atom(*host, select, raw, atoms, deferred)),
+                }
+            }
         };
         match result {
             Ok(w) => found.widths[k] = Some(w),
@@ -311,6 +325,7 @@ fn infer_host(
             output: false,
             select,
             slot: Some(i),
+            upper: false,
         });
         deferred.push(Deferred {
             claim: Claim::Equal(w.clone(), Width::atom(&name)),
@@ -328,6 +343,7 @@ fn infer_host(
             host: k,
             outputs: false,
             n: inputs.len(),
+            upper: false,
         },
         message: format!(
             "`{graph}` is given {} input(s), but it declares another number",
@@ -341,6 +357,7 @@ fn infer_host(
                 host: k,
                 outputs: true,
                 n,
+                upper: false,
             },
             message: format!(
                 "`{graph}` gives its outputs to {n} name(s), but it has another number of outputs\n\
@@ -386,9 +403,208 @@ fn output_atom(
             output: true,
             select: select.clone(),
             slot: None,
+            upper: false,
         });
     }
     Width::atom(&name)
+}
+
+/// A stack node: input 0 feeds the first layer; every other input is a
+/// group, one block per layer, of the layers' width; the upper layers take
+/// what the layer below gives. The layers' graphs are not visible to the
+/// macro, so these are deferred checks, with the widths as numbers.
+#[allow(clippy::too_many_arguments)]
+fn infer_stack(
+    k: usize,
+    node: &RawNode,
+    call: &GraphCall,
+    depth: &Width,
+    expect_outputs: Option<usize>,
+    inputs: &[Flow],
+    atoms: &mut Vec<Atom>,
+    deferred: &mut Vec<Deferred>,
+) -> syn::Result<Width> {
+    let Some(stack) = &call.stack else {
+        return Ok(Width::constant(0));
+    };
+    let (first, upper) = (graph_label(call), ref_label(&stack.rest));
+    let mut atom = |label: &str, output: bool, j: usize, upper: bool| {
+        let name = format!("{label}.{}[{j}]", if output { "out" } else { "in" });
+        if !atoms.iter().any(|a| a.name == name && a.host == k) {
+            atoms.push(Atom {
+                name: name.clone(),
+                host: k,
+                output,
+                select: Select::Index(j),
+                slot: (!output).then_some(j),
+                upper,
+            });
+        }
+        Width::atom(&name)
+    };
+    let mut claims = Vec::new();
+    for (i, flow) in inputs.iter().enumerate() {
+        let w = need_values(node, flow)?;
+        let of_first = atom(&first, false, i, false);
+        if i == 0 {
+            claims.push((
+                w.clone(),
+                of_first.clone(),
+                format!(
+                    "node `{}`: the stack's first layer `{first}` takes input 0 of width {of_first}, but `{}` has width {w}",
+                    node.name, flow.name
+                ),
+                flow.span,
+            ));
+            continue;
+        }
+        let group = depth.mul(&of_first);
+        claims.push((
+            w.clone(),
+            group.clone(),
+            format!(
+                "node `{}`: input {i} of the stack is a group, one block per layer: {depth} layers of width {of_first} make {group}, but `{}` has width {w}",
+                node.name, flow.name
+            ),
+            flow.span,
+        ));
+        let of_upper = atom(&upper, false, i, true);
+        claims.push((
+            of_first.clone(),
+            of_upper.clone(),
+            format!(
+                "node `{}`: input {i} of the first layer `{first}` has width {of_first}, but the upper layers' (`{upper}`) has width {of_upper}: a group has one width",
+                node.name
+            ),
+            stack.rest.name.span(),
+        ));
+    }
+    let (first_out, upper_in, upper_out) = (
+        atom(&first, true, 0, false),
+        atom(&upper, false, 0, true),
+        atom(&upper, true, 0, true),
+    );
+    claims.push((
+        upper_in.clone(),
+        first_out.clone(),
+        format!(
+            "node `{}`: the upper layers (`{upper}`) take input 0 of width {upper_in}, but the first layer's output 0 has width {first_out}",
+            node.name
+        ),
+        stack.rest.name.span(),
+    ));
+    claims.push((
+        upper_out.clone(),
+        upper_in.clone(),
+        format!(
+            "node `{}`: an upper layer (`{upper}`) gives output 0 of width {upper_out} to the next, which takes width {upper_in}",
+            node.name
+        ),
+        stack.rest.name.span(),
+    ));
+    for (a, b, message, span) in claims {
+        deferred.push(Deferred {
+            claim: Claim::Equal(a, b),
+            message,
+            span,
+        });
+    }
+    for upper in [false, true] {
+        let span = if upper {
+            stack.rest.name.span()
+        } else {
+            call.inputs_span
+        };
+        deferred.push(Deferred {
+            claim: Claim::Count {
+                host: k,
+                outputs: false,
+                n: inputs.len(),
+                upper,
+            },
+            message: format!(
+                "the stack is given {} input(s), but its layers declare another number",
+                inputs.len()
+            ),
+            span,
+        });
+        if let Some(n) = expect_outputs {
+            deferred.push(Deferred {
+                claim: Claim::Count {
+                    host: k,
+                    outputs: true,
+                    n: n.saturating_sub(1),
+                    upper,
+                },
+                message: format!("the stack gives its outputs to {n} name(s)"),
+                span: if upper {
+                    stack.rest.name.span()
+                } else {
+                    stack.keyword.span()
+                },
+            });
+        }
+    }
+    Ok(Width::constant(0))
+}
+
+/// The width of output `o` of the stack at `host`: output 0 is the last
+/// layer's output 0; output `o + 1` the group of every layer's output `o`.
+fn stack_output(
+    host: usize,
+    o: usize,
+    depth: &Width,
+    raw: &[RawNode],
+    atoms: &mut Vec<Atom>,
+    deferred: &mut Vec<Deferred>,
+) -> Width {
+    let RawKind::Host(call, _) = &raw[host].kind else {
+        return Width::constant(0);
+    };
+    let Some(stack) = &call.stack else {
+        return Width::constant(0);
+    };
+    let (first, upper) = (graph_label(call), ref_label(&stack.rest));
+    let j = o.saturating_sub(1);
+    let mut atom = |label: &str, upper: bool| {
+        let name = format!("{label}.out[{j}]");
+        if !atoms.iter().any(|a| a.name == name && a.host == host) {
+            atoms.push(Atom {
+                name: name.clone(),
+                host,
+                output: true,
+                select: Select::Index(j),
+                slot: None,
+                upper,
+            });
+        }
+        Width::atom(&name)
+    };
+    let of_first = atom(&first, false);
+    if o == 0 {
+        return of_first;
+    }
+    let of_upper = atom(&upper, true);
+    deferred.push(Deferred {
+        claim: Claim::Equal(of_first.clone(), of_upper.clone()),
+        message: format!(
+            "node `{}`: output {j} of the first layer `{first}` has width {of_first}, but the upper layers' (`{upper}`) has width {of_upper}: a group has one width",
+            raw[host].name
+        ),
+        span: stack.rest.name.span(),
+    });
+    depth.mul(&of_first)
+}
+
+/// How a stack's upper layers' graph is written (as [`graph_label`]).
+fn ref_label(r: &crate::ast::GraphRef) -> String {
+    let (path, generics) = (&r.path, &r.generics);
+    let mut label = quote::quote!(#path #generics).to_string().replace(' ', "");
+    if r.dynamic {
+        let sizes: Vec<String> = r.sizes.iter().map(|e| quote::quote!(#e).to_string()).collect();
+        label += &format!("[{}]", sizes.join(", "));
+    }
+    label
 }
 
 /// How a nested graph is written, for the names of its widths in messages:

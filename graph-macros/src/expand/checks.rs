@@ -172,10 +172,16 @@ impl Expander<'_> {
                 for (i, atom) in g.atoms.iter().enumerate().filter(|(_, a)| a.host == k) {
                     let field = format_ident!("__a{}", i);
                     let j = self.select_index(k, &atom.select, atom.output);
+                    // A stack's widths are its layers'.
+                    let graph = match (node.nested().is_some_and(|n| n.stack.is_some()), atom.upper) {
+                        (false, _) => quote!(&#layers.#h),
+                        (true, false) => quote!(#layers.#h.first()),
+                        (true, true) => quote!(#layers.#h.upper()),
+                    };
                     let width = if atom.output {
-                        quote!(#rt::__private::output_width(&#layers.#h, j))
+                        quote!(#rt::__private::output_width(#graph, j))
                     } else {
-                        quote!(#rt::__private::input_width(&#layers.#h, j))
+                        quote!(#rt::__private::input_width(#graph, j))
                     };
                     // An unknown name is reported by a check below.
                     out.push(quote! {
@@ -273,8 +279,18 @@ impl Expander<'_> {
                         vec![a, b],
                     )
                 }
-                Claim::Count { host, outputs, n } => {
-                    let ty = self.nested_type(&self.g.nodes[*host]);
+                Claim::Count {
+                    host,
+                    outputs,
+                    n,
+                    upper,
+                } => {
+                    let node = &self.g.nodes[*host];
+                    let ty = if *upper {
+                        self.upper_type(node)
+                    } else {
+                        self.nested_type(node)
+                    };
                     let list = if *outputs { quote!(outputs) } else { quote!(inputs) };
                     let n = lit(*n);
                     (
@@ -416,9 +432,50 @@ impl Expander<'_> {
     fn message_pieces(&self, d: &crate::ir::Deferred, widths: &[&Width]) -> Vec<Piece> {
         let rt = self.rt;
         let float = &self.float;
-        if let Claim::Count { host, outputs, n } = &d.claim {
+        if let Claim::Count {
+            host,
+            outputs,
+            n,
+            upper,
+        } = &d.claim
+        {
             let node = &self.g.nodes[*host];
-            let ty = self.nested_type(node);
+            let ty = if *upper {
+                self.upper_type(node)
+            } else {
+                self.nested_type(node)
+            };
+            if let Some((_, rest)) = node.nested().and_then(|n| n.stack.as_ref()) {
+                let spec = quote!(<#ty as #rt::Graph<#float>>::SPEC);
+                let layer = if *upper {
+                    rest.as_ref()
+                } else {
+                    node.nested().expect("a stack is nested")
+                };
+                let (path, generics) = (&layer.path, &layer.generics);
+                let graph = quote!(#path #generics).to_string().replace(' ', "");
+                let (list, what) = if *outputs {
+                    (quote!(outputs), "output")
+                } else {
+                    (quote!(inputs), "input")
+                };
+                let tail = if *outputs {
+                    format!(
+                        "), so the stack has one more (the last layer's output 0, then each output of every layer as a group), \
+                         but its outputs are given to {} name(s)",
+                        n + 1
+                    )
+                } else {
+                    format!("), but the stack is given {n}")
+                };
+                return vec![
+                    Piece::Text(format!("node `{}`: the stack's layer `{graph}` has ", node.name)),
+                    Piece::Num(quote!(#spec.#list.len())),
+                    Piece::Text(format!(" {what}(s) (")),
+                    Piece::Names(quote!(#rt::__private::names_in(#spec, #outputs))),
+                    Piece::Text(tail),
+                ];
+            }
             let spec = quote!(<#ty as #rt::Graph<#float>>::SPEC);
             let graph = node
                 .nested()

@@ -239,9 +239,26 @@ impl<'a> Expander<'a> {
         }
     }
 
+    /// The type of a stack's upper layers (of the nested graph otherwise).
+    fn upper_type(&self, node: &Node) -> TokenStream {
+        match node.nested().and_then(|n| n.stack.as_ref()) {
+            Some((_, upper)) => {
+                let path = &upper.path;
+                let args = upper.generics.iter().flat_map(|g| g.args.iter());
+                let float = &self.float;
+                quote!(#path<#(#args,)* #float>)
+            }
+            None => self.nested_type(node),
+        }
+    }
+
     fn layer_type(&self, node: &Node) -> TokenStream {
         let rt = self.rt;
         match &node.kind {
+            NodeKind::Nested(nested) if nested.stack.is_some() => {
+                let (first, upper) = (self.nested_type(node), self.upper_type(node));
+                quote!(#rt::Stack<#first, #upper>)
+            }
             NodeKind::Builtin { layer, .. } => {
                 let ty = Ident::new(layer.name, Span::call_site());
                 match layer.rule {
@@ -263,7 +280,26 @@ impl<'a> Expander<'a> {
         match &node.kind {
             NodeKind::Nested(nested) => {
                 let sizes = nested.sizes.iter().map(|a| self.arg(a, false));
-                quote!(<#ty>::__nested(&[#(#sizes),*])?)
+                let Some((depth, upper)) = &nested.stack else {
+                    return quote!(<#ty>::__nested(&[#(#sizes),*])?);
+                };
+                let rt = self.rt;
+                let (first_ty, upper_ty) = (self.nested_type(node), self.upper_type(node));
+                let upper_sizes = upper.sizes.iter().map(|a| self.arg(a, false));
+                let depth = self.width(depth);
+                let graph = self.g.name.to_string();
+                let text = format!("node `{}` {{}}, at {{}}:{}", node.name, node.line);
+                quote! {
+                    #rt::Stack::new(
+                        #depth,
+                        <#first_ty>::__nested(&[#(#sizes),*])?,
+                        <#upper_ty>::__nested(&[#(#upper_sizes),*])?,
+                    )
+                    .map_err(|m| #rt::Error::Sizes {
+                        graph: #graph.into(),
+                        message: ::std::format!(#text, m, ::core::file!()),
+                    })?
+                }
             }
             // Criteria hold a reduction; other layers without arguments are unit structs.
             NodeKind::Builtin { layer, args } if args.is_empty() => match layer.rule {
@@ -333,7 +369,19 @@ fn layer_label(node: &Node) -> String {
     let (name, args) = match &node.kind {
         NodeKind::Nested(n) => {
             let (p, g) = (&n.path, &n.generics);
-            return quote!(#p #g).to_string().replace(' ', "");
+            let first = quote!(#p #g).to_string().replace(' ', "");
+            return match &n.stack {
+                Some((depth, upper)) => {
+                    let (p, g) = (&upper.path, &upper.generics);
+                    let upper = quote!(#p #g).to_string().replace(' ', "");
+                    if upper == first {
+                        format!("Stack({depth}, {first})")
+                    } else {
+                        format!("Stack({depth}, {first}, {upper})")
+                    }
+                }
+                None => first,
+            };
         }
         NodeKind::Output { select, .. } => {
             return match select {

@@ -35,6 +35,7 @@ impl Expander<'_> {
                     let host = lit(*host);
                     quote!(Output { host: #host, output: #output })
                 }
+                NodeKind::Nested(nested) if nested.stack.is_some() => quote!(Stack),
                 NodeKind::Nested(_) => {
                     let to = self.host_input_indices(k);
                     quote!(Nested { to: &[#(#to),*] })
@@ -85,6 +86,9 @@ impl Expander<'_> {
                 let (f, host, k) = (&n.name, self.is_host(k), lit(k));
                 let arity = lit(n.inputs.len());
                 match &n.kind {
+                    NodeKind::Nested(nested) if nested.stack.is_some() => {
+                        quote!(#k => #visit.stack(#k, &layers.#f),)
+                    }
                     _ if host => quote!(#k => #visit.nested(#k, &layers.#f),),
                     // On the user's type: a type that is no `Layer` is reported there.
                     NodeKind::Custom { path, .. } => {

@@ -3,8 +3,8 @@
 //! the step; checked mode's search for NaN and infinity.
 
 use crate::error::{Error, Pass, Result};
-use crate::spec::GraphSpec;
-use crate::tape::Record;
+use crate::spec::{GraphSpec, NodeKind};
+use crate::tape::{Hop, Record};
 use crate::Float;
 use ndarray::ArrayView2;
 
@@ -20,10 +20,21 @@ pub(crate) fn node_error(spec: &GraphSpec, k: usize, message: String) -> Error {
     }
 }
 
-/// An error from inside the nested graph at node `k`, as seen from the
+/// How a nested graph is named in a path: its host node (`layer1`), and a
+/// stack's layer by its index (`lstm[1]`).
+pub(crate) fn hop_name(spec: &GraphSpec, hop: Hop) -> String {
+    let host = &spec.nodes[hop.node];
+    match host.kind {
+        NodeKind::Stack => format!("{}[{}]", host.name, hop.layer),
+        _ => host.name.to_string(),
+    }
+}
+
+/// An error from inside the nested graph at `hop`, as seen from the
 /// outer graph: the path `host.inner` and the host's own source line.
-pub(crate) fn nested_error(spec: &GraphSpec, k: usize, error: Error) -> Error {
-    let host = &spec.nodes[k];
+pub(crate) fn nested_error(spec: &GraphSpec, hop: Hop, error: Error) -> Error {
+    let host = &spec.nodes[hop.node];
+    let name = hop_name(spec, hop);
     let (graph, file, line) = (spec.name.to_string(), spec.file.to_string(), host.line);
     match error {
         Error::NonFinite {
@@ -35,7 +46,7 @@ pub(crate) fn nested_error(spec: &GraphSpec, k: usize, error: Error) -> Error {
             ..
         } => Error::NonFinite {
             graph,
-            node: format!("{}.{node}", host.name),
+            node: format!("{name}.{node}"),
             file,
             line,
             pass,
@@ -45,7 +56,7 @@ pub(crate) fn nested_error(spec: &GraphSpec, k: usize, error: Error) -> Error {
         },
         Error::Node { node, message, .. } => Error::Node {
             graph,
-            node: format!("{}.{node}", host.name),
+            node: format!("{name}.{node}"),
             file,
             line,
             message,
@@ -56,7 +67,7 @@ pub(crate) fn nested_error(spec: &GraphSpec, k: usize, error: Error) -> Error {
 
 /// An error about a node of the graph at `path` (host nodes from `root`),
 /// named as seen from the top-level graph.
-pub(crate) fn from_path<F: Float>(root: &Record<F>, path: &[usize], mut error: Error) -> Error {
+pub(crate) fn from_path<F: Float>(root: &Record<F>, path: &[Hop], mut error: Error) -> Error {
     for depth in (0..path.len()).rev() {
         error = nested_error(root.at(&path[..depth]).spec, path[depth], error);
     }

@@ -266,14 +266,14 @@ fn skip_absent<F: Float>(tape: &mut Tape<F>, any_absent: bool) -> Result<()> {
         tape.any_skipped = true;
         let record = tape.root.at_mut(plan.path(u));
         match unit.kind {
-            UnitKind::Node | UnitKind::Leave | UnitKind::Fused { .. } => {
+            UnitKind::Node | UnitKind::Leave { .. } | UnitKind::Fused { .. } => {
                 for &k in &plan.computes[unit.computes.clone()] {
                     let slot = record.spec.node_slot(k);
                     record.values[slot].fill(F::nan());
                 }
             }
-            UnitKind::Enter { .. } => {}
-            UnitKind::Carry => {
+            UnitKind::Enter { .. } | UnitKind::Link { .. } => {}
+            UnitKind::Carry { .. } => {
                 let (i, _) = spec.recurrent[unit.node];
                 return Err(pass_error(
                     spec,

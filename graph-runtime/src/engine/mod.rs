@@ -29,12 +29,14 @@ pub(crate) mod visit;
 
 use crate::error::{Pass, Result};
 use crate::graph::{Graph, GraphCore};
+use crate::spec::GraphSpec;
 use crate::spec::NodeKind;
 use crate::tape::no_forward;
 use crate::tape::{row_range, row_range_mut, Record, Tape};
 use crate::Float;
 use check::{at_step, check_finite, from_path, stale_weights};
-use plan::{Plan, Segment, UnitKind};
+use ndarray::s;
+use plan::{Block, Plan, Segment, UnitKind};
 use std::ops::Range;
 use visit::{grad_wanted, input_rows, mix_seed, BackwardVisit, ForwardVisit, Part, Place};
 
@@ -180,10 +182,14 @@ fn wanted_inside<F: Float>(record: &mut Record<F>) {
     let spec = record.spec;
     for &k in &record.hosts {
         let node = &spec.nodes[k];
-        if let (NodeKind::Nested { to }, Some(inner)) = (node.kind, record.nested[k].as_deref_mut()) {
-            for (&from, &i) in node.inputs.iter().zip(to) {
+        let stack = node.kind == NodeKind::Stack;
+        for (l, inner) in record.nested[k].iter_mut().enumerate() {
+            for (j, &from) in node.inputs.iter().enumerate() {
+                let Some(i) = entry(spec, k, j) else { continue };
+                // An upper layer's input 0 is the layer below's output.
+                let wanted = (stack && j == 0 && l > 0) || grad_wanted(spec, &record.input_grads, from);
                 if let Some(w) = inner.input_grads.get_mut(i) {
-                    *w = grad_wanted(spec, &record.input_grads, from);
+                    *w = wanted;
                 }
             }
             wanted_inside(inner);
@@ -283,16 +289,27 @@ impl<'a> Run<'a> {
                     G::node(layers, visit.place.next(), &mut visit).map_err(|e| at_step(e, step, 0))?;
                     true
                 }
-                UnitKind::Enter { input } => {
-                    enter(visit.record.at_mut(path), unit.node, input, rows.clone());
+                UnitKind::Enter {
+                    input,
+                    layer,
+                    outer,
+                    inner,
+                } => {
+                    let copy = Transfer { layer, outer, inner };
+                    enter(visit.record.at_mut(path), unit.node, input, copy, rows.clone());
                     false
                 }
-                UnitKind::Leave => {
-                    leave(visit.record.at_mut(path), unit.node, rows.clone(), false);
-                    true
+                UnitKind::Leave { layer, outer, inner } => {
+                    let copy = Transfer { layer, outer, inner };
+                    leave(visit.record.at_mut(path), unit.node, copy, rows.clone(), false);
+                    !unit.computes.is_empty()
                 }
-                UnitKind::Carry => {
-                    self.carry(visit.record, unit.node, rows.clone(), false);
+                UnitKind::Link { layer } => {
+                    link(visit.record.at_mut(path), unit.node, layer, rows.clone(), false);
+                    false
+                }
+                UnitKind::Carry { block } => {
+                    self.carry(visit.record, unit.node, block, rows.clone(), false);
                     false
                 }
                 UnitKind::Fused { fusion } => {
@@ -361,7 +378,8 @@ impl<'a> Run<'a> {
                 }
                 Ok(())
             };
-            if checked && part != Part::Params && matches!(unit.kind, UnitKind::Node | UnitKind::Leave) {
+            if checked && part != Part::Params && matches!(unit.kind, UnitKind::Node | UnitKind::Leave { .. })
+            {
                 check(visit.record)?;
             }
             match unit.kind {
@@ -370,11 +388,23 @@ impl<'a> Run<'a> {
                     visit.place.node = unit.node;
                     G::node(layers, visit.place.next(), &mut visit).map_err(|e| at_step(e, step, 0))?;
                 }
-                UnitKind::Enter { input } => {
-                    enter_back(visit.record.at_mut(path), unit.node, input, rows.clone())
+                UnitKind::Enter {
+                    input,
+                    layer,
+                    outer,
+                    inner,
+                } => {
+                    let copy = Transfer { layer, outer, inner };
+                    enter_back(visit.record.at_mut(path), unit.node, input, copy, rows.clone())
                 }
-                UnitKind::Leave => leave(visit.record.at_mut(path), unit.node, rows.clone(), true),
-                UnitKind::Carry => self.carry(visit.record, unit.node, rows.clone(), true),
+                UnitKind::Leave { layer, outer, inner } => {
+                    let copy = Transfer { layer, outer, inner };
+                    leave(visit.record.at_mut(path), unit.node, copy, rows.clone(), true)
+                }
+                UnitKind::Link { layer } => {
+                    link(visit.record.at_mut(path), unit.node, layer, rows.clone(), true)
+                }
+                UnitKind::Carry { block } => self.carry(visit.record, unit.node, block, rows.clone(), true),
                 UnitKind::Fused { fusion } => {
                     let record = visit.record.at_mut(path);
                     fuse::backward(record, &record.spec.fusions[fusion], rows.clone());
@@ -387,10 +417,18 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Recurrent pair `pair`: its output's rows `rows` become its state's
-    /// rows one step later (forward); the state's gradient there is added
-    /// into the output's (backward). Rows of the last step go nowhere.
-    fn carry<F: Float>(&self, root: &mut Record<F>, pair: usize, rows: Range<usize>, back: bool) {
+    /// Recurrent pair `pair`: its output's rows `rows` (the columns of
+    /// `block`) become its state's rows one step later (forward); the
+    /// state's gradient there is added into the output's (backward). Rows
+    /// of the last step go nowhere.
+    fn carry<F: Float>(
+        &self,
+        root: &mut Record<F>,
+        pair: usize,
+        block: Option<Block>,
+        rows: Range<usize>,
+        back: bool,
+    ) {
         let spec = root.spec;
         let (i, o) = spec.recurrent[pair];
         let out = spec.output_slot(o);
@@ -399,79 +437,149 @@ impl<'a> Run<'a> {
             return;
         }
         let (from, to) = (rows.start..end, rows.start + self.batch..end + self.batch);
+        let cols = Block::columns(block, root.widths[i]);
         if back {
             let (src, dst) = two_mut(&mut root.grads, i, out);
             let mut d = row_range_mut(dst, from);
-            d += &row_range(src, to);
+            let mut d = d.slice_mut(s![.., cols.clone()]);
+            d += &row_range(src, to).slice(s![.., cols]);
         } else {
             let (src, dst) = two_mut(&mut root.values, out, i);
-            row_range_mut(dst, to).assign(&row_range(src, from));
+            let mut d = row_range_mut(dst, to);
+            d.slice_mut(s![.., cols.clone()])
+                .assign(&row_range(src, from).slice(s![.., cols]));
         }
     }
 }
 
+/// What a copy into or out of a nested graph moves: which of the host's
+/// nested graphs (a stack's layer), and which columns on the host's side
+/// (`outer`) and on the nested graph's (`inner`).
+#[derive(Clone, Copy)]
+struct Transfer {
+    layer: usize,
+    outer: Option<Block>,
+    inner: Option<Block>,
+}
+
+/// The nested graph's input that host node `host`'s input `j` feeds.
+fn entry(spec: &GraphSpec, host: usize, j: usize) -> Option<usize> {
+    match spec.nodes[host].kind {
+        NodeKind::Nested { to } => to.get(j).copied(),
+        NodeKind::Stack => Some(j),
+        _ => None,
+    }
+}
+
 /// Host node `host`'s input `j`, rows `rows`, into its nested graph's input.
-fn enter<F: Float>(record: &mut Record<F>, host: usize, j: usize, rows: Range<usize>) {
+fn enter<F: Float>(record: &mut Record<F>, host: usize, j: usize, copy: Transfer, rows: Range<usize>) {
     let spec = record.spec;
     let node = &spec.nodes[host];
-    let NodeKind::Nested { to } = node.kind else {
+    let Some(i) = entry(spec, host, j) else {
         return;
     };
     let Record {
-        values, ids, nested, ..
+        values,
+        ids,
+        nested,
+        widths,
+        ..
     } = record;
-    let Some(inner) = nested[host].as_deref_mut() else {
+    let Some(inner) = nested[host].get_mut(copy.layer) else {
         return;
     };
-    let i = to[j];
     match input_rows(spec, values, ids, node.inputs[j], rows.clone()) {
-        crate::Input::Values(v) => row_range_mut(&mut inner.values[i], rows).assign(&v),
+        crate::Input::Values(v) => {
+            let from = Block::columns(copy.outer, widths[node.inputs[j]]);
+            let to = Block::columns(copy.inner, inner.widths[i]);
+            row_range_mut(&mut inner.values[i], rows)
+                .slice_mut(s![.., to])
+                .assign(&v.slice(s![.., from]));
+        }
         crate::Input::Ids(x) => inner.ids[i][rows].copy_from_slice(x),
     }
 }
 
 /// The gradient of a nested graph's input, added into its source's.
-fn enter_back<F: Float>(record: &mut Record<F>, host: usize, j: usize, rows: Range<usize>) {
+fn enter_back<F: Float>(record: &mut Record<F>, host: usize, j: usize, copy: Transfer, rows: Range<usize>) {
     let spec = record.spec;
     let node = &spec.nodes[host];
-    let NodeKind::Nested { to } = node.kind else {
+    let Some(i) = entry(spec, host, j) else {
         return;
     };
     let from = node.inputs[j];
     if !grad_wanted(spec, &record.input_grads, from) {
         return;
     }
-    let Record { grads, nested, .. } = record;
-    let Some(inner) = nested[host].as_deref() else {
+    let Record {
+        grads,
+        nested,
+        widths,
+        ..
+    } = record;
+    let Some(inner) = nested[host].get(copy.layer) else {
         return;
     };
+    let outer_cols = Block::columns(copy.outer, widths[from]);
+    let inner_cols = Block::columns(copy.inner, inner.widths[i]);
     let mut d = row_range_mut(&mut grads[from], rows.clone());
-    d += &row_range(&inner.grads[to[j]], rows);
+    let mut d = d.slice_mut(s![.., outer_cols]);
+    d += &row_range(&inner.grads[i], rows).slice(s![.., inner_cols]);
 }
 
-/// Node `k`, an output of a nested graph: its value copied out (forward),
-/// or its gradient added into the nested output's (backward).
-fn leave<F: Float>(record: &mut Record<F>, k: usize, rows: Range<usize>, back: bool) {
+/// Node `k`, an output of a nested graph or stack: its value copied out
+/// (forward), or its gradient added into the nested output's (backward).
+fn leave<F: Float>(record: &mut Record<F>, k: usize, copy: Transfer, rows: Range<usize>, back: bool) {
     let spec = record.spec;
     let NodeKind::Output { host, output } = spec.nodes[k].kind else {
         return;
+    };
+    // A stack's output 0 is its last layer's output 0; output `o + 1` the
+    // group of its layers' outputs `o`.
+    let output = match spec.nodes[host].kind {
+        NodeKind::Stack => output.saturating_sub(1),
+        _ => output,
     };
     let slot = spec.node_slot(k);
     let Record {
         values,
         grads,
         nested,
+        widths,
         ..
     } = record;
-    let Some(inner) = nested[host].as_deref_mut() else {
+    let Some(inner) = nested[host].get_mut(copy.layer) else {
         return;
     };
     let from = inner.spec.output_slot(output);
+    let outer_cols = Block::columns(copy.outer, widths[slot]);
+    let inner_cols = Block::columns(copy.inner, inner.widths[from]);
     if back {
         let mut d = row_range_mut(&mut inner.grads[from], rows.clone());
-        d += &row_range(&grads[slot], rows);
+        let mut d = d.slice_mut(s![.., inner_cols]);
+        d += &row_range(&grads[slot], rows).slice(s![.., outer_cols]);
     } else {
-        row_range_mut(&mut values[slot], rows.clone()).assign(&row_range(&inner.values[from], rows));
+        row_range_mut(&mut values[slot], rows.clone())
+            .slice_mut(s![.., outer_cols])
+            .assign(&row_range(&inner.values[from], rows).slice(s![.., inner_cols]));
+    }
+}
+
+/// Stack `k`: layer `layer - 1`'s output 0 into layer `layer`'s input 0
+/// (forward), or the input's gradient added into the output's (backward).
+fn link<F: Float>(record: &mut Record<F>, k: usize, layer: usize, rows: Range<usize>, back: bool) {
+    let layers = &mut record.nested[k];
+    if layer == 0 || layer >= layers.len() {
+        return;
+    }
+    let (below, above) = layers.split_at_mut(layer);
+    let (below, above) = (&mut below[layer - 1], &mut above[0]);
+    let out = below.spec.output_slot(0);
+    if back {
+        let mut d = row_range_mut(&mut below.grads[out], rows.clone());
+        d += &row_range(&above.grads[0], rows);
+    } else {
+        row_range_mut(&mut above.values[0], rows.clone()).assign(&row_range(&below.values[out], rows));
     }
 }
 

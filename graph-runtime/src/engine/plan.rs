@@ -14,6 +14,7 @@
 //! over all rows, in an order that follows the dependencies.
 
 use crate::spec::{Fusion, GraphSpec, NodeKind};
+use crate::tape::Hop;
 use std::fmt;
 use std::ops::Range;
 
@@ -22,8 +23,62 @@ use std::ops::Range;
 #[derive(Debug, Clone)]
 pub(crate) struct SpecTree {
     pub spec: &'static GraphSpec,
-    /// Per node: the nested graph's tree, for host nodes.
-    pub nested: Vec<Option<SpecTree>>,
+    /// Per node: the nested graphs' trees (one for a nested graph, one per
+    /// layer for a stack, none for a layer).
+    pub nested: Vec<Vec<SpecTree>>,
+}
+
+impl SpecTree {
+    /// Into how many blocks of columns input `i` is read: the depth of the
+    /// stack whose group it feeds (directly or through nested graphs), else 1.
+    fn input_blocks(&self, i: usize) -> usize {
+        let mut found = 1;
+        for (k, node) in self.spec.nodes.iter().enumerate() {
+            for (j, &s) in node.inputs.iter().enumerate() {
+                if s != i {
+                    continue;
+                }
+                let blocks = match node.kind {
+                    NodeKind::Stack if j > 0 => self.nested[k].len(),
+                    NodeKind::Nested { to } => self.nested[k].first().map_or(1, |t| t.input_blocks(to[j])),
+                    _ => 1,
+                };
+                if blocks > 1 {
+                    if found > 1 && found != blocks {
+                        return 1;
+                    }
+                    found = blocks;
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Block `index` of `count` equal blocks of a slot's columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Block {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Block {
+    /// Block `index` of `count`, or the whole slot when `count` is 1.
+    fn of(index: usize, count: usize) -> Option<Block> {
+        (count > 1).then_some(Block { index, count })
+    }
+
+    /// The columns of `block` in a slot `width` wide (all of them for `None`).
+    #[inline]
+    pub fn columns(block: Option<Block>, width: usize) -> Range<usize> {
+        match block {
+            None => 0..width,
+            Some(b) => {
+                let w = width / b.count;
+                b.index * w..(b.index + 1) * w
+            }
+        }
+    }
 }
 
 /// What a unit does.
@@ -32,14 +87,31 @@ pub(crate) enum UnitKind {
     /// Runs the layer of node `node` of the graph at `path`.
     Node,
     /// Copies input `input` of host node `node` (of the graph at `path`)
-    /// into the nested graph's input.
-    Enter { input: usize },
-    /// Copies a nested graph's output into node `node` (a
-    /// `NodeKind::Output`) of the graph at `path`.
-    Leave,
+    /// into nested graph `layer`'s input: columns `outer` of the source
+    /// into columns `inner` (a block of a stack's group, or of a state
+    /// passed through nested graphs to one).
+    Enter {
+        input: usize,
+        layer: usize,
+        outer: Option<Block>,
+        inner: Option<Block>,
+    },
+    /// Copies nested graph `layer`'s output into node `node` (a
+    /// `NodeKind::Output`) of the graph at `path`, columns `inner` into
+    /// columns `outer`.
+    Leave {
+        layer: usize,
+        outer: Option<Block>,
+        inner: Option<Block>,
+    },
+    /// Copies output 0 of layer `layer - 1` of the stack at node `node` into
+    /// input 0 of layer `layer`.
+    Link { layer: usize },
     /// Copies recurrent pair `node`'s output at step `t` into its state
-    /// input at step `t + 1` (top-level graph only).
-    Carry,
+    /// input at step `t + 1` (top-level graph only), the columns of `block`:
+    /// a stack's layers each carry their own block, so each stays a loop of
+    /// its own.
+    Carry { block: Option<Block> },
     /// Runs the group `spec.fusions[fusion]` of the graph at `path` as one
     /// unit (`node` is its first node).
     Fused { fusion: usize },
@@ -49,8 +121,8 @@ pub(crate) enum UnitKind {
 #[derive(Debug, Clone)]
 pub(crate) struct Unit {
     pub kind: UnitKind,
-    /// The host nodes leading from the top-level graph to the unit's graph,
-    /// as a range of [`Plan::paths`].
+    /// The nested graphs leading from the top-level graph to the unit's
+    /// graph, as a range of [`Plan::paths`].
     pub path: Range<usize>,
     /// The node (or, for `Carry`, the recurrent pair) the unit is about.
     pub node: usize,
@@ -84,7 +156,7 @@ pub struct Plan {
     pub(crate) segments: Vec<Segment>,
     /// Every unit as one segment that is no loop: a single step's plan.
     pub(crate) whole: Segment,
-    pub(crate) paths: Vec<usize>,
+    pub(crate) paths: Vec<Hop>,
     pub(crate) deps: Vec<usize>,
     pub(crate) reads: Vec<usize>,
     /// Per output of the top-level graph: the unit that computes it.
@@ -96,9 +168,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The host nodes leading to unit `u`'s graph.
+    /// The nested graphs leading to unit `u`'s graph.
     #[inline]
-    pub(crate) fn path(&self, u: usize) -> &[usize] {
+    pub(crate) fn path(&self, u: usize) -> &[Hop] {
         &self.paths[self.units[u].path.clone()]
     }
 
@@ -167,7 +239,7 @@ impl Plan {
     /// Composes the plan of the instance whose graphs are `tree`.
     pub(crate) fn of(tree: &SpecTree) -> Plan {
         let mut b = Builder::default();
-        let top = b.graph(tree, Vec::new(), String::new(), &[]);
+        let top = b.graph(tree, Vec::new(), String::new(), Vec::new());
         b.carries(tree, top);
         b.finish()
     }
@@ -195,11 +267,44 @@ impl fmt::Display for Plan {
 /// One graph of the tree while the plan is composed.
 struct GraphAt {
     spec: &'static GraphSpec,
-    path: Vec<usize>,
-    /// Per slot: the unit that produces it.
-    producer: Vec<Option<usize>>,
-    /// Per node: the nested graph's index in `Builder::graphs`.
-    nested: Vec<Option<usize>>,
+    path: Vec<Hop>,
+    /// Per slot: the units that produce it.
+    producer: Vec<Producer>,
+    /// Per node: the nested graphs' indices in `Builder::graphs`.
+    nested: Vec<Vec<usize>>,
+}
+
+/// What produces a slot within a step.
+#[derive(Debug, Clone, Default)]
+enum Producer {
+    /// Nothing in the plan (an input of the top-level graph).
+    #[default]
+    Nothing,
+    /// One unit, all columns.
+    Whole(usize),
+    /// One unit per block of columns.
+    Blocks(Vec<usize>),
+}
+
+impl Producer {
+    /// The units a read of `block` (all columns for `None`) depends on.
+    fn of(&self, block: Option<Block>) -> Vec<usize> {
+        match (self, block) {
+            (Producer::Nothing, _) => Vec::new(),
+            (Producer::Whole(u), _) => vec![*u],
+            (Producer::Blocks(us), Some(b)) if us.len() == b.count => vec![us[b.index]],
+            (Producer::Blocks(us), _) => us.clone(),
+        }
+    }
+
+    /// The unit that finishes the slot (the last block's), if any.
+    fn last(&self) -> Option<usize> {
+        match self {
+            Producer::Nothing => None,
+            Producer::Whole(u) => Some(*u),
+            Producer::Blocks(us) => us.last().copied(),
+        }
+    }
 }
 
 /// A unit while the plan is composed.
@@ -207,14 +312,23 @@ struct Draft {
     kind: UnitKind,
     graph: usize,
     node: usize,
-    /// The slots it reads, `(graph, slot)`, resolved to units at the end
-    /// (a fused unit reads slots produced after its first node).
-    reads: Vec<(usize, usize)>,
+    /// The slots it reads, `(graph, slot, columns)`, resolved to units at
+    /// the end (a fused unit reads slots produced after its first node).
+    reads: Vec<(usize, usize, Option<Block>)>,
     /// Units it reads that are known when it is made (a nested output's).
     deps: Vec<usize>,
     /// The nodes it computes, and their names.
     computes: Vec<usize>,
     names: Vec<String>,
+}
+
+/// The producer of a slot copied by `units`: one unit, or one per block.
+fn producer_of(units: Vec<usize>) -> Producer {
+    match units.as_slice() {
+        [] => Producer::Nothing,
+        [u] => Producer::Whole(*u),
+        _ => Producer::Blocks(units),
+    }
 }
 
 #[derive(Default)]
@@ -240,7 +354,7 @@ impl Builder {
     /// Unit `u` computes node `k` of graph `g`, named `name`.
     fn computes(&mut self, u: usize, g: usize, k: usize, name: String) {
         let slot = self.graphs[g].spec.node_slot(k);
-        self.graphs[g].producer[slot] = Some(u);
+        self.graphs[g].producer[slot] = Producer::Whole(u);
         self.units[u].computes.push(k);
         self.units[u].names.push(name);
     }
@@ -251,23 +365,23 @@ impl Builder {
     fn graph(
         &mut self,
         tree: &SpecTree,
-        path: Vec<usize>,
+        path: Vec<Hop>,
         prefix: String,
-        inputs: &[(usize, usize)],
+        inputs: Vec<(usize, Producer)>,
     ) -> usize {
         let spec = tree.spec;
         let g = self.graphs.len();
-        let mut producer = vec![None; spec.slots()];
-        for &(i, u) in inputs {
-            if let Some(p) = producer.get_mut(i) {
-                *p = Some(u);
+        let mut producer = vec![Producer::Nothing; spec.slots()];
+        for (i, p) in inputs {
+            if let Some(slot) = producer.get_mut(i) {
+                *slot = p;
             }
         }
         self.graphs.push(GraphAt {
             spec,
             path: path.clone(),
             producer,
-            nested: vec![None; spec.nodes.len()],
+            nested: vec![Vec::new(); spec.nodes.len()],
         });
         // The fused group of each node, if any.
         let mut fused: Vec<Option<usize>> = vec![None; spec.nodes.len()];
@@ -288,8 +402,10 @@ impl Builder {
                     let Fusion::LstmGates(group) = &spec.fusions[f];
                     let u = self.push(UnitKind::Fused { fusion: f }, g, k);
                     let sum = &spec.nodes[group.sum];
-                    self.units[u].reads.extend(sum.inputs.iter().map(|&s| (g, s)));
-                    self.units[u].reads.push((g, group.c));
+                    self.units[u]
+                        .reads
+                        .extend(sum.inputs.iter().map(|&s| (g, s, None)));
+                    self.units[u].reads.push((g, group.c, None));
                     for n in group.nodes() {
                         self.computes(u, g, n, name(n));
                     }
@@ -299,45 +415,149 @@ impl Builder {
             match node.kind {
                 NodeKind::Layer => {
                     let u = self.push(UnitKind::Node, g, k);
-                    self.units[u].reads.extend(node.inputs.iter().map(|&s| (g, s)));
+                    self.units[u]
+                        .reads
+                        .extend(node.inputs.iter().map(|&s| (g, s, None)));
                     self.computes(u, g, k, name(k));
                 }
                 NodeKind::Nested { to } => {
-                    let Some(inner) = tree.nested.get(k).and_then(Option::as_ref) else {
+                    let Some(inner) = tree.nested.get(k).and_then(|n| n.first()) else {
                         continue;
                     };
                     let mut inner_path = path.clone();
-                    inner_path.push(k);
-                    let enters: Vec<(usize, usize)> = (0..node.inputs.len())
+                    inner_path.push(Hop { node: k, layer: 0 });
+                    // An input that reaches a stack's group is copied block
+                    // by block, so that each layer depends on its own block.
+                    let enters: Vec<(usize, Producer)> = (0..node.inputs.len())
                         .map(|j| {
-                            let u = self.push(UnitKind::Enter { input: j }, g, k);
-                            self.units[u].reads.push((g, node.inputs[j]));
-                            (to[j], u)
+                            let blocks = inner.input_blocks(to[j]);
+                            let units: Vec<usize> = (0..blocks)
+                                .map(|b| {
+                                    let block = Block::of(b, blocks);
+                                    let kind = UnitKind::Enter {
+                                        input: j,
+                                        layer: 0,
+                                        outer: block,
+                                        inner: block,
+                                    };
+                                    let u = self.push(kind, g, k);
+                                    self.units[u].reads.push((g, node.inputs[j], block));
+                                    u
+                                })
+                                .collect();
+                            (to[j], producer_of(units))
                         })
                         .collect();
-                    let n = self.graph(inner, inner_path, format!("{}.", name(k)), &enters);
-                    self.graphs[g].nested[k] = Some(n);
+                    let n = self.graph(inner, inner_path, format!("{}.", name(k)), enters);
+                    self.graphs[g].nested[k] = vec![n];
                 }
-                NodeKind::Output { host, output } => {
-                    let u = self.push(UnitKind::Leave, g, k);
-                    if let Some(n) = self.graphs[g].nested[host] {
-                        let inner_spec = self.graphs[n].spec;
-                        if output < inner_spec.outputs.len() {
-                            self.units[u].reads.push((n, inner_spec.output_slot(output)));
+                NodeKind::Stack => {
+                    let layers = tree.nested.get(k).map_or(&[][..], Vec::as_slice);
+                    let depth = layers.len();
+                    for (l, inner) in layers.iter().enumerate() {
+                        let mut inner_path = path.clone();
+                        inner_path.push(Hop { node: k, layer: l });
+                        let mut enters: Vec<(usize, Producer)> = Vec::with_capacity(node.inputs.len());
+                        for (j, &from) in node.inputs.iter().enumerate() {
+                            let u = if j == 0 && l > 0 {
+                                let below = self.graphs[g].nested[k][l - 1];
+                                let slot = self.graphs[below].spec.output_slot(0);
+                                let u = self.push(UnitKind::Link { layer: l }, g, k);
+                                self.units[u].reads.push((below, slot, None));
+                                u
+                            } else {
+                                let block = if j == 0 { None } else { Block::of(l, depth) };
+                                let kind = UnitKind::Enter {
+                                    input: j,
+                                    layer: l,
+                                    outer: block,
+                                    inner: None,
+                                };
+                                let u = self.push(kind, g, k);
+                                self.units[u].reads.push((g, from, block));
+                                u
+                            };
+                            enters.push((j, Producer::Whole(u)));
                         }
+                        let n = self.graph(inner, inner_path, format!("{}[{l}].", name(k)), enters);
+                        self.graphs[g].nested[k].push(n);
                     }
-                    self.computes(u, g, k, name(k));
                 }
+                NodeKind::Output { host, output } => self.leave(g, k, host, output, name(k)),
             }
         }
         g
     }
 
-    /// One carry unit per recurrent pair of the top-level graph.
+    /// The units of node `k` of graph `g`, output `output` of the nested
+    /// graph or stack at node `host`: one copy, or one per block of a group.
+    fn leave(&mut self, g: usize, k: usize, host: usize, output: usize, name: String) {
+        let spec = self.graphs[g].spec;
+        let inner = self.graphs[g].nested[host].clone();
+        // (layer, output of the layer's graph, columns out there, columns here)
+        let copies: Vec<(usize, usize, Option<Block>, Option<Block>)> = match spec.nodes[host].kind {
+            NodeKind::Stack if output == 0 => vec![(inner.len().saturating_sub(1), 0, None, None)],
+            NodeKind::Stack => (0..inner.len())
+                .map(|l| (l, output - 1, None, Block::of(l, inner.len())))
+                .collect(),
+            _ => {
+                let blocks = self.tree_output_blocks(&inner, output);
+                (0..blocks)
+                    .map(|b| (0, output, Block::of(b, blocks), Block::of(b, blocks)))
+                    .collect()
+            }
+        };
+        let mut units = Vec::with_capacity(copies.len());
+        for &(layer, from, in_block, out_block) in &copies {
+            let kind = UnitKind::Leave {
+                layer,
+                outer: out_block,
+                inner: in_block,
+            };
+            let u = self.push(kind, g, k);
+            if let Some(&n) = inner.get(layer) {
+                let inner_spec = self.graphs[n].spec;
+                if from < inner_spec.outputs.len() {
+                    self.units[u]
+                        .reads
+                        .push((n, inner_spec.output_slot(from), in_block));
+                }
+            }
+            units.push(u);
+        }
+        // The last copy computes the node (its value is whole only then).
+        if let Some(&last) = units.last() {
+            self.computes(last, g, k, name);
+        }
+        let slot = spec.node_slot(k);
+        self.graphs[g].producer[slot] = producer_of(units);
+    }
+
+    /// Into how many blocks the nested graph `inner` (graph indices, one for
+    /// a nested graph) writes its output `output`.
+    fn tree_output_blocks(&self, inner: &[usize], output: usize) -> usize {
+        let Some(&n) = inner.first() else { return 1 };
+        let slot = self.graphs[n].spec.output_slot(output);
+        match &self.graphs[n].producer[slot] {
+            Producer::Blocks(us) => us.len(),
+            _ => 1,
+        }
+    }
+
+    /// One carry unit per recurrent pair of the top-level graph, or one per
+    /// block when the pair is a stack's group.
     fn carries(&mut self, tree: &SpecTree, top: usize) {
-        for (pair, &(_, o)) in tree.spec.recurrent.iter().enumerate() {
-            let u = self.push(UnitKind::Carry, top, pair);
-            self.units[u].reads.push((top, tree.spec.output_slot(o)));
+        for (pair, &(i, o)) in tree.spec.recurrent.iter().enumerate() {
+            let out = tree.spec.output_slot(o);
+            let blocks = match &self.graphs[top].producer[out] {
+                Producer::Blocks(us) if tree.input_blocks(i) == us.len() => us.len(),
+                _ => 1,
+            };
+            for b in 0..blocks {
+                let block = Block::of(b, blocks);
+                let u = self.push(UnitKind::Carry { block }, top, pair);
+                self.units[u].reads.push((top, out, block));
+            }
         }
     }
 
@@ -345,28 +565,42 @@ impl Builder {
         let n = self.units.len();
         // Reads become dependencies on the units that produce them, or, for
         // inputs of the top-level graph, reads of those inputs.
-        let mut top_reads: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut top_reads: Vec<Vec<(usize, Option<Block>)>> = vec![Vec::new(); n];
         for (unit, top) in self.units.iter_mut().zip(&mut top_reads) {
-            for (g, s) in std::mem::take(&mut unit.reads) {
-                match self.graphs[g].producer.get(s).copied().flatten() {
-                    Some(p) => unit.deps.push(p),
-                    None if g == 0 && s < self.graphs[0].spec.inputs.len() => top.push(s),
-                    None => {}
+            for (g, s, block) in std::mem::take(&mut unit.reads) {
+                let producer = self.graphs[g].producer.get(s).cloned().unwrap_or_default();
+                match producer {
+                    Producer::Nothing if g == 0 && s < self.graphs[0].spec.inputs.len() => {
+                        top.push((s, block))
+                    }
+                    p => unit.deps.extend(p.of(block)),
                 }
             }
         }
         let top = &self.graphs[0];
         let pairs = top.spec.recurrent;
         // Edges across steps: a reader of state input i reads the carry of
-        // its pair.
-        let carry_of = |i: usize| {
-            let pair = pairs.iter().position(|&(s, _)| s == i)?;
-            (0..n).find(|&u| self.units[u].kind == UnitKind::Carry && self.units[u].node == pair)
+        // its pair (of its block, when the carry is by blocks).
+        let carries_of = |i: usize| -> Vec<usize> {
+            let Some(pair) = pairs.iter().position(|&(s, _)| s == i) else {
+                return Vec::new();
+            };
+            (0..n)
+                .filter(|&u| {
+                    matches!(self.units[u].kind, UnitKind::Carry { .. }) && self.units[u].node == pair
+                })
+                .collect()
         };
         let deps: Vec<Vec<usize>> = self.units.iter().map(|d| d.deps.clone()).collect();
         let mut edges: Vec<Vec<usize>> = deps.clone();
         for (edges, reads) in edges.iter_mut().zip(&top_reads) {
-            edges.extend(reads.iter().filter_map(|&i| carry_of(i)));
+            for &(i, block) in reads {
+                let carries = carries_of(i);
+                match block {
+                    Some(b) if carries.len() == b.count => edges.push(carries[b.index]),
+                    _ => edges.extend(carries),
+                }
+            }
         }
         let component = strongly_connected(&edges);
         let components = component.iter().copied().max().map_or(0, |c| c + 1);
@@ -439,7 +673,7 @@ impl Builder {
             let dep_range = flat_deps.len()..flat_deps.len() + d.deps.len();
             flat_deps.extend(d.deps.iter().map(|&v| position[v]));
             let r = reads.len()..reads.len() + top_reads[u].len();
-            reads.extend(&top_reads[u]);
+            reads.extend(top_reads[u].iter().map(|&(i, _)| i));
             let c = computes.len()..computes.len() + d.computes.len();
             computes.extend(&d.computes);
             names.extend(d.names.iter().cloned());
@@ -454,7 +688,7 @@ impl Builder {
         }
         let top = &self.graphs[0];
         let output_units = (0..top.spec.outputs.len())
-            .map(|o| top.producer[top.spec.output_slot(o)].map(|u| position[u]))
+            .map(|o| top.producer[top.spec.output_slot(o)].last().map(|u| position[u]))
             .collect();
         Plan {
             whole: Segment {
@@ -481,7 +715,7 @@ fn step_order(members: &[usize], deps: &[Vec<usize>], kinds: &[UnitKind]) -> Vec
     let body: Vec<usize> = members
         .iter()
         .copied()
-        .filter(|&u| kinds[u] != UnitKind::Carry)
+        .filter(|&u| !matches!(kinds[u], UnitKind::Carry { .. }))
         .collect();
     while done.len() < body.len() {
         let before = done.len();
@@ -496,7 +730,12 @@ fn step_order(members: &[usize], deps: &[Vec<usize>], kinds: &[UnitKind]) -> Vec
             done.extend(body.iter().filter(|u| !done.contains(u)).collect::<Vec<_>>());
         }
     }
-    done.extend(members.iter().copied().filter(|&u| kinds[u] == UnitKind::Carry));
+    done.extend(
+        members
+            .iter()
+            .copied()
+            .filter(|&u| matches!(kinds[u], UnitKind::Carry { .. })),
+    );
     done
 }
 

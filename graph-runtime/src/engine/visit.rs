@@ -11,7 +11,8 @@ use crate::error::{Pass, Result};
 use crate::graph::{Graph, Visit};
 use crate::layer::{Backward, Forward, Input, Layer};
 use crate::spec::{GraphSpec, NodeSpec};
-use crate::tape::{row_range, row_range_mut, Record};
+use crate::stack::Stack;
+use crate::tape::{row_range, row_range_mut, Hop, Record};
 use crate::Float;
 use ndarray::{Array2, ArrayView2};
 use std::ops::Range;
@@ -137,8 +138,8 @@ pub(crate) fn grad_wanted(spec: &GraphSpec, input_grads: &[bool], slot: usize) -
 /// which rows, and which run of a loop (its step; 0 outside loops).
 #[derive(Clone)]
 pub(crate) struct Place<'p> {
-    /// Host nodes still to descend through.
-    pub path: &'p [usize],
+    /// Nested graphs still to descend through.
+    pub path: &'p [Hop],
     pub node: usize,
     pub rows: Range<usize>,
     pub run: usize,
@@ -148,18 +149,31 @@ impl Place<'_> {
     /// The node to ask the current graph for: the next host, or the unit's node.
     #[inline]
     pub fn next(&self) -> usize {
-        self.path.first().copied().unwrap_or(self.node)
+        self.path.first().map_or(self.node, |h| h.node)
     }
 
-    /// Descends through host `k`, which must be the next on the path.
-    fn inside(&self, spec: &GraphSpec, k: usize) -> Result<Place<'_>> {
+    /// The layer of the stack at the next host on the path.
+    fn layer(&self) -> usize {
+        self.path.first().map_or(0, |h| h.layer)
+    }
+
+    /// Descends into nested graph `index` of host `k`, which must be the
+    /// next on the path.
+    fn inside(&self, spec: &GraphSpec, k: usize, index: usize) -> Result<Place<'_>> {
         match self.path.split_first() {
-            Some((&h, rest)) if h == k => Ok(Place {
-                path: rest,
-                node: self.node,
-                rows: self.rows.clone(),
-                run: self.run,
-            }),
+            Some((&h, rest))
+                if h == Hop {
+                    node: k,
+                    layer: index,
+                } =>
+            {
+                Ok(Place {
+                    path: rest,
+                    node: self.node,
+                    rows: self.rows.clone(),
+                    run: self.run,
+                })
+            }
             _ => Err(node_error(spec, k, "is a nested graph, not a layer".into())),
         }
     }
@@ -202,10 +216,48 @@ impl<F: Float> Visit<F> for ForwardVisit<'_, '_, F> {
         result.map_err(|m| node_error(spec, k, m))
     }
 
-    fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()> {
+    fn nested_at<G: Graph<F>>(&mut self, k: usize, index: usize, graph: &G) -> Result<()> {
+        let range = self.ranges[k].clone();
+        self.descend(k, index, range, graph)
+    }
+
+    fn stack<A: Graph<F>, B: Graph<F>>(&mut self, k: usize, stack: &Stack<A, B>) -> Result<()> {
+        let l = self.place.layer();
+        let range = layer_params(stack, l, self.ranges[k].start);
+        match l {
+            0 => self.descend(k, 0, range, stack.first()),
+            l => match stack.rest().get(l - 1) {
+                Some(layer) => self.descend(k, l, range, layer),
+                None => Err(node_error(self.spec, k, format!("has no layer {l}"))),
+            },
+        }
+    }
+}
+
+/// The parameters of layer `l` of `stack`, whose own start at `start`.
+fn layer_params<F: Float, A: Graph<F>, B: Graph<F>>(
+    stack: &Stack<A, B>,
+    l: usize,
+    start: usize,
+) -> Range<usize> {
+    let first = stack.first().store().len();
+    let upper = stack.upper().store().len();
+    match l {
+        0 => start..start + first,
+        l => {
+            let begin = start + first + (l - 1) * upper;
+            begin..begin + upper
+        }
+    }
+}
+
+impl<F: Float> ForwardVisit<'_, '_, F> {
+    /// Runs the unit in nested graph `index` of host `k`, whose parameters
+    /// are `range` of this graph's.
+    fn descend<G: Graph<F>>(&mut self, k: usize, index: usize, range: Range<usize>, graph: &G) -> Result<()> {
         let spec = self.spec;
-        let place = self.place.inside(spec, k)?;
-        let Some(inner) = self.record.nested[k].as_deref_mut() else {
+        let place = self.place.inside(spec, k, index)?;
+        let Some(inner) = self.record.nested[k].get_mut(index) else {
             return Err(node_error(spec, k, "has no record of its graph".into()));
         };
         let (layers, core) = graph.parts();
@@ -213,13 +265,22 @@ impl<F: Float> Visit<F> for ForwardVisit<'_, '_, F> {
         let mut child = ForwardVisit {
             spec: G::SPEC,
             ranges: core.store.node_ranges(),
-            params: &self.params[self.ranges[k].clone()],
+            params: &self.params[range],
             mode: self.mode,
             record: inner,
             place,
-            seed: mix_seed(self.seed, k as u64, 0x6e65_7374, 1),
+            seed: mix_seed(self.seed, k as u64, 0x6e65_7374 ^ index as u64, 1),
         };
-        G::node(layers, next, &mut child).map_err(|e| nested_error(spec, k, e))
+        G::node(layers, next, &mut child).map_err(|e| {
+            nested_error(
+                spec,
+                Hop {
+                    node: k,
+                    layer: index,
+                },
+                e,
+            )
+        })
     }
 }
 
@@ -304,14 +365,34 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
         Ok(())
     }
 
-    fn nested<G: Graph<F>>(&mut self, k: usize, graph: &G) -> Result<()> {
+    fn nested_at<G: Graph<F>>(&mut self, k: usize, index: usize, graph: &G) -> Result<()> {
+        let range = self.ranges[k].clone();
+        self.descend(k, index, range, graph)
+    }
+
+    fn stack<A: Graph<F>, B: Graph<F>>(&mut self, k: usize, stack: &Stack<A, B>) -> Result<()> {
+        let l = self.place.layer();
+        let range = layer_params(stack, l, self.ranges[k].start);
+        match l {
+            0 => self.descend(k, 0, range, stack.first()),
+            l => match stack.rest().get(l - 1) {
+                Some(layer) => self.descend(k, l, range, layer),
+                None => Err(node_error(self.spec, k, format!("has no layer {l}"))),
+            },
+        }
+    }
+}
+
+impl<F: Float> BackwardVisit<'_, '_, F> {
+    /// Runs the unit in nested graph `index` of host `k`, whose parameters
+    /// are `range` of this graph's.
+    fn descend<G: Graph<F>>(&mut self, k: usize, index: usize, range: Range<usize>, graph: &G) -> Result<()> {
         let spec = self.spec;
-        let place = self.place.inside(spec, k)?;
-        let Some(inner) = self.record.nested[k].as_deref_mut() else {
+        let place = self.place.inside(spec, k, index)?;
+        let Some(inner) = self.record.nested[k].get_mut(index) else {
             return Err(node_error(spec, k, "has no record of its graph".into()));
         };
         let (layers, core) = graph.parts();
-        let range = self.ranges[k].clone();
         let next = place.next();
         let mut child = BackwardVisit {
             spec: G::SPEC,
@@ -323,6 +404,15 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
             place,
             part: self.part,
         };
-        G::node(layers, next, &mut child).map_err(|e| nested_error(spec, k, e))
+        G::node(layers, next, &mut child).map_err(|e| {
+            nested_error(
+                spec,
+                Hop {
+                    node: k,
+                    layer: index,
+                },
+                e,
+            )
+        })
     }
 }

@@ -1,0 +1,220 @@
+//! `Stack(depth, First, Rest)`: a stack of layers from one declaration, its
+//! depth a run-time size. Checked against the same model written out layer
+//! by layer (same weights, same outputs and gradients), against finite
+//! differences, and for its plan (one loop per layer).
+
+mod common;
+
+use common::assert_close;
+use nngraph::ndarray::s;
+use nngraph::prelude::*;
+
+#[path = "common/lstm_layer.rs"]
+mod lstm_layer;
+use lstm_layer::Layer;
+
+graph! {
+    /// An embedding, `layers` LSTM layers, the scores and the loss; the
+    /// states of all layers in one group each (`layers * hidden` wide).
+    #[recurrent(h = h_n, c = c_n)]
+    pub Deep[vocab, hidden, layers](x: usize, h: [layers * hidden], c: [layers * hidden], target: usize)
+        -> (loss, h_n, c_n)
+    {
+        (top, h_n, c_n) = Stack(layers, Layer[hidden, hidden])(Embedding(vocab, hidden)(x), h, c);
+        loss = CrossEntropy()(Linear(hidden, vocab)(top), target);
+    }
+
+    /// The same model with two layers, written out.
+    #[recurrent(h1 = h1_next, c1 = c1_next, h2 = h2_next, c2 = c2_next)]
+    pub Two[vocab, hidden](x: usize, h1: [hidden], c1: [hidden], h2: [hidden], c2: [hidden], target: usize)
+        -> (loss, h1_next, c1_next, h2_next, c2_next)
+    {
+        (h1_next, c1_next) = Layer[hidden, hidden](Embedding(vocab, hidden)(x), h1, c1);
+        (h2_next, c2_next) = Layer[hidden, hidden](h1_next, h2, c2);
+        loss = CrossEntropy()(Linear(hidden, vocab)(h2_next), target);
+    }
+
+    /// A first layer that differs from the rest: 3 wide in, then 5.
+    #[recurrent(h = h_n)]
+    pub Mixed[layers](x: [3], h: [layers * 5]) -> (y, h_n) {
+        (y, h_n) = Stack(layers, Elman[3, 5], Elman[5, 5])(x, h);
+    }
+
+    /// One Elman layer.
+    #[recurrent(h = h_next)]
+    pub Elman[input, hidden](x: [input], h: [hidden]) -> (h_next) {
+        h_next = Tanh()(CAdd()(Linear(input, hidden)(x), Linear(hidden, hidden)(h)));
+    }
+}
+
+fn ids(steps: usize, batch: usize, vocab: usize, seed: usize) -> Array2<usize> {
+    Array2::from_shape_fn((steps, batch), |(t, b)| (t * 7 + b * 3 + seed) % vocab)
+}
+
+#[test]
+fn layers_are_named_as_torch_names_them() {
+    let g = Deep::<f64>::zeros(11, 4, 3).unwrap();
+    let names: Vec<&str> = g.param_specs().iter().map(|p| p.name.as_ref()).collect();
+    for l in 0..3 {
+        for t in ["ih.weight", "ih.bias", "hh.weight", "hh.bias"] {
+            let name = format!("top_layer.{t}_l{l}");
+            assert!(names.iter().any(|n| *n == name), "{name} in {names:?}");
+        }
+    }
+    assert_eq!(g.num_params(), 11 * 4 + 3 * (2 * (16 * 4 + 16)) + (4 + 1) * 11);
+}
+
+#[test]
+fn a_stack_of_two_equals_the_two_layers_written_out() {
+    let (vocab, hidden, steps, batch) = (7, 5, 4, 3);
+    let mut deep = Deep::<f64>::new(&mut StdRng::seed_from_u64(1), vocab, hidden, 2).unwrap();
+    let mut two = Two::<f64>::zeros(vocab, hidden).unwrap();
+    // The same weights, by name.
+    for (from, to) in [
+        ("top_layer.ih.weight_l0", "h1_next_layer.ih.weight"),
+        ("top_layer.ih.bias_l0", "h1_next_layer.ih.bias"),
+        ("top_layer.hh.weight_l0", "h1_next_layer.hh.weight"),
+        ("top_layer.hh.bias_l0", "h1_next_layer.hh.bias"),
+        ("top_layer.ih.weight_l1", "h2_next_layer.ih.weight"),
+        ("top_layer.ih.bias_l1", "h2_next_layer.ih.bias"),
+        ("top_layer.hh.weight_l1", "h2_next_layer.hh.weight"),
+        ("top_layer.hh.bias_l1", "h2_next_layer.hh.bias"),
+        ("top_embedding.weight", "h1_next_embedding.weight"),
+        ("loss_linear.weight", "loss_linear.weight"),
+        ("loss_linear.bias", "loss_linear.bias"),
+    ] {
+        let value = deep.param(from).unwrap().to_owned();
+        two.param_mut(to).unwrap().assign(&value);
+    }
+    let (xs, ys) = (ids(steps, batch, vocab, 0), ids(steps, batch, vocab, 1));
+    let h0 = Array2::from_shape_fn((batch, 2 * hidden), |(b, j)| ((b * 3 + j) as f64 * 0.37).sin());
+    let c0 = Array2::from_shape_fn((batch, 2 * hidden), |(b, j)| ((b + j * 5) as f64 * 0.21).cos());
+    let (h1, h2) = (h0.slice(s![.., ..hidden]), h0.slice(s![.., hidden..]));
+    let (c1, c2) = (c0.slice(s![.., ..hidden]), c0.slice(s![.., hidden..]));
+
+    let mut tape = deep.tape();
+    let out = deep.forward_seq(&mut tape, &xs, &h0, &c0, &ys).unwrap();
+    let (loss, h_n, c_n) = (out.loss.to_owned(), out.h_n.to_owned(), out.c_n.to_owned());
+    deep.backward_loss(&mut tape, Reduction::Mean).unwrap();
+    // The gradients of the initial states: the first step's rows.
+    let first = |tape: &Tape<f64>, name: &str| tape.grad(name).unwrap().slice(s![..batch, ..]).to_owned();
+    let (dh0, dc0) = (first(&tape, "h"), first(&tape, "c"));
+
+    let mut tape2 = two.tape();
+    let out2 = two
+        .forward_seq(
+            &mut tape2,
+            &xs,
+            &h1.to_owned(),
+            &c1.to_owned(),
+            &h2.to_owned(),
+            &c2.to_owned(),
+            &ys,
+        )
+        .unwrap();
+    assert_close(
+        "loss",
+        loss.iter().copied(),
+        out2.loss.to_owned().iter().copied(),
+        1e-14,
+    );
+    assert_close(
+        "h_n",
+        h_n.slice(s![.., .., ..hidden]).to_owned().iter().copied(),
+        out2.h1_next.to_owned().iter().copied(),
+        1e-14,
+    );
+    assert_close(
+        "h_n",
+        h_n.slice(s![.., .., hidden..]).to_owned().iter().copied(),
+        out2.h2_next.to_owned().iter().copied(),
+        1e-14,
+    );
+    assert_close(
+        "c_n",
+        c_n.slice(s![.., .., hidden..]).to_owned().iter().copied(),
+        out2.c2_next.to_owned().iter().copied(),
+        1e-14,
+    );
+    two.backward_loss(&mut tape2, Reduction::Mean).unwrap();
+    assert_close(
+        "dh0",
+        dh0.slice(s![.., ..hidden]).to_owned().iter().copied(),
+        first(&tape2, "h1").iter().copied(),
+        1e-14,
+    );
+    assert_close(
+        "dh0",
+        dh0.slice(s![.., hidden..]).to_owned().iter().copied(),
+        first(&tape2, "h2").iter().copied(),
+        1e-14,
+    );
+    assert_close(
+        "dc0",
+        dc0.slice(s![.., hidden..]).to_owned().iter().copied(),
+        first(&tape2, "c2").iter().copied(),
+        1e-14,
+    );
+    for l in 0..2 {
+        for (t, other) in [("ih.weight", "ih.weight"), ("hh.bias", "hh.bias")] {
+            let from = format!("top_layer.{t}_l{l}");
+            let to = format!("h{}_next_layer.{other}", l + 1);
+            assert_close(
+                "deep",
+                deep.grad(&from).unwrap().to_owned().iter().copied(),
+                two.grad(&to).unwrap().to_owned().iter().copied(),
+                1e-13,
+            );
+        }
+    }
+}
+
+#[test]
+fn each_layer_of_a_stack_is_a_loop_of_its_own() {
+    let g = Deep::<f32>::zeros(20, 8, 3).unwrap();
+    let plan = g.plan();
+    let segment = |name: &str| {
+        plan.segment_of(name)
+            .unwrap_or_else(|| panic!("{name} in\n{plan}"))
+    };
+    let loops: Vec<usize> = (0..3).map(|l| segment(&format!("top_layer[{l}].hh"))).collect();
+    for l in 0..3 {
+        assert!(plan.is_loop(loops[l]), "{plan}");
+        // The input projection runs once over all rows, before the loop.
+        let ih = segment(&format!("top_layer[{l}].ih"));
+        assert!(!plan.is_loop(ih) && ih < loops[l], "{plan}");
+        if l > 0 {
+            assert!(loops[l - 1] < ih, "{plan}");
+        }
+    }
+}
+
+#[test]
+fn gradients_through_a_stack_equal_finite_differences() {
+    let mut g = Mixed::<f64>::new(&mut StdRng::seed_from_u64(5), 3).unwrap();
+    let xs = Array3::from_shape_fn((4, 2, 3), |(t, b, j)| ((t * 5 + b * 3 + j) as f64 * 0.31).sin());
+    let h0 = Array2::from_shape_fn((2, 15), |(b, j)| ((b * 7 + j) as f64 * 0.17).cos() * 0.5);
+    // A loss that reads every output at every step: Σ w·y.
+    let loss =
+        |t: usize, o: usize, y: ArrayView2<f64>, grad: Option<ArrayViewMut2<f64>>| -> nngraph::Result<f64> {
+            let w = |j: usize| 0.3 + 0.1 * ((o * 7 + t * 3 + j) % 11) as f64;
+            if let Some(mut g) = grad {
+                g.indexed_iter_mut().for_each(|((_, j), v)| *v += w(j));
+            }
+            Ok(y.indexed_iter().map(|((_, j), v)| v * w(j)).sum())
+        };
+    let report = GradCheck::new()
+        .check_graph(&mut g, &[Feed::Seq(xs.view()), Feed::Values(h0.view())], loss)
+        .unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(
+        report.count(),
+        (3 * 5 + 5 + 5 * 5 + 5) + 2 * (2 * (5 * 5 + 5)) + 2 * 15 + 4 * 2 * 3
+    );
+}
+
+#[test]
+fn a_depth_of_zero_is_an_error_naming_the_size() {
+    let e = Deep::<f32>::zeros(5, 4, 0).unwrap_err().to_string();
+    assert!(e.contains("`layers`") && e.contains("at least 1"), "{e}");
+}
