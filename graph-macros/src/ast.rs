@@ -55,6 +55,9 @@ pub enum InputKind {
 pub struct Statement {
     /// `#[params(weight = weight_ih)]`: the node's parameter tensors renamed.
     pub params: Vec<ParamName>,
+    /// `#[params(inline)]` on a nested graph or stack: its tensors named as
+    /// the outer graph's own, without the node's name.
+    pub inline: Option<Ident>,
     pub names: Vec<Ident>,
     pub value: Expr,
 }

@@ -267,7 +267,7 @@ fn skip_past_semicolon(input: ParseStream) {
 /// Parses one statement. A missing `;` is reported into `errors` and the
 /// statement kept, since the next statement starts right there.
 fn parse_statement(input: ParseStream, errors: &mut Errors) -> syn::Result<Statement> {
-    let params = parse_node_attributes(input)?;
+    let (params, inline) = parse_node_attributes(input)?;
     let names = if input.peek(syn::token::Paren) {
         let content;
         let paren = parenthesized!(content in input);
@@ -321,13 +321,19 @@ fn parse_statement(input: ParseStream, errors: &mut Errors) -> syn::Result<State
     } else {
         input.parse::<Token![;]>()?;
     }
-    Ok(Statement { params, names, value })
+    Ok(Statement {
+        params,
+        inline,
+        names,
+        value,
+    })
 }
 
 /// The attributes of a node: doc comments (kept for the reader, not
 /// generated) and `#[params(tensor = name, ..)]`.
-fn parse_node_attributes(input: ParseStream) -> syn::Result<Vec<ParamName>> {
+fn parse_node_attributes(input: ParseStream) -> syn::Result<(Vec<ParamName>, Option<Ident>)> {
     let mut params = Vec::new();
+    let mut inline = None;
     for attr in input.call(Attribute::parse_outer)? {
         if attr.path().is_ident("doc") {
             continue;
@@ -341,6 +347,10 @@ fn parse_node_attributes(input: ParseStream) -> syn::Result<Vec<ParamName>> {
         params.extend(attr.parse_args_with(|input: ParseStream| {
             comma_separated(input, "parameter names", |input| {
                 let tensor: Ident = input.parse()?;
+                if tensor == "inline" && !input.peek(Token![=]) {
+                    inline = Some(tensor);
+                    return Ok(None);
+                }
                 if !input.peek(Token![=]) {
                     return Err(syn::Error::new(
                         tensor.span(),
@@ -349,11 +359,13 @@ fn parse_node_attributes(input: ParseStream) -> syn::Result<Vec<ParamName>> {
                 }
                 input.parse::<Token![=]>()?;
                 let name: Ident = input.parse()?;
-                Ok(ParamName { tensor, name })
+                Ok(Some(ParamName { tensor, name }))
             })
-        })?);
+        })?
+        .into_iter()
+        .flatten());
     }
-    Ok(params)
+    Ok((params, inline))
 }
 
 fn parse_expr(input: ParseStream) -> syn::Result<Expr> {

@@ -3,8 +3,10 @@
 //! of the graph take the same name. A renamed tensor's full name is `name`
 //! instead of `node.tensor`, which is how a graph's parameters get the names
 //! of a torch module's state dict (`weight_ih` in `torch.nn.LSTMCell`).
+//! `#[params(inline)]` on a nested graph or stack names its tensors
+//! without the node's name (`weight_ih_l0` in `torch.nn.LSTM`).
 
-use super::{RawNode, Scope};
+use super::{RawKind, RawNode, Scope};
 use crate::ast::{Expr, ParamName};
 use crate::ir::NodeKind;
 use std::collections::HashMap;
@@ -19,6 +21,25 @@ pub(super) fn rename(
     // New name -> the tensor that took it, for messages.
     let mut taken: HashMap<String, String> = HashMap::new();
     for statement in &scope.decl.statements {
+        if let Some(inline) = &statement.inline {
+            match &statement.value {
+                Expr::Graph(call) => {
+                    // The host node of this call.
+                    let host = raw
+                        .iter()
+                        .position(|n| matches!(&n.kind, RawKind::Host(c, _) if std::ptr::eq(*c, call)));
+                    if let Some(k) = host {
+                        param_names[k].push(("*".to_string(), String::new()));
+                    }
+                }
+                _ => scope.errors.push(syn::Error::new(
+                    inline.span(),
+                    "`#[params(inline)]` names the tensors of a nested graph or stack as the graph's own \
+                     (`weight_ih_l0`, not `node.weight_ih_l0`); this node is a layer: rename its tensors \
+                     with `#[params(tensor = name)]`",
+                )),
+            }
+        }
         let Some(first) = statement.params.first() else {
             continue;
         };
