@@ -51,13 +51,23 @@ graph! {
         (h2_next, c2_next) = Lstm[hidden, hidden](Dropout(0.0)(h1_next), h2, c2);
         loss = CrossEntropy()(Linear(hidden, vocab)(Dropout(0.0)(h2_next)), target);
     }
+
+    /// W4 as char_rnn declares it now: the shipped stack `Lstm` of
+    /// `layers` layers, the states grouped.
+    #[recurrent(h = h_n, c = c_n)]
+    pub CharStack[vocab, hidden, layers](x: usize, h: [layers * hidden], c: [layers * hidden], target: usize)
+        -> (loss, h_n, c_n)
+    {
+        (y, h_n, c_n) = nngraph::cells::Lstm[hidden, hidden, layers](Embedding(vocab, hidden)(x), h, c);
+        loss = CrossEntropy()(Linear(hidden, vocab)(Dropout(0.0)(y)), target);
+    }
 }
 
 /// W4, one training iteration of char_rnn's default model: the sequence
 /// from zero states, the mean cross-entropy over T·B characters, BPTT,
 /// gradients clipped to [-5, 5], one Adam step (lr 2e-3), zero grads.
-struct CharIteration {
-    model: CharLstm<f32>,
+struct CharIteration<G> {
+    model: G,
     tape: Tape<f32>,
     adam: Adam<f32>,
     xs: Array2<usize>,
@@ -67,10 +77,9 @@ struct CharIteration {
 /// W4's sizes: vocabulary, hidden units, steps, batch.
 const W4: (usize, usize, usize, usize) = (65, 128, 50, 50);
 
-impl CharIteration {
-    fn new() -> Self {
-        let (vocab, hidden, steps, batch) = W4;
-        let model = CharLstm::<f32>::new(&mut StdRng::seed_from_u64(4), vocab, hidden).unwrap();
+impl<G: Graph<f32>> CharIteration<G> {
+    fn new(model: G) -> Self {
+        let (vocab, _, steps, batch) = W4;
         let tape = model.tape();
         let text = |t: usize, b: usize| (t * 31 + b * 17 + (t * b) % 7) % vocab;
         CharIteration {
@@ -84,7 +93,7 @@ impl CharIteration {
 
     /// Multiply-adds x 2 of the products: forward, and in backward the
     /// weight and the input gradients (6·B·T·(2·4H·2H + H·V)).
-    fn flops() -> u64 {
+    fn flops(&self) -> u64 {
         let (vocab, hidden, steps, batch) = W4;
         (6 * batch * steps * (2 * 4 * hidden * 2 * hidden + hidden * vocab)) as u64
     }
@@ -97,9 +106,16 @@ impl CharIteration {
             xs,
             ys,
         } = self;
-        model
-            .forward_seq(tape, &*xs, &Absent, &Absent, &Absent, &Absent, &*ys)
-            .unwrap();
+        // `x`, zero states, `target`.
+        let spec = G::SPEC;
+        let feeds: Vec<Feed<'_, f32>> = (0..spec.inputs.len())
+            .map(|i| match spec.inputs[i].name {
+                "x" => Feed::IdSeq(xs.view()),
+                "target" => Feed::IdSeq(ys.view()),
+                _ => Feed::Absent,
+            })
+            .collect();
+        model.forward_feeds(tape, &feeds).unwrap();
         let loss = model.backward_loss(tape, Reduction::Mean).unwrap();
         clip_grad_value(model.store_mut(), 5.0).unwrap();
         adam.step(model.store_mut()).unwrap();
@@ -112,20 +128,30 @@ fn char_lstm(c: &mut Criterion) {
     if reference_child() {
         return;
     }
-    let mut w4 = CharIteration::new();
-    let first = w4.iteration();
-    assert!(
-        first.is_finite() && (first - (W4.0 as f32).ln()).abs() < 0.5,
-        "W4 loss {first}"
-    );
+    let (vocab, hidden, _, _) = W4;
+    let rng = &mut StdRng::seed_from_u64(4);
+    let mut w4 = CharIteration::new(CharLstm::<f32>::new(rng, vocab, hidden).unwrap());
+    let mut stack = CharIteration::new(CharStack::<f32>::new(rng, vocab, hidden, 2).unwrap());
+    for first in [w4.iteration(), stack.iteration()] {
+        assert!(
+            first.is_finite() && (first - (W4.0 as f32).ln()).abs() < 0.5,
+            "W4 loss {first}"
+        );
+    }
     let mut group = c.benchmark_group("W4-charlstm");
     group.sample_size(20);
-    group.throughput(Throughput::Elements(CharIteration::flops()));
+    group.throughput(Throughput::Elements(w4.flops()));
     group.bench_function("generated", |bench| {
         bench.iter(|| with_threads(1, || black_box(w4.iteration())))
     });
     group.bench_function("generated-2t", |bench| {
         bench.iter(|| with_threads(2, || black_box(w4.iteration())))
+    });
+    group.bench_function("stack", |bench| {
+        bench.iter(|| with_threads(1, || black_box(stack.iteration())))
+    });
+    group.bench_function("stack-2t", |bench| {
+        bench.iter(|| with_threads(2, || black_box(stack.iteration())))
     });
     group.finish();
 }

@@ -55,8 +55,16 @@ fn cli() -> Command {
                         .default_value(default_data)
                         .help("The text to learn"),
                 )
-                .arg(number("layers", "2", "LSTM layers (1, 2 or 3)"))
-                .arg(number("hidden", "128", "Units per LSTM layer"))
+                .arg(
+                    Arg::new("model")
+                        .long("model")
+                        .value_name("KIND")
+                        .default_value("lstm")
+                        .value_parser(["lstm", "gru", "rnn"])
+                        .help("The recurrent layers: lstm, gru or rnn"),
+                )
+                .arg(number("layers", "2", "Recurrent layers, 1 or more"))
+                .arg(number("hidden", "128", "Units per layer"))
                 .arg(number("seq", "50", "Characters per sequence (BPTT length)"))
                 .arg(number("batch", "50", "Sequences per batch"))
                 .arg(float("lr", "2e-3", "Adam's learning rate"))
@@ -159,6 +167,7 @@ fn train(m: &ArgMatches) -> tool::Result<()> {
     let path = |k: &str| PathBuf::from(m.get_one::<String>(k).expect("has a default"));
     let options = tool::TrainOptions {
         data: path("data"),
+        model: m.get_one::<String>("model").expect("has a default").parse()?,
         layers: n("layers"),
         hidden: n("hidden"),
         seq: n("seq"),

@@ -7,6 +7,7 @@
 //! `model.svg`.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nngraph::cells::{Gru, Lstm, Rnn};
 use nngraph::ndarray::Array2;
 use nngraph::prelude::*;
 use nngraph::rand::RngExt;
@@ -21,86 +22,125 @@ use std::path::{Path, PathBuf};
 pub type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 graph! {
-    /// An LSTM layer with sizes given at run time, torch's gate order and
-    /// parameter names (as `nngraph::cells::LstmCell`).
-    #[recurrent(h = h_next, c = c_next)]
-    pub Lstm[input, hidden](x: [input], h: [hidden], c: [hidden]) -> (h_next, c_next) {
-        #[params(weight = weight_ih, bias = bias_ih)]
-        ih = Linear(input, 4 * hidden)(x);
-        #[params(weight = weight_hh, bias = bias_hh)]
-        hh = Linear(hidden, 4 * hidden)(h);
-        (i, f, g, o) = Split(4)(CAdd()(ih, hh));
-        c_next = CAdd()(CMul()(Sigmoid()(f), c), CMul()(Sigmoid()(i), Tanh()(g)));
-        h_next = CMul()(Sigmoid()(o), Tanh()(c_next));
-    }
-
     /// One character in, the loss against the next and the scores of every
-    /// character out; one LSTM layer.
-    #[recurrent(h1 = h1_next, c1 = c1_next)]
-    pub Char1[vocab, hidden](x: usize, h1: [hidden], c1: [hidden], target: usize)
-        -> (loss, logits, h1_next, c1_next)
+    /// character out: an embedding, `layers` LSTM layers (torch's
+    /// `nn.LSTM`, dropout between them by `set_dropout`), dropout, the
+    /// scores. The states of all layers are one group each.
+    #[recurrent(h = h_n, c = c_n)]
+    pub CharLstm[vocab, hidden, layers](x: usize, h: [layers * hidden], c: [layers * hidden], target: usize)
+        -> (loss, logits, h_n, c_n)
     {
-        (h1_next, c1_next) = Lstm[hidden, hidden](Embedding(vocab, hidden)(x), h1, c1);
-        logits = Linear(hidden, vocab)(Dropout(0.0)(h1_next));
+        (y, h_n, c_n) = Lstm[hidden, hidden, layers](Embedding(vocab, hidden)(x), h, c);
+        logits = Linear(hidden, vocab)(Dropout(0.0)(y));
         loss = CrossEntropy()(logits, target);
     }
 
-    /// Two LSTM layers, with dropout between them (`set_dropout`).
-    #[recurrent(h1 = h1_next, c1 = c1_next, h2 = h2_next, c2 = c2_next)]
-    pub Char2[vocab, hidden](x: usize, h1: [hidden], c1: [hidden], h2: [hidden], c2: [hidden], target: usize)
-        -> (loss, logits, h1_next, c1_next, h2_next, c2_next)
-    {
-        (h1_next, c1_next) = Lstm[hidden, hidden](Embedding(vocab, hidden)(x), h1, c1);
-        (h2_next, c2_next) = Lstm[hidden, hidden](Dropout(0.0)(h1_next), h2, c2);
-        logits = Linear(hidden, vocab)(Dropout(0.0)(h2_next));
+    /// The same with GRU layers (`nn.GRU`).
+    #[recurrent(h = h_n)]
+    pub CharGru[vocab, hidden, layers](x: usize, h: [layers * hidden], target: usize) -> (loss, logits, h_n) {
+        (y, h_n) = Gru[hidden, hidden, layers](Embedding(vocab, hidden)(x), h);
+        logits = Linear(hidden, vocab)(Dropout(0.0)(y));
         loss = CrossEntropy()(logits, target);
     }
 
-    /// Three LSTM layers, with dropout between them.
-    #[recurrent(h1 = h1_next, c1 = c1_next, h2 = h2_next, c2 = c2_next, h3 = h3_next, c3 = c3_next)]
-    pub Char3[vocab, hidden](
-        x: usize, h1: [hidden], c1: [hidden], h2: [hidden], c2: [hidden], h3: [hidden], c3: [hidden], target: usize
-    ) -> (loss, logits, h1_next, c1_next, h2_next, c2_next, h3_next, c3_next)
-    {
-        (h1_next, c1_next) = Lstm[hidden, hidden](Embedding(vocab, hidden)(x), h1, c1);
-        (h2_next, c2_next) = Lstm[hidden, hidden](Dropout(0.0)(h1_next), h2, c2);
-        (h3_next, c3_next) = Lstm[hidden, hidden](Dropout(0.0)(h2_next), h3, c3);
-        logits = Linear(hidden, vocab)(Dropout(0.0)(h3_next));
+    /// The same with tanh RNN layers (`nn.RNN`).
+    #[recurrent(h = h_n)]
+    pub CharRnn[vocab, hidden, layers](x: usize, h: [layers * hidden], target: usize) -> (loss, logits, h_n) {
+        (y, h_n) = Rnn[hidden, hidden, layers](Embedding(vocab, hidden)(x), h);
+        logits = Linear(hidden, vocab)(Dropout(0.0)(y));
         loss = CrossEntropy()(logits, target);
     }
 }
 
-/// The model, by its number of layers.
-// One model per run: boxing the larger variants would buy nothing.
-#[allow(clippy::large_enum_variant)]
+/// The kind of recurrent layer, as char-rnn's `-model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ModelKind {
+    /// Long short-term memory (the default).
+    #[default]
+    Lstm,
+    /// Gated recurrent units.
+    Gru,
+    /// Elman layers with tanh.
+    Rnn,
+}
+
+impl std::str::FromStr for ModelKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "lstm" => Ok(ModelKind::Lstm),
+            "gru" => Ok(ModelKind::Gru),
+            "rnn" => Ok(ModelKind::Rnn),
+            other => Err(format!("--model takes lstm, gru or rnn, not `{other}`")),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelKind::Lstm => "lstm",
+            ModelKind::Gru => "gru",
+            ModelKind::Rnn => "rnn",
+        })
+    }
+}
+
+/// The model: one graph per kind of layer, any number of layers.
 #[derive(Debug, Clone)]
 pub enum Model {
-    One(Char1<f32>),
-    Two(Char2<f32>),
-    Three(Char3<f32>),
+    /// LSTM layers.
+    Lstm(CharLstm<f32>),
+    /// GRU layers.
+    Gru(CharGru<f32>),
+    /// tanh RNN layers.
+    Rnn(CharRnn<f32>),
 }
 
-/// Runs `$body` with `$g` bound to the model's graph, whatever its depth.
+/// Runs `$body` with `$g` bound to the model's graph, whatever its kind.
 macro_rules! with_graph {
     ($model:expr, $g:ident => $body:expr) => {
         match $model {
-            Model::One($g) => $body,
-            Model::Two($g) => $body,
-            Model::Three($g) => $body,
+            Model::Lstm($g) => $body,
+            Model::Gru($g) => $body,
+            Model::Rnn($g) => $body,
         }
     };
 }
 
 impl Model {
-    pub fn new(layers: usize, vocab: usize, hidden: usize, seed: u64) -> Result<Model> {
+    /// A model of `layers` layers of `hidden` units over `vocab`
+    /// characters, initialised from `seed`.
+    pub fn new(kind: ModelKind, layers: usize, vocab: usize, hidden: usize, seed: u64) -> Result<Model> {
+        if layers == 0 {
+            return Err("--layers must be at least 1".into());
+        }
         let rng = &mut StdRng::seed_from_u64(seed);
-        Ok(match layers {
-            1 => Model::One(Char1::new(rng, vocab, hidden)?),
-            2 => Model::Two(Char2::new(rng, vocab, hidden)?),
-            3 => Model::Three(Char3::new(rng, vocab, hidden)?),
-            n => return Err(format!("--layers takes 1, 2 or 3, not {n}").into()),
+        Ok(match kind {
+            ModelKind::Lstm => Model::Lstm(CharLstm::new(rng, vocab, hidden, layers)?),
+            ModelKind::Gru => Model::Gru(CharGru::new(rng, vocab, hidden, layers)?),
+            ModelKind::Rnn => Model::Rnn(CharRnn::new(rng, vocab, hidden, layers)?),
         })
     }
+
+    /// Zero states for `batch` sequences: one `(batch, width)` array per
+    /// recurrent pair, in the order of `#[recurrent]`.
+    fn zero_states(&self, batch: usize) -> Result<Vec<Array2<f32>>> {
+        with_graph!(self, g => state_widths(g))?
+            .into_iter()
+            .map(|w| Ok(Array2::zeros((batch, w))))
+            .collect()
+    }
+}
+
+/// The width of each state of `g`, in the order of `#[recurrent]`.
+fn state_widths<G: Graph<f32>>(g: &G) -> Result<Vec<usize>> {
+    let spec = G::SPEC;
+    Ok(spec
+        .recurrent
+        .iter()
+        .map(|&(i, _)| g.input_width(spec.inputs[i].name))
+        .collect::<std::result::Result<_, _>>()?)
 }
 
 /// What `train` is asked to do; saved in every checkpoint.
@@ -108,7 +148,11 @@ impl Model {
 pub struct TrainOptions {
     /// The text to learn.
     pub data: PathBuf,
+    /// The kind of recurrent layer.
+    pub model: ModelKind,
+    /// Recurrent layers, 1 or more.
     pub layers: usize,
+    /// Units per layer.
     pub hidden: usize,
     /// Characters per sequence (the BPTT length).
     pub seq: usize,
@@ -152,6 +196,7 @@ impl TrainOptions {
             ("--seq", self.seq),
             ("--batch", self.batch),
             ("--hidden", self.hidden),
+            ("--layers", self.layers),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be at least 1").into());
@@ -199,7 +244,17 @@ impl TrainOptions {
                 .into())
             };
             match name.as_str() {
-                "layers" => fixed("layers", self.layers, o.layers, "LSTM layers")?,
+                "layers" => fixed("layers", self.layers, o.layers, "layers")?,
+                "model" if self.model != o.model => {
+                    return Err(format!(
+                        "--model {}: the run in {} is of {} layers, which a resumed run keeps; \
+                         start a new run (without --resume) to change it",
+                        self.model,
+                        checkpoint.display(),
+                        o.model
+                    )
+                    .into())
+                }
                 "hidden" => fixed("hidden", self.hidden, o.hidden, "units per layer")?,
                 "batch" => fixed("batch", self.batch, o.batch, "sequences per batch")?,
                 "data" => o.data = self.data.clone(),
@@ -222,7 +277,7 @@ impl TrainOptions {
 
     fn to_json(&self) -> Value {
         json!({
-            "data": self.data, "layers": self.layers, "hidden": self.hidden, "seq": self.seq,
+            "data": self.data, "model": self.model.to_string(), "layers": self.layers, "hidden": self.hidden, "seq": self.seq,
             "batch": self.batch, "lr": self.lr, "lr_decay": self.lr_decay,
             "lr_decay_after": self.lr_decay_after, "dropout": self.dropout, "grad_clip": self.grad_clip,
             "iters": self.iters, "checkpoint_every": self.checkpoint_every,
@@ -242,6 +297,8 @@ impl TrainOptions {
         let f = |k: &str| v[k].as_f64().ok_or(format!("checkpoint options lack `{k}`"));
         Ok(TrainOptions {
             data: PathBuf::from(v["data"].as_str().ok_or("checkpoint options lack `data`")?),
+            // Checkpoints before format 3 are of LSTM models.
+            model: v["model"].as_str().unwrap_or("lstm").parse()?,
             layers: n("layers")?,
             hidden: n("hidden")?,
             seq: n("seq")?,
@@ -340,8 +397,8 @@ impl Batches {
 struct RunState {
     /// Iterations done.
     iteration: usize,
-    /// The states carried from one chunk to the next, one `(batch, hidden)`
-    /// array per recurrent pair.
+    /// The states carried from one chunk to the next, one `(batch, width)`
+    /// array per recurrent pair (`layers * hidden` wide: every layer's).
     carry: Vec<Array2<f32>>,
     /// Training loss per iteration.
     train_losses: Vec<f64>,
@@ -354,6 +411,8 @@ struct RunState {
 pub struct TrainReport {
     pub iterations: usize,
     pub final_train_loss: f64,
+    /// The training loss of every iteration of the run, resumed ones included.
+    pub train_losses: Vec<f64>,
     pub val_losses: Vec<(usize, f64)>,
     pub test_loss: f64,
     pub iterations_per_second: f64,
@@ -390,11 +449,16 @@ pub fn train(options: TrainOptions, resume: Option<&Path>) -> Result<TrainReport
     let corpus = Corpus::read(&options.data)?;
     let (mut model, mut adam, mut run) = match saved {
         None => {
-            let model = Model::new(options.layers, corpus.vocab.len(), options.hidden, options.seed)?;
-            let pairs = with_graph!(&model, g => g.recurrent_pairs().len());
+            let model = Model::new(
+                options.model,
+                options.layers,
+                corpus.vocab.len(),
+                options.hidden,
+                options.seed,
+            )?;
             let run = RunState {
                 iteration: 0,
-                carry: vec![Array2::zeros((options.batch, options.hidden)); pairs],
+                carry: model.zero_states(options.batch)?,
                 train_losses: Vec::new(),
                 val_losses: Vec::new(),
             };
@@ -462,6 +526,7 @@ pub fn train(options: TrainOptions, resume: Option<&Path>) -> Result<TrainReport
     Ok(TrainReport {
         iterations: run.iteration,
         final_train_loss: run.train_losses.last().copied().unwrap_or(f64::NAN),
+        train_losses: run.train_losses,
         val_losses: run.val_losses,
         test_loss,
         iterations_per_second: todo as f64 / elapsed.max(1e-9),
@@ -620,7 +685,7 @@ impl Checkpoint {
                 holder.save(tmp.join(file))?;
             }
         });
-        carry_store(&run.carry, options.batch, options.hidden)?.save(tmp.join("carry.safetensors"))?;
+        carry_store(&run.carry).save(tmp.join("carry.safetensors"))?;
         let meta = json!({
             "format": FORMAT,
             "options": options.to_json(),
@@ -664,14 +729,16 @@ impl Checkpoint {
                 .map(|n| n as usize)
                 .ok_or(format!("run.json lacks `{k}`"))
         };
-        let mut model = Model::new(size("layers")?, vocab.len(), size("hidden")?, 0)?;
-        let (batch, hidden) = (size("batch")?, size("hidden")?);
+        let kind: ModelKind = o["model"].as_str().unwrap_or("lstm").parse()?;
+        let (layers, batch, hidden) = (size("layers")?, size("batch")?, size("hidden")?);
+        let mut model = Model::new(kind, layers, vocab.len(), hidden, 0)?;
         let mut moments = Vec::new();
         with_graph!(&mut model, g => {
-            g.load(dir.join("model.safetensors")).map_err(|e| format!("model.safetensors: {e}"))?;
+            load_params(g, &dir.join("model.safetensors"), format, layers)
+                .map_err(|e| format!("model.safetensors: {e}"))?;
             for file in ["adam_m.safetensors", "adam_v.safetensors"] {
                 let mut holder = g.clone();
-                holder.load(dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
+                load_params(&mut holder, &dir.join(file), format, layers).map_err(|e| format!("{file}: {e}"))?;
                 moments.push(holder.params().to_vec());
             }
         });
@@ -685,13 +752,20 @@ impl Checkpoint {
         } else {
             (m, v)
         };
-        let pairs = with_graph!(&model, g => g.recurrent_pairs().len());
-        let carry = if format >= 2 {
-            let mut store = carry_store(&vec![Array2::zeros((batch, hidden)); pairs], batch, hidden)?;
+        let carry = if format >= 3 {
+            let mut store = carry_store(&model.zero_states(batch)?);
             store
                 .load(dir.join("carry.safetensors"))
                 .map_err(|e| format!("carry.safetensors: {e}"))?;
-            carry_arrays(&store, batch, hidden)
+            carry_arrays(&store, &model.zero_states(batch)?)
+        } else if format == 2 {
+            // A state per layer (h1, c1, h2, c2, ...): grouped by kind.
+            let per_layer = vec![Array2::zeros((batch, hidden)); 2 * layers];
+            let mut store = carry_store(&per_layer);
+            store
+                .load(dir.join("carry.safetensors"))
+                .map_err(|e| format!("carry.safetensors: {e}"))?;
+            group_states(&carry_arrays(&store, &per_layer))
         } else {
             // Format 1 kept the carried states in run.json, as numbers.
             meta["carry"]
@@ -709,7 +783,8 @@ impl Checkpoint {
                     Array2::from_shape_vec((batch, hidden), values)
                         .map_err(|e| format!("run.json: a carried state: {e}"))
                 })
-                .collect::<std::result::Result<Vec<_>, _>>()?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map(|states| group_states(&states))?
         };
         let floats = |k: &str| -> Vec<f64> {
             meta[k]
@@ -908,10 +983,13 @@ pub fn checkpoint_params(dir: &Path) -> Result<Vec<f32>> {
     Ok(with_graph!(&saved.model, g => g.params().to_vec()))
 }
 
-/// The format of the checkpoints this writes: 2 keeps the carried states
-/// in `carry.safetensors` (1 kept them in run.json as numbers: 492 KB for
-/// the default model; still read).
-pub const FORMAT: u64 = 2;
+/// The format of the checkpoints this writes: 3 is one model for any
+/// depth (`model`, torch's names `y_lstm.weight_ih_l0`, each state one
+/// group of every layer's); 2 kept a graph per depth (`h1_next_lstm.weight_ih`,
+/// a state per layer) and the carried states in `carry.safetensors`; 1 kept
+/// those in run.json as numbers (492 KB for the default model). 1 and 2
+/// are still read.
+pub const FORMAT: u64 = 3;
 
 /// The checkpoint `path` names: itself if it holds one (`run.json`), or
 /// the latest `ckpt_NNNNNN` in it (a training run's `--out`).
@@ -940,23 +1018,82 @@ pub fn latest_checkpoint(path: &Path) -> Result<PathBuf> {
 
 /// The carried states as named tensors (`state0.value`, ...), to be saved
 /// and loaded like parameters: atomically, checksummed.
-fn carry_store(carry: &[Array2<f32>], batch: usize, hidden: usize) -> Result<ParamStore<f32>> {
+fn carry_store(carry: &[Array2<f32>]) -> ParamStore<f32> {
     let names: Vec<String> = (0..carry.len()).map(|i| format!("state{i}")).collect();
     let nodes: Vec<(&str, Vec<ParamShape>)> = names
         .iter()
-        .map(|n| (n.as_str(), vec![ParamShape::new("value", vec![batch, hidden])]))
+        .zip(carry)
+        .map(|(n, c)| (n.as_str(), vec![ParamShape::new("value", c.shape().to_vec())]))
         .collect();
     let mut store = ParamStore::new("carry", &nodes);
-    for (c, chunk) in carry.iter().zip(store.values_mut().chunks_mut(batch * hidden)) {
-        chunk.iter_mut().zip(c.iter()).for_each(|(d, &v)| *d = v);
+    let mut values = store.values_mut().iter_mut();
+    for c in carry {
+        // `c` first: zip stops on it without taking a value from `values`.
+        c.iter().zip(values.by_ref()).for_each(|(&v, d)| *d = v);
     }
-    Ok(store)
+    store
 }
 
-fn carry_arrays(store: &ParamStore<f32>, batch: usize, hidden: usize) -> Vec<Array2<f32>> {
-    store
-        .values()
-        .chunks(batch * hidden)
-        .map(|c| Array2::from_shape_vec((batch, hidden), c.to_vec()).expect("batch x hidden values"))
+/// The states in `store`, shaped as `like`.
+fn carry_arrays(store: &ParamStore<f32>, like: &[Array2<f32>]) -> Vec<Array2<f32>> {
+    let mut values = store.values().iter().copied();
+    like.iter()
+        .map(|l| Array2::from_shape_fn(l.dim(), |_| values.next().unwrap_or(0.0)))
         .collect()
+}
+
+/// The states of a checkpoint before format 3, one per layer and kind in
+/// the order `h1, c1, h2, c2, ...`, as one group per kind: `h` is
+/// `h1 | h2 | ...` side by side, then `c` likewise.
+fn group_states(per_layer: &[Array2<f32>]) -> Vec<Array2<f32>> {
+    (0..2)
+        .map(|kind| {
+            let views: Vec<_> = per_layer.iter().skip(kind).step_by(2).map(|a| a.view()).collect();
+            nngraph::ndarray::concatenate(nngraph::ndarray::Axis(1), &views).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Sets `g`'s parameters from a checkpoint file of `format`: before 3, an
+/// LSTM model of `layers` graphs written out, whose tensors are renamed to
+/// the stack's (`h2_next_lstm.weight_ih` is `y_lstm.weight_ih_l1`).
+fn load_params<G: Graph<f32>>(g: &mut G, path: &Path, format: u64, layers: usize) -> Result<()> {
+    if format >= 3 {
+        return Ok(g.load(path)?);
+    }
+    let mut renames: Vec<(String, String)> = vec![
+        ("h1_next_embedding.weight".into(), "y_embedding.weight".into()),
+        ("logits.weight".into(), "logits.weight".into()),
+        ("logits.bias".into(), "logits.bias".into()),
+    ];
+    for l in 0..layers {
+        for t in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
+            renames.push((format!("h{}_next_lstm.{t}", l + 1), format!("y_lstm.{t}_l{l}")));
+        }
+    }
+    let shapes: Vec<Vec<usize>> = renames
+        .iter()
+        .map(|(_, new)| g.param(new).map(|p| p.shape().to_vec()))
+        .collect::<std::result::Result<_, _>>()?;
+    let nodes: Vec<(&str, Vec<ParamShape>)> = renames
+        .iter()
+        .zip(shapes)
+        .map(|((old, _), shape)| {
+            let (node, tensor) = old.split_once('.').unwrap_or((old, ""));
+            (
+                node,
+                vec![ParamShape {
+                    name: tensor.to_string().into(),
+                    shape,
+                }],
+            )
+        })
+        .collect();
+    let mut old = ParamStore::new("char_rnn format 2", &nodes);
+    old.load(path)?;
+    for (from, to) in &renames {
+        let value = old.param(from)?.to_owned();
+        g.param_mut(to)?.assign(&value);
+    }
+    Ok(())
 }

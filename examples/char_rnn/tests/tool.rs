@@ -4,7 +4,7 @@
 use char_rnn as tool;
 
 use std::path::{Path, PathBuf};
-use tool::{SampleOptions, TrainOptions};
+use tool::{ModelKind, SampleOptions, TrainOptions};
 
 /// A scratch directory for one test, empty.
 fn scratch(name: &str) -> PathBuf {
@@ -30,6 +30,7 @@ fn tiny_text(dir: &Path) -> PathBuf {
 fn options(data: PathBuf, out: PathBuf, iters: usize, dropout: f64) -> TrainOptions {
     TrainOptions {
         data,
+        model: ModelKind::Lstm,
         layers: 2,
         hidden: 16,
         seq: 10,
@@ -375,7 +376,7 @@ fn the_learning_rate_decays_as_char_rnns_and_a_resumed_run_follows_it() {
 }
 
 #[test]
-fn carried_states_are_a_tensor_file_and_a_format_1_checkpoint_still_resumes() {
+fn carried_states_are_a_tensor_file_and_a_newer_format_is_refused() {
     let (dir, data) = run20("format");
     let ckpt = dir.join("run/ckpt_000010");
     let meta: serde_json::Value =
@@ -384,44 +385,105 @@ fn carried_states_are_a_tensor_file_and_a_format_1_checkpoint_still_resumes() {
     assert!(meta.get("carry").is_none());
     assert!(ckpt.join("carry.safetensors").is_file());
     assert!(std::fs::metadata(ckpt.join("run.json")).unwrap().len() < 4000);
-    // The same checkpoint as format 1 wrote it: no format, the states in
-    // run.json as numbers.
-    let old = dir.join("old");
-    std::fs::create_dir_all(&old).unwrap();
-    for f in ["model.safetensors", "adam_m.safetensors", "adam_v.safetensors"] {
-        std::fs::copy(ckpt.join(f), old.join(f)).unwrap();
-    }
-    let bytes = std::fs::read(ckpt.join("carry.safetensors")).unwrap();
-    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut names = file.names();
-    names.sort();
-    let carry: Vec<Vec<f32>> = names
-        .iter()
-        .map(|n| {
-            let data = file.tensor(n).unwrap().data().to_vec();
-            data.chunks(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect()
-        })
-        .collect();
-    let mut meta1 = meta.clone();
-    meta1.as_object_mut().unwrap().remove("format");
-    meta1["carry"] = serde_json::json!(carry);
-    std::fs::write(old.join("run.json"), serde_json::to_string(&meta1).unwrap()).unwrap();
-    tool::train(options(data.clone(), dir.join("from_old"), 20, 0.0), Some(&old)).unwrap();
-    tool::train(options(data.clone(), dir.join("from_new"), 20, 0.0), Some(&ckpt)).unwrap();
-    let a = tool::checkpoint_params(&dir.join("from_old/ckpt_000020")).unwrap();
-    let b = tool::checkpoint_params(&dir.join("from_new/ckpt_000020")).unwrap();
-    assert_eq!(a, b);
     // A format from a newer char_rnn is refused, naming it.
-    meta1["format"] = serde_json::json!(tool::FORMAT + 1);
-    std::fs::write(old.join("run.json"), serde_json::to_string(&meta1).unwrap()).unwrap();
-    let err = tool::train(options(data, dir.join("newer"), 20, 0.0), Some(&old))
+    let newer = dir.join("newer_ckpt");
+    copy_dir(&ckpt, &newer);
+    let mut meta = meta;
+    meta["format"] = serde_json::json!(tool::FORMAT + 1);
+    std::fs::write(newer.join("run.json"), serde_json::to_string(&meta).unwrap()).unwrap();
+    let err = tool::train(options(data, dir.join("newer"), 20, 0.0), Some(&newer))
         .unwrap_err()
         .to_string();
     assert!(
         err.contains(&format!("run.json is of format {}", tool::FORMAT + 1)),
         "{err}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// The tensors of a safetensors file, as f32s by name.
+fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = file.names();
+    names.sort();
+    names
+        .iter()
+        .map(|n| {
+            let data = file.tensor(n).unwrap().data().to_vec();
+            let values = data
+                .chunks(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect();
+            (n.to_string(), values)
+        })
+        .collect()
+}
+
+/// `tests/format2/`: a checkpoint that char_rnn wrote before one model
+/// covered every depth (format 2: a graph per depth, `h1_next_lstm.weight_ih`,
+/// a state per layer), 2 LSTM layers of 16 on `tiny.txt`, 10 iterations;
+/// and the same as format 1 wrote it (the states in run.json). Both resume
+/// under the new names and grouped states, to the same weights.
+#[test]
+fn checkpoints_of_formats_1_and_2_resume() {
+    let dir = scratch("old_formats");
+    let data = tiny_text(&dir);
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/format2/ckpt_000010");
+    let v2 = dir.join("v2");
+    copy_dir(&fixture, &v2);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(v2.join("run.json")).unwrap()).unwrap();
+    assert_eq!(meta["format"], 2);
+    // Format 1: no format, the states in run.json as numbers.
+    let v1 = dir.join("v1");
+    copy_dir(&fixture, &v1);
+    std::fs::remove_file(v1.join("carry.safetensors")).unwrap();
+    let carry: Vec<Vec<f32>> = tensors(&fixture.join("carry.safetensors"))
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let mut meta1 = meta.clone();
+    meta1.as_object_mut().unwrap().remove("format");
+    meta1["carry"] = serde_json::json!(carry);
+    std::fs::write(v1.join("run.json"), serde_json::to_string(&meta1).unwrap()).unwrap();
+
+    // The weights are the old file's, renamed: the same numbers.
+    let mut old: Vec<f32> = tensors(&fixture.join("model.safetensors"))
+        .into_iter()
+        .flat_map(|(_, v)| v)
+        .collect();
+    let mut migrated = tool::checkpoint_params(&v2).unwrap();
+    old.sort_by(f32::total_cmp);
+    migrated.sort_by(f32::total_cmp);
+    assert_eq!(old, migrated);
+
+    // The text is given: the old run read it elsewhere.
+    let resume = |out: &str, from: &Path| {
+        let mut o = options(data.clone(), dir.join(out), 20, 0.0);
+        o.given = vec!["data".into()];
+        tool::train(o, Some(from)).unwrap()
+    };
+    let from_v2 = resume("from_v2", &v2);
+    resume("from_v1", &v1);
+    let a = tool::checkpoint_params(&dir.join("from_v1/ckpt_000020")).unwrap();
+    let b = tool::checkpoint_params(&dir.join("from_v2/ckpt_000020")).unwrap();
+    assert_eq!(a, b);
+    // It goes on learning where the old run stopped: its history is kept,
+    // and the validation loss at 20 is below the old run's at 10.
+    let old_val = meta["val_losses"][0][1].as_f64().unwrap();
+    assert_eq!(from_v2.val_losses[0], (10, old_val));
+    assert!(
+        from_v2.val_losses[1].1 < old_val - 0.05,
+        "{:?}",
+        from_v2.val_losses
     );
 }
 
@@ -438,4 +500,47 @@ fn the_default_paths_are_relative_to_the_working_directory() {
     );
     assert!(help.contains("[default: target/char-rnn]"), "{help}");
     assert!(help.contains("--lr-decay"), "{help}");
+}
+
+#[test]
+fn every_depth_from_1_to_4_and_every_kind_of_layer_trains() {
+    let dir = scratch("depths");
+    let data = tiny_text(&dir);
+    let vocab = tool::Corpus::read(&data).unwrap().vocab.len() as f64;
+    let runs = (1..=4)
+        .map(|layers| (ModelKind::Lstm, layers))
+        .chain([(ModelKind::Gru, 4), (ModelKind::Rnn, 2)]);
+    for (model, layers) in runs {
+        let mut o = options(data.clone(), dir.join(format!("{model}{layers}")), 24, 0.1);
+        (o.model, o.layers, o.checkpoint_every, o.lr) = (model, layers, 24, 2e-2);
+        let report = tool::train(o, None).unwrap();
+        let losses = &report.train_losses;
+        assert_eq!(losses.len(), 24);
+        assert!(
+            losses.iter().all(|l| l.is_finite()),
+            "{model} x {layers}: {losses:?}"
+        );
+        // From about the uniform guess, down.
+        assert!(
+            (losses[0] - vocab.ln()).abs() < 0.5,
+            "{model} x {layers}: {losses:?}"
+        );
+        let (start, end) = (losses[..4].iter().sum::<f64>(), losses[20..].iter().sum::<f64>());
+        assert!(end < start - 0.4, "{model} x {layers}: {losses:?}");
+        // The checkpoint says what it is, and samples.
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(report.last_checkpoint.join("run.json")).unwrap())
+                .unwrap();
+        assert_eq!(meta["options"]["model"], model.to_string());
+        assert_eq!(meta["options"]["layers"], layers);
+        let text = tool::sample(&SampleOptions {
+            checkpoint: report.last_checkpoint,
+            temperature: 1.0,
+            prime: "the ".into(),
+            length: 20,
+            seed: 1,
+        })
+        .unwrap();
+        assert_eq!(text.chars().count(), 24);
+    }
 }
