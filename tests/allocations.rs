@@ -52,6 +52,7 @@ fn warm_iterations_allocate_nothing_on_any_thread() {
     a_second_iteration_of_a_nested_lstm_with_dropout_over_a_sequence_allocates_nothing();
     a_warm_iteration_allocates_nothing_and_gives_the_same_bits_on_one_and_two_threads();
     a_warm_stacked_lstm_iteration_allocates_nothing_on_one_and_two_threads();
+    a_warm_stack_iteration_allocates_nothing_and_gives_the_same_bits_on_1_2_and_3_threads();
 }
 
 graph! {
@@ -237,6 +238,50 @@ graph! {
         (h2_next, c2_next) = Layer[hidden, hidden](Dropout(0.0)(h1_next), h2, c2);
         loss = CrossEntropy()(Linear(hidden, vocab)(Dropout(0.0)(h2_next)), target);
     }
+
+    /// The same model on the shipped stack, three layers deep.
+    #[recurrent(h = h_n, c = c_n)]
+    pub Deep[vocab, hidden, layers](x: usize, h: [layers * hidden], c: [layers * hidden], target: usize)
+        -> (loss, h_n, c_n)
+    {
+        (y, h_n, c_n) = nngraph::cells::Lstm[hidden, hidden, layers](Embedding(vocab, hidden)(x), h, c);
+        loss = CrossEntropy()(Linear(hidden, vocab)(Dropout(0.0)(y)), target);
+    }
+}
+
+/// Two training iterations of `Deep` (3 layers, dropout 0.1 between them)
+/// on `threads` threads: the parameters after them, and the allocations of
+/// the second, counted on every thread.
+fn deep_iterations(threads: usize) -> (Vec<f32>, usize) {
+    nngraph::runtime::with_threads(threads, || {
+        let mut model = Deep::<f32>::new(&mut StdRng::seed_from_u64(9), 20, 64, 3).unwrap();
+        model.set_dropout(Some(0.1)).unwrap();
+        let (steps, batch) = (4, 32);
+        let xs = Array2::from_shape_fn((steps, batch), |(t, b)| (t * 7 + b * 3) % 20);
+        let ys = Array2::from_shape_fn((steps, batch), |(t, b)| (t * 5 + b + 1) % 20);
+        let mut tape = model.tape();
+        let mut adam = Adam::new(2e-3f32);
+        let mut iteration = |model: &mut Deep<f32>| {
+            model.forward_seq(&mut tape, &xs, &Absent, &Absent, &ys).unwrap();
+            model.backward_loss(&mut tape, Reduction::Mean).unwrap();
+            clip_grad_value(model.store_mut(), 5.0).unwrap();
+            adam.step(model.store_mut()).unwrap();
+            model.zero_grad();
+        };
+        iteration(&mut model);
+        let second = allocations_in(|| iteration(&mut model));
+        (model.params().to_vec(), second)
+    })
+}
+
+fn a_warm_stack_iteration_allocates_nothing_and_gives_the_same_bits_on_1_2_and_3_threads() {
+    let (one, allocated_one) = deep_iterations(1);
+    let (two, allocated_two) = deep_iterations(2);
+    let (three, _) = deep_iterations(3);
+    assert_eq!(allocated_one, 0, "shipped stack, one thread");
+    assert_eq!(allocated_two, 0, "shipped stack, two threads");
+    assert!(one.iter().zip(&two).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(one.iter().zip(&three).all(|(a, b)| a.to_bits() == b.to_bits()));
 }
 
 /// Two training iterations of `Stacked` (Adam, gradients clipped) on
