@@ -40,6 +40,12 @@ graph! {
         (y, h_n) = Stack(layers, Elman[3, 5], Elman[5, 5])(x, h);
     }
 
+    /// A state group that fits no depth but one: `h` is 6 wide, the layers 5.
+    #[recurrent(h = h_n)]
+    pub BadGroup[layers](x: [3], h: [6]) -> (y, h_n) {
+        (y, h_n) = Stack(layers, Elman[3, 5], Elman[5, 5])(x, h);
+    }
+
     /// One Elman layer.
     #[recurrent(h = h_next)]
     pub Elman[input, hidden](x: [input], h: [hidden]) -> (h_next) {
@@ -217,4 +223,14 @@ fn gradients_through_a_stack_equal_finite_differences() {
 fn a_depth_of_zero_is_an_error_naming_the_size() {
     let e = Deep::<f32>::zeros(5, 4, 0).unwrap_err().to_string();
     assert!(e.contains("`layers`") && e.contains("at least 1"), "{e}");
+}
+
+#[test]
+fn a_group_of_the_wrong_width_is_an_error_when_built_naming_node_and_widths() {
+    let e = BadGroup::<f32>::zeros(2).unwrap_err().to_string();
+    assert!(
+        e.contains("node `y_elman`: input 1 of the stack is a group, one block per layer (`layers` layers): it takes width 10, but `h` has width 6"),
+        "{e}"
+    );
+    assert!(e.contains("layers = 2"), "{e}");
 }

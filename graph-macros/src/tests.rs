@@ -49,6 +49,17 @@ const VALID: &[&str] = &[
         z = Linear(5 * n + 1, 3)(Concat()(Narrow(1, n)(Twice[n](x).y), q, Identity()(Inner[n, 3 * n](x).y)));
     }
     pub Fixed<const N: usize>(x: [N]) -> (p, q) { (p, q) = Split(2)(Inner[N, 2 * N](x).y); }",
+    // Stacks: run-time depth, a first layer of its own, states grouped,
+    // tensors inline.
+    "#[recurrent(h = new_h)]
+    pub Layer[i, n](x: [i], h: [n]) -> (new_h) { new_h = Tanh()(CAdd()(Linear(i, n)(x), Linear(n, n)(h))); }
+    #[recurrent(h = h_n)]
+    pub Deep[n, layers](x: [3], h: [layers * n]) -> (y, h_n) {
+        #[params(inline)]
+        (top, h_n) = Stack(layers, Layer[3, n], Layer[n, n])(x, h);
+        y = Linear(n, 2)(top);
+    }
+    pub Two(x: [4], h: [8]) -> (y, h_n) { (y, h_n) = Stack(2, Layer[4, 4])(x, h); }",
 ];
 
 #[test]

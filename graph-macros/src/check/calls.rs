@@ -270,19 +270,22 @@ fn check_graph_call(call: &GraphCall, sizes: &[String], errors: &mut Errors) -> 
     let stack = match &call.stack {
         None => None,
         Some(stack) => {
-            let depth = positive_width(&stack.depth, sizes).map_err(|msg| {
-                errors.push(syn::Error::new_spanned(
-                    &stack.depth,
-                    format!("the depth of a `Stack` (its number of layers): {msg}"),
-                ))
-            });
+            let depth = match width::parse(&stack.depth, sizes) {
+                Ok(d) if d.as_const().is_some_and(|d| d < 1) => Err(format!(
+                    "a stack needs at least one layer, but its depth is {}",
+                    d.as_const().unwrap_or(0)
+                )),
+                Ok(d) => Ok(d),
+                Err(msg) => Err(format!("the depth of a `Stack` (its number of layers): {msg}")),
+            }
+            .map_err(|msg| errors.push(syn::Error::new_spanned(&stack.depth, msg)));
             let rest = &stack.rest;
             let rest_args = graph_sizes(&rest.name.to_string(), &rest.sizes, sizes, errors);
             let upper = Nested {
                 path: rest.path.clone(),
                 generics: rest.generics.clone(),
                 sizes: rest_args?,
-                dynamic: true,
+                dynamic: rest.dynamic,
                 stack: None,
             };
             Some((depth.ok()?, Box::new(upper)))
@@ -292,8 +295,9 @@ fn check_graph_call(call: &GraphCall, sizes: &[String], errors: &mut Errors) -> 
         path: call.path.clone(),
         generics: call.generics.clone(),
         sizes: args?,
-        // A stack's widths are read from its layers when it is built.
-        dynamic: call.dynamic || stack.is_some(),
+        // A stack's widths are read from its layers when it is built if
+        // either takes run-time sizes; otherwise they are constants.
+        dynamic: call.dynamic || stack.as_ref().is_some_and(|(_, upper)| upper.dynamic),
         stack,
     }))
 }

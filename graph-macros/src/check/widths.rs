@@ -463,8 +463,13 @@ fn infer_stack(
             w.clone(),
             group.clone(),
             format!(
-                "node `{}`: input {i} of the stack is a group, one block per layer: {depth} layers of width {of_first} make {group}, but `{}` has width {w}",
-                node.name, flow.name
+                "node `{}`: input {i} of the stack is a group, one block per layer ({}): it takes width {group}, but `{}` has width {w}",
+                node.name,
+                match depth.as_const() {
+                    Some(d) => format!("{d} layers"),
+                    None => format!("`{depth}` layers"),
+                },
+                flow.name
             ),
             flow.span,
         ));
@@ -493,15 +498,19 @@ fn infer_stack(
         ),
         stack.rest.name.span(),
     ));
-    claims.push((
-        upper_out.clone(),
-        upper_in.clone(),
+    // An upper layer feeds another only from three layers on.
+    let (first_label, upper_label) = (first.clone(), upper.clone());
+    if depth.as_const().is_none_or(|d| d > 2) {
+        claims.push((
+            upper_out.clone(),
+            upper_in.clone(),
         format!(
             "node `{}`: an upper layer (`{upper}`) gives output 0 of width {upper_out} to the next, which takes width {upper_in}",
             node.name
         ),
         stack.rest.name.span(),
-    ));
+        ));
+    }
     for (a, b, message, span) in claims {
         deferred.push(Deferred {
             claim: Claim::Equal(a, b),
@@ -509,7 +518,15 @@ fn infer_stack(
             span,
         });
     }
-    for upper in [false, true] {
+    // The upper layers' counts, when they are another graph's.
+    let (path, rest_path) = (&call.path, &stack.rest.path);
+    let same_graph = quote::quote!(#path).to_string() == quote::quote!(#rest_path).to_string();
+    let graphs: &[bool] = if same_graph || first_label == upper_label {
+        &[false]
+    } else {
+        &[false, true]
+    };
+    for &upper in graphs {
         let span = if upper {
             stack.rest.name.span()
         } else {

@@ -189,7 +189,12 @@ impl<'a> Expander<'a> {
                 let field = format_ident!("__a{}", i);
                 return quote!(#sizes.#field);
             }
-            let ty = self.nested_type(&self.g.nodes[a.host]);
+            let host = &self.g.nodes[a.host];
+            let ty = if a.upper {
+                self.upper_type(host)
+            } else {
+                self.nested_type(host)
+            };
             let consts = if a.output {
                 quote!(OUTPUT_WIDTHS)
             } else {
