@@ -15,7 +15,7 @@
 // `Colliding`'s names (tests/common/colliding.rs): `ﬁ` beside `fi`.
 #![allow(uncommon_codepoints, confusable_idents, mixed_script_confusables)]
 
-use nngraph::cells::{GruCell, LstmCell};
+use nngraph::cells::{Gru, GruCell, LstmCell, Rnn};
 use nngraph::ndarray::Array2;
 use nngraph::prelude::*;
 use serde_json::{json, Map, Value};
@@ -43,6 +43,30 @@ graph! {
         (h1, c1) = LstmCell<24, 32>(Embedding(vocab, 24)(x), h, c);
         logits = Linear(hidden, vocab)(Dropout(0.2)(h1));
         loss = CrossEntropy()(logits, target);
+    }
+
+    /// The char model on the shipped stack (`nn.LSTM` in the export).
+    #[recurrent(h = h_n, c = c_n)]
+    pub CharDeep[vocab, hidden, layers](x: usize, h: [layers * hidden], c: [layers * hidden], target: usize)
+        -> (loss, logits, h_n, c_n)
+    {
+        (y, h_n, c_n) = nngraph::cells::Lstm[hidden, hidden, layers](Embedding(vocab, hidden)(x), h, c);
+        logits = Linear(hidden, vocab)(y);
+        loss = CrossEntropy()(logits, target);
+    }
+
+    /// One Elman layer, for a stack of the graph's own.
+    #[recurrent(h = new_h)]
+    pub Elman[input, hidden](x: [input], h: [hidden]) -> (new_h) {
+        new_h = Tanh()(CAdd()(Linear(input, hidden)(x), Linear(hidden, hidden)(h)));
+    }
+
+    /// A stack of user layers, its first layer of its own, inline names.
+    #[recurrent(h = h_n)]
+    pub ElmanStack[layers](x: [5], h: [layers * 6]) -> (y, h_n) {
+        #[params(inline)]
+        (top, h_n) = Stack(layers, Elman[5, 6], Elman[6, 6])(x, h);
+        y = Sigmoid()(Linear(6, 2)(top));
     }
 
     /// Every other built-in layer and criterion.
@@ -176,6 +200,40 @@ fn main() -> Result<(), Box<dyn Error>> {
         "gru_cell_f64",
         &mut gru,
         &[("x", values(batch, 7, 0.8)), ("h", values(batch, 16, 0.9))],
+    )?;
+
+    let mut deep = CharDeep::<f64>::new(&mut rng, 13, 8, 3)?;
+    export(
+        &dir,
+        "char_deep_f64",
+        &mut deep,
+        &[
+            ("x", Data::Ids(vec![3, 0, 9, 12, 5])),
+            ("h", values(batch, 24, 1.5)),
+            ("c", values(batch, 24, 1.6)),
+            ("target", Data::Ids(vec![1, 2, 3, 4, 0])),
+        ],
+    )?;
+    let mut gru = Gru::<f32>::new(&mut rng, 7, 16, 2)?;
+    export(
+        &dir,
+        "gru_stack_f32",
+        &mut gru,
+        &[("x", values(batch, 7, 1.7)), ("h", values(batch, 32, 1.8))],
+    )?;
+    let mut rnn = Rnn::<f64>::new(&mut rng, 7, 16, 2)?;
+    export(
+        &dir,
+        "rnn_stack_f64",
+        &mut rnn,
+        &[("x", values(batch, 7, 1.9)), ("h", values(batch, 32, 2.0))],
+    )?;
+    let mut elman = ElmanStack::<f64>::new(&mut rng, 3)?;
+    export(
+        &dir,
+        "elman_stack_f64",
+        &mut elman,
+        &[("x", values(batch, 5, 2.1)), ("h", values(batch, 18, 2.2))],
     )?;
 
     let mut zoo = Zoo::<f64>::new(&mut rng);

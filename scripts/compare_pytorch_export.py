@@ -10,7 +10,8 @@ must match), runs `forward` in evaluation mode on the case's inputs and
 compares every output with the one nngraph computed: the largest absolute
 difference must be at most 1e-6 in f32 and 1e-12 in f64. The weights of the
 shipped cells (LstmCell, GruCell) are also loaded, unchanged, into
-torch.nn.LSTMCell / GRUCell and compared the same way.
+torch.nn.LSTMCell / GRUCell and compared the same way; the shipped stacks
+(Lstm, Gru, Rnn) must be exported as torch.nn.LSTM / GRU / RNN.
 
 Needs torch and safetensors (pip install torch safetensors). Exits non-zero
 if any model fails.
@@ -72,6 +73,13 @@ def check(case_dir):
         through = f", also through torch.nn.{torch_cell.__name__}"
     else:
         through = ""
+    # The shipped stacks are exported as torch's own modules.
+    torch_stack = {"Lstm": torch.nn.LSTM, "Gru": torch.nn.GRU, "Rnn": torch.nn.RNN}.get(case["graph"])
+    if torch_stack is not None:
+        if not isinstance(model, torch_stack):
+            print(f"  {case['graph']} is exported as {type(model).__mro__}, not as torch.nn.{torch_stack.__name__}")
+            return False
+        through = f", a torch.nn.{torch_stack.__name__}"
     tol = TOLERANCE[case["dtype"]]
     ok = worst <= tol
     print(f"{case_dir.name:<16} {case['graph']:<10} {case['dtype']}  max |torch - nngraph| = {worst:.2e}"

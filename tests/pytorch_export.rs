@@ -225,3 +225,63 @@ fn nested_classes_come_first_and_once_and_build_uses_the_sizes() {
     let k = Keywords::<6, f64>::new(&mut StdRng::seed_from_u64(0)).to_pytorch();
     assert!(k.contains("return Keywords(6)  # W = 6"), "{k}");
 }
+
+graph! {
+    #[recurrent(h = new_h)]
+    pub Elman[input, hidden](x: [input], h: [hidden]) -> (new_h) {
+        new_h = Tanh()(CAdd()(Linear(input, hidden)(x), Linear(hidden, hidden)(h)));
+    }
+
+    #[recurrent(h = h_n)]
+    pub ElmanStack[layers](x: [5], h: [layers * 6]) -> (y, h_n) {
+        #[params(inline)]
+        (top, h_n) = Stack(layers, Elman[5, 6], Elman[6, 6])(x, h);
+        y = Linear(6, 2)(top);
+    }
+
+    #[recurrent(h = h_n, c = c_n)]
+    pub CharDeep[vocab, hidden, layers](x: usize, h: [layers * hidden], c: [layers * hidden]) -> (logits, h_n, c_n) {
+        (y, h_n, c_n) = nngraph::cells::Lstm[hidden, hidden, layers](Embedding(vocab, hidden)(x), h, c);
+        logits = Linear(hidden, vocab)(y);
+    }
+}
+
+/// Parses `module` as Python; its text on failure.
+fn parses(module: &str) {
+    let out = python(
+        "import ast, sys\nast.parse(sys.stdin.read())\nprint('ok')",
+        module,
+    );
+    assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn shipped_stacks_are_torchs_own_modules_and_other_stacks_a_module_list() {
+    let mut rng = StdRng::seed_from_u64(0);
+    let deep = CharDeep::<f32>::new(&mut rng, 11, 8, 3).unwrap().to_pytorch();
+    parses(&deep);
+    assert!(deep.contains("class Lstm(nn.LSTM):"), "{deep}");
+    assert!(
+        deep.contains("super().__init__(input, hidden, num_layers=layers)"),
+        "{deep}"
+    );
+    assert!(deep.contains("return CharDeep(11, 8, 3)"), "{deep}");
+    let gru = nngraph::cells::Gru::<f64>::new(&mut rng, 4, 5, 2)
+        .unwrap()
+        .to_pytorch();
+    parses(&gru);
+    assert!(
+        gru.contains("class Gru(nn.GRU):") && gru.contains("return Gru(4, 5, 2)"),
+        "{gru}"
+    );
+    // A stack of the user's layers: `_Stack` of the two classes, its
+    // tensors named inline.
+    let stack = ElmanStack::<f64>::new(&mut rng, 3).unwrap().to_pytorch();
+    parses(&stack);
+    assert!(stack.contains("class _Stack(nn.Module):"), "{stack}");
+    assert!(
+        stack.contains("_Stack(layers, lambda: Elman(5, 6), lambda: Elman(6, 6))"),
+        "{stack}"
+    );
+    assert!(stack.contains("_inline(self, \"top_elman\")"), "{stack}");
+}

@@ -164,6 +164,14 @@ impl Attrs {
         format!("{} = {value}", self.get(name, "_parameters"))
     }
 
+    /// The key under which `name` is registered in `_modules`.
+    fn key(&self, name: &str) -> String {
+        match self.names.iter().find(|(n, _)| n == name) {
+            Some((_, Attr::Alias(alias))) => alias.clone(),
+            _ => name.to_string(),
+        }
+    }
+
     /// `_alias(self, {"<alias>": "name", ..})` when any name is aliased.
     fn hooks(&self) -> Option<String> {
         let pairs: Vec<String> = self
@@ -378,11 +386,12 @@ impl Expander<'_> {
             .iter()
             .filter(registers)
             .map(|n| n.name.to_string())
-            .chain(
-                g.nodes
+            .chain(g.nodes.iter().flat_map(|n| {
+                n.params
                     .iter()
-                    .flat_map(|n| n.params.iter().map(|(_, full)| full.clone())),
-            )
+                    .filter(|(tensor, _)| tensor != "*")
+                    .map(|(_, full)| full.clone())
+            }))
             .collect();
         Names {
             locals: Locals::new(locals),
@@ -530,16 +539,34 @@ impl Expander<'_> {
                 )]
             }
             NodeKind::Nested(nested) => {
-                let mut args: Vec<String> = nested
-                    .generics
-                    .iter()
-                    .flat_map(|g| g.args.iter())
-                    .map(|a| python_number(&quote!(#a).to_string()))
-                    .collect();
-                args.extend(self.python_args(&nested.sizes, false, names));
-                vec![names
-                    .attrs
-                    .module_set(&name, &format!("{}({})", nested_class(k), args.join(", ")))]
+                let construct = |nested: &crate::ir::Nested, class: String| {
+                    let mut args: Vec<String> = nested
+                        .generics
+                        .iter()
+                        .flat_map(|g| g.args.iter())
+                        .map(|a| python_number(&quote!(#a).to_string()))
+                        .collect();
+                    args.extend(self.python_args(&nested.sizes, false, names));
+                    format!("{class}({})", args.join(", "))
+                };
+                let first = construct(nested, nested_class(k));
+                let mut lines = vec![match &nested.stack {
+                    None => names.attrs.module_set(&name, &first),
+                    Some((depth, upper)) => {
+                        let depth = self
+                            .python_width(depth, false, names)
+                            .unwrap_or_else(|| "None  # nngraph: a depth not written in sizes".into());
+                        let upper = construct(upper, format!("\u{1}R{k}\u{1}"));
+                        names.attrs.module_set(
+                            &name,
+                            &format!("_Stack({depth}, lambda: {first}, lambda: {upper})"),
+                        )
+                    }
+                }];
+                if n.params.iter().any(|(tensor, _)| tensor == "*") {
+                    lines.push(format!("_inline(self, \"{}\")", names.attrs.key(&name)));
+                }
+                lines
             }
             NodeKind::Output { .. } => Vec::new(),
         }
