@@ -233,15 +233,15 @@ fn split_of_a_nested_graphs_output_is_checked_when_built_and_cuts_it_in_equal_pa
 }
 
 #[test]
-fn summary_indents_a_nested_graph_under_its_node() {
+fn summary_indents_a_nested_graph_under_its_node_when_expanded() {
     let g = TwoSteps::<f64>::zeros().unwrap();
-    let table = g.summary();
+    let table = g.summary_expanded();
     eprintln!("{table}");
     let inner = <inner::Cell<f64> as Graph<f64>>::SPEC;
     let host_rows: Vec<usize> = table
         .lines()
         .enumerate()
-        .filter(|(_, l)| l.contains("inner::Cell"))
+        .filter(|(_, l)| l.split_whitespace().nth(1) == Some("Cell"))
         .map(|(i, _)| i)
         .collect();
     assert_eq!(host_rows.len(), 2, "{table}");
@@ -254,4 +254,29 @@ fn summary_indents_a_nested_graph_under_its_node() {
         );
     }
     assert!(table.ends_with(&format!("{} parameters", g.num_params())));
+    // Rows from the nested graph name their file; the host's count is
+    // theirs, so the rows add up to the total.
+    assert!(
+        table.contains(&format!("nested.rs:{}", inner.nodes[0].line)),
+        "{table}"
+    );
+    let header = table.lines().nth(1).unwrap();
+    let end = header.find("params").unwrap() + "params".len();
+    let params: usize = table
+        .lines()
+        .skip(3)
+        .take_while(|l| !l.starts_with('-'))
+        .filter_map(|l| l.get(end - 8..end)?.trim().parse::<usize>().ok())
+        .sum();
+    assert_eq!(params, g.num_params(), "{table}");
+    // Collapsed (the default), one row per host with all its parameters.
+    let collapsed = g.summary();
+    assert_eq!(
+        collapsed
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Cell"))
+            .count(),
+        2
+    );
+    assert!(!collapsed.contains("nested.rs:"), "{collapsed}");
 }

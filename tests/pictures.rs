@@ -87,9 +87,9 @@ fn the_seed_cell_is_a_well_formed_picture_of_every_node_and_edge() {
 }
 
 #[test]
-fn a_nested_graph_is_a_cluster_holding_its_own_nodes() {
+fn expanded_a_nested_graph_is_a_cluster_holding_its_own_nodes() {
     let g = Tagger::<f64>::zeros().unwrap();
-    let svg = g.svg();
+    let svg = g.svg_expanded();
     save("tagger.svg", &svg);
     let doc = Document::parse(&svg).expect("well-formed XML");
     let clusters: Vec<Node> = doc.descendants().filter(|n| has_class(n, "cluster")).collect();
@@ -163,5 +163,215 @@ fn a_failure_inside_a_nested_graph_is_drawn_inside_its_cluster_and_at_its_step()
         caption.text().unwrap().ends_with("at step 1"),
         "{:?}",
         caption.text()
+    );
+}
+
+graph! {
+    /// char_rnn's model: an embedding, the shipped LSTM stack, the scores
+    /// and the loss.
+    #[recurrent(h = h_n, c = c_n)]
+    pub CharModel[vocab, hidden, layers](x: usize, h: [layers * hidden], c: [layers * hidden], target: usize)
+        -> (loss, logits, h_n, c_n)
+    {
+        (y, h_n, c_n) = nngraph::cells::Lstm[hidden, hidden, layers](Embedding(vocab, hidden)(x), h, c);
+        logits = Linear(hidden, vocab)(Dropout(0.0)(y));
+        loss = CrossEntropy()(logits, target);
+    }
+
+    /// A stack of GRU layers written with `Stack`, a second input read by
+    /// the scores (a long edge past the stack's column).
+    #[recurrent(h = h_n)]
+    pub GruModel[vocab, hidden](x: usize, h: [3 * hidden], bias: [hidden], target: usize) -> (loss, h_n) {
+        (y, h_n) = Stack(3, nngraph::cells::GruLayer[hidden, hidden], nngraph::cells::GruUpper[hidden])(
+            Embedding(vocab, hidden)(x), h);
+        loss = CrossEntropy()(Linear(hidden, vocab)(CAdd()(Tanh()(y), bias)), target);
+    }
+}
+
+/// A rectangle `(x, y, w, h)` from an element's attributes.
+fn rect(n: &Node) -> (f64, f64, f64, f64) {
+    let a = |k: &str| n.attribute(k).unwrap().parse::<f64>().unwrap();
+    (a("x"), a("y"), a("width"), a("height"))
+}
+
+/// The points of an `M x,y L x,y ...` path.
+fn points(d: &str) -> Vec<(f64, f64)> {
+    d.split(['M', 'L'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (x, y) = p.split_once(',').unwrap();
+            (x.parse().unwrap(), y.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Whether the segment from `a` to `b` (horizontal or vertical) passes
+/// through the inside of the rectangle `r`, shrunk by a pixel on each side.
+fn crosses(a: (f64, f64), b: (f64, f64), r: (f64, f64, f64, f64)) -> bool {
+    let (x0, y0, x1, y1) = (r.0 + 1.0, r.1 + 1.0, r.0 + r.2 - 1.0, r.1 + r.3 - 1.0);
+    let (lo_x, hi_x) = (a.0.min(b.0), a.0.max(b.0));
+    let (lo_y, hi_y) = (a.1.min(b.1), a.1.max(b.1));
+    lo_x < x1 && hi_x > x0 && lo_y < y1 && hi_y > y0
+}
+
+/// The boxes of a picture: every node, input, output and collapsed
+/// nested graph (text is drawn inside them).
+fn boxes<'a>(doc: &'a Document) -> Vec<(Node<'a, 'a>, (f64, f64, f64, f64))> {
+    doc.descendants()
+        .filter(|n| {
+            ["node", "input", "output", "nested"]
+                .iter()
+                .any(|c| has_class(n, c))
+        })
+        .filter_map(|g| {
+            g.children()
+                .find(|c| c.has_tag_name("rect"))
+                .map(|r| (g, rect(&r)))
+        })
+        .collect()
+}
+
+/// Every straight run of every edge and recurrent edge misses every box,
+/// except where it starts and ends (at the box's side).
+fn assert_no_edge_crosses_a_box(doc: &Document) {
+    let boxes = boxes(doc);
+    for path in doc
+        .descendants()
+        .filter(|n| has_class(n, "edge") || has_class(n, "recurrent"))
+    {
+        let p = points(path.attribute("d").unwrap());
+        assert!(p.len() >= 2);
+        for pair in p.windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            assert!(
+                a.0 == b.0 || a.1 == b.1,
+                "a straight run across or along: {a:?} {b:?}"
+            );
+            for (node, r) in &boxes {
+                assert!(
+                    !crosses(a, b, *r),
+                    "the edge {:?} runs through {:?} at {a:?}-{b:?}",
+                    path.attribute("d"),
+                    texts(*node).first()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_char_model_is_a_few_boxes_with_ports_and_no_edge_crosses_a_box() {
+    let g = CharModel::<f32>::zeros(65, 128, 2).unwrap();
+    let svg = g.svg();
+    save("char_model.svg", &svg);
+    let doc = Document::parse(&svg).expect("well-formed XML");
+    let width: f64 = doc.root_element().attribute("width").unwrap().parse().unwrap();
+    assert!(width <= 1200.0, "{width} px wide");
+    // One box for the LSTM stack, saying what it is.
+    let nested: Vec<Node> = doc.descendants().filter(|n| has_class(n, "nested")).collect();
+    assert_eq!(nested.len(), 1);
+    let lines = texts(nested[0]);
+    for want in [
+        "y_lstm",
+        "Lstm",
+        "hidden = 128",
+        "layers = 2",
+        "2 layers",
+        "264,192 params",
+    ] {
+        assert!(lines.contains(&want), "{want} in {lines:?}");
+    }
+    assert_eq!(count(&doc, "cluster"), 0);
+    // Each input enters at its own port, labelled with the LSTM's names.
+    let ports: Vec<&str> = nested[0]
+        .descendants()
+        .filter(|n| has_class(n, "in"))
+        .filter_map(|n| n.attribute("data-name"))
+        .collect();
+    assert_eq!(ports, ["x", "h", "c"]);
+    let at = |c: Node, k: &str| c.attribute(k).unwrap().parse::<f64>().unwrap();
+    let port_points: Vec<(f64, f64)> = nested[0]
+        .descendants()
+        .filter(|n| n.has_tag_name("circle") && n.parent().is_some_and(|p| has_class(&p, "in")))
+        .map(|c| (at(c, "cx"), at(c, "cy")))
+        .collect();
+    let ends: Vec<(f64, f64)> = doc
+        .descendants()
+        .filter(|n| has_class(n, "edge"))
+        .map(|e| *points(e.attribute("d").unwrap()).last().unwrap())
+        .collect();
+    let near = |a: (f64, f64), b: (f64, f64)| (a.0 - b.0).abs() < 0.05 && (a.1 - b.1).abs() < 0.05;
+    for &p in &port_points {
+        assert_eq!(
+            ends.iter().filter(|&&e| near(e, p)).count(),
+            1,
+            "one edge at the port at {p:?}"
+        );
+    }
+    let distinct: std::collections::BTreeSet<i64> = port_points.iter().map(|p| (p.1 * 10.0) as i64).collect();
+    assert_eq!(distinct.len(), 3, "three ports, three heights");
+    // Boxes: 4 inputs, embedding, LSTM, dropout, logits, loss, h_n, c_n.
+    assert_eq!(
+        boxes(&doc).len(),
+        11,
+        "{:?}",
+        boxes(&doc).iter().map(|b| texts(b.0)[0]).collect::<Vec<_>>()
+    );
+    assert_no_edge_crosses_a_box(&doc);
+    assert_eq!(count(&doc, "recurrent"), 2);
+    // Expanded, the LSTM's own graph is drawn inside, with its stack.
+    let expanded = g.svg_expanded();
+    save("char_model_expanded.svg", &expanded);
+    let doc = Document::parse(&expanded).expect("well-formed XML");
+    assert!(count(&doc, "cluster") >= 1);
+}
+
+#[test]
+fn a_stack_is_one_box_and_long_edges_go_around_boxes() {
+    let g = GruModel::<f32>::zeros(20, 16).unwrap();
+    let svg = g.svg();
+    save("gru_model.svg", &svg);
+    let doc = Document::parse(&svg).expect("well-formed XML");
+    let nested: Vec<Node> = doc.descendants().filter(|n| has_class(n, "nested")).collect();
+    assert_eq!(nested.len(), 1, "one box for the stack");
+    let lines = texts(nested[0]);
+    assert!(lines.contains(&"Stack ×3"), "{lines:?}");
+    assert!(
+        lines.contains(&"then GruUpper") && lines.contains(&"hidden = 16"),
+        "{lines:?}"
+    );
+    assert_no_edge_crosses_a_box(&doc);
+}
+
+#[test]
+fn the_char_models_summary_is_a_row_per_layer_and_its_total_adds_up() {
+    let g = CharModel::<f32>::zeros(65, 128, 2).unwrap();
+    let table = g.summary();
+    eprintln!("{table}");
+    let lstm: Vec<&str> = table.lines().filter(|l| l.starts_with("y_lstm ")).collect();
+    assert_eq!(lstm.len(), 1, "{table}");
+    assert!(
+        lstm[0].contains("Lstm[input=128, hidden=128, layers=2]") && lstm[0].contains("264192"),
+        "{table}"
+    );
+    assert!(
+        table.ends_with(&format!("nodes, {} parameters", g.num_params())),
+        "{table}"
+    );
+    assert!(table.lines().count() < 20, "{table}");
+    let expanded = g.summary_expanded();
+    eprintln!("{expanded}");
+    // The stack inside, layer by layer, the rows with their file.
+    for layer in ["[0]", "[1]"] {
+        assert!(
+            expanded.lines().any(|l| l.trim_start().starts_with(layer)),
+            "{expanded}"
+        );
+    }
+    assert!(expanded.contains("cells.rs:"), "{expanded}");
+    assert!(
+        expanded.ends_with(&format!("{} parameters", g.num_params())),
+        "{expanded}"
     );
 }

@@ -215,22 +215,37 @@ pub trait Graph<F: Float>: Sized {
         crate::pytorch::to_pytorch(&Description::of(self))
     }
     /// The graph as a table (as Keras' `summary()`): each node with its
-    /// layer, input and output widths, parameter count and source line;
-    /// nested graphs indented under their node; totals. Generated graphs
+    /// layer, input and output widths, parameter count and source line; a
+    /// nested graph or stack as one row (its graph and sizes, `Stack ×N`,
+    /// its parameters); the total, the sum of the rows. Generated graphs
     /// also print it with `{}`.
     fn summary(&self) -> String {
-        crate::summary::summary(&Description::of(self))
+        crate::summary::summary(&Description::of(self), false)
+    }
+    /// [`summary`](Self::summary) with each nested graph's rows indented
+    /// under its node (each layer of a stack), their lines with their file.
+    fn summary_expanded(&self) -> String {
+        crate::summary::summary(&Description::of(self), true)
     }
     /// The graph drawn as an SVG document, without graphviz: each node with
-    /// its name, layer and width; nested graphs as boxed clusters; recurrent
-    /// pairs as dashed edges back from the output to the input.
+    /// its name, layer and width; a nested graph or a stack as one box (its
+    /// graph and sizes, `×N` for a stack, its parameter count) with a
+    /// labelled port per input and output; recurrent pairs as dashed edges
+    /// back from the output to the input. Edges run in the gaps between
+    /// columns and never cross a box.
     fn svg(&self) -> String {
-        crate::svg::to_svg(&Description::of(self), None)
+        crate::svg::to_svg(&Description::of(self), None, false)
     }
-    /// [`svg`](Self::svg) with the node that `error` names (a checked-mode
-    /// error, or a node's failure) in red and the error as a caption.
+    /// [`svg`](Self::svg) with every nested graph drawn inside its box, as
+    /// a cluster of its own nodes (a stack: its first layer's).
+    fn svg_expanded(&self) -> String {
+        crate::svg::to_svg(&Description::of(self), None, true)
+    }
+    /// [`svg_expanded`](Self::svg_expanded) with the node that `error`
+    /// names (a checked-mode error, or a node's failure, nested graphs
+    /// included) in red and the error as a caption.
     fn svg_with_error(&self, error: &Error) -> String {
-        crate::svg::to_svg(&Description::of(self), Some(error))
+        crate::svg::to_svg(&Description::of(self), Some(error), true)
     }
 
     /// The plan passes follow (see [`Plan`]): which nodes run once over all

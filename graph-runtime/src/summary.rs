@@ -1,6 +1,9 @@
 //! A graph as a table, as Keras' `summary()` or torchinfo show a model:
 //! each node with its layer, input and output widths, parameter count and
-//! source line; nested graphs indented under their node; totals.
+//! source line; a nested graph or stack as one row (its graph, sizes and
+//! parameters), or, expanded, its own rows indented under it (each layer of
+//! a stack), their lines with their file; totals that are the sum of the
+//! rows.
 
 use crate::describe::Description;
 use crate::spec::NodeKind;
@@ -13,18 +16,49 @@ struct Row {
     layer: String,
     inputs: String,
     output: String,
-    params: usize,
-    line: u32,
+    /// Empty for a host whose rows below count its parameters.
+    params: Option<usize>,
+    line: String,
 }
 
-fn rows(d: &Description, depth: usize, out: &mut Vec<Row>) {
+/// A nested graph as written with its sizes: `Lstm[input=128, hidden=128, layers=2]`.
+fn sized(g: &Description) -> String {
+    let sizes: Vec<String> = g
+        .spec
+        .sizes
+        .iter()
+        .zip(&g.sizes)
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    if sizes.is_empty() {
+        g.spec.name.to_string()
+    } else {
+        format!("{}[{}]", g.spec.name, sizes.join(", "))
+    }
+}
+
+/// The rows of `d`; `file` names the source file on nested rows.
+fn rows(d: &Description, depth: usize, expand: bool, out: &mut Vec<Row>) {
     let spec = d.spec;
+    let file = spec.file.rsplit(['/', '\\']).next().unwrap_or(spec.file);
     for (k, node) in spec.nodes.iter().enumerate() {
-        let nested = matches!(node.kind, NodeKind::Nested { .. });
+        let layers = &d.nested[k];
+        let layer = match (node.kind, layers.first()) {
+            (NodeKind::Stack, Some(first)) => {
+                let upper = layers.get(1).map(sized).filter(|u| *u != sized(first));
+                match upper {
+                    Some(upper) => format!("Stack ×{}: {}, then {upper}", layers.len(), sized(first)),
+                    None => format!("Stack ×{}: {}", layers.len(), sized(first)),
+                }
+            }
+            (NodeKind::Nested { .. }, Some(first)) => sized(first),
+            _ => node.layer.to_string(),
+        };
+        let expanded = expand && !layers.is_empty();
         out.push(Row {
             depth,
             node: node.name.to_string(),
-            layer: node.layer.to_string(),
+            layer,
             inputs: node
                 .inputs
                 .iter()
@@ -32,19 +66,37 @@ fn rows(d: &Description, depth: usize, out: &mut Vec<Row>) {
                 .collect::<Vec<_>>()
                 .join(", "),
             output: d.width_text(spec.node_slot(k)),
-            params: d.params[k],
-            line: node.line,
+            params: (!expanded).then_some(d.params[k]),
+            line: if depth == 0 {
+                node.line.to_string()
+            } else {
+                format!("{file}:{}", node.line)
+            },
         });
-        if let Some(inner) = d.nested[k].first().filter(|_| nested) {
-            rows(inner, depth + 1, out);
+        if expanded {
+            for (l, inner) in layers.iter().enumerate() {
+                if node.kind == NodeKind::Stack {
+                    out.push(Row {
+                        depth: depth + 1,
+                        node: format!("[{l}]"),
+                        layer: sized(inner),
+                        inputs: String::new(),
+                        output: String::new(),
+                        params: None,
+                        line: String::new(),
+                    });
+                }
+                let depth = depth + 1 + usize::from(node.kind == NodeKind::Stack);
+                rows(inner, depth, expand, out);
+            }
         }
     }
 }
 
-/// The table of `graph`.
-pub(crate) fn summary(d: &Description) -> String {
+/// The table of `graph`: nested graphs as one row, or `expand`ed.
+pub(crate) fn summary(d: &Description, expand: bool) -> String {
     let mut table = Vec::new();
-    rows(d, 0, &mut table);
+    rows(d, 0, expand, &mut table);
     let headers = ["node", "layer", "inputs", "output", "params", "line"];
     let cells: Vec<[String; 6]> = table
         .iter()
@@ -54,8 +106,8 @@ pub(crate) fn summary(d: &Description) -> String {
                 r.layer.clone(),
                 r.inputs.clone(),
                 r.output.clone(),
-                r.params.to_string(),
-                r.line.to_string(),
+                r.params.map_or(String::new(), |p| p.to_string()),
+                r.line.clone(),
             ]
         })
         .collect();
@@ -110,6 +162,18 @@ pub(crate) fn summary(d: &Description) -> String {
         line(&mut s, row);
     }
     let _ = writeln!(s, "{}", "-".repeat(w.iter().sum::<usize>() + 10));
-    let _ = write!(s, "{} nodes, {} parameters", spec.nodes.len(), d.num_params());
+    // The total is the sum of the rows (a host expanded counts below).
+    let total: usize = table.iter().filter_map(|r| r.params).sum();
+    debug_assert_eq!(total, d.num_params());
+    let nested = table.len() - table.iter().filter(|r| r.depth == 0).count();
+    if nested > 0 {
+        let _ = write!(
+            s,
+            "{} nodes and {nested} rows of nested graphs, {total} parameters",
+            spec.nodes.len()
+        );
+    } else {
+        let _ = write!(s, "{} nodes, {total} parameters", spec.nodes.len());
+    }
     s
 }
