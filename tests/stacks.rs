@@ -46,6 +46,16 @@ graph! {
         (y, h_n) = Stack(layers, Elman[3, 5], Elman[5, 5])(x, h);
     }
 
+    /// The model on the shipped stack: `Lstm` only passes its inputs and
+    /// outputs on, so the plan copies none of them into it.
+    #[recurrent(h = h_n, c = c_n)]
+    pub Shipped[vocab, hidden, layers](x: usize, h: [layers * hidden], c: [layers * hidden], target: usize)
+        -> (loss, h_n, c_n)
+    {
+        (y, h_n, c_n) = nngraph::cells::Lstm[hidden, hidden, layers](Embedding(vocab, hidden)(x), h, c);
+        loss = CrossEntropy()(Linear(hidden, vocab)(y), target);
+    }
+
     /// One Elman layer.
     #[recurrent(h = h_next)]
     pub Elman[input, hidden](x: [input], h: [hidden]) -> (h_next) {
@@ -233,4 +243,62 @@ fn a_group_of_the_wrong_width_is_an_error_when_built_naming_node_and_widths() {
         "{e}"
     );
     assert!(e.contains("layers = 2"), "{e}");
+}
+
+#[test]
+fn a_graph_that_only_passes_values_on_is_not_copied_into_and_says_where_they_are() {
+    let (vocab, hidden, steps, batch) = (7, 5, 4, 3);
+    let mut deep = Deep::<f64>::new(&mut StdRng::seed_from_u64(2), vocab, hidden, 2).unwrap();
+    let mut shipped = Shipped::<f64>::zeros(vocab, hidden, 2).unwrap();
+    // The same weights: `top_layer.*` is `y_lstm.*`.
+    for spec in deep.param_specs().to_vec() {
+        let to = spec.name.replace("top_layer.ih.weight", "y_lstm.weight_ih");
+        let to = to
+            .replace("top_layer.ih.bias", "y_lstm.bias_ih")
+            .replace("top_layer.hh.weight", "y_lstm.weight_hh");
+        let to = to
+            .replace("top_layer.hh.bias", "y_lstm.bias_hh")
+            .replace("top_embedding", "y_embedding");
+        let to = to.replace("loss_linear", "loss_linear");
+        let value = deep.param(&spec.name).unwrap().to_owned();
+        shipped.param_mut(&to).unwrap().assign(&value);
+    }
+    let (xs, ys) = (ids(steps, batch, vocab, 0), ids(steps, batch, vocab, 1));
+    let mut tape = deep.tape();
+    let a = deep
+        .forward_seq(&mut tape, &xs, &Absent, &Absent, &ys)
+        .unwrap()
+        .h_n
+        .to_owned();
+    let mut tape2 = shipped.tape();
+    let b = shipped
+        .forward_seq(&mut tape2, &xs, &Absent, &Absent, &ys)
+        .unwrap()
+        .h_n
+        .to_owned();
+    assert_close("h_n", a.iter().copied(), b.iter().copied(), 1e-14);
+    shipped.backward_loss(&mut tape2, Reduction::Mean).unwrap();
+    deep.backward_loss(&mut tape, Reduction::Mean).unwrap();
+    assert_close(
+        "dh",
+        tape.grad("h").unwrap().iter().copied(),
+        tape2.grad("h").unwrap().iter().copied(),
+        1e-14,
+    );
+    // The LSTM graph's own input and output are not on the tape.
+    let e = tape2.value("y_lstm.h").unwrap_err().to_string();
+    assert!(
+        e.contains("`y_lstm.h` is not kept on the tape") && e.contains("read `h`"),
+        "{e}"
+    );
+    let e = tape2.grad("y_lstm.h_n").unwrap_err().to_string();
+    assert!(
+        e.contains("y_lstm.y_lstmlayer[0].h_next") && e.contains("y_lstm.y_lstmlayer[1].h_next"),
+        "{e}"
+    );
+    // What a layer computes is.
+    assert_eq!(
+        tape2.value("y_lstm.y_lstmlayer[1].h_next").unwrap().dim(),
+        (steps * batch, hidden)
+    );
 }

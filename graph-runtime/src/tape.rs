@@ -149,8 +149,9 @@ impl<F: Float> Record<F> {
     }
 
     /// The slot named `name` here, or in a nested graph by its path
-    /// (`layer1.h_next`), with the record that holds it.
-    fn find(&self, name: &str) -> Result<(&Record<F>, usize)> {
+    /// (`layer1.h_next`), with the record that holds it and the hops to it
+    /// (pushed onto `hops`).
+    fn find(&self, name: &str, hops: &mut Vec<Hop>) -> Result<(&Record<F>, usize)> {
         if let Some(s) = (0..self.spec.slots()).find(|&s| self.spec.slot_name(s) == name) {
             return Ok((self, s));
         }
@@ -161,8 +162,11 @@ impl<F: Float> Record<F> {
                 None => (host, Some(0)),
             };
             let k = self.spec.nodes.iter().position(|n| n.name == host);
-            if let Some(inner) = k.zip(layer).and_then(|(k, l)| self.nested[k].get(l)) {
-                return inner.find(rest);
+            if let Some((k, l)) = k.zip(layer) {
+                if let Some(inner) = self.nested[k].get(l) {
+                    hops.push(Hop { node: k, layer: l });
+                    return inner.find(rest, hops);
+                }
             }
         }
         let known: Vec<&str> = (0..self.spec.slots()).map(|s| self.spec.slot_name(s)).collect();
@@ -290,26 +294,43 @@ impl<F: Float> Tape<F> {
     /// The recorded value of the input or node `name` over all steps,
     /// `(T·B, width)` (a nested graph's node by its path: `layer1.h_next`).
     pub fn value(&self, name: &str) -> Result<ArrayView2<'_, F>> {
-        let (r, s) = self.root.find(name)?;
+        let (r, s) = self.slot(name)?;
         Ok(r.values[s].view())
+    }
+
+    /// The record and slot of `name`; an error for a slot the plan does not
+    /// copy into (a nested graph's input or output it only passes on),
+    /// naming where the value is.
+    fn slot(&self, name: &str) -> Result<(&Record<F>, usize)> {
+        let mut hops = Vec::new();
+        let (r, s) = self.root.find(name, &mut hops)?;
+        if let Some(source) = self.plan.elided(&hops, s) {
+            return Err(Error::InvalidInput {
+                graph: self.root.spec.name.to_string(),
+                message: format!(
+                    "`{name}` is not kept on the tape: its graph passes it on without a copy; read `{source}`"
+                ),
+            });
+        }
+        Ok((r, s))
     }
 
     /// The gradient of the loss with respect to the input or node `name`,
     /// `(T·B, width)`, valid after backward.
     pub fn grad(&self, name: &str) -> Result<ArrayView2<'_, F>> {
-        let (r, s) = self.root.find(name)?;
+        let (r, s) = self.slot(name)?;
         Ok(r.grads[s].view())
     }
 
     /// [`value`](Self::value) step by step, `(T, B, width)`.
     pub fn value_seq(&self, name: &str) -> Result<ArrayView3<'_, F>> {
-        let (r, s) = self.root.find(name)?;
+        let (r, s) = self.slot(name)?;
         Ok(self.steps_view(&r.values[s]))
     }
 
     /// [`grad`](Self::grad) step by step, `(T, B, width)`.
     pub fn grad_seq(&self, name: &str) -> Result<ArrayView3<'_, F>> {
-        let (r, s) = self.root.find(name)?;
+        let (r, s) = self.slot(name)?;
         Ok(self.steps_view(&r.grads[s]))
     }
 

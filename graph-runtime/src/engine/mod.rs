@@ -32,7 +32,7 @@ use crate::graph::{Graph, GraphCore};
 use crate::spec::GraphSpec;
 use crate::spec::NodeKind;
 use crate::tape::no_forward;
-use crate::tape::{row_range, row_range_mut, Record, Tape};
+use crate::tape::{row_range, row_range_mut, Hop, Record, Tape};
 use crate::Float;
 use check::{at_step, check_finite, from_path, stale_weights};
 use ndarray::s;
@@ -289,23 +289,16 @@ impl<'a> Run<'a> {
                     G::node(layers, visit.place.next(), &mut visit).map_err(|e| at_step(e, step, 0))?;
                     true
                 }
-                UnitKind::Enter {
-                    input,
-                    layer,
-                    outer,
-                    inner,
-                } => {
-                    let copy = Transfer { layer, outer, inner };
-                    enter(visit.record.at_mut(path), unit.node, input, copy, rows.clone());
+                UnitKind::Enter { .. } => {
+                    enter(visit.record, self.plan, u, rows.clone(), false);
                     false
                 }
-                UnitKind::Leave { layer, outer, inner } => {
-                    let copy = Transfer { layer, outer, inner };
-                    leave(visit.record.at_mut(path), unit.node, copy, rows.clone(), false);
+                UnitKind::Leave { .. } => {
+                    leave(visit.record, self.plan, u, rows.clone(), false);
                     !unit.computes.is_empty()
                 }
-                UnitKind::Link { layer } => {
-                    link(visit.record.at_mut(path), unit.node, layer, rows.clone(), false);
+                UnitKind::Link { .. } => {
+                    link(visit.record, self.plan, u, rows.clone(), false);
                     false
                 }
                 UnitKind::Carry { block } => {
@@ -388,22 +381,9 @@ impl<'a> Run<'a> {
                     visit.place.node = unit.node;
                     G::node(layers, visit.place.next(), &mut visit).map_err(|e| at_step(e, step, 0))?;
                 }
-                UnitKind::Enter {
-                    input,
-                    layer,
-                    outer,
-                    inner,
-                } => {
-                    let copy = Transfer { layer, outer, inner };
-                    enter_back(visit.record.at_mut(path), unit.node, input, copy, rows.clone())
-                }
-                UnitKind::Leave { layer, outer, inner } => {
-                    let copy = Transfer { layer, outer, inner };
-                    leave(visit.record.at_mut(path), unit.node, copy, rows.clone(), true)
-                }
-                UnitKind::Link { layer } => {
-                    link(visit.record.at_mut(path), unit.node, layer, rows.clone(), true)
-                }
+                UnitKind::Enter { .. } => enter(visit.record, self.plan, u, rows.clone(), true),
+                UnitKind::Leave { .. } => leave(visit.record, self.plan, u, rows.clone(), true),
+                UnitKind::Link { .. } => link(visit.record, self.plan, u, rows.clone(), true),
                 UnitKind::Carry { block } => self.carry(visit.record, unit.node, block, rows.clone(), true),
                 UnitKind::Fused { fusion } => {
                     let record = visit.record.at_mut(path);
@@ -452,16 +432,6 @@ impl<'a> Run<'a> {
     }
 }
 
-/// What a copy into or out of a nested graph moves: which of the host's
-/// nested graphs (a stack's layer), and which columns on the host's side
-/// (`outer`) and on the nested graph's (`inner`).
-#[derive(Clone, Copy)]
-struct Transfer {
-    layer: usize,
-    outer: Option<Block>,
-    inner: Option<Block>,
-}
-
 /// The nested graph's input that host node `host`'s input `j` feeds.
 fn entry(spec: &GraphSpec, host: usize, j: usize) -> Option<usize> {
     match spec.nodes[host].kind {
@@ -471,115 +441,129 @@ fn entry(spec: &GraphSpec, host: usize, j: usize) -> Option<usize> {
     }
 }
 
-/// Host node `host`'s input `j`, rows `rows`, into its nested graph's input.
-fn enter<F: Float>(record: &mut Record<F>, host: usize, j: usize, copy: Transfer, rows: Range<usize>) {
-    let spec = record.spec;
-    let node = &spec.nodes[host];
-    let Some(i) = entry(spec, host, j) else {
+/// The record `hops` below the records `nested` (`hops` not empty).
+fn descend<'r, F>(nested: &'r mut [Vec<Record<F>>], hops: &[Hop]) -> &'r mut Record<F> {
+    let (first, rest) = hops.split_first().expect("a path below a record");
+    below(&mut nested[first.node][first.layer], rest)
+}
+
+/// The record `hops` below `record` (itself for none).
+fn below<'r, F>(mut record: &'r mut Record<F>, hops: &[Hop]) -> &'r mut Record<F> {
+    for h in hops {
+        record = &mut record.nested[h.node][h.layer];
+    }
+    record
+}
+
+/// Copy unit `u` (`Enter`): its source's rows `rows` into the input of the
+/// nested graph it enters (forward), or that input's gradient added into
+/// the source's (backward). The source is the host's input or, when the
+/// host's graph only passes it on, a slot of a graph further out.
+fn enter<F: Float>(root: &mut Record<F>, plan: &Plan, u: usize, rows: Range<usize>, back: bool) {
+    let unit = &plan.units[u];
+    let UnitKind::Enter {
+        input: j,
+        layer,
+        outer,
+        inner,
+    } = unit.kind
+    else {
         return;
     };
+    let (source, path, from) = (plan.source(u), plan.path(u), unit.source_slot);
     let Record {
+        spec,
         values,
+        grads,
         ids,
         nested,
         widths,
+        input_grads,
         ..
-    } = record;
-    let Some(inner) = nested[host].get_mut(copy.layer) else {
+    } = root.at_mut(source);
+    let (spec, input_grads) = (*spec, &*input_grads);
+    // The host's record: the source's, or one below it.
+    let rest = &path[source.len()..];
+    let (host_spec, dst) = if rest.is_empty() {
+        (spec, nested[unit.node].get_mut(layer))
+    } else {
+        let host = descend(nested, rest);
+        (host.spec, host.nested[unit.node].get_mut(layer))
+    };
+    let (Some(dst), Some(i)) = (dst, entry(host_spec, unit.node, j)) else {
         return;
     };
-    match input_rows(spec, values, ids, node.inputs[j], rows.clone()) {
-        crate::Input::Values(v) => {
-            let from = Block::columns(copy.outer, widths[node.inputs[j]]);
-            let to = Block::columns(copy.inner, inner.widths[i]);
-            row_range_mut(&mut inner.values[i], rows)
-                .slice_mut(s![.., to])
-                .assign(&v.slice(s![.., from]));
+    let from_cols = Block::columns(outer, widths[from]);
+    let to_cols = Block::columns(inner, dst.widths[i]);
+    if back {
+        if grad_wanted(spec, input_grads, from) {
+            let mut d = row_range_mut(&mut grads[from], rows.clone());
+            let mut d = d.slice_mut(s![.., from_cols]);
+            d += &row_range(&dst.grads[i], rows).slice(s![.., to_cols]);
         }
-        crate::Input::Ids(x) => inner.ids[i][rows].copy_from_slice(x),
+        return;
+    }
+    match input_rows(spec, values, ids, from, rows.clone()) {
+        crate::Input::Values(v) => row_range_mut(&mut dst.values[i], rows)
+            .slice_mut(s![.., to_cols])
+            .assign(&v.slice(s![.., from_cols])),
+        crate::Input::Ids(x) => dst.ids[i][rows].copy_from_slice(x),
     }
 }
 
-/// The gradient of a nested graph's input, added into its source's.
-fn enter_back<F: Float>(record: &mut Record<F>, host: usize, j: usize, copy: Transfer, rows: Range<usize>) {
-    let spec = record.spec;
-    let node = &spec.nodes[host];
-    let Some(i) = entry(spec, host, j) else {
+/// Copy unit `u` (`Leave`): a nested graph's output, rows `rows`, into its
+/// node here (forward), or the node's gradient added into that output's
+/// (backward). The output is read where it is made, however deep.
+fn leave<F: Float>(root: &mut Record<F>, plan: &Plan, u: usize, rows: Range<usize>, back: bool) {
+    let unit = &plan.units[u];
+    let UnitKind::Leave { outer, inner, .. } = unit.kind else {
         return;
     };
-    let from = node.inputs[j];
-    if !grad_wanted(spec, &record.input_grads, from) {
-        return;
-    }
-    let Record {
-        grads,
-        nested,
-        widths,
-        ..
-    } = record;
-    let Some(inner) = nested[host].get(copy.layer) else {
-        return;
-    };
-    let outer_cols = Block::columns(copy.outer, widths[from]);
-    let inner_cols = Block::columns(copy.inner, inner.widths[i]);
-    let mut d = row_range_mut(&mut grads[from], rows.clone());
-    let mut d = d.slice_mut(s![.., outer_cols]);
-    d += &row_range(&inner.grads[i], rows).slice(s![.., inner_cols]);
-}
-
-/// Node `k`, an output of a nested graph or stack: its value copied out
-/// (forward), or its gradient added into the nested output's (backward).
-fn leave<F: Float>(record: &mut Record<F>, k: usize, copy: Transfer, rows: Range<usize>, back: bool) {
-    let spec = record.spec;
-    let NodeKind::Output { host, output } = spec.nodes[k].kind else {
-        return;
-    };
-    // A stack's output 0 is its last layer's output 0; output `o + 1` the
-    // group of its layers' outputs `o`.
-    let output = match spec.nodes[host].kind {
-        NodeKind::Stack => output.saturating_sub(1),
-        _ => output,
-    };
-    let slot = spec.node_slot(k);
+    let (source, path, from) = (plan.source(u), plan.path(u), unit.source_slot);
+    let dst = root.at_mut(path);
+    let slot = dst.spec.node_slot(unit.node);
     let Record {
         values,
         grads,
         nested,
         widths,
         ..
-    } = record;
-    let Some(inner) = nested[host].get_mut(copy.layer) else {
-        return;
-    };
-    let from = inner.spec.output_slot(output);
-    let outer_cols = Block::columns(copy.outer, widths[slot]);
-    let inner_cols = Block::columns(copy.inner, inner.widths[from]);
+    } = dst;
+    let src = descend(nested, &source[path.len()..]);
+    let to_cols = Block::columns(outer, widths[slot]);
+    let from_cols = Block::columns(inner, src.widths[from]);
     if back {
-        let mut d = row_range_mut(&mut inner.grads[from], rows.clone());
-        let mut d = d.slice_mut(s![.., inner_cols]);
-        d += &row_range(&grads[slot], rows).slice(s![.., outer_cols]);
+        let mut d = row_range_mut(&mut src.grads[from], rows.clone());
+        let mut d = d.slice_mut(s![.., from_cols]);
+        d += &row_range(&grads[slot], rows).slice(s![.., to_cols]);
     } else {
         row_range_mut(&mut values[slot], rows.clone())
-            .slice_mut(s![.., outer_cols])
-            .assign(&row_range(&inner.values[from], rows).slice(s![.., inner_cols]));
+            .slice_mut(s![.., to_cols])
+            .assign(&row_range(&src.values[from], rows).slice(s![.., from_cols]));
     }
 }
 
-/// Stack `k`: layer `layer - 1`'s output 0 into layer `layer`'s input 0
-/// (forward), or the input's gradient added into the output's (backward).
-fn link<F: Float>(record: &mut Record<F>, k: usize, layer: usize, rows: Range<usize>, back: bool) {
-    let layers = &mut record.nested[k];
-    if layer == 0 || layer >= layers.len() {
+/// Copy unit `u` (`Link`): the output 0 of a stack's layer below (read
+/// where it is made) into input 0 of layer `layer` (forward), or the
+/// input's gradient added into it (backward).
+fn link<F: Float>(root: &mut Record<F>, plan: &Plan, u: usize, rows: Range<usize>, back: bool) {
+    let unit = &plan.units[u];
+    let UnitKind::Link { layer } = unit.kind else {
+        return;
+    };
+    let (source, path, from) = (plan.source(u), plan.path(u), unit.source_slot);
+    let layers = &mut root.at_mut(path).nested[unit.node];
+    if layer == 0 || layer >= layers.len() || source.len() <= path.len() {
         return;
     }
-    let (below, above) = layers.split_at_mut(layer);
-    let (below, above) = (&mut below[layer - 1], &mut above[0]);
-    let out = below.spec.output_slot(0);
+    let (lower, upper) = layers.split_at_mut(layer);
+    let src = below(&mut lower[layer - 1], &source[path.len() + 1..]);
+    let dst = &mut upper[0];
     if back {
-        let mut d = row_range_mut(&mut below.grads[out], rows.clone());
-        d += &row_range(&above.grads[0], rows);
+        let mut d = row_range_mut(&mut src.grads[from], rows.clone());
+        d += &row_range(&dst.grads[0], rows);
     } else {
-        row_range_mut(&mut above.values[0], rows.clone()).assign(&row_range(&below.values[out], rows));
+        row_range_mut(&mut dst.values[0], rows.clone()).assign(&row_range(&src.values[from], rows));
     }
 }
 

@@ -134,6 +134,13 @@ pub(crate) struct Unit {
     /// [`Plan::computes`]: one for a layer or a copy out of a nested
     /// graph, every node of a fused group, none for other copies.
     pub computes: Range<usize>,
+    /// For a copy (`Enter`, `Leave`, `Link`): the graph it copies from, as
+    /// a range of [`Plan::paths`], and the slot there. A nested graph's
+    /// input that only feeds graphs nested deeper is not copied into it:
+    /// the deeper copy reads the outer source; likewise a nested output
+    /// that only leaves is read where it is made.
+    pub source: Range<usize>,
+    pub source_slot: usize,
 }
 
 /// A run of units: once over all rows, or step by step.
@@ -165,6 +172,9 @@ pub struct Plan {
     /// graph (`layer1.hh`), for pictures and `Display`.
     pub(crate) computes: Vec<usize>,
     names: Vec<String>,
+    /// Slots not copied into (a nested graph's input or output it only
+    /// passes on): the graph's path, the slot, and where the value is.
+    elided: Vec<(Vec<Hop>, usize, String)>,
 }
 
 impl Plan {
@@ -172,6 +182,21 @@ impl Plan {
     #[inline]
     pub(crate) fn path(&self, u: usize) -> &[Hop] {
         &self.paths[self.units[u].path.clone()]
+    }
+
+    /// Where the value of slot `slot` of the graph at `path` is, if the plan
+    /// does not copy it there.
+    pub(crate) fn elided(&self, path: &[Hop], slot: usize) -> Option<&str> {
+        self.elided
+            .iter()
+            .find(|(p, s, _)| p == path && *s == slot)
+            .map(|(_, _, source)| source.as_str())
+    }
+
+    /// The nested graphs leading to the graph copy unit `u` reads from.
+    #[inline]
+    pub(crate) fn source(&self, u: usize) -> &[Hop] {
+        &self.paths[self.units[u].source.clone()]
     }
 
     /// Number of segments.
@@ -239,7 +264,7 @@ impl Plan {
     /// Composes the plan of the instance whose graphs are `tree`.
     pub(crate) fn of(tree: &SpecTree) -> Plan {
         let mut b = Builder::default();
-        let top = b.graph(tree, Vec::new(), String::new(), Vec::new());
+        let top = b.graph(tree, Vec::new(), String::new(), Vec::new(), Vec::new());
         b.carries(tree, top);
         b.finish()
     }
@@ -272,12 +297,17 @@ struct GraphAt {
     producer: Vec<Producer>,
     /// Per node: the nested graphs' indices in `Builder::graphs`.
     nested: Vec<Vec<usize>>,
+    /// Per slot: where its value is instead, if it is not copied.
+    alias: Vec<Option<Alias>>,
+    /// Its path from the top-level graph, as names: `y_lstm.`.
+    prefix: String,
 }
 
 /// What produces a slot within a step.
 #[derive(Debug, Clone, Default)]
 enum Producer {
-    /// Nothing in the plan (an input of the top-level graph).
+    /// Nothing in the plan (an input of the top-level graph, or a slot
+    /// never written: see [`Alias`]).
     #[default]
     Nothing,
     /// One unit, all columns.
@@ -320,6 +350,34 @@ struct Draft {
     /// The nodes it computes, and their names.
     computes: Vec<usize>,
     names: Vec<String>,
+    /// For a copy: the graph and slot it copies from.
+    source: (usize, usize),
+}
+
+/// Where a slot's value is, when it is not copied into the slot: a slot of
+/// another graph (an outer one for a nested graph's input that only feeds
+/// deeper graphs, an inner one for an output only given out), whole or
+/// block by block.
+#[derive(Debug, Clone)]
+enum Alias {
+    Whole(Source),
+    Blocks(Vec<Source>),
+}
+
+/// A slot of graph `graph`, the columns of `block`.
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    graph: usize,
+    slot: usize,
+    block: Option<Block>,
+}
+
+/// Whether input `i` of `spec` is read by nested graphs and stacks only
+/// (its `#[recurrent]` pairs do not matter: only the top-level graph's
+/// states are carried).
+fn passes_through(spec: &GraphSpec, i: usize) -> bool {
+    let mut readers = spec.nodes.iter().filter(|n| n.inputs.contains(&i)).peekable();
+    readers.peek().is_some() && readers.all(|n| matches!(n.kind, NodeKind::Nested { .. } | NodeKind::Stack))
 }
 
 /// The producer of a slot copied by `units`: one unit, or one per block.
@@ -347,8 +405,38 @@ impl Builder {
             deps: Vec::new(),
             computes: Vec::new(),
             names: Vec::new(),
+            source: (graph, usize::MAX),
         });
         self.units.len() - 1
+    }
+
+    /// A copy unit reading `source`: its read, its source.
+    fn copy_from(&mut self, u: usize, source: Source) {
+        self.units[u]
+            .reads
+            .push((source.graph, source.slot, source.block));
+        self.units[u].source = (source.graph, source.slot);
+    }
+
+    /// Where the value of slot `slot` of graph `g`, columns `block`, is:
+    /// the slot itself, or what it aliases. `None` when the alias cannot
+    /// give those columns from one slot.
+    fn resolve(&self, g: usize, slot: usize, block: Option<Block>) -> Option<Source> {
+        match &self.graphs[g].alias[slot] {
+            None => Some(Source {
+                graph: g,
+                slot,
+                block,
+            }),
+            Some(Alias::Whole(src)) => match (src.block, block) {
+                (None, b) | (b, None) => Some(Source { block: b, ..*src }),
+                (Some(_), Some(_)) => None,
+            },
+            Some(Alias::Blocks(srcs)) => match block {
+                Some(b) if srcs.len() == b.count => Some(srcs[b.index]),
+                _ => None,
+            },
+        }
     }
 
     /// Unit `u` computes node `k` of graph `g`, named `name`.
@@ -368,6 +456,7 @@ impl Builder {
         path: Vec<Hop>,
         prefix: String,
         inputs: Vec<(usize, Producer)>,
+        aliases: Vec<(usize, Alias)>,
     ) -> usize {
         let spec = tree.spec;
         let g = self.graphs.len();
@@ -377,11 +466,19 @@ impl Builder {
                 *slot = p;
             }
         }
+        let mut alias = vec![None; spec.slots()];
+        for (i, a) in aliases {
+            if let Some(slot) = alias.get_mut(i) {
+                *slot = Some(a);
+            }
+        }
         self.graphs.push(GraphAt {
             spec,
             path: path.clone(),
             producer,
             nested: vec![Vec::new(); spec.nodes.len()],
+            alias,
+            prefix: prefix.clone(),
         });
         // The fused group of each node, if any.
         let mut fused: Vec<Option<usize>> = vec![None; spec.nodes.len()];
@@ -426,29 +523,43 @@ impl Builder {
                     };
                     let mut inner_path = path.clone();
                     inner_path.push(Hop { node: k, layer: 0 });
-                    // An input that reaches a stack's group is copied block
-                    // by block, so that each layer depends on its own block.
-                    let enters: Vec<(usize, Producer)> = (0..node.inputs.len())
-                        .map(|j| {
-                            let blocks = inner.input_blocks(to[j]);
-                            let units: Vec<usize> = (0..blocks)
-                                .map(|b| {
-                                    let block = Block::of(b, blocks);
-                                    let kind = UnitKind::Enter {
-                                        input: j,
-                                        layer: 0,
-                                        outer: block,
-                                        inner: block,
-                                    };
-                                    let u = self.push(kind, g, k);
-                                    self.units[u].reads.push((g, node.inputs[j], block));
-                                    u
-                                })
-                                .collect();
-                            (to[j], producer_of(units))
-                        })
-                        .collect();
-                    let n = self.graph(inner, inner_path, format!("{}.", name(k)), enters);
+                    let (mut enters, mut aliases) = (Vec::new(), Vec::new());
+                    for (j, &from) in node.inputs.iter().enumerate() {
+                        let i = to[j];
+                        // An input that only graphs nested deeper read is
+                        // not copied here: they read its source.
+                        if passes_through(inner.spec, i) {
+                            if let Some(src) = self.resolve(g, from, None) {
+                                aliases.push((i, Alias::Whole(src)));
+                                continue;
+                            }
+                        }
+                        // An input that reaches a stack's group is copied
+                        // block by block, so that each layer depends on its
+                        // own block.
+                        let blocks = inner.input_blocks(i);
+                        let units: Vec<usize> = (0..blocks)
+                            .map(|b| {
+                                let block = Block::of(b, blocks);
+                                let src = self.resolve(g, from, block).unwrap_or(Source {
+                                    graph: g,
+                                    slot: from,
+                                    block,
+                                });
+                                let kind = UnitKind::Enter {
+                                    input: j,
+                                    layer: 0,
+                                    outer: src.block,
+                                    inner: block,
+                                };
+                                let u = self.push(kind, g, k);
+                                self.copy_from(u, src);
+                                u
+                            })
+                            .collect();
+                        enters.push((i, producer_of(units)));
+                    }
+                    let n = self.graph(inner, inner_path, format!("{}.", name(k)), enters, aliases);
                     self.graphs[g].nested[k] = vec![n];
                 }
                 NodeKind::Stack => {
@@ -462,24 +573,40 @@ impl Builder {
                             let u = if j == 0 && l > 0 {
                                 let below = self.graphs[g].nested[k][l - 1];
                                 let slot = self.graphs[below].spec.output_slot(0);
+                                let src = self.resolve(below, slot, None).unwrap_or(Source {
+                                    graph: below,
+                                    slot,
+                                    block: None,
+                                });
                                 let u = self.push(UnitKind::Link { layer: l }, g, k);
-                                self.units[u].reads.push((below, slot, None));
+                                self.copy_from(u, src);
                                 u
                             } else {
                                 let block = if j == 0 { None } else { Block::of(l, depth) };
+                                let src = self.resolve(g, from, block).unwrap_or(Source {
+                                    graph: g,
+                                    slot: from,
+                                    block,
+                                });
                                 let kind = UnitKind::Enter {
                                     input: j,
                                     layer: l,
-                                    outer: block,
+                                    outer: src.block,
                                     inner: None,
                                 };
                                 let u = self.push(kind, g, k);
-                                self.units[u].reads.push((g, from, block));
+                                self.copy_from(u, src);
                                 u
                             };
                             enters.push((j, Producer::Whole(u)));
                         }
-                        let n = self.graph(inner, inner_path, format!("{}[{l}].", name(k)), enters);
+                        let n = self.graph(
+                            inner,
+                            inner_path,
+                            format!("{}[{l}].", name(k)),
+                            enters,
+                            Vec::new(),
+                        );
                         self.graphs[g].nested[k].push(n);
                     }
                 }
@@ -507,29 +634,45 @@ impl Builder {
                     .collect()
             }
         };
+        // Where each copy reads: the nested output, or what it aliases.
+        let sources: Vec<Option<Source>> = copies
+            .iter()
+            .map(|&(layer, from, in_block, _)| {
+                let &n = inner.get(layer)?;
+                let inner_spec = self.graphs[n].spec;
+                (from < inner_spec.outputs.len()).then_some(())?;
+                self.resolve(n, inner_spec.output_slot(from), in_block)
+            })
+            .collect();
+        let slot = spec.node_slot(k);
+        // In a nested graph, an output that nothing here reads is not
+        // copied: the graph outside reads it where it is made.
+        let returned = spec.outputs.iter().any(|o| o.node == k);
+        let read_here = spec.nodes.iter().any(|n| n.inputs.contains(&slot));
+        if g != 0 && returned && !read_here && sources.iter().all(Option::is_some) {
+            let sources: Vec<Source> = sources.into_iter().flatten().collect();
+            self.graphs[g].alias[slot] = Some(match (sources.as_slice(), copies.as_slice()) {
+                ([one], [(_, _, _, None)]) => Alias::Whole(*one),
+                _ => Alias::Blocks(sources),
+            });
+            return;
+        }
         let mut units = Vec::with_capacity(copies.len());
-        for &(layer, from, in_block, out_block) in &copies {
+        for (&(layer, _, _, out_block), src) in copies.iter().zip(sources) {
+            let Some(src) = src else { continue };
             let kind = UnitKind::Leave {
                 layer,
                 outer: out_block,
-                inner: in_block,
+                inner: src.block,
             };
             let u = self.push(kind, g, k);
-            if let Some(&n) = inner.get(layer) {
-                let inner_spec = self.graphs[n].spec;
-                if from < inner_spec.outputs.len() {
-                    self.units[u]
-                        .reads
-                        .push((n, inner_spec.output_slot(from), in_block));
-                }
-            }
+            self.copy_from(u, src);
             units.push(u);
         }
         // The last copy computes the node (its value is whole only then).
         if let Some(&last) = units.last() {
             self.computes(last, g, k, name);
         }
-        let slot = spec.node_slot(k);
         self.graphs[g].producer[slot] = producer_of(units);
     }
 
@@ -537,9 +680,14 @@ impl Builder {
     /// a nested graph) writes its output `output`.
     fn tree_output_blocks(&self, inner: &[usize], output: usize) -> usize {
         let Some(&n) = inner.first() else { return 1 };
-        let slot = self.graphs[n].spec.output_slot(output);
-        match &self.graphs[n].producer[slot] {
-            Producer::Blocks(us) => us.len(),
+        let spec = self.graphs[n].spec;
+        if output >= spec.outputs.len() {
+            return 1;
+        }
+        let slot = spec.output_slot(output);
+        match (&self.graphs[n].alias[slot], &self.graphs[n].producer[slot]) {
+            (Some(Alias::Blocks(srcs)), _) => srcs.len(),
+            (_, Producer::Blocks(us)) => us.len(),
             _ => 1,
         }
     }
@@ -677,6 +825,9 @@ impl Builder {
             let c = computes.len()..computes.len() + d.computes.len();
             computes.extend(&d.computes);
             names.extend(d.names.iter().cloned());
+            let (source_graph, source_slot) = d.source;
+            let source = paths.len()..paths.len() + self.graphs[source_graph].path.len();
+            paths.extend(&self.graphs[source_graph].path);
             units.push(Unit {
                 kind: d.kind,
                 path,
@@ -684,8 +835,27 @@ impl Builder {
                 deps: dep_range,
                 reads: r,
                 computes: c,
+                source,
+                source_slot,
             });
         }
+        let name_of = |src: &Source| {
+            let g = &self.graphs[src.graph];
+            format!("{}{}", g.prefix, g.spec.slot_name(src.slot))
+        };
+        let elided = self
+            .graphs
+            .iter()
+            .flat_map(|g| {
+                g.alias.iter().enumerate().filter_map(|(slot, a)| {
+                    let source = match a.as_ref()? {
+                        Alias::Whole(src) => name_of(src),
+                        Alias::Blocks(srcs) => srcs.iter().map(name_of).collect::<Vec<_>>().join("`, `"),
+                    };
+                    Some((g.path.clone(), slot, source))
+                })
+            })
+            .collect();
         let top = &self.graphs[0];
         let output_units = (0..top.spec.outputs.len())
             .map(|o| top.producer[top.spec.output_slot(o)].last().map(|u| position[u]))
@@ -703,6 +873,7 @@ impl Builder {
             output_units,
             computes,
             names,
+            elided,
         }
     }
 }
