@@ -259,7 +259,6 @@ fn a_graph_that_only_passes_values_on_is_not_copied_into_and_says_where_they_are
         let to = to
             .replace("top_layer.hh.bias", "y_lstm.bias_hh")
             .replace("top_embedding", "y_embedding");
-        let to = to.replace("loss_linear", "loss_linear");
         let value = deep.param(&spec.name).unwrap().to_owned();
         shipped.param_mut(&to).unwrap().assign(&value);
     }
