@@ -295,9 +295,26 @@ fn a_graph_that_only_passes_values_on_is_not_copied_into_and_says_where_they_are
         e.contains("y_lstm.y_lstmlayer[0].h_next") && e.contains("y_lstm.y_lstmlayer[1].h_next"),
         "{e}"
     );
-    // What a layer computes is.
+    // What a layer computes is, where it is computed.
     assert_eq!(
-        tape2.value("y_lstm.y_lstmlayer[1].h_next").unwrap().dim(),
+        tape2.value("y_lstm.y_lstmlayer[0].h_next").unwrap().dim(),
         (steps * batch, hidden)
     );
+    let e = tape2.value("y_lstm.y_lstmlayer[1].h").unwrap_err().to_string();
+    assert!(e.contains("read `h`"), "{e}");
+}
+
+#[test]
+fn the_shipped_stacks_upper_layers_project_their_input_before_their_loop() {
+    let g = Shipped::<f32>::zeros(20, 8, 3).unwrap();
+    let plan = g.plan();
+    let segment = |name: &str| {
+        plan.segment_of(name)
+            .unwrap_or_else(|| panic!("{name} in\n{plan}"))
+    };
+    for l in 1..3 {
+        let ih = segment(&format!("y_lstm.y_lstmlayer[{l}].h_next_lstmlayer.ih"));
+        let hh = segment(&format!("y_lstm.y_lstmlayer[{l}].h_next_lstmlayer.hh"));
+        assert!(!plan.is_loop(ih) && plan.is_loop(hh) && ih < hh, "{plan}");
+    }
 }

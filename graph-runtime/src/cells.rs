@@ -71,18 +71,13 @@ graph! {
         h_next = CMul()(Sigmoid()(o), Tanh()(c_next));
     }
 
-    /// A layer of [`Lstm`] above the first: dropout on its input, then
-    /// [`LstmLayer`]'s equations (written out: a nested layer would copy
-    /// the states in and out at every step).
+    /// A layer of [`Lstm`] above the first: dropout on its input, then an
+    /// [`LstmLayer`] (its tensors named as the layer's own; the plan copies
+    /// nothing into or out of this graph that it only passes on).
     #[recurrent(h = h_next, c = c_next)]
     pub LstmUpper[hidden](x: [hidden], h: [hidden], c: [hidden]) -> (h_next, c_next) {
-        #[params(weight = weight_ih, bias = bias_ih)]
-        ih = Linear(hidden, 4 * hidden)(Dropout(0.0)(x));
-        #[params(weight = weight_hh, bias = bias_hh)]
-        hh = Linear(hidden, 4 * hidden)(h);
-        (i, f, g, o) = Split(4)(CAdd()(ih, hh));
-        c_next = CAdd()(CMul()(Sigmoid()(f), c), CMul()(Sigmoid()(i), Tanh()(g)));
-        h_next = CMul()(Sigmoid()(o), Tanh()(c_next));
+        #[params(inline)]
+        (h_next, c_next) = LstmLayer[hidden, hidden](Dropout(0.0)(x), h, c);
     }
 
     /// `torch.nn.LSTM(input, hidden, num_layers = layers)`, one step: the

@@ -51,6 +51,9 @@ pub(crate) struct Record<F> {
     /// Per slot: whether backward writes its whole gradient (the inner nodes
     /// of a fused group), so that it need not be cleared first.
     pub written: Vec<bool>,
+    /// Per slot: whether it holds its value (not a slot the plan passes
+    /// on without a copy, which takes no memory).
+    pub kept: Vec<bool>,
 }
 
 impl<F: Float> Record<F> {
@@ -73,6 +76,7 @@ impl<F: Float> Record<F> {
             nested,
             input_grads: vec![true; inputs],
             written: vec![false; slots],
+            kept: vec![true; slots],
         }
     }
 
@@ -92,7 +96,11 @@ impl<F: Float> Record<F> {
     pub fn resize(&mut self, rows: usize) {
         for (slot, (v, g)) in self.values.iter_mut().zip(&mut self.grads).enumerate() {
             let ids = slot < self.spec.inputs.len() && self.spec.inputs[slot].ids;
-            let width = if ids { 0 } else { self.widths[slot] };
+            let width = if ids || !self.kept[slot] {
+                0
+            } else {
+                self.widths[slot]
+            };
             ensure_shape(v, rows, width);
             ensure_shape(g, rows, width);
         }
@@ -226,6 +234,9 @@ impl<F: Float> Tape<F> {
                     record.written[slot] = true;
                 }
             }
+        }
+        for (path, slot) in plan.elided_slots() {
+            root.at_mut(path).kept[slot] = false;
         }
         Tape {
             carry: spec.recurrent.iter().map(|_| Array2::zeros((0, 0))).collect(),

@@ -184,6 +184,11 @@ impl Plan {
         &self.paths[self.units[u].path.clone()]
     }
 
+    /// The slots the plan does not copy into, by graph path.
+    pub(crate) fn elided_slots(&self) -> impl Iterator<Item = (&[Hop], usize)> {
+        self.elided.iter().map(|(p, s, _)| (p.as_slice(), *s))
+    }
+
     /// Where the value of slot `slot` of the graph at `path` is, if the plan
     /// does not copy it there.
     pub(crate) fn elided(&self, path: &[Hop], slot: usize) -> Option<&str> {
@@ -569,7 +574,25 @@ impl Builder {
                         let mut inner_path = path.clone();
                         inner_path.push(Hop { node: k, layer: l });
                         let mut enters: Vec<(usize, Producer)> = Vec::with_capacity(node.inputs.len());
+                        let mut aliases = Vec::new();
                         for (j, &from) in node.inputs.iter().enumerate() {
+                            // What the layer reads, block `l` of a group.
+                            let (graph, slot, block) = if j == 0 && l > 0 {
+                                let below = self.graphs[g].nested[k][l - 1];
+                                (below, self.graphs[below].spec.output_slot(0), None)
+                            } else if j == 0 {
+                                (g, from, None)
+                            } else {
+                                (g, from, Block::of(l, depth))
+                            };
+                            // A layer that only passes the input on to a
+                            // graph nested in it is not copied into.
+                            if passes_through(inner.spec, j) {
+                                if let Some(src) = self.resolve(graph, slot, block) {
+                                    aliases.push((j, Alias::Whole(src)));
+                                    continue;
+                                }
+                            }
                             let u = if j == 0 && l > 0 {
                                 let below = self.graphs[g].nested[k][l - 1];
                                 let slot = self.graphs[below].spec.output_slot(0);
@@ -600,13 +623,7 @@ impl Builder {
                             };
                             enters.push((j, Producer::Whole(u)));
                         }
-                        let n = self.graph(
-                            inner,
-                            inner_path,
-                            format!("{}[{l}].", name(k)),
-                            enters,
-                            Vec::new(),
-                        );
+                        let n = self.graph(inner, inner_path, format!("{}[{l}].", name(k)), enters, aliases);
                         self.graphs[g].nested[k].push(n);
                     }
                 }
