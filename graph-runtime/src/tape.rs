@@ -9,21 +9,13 @@
 //! reused across calls: it reallocates only when the number of steps or the
 //! batch size changes.
 
-use crate::engine::plan::{Plan, SpecTree};
+use crate::engine::plan::{Hop, Plan, SpecTree};
 use crate::error::{Error, Result};
 use crate::spec::GraphSpec;
 use crate::Float;
 use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2};
 use std::ops::Range;
 use std::sync::Arc;
-
-/// One step down a path through nested graphs: host node `node`, its
-/// nested graph number `layer` (0 but in a stack).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Hop {
-    pub node: usize,
-    pub layer: usize,
-}
 
 /// What one graph of a tape holds: values, gradients, ids, layer states and
 /// the records of its nested graphs.

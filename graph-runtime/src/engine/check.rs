@@ -2,9 +2,10 @@
 //! node (by its path through nested graphs, with the outer source line) and
 //! the step; checked mode's search for NaN and infinity.
 
+use super::plan::Hop;
 use crate::error::{Error, Pass, Result};
 use crate::spec::{GraphSpec, NodeKind};
-use crate::tape::{Hop, Record};
+use crate::tape::Record;
 use crate::Float;
 use ndarray::ArrayView2;
 

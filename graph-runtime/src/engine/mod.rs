@@ -32,11 +32,11 @@ use crate::graph::{Graph, GraphCore};
 use crate::spec::GraphSpec;
 use crate::spec::NodeKind;
 use crate::tape::no_forward;
-use crate::tape::{row_range, row_range_mut, Hop, Record, Tape};
+use crate::tape::{row_range, row_range_mut, Record, Tape};
 use crate::Float;
 use check::{at_step, check_finite, from_path, stale_weights};
 use ndarray::s;
-use plan::{Block, Plan, Segment, UnitKind};
+use plan::{Block, Hop, Plan, Segment, UnitKind};
 use std::ops::Range;
 use visit::{grad_wanted, input_rows, mix_seed, BackwardVisit, ForwardVisit, Part, Place};
 

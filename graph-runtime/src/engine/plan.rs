@@ -14,9 +14,16 @@
 //! over all rows, in an order that follows the dependencies.
 
 use crate::spec::{Fusion, GraphSpec, NodeKind};
-use crate::tape::Hop;
 use std::fmt;
 use std::ops::Range;
+
+/// One step down a path through nested graphs: host node `node`, its
+/// nested graph number `layer` (0 but in a stack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hop {
+    pub node: usize,
+    pub layer: usize,
+}
 
 /// The specs of a graph instance and of the graphs nested in it, by host
 /// node: what the plan is composed from.

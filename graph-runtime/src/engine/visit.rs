@@ -6,13 +6,14 @@
 //! segment.
 
 use super::check::{check_finite, nested_error, node_error};
+use super::plan::Hop;
 use super::Mode;
 use crate::error::{Pass, Result};
 use crate::graph::{Graph, Visit};
 use crate::layer::{Backward, Forward, Input, Layer};
 use crate::spec::{GraphSpec, NodeSpec};
 use crate::stack::Stack;
-use crate::tape::{row_range, row_range_mut, Hop, Record};
+use crate::tape::{row_range, row_range_mut, Record};
 use crate::Float;
 use ndarray::{Array2, ArrayView2};
 use std::ops::Range;
