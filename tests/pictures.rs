@@ -375,3 +375,21 @@ fn the_char_models_summary_is_a_row_per_layer_and_its_total_adds_up() {
         "{expanded}"
     );
 }
+
+#[test]
+fn a_failure_inside_a_stack_is_drawn_on_its_node_in_the_expanded_picture() {
+    let mut g = GruModel::<f64>::zeros(20, 4).unwrap();
+    g.set_checked(true);
+    let mut tape = g.tape();
+    let xs = Array2::<usize>::zeros((2, 1));
+    let mut h = Array2::<f64>::zeros((1, 12));
+    h[[0, 5]] = f64::NAN; // layer 1's block
+    let bias = Array3::<f64>::zeros((2, 1, 4));
+    let err = g.forward_seq(&mut tape, &xs, &h, &bias, &xs).unwrap_err();
+    let svg = g.svg_with_error(&err);
+    save("gru_model_failed.svg", &svg);
+    let doc = Document::parse(&svg).expect("well-formed XML");
+    let failed: Vec<Node> = doc.descendants().filter(|n| has_class(n, "failed")).collect();
+    assert_eq!(failed.len(), 1, "{err}");
+    assert!(failed[0].ancestors().any(|a| has_class(&a, "cluster")), "{err}");
+}

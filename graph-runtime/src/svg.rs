@@ -122,23 +122,34 @@ impl Plans {
 /// marked: `node`, or `host.node` inside a nested graph. `prefix` is the
 /// path of this graph from the top (`host.`). Nested graphs and stacks are
 /// one box each unless `expand`, which draws a nested graph's own nodes in
-/// a cluster (a stack: its first layer's, `×N` in the title).
+/// a cluster (a stack: its first layer's, or the one the highlight is in,
+/// `×N` in the title).
 fn block(d: &Description, highlight: Option<&str>, plans: &Plans, prefix: &str, expand: bool) -> Block {
     let spec = d.spec;
     let mut blocks = Vec::new();
     if expand {
         for (k, node) in spec.nodes.iter().enumerate() {
-            if let Some(inner) = d.nested[k].first() {
-                // The part of the path inside this host, if the highlight is there.
-                let inside = highlight
-                    .and_then(|h| h.strip_prefix(node.name))
-                    .and_then(|rest| rest.strip_prefix('.'));
-                let path = match node.kind {
-                    NodeKind::Stack => format!("{prefix}{}[0].", node.name),
-                    _ => format!("{prefix}{}.", node.name),
-                };
-                blocks.push((k, block(inner, inside, plans, &path, expand)));
+            if d.nested[k].is_empty() {
+                continue;
             }
+            // The part of the path inside this host, if the highlight is
+            // there; in a stack, the layer it is in is the one drawn.
+            let rest = highlight.and_then(|h| h.strip_prefix(node.name));
+            let (layer, inside) = match rest.and_then(|r| r.strip_prefix('[')) {
+                Some(r) => match r.split_once("].") {
+                    Some((l, inside)) => (l.parse().unwrap_or(0), Some(inside)),
+                    None => (0, None),
+                },
+                None => (0, rest.and_then(|r| r.strip_prefix('.'))),
+            };
+            let Some(inner) = d.nested[k].get(layer) else {
+                continue;
+            };
+            let path = match node.kind {
+                NodeKind::Stack => format!("{prefix}{}[{layer}].", node.name),
+                _ => format!("{prefix}{}.", node.name),
+            };
+            blocks.push((k, block(inner, inside, plans, &path, expand)));
         }
     }
     layout(d, &mut blocks, highlight, plans, prefix)
