@@ -19,6 +19,7 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+/// The tool's result: errors are messages for the command line.
 pub type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 graph! {
@@ -158,6 +159,7 @@ pub struct TrainOptions {
     pub seq: usize,
     /// Sequences per batch.
     pub batch: usize,
+    /// Adam's learning rate (char-rnn's `learning_rate`).
     pub lr: f64,
     /// The learning rate is multiplied by this at the end of every pass
     /// over the training text from the `lr_decay_after`-th on (char-rnn's
@@ -178,7 +180,9 @@ pub struct TrainOptions {
     pub checkpoint_every: usize,
     /// Characters of validation text read for each validation loss.
     pub val_chars: usize,
+    /// Where checkpoints, `loss.svg` and `model.svg` go.
     pub out: PathBuf,
+    /// Seed of the initial weights and of the dropout masks.
     pub seed: u64,
     /// Whether to draw a progress bar.
     pub progress: bool,
@@ -324,12 +328,17 @@ impl TrainOptions {
 pub struct Corpus {
     /// The characters, sorted; a character's id is its index.
     pub vocab: Vec<char>,
+    /// Character ids of the training text (the first 90%).
     pub train: Vec<usize>,
+    /// Character ids of the validation text (the next 5%).
     pub val: Vec<usize>,
+    /// Character ids of the test text (the last 5%).
     pub test: Vec<usize>,
 }
 
 impl Corpus {
+    /// Reads the text at `path`; an error names the file when it cannot be
+    /// read or is empty.
     pub fn read(path: &Path) -> Result<Corpus> {
         let text = fs::read_to_string(path)
             .map_err(|e| format!("{}: {e} (--data names the text)", path.display()))?;
@@ -409,13 +418,19 @@ struct RunState {
 /// What `train` reports.
 #[derive(Debug, Clone)]
 pub struct TrainReport {
+    /// Iterations done in all, counting those of the run resumed.
     pub iterations: usize,
+    /// The training loss of the last iteration.
     pub final_train_loss: f64,
     /// The training loss of every iteration of the run, resumed ones included.
     pub train_losses: Vec<f64>,
+    /// `(iteration, validation loss)` at every checkpoint, the run resumed's included.
     pub val_losses: Vec<(usize, f64)>,
+    /// The loss on the test text at the end.
     pub test_loss: f64,
+    /// Iterations per second of this run (checkpoints included).
     pub iterations_per_second: f64,
+    /// The checkpoint written last.
     pub last_checkpoint: PathBuf,
 }
 
@@ -868,6 +883,7 @@ fn plot_losses(path: &Path, run: &RunState) -> Result<()> {
 /// What `sample` is asked to do.
 #[derive(Debug, Clone)]
 pub struct SampleOptions {
+    /// A checkpoint directory, or an `--out` folder (its latest).
     pub checkpoint: PathBuf,
     /// Divides the scores before the softmax: below 1 more conservative,
     /// above 1 more varied.
@@ -876,6 +892,7 @@ pub struct SampleOptions {
     pub prime: String,
     /// Characters to generate after the prime.
     pub length: usize,
+    /// Seed of the sampling.
     pub seed: u64,
 }
 
