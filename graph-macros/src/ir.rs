@@ -59,6 +59,9 @@ pub struct Graph {
     pub recurrent: Vec<(usize, usize)>,
     /// Claims about sizes the macro could not decide.
     pub deferred: Vec<Deferred>,
+    /// `(d, u)`: deferred claim `d` is not checked when `u` fails (it would
+    /// report the same mistake again).
+    pub moot: Vec<(usize, usize)>,
     /// Output widths of user layers, known when the graph is built: node
     /// index and the width's atom name.
     pub derived: Vec<(usize, String)>,

@@ -103,20 +103,14 @@ fn check_graph(decl: &GraphDecl) -> syn::Result<Graph> {
         order: &order,
     };
     let mut found = widths::infer(&mut scope, &nodes, &mut kinds);
+    let mut moot = Vec::new();
     // The outputs are nodes, and everything reaches one.
     let outputs = outputs::resolve(&mut scope, &inputs, &raw, &defs);
     if scope.errors.is_empty() {
         outputs::check_usage(&mut scope, &inputs, &raw, &sources, &outputs);
     }
     // `#[recurrent(input = output)]` pairs of one width.
-    let recurrent = recurrent::pairs(
-        &mut scope,
-        &inputs,
-        &outputs,
-        &defs,
-        &found.widths,
-        &mut found.deferred,
-    );
+    let recurrent = recurrent::pairs(&mut scope, &inputs, &outputs, &defs, &mut found, &mut moot);
     if !scope.errors.is_empty() {
         return scope.errors.finish(Graph::empty(decl));
     }
@@ -164,6 +158,7 @@ fn check_graph(decl: &GraphDecl) -> syn::Result<Graph> {
         outputs,
         recurrent,
         deferred: found.deferred,
+        moot,
         derived,
         atoms: found.atoms,
         quotients: found.quotients,
@@ -213,6 +208,7 @@ impl Graph {
             outputs: Vec::new(),
             recurrent: Vec::new(),
             deferred: Vec::new(),
+            moot: Vec::new(),
             derived: Vec::new(),
             atoms: Vec::new(),
             quotients: Vec::new(),

@@ -4,20 +4,27 @@
 
 use super::{names::did_you_mean, Def, Scope};
 use crate::ir::{Claim, Deferred, Input};
-use crate::width::{Decision, Width};
+use crate::width::Decision;
 use std::collections::HashMap;
 use syn::Ident;
 
 /// The pairs as `(input index, output index)`; claims about their widths
-/// the macro cannot decide go to `deferred`.
+/// the macro cannot decide go to `found.deferred`; a claim that restates a
+/// stack group's (the state given to the stack) goes to `moot` with it.
 pub(super) fn pairs(
     scope: &mut Scope,
     inputs: &[Input],
     outputs: &[(Ident, usize)],
     defs: &HashMap<String, Def>,
-    widths: &[Option<Width>],
-    deferred: &mut Vec<Deferred>,
+    found: &mut super::widths::Widths,
+    moot: &mut Vec<(usize, usize)>,
 ) -> Vec<(usize, usize)> {
+    let super::widths::Widths {
+        widths,
+        deferred,
+        groups,
+        ..
+    } = found;
     let graph_name = &scope.graph;
     let mut recurrent: Vec<(usize, usize)> = Vec::new();
     for pair in &scope.decl.recurrent {
@@ -78,11 +85,20 @@ pub(super) fn pairs(
                         match out_w.equals(in_w) {
                             Decision::Yes => {}
                             Decision::No => scope.errors.push(syn::Error::new(pair.output.span(), message)),
-                            Decision::Unknown => deferred.push(Deferred {
-                                claim: Claim::Equal(out_w.clone(), in_w.clone()),
-                                message,
-                                span: pair.output.span(),
-                            }),
+                            Decision::Unknown => {
+                                // A state given to a stack as a group of the
+                                // wrong width is reported by the stack: this
+                                // pair's claim is then no mistake of its own.
+                                let input = pair.input.to_string();
+                                for (_, g) in groups.iter().filter(|(name, _)| *name == input) {
+                                    moot.push((deferred.len(), *g));
+                                }
+                                deferred.push(Deferred {
+                                    claim: Claim::Equal(out_w.clone(), in_w.clone()),
+                                    message,
+                                    span: pair.output.span(),
+                                })
+                            }
                         }
                     }
                     (Some(_), None) => {}

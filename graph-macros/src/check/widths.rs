@@ -42,6 +42,10 @@ pub(super) struct Widths {
     pub deferred: Vec<Deferred>,
     /// Quotients of a `Split` of a width not known to divide.
     pub quotients: Vec<(String, Width, i64)>,
+    /// The claims that a stack's group has its width, by the name of the
+    /// value given as the group (a state input, typically): index in
+    /// `deferred`.
+    pub groups: Vec<(String, usize)>,
 }
 
 /// Infers every node's width in evaluation order; each part of a split
@@ -59,6 +63,7 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
         atoms: Vec::new(),
         deferred: Vec::new(),
         quotients: Vec::new(),
+        groups: Vec::new(),
     };
     for &k in order {
         let (Some(srcs), Some(kind)) = (&sources[k], &kinds[k]) else {
@@ -98,7 +103,12 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
             (NodeKind::Custom { .. }, None) => infer_custom(node),
             (NodeKind::Nested(nested), None) => match (&node.kind, &nested.stack) {
                 (super::RawKind::Host(call, expect), Some((depth, _))) => {
-                    infer_stack(k, node, call, depth, *expect, &flows, atoms, deferred)
+                    let found = Found {
+                        atoms,
+                        deferred,
+                        groups: &mut found.groups,
+                    };
+                    infer_stack(k, node, call, depth, *expect, &flows, found)
                 }
                 (super::RawKind::Host(call, expect), None) => {
                     infer_host(k, node, call, *expect, &flows, atoms, deferred)
@@ -413,7 +423,6 @@ fn output_atom(
 /// group, one block per layer, of the layers' width; the upper layers take
 /// what the layer below gives. The layers' graphs are not visible to the
 /// macro, so these are deferred checks, with the widths as numbers.
-#[allow(clippy::too_many_arguments)]
 fn infer_stack(
     k: usize,
     node: &RawNode,
@@ -421,9 +430,13 @@ fn infer_stack(
     depth: &Width,
     expect_outputs: Option<usize>,
     inputs: &[Flow],
-    atoms: &mut Vec<Atom>,
-    deferred: &mut Vec<Deferred>,
+    found: Found<'_>,
 ) -> syn::Result<Width> {
+    let Found {
+        atoms,
+        deferred,
+        groups,
+    } = found;
     let Some(stack) = &call.stack else {
         return Ok(Width::constant(0));
     };
@@ -442,7 +455,8 @@ fn infer_stack(
         }
         Width::atom(&name)
     };
-    let mut claims = Vec::new();
+    // (claim, its message, its span, the value given as a group)
+    let mut claims: Vec<(Width, Width, String, Span, Option<String>)> = Vec::new();
     for (i, flow) in inputs.iter().enumerate() {
         let w = need_values(node, flow)?;
         let of_first = atom(&first, false, i, false);
@@ -455,6 +469,7 @@ fn infer_stack(
                     node.name, flow.name
                 ),
                 flow.span,
+                None,
             ));
             continue;
         }
@@ -472,6 +487,7 @@ fn infer_stack(
                 flow.name
             ),
             flow.span,
+            Some(flow.name.clone()),
         ));
         let of_upper = atom(&upper, false, i, true);
         claims.push((
@@ -482,6 +498,7 @@ fn infer_stack(
                 node.name
             ),
             stack.rest.name.span(),
+            None,
         ));
     }
     let (first_out, upper_in, upper_out) = (
@@ -497,6 +514,7 @@ fn infer_stack(
             node.name
         ),
         stack.rest.name.span(),
+        None,
     ));
     // An upper layer feeds another only from three layers on.
     let (first_label, upper_label) = (first.clone(), upper.clone());
@@ -509,9 +527,13 @@ fn infer_stack(
             node.name
         ),
         stack.rest.name.span(),
+        None,
         ));
     }
-    for (a, b, message, span) in claims {
+    for (a, b, message, span, group) in claims {
+        if let Some(name) = group {
+            groups.push((name, deferred.len()));
+        }
         deferred.push(Deferred {
             claim: Claim::Equal(a, b),
             message,
@@ -611,6 +633,13 @@ fn stack_output(
         span: stack.rest.name.span(),
     });
     depth.mul(&of_first)
+}
+
+/// Where the width pass puts what it finds about a stack.
+struct Found<'a> {
+    atoms: &'a mut Vec<Atom>,
+    deferred: &'a mut Vec<Deferred>,
+    groups: &'a mut Vec<(String, usize)>,
 }
 
 /// How a stack's upper layers' graph is written (as [`graph_label`]).

@@ -238,6 +238,68 @@ impl Expander<'_> {
         })
     }
 
+    /// A deferred claim's condition, whether it is known only when the graph
+    /// is built, and the widths it names.
+    fn claim_cond<'w>(&self, claim: &'w Claim) -> (TokenStream, bool, Vec<&'w Width>) {
+        let rt = self.rt;
+        let float = &self.float;
+        match claim {
+            Claim::Equal(a, b) => {
+                let (ta, tb) = (self.width(a), self.width(b));
+                (
+                    quote!(#ta == #tb),
+                    self.is_runtime(a) || self.is_runtime(b),
+                    vec![a, b],
+                )
+            }
+            Claim::Divisible { width, by } => {
+                let (w, by) = (self.width(width), lit(*by as usize));
+                (quote!(#w % #by == 0), self.is_runtime(width), vec![width])
+            }
+            Claim::AtMost(a, b) => {
+                let (ta, tb) = (self.width(a), self.width(b));
+                (
+                    quote!(#ta <= #tb),
+                    self.is_runtime(a) || self.is_runtime(b),
+                    vec![a, b],
+                )
+            }
+            Claim::Count {
+                host,
+                outputs,
+                n,
+                upper,
+            } => {
+                let node = &self.g.nodes[*host];
+                let ty = if *upper {
+                    self.upper_type(node)
+                } else {
+                    self.nested_type(node)
+                };
+                let list = if *outputs { quote!(outputs) } else { quote!(inputs) };
+                let n = lit(*n);
+                (
+                    quote!(<#ty as #rt::Graph<#float>>::SPEC.#list.len() == #n),
+                    self.host_is_dynamic(*host),
+                    Vec::new(),
+                )
+            }
+            Claim::Has { host, output, name } => {
+                let ty = self.nested_type(&self.g.nodes[*host]);
+                let find = if *output {
+                    quote!(output_index)
+                } else {
+                    quote!(input_index)
+                };
+                (
+                    quote!(#rt::__private::#find(<#ty as #rt::Graph<#float>>::SPEC, #name) != usize::MAX),
+                    self.host_is_dynamic(*host),
+                    Vec::new(),
+                )
+            }
+        }
+    }
+
     /// Deferred claims as const assertions (compile-time sizes only) and as
     /// constructor checks (anything known only when the graph is built).
     /// Each const assertion is a block of its own (the caller makes each a
@@ -256,68 +318,21 @@ impl Expander<'_> {
                 quote!(<#ty>::__STUB ||)
             })
             .collect();
-        for d in &self.g.deferred {
-            let float = &self.float;
-            let (cond, at_build, widths): (TokenStream, bool, Vec<&Width>) = match &d.claim {
-                Claim::Equal(a, b) => {
-                    let (ta, tb) = (self.width(a), self.width(b));
-                    (
-                        quote!(#ta == #tb),
-                        self.is_runtime(a) || self.is_runtime(b),
-                        vec![a, b],
-                    )
-                }
-                Claim::Divisible { width, by } => {
-                    let (w, by) = (self.width(width), lit(*by as usize));
-                    (quote!(#w % #by == 0), self.is_runtime(width), vec![width])
-                }
-                Claim::AtMost(a, b) => {
-                    let (ta, tb) = (self.width(a), self.width(b));
-                    (
-                        quote!(#ta <= #tb),
-                        self.is_runtime(a) || self.is_runtime(b),
-                        vec![a, b],
-                    )
-                }
-                Claim::Count {
-                    host,
-                    outputs,
-                    n,
-                    upper,
-                } => {
-                    let node = &self.g.nodes[*host];
-                    let ty = if *upper {
-                        self.upper_type(node)
-                    } else {
-                        self.nested_type(node)
-                    };
-                    let list = if *outputs { quote!(outputs) } else { quote!(inputs) };
-                    let n = lit(*n);
-                    (
-                        quote!(<#ty as #rt::Graph<#float>>::SPEC.#list.len() == #n),
-                        self.host_is_dynamic(*host),
-                        Vec::new(),
-                    )
-                }
-                Claim::Has { host, output, name } => {
-                    let ty = self.nested_type(&self.g.nodes[*host]);
-                    let find = if *output {
-                        quote!(output_index)
-                    } else {
-                        quote!(input_index)
-                    };
-                    (
-                        quote!(#rt::__private::#find(<#ty as #rt::Graph<#float>>::SPEC, #name) != usize::MAX),
-                        self.host_is_dynamic(*host),
-                        Vec::new(),
-                    )
-                }
-            };
+        for (index, d) in self.g.deferred.iter().enumerate() {
+            let (cond, at_build, widths) = self.claim_cond(&d.claim);
             let pieces = self.message_pieces(d, &widths);
             // A width of a nested graph's input or output that is not there
             // (a wrong count or name, reported by its own check) is no
             // mismatch of its own.
-            let guards = self.missing_atoms(&widths);
+            let mut guards = self.missing_atoms(&widths);
+            // A claim that restates another's mistake is not checked when
+            // that one fails (both known at the same time).
+            for &(_, other) in self.g.moot.iter().filter(|(d, _)| *d == index) {
+                let (other, other_at_build, _) = self.claim_cond(&self.g.deferred[other].claim);
+                if other_at_build == at_build {
+                    guards.push(quote!(!(#other)));
+                }
+            }
             if at_build {
                 let sizes = &self.sizes;
                 let shown = self.g.runtime_sizes.iter().map(|s| {
