@@ -187,3 +187,54 @@ fn the_stacks_name_their_tensors_as_torch() {
     torch.sort_unstable();
     assert_eq!(names, torch);
 }
+
+#[test]
+fn gru_in_f32_is_within_1e_5_of_torch() {
+    let mut g = Gru::<f32>::zeros(4, H, 2).unwrap();
+    for (name, value) in tensors("gru2_state.safetensors") {
+        g.param_mut(&name).unwrap().assign(&value.mapv(|v| v as f32));
+    }
+    let io = tensors("gru2_io.safetensors");
+    let x: Array3<f32> = io["x"].mapv(|v| v as f32).into_dimensionality().unwrap();
+    let h0 = group(&io["h0"]).mapv(|v| v as f32);
+    let mut tape = g.tape();
+    let out = g.forward_seq(&mut tape, &x, &h0).unwrap();
+    assert_close(
+        "y",
+        out.y.iter().map(|&v| v as f64),
+        io["y"].iter().copied(),
+        1e-5,
+    );
+    let h_n = out.h_n.index_axis(Axis(0), T - 1).mapv(|v| v as f64);
+    assert_close("h_n", ungroup(h_n.view()), io["h_n"].iter().copied(), 1e-5);
+}
+
+#[test]
+fn gradients_through_the_shipped_lstm_stack_equal_finite_differences() {
+    let mut g = Lstm::<f64>::new(&mut StdRng::seed_from_u64(4), 3, 4, 3).unwrap();
+    let xs = Array3::from_shape_fn((4, 2, 3), |(t, b, j)| ((t * 5 + b * 3 + j) as f64 * 0.29).sin());
+    let h0 = Array2::from_shape_fn((2, 12), |(b, j)| ((b * 7 + j) as f64 * 0.13).cos() * 0.5);
+    let c0 = Array2::from_shape_fn((2, 12), |(b, j)| ((b * 3 + j) as f64 * 0.17).sin() * 0.5);
+    // Σ w·(every output at every step).
+    let loss =
+        |t: usize, o: usize, y: ArrayView2<f64>, grad: Option<ArrayViewMut2<f64>>| -> nngraph::Result<f64> {
+            let w = |j: usize| 0.2 + 0.1 * ((o * 5 + t * 3 + j) % 7) as f64;
+            if let Some(mut g) = grad {
+                g.indexed_iter_mut().for_each(|((_, j), v)| *v += w(j));
+            }
+            Ok(y.indexed_iter().map(|((_, j), v)| v * w(j)).sum())
+        };
+    let report = GradCheck::new()
+        .check_graph(
+            &mut g,
+            &[
+                Feed::Seq(xs.view()),
+                Feed::Values(h0.view()),
+                Feed::Values(c0.view()),
+            ],
+            loss,
+        )
+        .unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.count(), g.num_params() + 2 * 2 * 12 + 4 * 2 * 3);
+}

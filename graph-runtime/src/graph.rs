@@ -195,7 +195,9 @@ pub trait Graph<F: Float>: Sized {
         Self::SPEC.recurrent
     }
     /// A Graphviz picture of the graph (`dot -Tsvg`), made at compile
-    /// time; where the plan has loops, its segments are clusters.
+    /// time; where the plan has loops, its segments are clusters. A nested
+    /// graph or a stack is one node, as in [`svg`](Self::svg): the macro
+    /// that writes the picture cannot see inside another graph.
     fn to_dot(&self) -> String {
         crate::describe::dot(&Description::of(self))
     }
