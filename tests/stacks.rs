@@ -318,3 +318,83 @@ fn the_shipped_stacks_upper_layers_project_their_input_before_their_loop() {
         assert!(!plan.is_loop(ih) && plan.is_loop(hh) && ih < hh, "{plan}");
     }
 }
+
+/// The shipped LSTM stack of every depth from 1 to 4 against its layers run
+/// one after the other (each over the whole sequence, from its own block of
+/// the initial states): the same outputs, final states and input
+/// gradients.
+#[test]
+fn every_depth_equals_its_layers_run_one_after_the_other() {
+    use nngraph::cells::{Lstm, LstmLayer};
+    let (input, hidden, steps, batch) = (3, 4, 5, 2);
+    for depth in 1..=4 {
+        let mut stack =
+            Lstm::<f64>::new(&mut StdRng::seed_from_u64(depth as u64), input, hidden, depth).unwrap();
+        let xs = Array3::from_shape_fn((steps, batch, input), |(t, b, j)| {
+            ((t * 3 + b * 5 + j) as f64 * 0.41).sin()
+        });
+        let h0 = Array2::from_shape_fn((batch, depth * hidden), |(b, j)| {
+            ((b + 2 * j) as f64 * 0.23).cos() * 0.4
+        });
+        let c0 = Array2::from_shape_fn((batch, depth * hidden), |(b, j)| {
+            ((3 * b + j) as f64 * 0.31).sin() * 0.4
+        });
+        let dy = Array3::from_shape_fn((steps, batch, hidden), |(t, b, j)| {
+            ((t + b + j) as f64 * 0.7).cos()
+        });
+        let mut tape = stack.tape();
+        let out = stack.forward_seq(&mut tape, &xs, &h0, &c0).unwrap();
+        let (y, h_n) = (out.y.to_owned(), out.h_n.to_owned());
+        stack.backward_seq(&mut tape, &dy, &Absent, &Absent).unwrap();
+        let dx = tape.grad("x").unwrap().to_owned();
+
+        // The layers one by one, with the stack's weights.
+        let mut below = xs.clone();
+        let mut grads_out: Vec<(LstmLayer<f64>, Tape<f64>)> = Vec::new();
+        for l in 0..depth {
+            let width = if l == 0 { input } else { hidden };
+            let mut layer = LstmLayer::<f64>::zeros(width, hidden).unwrap();
+            for t in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
+                let value = stack.param(&format!("{t}_l{l}")).unwrap().to_owned();
+                layer.param_mut(t).unwrap().assign(&value);
+            }
+            let block = |a: &Array2<f64>| a.slice(s![.., l * hidden..(l + 1) * hidden]).to_owned();
+            let mut t = layer.tape();
+            let o = layer
+                .forward_seq(&mut t, &below, &block(&h0), &block(&c0))
+                .unwrap();
+            let last = o
+                .h_next
+                .index_axis(nngraph::ndarray::Axis(0), steps - 1)
+                .to_owned();
+            let want = h_n.index_axis(nngraph::ndarray::Axis(0), steps - 1);
+            assert_close(
+                &format!("depth {depth}, layer {l}: h_n"),
+                want.slice(s![.., l * hidden..(l + 1) * hidden]).iter().copied(),
+                last.iter().copied(),
+                1e-14,
+            );
+            below = o.h_next.to_owned();
+            grads_out.push((layer, t));
+        }
+        assert_close(
+            &format!("depth {depth}: y"),
+            y.iter().copied(),
+            below.iter().copied(),
+            1e-14,
+        );
+        // Backward from the top layer down: each layer's input gradient is
+        // the gradient of the output of the layer below.
+        let mut d = dy.clone();
+        for (layer, t) in grads_out.iter_mut().rev() {
+            layer.backward_seq(t, &d, &Absent).unwrap();
+            d = t.grad_seq("x").unwrap().to_owned();
+        }
+        assert_close(
+            &format!("depth {depth}: dx"),
+            dx.iter().copied(),
+            d.iter().copied(),
+            1e-13,
+        );
+    }
+}
