@@ -70,6 +70,20 @@ impl Width {
         w
     }
 
+    /// The polynomial with each atom replaced by `f`'s width for it (atoms
+    /// `f` does not know stay).
+    pub fn substitute(&self, f: &dyn Fn(&str) -> Option<Width>) -> Width {
+        let mut out = Width::default();
+        for (monomial, &c) in &self.terms {
+            let mut term = Width::constant(c);
+            for atom in monomial {
+                term = term.mul(&f(atom).unwrap_or_else(|| Width::atom(atom)));
+            }
+            out = out.add(&term);
+        }
+        out
+    }
+
     /// `self / k` when every coefficient is divisible by `k`.
     pub fn div_exact(&self, k: i64) -> Option<Width> {
         if k == 0 || self.terms.values().any(|c| c % k != 0) {

@@ -49,6 +49,8 @@ pub fn check(invocation: Invocation) -> (Checked, Errors) {
     let mut errors = Errors::default();
     let (mut graphs, mut stubs) = (Vec::new(), Vec::new());
     let mut seen: HashMap<String, Span> = HashMap::new();
+    // What each graph of the invocation takes, for the graphs that nest it.
+    let siblings: Vec<widths::Signature> = invocation.graphs.iter().map(widths::Signature::of).collect();
     for decl in invocation.graphs {
         let key = decl.name.to_string();
         if seen.insert(key.clone(), decl.name.span()).is_some() {
@@ -58,7 +60,7 @@ pub fn check(invocation: Invocation) -> (Checked, Errors) {
             ));
             continue;
         }
-        match check_graph(&decl) {
+        match check_graph(&decl, &siblings) {
             Ok(g) => graphs.push(g),
             Err(e) => {
                 errors.push(e);
@@ -78,7 +80,7 @@ pub fn check(invocation: Invocation) -> (Checked, Errors) {
 
 /// The passes of one graph, in order: each takes what earlier ones found
 /// and returns what it finds; mistakes go to `scope`.
-fn check_graph(decl: &GraphDecl) -> syn::Result<Graph> {
+fn check_graph(decl: &GraphDecl, siblings: &[widths::Signature]) -> syn::Result<Graph> {
     let mut scope = Scope::new(decl);
     // The sizes and inputs, and the widths they declare.
     let (sizes, inputs) = declare::sizes_and_inputs(&mut scope);
@@ -101,6 +103,7 @@ fn check_graph(decl: &GraphDecl) -> syn::Result<Graph> {
         raw: &raw,
         sources: &sources,
         order: &order,
+        siblings,
     };
     let mut found = widths::infer(&mut scope, &nodes, &mut kinds);
     let mut moot = Vec::new();

@@ -30,6 +30,85 @@ pub(super) struct Nodes<'a, 'r> {
     pub raw: &'a [RawNode<'r>],
     pub sources: &'a Sources,
     pub order: &'a [usize],
+    /// The graphs declared in the same invocation, whose inputs the macro
+    /// can check where they are nested.
+    pub siblings: &'a [Signature],
+}
+
+/// What a graph of the invocation takes: its sizes and its inputs' widths
+/// in them (`None` for ids), as the graph that nests it sees them.
+pub(crate) struct Signature {
+    name: String,
+    const_sizes: Vec<String>,
+    runtime_sizes: Vec<String>,
+    inputs: Vec<(String, Option<Width>)>,
+}
+
+impl Signature {
+    pub fn of(decl: &crate::ast::GraphDecl) -> Signature {
+        let names = |v: &[Ident]| -> Vec<String> { v.iter().map(Ident::to_string).collect() };
+        let (const_sizes, runtime_sizes) = (names(&decl.const_sizes), names(&decl.runtime_sizes));
+        let sizes: Vec<String> = const_sizes.iter().chain(&runtime_sizes).cloned().collect();
+        let inputs = decl
+            .inputs
+            .iter()
+            .map(|i| {
+                let width = match &i.kind {
+                    crate::ast::InputKind::Values(e) => crate::width::parse(e, &sizes).ok(),
+                    crate::ast::InputKind::Ids => None,
+                };
+                (i.name.to_string(), width)
+            })
+            .collect();
+        Signature {
+            name: decl.name.to_string(),
+            const_sizes,
+            runtime_sizes,
+            inputs,
+        }
+    }
+
+    /// This graph's input widths in the sizes of the graph calling it with
+    /// `call`, when the call names this graph and gives its sizes as widths.
+    fn inputs_as_called(&self, call: &GraphCall, sizes: &[String]) -> Option<Vec<(String, Option<Width>)>> {
+        if call.path.segments.len() != 1 || call.name != self.name.as_str() || call.stack.is_some() {
+            return None;
+        }
+        let given: Vec<syn::Expr> = if call.dynamic {
+            call.sizes.clone()
+        } else {
+            let args = call.generics.iter().flat_map(|g| g.args.iter());
+            args.map(|a| match a {
+                syn::GenericArgument::Const(e) => Some(e.clone()),
+                syn::GenericArgument::Type(syn::Type::Path(p)) => Some(syn::Expr::Path(syn::ExprPath {
+                    attrs: Vec::new(),
+                    qself: None,
+                    path: p.path.clone(),
+                })),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?
+        };
+        let names = if call.dynamic {
+            &self.runtime_sizes
+        } else {
+            &self.const_sizes
+        };
+        if given.len() != names.len() || (call.dynamic && !self.const_sizes.is_empty()) {
+            return None;
+        }
+        let values: Vec<Width> = given
+            .iter()
+            .map(|e| crate::width::parse(e, sizes).ok())
+            .collect::<Option<_>>()?;
+        let value = |atom: &str| names.iter().position(|n| n == atom).map(|i| values[i].clone());
+        Some(
+            self.inputs
+                .iter()
+                .map(|(n, w)| (n.clone(), w.as_ref().map(|w| w.substitute(&value))))
+                .collect(),
+        )
+    }
 }
 
 /// What the width pass finds.
@@ -57,6 +136,7 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
         raw,
         sources,
         order,
+        siblings,
     } = *nodes;
     let mut found = Widths {
         widths: vec![None; raw.len()],
@@ -111,7 +191,12 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
                     infer_stack(k, node, call, depth, *expect, &flows, found)
                 }
                 (super::RawKind::Host(call, expect), None) => {
-                    infer_host(k, node, call, *expect, &flows, atoms, deferred)
+                    // A graph of this invocation: its inputs are known here.
+                    let known = siblings.iter().find_map(|s| s.inputs_as_called(call, sizes));
+                    match known.map(|known| check_known_inputs(node, call, &known, &flows)) {
+                        Some(Err(e)) => Err(e),
+                        _ => infer_host(k, node, call, *expect, &flows, atoms, deferred),
+                    }
                 }
                 _ => Ok(Width::constant(0)),
             },
@@ -296,6 +381,50 @@ fn infer_width(
             Ok(Width::constant(1))
         }
     }
+}
+
+/// A nested graph declared in the same invocation: the number of inputs it
+/// is given and their widths, checked here when the macro can decide
+/// (else the deferred claims of [`infer_host`] decide).
+fn check_known_inputs(
+    node: &RawNode,
+    call: &GraphCall,
+    known: &[(String, Option<Width>)],
+    inputs: &[Flow],
+) -> syn::Result<()> {
+    let graph = &call.name;
+    let names: Vec<String> = known.iter().map(|(n, _)| format!("`{n}`")).collect();
+    if call.input_names.iter().all(Option::is_none) && inputs.len() != known.len() {
+        return Err(syn::Error::new(
+            call.inputs_span,
+            format!(
+                "node `{}`: `{graph}` takes {} input(s) ({}), but it is given {}",
+                node.name,
+                known.len(),
+                names.join(", "),
+                inputs.len()
+            ),
+        ));
+    }
+    for (i, flow) in inputs.iter().enumerate() {
+        let target = match &call.input_names[i] {
+            Some(n) => known.iter().find(|(k, _)| n == k.as_str()),
+            None => known.get(i),
+        };
+        let (Some((name, Some(want))), Some(got)) = (target, &flow.width) else {
+            continue;
+        };
+        if got.equals(want) == Decision::No {
+            return Err(syn::Error::new(
+                flow.span,
+                format!(
+                    "node `{}`: input `{name}` of `{graph}` is {want} wide, but `{}` is {got} wide",
+                    node.name, flow.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A nested graph node: its inputs must match the graph's input widths and
