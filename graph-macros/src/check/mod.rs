@@ -50,7 +50,8 @@ pub fn check(invocation: Invocation) -> (Checked, Errors) {
     let (mut graphs, mut stubs) = (Vec::new(), Vec::new());
     let mut seen: HashMap<String, Span> = HashMap::new();
     // What each graph of the invocation takes, for the graphs that nest it.
-    let siblings: Vec<widths::Signature> = invocation.graphs.iter().map(widths::Signature::of).collect();
+    let mut siblings: Vec<widths::Signature> = invocation.graphs.iter().map(widths::Signature::of).collect();
+    siblings.extend(widths::Signature::shipped());
     for decl in invocation.graphs {
         let key = decl.name.to_string();
         if seen.insert(key.clone(), decl.name.span()).is_some() {

@@ -38,6 +38,9 @@ pub(super) struct Nodes<'a, 'r> {
 /// What a graph of the invocation takes: its sizes and its inputs' widths
 /// in them (`None` for ids), as the graph that nests it sees them.
 pub(crate) struct Signature {
+    /// The path before the name a call must write (`nngraph::cells` for a
+    /// shipped cell; nothing for a graph of the invocation).
+    prefix: &'static [&'static str],
     name: String,
     const_sizes: Vec<String>,
     runtime_sizes: Vec<String>,
@@ -61,6 +64,7 @@ impl Signature {
             })
             .collect();
         Signature {
+            prefix: &[],
             name: decl.name.to_string(),
             const_sizes,
             runtime_sizes,
@@ -68,10 +72,111 @@ impl Signature {
         }
     }
 
+    /// The shipped cells and stacks (`nngraph::cells`), as the runtime
+    /// declares them: a call that names them by that path (or through
+    /// `graph_runtime::cells`) is checked like a graph of the invocation.
+    pub fn shipped() -> Vec<Signature> {
+        // (name, const generics?, sizes, inputs with their widths)
+        const CELLS: &[(&str, bool, &[&str], &[(&str, &str)])] = &[
+            (
+                "LstmCell",
+                true,
+                &["I", "H"],
+                &[("x", "I"), ("h", "H"), ("c", "H")],
+            ),
+            ("GruCell", true, &["I", "H"], &[("x", "I"), ("h", "H")]),
+            (
+                "LstmLayer",
+                false,
+                &["input", "hidden"],
+                &[("x", "input"), ("h", "hidden"), ("c", "hidden")],
+            ),
+            (
+                "GruLayer",
+                false,
+                &["input", "hidden"],
+                &[("x", "input"), ("h", "hidden")],
+            ),
+            (
+                "RnnLayer",
+                false,
+                &["input", "hidden"],
+                &[("x", "input"), ("h", "hidden")],
+            ),
+            (
+                "LstmUpper",
+                false,
+                &["hidden"],
+                &[("x", "hidden"), ("h", "hidden"), ("c", "hidden")],
+            ),
+            (
+                "GruUpper",
+                false,
+                &["hidden"],
+                &[("x", "hidden"), ("h", "hidden")],
+            ),
+            (
+                "RnnUpper",
+                false,
+                &["hidden"],
+                &[("x", "hidden"), ("h", "hidden")],
+            ),
+            (
+                "Lstm",
+                false,
+                &["input", "hidden", "layers"],
+                &[("x", "input"), ("h", "layers * hidden"), ("c", "layers * hidden")],
+            ),
+            (
+                "Gru",
+                false,
+                &["input", "hidden", "layers"],
+                &[("x", "input"), ("h", "layers * hidden")],
+            ),
+            (
+                "Rnn",
+                false,
+                &["input", "hidden", "layers"],
+                &[("x", "input"), ("h", "layers * hidden")],
+            ),
+        ];
+        const PREFIXES: [&[&str]; 2] = [&["nngraph", "cells"], &["graph_runtime", "cells"]];
+        let mut out = Vec::new();
+        for prefix in PREFIXES {
+            for &(name, consts, sizes, inputs) in CELLS {
+                let names: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+                let inputs = inputs
+                    .iter()
+                    .map(|&(n, w)| {
+                        let width = syn::parse_str::<syn::Expr>(w)
+                            .ok()
+                            .and_then(|e| crate::width::parse(&e, &names).ok());
+                        (n.to_string(), width)
+                    })
+                    .collect();
+                let (const_sizes, runtime_sizes) = if consts {
+                    (names, Vec::new())
+                } else {
+                    (Vec::new(), names)
+                };
+                out.push(Signature {
+                    prefix,
+                    name: name.to_string(),
+                    const_sizes,
+                    runtime_sizes,
+                    inputs,
+                });
+            }
+        }
+        out
+    }
+
     /// This graph's input widths in the sizes of the graph calling it with
     /// `call`, when the call names this graph and gives its sizes as widths.
     fn inputs_as_called(&self, call: &GraphCall, sizes: &[String]) -> Option<Vec<(String, Option<Width>)>> {
-        if call.path.segments.len() != 1 || call.name != self.name.as_str() || call.stack.is_some() {
+        let segments: Vec<String> = call.path.segments.iter().map(|s| s.ident.to_string()).collect();
+        let written = &segments[..segments.len().saturating_sub(1)];
+        if written != self.prefix || call.name != self.name.as_str() || call.stack.is_some() {
             return None;
         }
         let given: Vec<syn::Expr> = if call.dynamic {
