@@ -35,6 +35,15 @@ pub(super) struct Nodes<'a, 'r> {
     pub siblings: &'a [Signature],
 }
 
+/// A shipped cell as the macro knows it: its name, whether its sizes are
+/// const generics, its sizes, and its inputs with their widths.
+type ShippedCell = (
+    &'static str,
+    bool,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
+
 /// What a graph of the invocation takes: its sizes and its inputs' widths
 /// in them (`None` for ids), as the graph that nests it sees them.
 pub(crate) struct Signature {
@@ -76,8 +85,7 @@ impl Signature {
     /// declares them: a call that names them by that path (or through
     /// `graph_runtime::cells`) is checked like a graph of the invocation.
     pub fn shipped() -> Vec<Signature> {
-        // (name, const generics?, sizes, inputs with their widths)
-        const CELLS: &[(&str, bool, &[&str], &[(&str, &str)])] = &[
+        const CELLS: &[ShippedCell] = &[
             (
                 "LstmCell",
                 true,
