@@ -302,18 +302,14 @@ fn layout(
             if items.get(host_item).is_some_and(|h| h.role == Role::Nested) {
                 // An output of a collapsed host leaves from its port; drawn
                 // as a box of its own only when it is an output of the graph.
-                let port = (0..k)
-                    .filter(|&j| matches!(spec.nodes[j].kind, NodeKind::Output { host: h, .. } if h == host))
-                    .count();
                 if !outputs.contains(&k) {
                     item_of[slot] = host_item;
-                    port_of[slot] = Some(port);
+                    port_of[slot] = Some(out_port(spec, host, k));
                     continue;
                 }
                 item_of[slot] = items.len();
                 let lines = vec![node.name.to_string(), format!("→ [{}]", widths[slot])];
                 items.push(item(slot, lines, Role::Output));
-                let _ = port; // its edge is added with the others
                 continue;
             }
         }
@@ -346,11 +342,8 @@ fn layout(
         match node.kind {
             NodeKind::Output { host, .. } if items[item_of[n_in + host]].role == Role::Nested => {
                 // An output of the graph that a collapsed host gives.
-                let port = (0..k)
-                    .filter(|&j| matches!(spec.nodes[j].kind, NodeKind::Output { host: h, .. } if h == host))
-                    .count();
                 edges.push(Edge {
-                    from: (item_of[n_in + host], Some(port)),
+                    from: (item_of[n_in + host], Some(out_port(spec, host, k))),
                     to: (to, None),
                     via: Vec::new(),
                 });
@@ -497,6 +490,14 @@ fn layout(
         h: height + lanes + if spec.recurrent.is_empty() { 0.0 } else { ROW_GAP },
     };
     mark(block, spec, highlight)
+}
+
+/// The output port of the collapsed host `host` that its output node `k`
+/// leaves from: `k`'s rank among the host's output nodes.
+fn out_port(spec: &GraphSpec, host: usize, k: usize) -> usize {
+    (0..k)
+        .filter(|&j| matches!(spec.nodes[j].kind, NodeKind::Output { host: h, .. } if h == host))
+        .count()
 }
 
 fn item(slot: usize, lines: Vec<String>, role: Role) -> Item {
