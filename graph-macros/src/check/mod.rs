@@ -62,7 +62,13 @@ pub fn check(invocation: Invocation) -> (Checked, Errors) {
             continue;
         }
         match check_graph(&decl, &siblings) {
-            Ok(g) => graphs.push(g),
+            Ok(g) => {
+                // Graphs declared later read its outputs' widths too.
+                if let Some(s) = siblings.iter_mut().find(|s| s.is(&key)) {
+                    s.learn_outputs(&g);
+                }
+                graphs.push(g)
+            }
             Err(e) => {
                 errors.push(e);
                 stubs.push(stub::of(decl));

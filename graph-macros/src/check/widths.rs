@@ -36,11 +36,12 @@ pub(super) struct Nodes<'a, 'r> {
 }
 
 /// A shipped cell as the macro knows it: its name, whether its sizes are
-/// const generics, its sizes, and its inputs with their widths.
+/// const generics, its sizes, its inputs and its outputs with their widths.
 type ShippedCell = (
     &'static str,
     bool,
     &'static [&'static str],
+    &'static [(&'static str, &'static str)],
     &'static [(&'static str, &'static str)],
 );
 
@@ -54,6 +55,15 @@ pub(crate) struct Signature {
     const_sizes: Vec<String>,
     runtime_sizes: Vec<String>,
     inputs: Vec<(String, Option<Width>)>,
+    /// Its outputs' widths, once the graph is checked (a graph declared
+    /// later in the invocation is not yet).
+    pub outputs: Option<Vec<(String, Option<Width>)>>,
+}
+
+/// A known graph's inputs and outputs in the sizes of the graph calling it.
+pub(crate) struct Called {
+    pub inputs: Vec<(String, Option<Width>)>,
+    pub outputs: Option<Vec<(String, Option<Width>)>>,
 }
 
 impl Signature {
@@ -78,6 +88,7 @@ impl Signature {
             const_sizes,
             runtime_sizes,
             inputs,
+            outputs: None,
         }
     }
 
@@ -91,77 +102,99 @@ impl Signature {
                 true,
                 &["I", "H"],
                 &[("x", "I"), ("h", "H"), ("c", "H")],
+                &[("h_next", "H"), ("c_next", "H")],
             ),
-            ("GruCell", true, &["I", "H"], &[("x", "I"), ("h", "H")]),
+            (
+                "GruCell",
+                true,
+                &["I", "H"],
+                &[("x", "I"), ("h", "H")],
+                &[("h_next", "H")],
+            ),
             (
                 "LstmLayer",
                 false,
                 &["input", "hidden"],
                 &[("x", "input"), ("h", "hidden"), ("c", "hidden")],
+                &[("h_next", "hidden"), ("c_next", "hidden")],
             ),
             (
                 "GruLayer",
                 false,
                 &["input", "hidden"],
                 &[("x", "input"), ("h", "hidden")],
+                &[("h_next", "hidden")],
             ),
             (
                 "RnnLayer",
                 false,
                 &["input", "hidden"],
                 &[("x", "input"), ("h", "hidden")],
+                &[("h_next", "hidden")],
             ),
             (
                 "LstmUpper",
                 false,
                 &["hidden"],
                 &[("x", "hidden"), ("h", "hidden"), ("c", "hidden")],
+                &[("h_next", "hidden"), ("c_next", "hidden")],
             ),
             (
                 "GruUpper",
                 false,
                 &["hidden"],
                 &[("x", "hidden"), ("h", "hidden")],
+                &[("h_next", "hidden")],
             ),
             (
                 "RnnUpper",
                 false,
                 &["hidden"],
                 &[("x", "hidden"), ("h", "hidden")],
+                &[("h_next", "hidden")],
             ),
             (
                 "Lstm",
                 false,
                 &["input", "hidden", "layers"],
                 &[("x", "input"), ("h", "layers * hidden"), ("c", "layers * hidden")],
+                &[
+                    ("y", "hidden"),
+                    ("h_n", "layers * hidden"),
+                    ("c_n", "layers * hidden"),
+                ],
             ),
             (
                 "Gru",
                 false,
                 &["input", "hidden", "layers"],
                 &[("x", "input"), ("h", "layers * hidden")],
+                &[("y", "hidden"), ("h_n", "layers * hidden")],
             ),
             (
                 "Rnn",
                 false,
                 &["input", "hidden", "layers"],
                 &[("x", "input"), ("h", "layers * hidden")],
+                &[("y", "hidden"), ("h_n", "layers * hidden")],
             ),
         ];
         const PREFIXES: [&[&str]; 2] = [&["nngraph", "cells"], &["graph_runtime", "cells"]];
         let mut out = Vec::new();
         for prefix in PREFIXES {
-            for &(name, consts, sizes, inputs) in CELLS {
+            for &(name, consts, sizes, inputs, outputs) in CELLS {
                 let names: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
-                let inputs = inputs
-                    .iter()
-                    .map(|&(n, w)| {
-                        let width = syn::parse_str::<syn::Expr>(w)
-                            .ok()
-                            .and_then(|e| crate::width::parse(&e, &names).ok());
-                        (n.to_string(), width)
-                    })
-                    .collect();
+                let widths = |list: &[(&str, &str)]| -> Vec<(String, Option<Width>)> {
+                    list.iter()
+                        .map(|&(n, w)| {
+                            let width = syn::parse_str::<syn::Expr>(w)
+                                .ok()
+                                .and_then(|e| crate::width::parse(&e, &names).ok());
+                            (n.to_string(), width)
+                        })
+                        .collect()
+                };
+                let (inputs, outputs) = (widths(inputs), widths(outputs));
                 let (const_sizes, runtime_sizes) = if consts {
                     (names, Vec::new())
                 } else {
@@ -173,6 +206,7 @@ impl Signature {
                     const_sizes,
                     runtime_sizes,
                     inputs,
+                    outputs: Some(outputs),
                 });
             }
         }
@@ -181,7 +215,7 @@ impl Signature {
 
     /// This graph's input widths in the sizes of the graph calling it with
     /// `call`, when the call names this graph and gives its sizes as widths.
-    fn inputs_as_called(&self, call: &GraphCall, sizes: &[String]) -> Option<Vec<(String, Option<Width>)>> {
+    pub fn as_called(&self, call: &GraphCall, sizes: &[String]) -> Option<Called> {
         let segments: Vec<String> = call.path.segments.iter().map(|s| s.ident.to_string()).collect();
         let written = &segments[..segments.len().saturating_sub(1)];
         if written != self.prefix || call.name != self.name.as_str() || call.stack.is_some() {
@@ -215,12 +249,41 @@ impl Signature {
             .map(|e| crate::width::parse(e, sizes).ok())
             .collect::<Option<_>>()?;
         let value = |atom: &str| names.iter().position(|n| n == atom).map(|i| values[i].clone());
-        Some(
-            self.inputs
-                .iter()
+        let called = |list: &[(String, Option<Width>)]| -> Vec<(String, Option<Width>)> {
+            list.iter()
                 .map(|(n, w)| (n.clone(), w.as_ref().map(|w| w.substitute(&value))))
+                .collect()
+        };
+        Some(Called {
+            inputs: called(&self.inputs),
+            outputs: self.outputs.as_deref().map(called),
+        })
+    }
+
+    /// Whether this is the graph `name` of the invocation.
+    pub fn is(&self, name: &str) -> bool {
+        self.prefix.is_empty() && self.name == name
+    }
+
+    /// Its outputs' widths from its checked graph, those written in its
+    /// sizes only (a width through a graph nested in it stays unknown).
+    pub fn learn_outputs(&mut self, g: &crate::ir::Graph) {
+        let sizes: Vec<String> = g
+            .const_sizes
+            .iter()
+            .chain(&g.runtime_sizes)
+            .map(Ident::to_string)
+            .collect();
+        self.outputs = Some(
+            g.outputs
+                .iter()
+                .map(|(name, k)| {
+                    let w = &g.nodes[*k].width;
+                    let known = w.atoms().all(|a| sizes.iter().any(|s| s == a));
+                    (name.to_string(), known.then(|| w.clone()))
+                })
                 .collect(),
-        )
+        );
     }
 }
 
@@ -305,8 +368,8 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
                 }
                 (super::RawKind::Host(call, expect), None) => {
                     // A graph of this invocation: its inputs are known here.
-                    let known = siblings.iter().find_map(|s| s.inputs_as_called(call, sizes));
-                    match known.map(|known| check_known_inputs(node, call, &known, &flows)) {
+                    let known = siblings.iter().find_map(|s| s.as_called(call, sizes));
+                    match known.map(|known| check_known_inputs(node, call, &known, *expect, &flows)) {
                         Some(Err(e)) => Err(e),
                         _ => infer_host(k, node, call, *expect, &flows, atoms, deferred),
                     }
@@ -318,10 +381,20 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
                     Some(NodeKind::Nested(n)) => n.stack.as_ref().map(|(d, _)| d.clone()),
                     _ => None,
                 };
-                match (stack, select) {
-                    (Some(depth), Select::Index(o)) => {
+                // An output of a graph the macro knows: its width in our sizes.
+                let known = match &raw[*host].kind {
+                    RawKind::Host(call, _) => siblings.iter().find_map(|s| s.as_called(call, sizes)),
+                    _ => None,
+                };
+                let known = known.and_then(|c| c.outputs).and_then(|outputs| match select {
+                    Select::Index(j) => outputs.get(*j).cloned(),
+                    Select::Name(n) => outputs.into_iter().find(|(o, _)| n == o.as_str()),
+                });
+                match (stack, select, known) {
+                    (Some(depth), Select::Index(o), _) => {
                         Ok(stack_output(*host, *o, &depth, raw, atoms, deferred))
                     }
+                    (None, _, Some((_, Some(width)))) => Ok(width),
                     _ => Ok(output_atom(*host, select, raw, atoms, deferred)),
                 }
             }
@@ -502,10 +575,27 @@ fn infer_width(
 fn check_known_inputs(
     node: &RawNode,
     call: &GraphCall,
-    known: &[(String, Option<Width>)],
+    known: &Called,
+    expect_outputs: Option<usize>,
     inputs: &[Flow],
 ) -> syn::Result<()> {
     let graph = &call.name;
+    if let (Some(outputs), Some(n)) = (&known.outputs, expect_outputs) {
+        if outputs.len() != n {
+            let names: Vec<String> = outputs.iter().map(|(o, _)| format!("`{o}`")).collect();
+            return Err(syn::Error::new(
+                call.name.span(),
+                format!(
+                    "node `{}`: `{graph}` has {} output(s) ({}), but they are given to {n} name(s)\n\
+                     = help: bind as many names, or take one output by name: `{graph}(..).output`",
+                    node.name,
+                    outputs.len(),
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    let known = &known.inputs;
     let names: Vec<String> = known.iter().map(|(n, _)| format!("`{n}`")).collect();
     if call.input_names.iter().all(Option::is_none) && inputs.len() != known.len() {
         return Err(syn::Error::new(
