@@ -29,26 +29,16 @@ graph! {
 }
 
 graph! {
-    /// An LSTM layer with sizes given at run time, as char_rnn declares it.
-    #[recurrent(h = h_next, c = c_next)]
-    pub Lstm[input, hidden](x: [input], h: [hidden], c: [hidden]) -> (h_next, c_next) {
-        #[params(weight = weight_ih, bias = bias_ih)]
-        ih = Linear(input, 4 * hidden)(x);
-        #[params(weight = weight_hh, bias = bias_hh)]
-        hh = Linear(hidden, 4 * hidden)(h);
-        (i, f, g, o) = Split(4)(CAdd()(ih, hh));
-        c_next = CAdd()(CMul()(Sigmoid()(f), c), CMul()(Sigmoid()(i), Tanh()(g)));
-        h_next = CMul()(Sigmoid()(o), Tanh()(c_next));
-    }
-
-    /// W4: char_rnn's default model, two nested LSTM layers with dropout
-    /// (0 here) between them and before the output layer, and the loss.
+    /// W4: char_rnn's model as it was declared before stacks, two nested
+    /// LSTM layers (the shipped `LstmLayer`, torch's gate order) with
+    /// dropout (0 here) between them and before the output layer, and the
+    /// loss.
     #[recurrent(h1 = h1_next, c1 = c1_next, h2 = h2_next, c2 = c2_next)]
     pub CharLstm[vocab, hidden](x: usize, h1: [hidden], c1: [hidden], h2: [hidden], c2: [hidden], target: usize)
         -> (loss, h1_next, c1_next, h2_next, c2_next)
     {
-        (h1_next, c1_next) = Lstm[hidden, hidden](Embedding(vocab, hidden)(x), h1, c1);
-        (h2_next, c2_next) = Lstm[hidden, hidden](Dropout(0.0)(h1_next), h2, c2);
+        (h1_next, c1_next) = nngraph::cells::LstmLayer[hidden, hidden](Embedding(vocab, hidden)(x), h1, c1);
+        (h2_next, c2_next) = nngraph::cells::LstmLayer[hidden, hidden](Dropout(0.0)(h1_next), h2, c2);
         loss = CrossEntropy()(Linear(hidden, vocab)(Dropout(0.0)(h2_next)), target);
     }
 

@@ -223,15 +223,35 @@ impl<F: Float> Visit<F> for ForwardVisit<'_, '_, F> {
     }
 
     fn stack<A: Graph<F>, B: Graph<F>>(&mut self, k: usize, stack: &Stack<A, B>) -> Result<()> {
-        let l = self.place.layer();
-        let range = layer_params(stack, l, self.ranges[k].start);
-        match l {
-            0 => self.descend(k, 0, range, stack.first()),
-            l => match stack.rest().get(l - 1) {
-                Some(layer) => self.descend(k, l, range, layer),
-                None => Err(node_error(self.spec, k, format!("has no layer {l}"))),
-            },
-        }
+        let (l, start) = (self.place.layer(), self.ranges[k].start);
+        visit_layer(self, self.spec, k, l, stack, start)
+    }
+}
+
+/// A pass's visitor that descends into nested graphs.
+trait Descend<F: Float> {
+    /// Runs the unit in nested graph `index` of host `k`, whose parameters
+    /// are `range` of this graph's.
+    fn descend<G: Graph<F>>(&mut self, k: usize, index: usize, range: Range<usize>, graph: &G) -> Result<()>;
+}
+
+/// Descends into layer `l` of the stack at node `k` of `spec`, whose
+/// parameters start at `start`.
+fn visit_layer<F: Float, V: Descend<F>, A: Graph<F>, B: Graph<F>>(
+    visit: &mut V,
+    spec: &GraphSpec,
+    k: usize,
+    l: usize,
+    stack: &Stack<A, B>,
+    start: usize,
+) -> Result<()> {
+    let range = layer_params(stack, l, start);
+    match l {
+        0 => visit.descend(k, 0, range, stack.first()),
+        l => match stack.rest().get(l - 1) {
+            Some(layer) => visit.descend(k, l, range, layer),
+            None => Err(node_error(spec, k, format!("has no layer {l}"))),
+        },
     }
 }
 
@@ -252,9 +272,7 @@ fn layer_params<F: Float, A: Graph<F>, B: Graph<F>>(
     }
 }
 
-impl<F: Float> ForwardVisit<'_, '_, F> {
-    /// Runs the unit in nested graph `index` of host `k`, whose parameters
-    /// are `range` of this graph's.
+impl<F: Float> Descend<F> for ForwardVisit<'_, '_, F> {
     fn descend<G: Graph<F>>(&mut self, k: usize, index: usize, range: Range<usize>, graph: &G) -> Result<()> {
         let spec = self.spec;
         let place = self.place.inside(spec, k, index)?;
@@ -372,21 +390,12 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
     }
 
     fn stack<A: Graph<F>, B: Graph<F>>(&mut self, k: usize, stack: &Stack<A, B>) -> Result<()> {
-        let l = self.place.layer();
-        let range = layer_params(stack, l, self.ranges[k].start);
-        match l {
-            0 => self.descend(k, 0, range, stack.first()),
-            l => match stack.rest().get(l - 1) {
-                Some(layer) => self.descend(k, l, range, layer),
-                None => Err(node_error(self.spec, k, format!("has no layer {l}"))),
-            },
-        }
+        let (l, start) = (self.place.layer(), self.ranges[k].start);
+        visit_layer(self, self.spec, k, l, stack, start)
     }
 }
 
-impl<F: Float> BackwardVisit<'_, '_, F> {
-    /// Runs the unit in nested graph `index` of host `k`, whose parameters
-    /// are `range` of this graph's.
+impl<F: Float> Descend<F> for BackwardVisit<'_, '_, F> {
     fn descend<G: Graph<F>>(&mut self, k: usize, index: usize, range: Range<usize>, graph: &G) -> Result<()> {
         let spec = self.spec;
         let place = self.place.inside(spec, k, index)?;
