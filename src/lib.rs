@@ -147,8 +147,46 @@ pub use graph_macros as __macros;
 /// declared: `(y, h1) = RnnCell(x, h0);`, one output by name with
 /// `RnnCell(x, h0).new_h`, sizes with `LstmCell<I, H>(x, h, c)` or
 /// `CharRnn[v, h](x, h0)`. Its parameters join the outer buffer under the
-/// host node's name (`y_rnncell.x2h.weight`); its widths are checked by const
-/// assertions on your tokens when the outer graph is instantiated.
+/// host node's name (`y_rnncell.x2h.weight`). A graph of the same `graph!`
+/// block, or a shipped cell named by its path (`nngraph::cells::LstmCell`),
+/// is checked by the macro itself; one from elsewhere by const assertions
+/// on your tokens when the outer graph is instantiated.
+///
+/// **Stacks.** `Stack(depth, First, Rest)(x, h, ..)` is `depth` layers (a
+/// run-time size, a const generic or a number): the first of graph `First`,
+/// the others of `Rest` (`Stack(depth, Layer)` when they are alike). Input 0
+/// goes through the layers in order; every other input is a group, one
+/// block of columns per layer (`h: [layers * hidden]`); the outputs are the
+/// top layer's output 0, then each output of every layer as a group. Layer
+/// `l`'s tensor `t` is named `node.t_l<l>` (`#[params(inline)]` drops
+/// `node.`), as `torch.nn.LSTM` names them. Each layer runs as a loop of its
+/// own over a sequence. The shipped `cells::Lstm`, `Gru` and `Rnn` are such
+/// stacks, equal to torch's with `num_layers`:
+///
+/// ```
+/// use nngraph::prelude::*;
+///
+/// graph! {
+///     #[recurrent(h = new_h)]
+///     pub Elman[input, hidden](x: [input], h: [hidden]) -> (new_h) {
+///         new_h = Tanh()(CAdd()(Linear(input, hidden)(x), Linear(hidden, hidden)(h)));
+///     }
+///
+///     /// `layers` Elman layers: the first reads 3 wide, the others 8.
+///     #[recurrent(h = h_n)]
+///     pub Deep[layers](x: [3], h: [layers * 8]) -> (y, h_n) {
+///         (y, h_n) = Stack(layers, Elman[3, 8], Elman[8, 8])(x, h);
+///     }
+/// }
+///
+/// let mut g = Deep::<f32>::new(&mut StdRng::seed_from_u64(0), 3)?;
+/// assert!(g.param("y_elman.new_h_linear.weight_l2").is_ok());
+/// let mut tape = g.tape();
+/// let xs = Array3::from_elem((5, 2, 3), 0.5);             // 5 steps of 2 samples
+/// let out = g.forward_seq(&mut tape, &xs, &Absent)?;      // every layer from zero
+/// assert_eq!((out.y.dim(), out.h_n.dim()), ((5, 2, 8), (5, 2, 24)));
+/// # Ok::<(), nngraph::Error>(())
+/// ```
 ///
 /// **Parameters** sit in one flat buffer in declaration order (nested calls
 /// before the node that uses them), torch layout (`Linear`: `weight`

@@ -25,6 +25,20 @@
 //! dict of `nn.LSTM(input, hidden, num_layers)` loads unchanged. The
 //! states of all layers are one group each, `layers * hidden` wide: layer
 //! `l` is columns `l·hidden..(l+1)·hidden` (torch's `h_0[l]`).
+//!
+//! ```
+//! use graph_runtime::cells::Lstm;
+//! use graph_runtime::prelude::*;
+//!
+//! // torch.nn.LSTM(4, 8, num_layers=2): a state dict of it loads with `load`.
+//! let mut lstm = Lstm::<f32>::new(&mut StdRng::seed_from_u64(0), 4, 8, 2)?;
+//! assert_eq!(lstm.param("weight_ih_l1")?.shape(), &[32, 8]);
+//! let mut tape = lstm.tape();
+//! let xs = Array3::<f32>::zeros((3, 1, 4)); // 3 steps of 1 sample
+//! let out = lstm.forward_seq(&mut tape, &xs, &Absent, &Absent)?;
+//! assert_eq!((out.y.dim(), out.h_n.dim()), ((3, 1, 8), (3, 1, 16)));
+//! # Ok::<(), graph_runtime::Error>(())
+//! ```
 
 use graph_macros::graph;
 
