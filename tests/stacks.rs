@@ -56,6 +56,26 @@ graph! {
         loss = CrossEntropy()(Linear(hidden, vocab)(y), target);
     }
 
+    /// Two Elman layers as one layer of a bigger stack: a state group inside
+    /// a state group.
+    #[recurrent(h = h_n)]
+    pub Pair[input](x: [input], h: [10]) -> (y, h_n) {
+        #[params(inline)]
+        (y, h_n) = Stack(2, Elman[input, 5], Elman[5, 5])(x, h);
+    }
+
+    /// A stack of three `Pair`s: six Elman layers, its state 3 blocks of 2.
+    #[recurrent(h = h_n)]
+    pub Nest(x: [3], h: [30]) -> (y, tops, h_n) {
+        (y, tops, h_n) = Stack(3, Pair[3], Pair[5])(x, h);
+    }
+
+    /// The same six layers as one stack.
+    #[recurrent(h = h_n)]
+    pub Six(x: [3], h: [30]) -> (y, h_n) {
+        (y, h_n) = Stack(6, Elman[3, 5], Elman[5, 5])(x, h);
+    }
+
     /// One Elman layer.
     #[recurrent(h = h_next)]
     pub Elman[input, hidden](x: [input], h: [hidden]) -> (h_next) {
@@ -397,4 +417,62 @@ fn every_depth_equals_its_layers_run_one_after_the_other() {
             1e-13,
         );
     }
+}
+
+/// A stack of stacks: blocks of blocks of the state, each layer's copies
+/// reading through two graphs that only pass them on. Equal to the six
+/// layers as one stack (same weights), and to finite differences.
+#[test]
+fn a_stack_of_stacks_equals_one_stack_of_its_layers() {
+    let mut nest = Nest::<f64>::new(&mut StdRng::seed_from_u64(6)).unwrap();
+    let mut six = Six::<f64>::zeros().unwrap();
+    for l in 0..6 {
+        let (outer, inner) = (l / 2, l % 2);
+        for t in [
+            "h_next_linear.weight",
+            "h_next_linear.bias",
+            "h_next_linear_2.weight",
+            "h_next_linear_2.bias",
+        ] {
+            let from = format!("y_pair.{t}_l{inner}_l{outer}");
+            let value = nest.param(&from).unwrap().to_owned();
+            six.param_mut(&format!("y_elman.{t}_l{l}"))
+                .unwrap()
+                .assign(&value);
+        }
+    }
+    let xs = Array3::from_shape_fn((4, 2, 3), |(t, b, j)| ((t * 5 + b * 3 + j) as f64 * 0.31).sin());
+    let h0 = Array2::from_shape_fn((2, 30), |(b, j)| ((b * 7 + j) as f64 * 0.17).cos() * 0.5);
+    let dy = Array3::from_shape_fn((4, 2, 5), |(t, b, j)| ((t + 2 * b + j) as f64 * 0.3).sin());
+    let mut tape = nest.tape();
+    let a = nest.forward_seq(&mut tape, &xs, &h0).unwrap().h_n.to_owned();
+    nest.backward_seq(&mut tape, &dy, &Absent, &Absent).unwrap();
+    let mut tape6 = six.tape();
+    let b = six.forward_seq(&mut tape6, &xs, &h0).unwrap().h_n.to_owned();
+    six.backward_seq(&mut tape6, &dy, &Absent).unwrap();
+    assert_close("h_n", a.iter().copied(), b.iter().copied(), 1e-14);
+    assert_close(
+        "dh",
+        tape.grad("h").unwrap().iter().copied(),
+        tape6.grad("h").unwrap().iter().copied(),
+        1e-14,
+    );
+    assert_close(
+        "dx",
+        tape.grad("x").unwrap().iter().copied(),
+        tape6.grad("x").unwrap().iter().copied(),
+        1e-14,
+    );
+    let loss =
+        |t: usize, o: usize, y: ArrayView2<f64>, grad: Option<ArrayViewMut2<f64>>| -> nngraph::Result<f64> {
+            let w = |j: usize| 0.3 + 0.1 * ((o * 7 + t * 3 + j) % 11) as f64;
+            if let Some(mut g) = grad {
+                g.indexed_iter_mut().for_each(|((_, j), v)| *v += w(j));
+            }
+            Ok(y.indexed_iter().map(|((_, j), v)| v * w(j)).sum())
+        };
+    let report = GradCheck::new()
+        .check_graph(&mut nest, &[Feed::Seq(xs.view()), Feed::Values(h0.view())], loss)
+        .unwrap();
+    assert!(report.passed(), "{report}");
 }

@@ -75,6 +75,18 @@ impl Block {
         (count > 1).then_some(Block { index, count })
     }
 
+    /// Block `inner` of the columns of block `outer` (either the whole slot
+    /// for `None`), as one block of the slot.
+    fn within(outer: Option<Block>, inner: Option<Block>) -> Option<Block> {
+        match (outer, inner) {
+            (None, b) | (b, None) => b,
+            (Some(o), Some(i)) => Some(Block {
+                index: o.index * i.count + i.index,
+                count: o.count * i.count,
+            }),
+        }
+    }
+
     /// The columns of `block` in a slot `width` wide (all of them for `None`).
     #[inline]
     pub fn columns(block: Option<Block>, width: usize) -> Range<usize> {
@@ -313,6 +325,8 @@ struct GraphAt {
     alias: Vec<Option<Alias>>,
     /// Its path from the top-level graph, as names: `y_lstm.`.
     prefix: String,
+    /// Whether it is a layer of a stack.
+    stack_layer: bool,
 }
 
 /// What produces a slot within a step.
@@ -403,6 +417,8 @@ fn producer_of(units: Vec<usize>) -> Producer {
 
 #[derive(Default)]
 struct Builder {
+    /// Whether the next graph composed is a stack's layer.
+    layer_next: bool,
     graphs: Vec<GraphAt>,
     units: Vec<Draft>,
 }
@@ -430,6 +446,25 @@ impl Builder {
         self.units[u].source = (source.graph, source.slot);
     }
 
+    /// Where a copy reading slot `slot` of graph `g`, columns `block`,
+    /// reads: what the slot aliases, or the slot (aliases are made only
+    /// where every reader can resolve them).
+    fn source(&self, g: usize, slot: usize, block: Option<Block>) -> Source {
+        self.resolve(g, slot, block).unwrap_or(Source {
+            graph: g,
+            slot,
+            block,
+        })
+    }
+
+    /// [`resolve`](Self::resolve), if the value is in a graph the one at
+    /// `path` is nested in (copies into a nested graph read from above;
+    /// the output of a stack's layer below is beside it, not above).
+    fn outer(&self, g: usize, slot: usize, block: Option<Block>, path: &[Hop]) -> Option<Source> {
+        self.resolve(g, slot, block)
+            .filter(|src| path.starts_with(&self.graphs[src.graph].path))
+    }
+
     /// Where the value of slot `slot` of graph `g`, columns `block`, is:
     /// the slot itself, or what it aliases. `None` when the alias cannot
     /// give those columns from one slot.
@@ -440,10 +475,10 @@ impl Builder {
                 slot,
                 block,
             }),
-            Some(Alias::Whole(src)) => match (src.block, block) {
-                (None, b) | (b, None) => Some(Source { block: b, ..*src }),
-                (Some(_), Some(_)) => None,
-            },
+            Some(Alias::Whole(src)) => Some(Source {
+                block: Block::within(src.block, block),
+                ..*src
+            }),
             Some(Alias::Blocks(srcs)) => match block {
                 Some(b) if srcs.len() == b.count => Some(srcs[b.index]),
                 _ => None,
@@ -491,6 +526,7 @@ impl Builder {
             nested: vec![Vec::new(); spec.nodes.len()],
             alias,
             prefix: prefix.clone(),
+            stack_layer: std::mem::take(&mut self.layer_next),
         });
         // The fused group of each node, if any.
         let mut fused: Vec<Option<usize>> = vec![None; spec.nodes.len()];
@@ -541,7 +577,7 @@ impl Builder {
                         // An input that only graphs nested deeper read is
                         // not copied here: they read its source.
                         if passes_through(inner.spec, i) {
-                            if let Some(src) = self.resolve(g, from, None) {
+                            if let Some(src) = self.outer(g, from, None, &inner_path) {
                                 aliases.push((i, Alias::Whole(src)));
                                 continue;
                             }
@@ -553,11 +589,7 @@ impl Builder {
                         let units: Vec<usize> = (0..blocks)
                             .map(|b| {
                                 let block = Block::of(b, blocks);
-                                let src = self.resolve(g, from, block).unwrap_or(Source {
-                                    graph: g,
-                                    slot: from,
-                                    block,
-                                });
+                                let src = self.source(g, from, block);
                                 let kind = UnitKind::Enter {
                                     input: j,
                                     layer: 0,
@@ -595,7 +627,7 @@ impl Builder {
                             // A layer that only passes the input on to a
                             // graph nested in it is not copied into.
                             if passes_through(inner.spec, j) {
-                                if let Some(src) = self.resolve(graph, slot, block) {
+                                if let Some(src) = self.outer(graph, slot, block, &inner_path) {
                                     aliases.push((j, Alias::Whole(src)));
                                     continue;
                                 }
@@ -603,21 +635,13 @@ impl Builder {
                             let u = if j == 0 && l > 0 {
                                 let below = self.graphs[g].nested[k][l - 1];
                                 let slot = self.graphs[below].spec.output_slot(0);
-                                let src = self.resolve(below, slot, None).unwrap_or(Source {
-                                    graph: below,
-                                    slot,
-                                    block: None,
-                                });
+                                let src = self.source(below, slot, None);
                                 let u = self.push(UnitKind::Link { layer: l }, g, k);
                                 self.copy_from(u, src);
                                 u
                             } else {
                                 let block = if j == 0 { None } else { Block::of(l, depth) };
-                                let src = self.resolve(g, from, block).unwrap_or(Source {
-                                    graph: g,
-                                    slot: from,
-                                    block,
-                                });
+                                let src = self.source(g, from, block);
                                 let kind = UnitKind::Enter {
                                     input: j,
                                     layer: l,
@@ -630,6 +654,7 @@ impl Builder {
                             };
                             enters.push((j, Producer::Whole(u)));
                         }
+                        self.layer_next = true;
                         let n = self.graph(inner, inner_path, format!("{}[{l}].", name(k)), enters, aliases);
                         self.graphs[g].nested[k].push(n);
                     }
@@ -658,32 +683,57 @@ impl Builder {
                     .collect()
             }
         };
-        // Where each copy reads: the nested output, or what it aliases.
-        let sources: Vec<Option<Source>> = copies
-            .iter()
-            .map(|&(layer, from, in_block, _)| {
-                let &n = inner.get(layer)?;
-                let inner_spec = self.graphs[n].spec;
-                (from < inner_spec.outputs.len()).then_some(())?;
-                self.resolve(n, inner_spec.output_slot(from), in_block)
-            })
-            .collect();
+        // Where each copy reads (the nested output, or what it aliases),
+        // a copy of an output aliased block by block becoming one per block:
+        // (layer, source, columns here).
+        let mut pieces: Vec<(usize, Source, Option<Block>)> = Vec::new();
+        for &(layer, from, in_block, out_block) in &copies {
+            let Some(&n) = inner.get(layer) else { continue };
+            let inner_spec = self.graphs[n].spec;
+            if from >= inner_spec.outputs.len() {
+                continue;
+            }
+            let at = inner_spec.output_slot(from);
+            match (&self.graphs[n].alias[at], in_block) {
+                (Some(Alias::Blocks(srcs)), None) => {
+                    let count = srcs.len();
+                    for (i, &src) in srcs.iter().enumerate() {
+                        let here = Block::within(out_block, Some(Block { index: i, count }));
+                        pieces.push((layer, src, here));
+                    }
+                }
+                _ => pieces.push((layer, self.source(n, at, in_block), out_block)),
+            }
+        }
         let slot = spec.node_slot(k);
         // In a nested graph, an output that nothing here reads is not
-        // copied: the graph outside reads it where it is made.
+        // copied: the graph outside reads it where it is made, whole or
+        // block by block.
         let returned = spec.outputs.iter().any(|o| o.node == k);
         let read_here = spec.nodes.iter().any(|n| n.inputs.contains(&slot));
-        if g != 0 && returned && !read_here && sources.iter().all(Option::is_some) {
-            let sources: Vec<Source> = sources.into_iter().flatten().collect();
-            self.graphs[g].alias[slot] = Some(match (sources.as_slice(), copies.as_slice()) {
-                ([one], [(_, _, _, None)]) => Alias::Whole(*one),
-                _ => Alias::Blocks(sources),
-            });
-            return;
+        // A stack's layer hands its output 0 to the next layer whole: that
+        // output stays one copy unless it is one source.
+        let linked = self.graphs[g].stack_layer && spec.outputs.first().is_some_and(|o| o.node == k);
+        let alias = match pieces.as_slice() {
+            [(_, src, None)] => Some(Alias::Whole(*src)),
+            _ if linked => None,
+            _ => {
+                let count = pieces.len();
+                let in_order = pieces
+                    .iter()
+                    .enumerate()
+                    .all(|(i, (_, _, b))| *b == Some(Block { index: i, count }));
+                in_order.then(|| Alias::Blocks(pieces.iter().map(|(_, src, _)| *src).collect()))
+            }
+        };
+        if g != 0 && returned && !read_here {
+            if let Some(alias) = alias {
+                self.graphs[g].alias[slot] = Some(alias);
+                return;
+            }
         }
-        let mut units = Vec::with_capacity(copies.len());
-        for (&(layer, _, _, out_block), src) in copies.iter().zip(sources) {
-            let Some(src) = src else { continue };
+        let mut units = Vec::with_capacity(pieces.len());
+        for (layer, src, out_block) in pieces {
             let kind = UnitKind::Leave {
                 layer,
                 outer: out_block,
