@@ -68,7 +68,7 @@ fn check_call(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option<N
             call.args_span,
             format!(
                 "node `{}`: `{layer_name}` takes {expected}, but {} given",
-                node.name,
+                node.statement,
                 count(call.args.len(), true)
             ),
         ));
@@ -79,7 +79,7 @@ fn check_call(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option<N
             call.inputs_span,
             format!(
                 "node `{}`: `{layer_name}` takes {}, but {} given",
-                node.name,
+                node.statement,
                 def.arity.describe(),
                 count(call.inputs.len(), true)
             ),
@@ -115,7 +115,7 @@ fn check_call(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option<N
                     arg,
                     format!(
                         "node `{}`: `{layer_name}` argument `{arg_name}`: {msg}",
-                        node.name
+                        node.statement
                     ),
                 ));
                 ok = false;
@@ -214,7 +214,7 @@ fn check_custom(node: &RawNode, sizes: &[String], errors: &mut Errors) -> Option
     if call.inputs.is_empty() {
         errors.push(syn::Error::new(
             call.inputs_span,
-            format!("node `{}`: `{}` is given no inputs", node.name, call.layer),
+            format!("node `{}`: `{}` is given no inputs", node.statement, call.layer),
         ));
         return None;
     }

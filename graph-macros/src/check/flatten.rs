@@ -33,6 +33,7 @@ pub(super) fn statements<'a>(scope: &mut Scope<'a>) -> Vec<RawNode<'a>> {
                     raw.push(RawNode {
                         name: name.clone(),
                         generated: false,
+                        statement: name.clone(),
                         kind: RawKind::Layer(call),
                         inputs: shared
                             .iter()
@@ -89,6 +90,7 @@ pub(super) fn statements<'a>(scope: &mut Scope<'a>) -> Vec<RawNode<'a>> {
                     raw.push(RawNode {
                         name: name.clone(),
                         generated: false,
+                        statement: name.clone(),
                         kind: RawKind::Output { host, select },
                         inputs: vec![RawInput::Anonymous(host, call.name.span())],
                         split: None,
@@ -135,6 +137,7 @@ fn flatten_inputs<'a>(
                 raw.push(RawNode {
                     name,
                     generated: true,
+                    statement: statement.clone(),
                     kind: RawKind::Output { host, select },
                     inputs: vec![RawInput::Anonymous(host, inner.name.span())],
                     split: None,
@@ -168,6 +171,7 @@ fn flatten<'a>(
     raw.push(RawNode {
         name,
         generated,
+        statement: statement.clone(),
         kind: RawKind::Layer(call),
         inputs,
         split: None,
@@ -188,6 +192,7 @@ fn flatten_graph<'a>(
     raw.push(RawNode {
         name,
         generated: true,
+        statement: statement.clone(),
         kind: RawKind::Host(call, outputs),
         inputs,
         split: None,

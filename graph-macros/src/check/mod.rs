@@ -232,6 +232,9 @@ struct RawNode<'a> {
     name: Ident,
     /// Whether the name was generated for a nested call.
     generated: bool,
+    /// The statement the node comes from: what messages call it, since a
+    /// generated name (`y_linear`) is nothing the user wrote.
+    statement: Ident,
     kind: RawKind<'a>,
     inputs: Vec<RawInput<'a>>,
     /// For `(a, b, ..) = Split(n)(x)`: this node's position and `n`.

@@ -336,7 +336,7 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
             };
             let name = match *src {
                 Source::Input(i) => inputs[i].name.to_string(),
-                Source::Node(j) => raw[j].name.to_string(),
+                Source::Node(j) => shown_as_input(raw, j),
             };
             flows.push(Flow {
                 width,
@@ -420,7 +420,7 @@ fn need_values<'f>(node: &RawNode, flow: &'f Flow) -> syn::Result<&'f Width> {
             format!(
                 "node `{}`: `{}` takes values, but `{}` holds integer ids\n\
                  = help: turn ids into values with `Embedding(vocab, dim)({})`",
-                node.name,
+                node.statement,
                 node.what(),
                 flow.name,
                 flow.name
@@ -467,7 +467,7 @@ fn infer_width(
             let (n_in, n_out) = (arg(0), arg(1));
             let message = format!(
                 "node `{}`: `{call}({n_in}, {n_out})` expects an input of width {n_in}, but `{}` has width {w}",
-                node.name, inputs[0].name
+                node.statement, inputs[0].name
             );
             require(
                 w.equals(&n_in),
@@ -486,7 +486,7 @@ fn infer_width(
                 let message = format!(
                     "node `{}`: `{call}` is element-wise, so its inputs must have one width, \
                      but `{}` has width {first} and `{}` has width {w}",
-                    node.name, inputs[0].name, flow.name
+                    node.statement, inputs[0].name, flow.name
                 );
                 require(
                     w.equals(first),
@@ -511,7 +511,7 @@ fn infer_width(
             let end = offset.add(&length);
             let message = format!(
                 "node `{}`: `{call}({offset}, {length})` takes columns {offset}..{end}, but `{}` has width {w}",
-                node.name, inputs[0].name
+                node.statement, inputs[0].name
             );
             require(
                 end.at_most(w),
@@ -529,7 +529,7 @@ fn infer_width(
                     format!(
                         "node `{}`: `{call}` looks up integer ids, but `{}` holds values\n\
                          = help: declare the ids as an input `name: usize`",
-                        node.name, inputs[0].name
+                        node.statement, inputs[0].name
                     ),
                 ));
             }
@@ -541,7 +541,7 @@ fn infer_width(
             let message = format!(
                 "node `{}`: `{call}` compares a prediction and a target of one width, \
                  but `{}` has width {prediction} and `{}` has width {target}",
-                node.name, inputs[0].name, inputs[1].name
+                node.statement, inputs[0].name, inputs[1].name
             );
             require(
                 target.equals(prediction),
@@ -560,7 +560,7 @@ fn infer_width(
                     format!(
                         "node `{}`: `{call}` takes the target classes as integer ids, but `{}` holds values\n\
                          = help: declare the target as an input `name: usize`",
-                        node.name, inputs[1].name
+                        node.statement, inputs[1].name
                     ),
                 ));
             }
@@ -588,7 +588,7 @@ fn check_known_inputs(
                 format!(
                     "node `{}`: `{graph}` has {} output(s) ({}), but they are given to {n} name(s)\n\
                      = help: bind as many names, or take one output by name: `{graph}(..).output`",
-                    node.name,
+                    node.statement,
                     outputs.len(),
                     names.join(", ")
                 ),
@@ -602,7 +602,7 @@ fn check_known_inputs(
             call.inputs_span,
             format!(
                 "node `{}`: `{graph}` takes {} input(s) ({}), but it is given {}",
-                node.name,
+                node.statement,
                 known.len(),
                 names.join(", "),
                 inputs.len()
@@ -622,7 +622,7 @@ fn check_known_inputs(
                 flow.span,
                 format!(
                     "node `{}`: input `{name}` of `{graph}` is {want} wide, but `{}` is {got} wide",
-                    node.name, flow.name
+                    node.statement, flow.name
                 ),
             ));
         }
@@ -675,7 +675,7 @@ fn infer_host(
             // when the check is expanded.
             message: format!(
                 "node `{}`: input {i} of `{graph}` has width {name}, but `{}` has width {w}",
-                node.name, flow.name
+                node.statement, flow.name
             ),
             span: flow.span,
         });
@@ -798,7 +798,7 @@ fn infer_stack(
                 of_first.clone(),
                 format!(
                     "node `{}`: the stack's first layer `{first}` takes input 0 of width {of_first}, but `{}` has width {w}",
-                    node.name, flow.name
+                    node.statement, flow.name
                 ),
                 flow.span,
                 None,
@@ -811,7 +811,7 @@ fn infer_stack(
             group.clone(),
             format!(
                 "node `{}`: input {i} of the stack is a group, one block per layer ({}): it takes width {group}, but `{}` has width {w}",
-                node.name,
+                node.statement,
                 match depth.as_const() {
                     Some(d) => format!("{d} layers"),
                     None => format!("`{depth}` layers"),
@@ -827,7 +827,7 @@ fn infer_stack(
             of_upper.clone(),
             format!(
                 "node `{}`: input {i} of the first layer `{first}` has width {of_first}, but the upper layers' (`{upper}`) has width {of_upper}: a group has one width",
-                node.name
+                node.statement
             ),
             stack.rest.name.span(),
             None,
@@ -843,7 +843,7 @@ fn infer_stack(
         first_out.clone(),
         format!(
             "node `{}`: the upper layers (`{upper}`) take input 0 of width {upper_in}, but the first layer's output 0 has width {first_out}",
-            node.name
+            node.statement
         ),
         stack.rest.name.span(),
         None,
@@ -856,7 +856,7 @@ fn infer_stack(
             upper_in.clone(),
         format!(
             "node `{}`: an upper layer (`{upper}`) gives output 0 of width {upper_out} to the next, which takes width {upper_in}",
-            node.name
+            node.statement
         ),
         stack.rest.name.span(),
         None,
@@ -960,7 +960,7 @@ fn stack_output(
         claim: Claim::Equal(of_first.clone(), of_upper.clone()),
         message: format!(
             "node `{}`: output {j} of the first layer `{first}` has width {of_first}, but the upper layers' (`{upper}`) has width {of_upper}: a group has one width",
-            raw[host].name
+            raw[host].statement
         ),
         span: stack.rest.name.span(),
     });
@@ -996,6 +996,39 @@ fn graph_label(call: &GraphCall) -> String {
         label += &format!("[{}]", sizes.join(", "));
     }
     label
+}
+
+/// How messages name node `j` where another reads it: its name when the
+/// user gave one, else the call as written (`Linear(H, 3 * H)`,
+/// `Cell(..).y`), since a generated name is nothing the user wrote.
+fn shown_as_input(raw: &[RawNode], j: usize) -> String {
+    let node = &raw[j];
+    if !node.generated {
+        return node.name.to_string();
+    }
+    match &node.kind {
+        RawKind::Layer(call) => {
+            let args: Vec<String> = call.args.iter().map(expr_text).collect();
+            format!("{}({})", call.layer, args.join(", "))
+        }
+        RawKind::Host(call, _) => format!("{}(..)", call.name),
+        RawKind::Output { host, select } => {
+            let host = match &raw[*host].kind {
+                RawKind::Host(call, _) => call.name.to_string(),
+                _ => raw[*host].name.to_string(),
+            };
+            match select {
+                Select::Name(n) => format!("{host}(..).{n}"),
+                Select::Index(0) => format!("{host}(..)"),
+                Select::Index(i) => format!("output {i} of {host}(..)"),
+            }
+        }
+    }
+}
+
+/// An expression as written (spaced by tokens: `3 * H`).
+fn expr_text(e: &syn::Expr) -> String {
+    quote::quote!(#e).to_string()
 }
 
 /// The atom standing for a user layer's output width.
