@@ -117,6 +117,8 @@ pub struct Input {
 pub struct Node {
     /// The user's name, or a generated one spanned on the nested call.
     pub name: Ident,
+    /// The name messages give it: the statement's, which the user wrote.
+    pub statement: Ident,
     pub kind: NodeKind,
     pub inputs: Vec<Source>,
     pub width: Width,

@@ -13,7 +13,7 @@
 //! `#[diagnostic::do_not_recommend]`, so that rustc does not list them,
 //! which would point users into this file.
 
-use ndarray::{ArrayBase, ArrayView2, ArrayView3, Data, Ix1, Ix2, Ix3};
+use ndarray::{ArrayBase, ArrayView2, ArrayView3, Data};
 use std::borrow::Cow;
 
 /// What a pass is given for one declared input, or (to backward) for one
@@ -100,17 +100,11 @@ pub trait AsBatch<F> {
     }
 }
 
+// Over every dimension, with the dimension as a bound (see `AsSeq`'s impl).
 #[diagnostic::do_not_recommend]
-impl<F, S: Data<Elem = F>> AsBatch<F> for ArrayBase<S, Ix2> {
+impl<F, S: Data<Elem = F>, D: dims::Batch> AsBatch<F> for ArrayBase<S, D> {
     fn as_batch(&self) -> ArrayView2<'_, F> {
-        self.view()
-    }
-}
-
-#[diagnostic::do_not_recommend]
-impl<F, S: Data<Elem = F>> AsBatch<F> for ArrayBase<S, Ix1> {
-    fn as_batch(&self) -> ArrayView2<'_, F> {
-        self.view().insert_axis(ndarray::Axis(0))
+        D::batch(self.view())
     }
 }
 
@@ -185,7 +179,7 @@ impl<const N: usize> AsIds for [usize; N] {
 }
 
 #[diagnostic::do_not_recommend]
-impl<S: Data<Elem = usize>> AsIds for ArrayBase<S, Ix1> {
+impl<S: Data<Elem = usize>, D: dims::Ids> AsIds for ArrayBase<S, D> {
     fn as_ids(&self) -> Cow<'_, [usize]> {
         match self.as_slice() {
             Some(ids) => Cow::Borrowed(ids),
@@ -220,10 +214,14 @@ pub trait AsSeq<F> {
     }
 }
 
+// Over every dimension, with the dimension as a bound: an array of another
+// one then fails that bound, which `do_not_recommend` keeps out of the
+// message, instead of matching no impl, for which rustc quotes the nearest
+// impl from this file.
 #[diagnostic::do_not_recommend]
-impl<F, S: Data<Elem = F>> AsSeq<F> for ArrayBase<S, Ix3> {
+impl<F, S: Data<Elem = F>, D: dims::Seq> AsSeq<F> for ArrayBase<S, D> {
     fn as_seq(&self) -> ArrayView3<'_, F> {
-        self.view()
+        D::seq(self.view())
     }
 }
 
@@ -254,9 +252,9 @@ pub trait AsIdSeq {
 }
 
 #[diagnostic::do_not_recommend]
-impl<S: Data<Elem = usize>> AsIdSeq for ArrayBase<S, Ix2> {
+impl<S: Data<Elem = usize>, D: dims::IdSeq> AsIdSeq for ArrayBase<S, D> {
     fn as_id_seq(&self) -> ArrayView2<'_, usize> {
-        self.view()
+        D::id_seq(self.view())
     }
 }
 
@@ -313,6 +311,56 @@ pub mod to_feed {
             Feed::IdSeq(x.as_id_seq())
         } else {
             Feed::Absent
+        }
+    }
+}
+
+/// The dimensions each argument trait accepts, as bounds (see [`AsSeq`]'s
+/// impl for why).
+mod dims {
+    use ndarray::{ArrayView, ArrayView2, ArrayView3, Axis, Dimension, Ix1, Ix2, Ix3};
+
+    /// A `(steps, batch, width)` sequence: 3-D.
+    pub trait Seq: Dimension {
+        fn seq<F>(view: ArrayView<'_, F, Self>) -> ArrayView3<'_, F>;
+    }
+
+    impl Seq for Ix3 {
+        fn seq<F>(view: ArrayView<'_, F, Self>) -> ArrayView3<'_, F> {
+            view
+        }
+    }
+
+    /// A `(batch, width)` matrix, or one sample as a row: 2-D or 1-D.
+    pub trait Batch: Dimension {
+        fn batch<F>(view: ArrayView<'_, F, Self>) -> ArrayView2<'_, F>;
+    }
+
+    impl Batch for Ix2 {
+        fn batch<F>(view: ArrayView<'_, F, Self>) -> ArrayView2<'_, F> {
+            view
+        }
+    }
+
+    impl Batch for Ix1 {
+        fn batch<F>(view: ArrayView<'_, F, Self>) -> ArrayView2<'_, F> {
+            view.insert_axis(Axis(0))
+        }
+    }
+
+    /// One id per sample: 1-D.
+    pub trait Ids: Dimension {}
+
+    impl Ids for Ix1 {}
+
+    /// `(steps, batch)` ids: 2-D.
+    pub trait IdSeq: Dimension {
+        fn id_seq(view: ArrayView<'_, usize, Self>) -> ArrayView2<'_, usize>;
+    }
+
+    impl IdSeq for Ix2 {
+        fn id_seq(view: ArrayView<'_, usize, Self>) -> ArrayView2<'_, usize> {
+            view
         }
     }
 }

@@ -194,6 +194,11 @@ pub struct Backward<'a, F> {
 /// assert!(report.passed(), "{report}");
 /// # Ok::<(), graph_runtime::Error>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a layer: it does not implement `Layer<{F}>`",
+    label = "used as a layer here",
+    note = "a type called as a layer in `graph!` implements `nngraph::Layer<F>` (its forward, backward and parameter shapes) and has a `new` taking the arguments written in `()`"
+)]
 pub trait Layer<F: Float>: fmt::Debug {
     /// The layer's name as written in `graph!`, for messages and pictures.
     fn kind(&self) -> &'static str;

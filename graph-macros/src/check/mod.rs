@@ -140,6 +140,7 @@ fn check_graph(decl: &GraphDecl, siblings: &[widths::Signature]) -> syn::Result<
             Some(Node {
                 params,
                 name: node.name.clone(),
+                statement: node.statement.clone(),
                 kind: kind?,
                 inputs: sources?.into_iter().map(|(s, _)| s).collect(),
                 width: width?,

@@ -405,7 +405,7 @@ impl Expander<'_> {
                 continue;
             }
             let what = match node {
-                Some(node) => format!("node `{}`: {what}", node.name),
+                Some(node) => format!("node `{}`: {what}", node.statement),
                 None => what,
             };
             let value = w.to_i128_tokens(&|atom| self.atom_tokens(atom));
@@ -484,7 +484,10 @@ impl Expander<'_> {
                     format!("), but the stack is given {n}")
                 };
                 return vec![
-                    Piece::Text(format!("node `{}`: the stack's layer `{graph}` has ", node.name)),
+                    Piece::Text(format!(
+                        "node `{}`: the stack's layer `{graph}` has ",
+                        node.statement
+                    )),
                     Piece::Num(quote!(#spec.#list.len())),
                     Piece::Text(format!(" {what}(s) (")),
                     Piece::Names(quote!(#rt::__private::names_in(#spec, #outputs))),
@@ -513,7 +516,7 @@ impl Expander<'_> {
                 format!("), but it is given {n}")
             };
             return vec![
-                Piece::Text(format!("node `{}`: `{graph}` has ", node.name)),
+                Piece::Text(format!("node `{}`: `{graph}` has ", node.statement)),
                 Piece::Num(quote!(#spec.#list.len())),
                 Piece::Text(format!(" {what}(s) (")),
                 Piece::Names(quote!(#rt::__private::names_in(#spec, #outputs))),

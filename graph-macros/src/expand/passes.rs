@@ -90,10 +90,18 @@ impl Expander<'_> {
                         quote!(#k => #visit.stack(#k, &layers.#f),)
                     }
                     _ if host => quote!(#k => #visit.nested(#k, &layers.#f),),
-                    // On the user's type: a type that is no `Layer` is reported there.
+                    // On the user's type: a type that is no `Layer` is reported
+                    // there, and the bound it misses is this local function's,
+                    // spanned there too, not `Visit::layer`'s in the library.
                     NodeKind::Custom { path, .. } => {
                         let at = Span::call_site().located_at(path.span());
-                        quote_spanned!(at=> #k => #visit.layer::<_, #arity>(#k, &layers.#f),)
+                        let rt = respan(rt.clone(), at);
+                        quote_spanned!(at=> #k => {
+                            fn a_layer<F: #rt::Float, L: #rt::Layer<F>>(layer: &L) -> &L {
+                                layer
+                            }
+                            #visit.layer::<_, #arity>(#k, a_layer::<F, _>(&layers.#f))
+                        })
                     }
                     _ => quote!(#k => #visit.layer::<_, #arity>(#k, &layers.#f),),
                 }
@@ -135,4 +143,21 @@ impl Expander<'_> {
             }
         }
     }
+}
+
+/// `tokens`, every one located at `at` (keeping its hygiene).
+fn respan(tokens: TokenStream, at: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut t| {
+            if let proc_macro2::TokenTree::Group(g) = &t {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), at));
+                group.set_span(at);
+                t = group.into();
+            } else {
+                t.set_span(t.span().located_at(at));
+            }
+            t
+        })
+        .collect()
 }
