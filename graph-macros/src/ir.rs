@@ -38,6 +38,9 @@ pub struct Stub {
     /// the stub as the real expansion would, so that the user's imports of
     /// them are used and do not warn.
     pub nested: Vec<(syn::Path, Option<syn::AngleBracketedGenericArguments>)>,
+    /// Nested graphs given their sizes wrongly (a reported mistake): named
+    /// by a `use` only, since a type with those sizes is a second error.
+    pub misnamed: Vec<syn::Path>,
 }
 
 /// One graph, checked: every name resolved, every width known (perhaps as an

@@ -129,6 +129,34 @@ fn element_wise_mismatch_names_both_widths() {
     );
 }
 
+#[test]
+fn sizes_in_the_wrong_brackets_or_of_the_wrong_count_are_spanned_errors() {
+    let errs = errors(
+        "pub Inner<const H: usize>(x: [H]) -> y { y = Tanh()(x); }
+         pub Outer[n](x: [3]) -> (a, b, c, d) {
+             a = Inner[3](x);
+             b = Inner<3, 4>(x);
+             c = GruCell[3, 4](x, x).h_next;
+             d = nngraph::cells::Rnn<3, 4, 1>(x, x).y;
+         }",
+    );
+    assert_eq!(
+        errs,
+        [
+            "`Inner` takes its sizes as const generics, in `<..>`: `Inner<H>`\n= help: write `Inner<3>`",
+            "`Inner` takes 1 size(s) (H), but it is given 2\n= help: write `Inner<H>`",
+            "`GruCell` takes its sizes as const generics, in `<..>`: `GruCell<I, H>`\n= help: write `GruCell<3, 4>`",
+            "`Rnn` takes its sizes when the graph is built, in `[..]`: `Rnn[input, hidden, layers]`\n= help: write `Rnn[3, 4, 1]`",
+        ]
+    );
+    // A graph of the block with the name of a shipped cell is that graph.
+    let errs = errors(
+        "pub GruCell[n](x: [n]) -> y { y = Tanh()(x); }
+         pub Outer(x: [3]) -> a { a = GruCell[3](x); }",
+    );
+    assert!(errs.is_empty(), "{errs:#?}");
+}
+
 /// Every compile-fail case of the UI suite, run through the macro: each
 /// diagnostic must point at a token of the user's input.
 #[test]

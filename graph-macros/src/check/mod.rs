@@ -71,7 +71,7 @@ pub fn check(invocation: Invocation) -> (Checked, Errors) {
             }
             Err(e) => {
                 errors.push(e);
-                stubs.push(stub::of(decl));
+                stubs.push(stub::of(decl, &siblings));
             }
         }
     }

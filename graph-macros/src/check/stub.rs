@@ -2,12 +2,16 @@
 //! what code using the graph needs to type-check, so that a compile shows
 //! the mistakes and no follow-on errors.
 
+use super::widths::{sizes_mistake, Signature};
 use crate::ast::{Expr, GraphDecl, InputKind};
 use crate::ir::Stub;
 use crate::layers;
 use syn::Ident;
 
-pub(super) fn of(decl: GraphDecl) -> Stub {
+/// `known`: the graphs the macro knows; a nested call that gives one of
+/// them its sizes wrongly is reported and not named by the stub (naming it
+/// would be a second error, inside the library).
+pub(super) fn of(decl: GraphDecl, known: &[Signature]) -> Stub {
     let mut inputs: Vec<(Ident, bool)> = Vec::new();
     for input in decl.inputs {
         if !inputs.iter().any(|(n, _)| *n == input.name) {
@@ -20,9 +24,9 @@ pub(super) fn of(decl: GraphDecl) -> Stub {
     let fallible =
         !decl.runtime_sizes.is_empty() || decl.statements.iter().any(|s| built_when_constructed(&s.value));
     let states = unique(decl.recurrent.iter().map(|p| p.input.clone()).collect());
-    let mut nested = Vec::new();
+    let (mut nested, mut misnamed) = (Vec::new(), Vec::new());
     for statement in &decl.statements {
-        nested_calls(&statement.value, &mut nested);
+        nested_calls(&statement.value, known, &mut nested, &mut misnamed);
     }
     Stub {
         states,
@@ -35,11 +39,17 @@ pub(super) fn of(decl: GraphDecl) -> Stub {
         outputs: unique(decl.outputs),
         fallible,
         nested,
+        misnamed,
     }
 }
 
 /// The graphs `expr` calls, as written.
-fn nested_calls(expr: &Expr, out: &mut Vec<(syn::Path, Option<syn::AngleBracketedGenericArguments>)>) {
+fn nested_calls(
+    expr: &Expr,
+    known: &[Signature],
+    out: &mut Vec<(syn::Path, Option<syn::AngleBracketedGenericArguments>)>,
+    misnamed: &mut Vec<syn::Path>,
+) {
     match expr {
         Expr::Ref(_) => {}
         Expr::Graph(call) => {
@@ -47,11 +57,19 @@ fn nested_calls(expr: &Expr, out: &mut Vec<(syn::Path, Option<syn::AngleBrackete
             // mistake reported already, not a graph.
             let name = call.name.to_string();
             if layers::lookup(&name).is_none() && name != layers::SPLIT {
-                out.push((call.path.clone(), call.generics.clone()));
+                match sizes_mistake(known, call) {
+                    None => out.push((call.path.clone(), call.generics.clone())),
+                    Some(_) => misnamed.push(call.path.clone()),
+                }
             }
-            call.inputs.iter().for_each(|e| nested_calls(e, out));
+            call.inputs
+                .iter()
+                .for_each(|e| nested_calls(e, known, out, misnamed));
         }
-        Expr::Call(call) => call.inputs.iter().for_each(|e| nested_calls(e, out)),
+        Expr::Call(call) => call
+            .inputs
+            .iter()
+            .for_each(|e| nested_calls(e, known, out, misnamed)),
     }
 }
 

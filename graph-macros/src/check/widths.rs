@@ -260,6 +260,75 @@ impl Signature {
         })
     }
 
+    /// A mistake in how `call` gives this graph's sizes (`[..]` for const
+    /// generics or `<..>` for run-time sizes, or how many), when `call`
+    /// names this graph: by its path, or a shipped cell with const sizes
+    /// by its bare name (imported) with its sizes in `[..]`, which can only
+    /// be that mistake since no graph of the invocation has the name.
+    fn sizes_mistake(&self, call: &GraphCall, invocation: &[Signature]) -> Option<syn::Error> {
+        let segments: Vec<String> = call.path.segments.iter().map(|s| s.ident.to_string()).collect();
+        let written = &segments[..segments.len().saturating_sub(1)];
+        let name = call.name.to_string();
+        if name != self.name {
+            return None;
+        }
+        let bare_shipped = !self.prefix.is_empty()
+            && written.is_empty()
+            && call.dynamic
+            && !self.const_sizes.is_empty()
+            && !invocation.iter().any(|s| s.is(&name));
+        if written != self.prefix && !bare_shipped {
+            return None;
+        }
+        let given: Vec<String> = if call.dynamic {
+            call.sizes.iter().map(|e| quote::quote!(#e).to_string()).collect()
+        } else {
+            let args = call.generics.iter().flat_map(|g| g.args.iter());
+            args.map(|a| quote::quote!(#a).to_string()).collect()
+        };
+        let (expected, open, close, how) = if self.const_sizes.is_empty() {
+            (
+                &self.runtime_sizes,
+                "[",
+                "]",
+                "when the graph is built, in `[..]`",
+            )
+        } else {
+            (&self.const_sizes, "<", ">", "as const generics, in `<..>`")
+        };
+        let form = |sizes: &[String]| format!("{name}{open}{}{close}", sizes.join(", "));
+        let message = if expected.is_empty() && (call.dynamic || call.generics.is_some()) {
+            format!(
+                "`{name}` takes no sizes, but it is given {}\n= help: write `{name}(..)`",
+                given.len()
+            )
+        } else if expected.is_empty() {
+            return None;
+        } else if call.dynamic == self.const_sizes.is_empty() || (call.generics.is_none() && !call.dynamic) {
+            if given.len() == expected.len() {
+                return None;
+            }
+            format!(
+                "`{name}` takes {} size(s) ({}), but it is given {}\n= help: write `{}`",
+                expected.len(),
+                expected.join(", "),
+                given.len(),
+                form(expected)
+            )
+        } else {
+            let help = if given.len() == expected.len() {
+                form(&given)
+            } else {
+                form(expected)
+            };
+            format!(
+                "`{name}` takes its sizes {how}: `{}`\n= help: write `{help}`",
+                form(expected)
+            )
+        };
+        Some(syn::Error::new(call.name.span(), message))
+    }
+
     /// Whether this is the graph `name` of the invocation.
     pub fn is(&self, name: &str) -> bool {
         self.prefix.is_empty() && self.name == name
@@ -285,6 +354,12 @@ impl Signature {
                 .collect(),
         );
     }
+}
+
+/// A mistake in how `call` gives the sizes of a graph the macro knows (of
+/// the invocation, or shipped).
+pub(crate) fn sizes_mistake(known: &[Signature], call: &GraphCall) -> Option<syn::Error> {
+    known.iter().find_map(|s| s.sizes_mistake(call, known))
 }
 
 /// What the width pass finds.
@@ -367,6 +442,10 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
                     infer_stack(k, node, call, depth, *expect, &flows, found)
                 }
                 (super::RawKind::Host(call, expect), None) => {
+                    if let Some(e) = sizes_mistake(siblings, call) {
+                        scope.errors.push(e);
+                        continue;
+                    }
                     // A graph of this invocation: its inputs are known here.
                     let known = siblings.iter().find_map(|s| s.as_called(call, sizes));
                     match known.map(|known| check_known_inputs(node, call, &known, *expect, &flows)) {

@@ -41,7 +41,7 @@ use crate::ir::{Arg, Atom, Checked, Graph, Node, NodeKind, Select, Source};
 use crate::layers::Rule;
 use crate::width::Width;
 use proc_macro2::{Literal, Span, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
 
 pub fn expand(checked: &Checked) -> TokenStream {
@@ -236,7 +236,7 @@ impl<'a> Expander<'a> {
         match node.nested() {
             Some(nested) => {
                 let path = &nested.path;
-                let args = nested.generics.iter().flat_map(|g| g.args.iter());
+                let args = nested.generics.iter().flat_map(|g| g.args.iter()).map(size_arg);
                 let float = &self.float;
                 quote!(#path<#(#args,)* #float>)
             }
@@ -249,7 +249,7 @@ impl<'a> Expander<'a> {
         match node.nested().and_then(|n| n.stack.as_ref()) {
             Some((_, upper)) => {
                 let path = &upper.path;
-                let args = upper.generics.iter().flat_map(|g| g.args.iter());
+                let args = upper.generics.iter().flat_map(|g| g.args.iter()).map(size_arg);
                 let float = &self.float;
                 quote!(#path<#(#args,)* #float>)
             }
@@ -405,4 +405,20 @@ fn layer_label(node: &Node) -> String {
         })
         .collect();
     format!("{name}({})", args.join(", "))
+}
+
+/// A nested graph's size as a generic argument: a name in braces, so that
+/// rustc reads it as a value (a const generic or a `const`), and a name
+/// that is neither is "cannot find value `H`", not a type nobody meant
+/// with a hint to rename it to the float parameter.
+fn size_arg(arg: &syn::GenericArgument) -> TokenStream {
+    match arg {
+        syn::GenericArgument::Type(syn::Type::Path(p))
+            if p.qself.is_none() && p.path.get_ident().is_some() =>
+        {
+            let span = p.path.segments[0].ident.span();
+            quote_spanned!(span=> { #p })
+        }
+        other => quote!(#other),
+    }
 }

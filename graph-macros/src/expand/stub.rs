@@ -72,9 +72,19 @@ pub(super) fn stub(rt: &TokenStream, s: &Stub) -> TokenStream {
         }
     });
 
+    let misnamed = s.misnamed.iter().map(|path| {
+        quote! {
+            const _: () = {
+                #[allow(unused_imports)]
+                use #path as _;
+            };
+        }
+    });
+
     quote! {
         #sequence
         #(#nested)*
+        #(#misnamed)*
 
         #(#attrs)*
         #[derive(Debug, Clone)]
