@@ -259,7 +259,7 @@ fn a_depth_of_zero_is_an_error_naming_the_size() {
 fn a_group_of_the_wrong_width_is_an_error_when_built_naming_node_and_widths() {
     let e = BadGroup::<f32>::zeros(2).unwrap_err().to_string();
     assert!(
-        e.contains("node `y`: input 1 of the stack is a group, one block per layer (`layers` layers): it takes width 10, but `h` has width 6"),
+        e.contains("node `y`: input 1 of the stack is a group, one block per layer (`layers` layers): it takes width 5 * layers, but `h` has width 6 (with layers = 2)"),
         "{e}"
     );
     assert!(e.contains("layers = 2"), "{e}");

@@ -216,9 +216,18 @@ impl Signature {
     /// This graph's input widths in the sizes of the graph calling it with
     /// `call`, when the call names this graph and gives its sizes as widths.
     pub fn as_called(&self, call: &GraphCall, sizes: &[String]) -> Option<Called> {
+        if call.stack.is_some() {
+            return None;
+        }
+        self.as_named(&graph_ref(call), sizes)
+    }
+
+    /// As [`as_called`](Self::as_called), for a graph named without its
+    /// inputs (a stack's layers).
+    pub fn as_named(&self, call: &crate::ast::GraphRef, sizes: &[String]) -> Option<Called> {
         let segments: Vec<String> = call.path.segments.iter().map(|s| s.ident.to_string()).collect();
         let written = &segments[..segments.len().saturating_sub(1)];
-        if written != self.prefix || call.name != self.name.as_str() || call.stack.is_some() {
+        if written != self.prefix || call.name != self.name.as_str() {
             return None;
         }
         let given: Vec<syn::Expr> = if call.dynamic {
@@ -439,7 +448,12 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
                         deferred,
                         groups: &mut found.groups,
                     };
-                    infer_stack(k, node, call, depth, *expect, &flows, found)
+                    let stack = StackCall {
+                        call,
+                        depth,
+                        layers: stack_layers(siblings, call, sizes),
+                    };
+                    infer_stack(k, node, &stack, *expect, &flows, found)
                 }
                 (super::RawKind::Host(call, expect), None) => {
                     if let Some(e) = sizes_mistake(siblings, call) {
@@ -465,13 +479,32 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
                     RawKind::Host(call, _) => siblings.iter().find_map(|s| s.as_called(call, sizes)),
                     _ => None,
                 };
-                let known = known.and_then(|c| c.outputs).and_then(|outputs| match select {
+                let outputs = known.and_then(|c| c.outputs);
+                if let (Some(outputs), Select::Name(n)) = (&outputs, select) {
+                    if !outputs.iter().any(|(o, _)| n == o.as_str()) {
+                        let names: Vec<String> = outputs.iter().map(|(o, _)| format!("`{o}`")).collect();
+                        scope.errors.push(syn::Error::new(
+                            n.span(),
+                            format!(
+                                "`{}` has no output named `{n}`; its outputs are {}",
+                                raw[*host].what(),
+                                names.join(", ")
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+                let known = outputs.and_then(|outputs| match select {
                     Select::Index(j) => outputs.get(*j).cloned(),
                     Select::Name(n) => outputs.into_iter().find(|(o, _)| n == o.as_str()),
                 });
                 match (stack, select, known) {
                     (Some(depth), Select::Index(o), _) => {
-                        Ok(stack_output(*host, *o, &depth, raw, atoms, deferred))
+                        let layers = match &raw[*host].kind {
+                            RawKind::Host(call, _) => stack_layers(siblings, call, sizes),
+                            _ => [None, None],
+                        };
+                        Ok(stack_output(*host, *o, &depth, raw, &layers, atoms, deferred))
                     }
                     (None, _, Some((_, Some(width)))) => Ok(width),
                     _ => Ok(output_atom(*host, select, raw, atoms, deferred)),
@@ -676,7 +709,8 @@ fn check_known_inputs(
     }
     let known = &known.inputs;
     let names: Vec<String> = known.iter().map(|(n, _)| format!("`{n}`")).collect();
-    if call.input_names.iter().all(Option::is_none) && inputs.len() != known.len() {
+    let named = call.input_names.iter().any(Option::is_some);
+    if !named && inputs.len() != known.len() {
         return Err(syn::Error::new(
             call.inputs_span,
             format!(
@@ -688,6 +722,48 @@ fn check_known_inputs(
             ),
         ));
     }
+    // Every mistake of the call at once: unknown and missing names, widths.
+    let mut errors: Vec<syn::Error> = Vec::new();
+    if named {
+        let missing: Vec<String> = known
+            .iter()
+            .filter(|(k, _)| !call.input_names.iter().flatten().any(|n| n == k.as_str()))
+            .map(|(k, _)| format!("`{k}`"))
+            .collect();
+        let (is, missing) = (if missing.len() == 1 { "is" } else { "are" }, missing.join(", "));
+        let unknown: Vec<&Ident> = call
+            .input_names
+            .iter()
+            .flatten()
+            .filter(|n| !known.iter().any(|(k, _)| *n == k.as_str()))
+            .collect();
+        // A misspelt name is one mistake: said once, with what is missing.
+        for n in &unknown {
+            let hint = if missing.is_empty() {
+                String::new()
+            } else {
+                format!("\n= help: {missing} {is} not given")
+            };
+            errors.push(syn::Error::new(
+                n.span(),
+                format!(
+                    "`{graph}` has no input named `{n}`; its inputs are {}{hint}",
+                    names.join(", ")
+                ),
+            ));
+        }
+        if unknown.is_empty() && !missing.is_empty() {
+            errors.push(syn::Error::new(
+                call.inputs_span,
+                format!(
+                    "node `{}`: `{graph}` takes {} input(s) ({}), but {missing} {is} not given",
+                    node.statement,
+                    known.len(),
+                    names.join(", "),
+                ),
+            ));
+        }
+    }
     for (i, flow) in inputs.iter().enumerate() {
         let target = match &call.input_names[i] {
             Some(n) => known.iter().find(|(k, _)| n == k.as_str()),
@@ -697,7 +773,7 @@ fn check_known_inputs(
             continue;
         };
         if got.equals(want) == Decision::No {
-            return Err(syn::Error::new(
+            errors.push(syn::Error::new(
                 flow.span,
                 format!(
                     "node `{}`: input `{name}` of `{graph}` is {want} wide, but `{}` is {got} wide",
@@ -706,7 +782,13 @@ fn check_known_inputs(
             ));
         }
     }
-    Ok(())
+    match errors.into_iter().reduce(|mut all, e| {
+        all.combine(e);
+        all
+    }) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// A nested graph node: its inputs must match the graph's input widths and
@@ -837,12 +919,12 @@ fn output_atom(
 fn infer_stack(
     k: usize,
     node: &RawNode,
-    call: &GraphCall,
-    depth: &Width,
+    stack_call: &StackCall,
     expect_outputs: Option<usize>,
     inputs: &[Flow],
     found: Found<'_>,
 ) -> syn::Result<Width> {
+    let StackCall { call, depth, layers } = stack_call;
     let Found {
         atoms,
         deferred,
@@ -853,6 +935,10 @@ fn infer_stack(
     };
     let (first, upper) = (graph_label(call), ref_label(&stack.rest));
     let mut atom = |label: &str, output: bool, j: usize, upper: bool| {
+        // A width of a layer the macro knows is that width.
+        if let Some(w) = known_width(&layers[usize::from(upper)], output, j) {
+            return w;
+        }
         let name = format!("{label}.{}[{j}]", if output { "out" } else { "in" });
         if !atoms.iter().any(|a| a.name == name && a.host == k) {
             atoms.push(Atom {
@@ -941,15 +1027,30 @@ fn infer_stack(
         None,
         ));
     }
+    // Decided now where both widths are known (a shipped layer, a graph of
+    // the block), every mistake at once; the others when the graph is built.
+    let mut errors: Vec<syn::Error> = Vec::new();
     for (a, b, message, span, group) in claims {
-        if let Some(name) = group {
-            groups.push((name, deferred.len()));
+        match a.equals(&b) {
+            Decision::Yes => {}
+            Decision::No => errors.push(syn::Error::new(span, message)),
+            Decision::Unknown => {
+                if let Some(name) = group {
+                    groups.push((name, deferred.len()));
+                }
+                deferred.push(Deferred {
+                    claim: Claim::Equal(a, b),
+                    message,
+                    span,
+                });
+            }
         }
-        deferred.push(Deferred {
-            claim: Claim::Equal(a, b),
-            message,
-            span,
-        });
+    }
+    if let Some(e) = errors.into_iter().reduce(|mut all, e| {
+        all.combine(e);
+        all
+    }) {
+        return Err(e);
     }
     // The upper layers' counts, when they are another graph's.
     let (path, rest_path) = (&call.path, &stack.rest.path);
@@ -998,6 +1099,27 @@ fn infer_stack(
     Ok(Width::constant(0))
 }
 
+/// The first and upper layers of the stack `call`, where the macro knows
+/// their graphs.
+fn stack_layers(known: &[Signature], call: &GraphCall, sizes: &[String]) -> [Option<Called>; 2] {
+    let Some(stack) = &call.stack else {
+        return [None, None];
+    };
+    let first = graph_ref(call);
+    [&first, &stack.rest].map(|r| known.iter().find_map(|s| s.as_named(r, sizes)))
+}
+
+/// Width `j` of a layer's inputs (or outputs), when the macro knows it.
+fn known_width(layer: &Option<Called>, output: bool, j: usize) -> Option<Width> {
+    let layer = layer.as_ref()?;
+    let list = if output {
+        layer.outputs.as_ref()?
+    } else {
+        &layer.inputs
+    };
+    list.get(j)?.1.clone()
+}
+
 /// The width of output `o` of the stack at `host`: output 0 is the last
 /// layer's output 0; output `o + 1` the group of every layer's output `o`.
 fn stack_output(
@@ -1005,6 +1127,7 @@ fn stack_output(
     o: usize,
     depth: &Width,
     raw: &[RawNode],
+    layers: &[Option<Called>; 2],
     atoms: &mut Vec<Atom>,
     deferred: &mut Vec<Deferred>,
 ) -> Width {
@@ -1017,6 +1140,9 @@ fn stack_output(
     let (first, upper) = (graph_label(call), ref_label(&stack.rest));
     let j = o.saturating_sub(1);
     let mut atom = |label: &str, upper: bool| {
+        if let Some(w) = known_width(&layers[usize::from(upper)], true, j) {
+            return w;
+        }
         let name = format!("{label}.out[{j}]");
         if !atoms.iter().any(|a| a.name == name && a.host == host) {
             atoms.push(Atom {
@@ -1035,6 +1161,9 @@ fn stack_output(
         return of_first;
     }
     let of_upper = atom(&upper, true);
+    if of_first.equals(&of_upper) == Decision::Yes {
+        return depth.mul(&of_first);
+    }
     deferred.push(Deferred {
         claim: Claim::Equal(of_first.clone(), of_upper.clone()),
         message: format!(
@@ -1046,11 +1175,30 @@ fn stack_output(
     depth.mul(&of_first)
 }
 
+/// A stack call: its depth and the layers' graphs where the macro knows
+/// them (first, upper).
+struct StackCall<'c> {
+    call: &'c GraphCall,
+    depth: &'c Width,
+    layers: [Option<Called>; 2],
+}
+
 /// Where the width pass puts what it finds about a stack.
 struct Found<'a> {
     atoms: &'a mut Vec<Atom>,
     deferred: &'a mut Vec<Deferred>,
     groups: &'a mut Vec<(String, usize)>,
+}
+
+/// The graph a call names, without its inputs.
+fn graph_ref(call: &GraphCall) -> crate::ast::GraphRef {
+    crate::ast::GraphRef {
+        path: call.path.clone(),
+        name: call.name.clone(),
+        generics: call.generics.clone(),
+        sizes: call.sizes.clone(),
+        dynamic: call.dynamic,
+    }
 }
 
 /// How a stack's upper layers' graph is written (as [`graph_label`]).
