@@ -96,6 +96,13 @@ impl Width {
         Some(w)
     }
 
+    /// Whether the width is a multiple of `k` for no value of the sizes:
+    /// every term but the constant one is, and the constant is not.
+    pub fn never_divisible(&self, k: i64) -> bool {
+        let constant = self.terms.get(&Vec::new()).copied().unwrap_or(0);
+        k != 0 && constant % k != 0 && self.terms.iter().all(|(m, c)| m.is_empty() || c % k == 0)
+    }
+
     /// The value, if the width does not depend on any size.
     pub fn as_const(&self) -> Option<i64> {
         match self.terms.len() {

@@ -16,4 +16,14 @@ graph! {
     }
 }
 
+graph! {
+    pub Odd[h](x: [2 * h + 1]) -> (a, b) {
+        (a, b) = Split(2)(x);
+    }
+
+    pub OneMore<const A: usize>(x: [A], b: [A + 1]) -> (y) {
+        y = CMul()(x, b);
+    }
+}
+
 fn main() {}
