@@ -1305,13 +1305,15 @@ fn infer_split(
                 ),
             ))
         }
-        None if w.never_divisible(n) => return Err(syn::Error::new(
-            inputs[0].span,
-            format!(
+        None if w.never_divisible(n) => {
+            return Err(syn::Error::new(
+                inputs[0].span,
+                format!(
                 "`Split({n})` cuts `{}` into {n} equal parts, but its width {w} is never a multiple of {n}",
                 inputs[0].name
             ),
-        )),
+            ))
+        }
         None => {
             return Err(syn::Error::new(
                 inputs[0].span,
