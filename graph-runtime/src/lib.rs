@@ -114,6 +114,19 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::const_message::{names_in, width_at, Message};
+
+    /// Implemented by no type: the bound of the `forward_seq` and
+    /// `backward_seq` a graph without `#[recurrent]` has, so that calling
+    /// them says why they cannot run instead of "no method".
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no sequence API: it declares no `#[recurrent]` state",
+        label = "`forward_seq` and `backward_seq` run graphs that carry a state from step to step",
+        note = "to carry a state, declare it on the graph: `#[recurrent(h = h_next)]`; to run a graph without state on every step at once, give `forward` all T·B rows, `(T * B, width)`"
+    )]
+    pub trait Recurrent {
+        /// Never called: no type implements the trait.
+        fn never() -> !;
+    }
     pub use crate::feed::to_feed;
     pub use crate::instance::{init_graph, layer_output_width, param_layout};
 

@@ -3,7 +3,7 @@
 //! which hands node `k` to whichever pass the runtime is running. The pass
 //! loops themselves are runtime source (`graph_runtime`'s engine).
 
-use super::{dot::to_dot, layer_label, lit, Expander};
+use super::{dot::to_dot, layer_label, lit, relocate, Expander};
 use crate::ir::NodeKind;
 use crate::layers::Rule;
 use proc_macro2::{Span, TokenStream};
@@ -95,7 +95,7 @@ impl Expander<'_> {
                     // spanned there too, not `Visit::layer`'s in the library.
                     NodeKind::Custom { path, .. } => {
                         let at = Span::call_site().located_at(path.span());
-                        let rt = respan(rt.clone(), at);
+                        let rt = relocate(rt.clone(), at);
                         quote_spanned!(at=> #k => {
                             fn a_layer<F: #rt::Float, L: #rt::Layer<F>>(layer: &L) -> &L {
                                 layer
@@ -143,21 +143,4 @@ impl Expander<'_> {
             }
         }
     }
-}
-
-/// `tokens`, every one located at `at` (keeping its hygiene).
-fn respan(tokens: TokenStream, at: Span) -> TokenStream {
-    tokens
-        .into_iter()
-        .map(|mut t| {
-            if let proc_macro2::TokenTree::Group(g) = &t {
-                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), at));
-                group.set_span(at);
-                t = group.into();
-            } else {
-                t.set_span(t.span().located_at(at));
-            }
-            t
-        })
-        .collect()
 }

@@ -15,7 +15,7 @@ impl Expander<'_> {
     pub(super) fn sequence(&self) -> TokenStream {
         let g = self.g;
         if g.recurrent.is_empty() {
-            return quote!();
+            return self.no_sequence();
         }
         let rt = self.rt;
         let (name, vis) = (&g.name, &g.vis);
@@ -183,6 +183,49 @@ impl Expander<'_> {
                         #(#value_seq_names: #tape.__input_grad_seq(#value_seq_idx),)*
                     })
                 }
+            }
+        }
+    }
+
+    /// For a graph without `#[recurrent]`: `forward_seq` and `backward_seq`
+    /// taking as many arguments as they would, bound by a trait no type
+    /// has, whose message says the graph declares no state and what to do.
+    fn no_sequence(&self) -> TokenStream {
+        let g = self.g;
+        let rt = self.rt;
+        let name = &g.name;
+        let (gen_decl, gen_use) = (&self.gen_decl, &self.gen_use);
+        let at_name = |tokens: TokenStream| relocate(tokens, name.span());
+        let args = |names: Vec<&syn::Ident>| -> Vec<(syn::Ident, syn::Ident)> {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format_ident!("_{}", n), format_ident!("A{}", i)))
+                .collect()
+        };
+        let inputs = args(g.inputs.iter().map(|i| &i.name).collect());
+        let outputs = args(g.outputs.iter().map(|(o, _)| o).collect());
+        let method = |head: TokenStream, list: &[(syn::Ident, syn::Ident)]| {
+            let (names, types): (Vec<_>, Vec<_>) = list.iter().cloned().unzip();
+            at_name(quote! {
+                #[doc(hidden)]
+                #[allow(clippy::too_many_arguments, dead_code)]
+                pub fn #head<T, #(#types),*>(&self, _tape: T, #(#names: #types),*) -> #rt::Result<()>
+                where
+                    Self: #rt::__private::Recurrent,
+                {
+                    <Self as #rt::__private::Recurrent>::never()
+                }
+            })
+        };
+        let (forward, backward) = (
+            method(quote!(forward_seq), &inputs),
+            method(quote!(backward_seq), &outputs),
+        );
+        quote! {
+            impl<#gen_decl F: #rt::Float> #name<#gen_use F> {
+                #forward
+                #backward
             }
         }
     }
