@@ -157,6 +157,28 @@ fn sizes_in_the_wrong_brackets_or_of_the_wrong_count_are_spanned_errors() {
     assert!(errs.is_empty(), "{errs:#?}");
 }
 
+/// The macro's table of the shipped cells names every graph `cells.rs`
+/// declares: a name missing from it would be reported as a misspelling.
+#[test]
+fn the_table_of_shipped_cells_names_every_shipped_graph() {
+    let source = include_str!("../../graph-runtime/src/cells.rs");
+    let declared: Vec<&str> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub "))
+        .filter(|rest| rest.starts_with(|c: char| c.is_ascii_uppercase()))
+        .filter_map(|rest| rest.split(['<', '[', '(']).next())
+        .collect();
+    assert!(declared.len() >= 11, "{declared:?}");
+    let table = crate::check::shipped_names();
+    for name in &declared {
+        assert!(
+            table.iter().any(|t| t == name),
+            "`{name}` is shipped but not in the macro's table"
+        );
+    }
+    assert_eq!(table.len(), 2 * declared.len(), "{table:?} against {declared:?}");
+}
+
 /// Every compile-fail case of the UI suite, run through the macro: each
 /// diagnostic must point at a token of the user's input.
 #[test]

@@ -42,6 +42,16 @@ use quote::quote;
 use std::collections::HashMap;
 use syn::Ident;
 
+/// The names in the macro's table of shipped cells (once per path they
+/// are named by).
+#[cfg(test)]
+pub(crate) fn shipped_names() -> Vec<String> {
+    widths::Signature::shipped()
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect()
+}
+
 /// Checks every graph of the invocation. Graphs with mistakes become stubs
 /// (see [`Stub`]); the mistakes are in the returned errors.
 pub fn check(invocation: Invocation) -> (Checked, Errors) {

@@ -2,7 +2,7 @@
 //! what code using the graph needs to type-check, so that a compile shows
 //! the mistakes and no follow-on errors.
 
-use super::widths::{sizes_mistake, Signature};
+use super::widths::{sizes_mistake, unknown_shipped, Signature};
 use crate::ast::{Expr, GraphDecl, InputKind};
 use crate::ir::Stub;
 use crate::layers;
@@ -57,8 +57,11 @@ fn nested_calls(
             // mistake reported already, not a graph.
             let name = call.name.to_string();
             if layers::lookup(&name).is_none() && name != layers::SPLIT {
-                match sizes_mistake(known, call) {
+                let named = super::widths::graph_ref(call);
+                match sizes_mistake(known, &named) {
                     None => out.push((call.path.clone(), call.generics.clone())),
+                    // A graph that does not exist is not named at all.
+                    Some(_) if unknown_shipped(known, &named).is_some() => {}
                     Some(_) => misnamed.push(call.path.clone()),
                 }
             }

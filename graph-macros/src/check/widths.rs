@@ -179,9 +179,8 @@ impl Signature {
                 &[("y", "hidden"), ("h_n", "layers * hidden")],
             ),
         ];
-        const PREFIXES: [&[&str]; 2] = [&["nngraph", "cells"], &["graph_runtime", "cells"]];
         let mut out = Vec::new();
-        for prefix in PREFIXES {
+        for prefix in SHIPPED_PREFIXES {
             for &(name, consts, sizes, inputs, outputs) in CELLS {
                 let names: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
                 let widths = |list: &[(&str, &str)]| -> Vec<(String, Option<Width>)> {
@@ -274,7 +273,7 @@ impl Signature {
     /// names this graph: by its path, or a shipped cell with const sizes
     /// by its bare name (imported) with its sizes in `[..]`, which can only
     /// be that mistake since no graph of the invocation has the name.
-    fn sizes_mistake(&self, call: &GraphCall, invocation: &[Signature]) -> Option<syn::Error> {
+    fn sizes_mistake(&self, call: &crate::ast::GraphRef, invocation: &[Signature]) -> Option<syn::Error> {
         let segments: Vec<String> = call.path.segments.iter().map(|s| s.ident.to_string()).collect();
         let written = &segments[..segments.len().saturating_sub(1)];
         let name = call.name.to_string();
@@ -338,6 +337,12 @@ impl Signature {
         Some(syn::Error::new(call.name.span(), message))
     }
 
+    /// Its name.
+    #[cfg(test)]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Whether this is the graph `name` of the invocation.
     pub fn is(&self, name: &str) -> bool {
         self.prefix.is_empty() && self.name == name
@@ -367,8 +372,42 @@ impl Signature {
 
 /// A mistake in how `call` gives the sizes of a graph the macro knows (of
 /// the invocation, or shipped).
-pub(crate) fn sizes_mistake(known: &[Signature], call: &GraphCall) -> Option<syn::Error> {
-    known.iter().find_map(|s| s.sizes_mistake(call, known))
+pub(crate) fn sizes_mistake(known: &[Signature], call: &crate::ast::GraphRef) -> Option<syn::Error> {
+    unknown_shipped(known, call).or_else(|| known.iter().find_map(|s| s.sizes_mistake(call, known)))
+}
+
+/// The paths the shipped cells are named by.
+const SHIPPED_PREFIXES: [&[&str]; 2] = [&["nngraph", "cells"], &["graph_runtime", "cells"]];
+
+/// A graph named by the shipped cells' path that is not one of them (a
+/// misspelt `nngraph::cells::LSTMCell`): said here, with the closest name,
+/// rather than by rustc pointing at the library's declarations.
+pub(crate) fn unknown_shipped(known: &[Signature], call: &crate::ast::GraphRef) -> Option<syn::Error> {
+    let segments: Vec<String> = call.path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let written = &segments[..segments.len().saturating_sub(1)];
+    let prefix = SHIPPED_PREFIXES.iter().find(|p| written == **p)?;
+    let name = call.name.to_string();
+    let shipped: Vec<&str> = known
+        .iter()
+        .filter(|s| s.prefix == *prefix)
+        .map(|s| s.name.as_str())
+        .collect();
+    if shipped.contains(&name.as_str()) {
+        return None;
+    }
+    let by_case = shipped.iter().find(|s| s.eq_ignore_ascii_case(&name));
+    let hint = match by_case {
+        Some(s) => format!("\n= help: did you mean `{s}`?"),
+        None => super::names::did_you_mean(&name, shipped.iter().map(|s| s.to_string())),
+    };
+    Some(syn::Error::new(
+        call.name.span(),
+        format!(
+            "`{}` has no graph named `{name}`; its graphs are {}{hint}",
+            prefix.join("::"),
+            shipped.join(", ")
+        ),
+    ))
 }
 
 /// What the width pass finds.
@@ -443,6 +482,21 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
             (NodeKind::Custom { .. }, None) => infer_custom(node),
             (NodeKind::Nested(nested), None) => match (&node.kind, &nested.stack) {
                 (super::RawKind::Host(call, expect), Some((depth, _))) => {
+                    // Its layers' graphs named or sized wrongly (the upper
+                    // layers' graph is the first's when written once).
+                    let mut said: Vec<String> = Vec::new();
+                    let layers =
+                        std::iter::once(graph_ref(call)).chain(call.stack.as_ref().map(|s| s.rest.clone()));
+                    for mistake in layers.filter_map(|r| sizes_mistake(siblings, &r)) {
+                        let key = format!("{:?} {mistake}", mistake.span());
+                        if !said.contains(&key) {
+                            said.push(key);
+                            scope.errors.push(mistake);
+                        }
+                    }
+                    if !said.is_empty() {
+                        continue;
+                    }
                     let found = Found {
                         atoms,
                         deferred,
@@ -456,7 +510,7 @@ pub(super) fn infer(scope: &mut Scope, nodes: &Nodes, kinds: &mut [Option<NodeKi
                     infer_stack(k, node, &stack, *expect, &flows, found)
                 }
                 (super::RawKind::Host(call, expect), None) => {
-                    if let Some(e) = sizes_mistake(siblings, call) {
+                    if let Some(e) = sizes_mistake(siblings, &graph_ref(call)) {
                         scope.errors.push(e);
                         continue;
                     }
@@ -769,8 +823,30 @@ fn check_known_inputs(
             Some(n) => known.iter().find(|(k, _)| n == k.as_str()),
             None => known.get(i),
         };
-        let (Some((name, Some(want))), Some(got)) = (target, &flow.width) else {
-            continue;
+        let (name, want, got) = match (target, &flow.width) {
+            (Some((name, Some(want))), Some(got)) => (name, want, got),
+            (Some((name, None)), Some(_)) => {
+                errors.push(syn::Error::new(
+                    flow.span,
+                    format!(
+                        "node `{}`: input `{name}` of `{graph}` takes integer ids, but `{}` holds values",
+                        node.statement, flow.name
+                    ),
+                ));
+                continue;
+            }
+            (Some((name, Some(_))), None) => {
+                errors.push(syn::Error::new(
+                    flow.span,
+                    format!(
+                        "node `{}`: input `{name}` of `{graph}` takes values, but `{}` holds integer ids\n\
+                         = help: turn ids into values with `Embedding(vocab, dim)({})`",
+                        node.statement, flow.name, flow.name
+                    ),
+                ));
+                continue;
+            }
+            _ => continue,
         };
         if got.equals(want) == Decision::No {
             errors.push(syn::Error::new(
@@ -1191,7 +1267,7 @@ struct Found<'a> {
 }
 
 /// The graph a call names, without its inputs.
-fn graph_ref(call: &GraphCall) -> crate::ast::GraphRef {
+pub(super) fn graph_ref(call: &GraphCall) -> crate::ast::GraphRef {
     crate::ast::GraphRef {
         path: call.path.clone(),
         name: call.name.clone(),
