@@ -115,9 +115,9 @@ pub mod prelude {
 pub mod __private {
     pub use crate::const_message::{names_in, width_at, Message};
 
-    /// Implemented by no type: the bound of the `forward_seq` and
-    /// `backward_seq` a graph without `#[recurrent]` has, so that calling
-    /// them says why they cannot run instead of "no method".
+    /// Implemented by no type: the bound of the sequence methods a graph
+    /// without `#[recurrent]` has, so that calling them says why they
+    /// cannot run instead of "no method".
     #[diagnostic::on_unimplemented(
         message = "`{Self}` has no sequence API: it declares no `#[recurrent]` state",
         label = "`forward_seq` and `backward_seq` run graphs that carry a state from step to step",

@@ -187,8 +187,8 @@ impl Expander<'_> {
         }
     }
 
-    /// For a graph without `#[recurrent]`: `forward_seq` and `backward_seq`
-    /// taking as many arguments as they would, bound by a trait no type
+    /// For a graph without `#[recurrent]`: `forward_seq`, `forward_seq_carry`
+    /// and `backward_seq` taking as many arguments as they would, bound by a trait no type
     /// has, whose message says the graph declares no state and what to do.
     fn no_sequence(&self) -> TokenStream {
         let g = self.g;
@@ -218,13 +218,15 @@ impl Expander<'_> {
                 }
             })
         };
-        let (forward, backward) = (
+        let (forward, carry, backward) = (
             method(quote!(forward_seq), &inputs),
+            method(quote!(forward_seq_carry), &inputs),
             method(quote!(backward_seq), &outputs),
         );
         quote! {
             impl<#gen_decl F: #rt::Float> #name<#gen_use F> {
                 #forward
+                #carry
                 #backward
             }
         }
