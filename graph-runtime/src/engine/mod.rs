@@ -82,6 +82,9 @@ fn segments(plan: &Plan, steps: usize) -> &[Segment] {
 
 /// Runs the plan forward on the inputs already loaded into `tape`.
 pub(crate) fn forward<F: Float, G: Graph<F>>(graph: &G, tape: &mut Tape<F>) -> Result<()> {
+    // The weights cannot change while `graph` is borrowed: products may
+    // keep them packed for the pass's steps.
+    let _pass = crate::kernels::packed::PassScope::enter();
     let (layers, core) = graph.parts();
     let mode = Mode::of(core);
     tape.valid = false;

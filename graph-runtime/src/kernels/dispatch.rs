@@ -3,7 +3,9 @@
 //! micro-kernel and packing buffer, and its activations), and the switch
 //! to the portable micro-kernels used to test them on any CPU.
 
-use super::gemm::{blocked, rows_times_packed};
+use super::gemm::{blocked, rows_times_packed, rows_times_wt, Kernel};
+use super::packed::{with_packed, Entry};
+use super::split::by_cols;
 use super::split::Columns;
 use super::{activations, Operand};
 use std::cell::RefCell;
@@ -22,6 +24,10 @@ pub trait Kernels: Copy + sealed::Sealed {
     fn sigmoid_in_place(x: &mut [Self]);
     /// `c = a · bᵀ`; see [`matmul_a_bt`].
     fn rows_times_packed(m: usize, k: usize, a: &[Self], b: &[Self], c: Columns<'_, Self>);
+    /// `c = a · bᵀ` with `bᵀ` packed once per pass (`packed.rs`), split by
+    /// columns across the pool; `false` (nothing done) where no packed copy
+    /// is kept (outside a pass, or at `b`'s first use in it).
+    fn times_packed_weights(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]) -> bool;
     /// `c = [c +] a · b` on strided operands.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
@@ -44,6 +50,8 @@ mod sealed {
 thread_local! {
     static PACK_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static PACK_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+    static WEIGHTS_F32: RefCell<Vec<Entry<f32>>> = const { RefCell::new(Vec::new()) };
+    static WEIGHTS_F64: RefCell<Vec<Entry<f64>>> = const { RefCell::new(Vec::new()) };
     /// The widest kernels this thread may use (see [`with_level`]).
     static LEVEL: std::cell::Cell<Level> = const { std::cell::Cell::new(Level::Best) };
 }
@@ -106,7 +114,7 @@ macro_rules! activations_for {
 }
 
 macro_rules! gemm_for {
-    ($t:ident, $pack:ident) => {
+    ($t:ident, $pack:ident, $weights:ident) => {
         impl Kernels for $t {
             fn exp_in_place(x: &mut [$t]) {
                 activations_for!($t, exp, x)
@@ -118,6 +126,19 @@ macro_rules! gemm_for {
 
             fn sigmoid_in_place(x: &mut [$t]) {
                 activations_for!($t, sigmoid, x)
+            }
+
+            fn times_packed_weights(m: usize, k: usize, n: usize, a: &[$t], b: &[$t], c: &mut [$t]) -> bool {
+                let nr = <$t as Kernel>::nr();
+                $weights
+                    .with(|cache| {
+                        with_packed(cache, b, n, k, nr, |wt| {
+                            by_cols(m, n, m * k * n, nr, c, |c| {
+                                $pack.with(|buf| rows_times_wt::<$t>(m, k, a, wt, c, &mut buf.borrow_mut()))
+                            })
+                        })
+                    })
+                    .is_some()
             }
 
             fn rows_times_packed(m: usize, k: usize, a: &[$t], b: &[$t], c: Columns<'_, $t>) {
@@ -138,5 +159,5 @@ macro_rules! gemm_for {
         }
     };
 }
-gemm_for!(f32, PACK_F32);
-gemm_for!(f64, PACK_F64);
+gemm_for!(f32, PACK_F32, WEIGHTS_F32);
+gemm_for!(f64, PACK_F64, WEIGHTS_F64);

@@ -86,6 +86,48 @@ pub(super) fn rows_times_packed<T: Kernel>(
     }
 }
 
+/// `c = x · wᵀ` (x `(m, k)`, c `(m, n)`) for the columns `c.cols()`, which
+/// are whole panels of `NR` from a multiple of `NR`, with `wt` the packed
+/// `wᵀ` (`packed.rs`): `x` is read in place, six rows at a time, and each
+/// tile is a block of `c` as it lies. Every element is the same chain of
+/// fused multiply-adds as by [`rows_times_packed`] (the two factors of each
+/// swapped), so the results are the same.
+pub(super) fn rows_times_wt<T: Kernel>(
+    m: usize,
+    k: usize,
+    x: &[T],
+    wt: &[T],
+    mut c: Columns<'_, T>,
+    buf: &mut Vec<T>,
+) {
+    let (mr, nr) = (T::MR, T::nr());
+    if buf.len() < mr * k {
+        buf.resize(mr * k, T::zero());
+    }
+    let mut tile = [T::zero(); MAX_TILE];
+    let tile = &mut tile[..mr * nr];
+    let cols = c.cols();
+    for j0 in cols.clone().step_by(nr) {
+        let panel = &wt[j0 / nr * k * nr..(j0 / nr + 1) * k * nr];
+        let (at, width) = (j0 - cols.start, nr.min(cols.end - j0));
+        for i0 in (0..m).step_by(mr) {
+            let rows = mr.min(m - i0);
+            let a: &[T] = if rows == mr {
+                &x[i0 * k..(i0 + mr) * k]
+            } else {
+                // The last rows, zero padded to a whole tile.
+                buf[..rows * k].copy_from_slice(&x[i0 * k..(i0 + rows) * k]);
+                buf[rows * k..mr * k].fill(T::zero());
+                &buf[..mr * k]
+            };
+            T::kernel_rows(k, a, k, panel, tile);
+            for ii in 0..rows {
+                c.row(i0 + ii)[at..at + width].copy_from_slice(&tile[ii * nr..ii * nr + width]);
+            }
+        }
+    }
+}
+
 /// Block sizes: `KC` rows of `B` and columns of `A` per packed block, `MC`
 /// rows of `A`, `NC` columns of `B`; chosen so a packed `A` block stays in
 /// L2 and a `B` micro-panel in L1.

@@ -12,6 +12,7 @@
 //! their operands by strides. Here: the products (and the unblocked path
 //! for tiny ones); `split.rs`: splitting a product across threads;
 //! `pool.rs`: the threads; `gemm.rs`: the blocked driver and packing;
+//! `packed.rs`: weights packed once per engine pass for a sequence's steps;
 //! `dispatch.rs`: the `Kernels` trait `Float` carries; `micro.rs`: each
 //! type's micro-kernel (SIMD or portable); `simd.rs`: the AVX2 + FMA
 //! kernels; `activations.rs`: vectorised f32 `exp`, `tanh`, logistic;
@@ -69,7 +70,7 @@ pub fn matmul_a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, 
         by_rows(m, n, work, TRANSPOSED_TILES, c, |r0, r1, c| {
             F::rows_times_packed(r1 - r0, k, &a[r0 * k..r1 * k], b, Columns::all(c, r1 - r0, n))
         });
-    } else {
+    } else if !F::times_packed_weights(m, k, n, a, b, c) {
         by_cols(m, n, work, ROW_TILES, c, |c| F::rows_times_packed(m, k, a, b, c));
     }
 }
@@ -169,6 +170,7 @@ pub mod activations;
 mod dispatch;
 mod gemm;
 mod micro;
+pub(crate) mod packed;
 pub mod pool;
 #[cfg(target_arch = "x86_64")]
 mod simd;

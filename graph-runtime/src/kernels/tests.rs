@@ -459,3 +459,74 @@ fn the_thread_count_from_the_environment_follows_its_rule_and_says_what_it_ignor
         );
     }
 }
+
+/// Inside a pass, `x · wᵀ` with few rows takes `wᵀ` packed from its second
+/// use on: the same bits as outside a pass (with each kernel the CPU has
+/// and the portable ones, on 1 and 2 threads), and a weight changed
+/// between passes is packed again, never read stale.
+#[test]
+fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passes() {
+    use super::packed::PassScope;
+    use super::pool::with_threads;
+    for (m, k, n) in [
+        (50, 128, 512),
+        (7, 33, 31),
+        (33, 70, 65),
+        (5, 9, 300),
+        (12, 600, 17),
+    ] {
+        let x: Vec<f32> = fill(m * k, 0.3).iter().map(|&v| v as f32).collect();
+        let mut w: Vec<f32> = fill(n * k, 0.9).iter().map(|&v| v as f32).collect();
+        let product = |w: &[f32]| {
+            let mut c = vec![0.0f32; m * n];
+            matmul_a_bt(&x, w, &mut c, m, k, n);
+            c
+        };
+        for threads in [1, 2] {
+            for (path, _) in on_both_paths(|| ()) {
+                let run = |f: &dyn Fn() -> Vec<f32>| {
+                    with_threads(threads, || {
+                        if path == "SIMD" {
+                            f()
+                        } else {
+                            with_portable_kernels(f)
+                        }
+                    })
+                };
+                let outside = run(&|| product(&w));
+                let _pass = PassScope::enter();
+                // The first use reads `w` in place, the next ones the packed copy.
+                for use_ in 0..3 {
+                    let inside = run(&|| product(&w));
+                    assert!(
+                        outside
+                            .iter()
+                            .zip(&inside)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{m} x {k} x {n}, {threads} thread(s), {path}, use {use_}"
+                    );
+                }
+            }
+        }
+        // The weight changes between two passes: the next pass sees it.
+        {
+            let _pass = PassScope::enter();
+            product(&w);
+            product(&w);
+        }
+        w.iter_mut().for_each(|v| *v = -*v * 0.5);
+        let wf: Vec<f64> = w.iter().map(|&v| v as f64).collect();
+        let xf: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let want = naive(&xf, &transpose(&wf, n, k), m, k, n);
+        let _pass = PassScope::enter();
+        for _ in 0..2 {
+            let got = product(&w);
+            for (g, e) in got.iter().zip(&want) {
+                assert!(
+                    (*g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "{m} x {k} x {n}: {g} against {e}"
+                );
+            }
+        }
+    }
+}
