@@ -231,14 +231,7 @@ fn gradients_through_a_stack_equal_finite_differences() {
     let xs = Array3::from_shape_fn((4, 2, 3), |(t, b, j)| ((t * 5 + b * 3 + j) as f64 * 0.31).sin());
     let h0 = Array2::from_shape_fn((2, 15), |(b, j)| ((b * 7 + j) as f64 * 0.17).cos() * 0.5);
     // A loss that reads every output at every step: Σ w·y.
-    let loss =
-        |t: usize, o: usize, y: ArrayView2<f64>, grad: Option<ArrayViewMut2<f64>>| -> nngraph::Result<f64> {
-            let w = |j: usize| 0.3 + 0.1 * ((o * 7 + t * 3 + j) % 11) as f64;
-            if let Some(mut g) = grad {
-                g.indexed_iter_mut().for_each(|((_, j), v)| *v += w(j));
-            }
-            Ok(y.indexed_iter().map(|((_, j), v)| v * w(j)).sum())
-        };
+    let loss = common::weighted_sum(|t, o, j| 0.3 + 0.1 * ((o * 7 + t * 3 + j) % 11) as f64);
     let report = GradCheck::new()
         .check_graph(&mut g, &[Feed::Seq(xs.view()), Feed::Values(h0.view())], loss)
         .unwrap();
@@ -463,14 +456,7 @@ fn a_stack_of_stacks_equals_one_stack_of_its_layers() {
         tape6.grad("x").unwrap().iter().copied(),
         1e-14,
     );
-    let loss =
-        |t: usize, o: usize, y: ArrayView2<f64>, grad: Option<ArrayViewMut2<f64>>| -> nngraph::Result<f64> {
-            let w = |j: usize| 0.3 + 0.1 * ((o * 7 + t * 3 + j) % 11) as f64;
-            if let Some(mut g) = grad {
-                g.indexed_iter_mut().for_each(|((_, j), v)| *v += w(j));
-            }
-            Ok(y.indexed_iter().map(|((_, j), v)| v * w(j)).sum())
-        };
+    let loss = common::weighted_sum(|t, o, j| 0.3 + 0.1 * ((o * 7 + t * 3 + j) % 11) as f64);
     let report = GradCheck::new()
         .check_graph(&mut nest, &[Feed::Seq(xs.view()), Feed::Values(h0.view())], loss)
         .unwrap();

@@ -216,14 +216,7 @@ fn gradients_through_the_shipped_lstm_stack_equal_finite_differences() {
     let h0 = Array2::from_shape_fn((2, 12), |(b, j)| ((b * 7 + j) as f64 * 0.13).cos() * 0.5);
     let c0 = Array2::from_shape_fn((2, 12), |(b, j)| ((b * 3 + j) as f64 * 0.17).sin() * 0.5);
     // Σ w·(every output at every step).
-    let loss =
-        |t: usize, o: usize, y: ArrayView2<f64>, grad: Option<ArrayViewMut2<f64>>| -> nngraph::Result<f64> {
-            let w = |j: usize| 0.2 + 0.1 * ((o * 5 + t * 3 + j) % 7) as f64;
-            if let Some(mut g) = grad {
-                g.indexed_iter_mut().for_each(|((_, j), v)| *v += w(j));
-            }
-            Ok(y.indexed_iter().map(|((_, j), v)| v * w(j)).sum())
-        };
+    let loss = common::weighted_sum(|t, o, j| 0.2 + 0.1 * ((o * 5 + t * 3 + j) % 7) as f64);
     let report = GradCheck::new()
         .check_graph(
             &mut g,

@@ -143,3 +143,16 @@ pub fn sum_over_steps(
     }
     total
 }
+
+/// A loss for finite-difference checks that reads every output at every
+/// step: `Σ w(t, o, j) · y[.., j]`, its gradient `w` added into `grad`.
+pub fn weighted_sum(
+    w: impl Fn(usize, usize, usize) -> f64,
+) -> impl FnMut(usize, usize, ArrayView2<f64>, Option<ArrayViewMut2<f64>>) -> nngraph::Result<f64> {
+    move |t, o, y, grad| {
+        if let Some(mut g) = grad {
+            g.indexed_iter_mut().for_each(|((_, j), v)| *v += w(t, o, j));
+        }
+        Ok(y.indexed_iter().map(|((_, j), v)| v * w(t, o, j)).sum())
+    }
+}

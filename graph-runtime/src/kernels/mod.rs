@@ -35,6 +35,19 @@ pub struct Operand<'a, T> {
 /// `c = a · bᵀ` where `a` is `(m, k)`, `b` is `(n, k)` and `c` is `(m, n)`,
 /// all row-major and contiguous. Overwrites `c`.
 pub fn matmul_a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, n: usize) {
+    a_bt(a, b, c, m, k, n, false)
+}
+
+/// [`matmul_a_bt`] for `x · wᵀ` where `w` is a parameter of the graph the
+/// current engine pass runs, which cannot change during the pass: with few
+/// rows, `wᵀ` may be taken packed once for the pass (`packed.rs`). Only
+/// for parameters: another matrix at a reused address could change
+/// between two products of one pass.
+pub(crate) fn matmul_x_wt<F: Float>(x: &[F], w: &[F], c: &mut [F], m: usize, k: usize, n: usize) {
+    a_bt(x, w, c, m, k, n, true)
+}
+
+fn a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, n: usize, b_is_a_parameter: bool) {
     assert_eq!(
         (a.len(), b.len(), c.len()),
         (m * k, n * k, m * n),
@@ -70,7 +83,7 @@ pub fn matmul_a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, 
         by_rows(m, n, work, TRANSPOSED_TILES, c, |r0, r1, c| {
             F::rows_times_packed(r1 - r0, k, &a[r0 * k..r1 * k], b, Columns::all(c, r1 - r0, n))
         });
-    } else if !F::times_packed_weights(m, k, n, a, b, c) {
+    } else if !(b_is_a_parameter && F::times_packed_weights(m, k, n, a, b, c)) {
         by_cols(m, n, work, ROW_TILES, c, |c| F::rows_times_packed(m, k, a, b, c));
     }
 }

@@ -479,7 +479,7 @@ fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passe
         let mut w: Vec<f32> = fill(n * k, 0.9).iter().map(|&v| v as f32).collect();
         let product = |w: &[f32]| {
             let mut c = vec![0.0f32; m * n];
-            matmul_a_bt(&x, w, &mut c, m, k, n);
+            matmul_x_wt(&x, w, &mut c, m, k, n);
             c
         };
         for threads in [1, 2] {
@@ -494,6 +494,12 @@ fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passe
                     })
                 };
                 let outside = run(&|| product(&w));
+                let unpacked = run(&|| {
+                    let mut c = vec![0.0f32; m * n];
+                    matmul_a_bt(&x, &w, &mut c, m, k, n);
+                    c
+                });
+                assert_eq!(outside, unpacked);
                 let _pass = PassScope::enter();
                 // The first use reads `w` in place, the next ones the packed copy.
                 for use_ in 0..3 {
@@ -525,6 +531,22 @@ fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passe
                 assert!(
                     (*g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
                     "{m} x {k} x {n}: {g} against {e}"
+                );
+            }
+        }
+        // `matmul_a_bt`, for any matrix, keeps nothing: a matrix changed in
+        // place within one pass is read as it is now.
+        let mut other = w.clone();
+        for round in 0..3 {
+            other.iter_mut().for_each(|v| *v += 0.25);
+            let of: Vec<f64> = other.iter().map(|&v| v as f64).collect();
+            let want = naive(&xf, &transpose(&of, n, k), m, k, n);
+            let mut got = vec![0.0f32; m * n];
+            matmul_a_bt(&x, &other, &mut got, m, k, n);
+            for (g, e) in got.iter().zip(&want) {
+                assert!(
+                    (*g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "round {round}: {g} against {e}"
                 );
             }
         }

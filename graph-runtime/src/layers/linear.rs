@@ -1,7 +1,7 @@
 //! `Linear(in, out)`: `y = x · Wᵀ + b`, torch layout (`weight` is `(out, in)`
 //! row-major, then `bias` of length `out`).
 
-use crate::kernels::{matmul_a_b_acc, matmul_a_bt, matmul_at_b_acc};
+use crate::kernels::{matmul_a_b_acc, matmul_at_b_acc, matmul_x_wt};
 use crate::layer::{Backward, Forward, Layer, LayerResult, ParamShape};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
@@ -66,7 +66,7 @@ impl<F: Float> Layer<F> for Linear {
         let x = cx.inputs[0].values()?;
         let (batch, n_in, n_out) = (x.nrows(), self.in_features, self.out_features);
         match (x.as_slice(), output.as_slice_mut()) {
-            (Some(x), Some(y)) => matmul_a_bt(x, w, y, batch, n_in, n_out),
+            (Some(x), Some(y)) => matmul_x_wt(x, w, y, batch, n_in, n_out),
             _ => {
                 let w = weight_view(w, n_out, n_in)?;
                 ndarray::linalg::general_mat_mul(F::one(), &x, &w.t(), F::zero(), &mut output);
