@@ -4,9 +4,9 @@
 //! to the portable micro-kernels used to test them on any CPU.
 
 use super::gemm::{blocked, rows_times_packed, rows_times_wt, Kernel};
-use super::packed::{with_packed, Entry};
-use super::split::by_cols;
+use super::packed::{pack_transposed, with_packed, Entry};
 use super::split::Columns;
+use super::split::{by_cols, by_rows};
 use super::{activations, Operand};
 use std::cell::RefCell;
 
@@ -28,6 +28,9 @@ pub trait Kernels: Copy + sealed::Sealed {
     /// columns across the pool; `false` (nothing done) where no packed copy
     /// is kept (outside a pass, or at `b`'s first use in it).
     fn times_packed_weights(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]) -> bool;
+    /// `c = a · bᵀ` with many rows: `bᵀ` packed for this call (a small
+    /// cost beside the product), `a` read in place, split by rows.
+    fn many_rows_times_bt(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]);
     /// `c = [c +] a · b` on strided operands.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
@@ -52,6 +55,9 @@ thread_local! {
     static PACK_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
     static WEIGHTS_F32: RefCell<Vec<Entry<f32>>> = const { RefCell::new(Vec::new()) };
     static WEIGHTS_F64: RefCell<Vec<Entry<f64>>> = const { RefCell::new(Vec::new()) };
+    /// `bᵀ` packed for one product with many rows (see `many_rows_times_bt`).
+    static BT_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static BT_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
     /// The widest kernels this thread may use (see [`with_level`]).
     static LEVEL: std::cell::Cell<Level> = const { std::cell::Cell::new(Level::Best) };
 }
@@ -114,7 +120,7 @@ macro_rules! activations_for {
 }
 
 macro_rules! gemm_for {
-    ($t:ident, $pack:ident, $weights:ident) => {
+    ($t:ident, $pack:ident, $weights:ident, $bt:ident) => {
         impl Kernels for $t {
             fn exp_in_place(x: &mut [$t]) {
                 activations_for!($t, exp, x)
@@ -141,6 +147,20 @@ macro_rules! gemm_for {
                     .is_some()
             }
 
+            fn many_rows_times_bt(m: usize, k: usize, n: usize, a: &[$t], b: &[$t], c: &mut [$t]) {
+                $bt.with(|bt| {
+                    let mut bt = bt.borrow_mut();
+                    pack_transposed(b, n, k, <$t as Kernel>::nr(), &mut bt);
+                    let bt = &bt[..];
+                    by_rows(m, n, m * k * n, <$t as Kernel>::MR, c, |r0, r1, c| {
+                        let c = Columns::all(c, r1 - r0, n);
+                        $pack.with(|buf| {
+                            rows_times_wt::<$t>(r1 - r0, k, &a[r0 * k..r1 * k], bt, c, &mut buf.borrow_mut())
+                        })
+                    })
+                })
+            }
+
             fn rows_times_packed(m: usize, k: usize, a: &[$t], b: &[$t], c: Columns<'_, $t>) {
                 $pack.with(|buf| rows_times_packed::<$t>(m, k, a, b, c, &mut buf.borrow_mut()));
             }
@@ -159,5 +179,5 @@ macro_rules! gemm_for {
         }
     };
 }
-gemm_for!(f32, PACK_F32, WEIGHTS_F32);
-gemm_for!(f64, PACK_F64, WEIGHTS_F64);
+gemm_for!(f32, PACK_F32, WEIGHTS_F32, BT_F32);
+gemm_for!(f64, PACK_F64, WEIGHTS_F64, BT_F64);

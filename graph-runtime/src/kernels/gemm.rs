@@ -1,10 +1,11 @@
-//! The blocked GEMM: BLIS-style blocks of `A` (and of `B`, unless its rows
-//! can be read in place) packed into a per-thread buffer and multiplied by
-//! a register-blocked micro-kernel (`micro.rs`, `simd.rs`); and `x · wᵀ`
-//! with the weight read in place and only the activations packed.
+//! The blocked GEMM: BLIS-style blocks of `A` and `B`, each packed into a
+//! per-thread buffer unless it can be read in place, multiplied by a
+//! register-blocked micro-kernel (`micro.rs`, `simd.rs`); and `x · wᵀ`, with
+//! `wᵀ` packed and `x` read in place, or (`rows_times_packed`) the other
+//! way round.
 
 use super::split::Columns;
-use super::{micro, Operand};
+use super::Operand;
 use crate::Float;
 
 /// `c = x · wᵀ` (x `(m, k)`, w `(n, k)`, c `(m, n)`), computed as
@@ -70,11 +71,12 @@ pub(super) fn rows_times_packed<T: Kernel>(
         }
         for (q, j0) in (0..m).step_by(nr).enumerate() {
             let xpanel = &xpack[q * k * nr..(q + 1) * k * nr];
-            if packed_rows {
-                T::kernel(k, &wpack[..k * mr], xpanel, nr, tile);
+            let a = if packed_rows {
+                Lanes::packed(&wpack[..k * mr])
             } else {
-                T::kernel_rows(k, &w[i0 * k..(i0 + mr) * k], k, xpanel, tile);
-            }
+                Lanes::rows(&w[i0 * k..(i0 + mr) * k], k)
+            };
+            T::tile(k, a, xpanel, nr, tile, nr, false);
             // The tile is cᵀ[i0.., j0..]: write it back transposed.
             for jj in 0..nr.min(m - j0) {
                 let row = &mut c.row(j0 + jj)[i0 - cols.start..i0 - cols.start + rows];
@@ -120,7 +122,7 @@ pub(super) fn rows_times_wt<T: Kernel>(
                 buf[rows * k..mr * k].fill(T::zero());
                 &buf[..mr * k]
             };
-            T::kernel_rows(k, a, k, panel, tile);
+            T::tile(k, Lanes::rows(a, k), panel, nr, tile, nr, false);
             for ii in 0..rows {
                 c.row(i0 + ii)[at..at + width].copy_from_slice(&tile[ii * nr..ii * nr + width]);
             }
@@ -138,11 +140,54 @@ const NC: usize = 2048;
 /// The longest row of `B` read in place (see `blocked`).
 const IN_PLACE_ROW_BYTES: usize = 1024;
 
+/// The longest stride of an A read in place (see `blocked`): a block of
+/// `MC` rows (or steps) further apart spans more pages than the TLB holds.
+const IN_PLACE_A_BYTES: usize = 2048;
+
 /// The widest panel a kernel packs (`NR` of the AVX-512 f32 tile).
 const MAX_WIDTH: usize = 32;
 
 /// The largest register tile, `MR x NR`.
 const MAX_TILE: usize = 6 * MAX_WIDTH;
+
+/// `a`'s side of a micro-kernel's tile: lane `i` (row `i` of the tile) at
+/// step `p` is `data[p * step + i * lane]`.
+#[derive(Clone, Copy)]
+pub(super) struct Lanes<'a, T> {
+    pub(super) data: &'a [T],
+    pub(super) step: usize,
+    pub(super) lane: usize,
+}
+
+impl<'a, T: Kernel> Lanes<'a, T> {
+    /// Packed: `MR` lanes per step, one step after another.
+    pub(super) fn packed(data: &'a [T]) -> Self {
+        Lanes {
+            data,
+            step: T::MR,
+            lane: 1,
+        }
+    }
+
+    /// `MR` rows of a row-major matrix read in place, `lda` apart.
+    pub(super) fn rows(data: &'a [T], lda: usize) -> Self {
+        Lanes {
+            data,
+            step: 1,
+            lane: lda,
+        }
+    }
+
+    /// `MR` adjacent values of each of `kc` rows `lda` apart, read in place
+    /// (the lanes are the columns of a row-major matrix).
+    pub(super) fn steps(data: &'a [T], lda: usize) -> Self {
+        Lanes {
+            data,
+            step: lda,
+            lane: 1,
+        }
+    }
+}
 
 /// A scalar type with a micro-kernel.
 pub(super) trait Kernel: Float {
@@ -151,41 +196,10 @@ pub(super) trait Kernel: Float {
     /// Columns of the register tile, which the CPU decides (wider with
     /// AVX-512); the same for every call of one product.
     fn nr() -> usize;
-    /// `tile (MR x NR, row-major) = Σ_p a[p*MR + i] · b[p*ldb + j]` over `kc`:
-    /// `a` packed, `b` packed (`ldb == NR`) or read in place.
-    fn kernel(kc: usize, a: &[Self], b: &[Self], ldb: usize, tile: &mut [Self]);
-
-    /// The tile with `a` read in place: lane `i` at step `p` is
-    /// `a[i * lda + p]` (`MR` rows of a row-major matrix); `b` packed.
-    fn kernel_rows(kc: usize, a: &[Self], lda: usize, b: &[Self], tile: &mut [Self]) {
-        micro::portable_rows::<Self>(kc, a, lda, b, Self::MR, Self::nr(), tile);
-    }
-
-    /// The same product added into (or, with `overwrite`, stored in) a full
-    /// `MR x NR` block of `c` starting at `c[0]` with row stride `ldc`.
+    /// `c (MR x NR at row stride ldc) = [c +] Σ_p a(p, i) · b[p * ldb + j]`
+    /// over `kc` steps, `b` packed (`ldb == NR`) or read in place.
     #[allow(clippy::too_many_arguments)]
-    fn kernel_into(
-        kc: usize,
-        a: &[Self],
-        b: &[Self],
-        ldb: usize,
-        c: &mut [Self],
-        ldc: usize,
-        overwrite: bool,
-        tile: &mut [Self],
-    ) {
-        Self::kernel(kc, a, b, ldb, tile);
-        let nr = Self::nr();
-        for i in 0..Self::MR {
-            let out = &mut c[i * ldc..i * ldc + nr];
-            let t = &tile[i * nr..(i + 1) * nr];
-            if overwrite {
-                out.copy_from_slice(t);
-            } else {
-                out.iter_mut().zip(t).for_each(|(o, &v)| *o += v);
-            }
-        }
-    }
+    fn tile(kc: usize, a: Lanes<'_, Self>, b: &[Self], ldb: usize, c: &mut [Self], ldc: usize, add: bool);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -207,6 +221,13 @@ pub(super) fn blocked<T: Kernel>(
     // in address translation than the packing saves. A last, partial panel
     // is always packed.
     let in_place = b.cs == 1 && b.rs * std::mem::size_of::<T>() <= IN_PLACE_ROW_BYTES;
+    // An A whose rows, or whose columns, are contiguous and close is read
+    // in place by the micro-kernel (MR rows, or MR adjacent columns, `kc`
+    // steps long): packing a row-major A is a transposition that cost more
+    // than the kernel's strided reads (W4's backward, one thread: 5% of an
+    // iteration). Far apart, a block spans too many pages and is packed.
+    let a_stride = if a.cs == 1 { a.rs } else { a.cs };
+    let a_in_place = (a.cs == 1 || a.rs == 1) && a_stride * std::mem::size_of::<T>() <= IN_PLACE_A_BYTES;
     let nc_max = if in_place { nr } else { NC.min(n.div_ceil(nr) * nr) };
     let kc_max = KC.min(k);
     let mc_max = MC.min(m.div_ceil(mr) * mr);
@@ -230,11 +251,15 @@ pub(super) fn blocked<T: Kernel>(
                     pack(dst, nr, b, pc, jc + j0, kc, nr.min(nc - j0), false);
                 }
             }
-            let overwrite = !accumulate && pc == 0;
+            let add = accumulate || pc > 0;
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                // Pack A[ic.., pc..] into row panels of MR, zero padded.
+                // Pack A[ic.., pc..] into row panels of MR, zero padded,
+                // unless a whole panel can be read in place.
                 for (panel, i0) in (0..mc).step_by(mr).enumerate() {
+                    if a_in_place && mr <= mc - i0 {
+                        continue;
+                    }
                     let dst = &mut apack[panel * kc * mr..(panel + 1) * kc * mr];
                     pack(dst, mr, a, ic + i0, pc, kc, mr.min(mc - i0), true);
                 }
@@ -250,23 +275,33 @@ pub(super) fn blocked<T: Kernel>(
                         (&bpack[..kc * nr], nr)
                     };
                     for (ap, i0) in (0..mc).step_by(mr).enumerate() {
-                        let apanel = &apack[ap * kc * mr..(ap + 1) * kc * mr];
                         let rows = mr.min(mc - i0);
+                        let apanel = if a_in_place && rows == mr {
+                            // Lane i at step p is A(ic + i0 + i, pc + p).
+                            let at = &a.data[(ic + i0) * a.rs + pc * a.cs..];
+                            if a.cs == 1 {
+                                Lanes::rows(at, a.rs)
+                            } else {
+                                Lanes::steps(at, a.cs)
+                            }
+                        } else {
+                            Lanes::packed(&apack[ap * kc * mr..(ap + 1) * kc * mr])
+                        };
                         if rows == mr && cols == nr {
                             let start = (ic + i0) * n + jc + j0;
                             let end = start + (mr - 1) * n + nr;
-                            T::kernel_into(kc, apanel, bpanel, ldb, &mut c[start..end], n, overwrite, tile);
+                            T::tile(kc, apanel, bpanel, ldb, &mut c[start..end], n, add);
                             continue;
                         }
-                        T::kernel(kc, apanel, bpanel, ldb, tile);
+                        T::tile(kc, apanel, bpanel, ldb, tile, nr, false);
                         for ii in 0..rows {
                             let start = (ic + i0 + ii) * n + jc + j0;
                             let out = &mut c[start..start + cols];
                             let t = &tile[ii * nr..ii * nr + cols];
-                            if overwrite {
-                                out.copy_from_slice(t);
-                            } else {
+                            if add {
                                 out.iter_mut().zip(t).for_each(|(o, &v)| *o += v);
+                            } else {
+                                out.copy_from_slice(t);
                             }
                         }
                     }

@@ -2,11 +2,12 @@
 //!
 //! ndarray's `dot` (matrixmultiply) allocates a packing buffer on every call,
 //! which would break the promise that a warmed-up training step allocates
-//! nothing. This is a BLIS-style GEMM instead: blocks of `A`, and of `B`
-//! unless its rows can be read in place, are packed into a per-thread buffer
+//! nothing. This is a BLIS-style GEMM instead: blocks of `A` and of `B`,
+//! unless they can be read in place, are packed into a per-thread buffer
 //! (grown on first use, then reused) and multiplied by a register-blocked
-//! micro-kernel: 6 x 16 (f32) or 6 x 8 (f64) with AVX2 and FMA when the CPU
-//! has them (detected at run time), a portable one otherwise.
+//! micro-kernel: 6 x 32 (f32) with AVX-512, 6 x 16 (f32) or 6 x 8 (f64)
+//! with AVX2 and FMA, when the CPU has them (detected at run time), a
+//! portable one otherwise.
 //!
 //! The three products a linear layer needs are thin wrappers that describe
 //! their operands by strides. Here: the products (and the unblocked path
@@ -14,12 +15,12 @@
 //! `pool.rs`: the threads; `gemm.rs`: the blocked driver and packing;
 //! `packed.rs`: weights packed once per engine pass for a sequence's steps;
 //! `dispatch.rs`: the `Kernels` trait `Float` carries; `micro.rs`: each
-//! type's micro-kernel (SIMD or portable); `simd.rs`: the AVX2 + FMA
-//! kernels; `activations.rs`: vectorised f32 `exp`, `tanh`, logistic;
+//! type's micro-kernel (SIMD or portable); `simd.rs`: the AVX2 + FMA and
+//! AVX-512 kernels; `activations.rs`: vectorised f32 `exp`, `tanh`, logistic;
 //! `tests.rs`.
 
 use crate::Float;
-use split::{by_cols, by_rows, Columns, ROW_TILES, TRANSPOSED_TILES};
+use split::{by_cols, by_rows, ROW_TILES, TRANSPOSED_TILES};
 
 pub use dispatch::{with_level, with_portable_kernels, Kernels, Level};
 
@@ -80,9 +81,7 @@ fn a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, n: usize, b
     // columns, the rows of `b` it reads, which divides the work evenly.
     let work = m * k * n;
     if m >= TRANSPOSED_TILES * 4 * pool::threads() {
-        by_rows(m, n, work, TRANSPOSED_TILES, c, |r0, r1, c| {
-            F::rows_times_packed(r1 - r0, k, &a[r0 * k..r1 * k], b, Columns::all(c, r1 - r0, n))
-        });
+        F::many_rows_times_bt(m, k, n, a, b, c);
     } else if !(b_is_a_parameter && F::times_packed_weights(m, k, n, a, b, c)) {
         by_cols(m, n, work, ROW_TILES, c, |c| F::rows_times_packed(m, k, a, b, c));
     }

@@ -104,7 +104,7 @@ pub(super) fn with_packed<T: Copy + Default, R>(
 
 /// `wᵀ` in panels: panel `q` holds `nr` rows of `w` from row `q * nr`,
 /// step `p` of lane `l` at `q * k * nr + p * nr + l`, zero padded.
-fn pack_transposed<T: Copy + Default>(w: &[T], n: usize, k: usize, nr: usize, out: &mut Vec<T>) {
+pub(super) fn pack_transposed<T: Copy + Default>(w: &[T], n: usize, k: usize, nr: usize, out: &mut Vec<T>) {
     let panels = n.div_ceil(nr);
     out.clear();
     out.resize(panels * k * nr, T::default());

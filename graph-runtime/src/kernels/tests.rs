@@ -1,7 +1,7 @@
 //! The products against a naive triple loop, around every block edge, with
 //! each kernel the CPU has (AVX-512, AVX2) and with the portable ones.
 
-use super::micro::{portable, portable_rows};
+use super::gemm::{Kernel, Lanes};
 use super::*;
 
 fn naive(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
@@ -51,6 +51,8 @@ const SIZES: &[(usize, usize, usize)] = &[
     (7, 33, 31),
     (6, 64, 32),
     (33, 70, 65),
+    // Many rows: x · wᵀ with wᵀ packed per call, a last partial panel.
+    (300, 37, 65),
 ];
 
 /// Every product in f64 against the naive one.
@@ -168,33 +170,55 @@ fn portable_products_match_naive_for_awkward_sizes() {
     );
 }
 
+/// Every micro-kernel (portable, AVX2, AVX-512 where the CPU has them) on
+/// each layout of `a` (packed, rows in place, steps in place), with `b` and
+/// `c` strided, stored and added, against the sums written out.
 #[test]
-fn portable_rows_kernel_matches_naive() {
-    // The fallback of the in-place kernel, exercised whatever the CPU:
-    // six rows of a (lda = 7, kc = 5 used), b packed 8 wide.
-    let (kc, lda) = (5, 7);
-    let (a, b) = (fill(6 * lda, 0.25), fill(kc * 8, 2.5));
-    let mut tile = [f64::NAN; 48];
-    portable_rows::<f64>(kc, &a, lda, &b, 6, 8, &mut tile);
-    for i in 0..6 {
-        for j in 0..8 {
-            let want: f64 = (0..kc).map(|p| a[i * lda + p] * b[p * 8 + j]).sum();
-            assert!((tile[i * 8 + j] - want).abs() < 1e-12);
+fn every_tile_reads_each_layout_of_a() {
+    fn check<T: Kernel + Into<f64>>(from: fn(f64) -> T, tol: f64) {
+        let (mr, nr, kc) = (T::MR, T::nr(), 7);
+        let (lda, ldb, ldc) = (kc + 3, nr + 5, nr + 2);
+        let a: Vec<T> = fill(kc * lda.max(mr) + mr * lda, 0.25)
+            .into_iter()
+            .map(from)
+            .collect();
+        let b: Vec<T> = fill(kc * ldb, 2.5).into_iter().map(from).collect();
+        let c0: Vec<T> = fill(mr * ldc, 0.75).into_iter().map(from).collect();
+        type Layout = (&'static str, usize, usize);
+        let layouts: [Layout; 3] = [("packed", mr, 1), ("rows", 1, lda), ("steps", lda, 1)];
+        for (name, step, lane) in layouts {
+            let at = |p: usize, i: usize| a[p * step + i * lane].into();
+            for add in [false, true] {
+                let mut c = c0.clone();
+                let lanes = Lanes { data: &a, step, lane };
+                T::tile(kc, lanes, &b, ldb, &mut c, ldc, add);
+                for i in 0..mr {
+                    for j in 0..nr {
+                        let sum: f64 = (0..kc).map(|p| at(p, i) * b[p * ldb + j].into()).sum();
+                        let want = sum + if add { c0[i * ldc + j].into() } else { 0.0 };
+                        let got: f64 = c[i * ldc + j].into();
+                        assert!(
+                            (got - want).abs() < tol,
+                            "{name} add={add} ({i}, {j}): {got} vs {want}"
+                        );
+                    }
+                    // Past the tile's columns nothing is written.
+                    for j in nr..ldc {
+                        assert_eq!(
+                            c[i * ldc + j].into(),
+                            c0[i * ldc + j].into(),
+                            "{name} wrote past nr"
+                        );
+                    }
+                }
+            }
         }
     }
-}
-
-#[test]
-fn portable_kernel_matches_naive() {
-    // The fallback kernel, exercised whatever the CPU.
-    let (kc, a, b) = (5, fill(5 * 6, 0.5), fill(5 * 8, 1.5));
-    let mut tile = [0.0; 48];
-    portable::<f64, 6, 8>(kc, &a, &b, 8, &mut tile);
-    for i in 0..6 {
-        for j in 0..8 {
-            let want: f64 = (0..kc).map(|p| a[p * 6 + i] * b[p * 8 + j]).sum();
-            assert!((tile[i * 8 + j] - want).abs() < 1e-12);
-        }
+    for level in [Level::Portable, Level::Avx2, Level::Best] {
+        with_level(level, || {
+            check::<f64>(|v| v, 1e-12);
+            check::<f32>(|v| v as f32, 1e-4);
+        });
     }
 }
 
@@ -203,7 +227,13 @@ fn portable_kernel_matches_naive() {
 #[test]
 fn products_are_bit_identical_on_any_thread_count() {
     // Split by rows, by columns, and a sequence step's size (50 x 128 x 512).
-    for (m, k, n) in [(200, 300, 256), (64, 1024, 1024), (61, 2048, 96), (50, 128, 512)] {
+    for (m, k, n) in [
+        (200, 300, 256),
+        (64, 1024, 1024),
+        (61, 2048, 96),
+        (50, 128, 512),
+        (520, 70, 65),
+    ] {
         for threads in [2, 3, 4] {
             bit_identical_to_one_thread(m, k, n, threads);
         }
