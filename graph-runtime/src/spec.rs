@@ -103,6 +103,25 @@ impl LstmGates {
         ]
     }
 
+    /// Per input of the sum (`a`, `b`): whether the fused backward pass
+    /// writes its whole gradient rather than adding into it, so that it
+    /// need not be cleared first: a node's slot (not an input's), read by
+    /// the sum alone (once) and not an output of the graph.
+    pub fn writes_input_grads(&self, spec: &GraphSpec) -> [bool; 2] {
+        let ab = spec.nodes[self.sum].inputs;
+        let sole = |slot: usize| {
+            let reads: usize = spec
+                .nodes
+                .iter()
+                .map(|n| n.inputs.iter().filter(|&&s| s == slot).count())
+                .sum();
+            slot >= spec.inputs.len()
+                && reads == 1
+                && !(0..spec.outputs.len()).any(|o| spec.output_slot(o) == slot)
+        };
+        [sole(ab[0]), sole(ab[1])]
+    }
+
     /// The group's nodes in an evaluation order.
     pub fn nodes(&self) -> [usize; 14] {
         let [p0, p1, p2, p3] = self.parts;

@@ -41,7 +41,8 @@ pub(crate) struct Record<F> {
     /// Per input: whether backward computes its gradient.
     pub input_grads: Vec<bool>,
     /// Per slot: whether backward writes its whole gradient (the inner nodes
-    /// of a fused group), so that it need not be cleared first.
+    /// of a fused group, and the inputs of its sum that nothing else
+    /// reads), so that it need not be cleared first.
     pub written: Vec<bool>,
     /// Per slot: whether it holds its value (not a slot the plan passes
     /// on without a copy, which takes no memory).
@@ -224,6 +225,12 @@ impl<F: Float> Tape<F> {
                 for k in group.inner() {
                     let slot = record.spec.node_slot(k);
                     record.written[slot] = true;
+                }
+                let ab = record.spec.nodes[group.sum].inputs;
+                for (&slot, writes) in ab.iter().zip(group.writes_input_grads(record.spec)) {
+                    if writes {
+                        record.written[slot] = true;
+                    }
                 }
             }
         }

@@ -60,6 +60,9 @@ struct Gates<F> {
     /// and `b` are one slot (its gradient then gets both).
     wanted: [bool; 3],
     same_ab: bool,
+    /// Whether the gradients of `a` and `b` are written rather than added
+    /// to (`LstmGates::writes_input_grads`).
+    write_ab: [bool; 2],
 }
 
 // SAFETY: the pointers address buffers that outlive the pass; the threads
@@ -103,6 +106,7 @@ impl<F: Float> Gates<F> {
             h_next: slot(node_slot(group.h_next)),
             wanted,
             same_ab: a == b,
+            write_ab: group.writes_input_grads(spec),
         }
     }
 }
@@ -292,16 +296,23 @@ unsafe fn lstm_backward<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize
             row[k * h..(k + 1) * h].copy_from_slice(&part[r * h..(r + 1) * h]);
         }
     }
-    let adds: &[(Slot<F>, bool)] = if g.same_ab {
-        &[(g.a, g.wanted[0]), (g.a, g.wanted[0])]
+    let adds: &[(Slot<F>, bool, bool)] = if g.same_ab {
+        &[(g.a, g.wanted[0], false), (g.a, g.wanted[0], false)]
     } else {
-        &[(g.a, g.wanted[0]), (g.b, g.wanted[1])]
+        &[
+            (g.a, g.wanted[0], g.write_ab[0]),
+            (g.b, g.wanted[1], g.write_ab[1]),
+        ]
     };
-    for &(slot, wanted) in adds {
+    for &(slot, wanted, write) in adds {
         if wanted {
             let d = unsafe { slot.rows(rows) };
-            for (d, &s) in d.iter_mut().zip(&*d_sum) {
-                *d += s;
+            if write {
+                d.copy_from_slice(d_sum);
+            } else {
+                for (d, &s) in d.iter_mut().zip(&*d_sum) {
+                    *d += s;
+                }
             }
         }
     }
