@@ -582,3 +582,36 @@ fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passe
         }
     }
 }
+
+/// A split covers every row once, in runs of whole tiles, and the parts
+/// differ by at most a tile, the first ones (the caller's) the larger.
+#[test]
+fn splits_are_whole_tiles_and_the_callers_part_is_not_the_smaller() {
+    use super::pool::split;
+    for rows in [1, 5, 6, 7, 50, 64, 65, 512, 2500] {
+        for align in [1, 6, 32] {
+            for parts in 1..=4 {
+                let starts: Vec<usize> = (0..=parts).map(|p| split(rows, parts, align, p)).collect();
+                assert_eq!((starts[0], starts[parts]), (0, rows));
+                let sizes: Vec<usize> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+                for (p, w) in starts.windows(2).enumerate() {
+                    assert!(
+                        w[0] <= w[1],
+                        "{rows} rows, {parts} parts: part {p} runs backwards"
+                    );
+                    assert!(
+                        w[0] % align == 0 || w[0] == rows,
+                        "{rows} rows: part {p} starts inside a tile"
+                    );
+                }
+                let tiles: Vec<usize> = sizes.iter().map(|s| s.div_ceil(align)).collect();
+                let (most, least) = (tiles.iter().max().unwrap(), tiles.iter().min().unwrap());
+                assert!(
+                    most - least <= 1,
+                    "{rows} rows / {align}, {parts} parts: {tiles:?}"
+                );
+                assert_eq!(tiles[0], *most, "{rows} rows / {align}, {parts} parts: {tiles:?}");
+            }
+        }
+    }
+}
