@@ -22,15 +22,40 @@ pub trait Kernels: Copy + sealed::Sealed {
     fn tanh_in_place(x: &mut [Self]);
     /// `x = 1 / (1 + e^{-x})` for each element.
     fn sigmoid_in_place(x: &mut [Self]);
-    /// `c = a · bᵀ`; see [`matmul_a_bt`].
-    fn rows_times_packed(m: usize, k: usize, a: &[Self], b: &[Self], c: Columns<'_, Self>);
+    /// `c = a · bᵀ [+ bias]`; see [`matmul_a_bt`].
+    fn rows_times_packed(
+        m: usize,
+        k: usize,
+        a: &[Self],
+        b: &[Self],
+        bias: Option<&[Self]>,
+        c: Columns<'_, Self>,
+    );
     /// `c = a · bᵀ` with `bᵀ` packed once per pass (`packed.rs`), split by
     /// columns across the pool; `false` (nothing done) where no packed copy
     /// is kept (outside a pass, or at `b`'s first use in it).
-    fn times_packed_weights(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]) -> bool;
+    #[allow(clippy::too_many_arguments)]
+    fn times_packed_weights(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[Self],
+        b: &[Self],
+        bias: Option<&[Self]>,
+        c: &mut [Self],
+    ) -> bool;
     /// `c = a · bᵀ` with many rows: `bᵀ` packed for this call (a small
     /// cost beside the product), `a` read in place, split by rows.
-    fn many_rows_times_bt(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self]);
+    #[allow(clippy::too_many_arguments)]
+    fn many_rows_times_bt(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[Self],
+        b: &[Self],
+        bias: Option<&[Self]>,
+        c: &mut [Self],
+    );
     /// `c = [c +] a · b` on strided operands.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
@@ -134,20 +159,38 @@ macro_rules! gemm_for {
                 activations_for!($t, sigmoid, x)
             }
 
-            fn times_packed_weights(m: usize, k: usize, n: usize, a: &[$t], b: &[$t], c: &mut [$t]) -> bool {
+            fn times_packed_weights(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: &[$t],
+                b: &[$t],
+                bias: Option<&[$t]>,
+                c: &mut [$t],
+            ) -> bool {
                 let nr = <$t as Kernel>::nr();
                 $weights
                     .with(|cache| {
                         with_packed(cache, b, n, k, nr, |wt| {
                             by_cols(m, n, m * k * n, nr, c, |c| {
-                                $pack.with(|buf| rows_times_wt::<$t>(m, k, a, wt, c, &mut buf.borrow_mut()))
+                                $pack.with(|buf| {
+                                    rows_times_wt::<$t>(m, k, a, wt, bias, c, &mut buf.borrow_mut())
+                                })
                             })
                         })
                     })
                     .is_some()
             }
 
-            fn many_rows_times_bt(m: usize, k: usize, n: usize, a: &[$t], b: &[$t], c: &mut [$t]) {
+            fn many_rows_times_bt(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: &[$t],
+                b: &[$t],
+                bias: Option<&[$t]>,
+                c: &mut [$t],
+            ) {
                 $bt.with(|bt| {
                     let mut bt = bt.borrow_mut();
                     pack_transposed(b, n, k, <$t as Kernel>::nr(), &mut bt);
@@ -155,14 +198,29 @@ macro_rules! gemm_for {
                     by_rows(m, n, m * k * n, <$t as Kernel>::MR, c, |r0, r1, c| {
                         let c = Columns::all(c, r1 - r0, n);
                         $pack.with(|buf| {
-                            rows_times_wt::<$t>(r1 - r0, k, &a[r0 * k..r1 * k], bt, c, &mut buf.borrow_mut())
+                            rows_times_wt::<$t>(
+                                r1 - r0,
+                                k,
+                                &a[r0 * k..r1 * k],
+                                bt,
+                                bias,
+                                c,
+                                &mut buf.borrow_mut(),
+                            )
                         })
                     })
                 })
             }
 
-            fn rows_times_packed(m: usize, k: usize, a: &[$t], b: &[$t], c: Columns<'_, $t>) {
-                $pack.with(|buf| rows_times_packed::<$t>(m, k, a, b, c, &mut buf.borrow_mut()));
+            fn rows_times_packed(
+                m: usize,
+                k: usize,
+                a: &[$t],
+                b: &[$t],
+                bias: Option<&[$t]>,
+                c: Columns<'_, $t>,
+            ) {
+                $pack.with(|buf| rows_times_packed::<$t>(m, k, a, b, bias, c, &mut buf.borrow_mut()));
             }
 
             fn gemm(

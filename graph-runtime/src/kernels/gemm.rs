@@ -8,7 +8,7 @@ use super::split::Columns;
 use super::Operand;
 use crate::Float;
 
-/// `c = x · wᵀ` (x `(m, k)`, w `(n, k)`, c `(m, n)`), computed as
+/// `c = x · wᵀ [+ bias]` (x `(m, k)`, w `(n, k)`, c `(m, n)`), computed as
 /// `cᵀ = w · xᵀ`: the rows of `w` (a weight matrix, the large operand) are
 /// read in place as the kernel's broadcast side, and only `xᵀ` (a batch of
 /// activations) is packed. Packing `w` instead would be redone at every
@@ -19,6 +19,7 @@ pub(super) fn rows_times_packed<T: Kernel>(
     k: usize,
     x: &[T],
     w: &[T],
+    bias: Option<&[T]>,
     mut c: Columns<'_, T>,
     buf: &mut Vec<T>,
 ) {
@@ -83,12 +84,17 @@ pub(super) fn rows_times_packed<T: Kernel>(
                 for (ii, out) in row.iter_mut().enumerate() {
                     *out = tile[ii * nr + jj];
                 }
+                if let Some(bias) = bias {
+                    row.iter_mut()
+                        .zip(&bias[i0..i0 + rows])
+                        .for_each(|(y, &b)| *y += b);
+                }
             }
         }
     }
 }
 
-/// `c = x · wᵀ` (x `(m, k)`, c `(m, n)`) for the columns `c.cols()`, which
+/// `c = x · wᵀ [+ bias]` (x `(m, k)`, c `(m, n)`) for the columns `c.cols()`, which
 /// are whole panels of `NR` from a multiple of `NR`, with `wt` the packed
 /// `wᵀ` (`packed.rs`): `x` is read in place, six rows at a time, and each
 /// tile is a block of `c` as it lies. Every element is the same chain of
@@ -99,6 +105,7 @@ pub(super) fn rows_times_wt<T: Kernel>(
     k: usize,
     x: &[T],
     wt: &[T],
+    bias: Option<&[T]>,
     mut c: Columns<'_, T>,
     buf: &mut Vec<T>,
 ) {
@@ -124,7 +131,20 @@ pub(super) fn rows_times_wt<T: Kernel>(
             };
             T::tile(k, Lanes::rows(a, k), panel, nr, tile, nr, false);
             for ii in 0..rows {
-                c.row(i0 + ii)[at..at + width].copy_from_slice(&tile[ii * nr..ii * nr + width]);
+                let (out, t) = (
+                    &mut c.row(i0 + ii)[at..at + width],
+                    &tile[ii * nr..ii * nr + width],
+                );
+                match bias {
+                    Some(bias) => {
+                        let bias = &bias[j0..j0 + width];
+                        out.iter_mut()
+                            .zip(t)
+                            .zip(bias)
+                            .for_each(|((y, &t), &b)| *y = t + b);
+                    }
+                    None => out.copy_from_slice(t),
+                }
             }
         }
     }

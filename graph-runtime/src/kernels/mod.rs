@@ -36,29 +36,52 @@ pub struct Operand<'a, T> {
 /// `c = a · bᵀ` where `a` is `(m, k)`, `b` is `(n, k)` and `c` is `(m, n)`,
 /// all row-major and contiguous. Overwrites `c`.
 pub fn matmul_a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, n: usize) {
-    a_bt(a, b, c, m, k, n, false)
+    a_bt(a, b, None, c, m, k, n, false)
 }
 
 /// [`matmul_a_bt`] for `x · wᵀ` where `w` is a parameter of the graph the
 /// current engine pass runs, which cannot change during the pass: with few
 /// rows, `wᵀ` may be taken packed once for the pass (`packed.rs`). Only
 /// for parameters: another matrix at a reused address could change
-/// between two products of one pass.
-pub(crate) fn matmul_x_wt<F: Float>(x: &[F], w: &[F], c: &mut [F], m: usize, k: usize, n: usize) {
-    a_bt(x, w, c, m, k, n, true)
+/// between two products of one pass. With `bias` (`n` values), `c = x · wᵀ
+/// + bias`, the bias added to each tile as it is stored (the same sums as
+/// adding it afterwards, without another pass over `c`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_x_wt<F: Float>(
+    x: &[F],
+    w: &[F],
+    bias: Option<&[F]>,
+    c: &mut [F],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    a_bt(x, w, bias, c, m, k, n, true)
 }
 
-fn a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, n: usize, b_is_a_parameter: bool) {
+#[allow(clippy::too_many_arguments)]
+fn a_bt<F: Float>(
+    a: &[F],
+    b: &[F],
+    bias: Option<&[F]>,
+    c: &mut [F],
+    m: usize,
+    k: usize,
+    n: usize,
+    b_is_a_parameter: bool,
+) {
     assert_eq!(
         (a.len(), b.len(), c.len()),
         (m * k, n * k, m * n),
         "matmul_a_bt: operand sizes"
     );
+    assert!(bias.is_none_or(|b| b.len() == n), "matmul_a_bt: bias size");
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         c.fill(F::zero());
+        add_bias(c, n, bias);
         return;
     }
     if m * k * n <= SMALL_WORK {
@@ -74,6 +97,7 @@ fn a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, n: usize, b
             cs: k,
         };
         small(m, n, k, a, bt, c, false);
+        add_bias(c, n, bias);
         return;
     }
     // Many rows (a batch over all steps): each thread packs and computes
@@ -81,9 +105,38 @@ fn a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, n: usize, b
     // columns, the rows of `b` it reads, which divides the work evenly.
     let work = m * k * n;
     if m >= TRANSPOSED_TILES * 4 * pool::threads() {
-        F::many_rows_times_bt(m, k, n, a, b, c);
-    } else if !(b_is_a_parameter && F::times_packed_weights(m, k, n, a, b, c)) {
-        by_cols(m, n, work, ROW_TILES, c, |c| F::rows_times_packed(m, k, a, b, c));
+        F::many_rows_times_bt(m, k, n, a, b, bias, c);
+    } else if !(b_is_a_parameter && F::times_packed_weights(m, k, n, a, b, bias, c)) {
+        by_cols(m, n, work, ROW_TILES, c, |c| {
+            F::rows_times_packed(m, k, a, b, bias, c)
+        });
+    }
+}
+
+/// `sums[j] += Σ_r a[r * n + j]` for `a` `(m, n)` (a bias's gradient): the
+/// columns split across the pool when `a` is large, each summed in row
+/// order, so the bits do not depend on the thread count.
+pub(crate) fn add_column_sums<F: Float>(a: &[F], m: usize, n: usize, sums: &mut [F]) {
+    assert_eq!((a.len(), sums.len()), (m * n, n), "add_column_sums: sizes");
+    if n == 0 {
+        return;
+    }
+    // Runs of 16 columns: a cache line of f32 per row.
+    by_cols(1, n, m * n, 16, sums, |mut part| {
+        let cols = part.cols();
+        let out = part.row(0);
+        for row in a.chunks_exact(n) {
+            out.iter_mut().zip(&row[cols.clone()]).for_each(|(s, &v)| *s += v);
+        }
+    });
+}
+
+/// `c += bias` on each row (`n` wide).
+fn add_bias<F: Float>(c: &mut [F], n: usize, bias: Option<&[F]>) {
+    if let Some(bias) = bias {
+        for row in c.chunks_exact_mut(n) {
+            row.iter_mut().zip(bias).for_each(|(y, &b)| *y += b);
+        }
     }
 }
 

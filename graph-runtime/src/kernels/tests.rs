@@ -509,7 +509,7 @@ fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passe
         let mut w: Vec<f32> = fill(n * k, 0.9).iter().map(|&v| v as f32).collect();
         let product = |w: &[f32]| {
             let mut c = vec![0.0f32; m * n];
-            matmul_x_wt(&x, w, &mut c, m, k, n);
+            matmul_x_wt(&x, w, None, &mut c, m, k, n);
             c
         };
         for threads in [1, 2] {
@@ -612,6 +612,81 @@ fn splits_are_whole_tiles_and_the_callers_part_is_not_the_smaller() {
                 );
                 assert_eq!(tiles[0], *most, "{rows} rows / {align}, {parts} parts: {tiles:?}");
             }
+        }
+    }
+}
+
+/// `x · wᵀ + bias` with the bias added as tiles are stored gives the bits
+/// of the product with the bias added afterwards, on every path (few rows
+/// outside a pass and packed inside one, many rows, tiny products) and
+/// thread count.
+#[test]
+fn a_bias_added_as_tiles_are_stored_gives_the_bits_of_adding_it_after() {
+    use super::packed::PassScope;
+    use super::pool::with_threads;
+    for (m, k, n) in [
+        (50, 128, 512),
+        (300, 37, 65),
+        (7, 33, 31),
+        (3, 4, 5),
+        (520, 70, 65),
+    ] {
+        let x: Vec<f32> = fill(m * k, 0.3).iter().map(|&v| v as f32).collect();
+        let w: Vec<f32> = fill(n * k, 0.9).iter().map(|&v| v as f32).collect();
+        let bias: Vec<f32> = fill(n, 1.7).iter().map(|&v| v as f32 * 3.0).collect();
+        let mut want = vec![0.0f32; m * n];
+        with_threads(1, || matmul_a_bt(&x, &w, &mut want, m, k, n));
+        for row in want.chunks_exact_mut(n) {
+            row.iter_mut().zip(&bias).for_each(|(y, &b)| *y += b);
+        }
+        for threads in [1, 2, 3] {
+            for level in [Level::Best, Level::Avx2, Level::Portable] {
+                let fused = || {
+                    let mut c = vec![f32::NAN; m * n];
+                    matmul_x_wt(&x, &w, Some(&bias), &mut c, m, k, n);
+                    c
+                };
+                let outside = with_threads(threads, || with_level(level, fused));
+                let _pass = PassScope::enter();
+                let first = with_threads(threads, || with_level(level, fused));
+                let packed = with_threads(threads, || with_level(level, fused));
+                for got in [outside, first, packed] {
+                    let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                    // The portable kernel rounds each product apart from its sum.
+                    let close = got
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + b.abs()));
+                    assert!(
+                        if level == Level::Portable { close } else { same },
+                        "{m} x {k} x {n}, {threads} thread(s), {level:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A bias's gradient, the column sums, matches the sums written out and
+/// has the same bits on any thread count.
+#[test]
+fn column_sums_match_and_do_not_depend_on_the_thread_count() {
+    use super::pool::with_threads;
+    for (m, n) in [(2500, 512), (3, 5), (2500, 65), (1, 1)] {
+        let a: Vec<f32> = fill(m * n, 0.4).iter().map(|&v| v as f32).collect();
+        let start: Vec<f32> = fill(n, 2.0).iter().map(|&v| v as f32).collect();
+        let run = |threads| {
+            let mut sums = start.clone();
+            with_threads(threads, || add_column_sums(&a, m, n, &mut sums));
+            sums
+        };
+        let one = run(1);
+        for j in 0..n {
+            let want = (0..m).fold(start[j], |s, r| s + a[r * n + j]);
+            assert_eq!(one[j].to_bits(), want.to_bits(), "column {j} of {m} x {n}");
+        }
+        for threads in [2, 3] {
+            assert_eq!(run(threads), one, "{m} x {n} on {threads} threads");
         }
     }
 }

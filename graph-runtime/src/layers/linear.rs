@@ -1,7 +1,7 @@
 //! `Linear(in, out)`: `y = x · Wᵀ + b`, torch layout (`weight` is `(out, in)`
 //! row-major, then `bias` of length `out`).
 
-use crate::kernels::{matmul_a_b_acc, matmul_at_b_acc, matmul_x_wt};
+use crate::kernels::{add_column_sums, matmul_a_b_acc, matmul_at_b_acc, matmul_x_wt};
 use crate::layer::{Backward, Forward, Layer, LayerResult, ParamShape};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
@@ -66,14 +66,15 @@ impl<F: Float> Layer<F> for Linear {
         let x = cx.inputs[0].values()?;
         let (batch, n_in, n_out) = (x.nrows(), self.in_features, self.out_features);
         match (x.as_slice(), output.as_slice_mut()) {
-            (Some(x), Some(y)) => matmul_x_wt(x, w, y, batch, n_in, n_out),
+            // y = x · Wᵀ + b, the bias added as each tile is stored.
+            (Some(x), Some(y)) => matmul_x_wt(x, w, Some(b), y, batch, n_in, n_out),
             _ => {
                 let w = weight_view(w, n_out, n_in)?;
                 ndarray::linalg::general_mat_mul(F::one(), &x, &w.t(), F::zero(), &mut output);
+                for mut row in output.axis_iter_mut(Axis(0)) {
+                    row.iter_mut().zip(b).for_each(|(y, &b)| *y += b);
+                }
             }
-        }
-        for mut row in output.axis_iter_mut(Axis(0)) {
-            row.iter_mut().zip(b).for_each(|(y, &b)| *y += b);
         }
         Ok(())
     }
@@ -83,15 +84,18 @@ impl<F: Float> Layer<F> for Linear {
         let (dw, db) = grads.split_at_mut(n_in * n_out);
         let (x, d_output) = (cx.inputs[0].values()?, cx.d_output);
         match (x.as_slice(), d_output.as_slice()) {
-            // dW += dYᵀ · X
-            (Some(xs), Some(dys)) => matmul_at_b_acc(dys, xs, dw, x.nrows(), n_out, n_in),
+            // dW += dYᵀ · X, db += the column sums of dY
+            (Some(xs), Some(dys)) => {
+                matmul_at_b_acc(dys, xs, dw, x.nrows(), n_out, n_in);
+                add_column_sums(dys, d_output.nrows(), n_out, db);
+            }
             _ => {
                 let mut dw = ArrayViewMut2::from_shape((n_out, n_in), dw).map_err(|e| e.to_string())?;
                 ndarray::linalg::general_mat_mul(F::one(), &d_output.t(), &x, F::one(), &mut dw);
+                for row in d_output.axis_iter(Axis(0)) {
+                    db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+                }
             }
-        }
-        for row in d_output.axis_iter(Axis(0)) {
-            db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
         }
         Ok(())
     }
