@@ -38,14 +38,46 @@ pub(super) fn portable<T: Float, const MR: usize, const NR: usize>(
     }
 }
 
-/// Checks that the operands of a `6 x nr` tile hold what it reads and
-/// writes, so that the SIMD kernels may access them unchecked.
+/// A SIMD tile function of `simd.rs`: `(kc, a, step, lane, b, ldb, c, ldc, add)`.
 #[cfg(target_arch = "x86_64")]
-fn check_tile<T>(kc: usize, a: Lanes<'_, T>, b: &[T], ldb: usize, c: &[T], ldc: usize, nr: usize) {
+type SimdTile<T> = unsafe fn(usize, *const T, usize, usize, *const T, usize, *mut T, usize, bool);
+
+/// Runs a SIMD tile `nr` wide after checking that the operands hold what
+/// it reads and writes, so that it may access them unchecked.
+///
+/// # Safety
+/// The CPU has the features `tile` is compiled for.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn checked<T>(
+    tile: SimdTile<T>,
+    nr: usize,
+    kc: usize,
+    a: Lanes<'_, T>,
+    b: &[T],
+    ldb: usize,
+    c: &mut [T],
+    ldc: usize,
+    add: bool,
+) {
     assert!(kc > 0 && ldb >= nr && ldc >= nr, "tile strides");
     assert!(a.data.len() > (kc - 1) * a.step + 5 * a.lane, "a tile's a");
     assert!(b.len() >= (kc - 1) * ldb + nr, "a tile's b");
     assert!(c.len() >= 5 * ldc + nr, "a tile's c");
+    // SAFETY: the bounds are checked above; the features are the caller's.
+    unsafe {
+        tile(
+            kc,
+            a.data.as_ptr(),
+            a.step,
+            a.lane,
+            b.as_ptr(),
+            ldb,
+            c.as_mut_ptr(),
+            ldc,
+            add,
+        )
+    }
 }
 
 impl Kernel for f32 {
@@ -62,41 +94,13 @@ impl Kernel for f32 {
     fn tile(kc: usize, a: Lanes<'_, f32>, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, add: bool) {
         #[cfg(target_arch = "x86_64")]
         if simd::wide() {
-            check_tile(kc, a, b, ldb, c, ldc, 32);
-            // SAFETY: AVX-512 F is present; the bounds are checked above.
-            unsafe {
-                simd::tile_f32_wide(
-                    kc,
-                    a.data.as_ptr(),
-                    a.step,
-                    a.lane,
-                    b.as_ptr(),
-                    ldb,
-                    c.as_mut_ptr(),
-                    ldc,
-                    add,
-                )
-            };
-            return;
+            // SAFETY: the CPU has AVX-512 F.
+            return unsafe { checked(simd::tile_f32_wide, 32, kc, a, b, ldb, c, ldc, add) };
         }
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
-            check_tile(kc, a, b, ldb, c, ldc, 16);
-            // SAFETY: AVX2 and FMA are present; the bounds are checked above.
-            unsafe {
-                simd::tile_f32(
-                    kc,
-                    a.data.as_ptr(),
-                    a.step,
-                    a.lane,
-                    b.as_ptr(),
-                    ldb,
-                    c.as_mut_ptr(),
-                    ldc,
-                    add,
-                )
-            };
-            return;
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { checked(simd::tile_f32, 16, kc, a, b, ldb, c, ldc, add) };
         }
         portable::<f32, 6, 16>(kc, a, b, ldb, c, ldc, add);
     }
@@ -112,22 +116,8 @@ impl Kernel for f64 {
     fn tile(kc: usize, a: Lanes<'_, f64>, b: &[f64], ldb: usize, c: &mut [f64], ldc: usize, add: bool) {
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
-            check_tile(kc, a, b, ldb, c, ldc, 8);
-            // SAFETY: AVX2 and FMA are present; the bounds are checked above.
-            unsafe {
-                simd::tile_f64(
-                    kc,
-                    a.data.as_ptr(),
-                    a.step,
-                    a.lane,
-                    b.as_ptr(),
-                    ldb,
-                    c.as_mut_ptr(),
-                    ldc,
-                    add,
-                )
-            };
-            return;
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { checked(simd::tile_f64, 8, kc, a, b, ldb, c, ldc, add) };
         }
         portable::<f64, 6, 8>(kc, a, b, ldb, c, ldc, add);
     }
