@@ -45,6 +45,12 @@ graph! {
     pub Dropper(x: [40]) -> (y) {
         y = Dropout(0.5)(x);
     }
+
+    /// Cross-entropy of scores given as an input: many rows are split
+    /// across threads.
+    pub Scores(x: [65], label: usize) -> (loss) {
+        loss = CrossEntropy()(x, label);
+    }
 }
 
 fn mse_loss(_t: usize, _o: usize, y: ArrayView2<f64>, g: Option<ArrayViewMut2<f64>>) -> nngraph::Result<f64> {
@@ -309,4 +315,56 @@ fn set_dropout_overrides_every_dropout_node_and_rejects_a_bad_probability() {
     assert_eq!(dropped_fraction(&g), 0.0);
     g.set_dropout(None).unwrap();
     assert!((dropped_fraction(&g) - 0.1).abs() < 0.02);
+}
+
+/// The cross-entropy over many rows (split across threads) is the same,
+/// bit for bit, on 1, 2 and 3 threads, and each row's loss and gradient
+/// are those of its definition, `ln Σ e^x - x[t]` and `softmax(x) - onehot(t)`.
+#[test]
+fn cross_entropy_over_many_rows_follows_its_definition_on_any_thread_count() {
+    let (rows, classes) = (1000, 65);
+    let x = Array2::from_shape_fn((rows, classes), |(i, j)| {
+        ((i * 31 + j * 7) % 23) as f64 * 0.4 - 4.0
+    });
+    let labels: Vec<usize> = (0..rows).map(|i| (i * 13) % classes).collect();
+    let mut g = Scores::<f64>::new(&mut StdRng::seed_from_u64(5));
+    let seed = Array2::from_elem((rows, 1), 1.0 / rows as f64);
+    let run = |g: &mut Scores<f64>, threads: usize| {
+        nngraph::runtime::with_threads(threads, || {
+            let mut tape = g.tape();
+            let loss = g.forward(&mut tape, &x, &labels).unwrap().loss.to_owned();
+            g.backward(&mut tape, &seed).unwrap();
+            (loss, tape.grad("x").unwrap().to_owned())
+        })
+    };
+    let (loss, grad) = run(&mut g, 1);
+    for r in 0..rows {
+        let row = x.row(r);
+        let max = row.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        let sum: f64 = row.iter().map(|&v| (v - max).exp()).sum();
+        let want = max + sum.ln() - row[labels[r]];
+        assert!(
+            (loss[[r, 0]] - want).abs() < 1e-12,
+            "row {r}: {} vs {want}",
+            loss[[r, 0]]
+        );
+        for j in 0..classes {
+            let p = (row[j] - max).exp() / sum - if j == labels[r] { 1.0 } else { 0.0 };
+            assert!(
+                (grad[[r, j]] - p / rows as f64).abs() < 1e-15,
+                "row {r}, class {j}"
+            );
+        }
+    }
+    for threads in [2, 3] {
+        let (l, d) = run(&mut g, threads);
+        assert!(
+            l.iter().zip(&loss).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "losses on {threads} threads"
+        );
+        assert!(
+            d.iter().zip(&grad).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "gradients on {threads} threads"
+        );
+    }
 }

@@ -131,6 +131,21 @@ pub(crate) fn add_column_sums<F: Float>(a: &[F], m: usize, n: usize, sums: &mut 
     });
 }
 
+/// Runs `f(r0, r1, rows r0..r1 of c)` over runs of the `m` rows of `c`
+/// (`m x n`, row-major), split across the pool when `cost` (about the
+/// operations of all the rows, as multiply-adds) is large: for work whose
+/// rows are independent, so that results do not depend on the split.
+pub(crate) fn for_row_runs<F: Float>(
+    m: usize,
+    n: usize,
+    cost: usize,
+    c: &mut [F],
+    f: impl Fn(usize, usize, &mut [F]) + Sync,
+) {
+    assert_eq!(c.len(), m * n, "for_row_runs: a matrix of {m} x {n}");
+    by_rows(m, n, cost, 1, c, f);
+}
+
 /// `c += bias` on each row (`n` wide).
 fn add_bias<F: Float>(c: &mut [F], n: usize, bias: Option<&[F]>) {
     if let Some(bias) = bias {
