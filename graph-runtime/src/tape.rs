@@ -500,7 +500,9 @@ pub(crate) fn row_range_mut<F>(a: &mut Array2<F>, rows: Range<usize>) -> ArrayVi
 /// `fill` goes element by element, which showed in profiles of sequences).
 pub(crate) fn zero<F: Float>(a: &mut Array2<F>) {
     match a.as_slice_memory_order_mut() {
-        Some(s) => s.fill(F::zero()),
+        // A large buffer (a slot over all T·B rows) is cleared by the pool's
+        // threads together, in runs.
+        Some(s) => crate::kernels::for_row_runs(s.len(), 1, s.len(), s, |_, _, run| run.fill(F::zero())),
         None => a.fill(F::zero()),
     }
 }

@@ -690,3 +690,29 @@ fn column_sums_match_and_do_not_depend_on_the_thread_count() {
         }
     }
 }
+
+/// Row runs cover every row once, each run handed the rows it names, on
+/// any thread count (large matrices are split, small ones are not).
+#[test]
+fn row_runs_hand_each_row_to_one_run() {
+    use super::pool::with_threads;
+    for (m, n) in [(300_000, 1), (2500, 65), (7, 3), (1, 1)] {
+        for threads in [1, 2, 3] {
+            let mut c = vec![-1.0f64; m * n];
+            with_threads(threads, || {
+                for_row_runs(m, n, m * n, &mut c, |r0, r1, rows| {
+                    assert_eq!(rows.len(), (r1 - r0) * n, "run {r0}..{r1}");
+                    for (r, row) in (r0..r1).zip(rows.chunks_exact_mut(n)) {
+                        row.iter_mut().for_each(|v| *v += r as f64 + 1.0);
+                    }
+                })
+            });
+            for r in 0..m {
+                assert!(
+                    c[r * n..(r + 1) * n].iter().all(|&v| v == r as f64),
+                    "row {r} of {m} on {threads}"
+                );
+            }
+        }
+    }
+}
