@@ -100,9 +100,10 @@ fn a_bt<F: Float>(
         add_bias(c, n, bias);
         return;
     }
-    // Many rows (a batch over all steps): each thread packs and computes
-    // its own rows. Few (one step's batch): each computes a run of the
-    // columns, the rows of `b` it reads, which divides the work evenly.
+    // Many rows (a batch over all steps): `bᵀ` is packed once for the call
+    // and each thread computes its own rows, reading `a` in place. Few (one
+    // step's batch): each computes a run of the columns, the rows of `b` it
+    // reads, which divides the work evenly.
     let work = m * k * n;
     if m >= TRANSPOSED_TILES * 4 * pool::threads() {
         F::many_rows_times_bt(m, k, n, a, b, bias, c);
