@@ -149,6 +149,63 @@ pub fn sigmoid_in_place(x: &mut [f32]) {
     x.iter_mut().for_each(|v| *v = sigmoid(*v));
 }
 
+/// `x - shift` as `(s, err)` with `s + err` exact (Knuth's TwoSum): the
+/// rounding of `x - shift` would otherwise grow with `|x - shift|` and
+/// pass into `e^(x - shift)` as a relative error.
+#[inline(always)]
+pub(crate) fn difference<F: crate::Float>(x: F, shift: F) -> (F, F) {
+    let s = x - shift;
+    if !s.is_finite() {
+        // -inf - max: e^s is 0 and needs no correction.
+        return (s, F::zero());
+    }
+    let back = s - x;
+    (s, (x - (s - back)) + (-shift - back))
+}
+
+/// The most values [`exp_shifted`] takes at once.
+pub(crate) const SHIFTED_CHUNK: usize = 64;
+
+/// `out_j = e^(x_j - shift)`, with `x_j - shift` taken exactly (see
+/// [`difference`]): `e^(s + err) = e^s (1 + err)`, `|err|` at most half an
+/// ulp of `s`. At most [`SHIFTED_CHUNK`] values.
+pub(crate) fn exp_shifted<F: crate::Float>(x: &[F], shift: F, out: &mut [F]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::simd::available() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        unsafe { exp_shifted_fma(x, shift, out) };
+        return;
+    }
+    exp_shifted_body(x, shift, out);
+}
+
+/// [`exp_shifted`] compiled for AVX2 and FMA: its loops vectorise and
+/// `mul_add` is one instruction rather than a call into libm (the same
+/// correctly rounded result either way, so the same bits).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_shifted_fma<F: crate::Float>(x: &[F], shift: F, out: &mut [F]) {
+    exp_shifted_body(x, shift, out);
+}
+
+#[inline(always)]
+fn exp_shifted_body<F: crate::Float>(x: &[F], shift: F, out: &mut [F]) {
+    let n = x.len().min(out.len()).min(SHIFTED_CHUNK);
+    let (x, out) = (&x[..n], &mut out[..n]);
+    let mut err = [F::zero(); SHIFTED_CHUNK];
+    let err = &mut err[..n];
+    for ((o, e), &v) in out.iter_mut().zip(err.iter_mut()).zip(x) {
+        (*o, *e) = difference(v, shift);
+    }
+    F::exp_in_place(out);
+    for (o, &e) in out.iter_mut().zip(&*err) {
+        *o = o.mul_add(e, *o);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::*;

@@ -2,6 +2,7 @@
 //! row maximum subtracted so that large inputs never overflow, the
 //! subtraction exact and the log of the sum as `ln_1p` (see [`normaliser`]).
 
+use crate::kernels::activations::{difference, exp_shifted, SHIFTED_CHUNK};
 use crate::layer::{Backward, Forward, Layer, LayerResult};
 use crate::Float;
 use ndarray::{s, ArrayView1, ArrayViewMut2, Axis, Zip};
@@ -14,41 +15,28 @@ pub struct SoftMax;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogSoftMax;
 
-/// `x - shift` as `(s, err)` with `s + err` exact (Knuth's TwoSum): the
-/// rounding of `x - shift` would otherwise grow with `|x - shift|` and
-/// pass into `e^(x - shift)` as a relative error.
-#[inline]
-fn difference<F: Float>(x: F, shift: F) -> (F, F) {
-    let s = x - shift;
-    if !s.is_finite() {
-        // -inf - max: e^s is 0 and needs no correction.
-        return (s, F::zero());
-    }
-    let back = s - x;
-    (s, (x - (s - back)) + (-shift - back))
-}
-
 /// Calls `f(j, e^(x_j - shift))` for each element of `row`: the
 /// exponentials by the element type's vectorised kernel, 64 at a time in a
-/// buffer on the stack (no allocation), `x_j - shift` taken exactly.
+/// buffer on the stack (no allocation), `x_j - shift` taken exactly
+/// ([`exp_shifted`]).
 pub(crate) fn for_each_exp<F: Float>(row: ArrayView1<'_, F>, shift: F, mut f: impl FnMut(usize, F)) {
-    const CHUNK: usize = 64;
-    let (mut buf, mut err) = ([F::zero(); CHUNK], [F::zero(); CHUNK]);
-    let n = row.len();
+    let (mut buf, mut copy) = ([F::zero(); SHIFTED_CHUNK], [F::zero(); SHIFTED_CHUNK]);
+    let (n, slice) = (row.len(), row.as_slice());
     let mut start = 0;
     while start < n {
-        let len = (n - start).min(CHUNK);
-        for ((b, e), &x) in buf[..len]
-            .iter_mut()
-            .zip(&mut err[..len])
-            .zip(row.slice(s![start..start + len]))
-        {
-            (*b, *e) = difference(x, shift);
-        }
-        F::exp_in_place(&mut buf[..len]);
-        for (k, (&v, &e)) in buf[..len].iter().zip(&err[..len]).enumerate() {
-            // e^(s + err) = e^s (1 + err): |err| is at most half an ulp of s.
-            f(start + k, v.mul_add(e, v));
+        let len = (n - start).min(SHIFTED_CHUNK);
+        let x = match slice {
+            Some(s) => &s[start..start + len],
+            None => {
+                for (c, &v) in copy.iter_mut().zip(row.slice(s![start..start + len])) {
+                    *c = v;
+                }
+                &copy[..len]
+            }
+        };
+        exp_shifted(x, shift, &mut buf[..len]);
+        for (k, &e) in buf[..len].iter().enumerate() {
+            f(start + k, e);
         }
         start += len;
     }
@@ -62,18 +50,24 @@ pub(crate) fn for_each_exp<F: Float>(row: ArrayView1<'_, F>, shift: F, mut f: im
 /// A row holding +inf, NaN or nothing but -inf has no finite normaliser:
 /// `(NaN, NaN)`, so that the whole row comes out NaN, as torch's does.
 pub(crate) fn normaliser<F: Float>(row: ArrayView1<'_, F>) -> (F, F) {
-    let (mut max, mut at) = (F::neg_infinity(), usize::MAX);
-    for (j, &v) in row.iter().enumerate() {
-        if v.is_nan() {
-            return (F::nan(), F::nan());
+    let found = match row.as_slice() {
+        Some(x) => first_max(x),
+        None => {
+            let (mut max, mut at) = (F::neg_infinity(), usize::MAX);
+            for (j, &v) in row.iter().enumerate() {
+                if v.is_nan() {
+                    return (F::nan(), F::nan());
+                }
+                if v > max {
+                    (max, at) = (v, j);
+                }
+            }
+            Some((max, at))
         }
-        if v > max {
-            (max, at) = (v, j);
-        }
-    }
-    if !max.is_finite() {
+    };
+    let Some((max, at)) = found.filter(|(max, _)| max.is_finite()) else {
         return (F::nan(), F::nan());
-    }
+    };
     let mut rest = F::zero();
     for_each_exp(row, max, |j, e| {
         if j != at {
@@ -81,6 +75,38 @@ pub(crate) fn normaliser<F: Float>(row: ArrayView1<'_, F>) -> (F, F) {
         }
     });
     (max, rest)
+}
+
+/// The first largest element of `x` and where it is (`-inf` and no place
+/// when nothing is above `-inf`); `None` if `x` holds a NaN. Eight running maxima, so
+/// that the scan vectorises; the first element equal to their maximum is
+/// the one a scan from the left keeps (its sign of zero included).
+fn first_max<F: Float>(x: &[F]) -> Option<(F, usize)> {
+    const LANES: usize = 8;
+    if x.iter().fold(false, |nan, v| nan | v.is_nan()) {
+        return None;
+    }
+    let mut lanes = [F::neg_infinity(); LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let max = lanes
+        .iter()
+        .chain(tail)
+        .fold(F::neg_infinity(), |m, &v| if v > m { v } else { m });
+    // Nothing above -inf: the scan never moves.
+    match x
+        .iter()
+        .position(|&v| v == max)
+        .filter(|_| max > F::neg_infinity())
+    {
+        Some(at) => Some((x[at], at)),
+        None => Some((max, usize::MAX)),
+    }
 }
 
 /// `log softmax(x)_j = (x_j - max) - ln_1p(rest)`, the difference exact.
@@ -167,5 +193,77 @@ impl<F: Float> Layer<F> for LogSoftMax {
             for_each_exp(y, F::zero(), |j, e| dx[j] += dy[j] - e * sum);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scan `first_max` replaces: left to right, a new maximum only
+    /// when strictly larger.
+    fn scan(x: &[f32]) -> Option<(f32, usize)> {
+        let (mut max, mut at) = (f32::NEG_INFINITY, usize::MAX);
+        for (j, &v) in x.iter().enumerate() {
+            if v.is_nan() {
+                return None;
+            }
+            if v > max {
+                (max, at) = (v, j);
+            }
+        }
+        Some((max, at))
+    }
+
+    #[test]
+    fn the_first_maximum_is_the_one_a_scan_from_the_left_keeps() {
+        let values = [
+            0.0,
+            -0.0,
+            1.5,
+            -3.0,
+            1.5,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        let mut rows: Vec<Vec<f32>> = vec![
+            vec![],
+            vec![f32::NEG_INFINITY; 9],
+            vec![-0.0, 0.0],
+            vec![0.0, -0.0],
+        ];
+        // Every length around the eight lanes, with ties, zeros of both
+        // signs and infinities in every place, and a NaN now and then.
+        for len in 1..27 {
+            for seed in 0..40usize {
+                rows.push(
+                    (0..len)
+                        .map(|i| {
+                            values
+                                [(i * 7 + seed * 3 + i * seed) % (values.len() - usize::from(seed % 5 != 0))]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        // Both zeros as the maximum, in lanes or tail that a combination of
+        // lanes visits in another order than the scan.
+        for len in 2..20 {
+            for p in 0..len {
+                for q in 0..len {
+                    if p != q {
+                        let mut x = vec![-3.0; len];
+                        (x[p], x[q]) = (0.0, -0.0);
+                        rows.push(x);
+                    }
+                }
+            }
+        }
+        for x in &rows {
+            let (got, want) = (first_max(x), scan(x));
+            let bits = |r: Option<(f32, usize)>| r.map(|(m, at)| (m.to_bits(), at));
+            assert_eq!(bits(got), bits(want), "row {x:?}");
+        }
     }
 }
