@@ -24,6 +24,13 @@ impl<F: Float> Layer<F> for Gain {
         "Gain"
     }
 
+    /// Each output row is the same input row times the gain, and nothing is
+    /// kept for backward: a recurrent loop through this layer may run on
+    /// several threads, each over its own samples.
+    fn rows_independent(&self) -> bool {
+        true
+    }
+
     fn param_shapes(&self) -> Vec<ParamShape> {
         vec![ParamShape::new("gain", vec![self.width])]
     }

@@ -140,8 +140,9 @@ pub trait Visit<F: Float> {
 pub trait Graph<F: Float>: Sized {
     /// What the macro knows about the graph.
     const SPEC: &'static GraphSpec;
-    /// The struct holding one layer (or nested graph) per node.
-    type Layers;
+    /// The struct holding one layer (or nested graph) per node; shared by
+    /// the threads a loop is split across.
+    type Layers: Sync;
 
     /// The layers and the core.
     fn parts(&self) -> (&Self::Layers, &GraphCore<F>);

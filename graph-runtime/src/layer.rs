@@ -130,6 +130,10 @@ pub struct Backward<'a, F> {
 
 /// A differentiable layer.
 ///
+/// Layers are `Send + Sync`: a pass may run a layer on several threads at
+/// once, over different rows (see
+/// [`rows_independent`](Layer::rows_independent)).
+///
 /// Shapes are guaranteed by the caller (the macro checks built-in layers at
 /// compile time, and generated code runs [`output_width`](Layer::output_width)
 /// of user layers when the graph is built): every input has `batch` rows, the
@@ -199,9 +203,20 @@ pub struct Backward<'a, F> {
     label = "used as a layer here",
     note = "a type called as a layer in `graph!` implements `nngraph::Layer<F>` (its forward, backward and parameter shapes) and has a `new` taking the arguments written in `()`"
 )]
-pub trait Layer<F: Float>: fmt::Debug {
+pub trait Layer<F: Float>: fmt::Debug + Send + Sync {
     /// The layer's name as written in `graph!`, for messages and pictures.
     fn kind(&self) -> &'static str;
+
+    /// Whether each row of the output depends only on the same row of the
+    /// inputs (and each row of an input's gradient only on that row of the
+    /// output's gradient), with no state kept for backward and nothing
+    /// random: then a recurrent loop through this layer may run on several
+    /// threads at once, each over its own samples of the batch, with the
+    /// same results. `false` unless a layer says so; the built-in layers
+    /// do, but Dropout.
+    fn rows_independent(&self) -> bool {
+        false
+    }
 
     /// The parameter tensors, in the order they sit in the flat buffer.
     fn param_shapes(&self) -> Vec<ParamShape> {

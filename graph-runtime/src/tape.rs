@@ -13,7 +13,7 @@ use crate::engine::plan::{Hop, Plan, SpecTree};
 use crate::error::{Error, Result};
 use crate::spec::GraphSpec;
 use crate::Float;
-use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, ShapeBuilder};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -47,6 +47,113 @@ pub(crate) struct Record<F> {
     /// Per slot: whether it holds its value (not a slot the plan passes
     /// on without a copy, which takes no memory).
     pub kept: Vec<bool>,
+    /// Per slot: where its values and its gradients lie, taken at the start
+    /// of each pass ([`Record::take_pointers`]) for the units that address
+    /// rows of several slots at once (copies, fused groups, loops split
+    /// across threads).
+    pub value_ptrs: Vec<SlotPtr<F>>,
+    pub grad_ptrs: Vec<SlotPtr<F>>,
+}
+
+/// Where a slot's `(rows, width)` row-major matrix lies in memory, so that
+/// units running on several threads can each write their own rows of it.
+/// Taken from the tape borrowed mutably at the start of a pass, and only
+/// used during that pass, while the tape stays borrowed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlotPtr<F> {
+    ptr: *mut F,
+    rows: usize,
+    width: usize,
+}
+
+// SAFETY: a `SlotPtr` is an address into a buffer of the tape it belongs
+// to; it is dereferenced only during a pass, through the methods below,
+// whose callers write disjoint rows from each thread.
+unsafe impl<F: Send> Send for SlotPtr<F> {}
+unsafe impl<F: Sync> Sync for SlotPtr<F> {}
+
+impl<F> SlotPtr<F> {
+    const NONE: SlotPtr<F> = SlotPtr {
+        ptr: std::ptr::null_mut(),
+        rows: 0,
+        width: 0,
+    };
+
+    fn of(m: &mut Array2<F>) -> Self {
+        debug_assert!(m.is_standard_layout());
+        SlotPtr {
+            ptr: m.as_mut_ptr(),
+            rows: m.nrows(),
+            width: m.ncols(),
+        }
+    }
+
+    /// Columns per row.
+    #[inline]
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Rows.
+    #[inline]
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Rows `rows`, columns `cols`, readable.
+    ///
+    /// # Safety
+    /// The pointers were taken in this pass, and no thread writes these
+    /// rows while the view lives.
+    #[inline]
+    pub unsafe fn view<'a>(&self, rows: Range<usize>, cols: Range<usize>) -> ArrayView2<'a, F> {
+        assert!(
+            rows.end <= self.rows && cols.end <= self.width,
+            "rows and columns of the slot"
+        );
+        let at = rows.start * self.width + cols.start;
+        // SAFETY: inside the buffer (checked above), as the caller guarantees.
+        unsafe {
+            ArrayView2::from_shape_ptr(
+                (rows.len(), cols.len()).strides((self.width, 1)),
+                self.ptr.add(at.min(self.rows * self.width)),
+            )
+        }
+    }
+
+    /// Rows `rows`, columns `cols`, writable.
+    ///
+    /// # Safety
+    /// The pointers were taken in this pass, and no other view of these
+    /// rows lives meanwhile (each thread has its own rows).
+    #[inline]
+    pub unsafe fn view_mut<'a>(&self, rows: Range<usize>, cols: Range<usize>) -> ArrayViewMut2<'a, F> {
+        assert!(
+            rows.end <= self.rows && cols.end <= self.width,
+            "rows and columns of the slot"
+        );
+        let at = rows.start * self.width + cols.start;
+        // SAFETY: inside the buffer (checked above), as the caller guarantees.
+        unsafe {
+            ArrayViewMut2::from_shape_ptr(
+                (rows.len(), cols.len()).strides((self.width, 1)),
+                self.ptr.add(at.min(self.rows * self.width)),
+            )
+        }
+    }
+
+    /// Rows `rows` as one slice.
+    ///
+    /// # Safety
+    /// As [`view_mut`](Self::view_mut).
+    #[inline]
+    pub unsafe fn rows_mut<'a>(&self, rows: &Range<usize>) -> &'a mut [F] {
+        assert!(rows.end <= self.rows, "rows of the slot");
+        // SAFETY: inside the buffer (checked above), as the caller guarantees.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.ptr.add(rows.start * self.width), rows.len() * self.width)
+        }
+    }
 }
 
 impl<F: Float> Record<F> {
@@ -70,6 +177,24 @@ impl<F: Float> Record<F> {
             input_grads: vec![true; inputs],
             written: vec![false; slots],
             kept: vec![true; slots],
+            value_ptrs: vec![SlotPtr::NONE; slots],
+            grad_ptrs: vec![SlotPtr::NONE; slots],
+        }
+    }
+
+    /// Takes the addresses of every slot's values and gradients, nested
+    /// records' too: at the start of a pass, after any reallocation.
+    pub fn take_pointers(&mut self) {
+        for (p, m) in self.value_ptrs.iter_mut().zip(&mut self.values) {
+            *p = SlotPtr::of(m);
+        }
+        for (p, m) in self.grad_ptrs.iter_mut().zip(&mut self.grads) {
+            *p = SlotPtr::of(m);
+        }
+        for &k in &self.hosts {
+            for n in &mut self.nested[k] {
+                n.take_pointers();
+            }
         }
     }
 

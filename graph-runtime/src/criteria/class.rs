@@ -101,6 +101,10 @@ macro_rules! class_criterion {
                 $name
             }
 
+            fn rows_independent(&self) -> bool {
+                true
+            }
+
             fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
                 crate::layers::expect_inputs($name, input_widths, 2).map(|_| 1)
             }

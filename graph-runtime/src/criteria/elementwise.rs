@@ -172,6 +172,10 @@ macro_rules! element_criterion {
                 <$loss as ElementLoss>::NAME
             }
 
+            fn rows_independent(&self) -> bool {
+                true
+            }
+
             fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
                 crate::layers::element_wise(<$loss as ElementLoss>::NAME, input_widths, 2, false).map(|_| 1)
             }

@@ -8,7 +8,7 @@
 
 use crate::kernels::pool;
 use crate::spec::{Fusion, LstmGates};
-use crate::tape::Record;
+use crate::tape::{Record, SlotPtr};
 use crate::Float;
 use std::ops::Range;
 
@@ -16,27 +16,22 @@ use std::ops::Range;
 /// work, about what handing half to another thread costs.
 const PARALLEL_ELEMENTS: usize = 1 << 13;
 
-/// The rows `rows` of slot buffers, as raw pointers a pass may read and
-/// write from several threads, each thread its own rows.
+/// A slot of a fused pass: its rows, readable and writable from several
+/// threads, each thread its own rows.
 #[derive(Clone, Copy)]
-struct Slot<F> {
-    ptr: *mut F,
-    width: usize,
-}
+struct Slot<F>(SlotPtr<F>);
 
 impl<F> Slot<F> {
     /// The rows `rows`.
     ///
     /// # Safety
-    /// The rows must be within the buffer, and no other live slice may
-    /// cover them (each thread of a pass takes its own rows, and each slot
-    /// of a pass is a distinct buffer, or is only read).
+    /// The pointers were taken in this pass, and no other live slice may
+    /// cover these rows (each thread of a pass takes its own rows, and each
+    /// slot of a pass is a distinct buffer, or is only read).
     #[inline]
     unsafe fn rows<'a>(self, rows: &Range<usize>) -> &'a mut [F] {
         // SAFETY: as the caller guarantees.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.ptr.add(rows.start * self.width), rows.len() * self.width)
-        }
+        unsafe { self.0.rows_mut(rows) }
     }
 }
 
@@ -65,30 +60,19 @@ struct Gates<F> {
     write_ab: [bool; 2],
 }
 
-// SAFETY: the pointers address buffers that outlive the pass; the threads
-// of a pass touch disjoint rows.
-unsafe impl<F: Send> Sync for Gates<F> {}
-
 impl<F: Float> Gates<F> {
     /// The slots of `group` in `record`'s values or gradients.
-    fn of(record: &mut Record<F>, group: &LstmGates, grads: bool) -> Self {
+    fn of(record: &Record<F>, group: &LstmGates, grads: bool) -> Self {
         let spec = record.spec;
         let node_slot = |k: usize| spec.node_slot(k);
         let [a, b] = [0, 1].map(|i| spec.nodes[group.sum].inputs[i]);
         let wanted = [a, b, group.c].map(|s| super::visit::grad_wanted(spec, &record.input_grads, s));
-        let buffers = if grads {
-            &mut record.grads
+        let pointers = if grads {
+            &record.grad_ptrs
         } else {
-            &mut record.values
+            &record.value_ptrs
         };
-        let mut slot = |s: usize| {
-            let m = &mut buffers[s];
-            let width = m.ncols();
-            Slot {
-                ptr: m.as_mut_ptr(),
-                width,
-            }
-        };
+        let slot = |s: usize| Slot(pointers[s]);
         Gates {
             a: slot(a),
             b: slot(b),
@@ -131,11 +115,11 @@ fn split_rows(rows: Range<usize>, width: usize, pass: &(dyn Fn(Range<usize>) + S
 }
 
 /// The forward pass of a fused group over `rows` of `record`.
-pub(crate) fn forward<F: Float>(record: &mut Record<F>, fusion: &Fusion, rows: Range<usize>) {
+pub(crate) fn forward<F: Float>(record: &Record<F>, fusion: &Fusion, rows: Range<usize>) {
     match fusion {
         Fusion::LstmGates(group) => {
             let gates = Gates::of(record, group, false);
-            let h = gates.sig_i.width;
+            let h = gates.sig_i.0.width();
             split_rows(rows, 4 * h, &|rows| {
                 // SAFETY: each slot is its own buffer (distinct nodes, and
                 // the inputs only read), and each thread has its own rows.
@@ -147,12 +131,12 @@ pub(crate) fn forward<F: Float>(record: &mut Record<F>, fusion: &Fusion, rows: R
 
 /// The backward pass of a fused group over `rows`: the gradients of its
 /// nodes written, those of its inputs added to.
-pub(crate) fn backward<F: Float>(record: &mut Record<F>, fusion: &Fusion, rows: Range<usize>) {
+pub(crate) fn backward<F: Float>(record: &Record<F>, fusion: &Fusion, rows: Range<usize>) {
     match fusion {
         Fusion::LstmGates(group) => {
             let values = Gates::of(record, group, false);
             let grads = Gates::of(record, group, true);
-            let h = values.sig_i.width;
+            let h = values.sig_i.0.width();
             split_rows(rows, 4 * h, &|rows| {
                 // SAFETY: as in `forward`; values are only read here.
                 unsafe { lstm_backward(&values, &grads, &rows, h) }

@@ -22,23 +22,24 @@
 //! - `check.rs`: naming errors by node path and step; checked mode.
 
 pub(crate) mod check;
+mod copies;
 mod fuse;
 pub(crate) mod load;
 pub(crate) mod plan;
+mod split;
 pub(crate) mod visit;
 
 use crate::error::{Pass, Result};
 use crate::graph::{Graph, GraphCore};
-use crate::spec::GraphSpec;
 use crate::spec::NodeKind;
 use crate::tape::no_forward;
-use crate::tape::{row_range, row_range_mut, Record, Tape};
+use crate::tape::{row_range, Record, Tape};
 use crate::Float;
 use check::{at_step, check_finite, from_path, stale_weights};
-use ndarray::s;
-use plan::{Block, Hop, Plan, Segment, UnitKind};
+use copies::entry;
+use plan::{Hop, Plan, Segment, UnitKind};
 use std::ops::Range;
-use visit::{grad_wanted, input_rows, mix_seed, BackwardVisit, ForwardVisit, Part, Place};
+use visit::{grad_wanted, mix_seed, BackwardVisit, ForwardVisit, Part, Place};
 
 /// What a forward pass needs to know besides the parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,10 +92,14 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(graph: &G, tape: &mut Tape<F>) -> R
     tape.weights = core.store.generation();
     tape.calls = tape.calls.wrapping_add(1);
     let seed = mix_seed(mode.seed, tape.calls, 0, 0);
+    tape.root.take_pointers();
     let (run, root) = Run::split(tape);
     let (steps, plan) = (run.steps, run.plan);
     for seg in segments(plan, steps) {
         if looped(seg.looped, steps) {
+            if run.forward_split::<F, G>(layers, core, mode, seed, root, seg.units.clone()) {
+                continue;
+            }
             for t in 0..steps {
                 run.forward::<F, G>(layers, core, mode, seed, &mut *root, seg.units.clone(), t)?;
             }
@@ -136,6 +141,7 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
             return Err(check::earlier_non_finite(spec, &core.store, i));
         }
     }
+    tape.root.take_pointers();
     let (run, root) = Run::split(tape);
     let (steps, plan) = (run.steps, run.plan);
     wanted_inside(root);
@@ -149,8 +155,28 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
     let result = (|| {
         for seg in segments(plan, steps).iter().rev() {
             if looped(seg.looped, steps) {
-                for t in (0..steps).rev() {
-                    run.backward::<F, G>(layers, &mut pass, &mut *root, seg.units.clone(), t, Part::Inputs)?;
+                let split = run.backward_split::<F, G>(
+                    layers,
+                    pass.ranges,
+                    pass.params,
+                    root,
+                    seg.units.clone(),
+                    checked,
+                );
+                match split {
+                    Some(result) => result?,
+                    None => {
+                        for t in (0..steps).rev() {
+                            run.backward::<F, G>(
+                                layers,
+                                &mut pass,
+                                &mut *root,
+                                seg.units.clone(),
+                                t,
+                                Part::Inputs,
+                            )?;
+                        }
+                    }
                 }
                 run.backward::<F, G>(
                     layers,
@@ -292,21 +318,12 @@ impl<'a> Run<'a> {
                     G::node(layers, visit.place.next(), &mut visit).map_err(|e| at_step(e, step, 0))?;
                     true
                 }
-                UnitKind::Enter { .. } => {
-                    enter(visit.record, self.plan, u, rows.clone(), false);
-                    false
-                }
-                UnitKind::Leave { .. } => {
-                    leave(visit.record, self.plan, u, rows.clone(), false);
-                    !unit.computes.is_empty()
-                }
-                UnitKind::Link { .. } => {
-                    link(visit.record, self.plan, u, rows.clone(), false);
-                    false
-                }
-                UnitKind::Carry { block } => {
-                    self.carry(visit.record, unit.node, block, rows.clone(), false);
-                    false
+                UnitKind::Enter { .. }
+                | UnitKind::Leave { .. }
+                | UnitKind::Link { .. }
+                | UnitKind::Carry { .. } => {
+                    self.copy(visit.record, u, rows.clone(), false);
+                    matches!(unit.kind, UnitKind::Leave { .. }) && !unit.computes.is_empty()
                 }
                 UnitKind::Fused { fusion } => {
                     let record = visit.record.at_mut(path);
@@ -384,10 +401,10 @@ impl<'a> Run<'a> {
                     visit.place.node = unit.node;
                     G::node(layers, visit.place.next(), &mut visit).map_err(|e| at_step(e, step, 0))?;
                 }
-                UnitKind::Enter { .. } => enter(visit.record, self.plan, u, rows.clone(), true),
-                UnitKind::Leave { .. } => leave(visit.record, self.plan, u, rows.clone(), true),
-                UnitKind::Link { .. } => link(visit.record, self.plan, u, rows.clone(), true),
-                UnitKind::Carry { block } => self.carry(visit.record, unit.node, block, rows.clone(), true),
+                UnitKind::Enter { .. }
+                | UnitKind::Leave { .. }
+                | UnitKind::Link { .. }
+                | UnitKind::Carry { .. } => self.copy(visit.record, u, rows.clone(), true),
                 UnitKind::Fused { fusion } => {
                     let record = visit.record.at_mut(path);
                     fuse::backward(record, &record.spec.fusions[fusion], rows.clone());
@@ -400,183 +417,51 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Recurrent pair `pair`: its output's rows `rows` (the columns of
-    /// `block`) become its state's rows one step later (forward); the
-    /// state's gradient there is added into the output's (backward). Rows
-    /// of the last step go nowhere.
-    fn carry<F: Float>(
-        &self,
-        root: &mut Record<F>,
-        pair: usize,
-        block: Option<Block>,
-        rows: Range<usize>,
-        back: bool,
-    ) {
-        let spec = root.spec;
-        let (i, o) = spec.recurrent[pair];
-        let out = spec.output_slot(o);
-        let end = rows.end.min((self.steps - 1) * self.batch);
-        if rows.start >= end {
+    /// Copy unit `u` at the step whose rows are `rows` (see `copies.rs`).
+    fn copy<F: Float>(&self, root: &mut Record<F>, u: usize, rows: Range<usize>, back: bool) {
+        if copies::copies_ids(root, self.plan, u) {
+            if !back {
+                enter_ids(root, self.plan, u, rows);
+            }
             return;
         }
-        let (from, to) = (rows.start..end, rows.start + self.batch..end + self.batch);
-        let cols = Block::columns(block, root.widths[i]);
-        if back {
-            let (src, dst) = two_mut(&mut root.grads, i, out);
-            let mut d = row_range_mut(dst, from);
-            let mut d = d.slice_mut(s![.., cols.clone()]);
-            d += &row_range(src, to).slice(s![.., cols]);
-        } else {
-            let (src, dst) = two_mut(&mut root.values, out, i);
-            let mut d = row_range_mut(dst, to);
-            d.slice_mut(s![.., cols.clone()])
-                .assign(&row_range(src, from).slice(s![.., cols]));
+        if let Some(copy) = copies::resolve(root, self.plan, u, self.batch, back) {
+            // SAFETY: the pointers were taken at the start of this pass,
+            // and this thread alone runs the pass.
+            unsafe { copy.run(rows) };
         }
-    }
-}
-
-/// The nested graph's input that host node `host`'s input `j` feeds.
-fn entry(spec: &GraphSpec, host: usize, j: usize) -> Option<usize> {
-    match spec.nodes[host].kind {
-        NodeKind::Nested { to } => to.get(j).copied(),
-        NodeKind::Stack => Some(j),
-        _ => None,
     }
 }
 
 /// The record `hops` below the records `nested` (`hops` not empty).
 fn descend<'r, F>(nested: &'r mut [Vec<Record<F>>], hops: &[Hop]) -> &'r mut Record<F> {
     let (first, rest) = hops.split_first().expect("a path below a record");
-    below(&mut nested[first.node][first.layer], rest)
-}
-
-/// The record `hops` below `record` (itself for none).
-fn below<'r, F>(mut record: &'r mut Record<F>, hops: &[Hop]) -> &'r mut Record<F> {
-    for h in hops {
+    let mut record = &mut nested[first.node][first.layer];
+    for h in rest {
         record = &mut record.nested[h.node][h.layer];
     }
     record
 }
 
-/// Copy unit `u` (`Enter`): its source's rows `rows` into the input of the
-/// nested graph it enters (forward), or that input's gradient added into
-/// the source's (backward). The source is the host's input or, when the
-/// host's graph only passes it on, a slot of a graph further out.
-fn enter<F: Float>(root: &mut Record<F>, plan: &Plan, u: usize, rows: Range<usize>, back: bool) {
+/// Copy unit `u` (an `Enter` of an ids input): the source's ids, rows
+/// `rows`, into the input of the nested graph it enters.
+fn enter_ids<F: Float>(root: &mut Record<F>, plan: &Plan, u: usize, rows: Range<usize>) {
     let unit = &plan.units[u];
-    let UnitKind::Enter {
-        input: j,
-        layer,
-        outer,
-        inner,
-    } = unit.kind
-    else {
+    let UnitKind::Enter { input: j, layer, .. } = unit.kind else {
         return;
     };
     let (source, path, from) = (plan.source(u), plan.path(u), unit.source_slot);
     let Record {
-        spec,
-        values,
-        grads,
-        ids,
-        nested,
-        widths,
-        input_grads,
-        ..
+        ids, nested, spec, ..
     } = root.at_mut(source);
-    let (spec, input_grads) = (*spec, &*input_grads);
-    // The host's record: the source's, or one below it.
     let rest = &path[source.len()..];
     let (host_spec, dst) = if rest.is_empty() {
-        (spec, nested[unit.node].get_mut(layer))
+        (*spec, nested[unit.node].get_mut(layer))
     } else {
         let host = descend(nested, rest);
         (host.spec, host.nested[unit.node].get_mut(layer))
     };
-    let (Some(dst), Some(i)) = (dst, entry(host_spec, unit.node, j)) else {
-        return;
-    };
-    let from_cols = Block::columns(outer, widths[from]);
-    let to_cols = Block::columns(inner, dst.widths[i]);
-    if back {
-        if grad_wanted(spec, input_grads, from) {
-            let mut d = row_range_mut(&mut grads[from], rows.clone());
-            let mut d = d.slice_mut(s![.., from_cols]);
-            d += &row_range(&dst.grads[i], rows).slice(s![.., to_cols]);
-        }
-        return;
-    }
-    match input_rows(spec, values, ids, from, rows.clone()) {
-        crate::Input::Values(v) => row_range_mut(&mut dst.values[i], rows)
-            .slice_mut(s![.., to_cols])
-            .assign(&v.slice(s![.., from_cols])),
-        crate::Input::Ids(x) => dst.ids[i][rows].copy_from_slice(x),
-    }
-}
-
-/// Copy unit `u` (`Leave`): a nested graph's output, rows `rows`, into its
-/// node here (forward), or the node's gradient added into that output's
-/// (backward). The output is read where it is made, however deep.
-fn leave<F: Float>(root: &mut Record<F>, plan: &Plan, u: usize, rows: Range<usize>, back: bool) {
-    let unit = &plan.units[u];
-    let UnitKind::Leave { outer, inner, .. } = unit.kind else {
-        return;
-    };
-    let (source, path, from) = (plan.source(u), plan.path(u), unit.source_slot);
-    let dst = root.at_mut(path);
-    let slot = dst.spec.node_slot(unit.node);
-    let Record {
-        values,
-        grads,
-        nested,
-        widths,
-        ..
-    } = dst;
-    let src = descend(nested, &source[path.len()..]);
-    let to_cols = Block::columns(outer, widths[slot]);
-    let from_cols = Block::columns(inner, src.widths[from]);
-    if back {
-        let mut d = row_range_mut(&mut src.grads[from], rows.clone());
-        let mut d = d.slice_mut(s![.., from_cols]);
-        d += &row_range(&grads[slot], rows).slice(s![.., to_cols]);
-    } else {
-        row_range_mut(&mut values[slot], rows.clone())
-            .slice_mut(s![.., to_cols])
-            .assign(&row_range(&src.values[from], rows).slice(s![.., from_cols]));
-    }
-}
-
-/// Copy unit `u` (`Link`): the output 0 of a stack's layer below (read
-/// where it is made) into input 0 of layer `layer` (forward), or the
-/// input's gradient added into it (backward).
-fn link<F: Float>(root: &mut Record<F>, plan: &Plan, u: usize, rows: Range<usize>, back: bool) {
-    let unit = &plan.units[u];
-    let UnitKind::Link { layer } = unit.kind else {
-        return;
-    };
-    let (source, path, from) = (plan.source(u), plan.path(u), unit.source_slot);
-    let layers = &mut root.at_mut(path).nested[unit.node];
-    if layer == 0 || layer >= layers.len() || source.len() <= path.len() {
-        return;
-    }
-    let (lower, upper) = layers.split_at_mut(layer);
-    let src = below(&mut lower[layer - 1], &source[path.len() + 1..]);
-    let dst = &mut upper[0];
-    if back {
-        let mut d = row_range_mut(&mut src.grads[from], rows.clone());
-        d += &row_range(&dst.grads[0], rows);
-    } else {
-        row_range_mut(&mut dst.values[0], rows.clone()).assign(&row_range(&src.values[from], rows));
-    }
-}
-
-/// Distinct elements `a` (shared) and `b` (writable) of `v`.
-fn two_mut<T>(v: &mut [T], a: usize, b: usize) -> (&T, &mut T) {
-    if a < b {
-        let (lo, hi) = v.split_at_mut(b);
-        (&lo[a], &mut hi[0])
-    } else {
-        let (lo, hi) = v.split_at_mut(a);
-        (&hi[0], &mut lo[b])
+    if let (Some(dst), Some(i)) = (dst, copies::entry(host_spec, unit.node, j)) {
+        dst.ids[i][rows.clone()].copy_from_slice(&ids[from][rows]);
     }
 }

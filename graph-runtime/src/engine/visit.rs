@@ -154,13 +154,13 @@ impl Place<'_> {
     }
 
     /// The layer of the stack at the next host on the path.
-    fn layer(&self) -> usize {
+    pub(super) fn layer(&self) -> usize {
         self.path.first().map_or(0, |h| h.layer)
     }
 
     /// Descends into nested graph `index` of host `k`, which must be the
     /// next on the path.
-    fn inside(&self, spec: &GraphSpec, k: usize, index: usize) -> Result<Place<'_>> {
+    pub(super) fn inside(&self, spec: &GraphSpec, k: usize, index: usize) -> Result<Place<'_>> {
         match self.path.split_first() {
             Some((&h, rest))
                 if h == Hop {
@@ -229,7 +229,7 @@ impl<F: Float> Visit<F> for ForwardVisit<'_, '_, F> {
 }
 
 /// A pass's visitor that descends into nested graphs.
-trait Descend<F: Float> {
+pub(super) trait Descend<F: Float> {
     /// Runs the unit in nested graph `index` of host `k`, whose parameters
     /// are `range` of this graph's.
     fn descend<G: Graph<F>>(&mut self, k: usize, index: usize, range: Range<usize>, graph: &G) -> Result<()>;
@@ -237,7 +237,7 @@ trait Descend<F: Float> {
 
 /// Descends into layer `l` of the stack at node `k` of `spec`, whose
 /// parameters start at `start`.
-fn visit_layer<F: Float, V: Descend<F>, A: Graph<F>, B: Graph<F>>(
+pub(super) fn visit_layer<F: Float, V: Descend<F>, A: Graph<F>, B: Graph<F>>(
     visit: &mut V,
     spec: &GraphSpec,
     k: usize,

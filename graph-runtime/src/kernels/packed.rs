@@ -33,6 +33,20 @@ impl PassScope {
             previous: PASS.replace(pass),
         }
     }
+
+    /// The calling thread's pass (0 outside any).
+    pub(crate) fn current() -> u64 {
+        PASS.get()
+    }
+
+    /// Puts the calling thread in pass `pass`, another thread's: a pool
+    /// worker running part of that pass (its weights packed in this
+    /// thread's own cache).
+    pub(crate) fn join(pass: u64) -> Self {
+        PassScope {
+            previous: PASS.replace(pass),
+        }
+    }
 }
 
 impl Drop for PassScope {

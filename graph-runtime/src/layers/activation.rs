@@ -40,6 +40,10 @@ macro_rules! activation {
                 $kind
             }
 
+            fn rows_independent(&self) -> bool {
+                true
+            }
+
             fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
                 super::same_as_input($kind, input_widths)
             }

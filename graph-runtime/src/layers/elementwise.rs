@@ -15,6 +15,10 @@ impl<F: Float> Layer<F> for CAdd {
         "CAdd"
     }
 
+    fn rows_independent(&self) -> bool {
+        true
+    }
+
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         super::element_wise("CAdd", input_widths, 2, true)
     }
@@ -45,6 +49,10 @@ pub struct CSub;
 impl<F: Float> Layer<F> for CSub {
     fn kind(&self) -> &'static str {
         "CSub"
+    }
+
+    fn rows_independent(&self) -> bool {
+        true
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
@@ -81,6 +89,10 @@ pub struct CMul;
 impl<F: Float> Layer<F> for CMul {
     fn kind(&self) -> &'static str {
         "CMul"
+    }
+
+    fn rows_independent(&self) -> bool {
+        true
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
@@ -139,6 +151,10 @@ impl<F: Float> Layer<F> for CDiv {
         "CDiv"
     }
 
+    fn rows_independent(&self) -> bool {
+        true
+    }
+
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         super::element_wise("CDiv", input_widths, 2, false)
     }
@@ -188,6 +204,10 @@ impl<F: Float> Layer<F> for MulConstant {
         "MulConstant"
     }
 
+    fn rows_independent(&self) -> bool {
+        true
+    }
+
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         super::same_as_input("MulConstant", input_widths)
     }
@@ -226,6 +246,10 @@ impl AddConstant {
 impl<F: Float> Layer<F> for AddConstant {
     fn kind(&self) -> &'static str {
         "AddConstant"
+    }
+
+    fn rows_independent(&self) -> bool {
+        true
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {

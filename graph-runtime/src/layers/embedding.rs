@@ -27,6 +27,10 @@ impl<F: Float> Layer<F> for Embedding {
         "Embedding"
     }
 
+    fn rows_independent(&self) -> bool {
+        true
+    }
+
     /// The table, `weight` of shape `(vocab, dim)`.
     fn param_shapes(&self) -> Vec<ParamShape> {
         vec![ParamShape::new("weight", vec![self.vocab, self.dim])]

@@ -35,6 +35,10 @@ impl<F: Float> Layer<F> for Linear {
         "Linear"
     }
 
+    fn rows_independent(&self) -> bool {
+        true
+    }
+
     fn param_shapes(&self) -> Vec<ParamShape> {
         vec![
             ParamShape::new("weight", vec![self.out_features, self.in_features]),

@@ -15,6 +15,10 @@ impl<F: Float> Layer<F> for Concat {
         "Concat"
     }
 
+    fn rows_independent(&self) -> bool {
+        true
+    }
+
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         if input_widths.is_empty() {
             return Err("Concat needs at least one input".to_string());
@@ -66,6 +70,10 @@ impl Narrow {
 impl<F: Float> Layer<F> for Narrow {
     fn kind(&self) -> &'static str {
         "Narrow"
+    }
+
+    fn rows_independent(&self) -> bool {
+        true
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {

@@ -121,6 +121,10 @@ impl<F: Float> Layer<F> for SoftMax {
         "SoftMax"
     }
 
+    fn rows_independent(&self) -> bool {
+        true
+    }
+
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {
         super::same_as_input("SoftMax", input_widths)
     }
@@ -160,6 +164,10 @@ impl<F: Float> Layer<F> for SoftMax {
 impl<F: Float> Layer<F> for LogSoftMax {
     fn kind(&self) -> &'static str {
         "LogSoftMax"
+    }
+
+    fn rows_independent(&self) -> bool {
+        true
     }
 
     fn output_width(&self, input_widths: &[usize]) -> LayerResult<usize> {

@@ -1,0 +1,255 @@
+//! Loops split across threads by samples: each thread runs every step of
+//! a recurrence over its own rows of the batch when every layer in the
+//! loop says its rows are independent (`Layer::rows_independent`), and the
+//! loop runs on one thread otherwise. Either way the results are those of
+//! one thread, bit for bit, and a failing layer is reported as on one
+//! thread.
+
+use nngraph::prelude::*;
+use std::sync::Mutex;
+
+/// `y = x + shift`, remembering how many rows each call was given; it
+/// fails (forward or backward, as set) at the call where some value
+/// exceeds `limit`.
+#[derive(Debug)]
+pub struct Probe {
+    independent: bool,
+    limit: f64,
+    fail_backward: bool,
+    calls: Mutex<Vec<usize>>,
+}
+
+impl Probe {
+    pub fn new(independent: bool, limit: f64, fail_backward: bool) -> Self {
+        Probe {
+            independent,
+            limit,
+            fail_backward,
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn check<F: Float>(&self, x: &ArrayView2<'_, F>) -> LayerResult {
+        match x.iter().find(|&&v| Float::to_f64(v) > self.limit) {
+            Some(v) => Err(format!("a value above {}: {v:?}", self.limit)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<F: Float> Layer<F> for Probe {
+    fn kind(&self) -> &'static str {
+        "Probe"
+    }
+    fn rows_independent(&self) -> bool {
+        self.independent
+    }
+    fn output_width(&self, inputs: &[usize]) -> LayerResult<usize> {
+        Ok(inputs[0])
+    }
+    fn forward(&self, cx: Forward<F>, mut output: ArrayViewMut2<F>) -> LayerResult {
+        let x = cx.inputs[0].values()?;
+        self.calls.lock().unwrap().push(x.nrows());
+        if !self.fail_backward {
+            self.check(&x)?;
+        }
+        output.zip_mut_with(&x, |y, &x| *y = x + F::from_f64(0.125));
+        Ok(())
+    }
+    fn backward_input(&self, _: usize, cx: &Backward<F>, mut d_input: ArrayViewMut2<F>) -> LayerResult {
+        if self.fail_backward {
+            self.check(&cx.inputs[0].values()?)?;
+        }
+        d_input += &cx.d_output;
+        Ok(())
+    }
+}
+
+graph! {
+    /// An Elman cell with the probe on its state, whose rows are independent.
+    #[recurrent(h = h_next)]
+    pub Split[width](x: [width], h: [width]) -> (h_next) {
+        p = self::Probe(true, 1e9, false)(h);
+        h_next = Tanh()(CAdd()(Linear(width, width)(x), Linear(width, width)(p)));
+    }
+
+    /// The same with a probe that does not say so.
+    #[recurrent(h = h_next)]
+    pub Serial[width](x: [width], h: [width]) -> (h_next) {
+        p = self::Probe(false, 1e9, false)(h);
+        h_next = Tanh()(CAdd()(Linear(width, width)(x), Linear(width, width)(p)));
+    }
+
+    /// A probe that fails forward once the state passes 0.9.
+    #[recurrent(h = h_next)]
+    pub FailsForward[width](x: [width], h: [width]) -> (h_next) {
+        p = self::Probe(true, 0.9, false)(h);
+        h_next = Tanh()(CAdd()(Linear(width, width)(x), Linear(width, width)(p)));
+    }
+
+    /// A probe that fails backward where the state passed 0.9.
+    #[recurrent(h = h_next)]
+    pub FailsBackward[width](x: [width], h: [width]) -> (h_next) {
+        p = self::Probe(true, 0.9, true)(h);
+        h_next = Tanh()(CAdd()(Linear(width, width)(x), Linear(width, width)(p)));
+    }
+}
+
+const WIDTH: usize = 16;
+
+/// Forward and backward over `steps` steps of `batch` samples on `threads`
+/// threads with a fresh `$graph`: the outputs, the parameter gradients and
+/// the row counts the probe was called with; or the error.
+macro_rules! run {
+    ($graph:ident, $threads:expr, $steps:expr, $batch:expr) => {{
+        let (steps, batch): (usize, usize) = ($steps, $batch);
+        let mut g = $graph::<f64>::new(&mut StdRng::seed_from_u64(5), WIDTH).unwrap();
+        nngraph::runtime::with_threads(
+            $threads,
+            || -> nngraph::Result<(Vec<f64>, Vec<f64>, Vec<usize>)> {
+                let xs = Array3::from_shape_fn((steps, batch, WIDTH), |(t, b, j)| {
+                    ((t * 7 + b * 3 + j) as f64 * 0.37).sin() + 0.4
+                });
+                let h0 = Array2::from_shape_fn((batch, WIDTH), |(b, j)| 0.1 * ((b + j) % 5) as f64);
+                let mut tape = g.tape();
+                let out = g.forward_seq(&mut tape, &xs, &h0)?;
+                let outputs = out.h_next.iter().copied().collect();
+                let d = Array3::from_elem((steps, batch, WIDTH), 1.0);
+                g.backward_seq(&mut tape, &d)?;
+                let calls = std::mem::take(&mut *g.layers().p.calls.lock().unwrap());
+                Ok((outputs, g.store().grads().to_vec(), calls))
+            },
+        )
+    }};
+}
+
+#[test]
+fn a_loop_of_independent_rows_runs_on_each_thread_over_its_samples_with_the_bits_of_one_thread() {
+    let (steps, batch) = (6, 40);
+    let (outputs, grads, calls) = run!(Split, 1, steps, batch).unwrap();
+    assert_eq!(calls, vec![batch; steps], "one thread: every step's rows at once");
+    for threads in [2, 3] {
+        let (o, g, calls) = run!(Split, threads, steps, batch).unwrap();
+        assert!(
+            o == outputs && g == grads,
+            "{threads} threads: not the bits of one"
+        );
+        // Each thread called the probe at every step with its own rows.
+        let mut sizes = calls.clone();
+        sizes.sort_unstable();
+        sizes.dedup();
+        assert!(
+            sizes.iter().all(|&n| n < batch),
+            "{threads} threads: not split: {calls:?}"
+        );
+        assert_eq!(calls.len(), steps * threads, "{calls:?}");
+        assert_eq!(calls.iter().sum::<usize>(), steps * batch);
+    }
+}
+
+#[test]
+fn a_layer_that_does_not_say_its_rows_are_independent_keeps_its_loop_on_one_thread() {
+    let (steps, batch) = (6, 40);
+    let (outputs, grads, _) = run!(Serial, 1, steps, batch).unwrap();
+    let (o, g, calls) = run!(Serial, 2, steps, batch).unwrap();
+    assert!(o == outputs && g == grads);
+    assert_eq!(calls, vec![batch; steps]);
+}
+
+#[test]
+fn a_small_batch_is_not_split() {
+    let (_, _, calls) = run!(Split, 2, 4, 10).unwrap();
+    assert_eq!(calls, vec![10; 4]);
+}
+
+#[test]
+fn a_layer_failing_in_a_split_loop_is_reported_as_on_one_thread() {
+    // The state grows step by step: the probe fails at a later step, for
+    // some samples only.
+    let one = run!(FailsForward, 1, 8, 40).unwrap_err().to_string();
+    assert!(
+        one.contains("node `p`") && one.contains("a value above 0.9"),
+        "{one}"
+    );
+    for threads in [2, 3] {
+        assert_eq!(
+            run!(FailsForward, threads, 8, 40).unwrap_err().to_string(),
+            one,
+            "{threads} threads"
+        );
+    }
+    let one = run!(FailsBackward, 1, 8, 40).unwrap_err().to_string();
+    assert!(
+        one.contains("node `p`") && one.contains("a value above 0.9"),
+        "{one}"
+    );
+    for threads in [2, 3] {
+        assert_eq!(
+            run!(FailsBackward, threads, 8, 40).unwrap_err().to_string(),
+            one,
+            "{threads} threads"
+        );
+    }
+}
+
+/// `y = x`, which keeps a state although it says its rows are independent.
+#[derive(Debug, Clone, Default)]
+pub struct Stateful;
+
+impl Stateful {
+    pub fn new() -> Self {
+        Stateful
+    }
+}
+
+impl<F: Float> Layer<F> for Stateful {
+    fn kind(&self) -> &'static str {
+        "Stateful"
+    }
+    fn rows_independent(&self) -> bool {
+        true
+    }
+    fn output_width(&self, inputs: &[usize]) -> LayerResult<usize> {
+        Ok(inputs[0])
+    }
+    fn forward(&self, cx: Forward<F>, mut output: ArrayViewMut2<F>) -> LayerResult {
+        *cx.state = cx.inputs[0].values()?.to_owned();
+        output.assign(&cx.inputs[0].values()?);
+        Ok(())
+    }
+    fn backward_input(&self, _: usize, cx: &Backward<F>, mut d_input: ArrayViewMut2<F>) -> LayerResult {
+        d_input += &cx.d_output;
+        Ok(())
+    }
+}
+
+graph! {
+    #[recurrent(h = h_next)]
+    pub Keeps[width](x: [width], h: [width]) -> (h_next) {
+        h_next = Tanh()(CAdd()(Linear(width, width)(x), self::Stateful()(h)));
+    }
+}
+
+/// Outputs and parameter gradients of `Keeps` on `threads` threads.
+fn keeps(threads: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut g = Keeps::<f64>::new(&mut StdRng::seed_from_u64(5), 4).unwrap();
+    let xs = Array3::from_shape_fn((3, 32, 4), |(t, b, j)| ((t + 2 * b + 3 * j) as f64).sin());
+    let h0 = Array2::<f64>::zeros((32, 4));
+    let mut tape = g.tape();
+    nngraph::runtime::with_threads(threads, || {
+        let mut outputs = Vec::new();
+        // The second pass knows the layer keeps a state; the first finds out.
+        for _ in 0..2 {
+            let out = g.forward_seq(&mut tape, &xs, &h0).unwrap();
+            outputs.extend(out.h_next.iter().copied());
+            g.backward_seq(&mut tape, &Array3::from_elem((3, 32, 4), 1.0))
+                .unwrap();
+        }
+        (outputs, g.store().grads().to_vec())
+    })
+}
+
+#[test]
+fn a_layer_that_keeps_a_state_though_it_says_its_rows_are_independent_runs_on_one_thread() {
+    assert!(keeps(2) == keeps(1));
+}
