@@ -163,32 +163,54 @@ fn a_small_batch_is_not_split() {
 }
 
 #[test]
-fn a_layer_failing_in_a_split_loop_is_reported_as_on_one_thread() {
-    // The state grows step by step: the probe fails at a later step, for
-    // some samples only.
-    let one = run!(FailsForward, 1, 8, 40).unwrap_err().to_string();
-    assert!(
-        one.contains("node `p`") && one.contains("a value above 0.9"),
-        "{one}"
-    );
-    for threads in [2, 3] {
-        assert_eq!(
-            run!(FailsForward, threads, 8, 40).unwrap_err().to_string(),
-            one,
-            "{threads} threads"
+fn a_layer_failing_in_a_split_loop_is_reported_as_on_one_thread_with_its_step() {
+    // The state grows step by step: the probe fails, for some samples only,
+    // at the first step whose entering state passes 0.9 (forward), or the
+    // last (backward, which runs from the last step down).
+    let (steps, batch) = (8, 40);
+    let (outputs, _, _) = run!(Split, 1, steps, batch).unwrap();
+    let above: Vec<bool> = (0..steps)
+        .map(|t| {
+            t > 0
+                && outputs[(t - 1) * batch * WIDTH..t * batch * WIDTH]
+                    .iter()
+                    .any(|&v| v > 0.9)
+        })
+        .collect();
+    let first = above.iter().position(|&a| a).expect("a state above 0.9");
+    let last = above.iter().rposition(|&a| a).unwrap();
+    assert!(first < last, "the test wants two different steps: {above:?}");
+    for (one, step) in [
+        (
+            run!(FailsForward, 1, steps, batch).unwrap_err().to_string(),
+            first,
+        ),
+        (
+            run!(FailsBackward, 1, steps, batch).unwrap_err().to_string(),
+            last,
+        ),
+    ] {
+        let want = "node `p` (tests/split_loops.rs:";
+        assert!(
+            one.contains(want) && one.contains(&format!("): at step {step}: a value above 0.9")),
+            "{one}"
         );
     }
-    let one = run!(FailsBackward, 1, 8, 40).unwrap_err().to_string();
-    assert!(
-        one.contains("node `p`") && one.contains("a value above 0.9"),
-        "{one}"
-    );
     for threads in [2, 3] {
-        assert_eq!(
-            run!(FailsBackward, threads, 8, 40).unwrap_err().to_string(),
-            one,
-            "{threads} threads"
-        );
+        for (graph, one) in [
+            ("forward", run!(FailsForward, 1, steps, batch)),
+            ("backward", run!(FailsBackward, 1, steps, batch)),
+        ] {
+            let many = match graph {
+                "forward" => run!(FailsForward, threads, steps, batch),
+                _ => run!(FailsBackward, threads, steps, batch),
+            };
+            assert_eq!(
+                many.unwrap_err().to_string(),
+                one.unwrap_err().to_string(),
+                "{graph}, {threads} threads"
+            );
+        }
     }
 }
 

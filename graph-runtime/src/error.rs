@@ -239,10 +239,15 @@ pub enum Pass {
 }
 
 impl Error {
-    /// Attaches the step of a sequence to a checked-mode error.
+    /// Attaches the step of a sequence to an error of a node: a checked-mode
+    /// error's `step`, the start of a layer's message (`at step 3: ...`).
     pub fn at_step(mut self, t: usize) -> Self {
-        if let Error::NonFinite { step, .. } = &mut self {
-            *step = Some(t);
+        match &mut self {
+            Error::NonFinite { step, .. } => *step = Some(t),
+            Error::Node { message, .. } if !message.starts_with("at step ") => {
+                *message = format!("at step {t}: {message}");
+            }
+            _ => {}
         }
         self
     }
