@@ -157,6 +157,35 @@ fn a_layer_that_does_not_say_its_rows_are_independent_keeps_its_loop_on_one_thre
 }
 
 #[test]
+fn a_loop_whose_weights_outgrow_a_cache_is_not_split() {
+    // 300 x 300 weights in the loop: 720 KB in f64, past the 512 KiB a
+    // split loop's threads each read at every step; 360 KB in f32, within.
+    let calls = |f32: bool| {
+        let (steps, batch, width) = (3, 40, 300);
+        nngraph::runtime::with_threads(2, || {
+            let h0 = Array2::<f64>::zeros((batch, width));
+            let xs = Array3::<f64>::zeros((steps, batch, width));
+            if f32 {
+                let g = Split::<f32>::new(&mut StdRng::seed_from_u64(5), width).unwrap();
+                let mut tape = g.tape();
+                g.forward_seq(&mut tape, &xs.mapv(|v| v as f32), &h0.mapv(|v| v as f32))
+                    .unwrap();
+                let calls = std::mem::take(&mut *g.layers().p.calls.lock().unwrap());
+                calls
+            } else {
+                let g = Split::<f64>::new(&mut StdRng::seed_from_u64(5), width).unwrap();
+                let mut tape = g.tape();
+                g.forward_seq(&mut tape, &xs, &h0).unwrap();
+                let calls = std::mem::take(&mut *g.layers().p.calls.lock().unwrap());
+                calls
+            }
+        })
+    };
+    assert_eq!(calls(false), vec![40; 3]);
+    assert_eq!(calls(true).len(), 6);
+}
+
+#[test]
 fn a_small_batch_is_not_split() {
     let (_, _, calls) = run!(Split, 2, 4, 10).unwrap();
     assert_eq!(calls, vec![10; 4]);

@@ -35,6 +35,14 @@ use std::sync::Mutex;
 /// step leave the products too small to pay for a thread.
 const MIN_ROWS: usize = 8;
 
+/// The most bytes of parameters a split loop's layers read at each step.
+/// Every thread reads all of them, where a step's products split by
+/// columns read a part each: past about a core's L2 cache (a quarter of it
+/// here, to leave room for the activations) splitting by samples was
+/// slower (W3, a 1024-wide cell: 1.12x to 1.17x the time; W4, 64 Ki f32
+/// per layer: 0.94x).
+const MAX_WEIGHT_BYTES: usize = 512 << 10;
+
 impl Run<'_> {
     /// Into how many parts the loop of `units` is split: 1 (not split) when
     /// there is one thread, too few samples, checked mode (which checks
@@ -42,6 +50,7 @@ impl Run<'_> {
     fn split_parts<F: Float, G: Graph<F>>(
         &self,
         layers: &G::Layers,
+        ranges: &[Range<usize>],
         root: &Record<F>,
         units: Range<usize>,
         checked: bool,
@@ -50,6 +59,7 @@ impl Run<'_> {
         if parts < 2 || checked || self.steps < 2 {
             return 1;
         }
+        let mut weights = 0;
         for u in units {
             if self.skips(u) {
                 continue;
@@ -60,14 +70,19 @@ impl Run<'_> {
                     let path = self.plan.path(u);
                     let mut probe = Probe {
                         spec: G::SPEC,
+                        ranges,
                         path,
                         node: unit.node,
-                        answer: false,
+                        answer: None,
                     };
                     let next = path.first().map_or(unit.node, |h| h.node);
-                    G::node(layers, next, &mut probe).is_ok()
-                        && probe.answer
-                        && !root.at(path).stateful[unit.node]
+                    match (G::node(layers, next, &mut probe), probe.answer) {
+                        (Ok(()), Some((true, params))) => {
+                            weights += params;
+                            !root.at(path).stateful[unit.node]
+                        }
+                        _ => false,
+                    }
                 }
                 UnitKind::Enter { .. } => !copies::copies_ids(root, self.plan, u),
                 UnitKind::Leave { .. }
@@ -78,6 +93,9 @@ impl Run<'_> {
             if !splits {
                 return 1;
             }
+        }
+        if weights * std::mem::size_of::<F>() > MAX_WEIGHT_BYTES {
+            return 1;
         }
         parts
     }
@@ -94,7 +112,8 @@ impl Run<'_> {
         root: &Record<F>,
         units: Range<usize>,
     ) -> bool {
-        let parts = self.split_parts::<F, G>(layers, root, units.clone(), mode.checked);
+        let ranges = core.store.node_ranges();
+        let parts = self.split_parts::<F, G>(layers, ranges, root, units.clone(), mode.checked);
         if parts < 2 {
             return false;
         }
@@ -132,7 +151,7 @@ impl Run<'_> {
         units: Range<usize>,
         checked: bool,
     ) -> Option<Result<()>> {
-        let parts = self.split_parts::<F, G>(layers, root, units.clone(), checked);
+        let parts = self.split_parts::<F, G>(layers, ranges, root, units.clone(), checked);
         if parts < 2 {
             return None;
         }
@@ -274,17 +293,19 @@ impl Run<'_> {
 }
 
 /// Asks the layer of a unit (node `node` of the graph at the end of
-/// `path`) whether its rows are independent.
+/// `path`) whether its rows are independent, and how many parameters it
+/// has (`ranges`: the parameters of the graph visited now, by node).
 struct Probe<'p> {
     spec: &'static GraphSpec,
+    ranges: &'p [Range<usize>],
     path: &'p [Hop],
     node: usize,
-    answer: bool,
+    answer: Option<(bool, usize)>,
 }
 
 impl<F: Float> Visit<F> for Probe<'_> {
-    fn layer<L: Layer<F>, const N: usize>(&mut self, _: usize, layer: &L) -> Result<()> {
-        self.answer = layer.rows_independent();
+    fn layer<L: Layer<F>, const N: usize>(&mut self, k: usize, layer: &L) -> Result<()> {
+        self.answer = Some((layer.rows_independent(), self.ranges.get(k).map_or(0, Range::len)));
         Ok(())
     }
 
@@ -298,14 +319,22 @@ impl<F: Float> Visit<F> for Probe<'_> {
     }
 }
 
-impl<F: Float> Descend<F> for Probe<'_> {
+impl<'p, F: Float> Descend<F> for Probe<'p> {
     fn descend<G: Graph<F>>(&mut self, k: usize, index: usize, _: Range<usize>, graph: &G) -> Result<()> {
         match self.path.split_first() {
             Some((h, rest)) if h.node == k && h.layer == index => {
                 let next = rest.first().map_or(self.node, |h| h.node);
-                (self.path, self.spec) = (rest, G::SPEC);
-                let (layers, _) = graph.parts();
-                G::node(layers, next, self)
+                let (layers, core) = graph.parts();
+                let mut inner = Probe {
+                    spec: G::SPEC,
+                    ranges: core.store.node_ranges(),
+                    path: rest,
+                    node: self.node,
+                    answer: None,
+                };
+                let result = G::node(layers, next, &mut inner);
+                self.answer = inner.answer;
+                result
             }
             _ => Err(node_error(self.spec, k, "is not on the unit's path".into())),
         }
