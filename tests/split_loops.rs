@@ -304,3 +304,12 @@ fn keeps(threads: usize) -> (Vec<f64>, Vec<f64>) {
 fn a_layer_that_keeps_a_state_though_it_says_its_rows_are_independent_runs_on_one_thread() {
     assert!(keeps(2) == keeps(1));
 }
+
+#[test]
+fn tapes_and_graphs_may_be_sent_and_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Tape<f32>>();
+    send_sync::<nngraph::cells::Lstm<f32>>();
+    send_sync::<Split<f64>>();
+    send_sync::<SplitLayers<f64>>();
+}
