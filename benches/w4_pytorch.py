@@ -6,10 +6,14 @@ step (lr 2e-3), zero grads: the iteration `cargo bench -p nngraph-tests --bench 
 W4-charlstm` times.
 
 Runs PyTorch on 1 and 2 threads, then (unless --torch-only) the crate's W4
-bench in the same session, and prints the medians side by side. Needs torch
-(`pip install torch` in a virtual environment of your own); not run by CI.
+bench in the same session, and prints the medians side by side. With
+--rounds N it does so N times, alternating, and prints each round and the
+median of the rounds' ratios: on a machine whose speed drifts (a shared
+VM), a ratio within one round means more than medians taken minutes apart.
+Needs torch (`pip install torch` in a virtual environment of your own); not
+run by CI.
 
-    python3 benches/w4_pytorch.py [--iters 30] [--torch-only]
+    python3 benches/w4_pytorch.py [--iters 30] [--rounds 1] [--torch-only]
 """
 
 import argparse
@@ -82,22 +86,41 @@ def crate_medians():
     return medians
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--iters", type=int, default=30)
-    parser.add_argument("--torch-only", action="store_true")
-    args = parser.parse_args()
+def one_round(iters, torch_only):
+    """(label, threads, milliseconds) of one round: PyTorch, then the crate."""
     rows = []
     for threads in (1, 2):
-        ms = torch_medians(threads, args.iters) * 1000
-        rows.append((f"PyTorch {torch.__version__} nn.LSTM, {threads} thread(s)", ms))
-    if not args.torch_only:
+        ms = torch_medians(threads, iters) * 1000
+        rows.append((f"PyTorch {torch.__version__} nn.LSTM, {threads} thread(s)", threads, ms))
+    if not torch_only:
         crate = crate_medians()
         for name, threads in (("generated", 1), ("generated-2t", 2)):
             if name in crate:
-                rows.append((f"nngraph W4-charlstm/{name}, {threads} thread(s)", crate[name]))
-    for label, ms in rows:
-        print(f"{label:55} {ms:8.2f} ms  {FLOPS / ms / 1e6:7.1f} GFLOP/s")
+                rows.append((f"nngraph W4-charlstm/{name}, {threads} thread(s)", threads, crate[name]))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--torch-only", action="store_true")
+    args = parser.parse_args()
+    ratios = {1: [], 2: []}
+    for r in range(args.rounds):
+        rows = one_round(args.iters, args.torch_only)
+        if args.rounds > 1:
+            print(f"round {r + 1}")
+        for label, _, ms in rows:
+            print(f"{label:55} {ms:8.2f} ms  {FLOPS / ms / 1e6:7.1f} GFLOP/s")
+        for threads in (1, 2):
+            pair = [ms for label, t, ms in rows if t == threads]
+            if len(pair) == 2:
+                ratios[threads].append(pair[1] / pair[0])
+    for threads in (1, 2):
+        if ratios[threads]:
+            each = ", ".join(f"{x:.2f}" for x in ratios[threads])
+            print(f"crate / PyTorch, {threads} thread(s): median {statistics.median(ratios[threads]):.2f} ({each})")
     return 0
 
 
