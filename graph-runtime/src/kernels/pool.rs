@@ -1,6 +1,7 @@
-//! The threads matrix products are split across: a small persistent pool
-//! (spawned once, on first use) that runs one job at a time, each thread a
-//! fixed share of the output. Handing out a job allocates nothing, so a
+//! The threads matrix products (and loops split by samples,
+//! `engine/split.rs`) are split across: a small persistent pool (spawned
+//! once, on first use) that runs one job at a time, each thread a fixed
+//! share of the output. Handing out a job allocates nothing, so a
 //! warmed-up training step stays allocation-free at any thread count
 //! (rayon's `join`, measured, may allocate per call).
 //!
@@ -36,7 +37,7 @@ thread_local! {
 /// Jobs the pool's workers have run (for tests: proof that work was split).
 static WORKER_JOBS: AtomicU64 = AtomicU64::new(0);
 
-/// How many threads large products use: [`set_threads`] if called, else
+/// How many threads large products, and loops split by samples, use: [`set_threads`] if called, else
 /// `NNGRAPH_THREADS`, else `RAYON_NUM_THREADS`, else the machine's cores,
 /// at most [`MAX_THREADS`]. A variable that is set but is not a whole
 /// number from 1 up is skipped, and one above [`MAX_THREADS`] counts as
@@ -90,7 +91,7 @@ pub(crate) fn threads_from(var: impl Fn(&str) -> Option<String>, cores: usize) -
     (n, warnings)
 }
 
-/// Sets how many threads large products use (1 to [`MAX_THREADS`]) for the
+/// Sets how many threads large products and split loops use (1 to [`MAX_THREADS`]) for the
 /// whole process. Results are the same for any count. Another count is an
 /// error, and nothing changes.
 pub fn set_threads(n: usize) -> crate::Result<()> {
