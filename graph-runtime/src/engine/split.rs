@@ -29,6 +29,7 @@ use crate::tape::Record;
 use crate::Float;
 use ndarray::Array2;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Samples per thread below which a loop is not split: fewer rows per
@@ -101,7 +102,8 @@ impl Run<'_> {
     }
 
     /// Runs the loop of `units` forward over every step, split across
-    /// threads by samples if it may be; `false` if it may not (nothing ran).
+    /// threads by samples if it may be; `false` if it may not, or a layer
+    /// failed: the caller then runs the loop on one thread.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn forward_split<F: Float, G: Graph<F>>(
         &self,
@@ -117,7 +119,7 @@ impl Run<'_> {
         if parts < 2 {
             return false;
         }
-        let failed = Mutex::new(false);
+        let failed = AtomicBool::new(false);
         let pass = PassScope::current();
         pool::run(parts, &|p| {
             let _pass = (p > 0).then(|| PassScope::join(pass));
@@ -128,7 +130,7 @@ impl Run<'_> {
                     .forward_rows::<F, G>(layers, core, mode, seed, root, units.clone(), rows, t)
                     .is_err()
                 {
-                    *failed.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                    failed.store(true, Ordering::Relaxed);
                     return;
                 }
             }
@@ -136,7 +138,7 @@ impl Run<'_> {
         // A failure is reported by running the loop again on one thread,
         // which names the node and step as it always does (a forward pass
         // only overwrites what it computes).
-        !failed.into_inner().unwrap_or_else(|e| e.into_inner())
+        !failed.into_inner()
     }
 
     /// Runs the loop of `units` backward (input gradients, from the last
