@@ -26,6 +26,10 @@ use std::path::Path;
 mod colliding;
 use colliding::Colliding;
 
+#[path = "../tests/common/elman.rs"]
+mod elman;
+use elman::ElmanStack;
+
 graph! {
     /// The seed notebook's RNN cell.
     #[recurrent(h = new_h)]
@@ -53,20 +57,6 @@ graph! {
         (y, h_n, c_n) = nngraph::cells::Lstm[hidden, hidden, layers](Embedding(vocab, hidden)(x), h, c);
         logits = Linear(hidden, vocab)(y);
         loss = CrossEntropy()(logits, target);
-    }
-
-    /// One Elman layer, for a stack of the graph's own.
-    #[recurrent(h = new_h)]
-    pub Elman[input, hidden](x: [input], h: [hidden]) -> (new_h) {
-        new_h = Tanh()(CAdd()(Linear(input, hidden)(x), Linear(hidden, hidden)(h)));
-    }
-
-    /// A stack of user layers, its first layer of its own, inline names.
-    #[recurrent(h = h_n)]
-    pub ElmanStack[layers](x: [5], h: [layers * 6]) -> (y, h_n) {
-        #[params(inline)]
-        (top, h_n) = Stack(layers, Elman[5, 6], Elman[6, 6])(x, h);
-        y = Sigmoid()(Linear(6, 2)(top));
     }
 
     /// Every other built-in layer and criterion.

@@ -132,6 +132,10 @@ graph! {
 mod colliding;
 use colliding::{one, Colliding};
 
+#[path = "common/elman.rs"]
+mod elman;
+use elman::ElmanStack;
+
 use one::Cell as Renamed;
 
 graph! {
@@ -227,18 +231,6 @@ fn nested_classes_come_first_and_once_and_build_uses_the_sizes() {
 }
 
 graph! {
-    #[recurrent(h = new_h)]
-    pub Elman[input, hidden](x: [input], h: [hidden]) -> (new_h) {
-        new_h = Tanh()(CAdd()(Linear(input, hidden)(x), Linear(hidden, hidden)(h)));
-    }
-
-    #[recurrent(h = h_n)]
-    pub ElmanStack[layers](x: [5], h: [layers * 6]) -> (y, h_n) {
-        #[params(inline)]
-        (top, h_n) = Stack(layers, Elman[5, 6], Elman[6, 6])(x, h);
-        y = Linear(6, 2)(top);
-    }
-
     #[recurrent(h = h_n, c = c_n)]
     pub CharDeep[vocab, hidden, layers](x: usize, h: [layers * hidden], c: [layers * hidden]) -> (logits, h_n, c_n) {
         (y, h_n, c_n) = nngraph::cells::Lstm[hidden, hidden, layers](Embedding(vocab, hidden)(x), h, c);
