@@ -16,7 +16,7 @@ use super::check::{at_step, nested_error, node_error};
 use super::copies;
 use super::fuse;
 use super::plan::{Hop, UnitKind};
-use super::visit::{grad_wanted, mix_seed, visit_layer, Descend, Place};
+use super::visit::{descend_to_nested, grad_wanted, mix_seed, visit_layer, Descend, Place};
 use super::{Mode, Run};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, GraphCore, Visit};
@@ -408,15 +408,7 @@ impl<F: Float> Visit<F> for RowsForward<'_, '_, F> {
         Ok(())
     }
 
-    fn nested_at<G: Graph<F>>(&mut self, k: usize, index: usize, graph: &G) -> Result<()> {
-        let range = self.ranges[k].clone();
-        self.descend(k, index, range, graph)
-    }
-
-    fn stack<A: Graph<F>, B: Graph<F>>(&mut self, k: usize, stack: &Stack<A, B>) -> Result<()> {
-        let (l, start) = (self.place.layer(), self.ranges[k].start);
-        visit_layer(self, self.spec, k, l, stack, start)
-    }
+    descend_to_nested!();
 }
 
 impl<F: Float> Descend<F> for RowsForward<'_, '_, F> {
@@ -497,15 +489,7 @@ impl<F: Float> Visit<F> for RowsBackward<'_, '_, F> {
         Ok(())
     }
 
-    fn nested_at<G: Graph<F>>(&mut self, k: usize, index: usize, graph: &G) -> Result<()> {
-        let range = self.ranges[k].clone();
-        self.descend(k, index, range, graph)
-    }
-
-    fn stack<A: Graph<F>, B: Graph<F>>(&mut self, k: usize, stack: &Stack<A, B>) -> Result<()> {
-        let (l, start) = (self.place.layer(), self.ranges[k].start);
-        visit_layer(self, self.spec, k, l, stack, start)
-    }
+    descend_to_nested!();
 }
 
 impl<F: Float> Descend<F> for RowsBackward<'_, '_, F> {

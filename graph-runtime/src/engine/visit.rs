@@ -180,6 +180,24 @@ impl Place<'_> {
     }
 }
 
+/// `Visit::nested_at` and `Visit::stack` of a visitor with `spec`,
+/// `ranges` and `place` fields: both descend into the nested graph the
+/// unit's path leads to ([`Descend`]).
+macro_rules! descend_to_nested {
+    () => {
+        fn nested_at<G: Graph<F>>(&mut self, k: usize, index: usize, graph: &G) -> Result<()> {
+            let range = self.ranges[k].clone();
+            self.descend(k, index, range, graph)
+        }
+
+        fn stack<A: Graph<F>, B: Graph<F>>(&mut self, k: usize, stack: &Stack<A, B>) -> Result<()> {
+            let (l, start) = (self.place.layer(), self.ranges[k].start);
+            visit_layer(self, self.spec, k, l, stack, start)
+        }
+    };
+}
+pub(super) use descend_to_nested;
+
 /// Runs the forward of one unit's layer.
 pub(crate) struct ForwardVisit<'a, 'p, F> {
     pub spec: &'static GraphSpec,
@@ -217,15 +235,7 @@ impl<F: Float> Visit<F> for ForwardVisit<'_, '_, F> {
         result.map_err(|m| node_error(spec, k, m))
     }
 
-    fn nested_at<G: Graph<F>>(&mut self, k: usize, index: usize, graph: &G) -> Result<()> {
-        let range = self.ranges[k].clone();
-        self.descend(k, index, range, graph)
-    }
-
-    fn stack<A: Graph<F>, B: Graph<F>>(&mut self, k: usize, stack: &Stack<A, B>) -> Result<()> {
-        let (l, start) = (self.place.layer(), self.ranges[k].start);
-        visit_layer(self, self.spec, k, l, stack, start)
-    }
+    descend_to_nested!();
 }
 
 /// A pass's visitor that descends into nested graphs.
@@ -384,15 +394,7 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
         Ok(())
     }
 
-    fn nested_at<G: Graph<F>>(&mut self, k: usize, index: usize, graph: &G) -> Result<()> {
-        let range = self.ranges[k].clone();
-        self.descend(k, index, range, graph)
-    }
-
-    fn stack<A: Graph<F>, B: Graph<F>>(&mut self, k: usize, stack: &Stack<A, B>) -> Result<()> {
-        let (l, start) = (self.place.layer(), self.ranges[k].start);
-        visit_layer(self, self.spec, k, l, stack, start)
-    }
+    descend_to_nested!();
 }
 
 impl<F: Float> Descend<F> for BackwardVisit<'_, '_, F> {
