@@ -153,7 +153,7 @@ pub(super) fn rows_times_wt<T: Kernel>(
 /// Block sizes: `KC` rows of `B` and columns of `A` per packed block, `MC`
 /// rows of `A`, `NC` columns of `B`; chosen so a packed `A` block stays in
 /// L2 and a `B` micro-panel in L1.
-const KC: usize = 256;
+pub(super) const KC: usize = 256;
 const MC: usize = 72;
 const NC: usize = 2048;
 

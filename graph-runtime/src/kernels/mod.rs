@@ -96,7 +96,7 @@ fn a_bt<F: Float>(
             rs: 1,
             cs: k,
         };
-        small(m, n, k, a, bt, c, false);
+        small(m, n, k, a, bt, c, false, usize::MAX);
         add_bias(c, n, bias);
         return;
     }
@@ -162,7 +162,15 @@ fn add_bias<F: Float>(c: &mut [F], n: usize, bias: Option<&[F]>) {
 const SMALL_WORK: usize = 2048;
 
 /// `c = [c +] a · b`, element by element, for products of at most
-/// [`SMALL_WORK`] multiply-adds.
+/// [`SMALL_WORK`] multiply-adds, each element computed as the micro-kernels
+/// compute it: a chain of multiply-adds from zero over each block of
+/// `block` steps (`x · wᵀ` takes all `k` in one, the blocked GEMM
+/// [`gemm::KC`]), added to `c` after the first block or when accumulating;
+/// fused multiply-adds where the kernels have them (AVX2 and FMA), a
+/// product then a sum where they do not. So a product gives the same bits
+/// whether it is small or not, and a loop split across threads by samples
+/// (fewer rows per product) gives the bits of one thread.
+#[allow(clippy::too_many_arguments)]
 fn small<F: Float>(
     m: usize,
     n: usize,
@@ -171,15 +179,60 @@ fn small<F: Float>(
     b: Operand<'_, F>,
     c: &mut [F],
     accumulate: bool,
+    block: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if simd::available() {
+        // SAFETY: the CPU has AVX2 and FMA.
+        unsafe { small_fused(m, n, k, a, b, c, accumulate, block) };
+        return;
+    }
+    small_body::<F, false>(m, n, k, a, b, c, accumulate, block);
+}
+
+/// [`small`] compiled for AVX2 and FMA, `mul_add` one instruction.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_fused<F: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand<'_, F>,
+    b: Operand<'_, F>,
+    c: &mut [F],
+    accumulate: bool,
+    block: usize,
+) {
+    small_body::<F, true>(m, n, k, a, b, c, accumulate, block);
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn small_body<F: Float, const FUSED: bool>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand<'_, F>,
+    b: Operand<'_, F>,
+    c: &mut [F],
+    accumulate: bool,
+    block: usize,
 ) {
     for i in 0..m {
         for j in 0..n {
-            let mut acc = F::zero();
-            for p in 0..k {
-                acc += a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
-            }
             let out = &mut c[i * n + j];
-            *out = if accumulate { *out + acc } else { acc };
+            for (q, p0) in (0..k).step_by(block).enumerate() {
+                let mut acc = F::zero();
+                for p in p0..(p0 + block).min(k) {
+                    let (x, y) = (a.data[i * a.rs + p * a.cs], b.data[p * b.rs + j * b.cs]);
+                    acc = if FUSED { x.mul_add(y, acc) } else { acc + x * y };
+                }
+                *out = if accumulate || q > 0 { *out + acc } else { acc };
+            }
         }
     }
 }
@@ -241,7 +294,7 @@ fn gemm<F: Float>(
         return;
     }
     if m * n * k <= SMALL_WORK {
-        small(m, n, k, a, b, c, accumulate);
+        small(m, n, k, a, b, c, accumulate, gemm::KC);
         return;
     }
     F::gemm(m, n, k, a, b, c, accumulate);

@@ -759,3 +759,58 @@ fn shifted_exponentials_give_the_bits_of_the_formula_element_by_element() {
         });
     }
 }
+
+/// A product's rows come out with the same bits however many rows it has:
+/// fewer rows take the small path (under `SMALL_WORK` multiply-adds), more
+/// the micro-kernels, and both compute each element alike. A loop split
+/// across threads by samples relies on it (each thread's products have
+/// fewer rows than the whole batch's).
+#[test]
+fn a_products_rows_have_the_same_bits_whatever_its_number_of_rows() {
+    fn check<F: crate::Float>(of: impl Fn(f64) -> F) {
+        let bits = |v: &[F]| {
+            v.iter()
+                .map(|&x| crate::Float::to_f64(x).to_bits())
+                .collect::<Vec<_>>()
+        };
+        // (few rows, small path; many rows, blocked), k and n around the
+        // tiles and past a KC block of 256.
+        for (few, many, k, n) in [
+            (2, 64, 12, 12),
+            (3, 40, 7, 17),
+            (1, 30, 600, 2),
+            (2, 24, 300, 3),
+            (11, 32, 12, 12),
+        ] {
+            let a: Vec<F> = fill(many * k, 0.3).into_iter().map(&of).collect();
+            let w: Vec<F> = fill(n * k, 0.7).into_iter().map(&of).collect();
+            let wt: Vec<F> = fill(k * n, 0.9).into_iter().map(&of).collect();
+            let c0: Vec<F> = fill(many * n, 0.1).into_iter().map(&of).collect();
+            assert!(few * k * n <= SMALL_WORK && many * k * n > SMALL_WORK);
+            // x · wᵀ
+            let (mut small, mut large) = (vec![F::zero(); few * n], vec![F::zero(); many * n]);
+            matmul_a_bt(&a[..few * k], &w, &mut small, few, k, n);
+            matmul_a_bt(&a, &w, &mut large, many, k, n);
+            assert_eq!(
+                bits(&small),
+                bits(&large[..few * n]),
+                "a·bᵀ {few}/{many} x {k} x {n}"
+            );
+            // c += a · b
+            let (mut small, mut large) = (c0[..few * n].to_vec(), c0.clone());
+            matmul_a_b_acc(&a[..few * k], &wt, &mut small, few, k, n);
+            matmul_a_b_acc(&a, &wt, &mut large, many, k, n);
+            assert_eq!(
+                bits(&small),
+                bits(&large[..few * n]),
+                "a·b {few}/{many} x {k} x {n}"
+            );
+        }
+    }
+    for level in [Level::Portable, Level::Avx2, Level::Best] {
+        with_level(level, || {
+            check::<f32>(|v| v as f32);
+            check::<f64>(|v| v);
+        });
+    }
+}
