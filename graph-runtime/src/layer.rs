@@ -209,11 +209,13 @@ pub trait Layer<F: Float>: fmt::Debug + Send + Sync {
 
     /// Whether each row of the output depends only on the same row of the
     /// inputs (and each row of an input's gradient only on that row of the
-    /// output's gradient), with no state kept for backward and nothing
-    /// random: then a recurrent loop through this layer may run on several
-    /// threads at once, each over its own samples of the batch, with the
-    /// same results. `false` unless a layer says so; the built-in layers
-    /// do, but Dropout.
+    /// output's gradient), computed the same way whatever the number of
+    /// rows in a call, with no state kept for backward and nothing random:
+    /// then a recurrent loop through this layer may run on several threads
+    /// at once, each over its own samples of the batch, with the same
+    /// results. `false` unless a layer says so; the built-in layers do, but
+    /// Dropout. (The crate's matrix products qualify: a product's rows have
+    /// the same bits whatever its number of rows.)
     fn rows_independent(&self) -> bool {
         false
     }
