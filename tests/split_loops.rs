@@ -371,3 +371,68 @@ fn the_shipped_stacks_give_the_bits_of_one_thread_with_their_loops_split() {
         }
     }
 }
+
+graph! {
+    /// Every kind of built-in layer and criterion inside the recurrence
+    /// (each feeds the next state), so that the loop holds them all.
+    #[recurrent(h = h_next)]
+    pub ZooCell(x: [8], h: [8], t: [4], class: usize) -> (h_next) {
+        (u, v) = Split(2)(Linear(8, 8)(h));
+        mixed = Concat()(CDiv()(ReLU()(u), AddConstant(2.5)(Sigmoid()(v))), CSub()(MulConstant(-0.5)(u), Identity()(v)));
+        s = SoftMax()(Linear(8, 8)(Narrow(1, 8)(Concat()(h, mixed))));
+        mse = Mse()(u, t);
+        bce = Bce()(Sigmoid()(v), Sigmoid()(t));
+        nll = ClassNll()(LogSoftMax()(u), class);
+        ce = CrossEntropy()(v, class);
+        losses = Concat()(Concat()(mse, bce), Concat()(nll, ce));
+        h_next = Tanh()(CAdd()(CAdd()(Linear(8, 8)(mixed), CMul()(x, s)), Linear(4, 8)(losses)));
+    }
+}
+
+/// `ZooCell`'s outputs, parameter gradients and input gradients over a
+/// sequence of 32 samples on `threads` threads.
+fn zoo(threads: usize) -> Vec<Vec<f64>> {
+    let (steps, batch) = (4, 32);
+    let xs = Array3::from_shape_fn((steps, batch, 8), |(t, b, j)| {
+        ((t * 3 + b * 5 + j) as f64 * 0.41).sin()
+    });
+    let ts = Array3::from_shape_fn((steps, batch, 4), |(t, b, j)| {
+        ((t + b * 7 + j * 3) as f64 * 0.23).cos()
+    });
+    let class = Array2::from_shape_fn((steps, batch), |(t, b)| (t + 3 * b) % 4);
+    nngraph::runtime::with_threads(threads, || {
+        let mut g = ZooCell::<f64>::new(&mut StdRng::seed_from_u64(13));
+        let mut tape = g.tape();
+        let y = g
+            .forward_seq(&mut tape, &xs, &Absent, &ts, &class)
+            .unwrap()
+            .h_next
+            .to_owned();
+        g.backward_seq(&mut tape, &y.mapv(|v| v - 0.5)).unwrap();
+        let dx = tape.grad_seq("x").unwrap().iter().copied().collect();
+        vec![y.iter().copied().collect(), g.store().grads().to_vec(), dx]
+    })
+}
+
+#[test]
+fn every_built_in_layer_inside_a_split_loop_gives_the_bits_of_one_thread() {
+    let g = ZooCell::<f64>::new(&mut StdRng::seed_from_u64(13));
+    let plan = g.plan();
+    for name in ["mixed", "s", "mse", "bce", "nll", "ce", "losses"] {
+        let segment = plan
+            .segment_of(name)
+            .unwrap_or_else(|| panic!("{name} in\n{plan}"));
+        assert!(plan.is_loop(segment), "{name} is in the loop\n{plan}");
+    }
+    let one = zoo(1);
+    for threads in [2, 3] {
+        let many = zoo(threads);
+        for (k, (a, b)) in one.iter().zip(&many).enumerate() {
+            let same = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(
+                same,
+                "{threads} threads: result {k} (outputs, gradients, input gradients) differs"
+            );
+        }
+    }
+}
