@@ -162,6 +162,11 @@ pub struct Backward<'a, F> {
 ///     fn kind(&self) -> &'static str {
 ///         "Square"
 ///     }
+///     // Each output row is its input row squared, nothing kept or random:
+///     // a recurrent loop through it may run on several threads by samples.
+///     fn rows_independent(&self) -> bool {
+///         true
+///     }
 ///     fn output_width(&self, inputs: &[usize]) -> LayerResult<usize> {
 ///         match inputs {
 ///             [w] => Ok(*w),

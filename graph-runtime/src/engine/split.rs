@@ -343,6 +343,22 @@ impl<'p, F: Float> Descend<F> for Probe<'p> {
     }
 }
 
+/// The place and the record of nested graph `index` of host node `k`, the
+/// next on `place`'s path from `record` (of a graph of `spec`).
+fn nested<'r, 'p, F>(
+    spec: &GraphSpec,
+    record: &'r Record<F>,
+    place: &'p Place<'_>,
+    k: usize,
+    index: usize,
+) -> Result<(Place<'p>, &'r Record<F>)> {
+    let place = place.inside(spec, k, index)?;
+    match record.nested[k].get(index) {
+        Some(inner) => Ok((place, inner)),
+        None => Err(node_error(spec, k, "has no record of its graph".into())),
+    }
+}
+
 /// Runs the forward of one unit's layer over some of a step's rows, from
 /// one of the threads a loop is split across.
 struct RowsForward<'a, 'p, F> {
@@ -414,10 +430,7 @@ impl<F: Float> Visit<F> for RowsForward<'_, '_, F> {
 impl<F: Float> Descend<F> for RowsForward<'_, '_, F> {
     fn descend<G: Graph<F>>(&mut self, k: usize, index: usize, range: Range<usize>, graph: &G) -> Result<()> {
         let spec = self.spec;
-        let place = self.place.inside(spec, k, index)?;
-        let Some(inner) = self.record.nested[k].get(index) else {
-            return Err(node_error(spec, k, "has no record of its graph".into()));
-        };
+        let (place, inner) = nested(spec, self.record, &self.place, k, index)?;
         let (layers, core) = graph.parts();
         let next = place.next();
         let mut child = RowsForward {
@@ -495,10 +508,7 @@ impl<F: Float> Visit<F> for RowsBackward<'_, '_, F> {
 impl<F: Float> Descend<F> for RowsBackward<'_, '_, F> {
     fn descend<G: Graph<F>>(&mut self, k: usize, index: usize, range: Range<usize>, graph: &G) -> Result<()> {
         let spec = self.spec;
-        let place = self.place.inside(spec, k, index)?;
-        let Some(inner) = self.record.nested[k].get(index) else {
-            return Err(node_error(spec, k, "has no record of its graph".into()));
-        };
+        let (place, inner) = nested(spec, self.record, &self.place, k, index)?;
         let (layers, core) = graph.parts();
         let next = place.next();
         let mut child = RowsBackward {
