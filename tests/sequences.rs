@@ -426,6 +426,25 @@ fn an_lstm_cells_gate_arithmetic_runs_fused_and_every_node_stays_on_the_tape() {
     let gb = unfused.backward_seq(&mut tapes.1, &dh, &dc).unwrap();
     assert_eq!((ga.x, ga.h, ga.c), (gb.x, gb.h, gb.c));
     assert_eq!(lstm.grads(), unfused.grads());
+    // Node by node, by name, values and gradients step by step: the parts
+    // too (columns of the sum's buffer when fused) and the gradients of ih
+    // and hh (the sum's, in its buffer).
+    let unfused_spec = <UnfusedLstm<f64> as Graph<f64>>::SPEC;
+    let mut compared = Vec::new();
+    for node in spec.nodes {
+        if unfused_spec.nodes.iter().any(|n| n.name == node.name) {
+            let name = node.name;
+            let fused = (tapes.0.value_seq(name).unwrap(), tapes.0.grad_seq(name).unwrap());
+            assert_eq!(fused.0, tapes.1.value_seq(name).unwrap(), "value of {name}");
+            assert_eq!(fused.1, tapes.1.grad_seq(name).unwrap(), "gradient of {name}");
+            assert_eq!(tapes.0.value(name).unwrap(), tapes.1.value(name).unwrap());
+            assert_eq!(tapes.0.grad(name).unwrap(), tapes.1.grad(name).unwrap());
+            compared.push(name);
+        }
+    }
+    for name in ["ih", "hh", "i", "f", "g", "o", "c_next", "h_next"] {
+        assert!(compared.contains(&name), "{name} compared: {compared:?}");
+    }
     lstm.zero_grad();
     // Every node's value and gradient, by name, equals what the nodes
     // compute one by one: the sigmoid of the forget gate's part, and the

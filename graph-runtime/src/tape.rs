@@ -41,12 +41,16 @@ pub(crate) struct Record<F> {
     /// Per input: whether backward computes its gradient.
     pub input_grads: Vec<bool>,
     /// Per slot: whether backward writes its whole gradient (the inner nodes
-    /// of a fused group, and the inputs of its sum that nothing else
-    /// reads), so that it need not be cleared first.
+    /// of a fused group), so that it need not be cleared first.
     pub written: Vec<bool>,
     /// Per slot: whether it holds its value (not a slot the plan passes
     /// on without a copy, which takes no memory).
     pub kept: Vec<bool>,
+    /// Per slot: the columns of another slot of this record that hold its
+    /// values, or its gradients, instead of a buffer of its own (a fused
+    /// group's parts are columns of its sum; [`Record::share`]).
+    pub values_in: Vec<Option<Within>>,
+    pub grads_in: Vec<Option<Within>>,
     /// Per slot: where its values and its gradients lie, taken at the start
     /// of each pass ([`Record::take_pointers`]) for the units that address
     /// rows of several slots at once (copies, fused groups, loops split
@@ -64,6 +68,25 @@ pub(crate) struct SlotPtr<F> {
     ptr: *mut F,
     rows: usize,
     width: usize,
+    /// Elements from one row to the next: the width, or more for a slot
+    /// that is columns of another ([`Within`]).
+    stride: usize,
+}
+
+/// Columns `start .. start + width` of slot `slot` of the same record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Within {
+    pub slot: usize,
+    pub start: usize,
+    pub width: usize,
+}
+
+impl Within {
+    /// The columns.
+    #[inline]
+    pub fn cols(&self) -> Range<usize> {
+        self.start..self.start + self.width
+    }
 }
 
 // SAFETY: a `SlotPtr` is an address into a buffer of the tape it belongs
@@ -77,6 +100,7 @@ impl<F> SlotPtr<F> {
         ptr: std::ptr::null_mut(),
         rows: 0,
         width: 0,
+        stride: 0,
     };
 
     fn of(m: &mut Array2<F>) -> Self {
@@ -85,6 +109,20 @@ impl<F> SlotPtr<F> {
             ptr: m.as_mut_ptr(),
             rows: m.nrows(),
             width: m.ncols(),
+            stride: m.ncols(),
+        }
+    }
+
+    /// Columns `within` of the slot this points to.
+    fn columns(self, within: &Within) -> Self {
+        assert!(within.start + within.width <= self.width, "columns of the slot");
+        SlotPtr {
+            // Inside the buffer (checked above); `wrapping_add` for an
+            // empty one, whose pointer is never read.
+            ptr: self.ptr.wrapping_add(within.start),
+            rows: self.rows,
+            width: within.width,
+            stride: self.stride,
         }
     }
 
@@ -111,12 +149,11 @@ impl<F> SlotPtr<F> {
             rows.end <= self.rows && cols.end <= self.width,
             "rows and columns of the slot"
         );
-        let at = rows.start * self.width + cols.start;
         // SAFETY: inside the buffer (checked above), as the caller guarantees.
         unsafe {
             ArrayView2::from_shape_ptr(
-                (rows.len(), cols.len()).strides((self.width, 1)),
-                self.ptr.add(at.min(self.rows * self.width)),
+                (rows.len(), cols.len()).strides((self.stride, 1)),
+                self.at(rows.start, cols.start),
             )
         }
     }
@@ -132,23 +169,39 @@ impl<F> SlotPtr<F> {
             rows.end <= self.rows && cols.end <= self.width,
             "rows and columns of the slot"
         );
-        let at = rows.start * self.width + cols.start;
         // SAFETY: inside the buffer (checked above), as the caller guarantees.
         unsafe {
             ArrayViewMut2::from_shape_ptr(
-                (rows.len(), cols.len()).strides((self.width, 1)),
-                self.ptr.add(at.min(self.rows * self.width)),
+                (rows.len(), cols.len()).strides((self.stride, 1)),
+                self.at(rows.start, cols.start),
             )
         }
     }
 
-    /// Rows `rows` as one slice.
+    /// The address of row `row`, column `col` (`row` up to `rows`, `col`
+    /// up to the width), clamped into the buffer for an empty view.
+    #[inline]
+    fn at(&self, row: usize, col: usize) -> *mut F {
+        let end = match self.rows {
+            0 => 0,
+            rows => (rows - 1) * self.stride + self.width,
+        };
+        // `wrapping_add`: an empty buffer's pointer is dangling, and an empty
+        // view's pointer is never read.
+        self.ptr.wrapping_add((row * self.stride + col).min(end))
+    }
+
+    /// Rows `rows` as one slice (of a slot with its own buffer).
     ///
     /// # Safety
     /// As [`view_mut`](Self::view_mut).
     #[inline]
     pub unsafe fn rows_mut<'a>(&self, rows: &Range<usize>) -> &'a mut [F] {
         assert!(rows.end <= self.rows, "rows of the slot");
+        assert!(
+            self.stride == self.width,
+            "rows of a slot that is columns of another"
+        );
         // SAFETY: inside the buffer (checked above), as the caller guarantees.
         unsafe {
             std::slice::from_raw_parts_mut(self.ptr.add(rows.start * self.width), rows.len() * self.width)
@@ -177,6 +230,8 @@ impl<F: Float> Record<F> {
             input_grads: vec![true; inputs],
             written: vec![false; slots],
             kept: vec![true; slots],
+            values_in: vec![None; slots],
+            grads_in: vec![None; slots],
             value_ptrs: vec![SlotPtr::NONE; slots],
             grad_ptrs: vec![SlotPtr::NONE; slots],
         }
@@ -191,11 +246,58 @@ impl<F: Float> Record<F> {
         for (p, m) in self.grad_ptrs.iter_mut().zip(&mut self.grads) {
             *p = SlotPtr::of(m);
         }
+        for s in 0..self.values.len() {
+            if let Some(w) = self.values_in[s] {
+                self.value_ptrs[s] = self.value_ptrs[w.slot].columns(&w);
+            }
+            if let Some(w) = self.grads_in[s] {
+                self.grad_ptrs[s] = self.grad_ptrs[w.slot].columns(&w);
+            }
+        }
         for &k in &self.hosts {
             for n in &mut self.nested[k] {
                 n.take_pointers();
             }
         }
+    }
+
+    /// Makes slot `slot`'s values (or gradients, `grads`) columns `within`
+    /// of another slot rather than a buffer of their own: for a slot whose
+    /// value is those columns (a part of a fused sum) or whose gradient is
+    /// (an input of that sum read by nothing else). Made before the first
+    /// pass, and kept.
+    pub fn share(&mut self, slot: usize, within: Within, grads: bool) {
+        debug_assert!(within.slot != slot && within.start + within.width <= self.widths[within.slot]);
+        debug_assert!(within.width == self.widths[slot]);
+        if grads {
+            self.grads_in[slot] = Some(within);
+        } else {
+            self.values_in[slot] = Some(within);
+        }
+    }
+
+    /// The values of slot `s`, rows `rows`: its own, or the columns of
+    /// another slot that hold them.
+    #[inline]
+    pub fn value_rows(&self, s: usize, rows: Range<usize>) -> ArrayView2<'_, F> {
+        shared_rows(&self.values, &self.values_in, s, rows)
+    }
+
+    /// The buffer that holds slot `s`'s values (or gradients, `grads`),
+    /// and the columns of it that are the slot's when it is another slot's.
+    fn buffer(&self, s: usize, grads: bool) -> (&Array2<F>, Option<Within>) {
+        let (buffers, within) = if grads {
+            (&self.grads, self.grads_in[s])
+        } else {
+            (&self.values, self.values_in[s])
+        };
+        (&buffers[within.map_or(s, |w| w.slot)], within)
+    }
+
+    /// The gradients of slot `s`, rows `rows`, as [`value_rows`](Self::value_rows).
+    #[inline]
+    pub fn grad_rows(&self, s: usize, rows: Range<usize>) -> ArrayView2<'_, F> {
+        shared_rows(&self.grads, &self.grads_in, s, rows)
     }
 
     /// The specs of this record's graph and its nested graphs.
@@ -214,13 +316,18 @@ impl<F: Float> Record<F> {
     pub fn resize(&mut self, rows: usize) {
         for (slot, (v, g)) in self.values.iter_mut().zip(&mut self.grads).enumerate() {
             let ids = slot < self.spec.inputs.len() && self.spec.inputs[slot].ids;
-            let width = if ids || !self.kept[slot] {
-                0
-            } else {
-                self.widths[slot]
+            // No memory for ids, a slot the plan passes on, or one whose
+            // values or gradients lie in another slot.
+            let own = !ids && self.kept[slot];
+            let width = |shared: Option<Within>| {
+                if own && shared.is_none() {
+                    self.widths[slot]
+                } else {
+                    0
+                }
             };
-            ensure_shape(v, rows, width);
-            ensure_shape(g, rows, width);
+            ensure_shape(v, rows, width(self.values_in[slot]));
+            ensure_shape(g, rows, width(self.grads_in[slot]));
         }
         for (i, ids) in self.ids.iter_mut().enumerate() {
             if self.spec.inputs[i].ids {
@@ -346,15 +453,35 @@ impl<F: Float> Tape<F> {
         for u in 0..plan.units.len() {
             if let crate::engine::plan::UnitKind::Fused { fusion } = plan.units[u].kind {
                 let record = root.at_mut(plan.path(u));
-                let crate::spec::Fusion::LstmGates(group) = &record.spec.fusions[fusion];
+                let spec = record.spec;
+                let crate::spec::Fusion::LstmGates(group) = &spec.fusions[fusion];
                 for k in group.inner() {
-                    let slot = record.spec.node_slot(k);
+                    let slot = spec.node_slot(k);
                     record.written[slot] = true;
                 }
-                let ab = record.spec.nodes[group.sum].inputs;
-                for (&slot, writes) in ab.iter().zip(group.writes_input_grads(record.spec)) {
+                // The parts are columns of the sum, values and gradients;
+                // an input of the sum that nothing else reads has the sum's
+                // gradient, so it lies there too.
+                let sum = spec.node_slot(group.sum);
+                let width = record.widths[sum];
+                for (i, &k) in group.parts.iter().enumerate() {
+                    let part = Within {
+                        slot: sum,
+                        start: i * width / 4,
+                        width: width / 4,
+                    };
+                    record.share(spec.node_slot(k), part, false);
+                    record.share(spec.node_slot(k), part, true);
+                }
+                let ab = spec.nodes[group.sum].inputs;
+                for (&slot, writes) in ab.iter().zip(group.writes_input_grads(spec)) {
                     if writes {
-                        record.written[slot] = true;
+                        let whole = Within {
+                            slot: sum,
+                            start: 0,
+                            width,
+                        };
+                        record.share(slot, whole, true);
                     }
                 }
             }
@@ -430,7 +557,8 @@ impl<F: Float> Tape<F> {
     /// `(T·B, width)` (a nested graph's node by its path: `layer1.h_next`).
     pub fn value(&self, name: &str) -> Result<ArrayView2<'_, F>> {
         let (r, s) = self.slot(name)?;
-        Ok(r.values[s].view())
+        let (m, within) = r.buffer(s, false);
+        Ok(columns(m.view(), within))
     }
 
     /// The record and slot of `name`; an error for a slot the plan does not
@@ -454,19 +582,22 @@ impl<F: Float> Tape<F> {
     /// `(T·B, width)`, valid after backward.
     pub fn grad(&self, name: &str) -> Result<ArrayView2<'_, F>> {
         let (r, s) = self.slot(name)?;
-        Ok(r.grads[s].view())
+        let (m, within) = r.buffer(s, true);
+        Ok(columns(m.view(), within))
     }
 
     /// [`value`](Self::value) step by step, `(T, B, width)`.
     pub fn value_seq(&self, name: &str) -> Result<ArrayView3<'_, F>> {
         let (r, s) = self.slot(name)?;
-        Ok(self.steps_view(&r.values[s]))
+        let (m, within) = r.buffer(s, false);
+        Ok(columns(self.steps_view(m), within))
     }
 
     /// [`grad`](Self::grad) step by step, `(T, B, width)`.
     pub fn grad_seq(&self, name: &str) -> Result<ArrayView3<'_, F>> {
         let (r, s) = self.slot(name)?;
-        Ok(self.steps_view(&r.grads[s]))
+        let (m, within) = r.buffer(s, true);
+        Ok(columns(self.steps_view(m), within))
     }
 
     /// The final value of the state input `name` (`#[recurrent(name = ..)]`)
@@ -580,6 +711,38 @@ pub(crate) fn output_named(spec: &GraphSpec, name: &str) -> Result<usize> {
             ),
         }
     })
+}
+
+/// The columns `within` of a view of a whole slot (its last axis), or the
+/// view for none.
+fn columns<'a, F, D: ndarray::Dimension>(
+    view: ndarray::ArrayView<'a, F, D>,
+    within: Option<Within>,
+) -> ndarray::ArrayView<'a, F, D> {
+    match within {
+        None => view,
+        Some(w) => {
+            let mut view = view;
+            let last = ndarray::Axis(view.ndim() - 1);
+            view.slice_axis_inplace(last, w.cols().into());
+            view
+        }
+    }
+}
+
+/// Rows `rows` of slot `s` of `buffers`, or of the columns of another
+/// slot that hold them (`within`).
+#[inline]
+fn shared_rows<'a, F>(
+    buffers: &'a [Array2<F>],
+    within: &[Option<Within>],
+    s: usize,
+    rows: Range<usize>,
+) -> ArrayView2<'a, F> {
+    match within[s] {
+        None => row_range(&buffers[s], rows),
+        Some(w) => row_range(&buffers[w.slot], rows).slice_move(ndarray::s![.., w.cols()]),
+    }
 }
 
 /// Rows `rows` of a matrix: on our row-major buffers, a view of a

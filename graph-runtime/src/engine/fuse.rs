@@ -40,8 +40,8 @@ struct Gates<F> {
     a: Slot<F>,
     b: Slot<F>,
     c: Slot<F>,
+    /// The sum, whose columns are the four parts (`Record::share`).
     sum: Slot<F>,
-    parts: [Slot<F>; 4],
     sig_i: Slot<F>,
     sig_f: Slot<F>,
     tanh_g: Slot<F>,
@@ -55,9 +55,9 @@ struct Gates<F> {
     /// and `b` are one slot (its gradient then gets both).
     wanted: [bool; 3],
     same_ab: bool,
-    /// Whether the gradients of `a` and `b` are written rather than added
-    /// to (`LstmGates::writes_input_grads`).
-    write_ab: [bool; 2],
+    /// Whether the gradients of `a` and `b` are the sum's, lying in its
+    /// buffer (`LstmGates::writes_input_grads`), rather than added to.
+    shared_ab: [bool; 2],
 }
 
 impl<F: Float> Gates<F> {
@@ -78,7 +78,6 @@ impl<F: Float> Gates<F> {
             b: slot(b),
             c: slot(group.c),
             sum: slot(node_slot(group.sum)),
-            parts: group.parts.map(|p| slot(node_slot(p))),
             sig_i: slot(node_slot(group.sig_i)),
             sig_f: slot(node_slot(group.sig_f)),
             tanh_g: slot(node_slot(group.tanh_g)),
@@ -90,7 +89,7 @@ impl<F: Float> Gates<F> {
             h_next: slot(node_slot(group.h_next)),
             wanted,
             same_ab: a == b,
-            write_ab: group.writes_input_grads(spec),
+            shared_ab: group.writes_input_grads(spec),
         }
     }
 }
@@ -154,12 +153,6 @@ unsafe fn lstm_forward<F: Float>(v: &Gates<F>, rows: &Range<usize>, h: usize) {
     for ((s, &x), &y) in sum.iter_mut().zip(&*a).zip(&*b) {
         *s = x + y;
     }
-    let mut parts = v.parts.map(|p| unsafe { p.rows(rows) });
-    for (r, row) in sum.chunks_exact(4 * h).enumerate() {
-        for (k, part) in parts.iter_mut().enumerate() {
-            part[r * h..(r + 1) * h].copy_from_slice(&row[k * h..(k + 1) * h]);
-        }
-    }
     let (sig_i, sig_f, tanh_g, sig_o) = unsafe {
         (
             v.sig_i.rows(rows),
@@ -168,13 +161,19 @@ unsafe fn lstm_forward<F: Float>(v: &Gates<F>, rows: &Range<usize>, h: usize) {
             v.sig_o.rows(rows),
         )
     };
-    for (out, part, activation) in [
-        (&mut *sig_i, &parts[0], F::sigmoid_in_place as fn(&mut [F])),
-        (&mut *sig_f, &parts[1], F::sigmoid_in_place),
-        (&mut *tanh_g, &parts[2], F::tanh_in_place),
-        (&mut *sig_o, &parts[3], F::sigmoid_in_place),
-    ] {
-        out.copy_from_slice(part);
+    // Part k of the sum is columns k·h .. (k + 1)·h of each of its rows.
+    for (k, (out, activation)) in [
+        (&mut *sig_i, F::sigmoid_in_place as fn(&mut [F])),
+        (&mut *sig_f, F::sigmoid_in_place),
+        (&mut *tanh_g, F::tanh_in_place),
+        (&mut *sig_o, F::sigmoid_in_place),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (out, row) in out.chunks_exact_mut(h).zip(sum.chunks_exact(4 * h)) {
+            out.copy_from_slice(&row[k * h..(k + 1) * h]);
+        }
         activation(out);
     }
     let (f_c, i_g, c_next) = unsafe { (v.f_c.rows(rows), v.i_g.rows(rows), v.c_next.rows(rows)) };
@@ -217,7 +216,6 @@ unsafe fn lstm_backward<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize
     let (d_sig_o, d_f_c, d_i_g) = unsafe { (g.sig_o.rows(rows), g.f_c.rows(rows), g.i_g.rows(rows)) };
     let (d_sig_i, d_sig_f, d_tanh_g) =
         unsafe { (g.sig_i.rows(rows), g.sig_f.rows(rows), g.tanh_g.rows(rows)) };
-    let [d_p_i, d_p_f, d_p_g, d_p_o] = g.parts.map(|p| unsafe { p.rows(rows) });
     // Zipped slices, a few at a time, so that the loops vectorise. h_next =
     // σ(o)·tanh_c, tanh_c = tanh(c_next): the CMul and Tanh layers'
     // derivatives.
@@ -255,48 +253,53 @@ unsafe fn lstm_backward<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize
         *dsi = di * g;
         *dtg = di * i;
     }
-    // The activations, by their outputs.
+    // The activations, by their outputs, into the parts' gradients: the
+    // columns of the sum's.
     let sigmoid_back = |d_part: &mut [F], d: &[F], y: &[F]| {
         for ((dp, &d), &y) in d_part.iter_mut().zip(d).zip(y) {
             *dp = d * (y * (one - y));
         }
     };
-    sigmoid_back(d_p_i, d_sig_i, sig_i);
-    sigmoid_back(d_p_f, d_sig_f, sig_f);
-    sigmoid_back(d_p_o, d_sig_o, sig_o);
-    for ((dp, &d), &y) in d_p_g.iter_mut().zip(&*d_tanh_g).zip(tanh_g) {
-        *dp = d * (one - y * y);
+    let d_sum = unsafe { g.sum.rows(rows) };
+    let gates: [(&[F], &[F]); 4] = [
+        (d_sig_i, sig_i),
+        (d_sig_f, sig_f),
+        (d_tanh_g, tanh_g),
+        (d_sig_o, sig_o),
+    ];
+    for (k, (d, y)) in gates.into_iter().enumerate() {
+        let by_rows = d.chunks_exact(h).zip(y.chunks_exact(h));
+        for (row, (d, y)) in d_sum.chunks_exact_mut(4 * h).zip(by_rows) {
+            let d_part = &mut row[k * h..(k + 1) * h];
+            if k == 2 {
+                for ((dp, &d), &y) in d_part.iter_mut().zip(d).zip(y) {
+                    *dp = d * (one - y * y);
+                }
+            } else {
+                sigmoid_back(d_part, d, y);
+            }
+        }
     }
     if let Some(d_c) = d_c {
         for ((dc, &df), &f) in d_c.iter_mut().zip(&*d_f_c).zip(sig_f) {
             *dc += df * f;
         }
     }
-    let d_parts = [&*d_p_i, &*d_p_f, &*d_p_g, &*d_p_o];
-    // The parts' gradients make up the sum's, which both inputs of the sum get.
-    let d_sum = unsafe { g.sum.rows(rows) };
-    for (r, row) in d_sum.chunks_exact_mut(4 * h).enumerate() {
-        for (k, part) in d_parts.iter().enumerate() {
-            row[k * h..(k + 1) * h].copy_from_slice(&part[r * h..(r + 1) * h]);
-        }
-    }
+    // Both inputs of the sum get its gradient: there already when it is
+    // theirs too, else added.
     let adds: &[(Slot<F>, bool, bool)] = if g.same_ab {
         &[(g.a, g.wanted[0], false), (g.a, g.wanted[0], false)]
     } else {
         &[
-            (g.a, g.wanted[0], g.write_ab[0]),
-            (g.b, g.wanted[1], g.write_ab[1]),
+            (g.a, g.wanted[0], g.shared_ab[0]),
+            (g.b, g.wanted[1], g.shared_ab[1]),
         ]
     };
-    for &(slot, wanted, write) in adds {
-        if wanted {
+    for &(slot, wanted, shared) in adds {
+        if wanted && !shared {
             let d = unsafe { slot.rows(rows) };
-            if write {
-                d.copy_from_slice(d_sum);
-            } else {
-                for (d, &s) in d.iter_mut().zip(&*d_sum) {
-                    *d += s;
-                }
+            for (d, &s) in d.iter_mut().zip(&*d_sum) {
+                *d += s;
             }
         }
     }

@@ -268,6 +268,8 @@ fn skip_absent<F: Float>(tape: &mut Tape<F>, any_absent: bool) -> Result<()> {
         match unit.kind {
             UnitKind::Node | UnitKind::Leave { .. } | UnitKind::Fused { .. } => {
                 for &k in &plan.computes[unit.computes.clone()] {
+                    // A slot whose values lie in another's (a part of a
+                    // fused sum) is filled with it.
                     let slot = record.spec.node_slot(k);
                     record.values[slot].fill(F::nan());
                 }

@@ -33,7 +33,7 @@ use crate::error::{Pass, Result};
 use crate::graph::{Graph, GraphCore};
 use crate::spec::NodeKind;
 use crate::tape::no_forward;
-use crate::tape::{row_range, Record, Tape};
+use crate::tape::{Record, Tape};
 use crate::Float;
 use check::{at_step, check_finite, from_path, stale_weights};
 use copies::entry;
@@ -335,7 +335,7 @@ impl<'a> Run<'a> {
                 let root = &*visit.record;
                 let r = root.at(path);
                 for &k in &self.plan.computes[unit.computes.clone()] {
-                    let values = row_range(&r.values[r.spec.node_slot(k)], rows.clone());
+                    let values = r.value_rows(r.spec.node_slot(k), rows.clone());
                     check_finite(r.spec, k, Pass::Forward, values)
                         .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
                 }
@@ -385,7 +385,7 @@ impl<'a> Run<'a> {
             let check = |root: &Record<F>| -> Result<()> {
                 let r = root.at(path);
                 for &k in self.plan.computes[unit.computes.clone()].iter().rev() {
-                    let grads = row_range(&r.grads[r.spec.node_slot(k)], rows.clone());
+                    let grads = r.grad_rows(r.spec.node_slot(k), rows.clone());
                     check_finite(r.spec, k, Pass::Backward, grads)
                         .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
                 }

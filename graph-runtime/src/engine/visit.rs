@@ -358,11 +358,19 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
         let wanted: [bool; N] =
             std::array::from_fn(|i| grad_wanted(spec, &record.input_grads, node.inputs[i]));
         let inputs: [Input<'_, F>; N] = node_inputs(spec, &record.values, &record.ids, node, &rows);
-        // The output's gradient is read while the inputs' are written.
+        // The output's gradient is read while the inputs' are written; it
+        // may lie in another slot's buffer (`Record::share`: one the node
+        // feeds, so none of its inputs).
+        let within = record.grads_in[slot];
         let Around {
             at: d_output,
             others: mut grads,
-        } = Around::split(&mut record.grads, slot);
+        } = Around::split(&mut record.grads, within.map_or(slot, |w| w.slot));
+        let d_output = row_range(d_output, rows.clone());
+        let d_output = match within {
+            None => d_output,
+            Some(w) => d_output.slice_move(ndarray::s![.., w.cols()]),
+        };
         let states = &record.states[k];
         let state = if self.part == Part::Params { 0 } else { run };
         let state = states.get(state).unwrap_or(&states[0]).view();
@@ -370,7 +378,7 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
             params: &self.params[range.clone()],
             inputs: &inputs,
             output: row_range(&record.values[slot], rows.clone()),
-            d_output: row_range(d_output, rows.clone()),
+            d_output,
             state,
         };
         let mut result = if params_now {
