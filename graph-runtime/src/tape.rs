@@ -460,7 +460,7 @@ impl<F: Float> Tape<F> {
                     record.written[slot] = true;
                 }
                 // The parts are columns of the sum, values and gradients;
-                // an input of the sum that nothing else reads has the sum's
+                // an input of a sum that nothing else reads has the sum's
                 // gradient, so it lies there too.
                 let sum = spec.node_slot(group.sum);
                 let width = record.widths[sum];
@@ -472,6 +472,16 @@ impl<F: Float> Tape<F> {
                     };
                     record.share(spec.node_slot(k), part, false);
                     record.share(spec.node_slot(k), part, true);
+                }
+                // `c_next = f_c + i_g`, and nothing else reads either.
+                let c_next = spec.node_slot(group.c_next);
+                for k in [group.f_c, group.i_g] {
+                    let whole = Within {
+                        slot: c_next,
+                        start: 0,
+                        width: record.widths[c_next],
+                    };
+                    record.share(spec.node_slot(k), whole, true);
                 }
                 let ab = spec.nodes[group.sum].inputs;
                 for (&slot, writes) in ab.iter().zip(group.writes_input_grads(spec)) {

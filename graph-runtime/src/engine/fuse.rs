@@ -213,7 +213,7 @@ unsafe fn lstm_backward<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize
     let d_c = g.wanted[2].then(|| unsafe { g.c.rows(rows) });
     let (d_h, d_c_next, d_tanh_c) =
         unsafe { (g.h_next.rows(rows), g.c_next.rows(rows), g.tanh_c.rows(rows)) };
-    let (d_sig_o, d_f_c, d_i_g) = unsafe { (g.sig_o.rows(rows), g.f_c.rows(rows), g.i_g.rows(rows)) };
+    let d_sig_o = unsafe { g.sig_o.rows(rows) };
     let (d_sig_i, d_sig_f, d_tanh_g) =
         unsafe { (g.sig_i.rows(rows), g.sig_f.rows(rows), g.tanh_g.rows(rows)) };
     // Zipped slices, a few at a time, so that the loops vectorise. h_next =
@@ -228,26 +228,20 @@ unsafe fn lstm_backward<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize
         *ds = dh * t;
         *dt = dh * o;
     }
-    // c_next = f_c + i_g.
-    for ((((dc, df), di), &dt), &t) in d_c_next
-        .iter_mut()
-        .zip(d_f_c.iter_mut())
-        .zip(d_i_g.iter_mut())
-        .zip(&*d_tanh_c)
-        .zip(tanh_c)
-    {
+    // c_next = f_c + i_g: both get c_next's gradient, which is theirs on
+    // the tape (`Record::share`).
+    for ((dc, &dt), &t) in d_c_next.iter_mut().zip(&*d_tanh_c).zip(tanh_c) {
         *dc += dt * (one - t * t);
-        *df = *dc;
-        *di = *dc;
     }
+    let (d_f_c, d_i_g): (&[F], &[F]) = (d_c_next, d_c_next);
     // f_c = σ(f)·c, i_g = σ(i)·tanh(g).
-    for ((d, &df), &c) in d_sig_f.iter_mut().zip(&*d_f_c).zip(c) {
+    for ((d, &df), &c) in d_sig_f.iter_mut().zip(d_f_c).zip(c) {
         *d = df * c;
     }
     for (((dsi, dtg), &di), (&g, &i)) in d_sig_i
         .iter_mut()
         .zip(d_tanh_g.iter_mut())
-        .zip(&*d_i_g)
+        .zip(d_i_g)
         .zip(tanh_g.iter().zip(sig_i))
     {
         *dsi = di * g;
@@ -281,7 +275,7 @@ unsafe fn lstm_backward<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize
         }
     }
     if let Some(d_c) = d_c {
-        for ((dc, &df), &f) in d_c.iter_mut().zip(&*d_f_c).zip(sig_f) {
+        for ((dc, &df), &f) in d_c.iter_mut().zip(d_f_c).zip(sig_f) {
             *dc += df * f;
         }
     }
