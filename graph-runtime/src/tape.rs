@@ -13,9 +13,9 @@ use crate::engine::plan::{Hop, Plan, SpecTree};
 use crate::error::{Error, Result};
 use crate::spec::GraphSpec;
 use crate::Float;
-use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, ShapeBuilder};
+use ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut2, CowArray, Ix2, ShapeBuilder};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// What one graph of a tape holds: values, gradients, ids, layer states and
 /// the records of its nested graphs.
@@ -46,11 +46,15 @@ pub(crate) struct Record<F> {
     /// Per slot: whether it holds its value (not a slot the plan passes
     /// on without a copy, which takes no memory).
     pub kept: Vec<bool>,
-    /// Per slot: the columns of another slot of this record that hold its
-    /// values, or its gradients, instead of a buffer of its own (a fused
-    /// group's parts are columns of its sum; [`Record::share`]).
-    pub values_in: Vec<Option<Within>>,
-    pub grads_in: Vec<Option<Within>>,
+    /// Per slot: where its values, and its gradients, are: in a buffer of
+    /// its own, in columns of another slot's, or computed from two other
+    /// slots' when read ([`Held`]; the inner nodes of a fused group).
+    pub values_held: Vec<Held>,
+    pub grads_held: Vec<Held>,
+    /// Per slot: the values, and the gradients, of a [`Held::Derived`]
+    /// slot, computed at its first read by name after a pass.
+    derived_values: Vec<OnceLock<Array2<F>>>,
+    derived_grads: Vec<OnceLock<Array2<F>>>,
     /// Per slot: where its values and its gradients lie, taken at the start
     /// of each pass ([`Record::take_pointers`]) for the units that address
     /// rows of several slots at once (copies, fused groups, loops split
@@ -71,6 +75,43 @@ pub(crate) struct SlotPtr<F> {
     /// Elements from one row to the next: the width, or more for a slot
     /// that is columns of another ([`Within`]).
     stride: usize,
+}
+
+/// Where a slot's values (or gradients) are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// In a buffer of its own.
+    #[default]
+    Own,
+    /// In columns of another slot's buffer (a part of a fused sum).
+    In(Within),
+    /// Nowhere: a pass does not write them; reading them by name computes
+    /// them from two slots that are kept, exactly as the pass would have
+    /// (a fused group's `a + b`, `σ(f)·c`, and the gradients of its
+    /// activations).
+    Derived(Derived),
+}
+
+/// `x op y`, element by element, of two slots' values or gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Derived {
+    pub op: Op,
+    pub x: Operand,
+    pub y: Operand,
+}
+
+/// The operation of a [`Derived`] slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Add,
+    Mul,
+}
+
+/// The values (or, `grad`, the gradients) of slot `slot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Operand {
+    pub slot: usize,
+    pub grad: bool,
 }
 
 /// Columns `start .. start + width` of slot `slot` of the same record.
@@ -191,6 +232,21 @@ impl<F> SlotPtr<F> {
         self.ptr.wrapping_add((row * self.stride + col).min(end))
     }
 
+    /// Rows `rows` as one slice, readable (of a slot with its own buffer).
+    ///
+    /// # Safety
+    /// As [`view`](Self::view).
+    #[inline]
+    pub unsafe fn rows_ref<'a>(&self, rows: &Range<usize>) -> &'a [F] {
+        assert!(rows.end <= self.rows, "rows of the slot");
+        assert!(
+            self.stride == self.width,
+            "rows of a slot that is columns of another"
+        );
+        // SAFETY: inside the buffer (checked above), as the caller guarantees.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(rows.start * self.width), rows.len() * self.width) }
+    }
+
     /// Rows `rows` as one slice (of a slot with its own buffer).
     ///
     /// # Safety
@@ -230,28 +286,42 @@ impl<F: Float> Record<F> {
             input_grads: vec![true; inputs],
             written: vec![false; slots],
             kept: vec![true; slots],
-            values_in: vec![None; slots],
-            grads_in: vec![None; slots],
+            values_held: vec![Held::Own; slots],
+            grads_held: vec![Held::Own; slots],
+            derived_values: (0..slots).map(|_| OnceLock::new()).collect(),
+            derived_grads: (0..slots).map(|_| OnceLock::new()).collect(),
             value_ptrs: vec![SlotPtr::NONE; slots],
             grad_ptrs: vec![SlotPtr::NONE; slots],
         }
     }
 
     /// Takes the addresses of every slot's values and gradients, nested
-    /// records' too: at the start of a pass, after any reallocation.
+    /// records' too, and forgets the derived slots' values computed from
+    /// the last pass: at the start of a pass, after any reallocation.
     pub fn take_pointers(&mut self) {
+        for cell in self.derived_values.iter_mut().chain(&mut self.derived_grads) {
+            if cell.get().is_some() {
+                *cell = OnceLock::new();
+            }
+        }
         for (p, m) in self.value_ptrs.iter_mut().zip(&mut self.values) {
             *p = SlotPtr::of(m);
         }
         for (p, m) in self.grad_ptrs.iter_mut().zip(&mut self.grads) {
             *p = SlotPtr::of(m);
         }
+        // Columns of a slot that has a buffer (those of a derived one have
+        // none either).
         for s in 0..self.values.len() {
-            if let Some(w) = self.values_in[s] {
-                self.value_ptrs[s] = self.value_ptrs[w.slot].columns(&w);
+            if let Held::In(w) = self.values_held[s] {
+                if self.values_held[w.slot] == Held::Own {
+                    self.value_ptrs[s] = self.value_ptrs[w.slot].columns(&w);
+                }
             }
-            if let Some(w) = self.grads_in[s] {
-                self.grad_ptrs[s] = self.grad_ptrs[w.slot].columns(&w);
+            if let Held::In(w) = self.grads_held[s] {
+                if self.grads_held[w.slot] == Held::Own {
+                    self.grad_ptrs[s] = self.grad_ptrs[w.slot].columns(&w);
+                }
             }
         }
         for &k in &self.hosts {
@@ -261,43 +331,76 @@ impl<F: Float> Record<F> {
         }
     }
 
-    /// Makes slot `slot`'s values (or gradients, `grads`) columns `within`
-    /// of another slot rather than a buffer of their own: for a slot whose
-    /// value is those columns (a part of a fused sum) or whose gradient is
-    /// (an input of that sum read by nothing else). Made before the first
-    /// pass, and kept.
-    pub fn share(&mut self, slot: usize, within: Within, grads: bool) {
-        debug_assert!(within.slot != slot && within.start + within.width <= self.widths[within.slot]);
-        debug_assert!(within.width == self.widths[slot]);
+    /// Says where slot `slot`'s values (or gradients, `grads`) are, when
+    /// not in a buffer of their own: made before the first pass, and kept.
+    pub fn hold(&mut self, slot: usize, held: Held, grads: bool) {
+        debug_assert!(match held {
+            Held::In(w) =>
+                w.slot != slot && w.start + w.width <= self.widths[w.slot] && w.width == self.widths[slot],
+            _ => true,
+        });
         if grads {
-            self.grads_in[slot] = Some(within);
+            self.grads_held[slot] = held;
         } else {
-            self.values_in[slot] = Some(within);
+            self.values_held[slot] = held;
         }
     }
 
-    /// The values of slot `s`, rows `rows`: its own, or the columns of
-    /// another slot that hold them.
-    #[inline]
-    pub fn value_rows(&self, s: usize, rows: Range<usize>) -> ArrayView2<'_, F> {
-        shared_rows(&self.values, &self.values_in, s, rows)
-    }
-
-    /// The buffer that holds slot `s`'s values (or gradients, `grads`),
-    /// and the columns of it that are the slot's when it is another slot's.
-    fn buffer(&self, s: usize, grads: bool) -> (&Array2<F>, Option<Within>) {
-        let (buffers, within) = if grads {
-            (&self.grads, self.grads_in[s])
-        } else {
-            (&self.values, self.values_in[s])
-        };
-        (&buffers[within.map_or(s, |w| w.slot)], within)
+    /// The values of slot `s`, rows `rows`: borrowed from its buffer (or the
+    /// columns of another's), or computed for a derived slot.
+    pub fn value_rows(&self, s: usize, rows: Range<usize>) -> CowArray<'_, F, Ix2> {
+        self.rows_of(Operand { slot: s, grad: false }, rows)
     }
 
     /// The gradients of slot `s`, rows `rows`, as [`value_rows`](Self::value_rows).
-    #[inline]
-    pub fn grad_rows(&self, s: usize, rows: Range<usize>) -> ArrayView2<'_, F> {
-        shared_rows(&self.grads, &self.grads_in, s, rows)
+    pub fn grad_rows(&self, s: usize, rows: Range<usize>) -> CowArray<'_, F, Ix2> {
+        self.rows_of(Operand { slot: s, grad: true }, rows)
+    }
+
+    fn rows_of(&self, of: Operand, rows: Range<usize>) -> CowArray<'_, F, Ix2> {
+        let (buffers, held) = if of.grad {
+            (&self.grads, self.grads_held[of.slot])
+        } else {
+            (&self.values, self.values_held[of.slot])
+        };
+        match held {
+            Held::Own => row_range(&buffers[of.slot], rows).into(),
+            Held::In(w) => self
+                .rows_of(Operand { slot: w.slot, ..of }, rows)
+                .slice_move(ndarray::s![.., w.cols()]),
+            Held::Derived(d) => self.derive(d, rows).into(),
+        }
+    }
+
+    /// A derived slot's rows `rows`, computed as the pass would have.
+    fn derive(&self, d: Derived, rows: Range<usize>) -> Array2<F> {
+        let (x, y) = (self.rows_of(d.x, rows.clone()), self.rows_of(d.y, rows));
+        let op = match d.op {
+            Op::Add => |x: &F, y: &F| *x + *y,
+            Op::Mul => |x: &F, y: &F| *x * *y,
+        };
+        ndarray::Zip::from(&x).and(&y).map_collect(op)
+    }
+
+    /// All rows of slot `s`'s values (or gradients, `grads`) as a
+    /// row-major matrix, and the columns of it that are the slot's when it
+    /// lies in another slot's. A derived slot is computed once after a pass.
+    fn whole(&self, s: usize, grads: bool) -> (ArrayView2<'_, F>, Option<Within>) {
+        let (buffers, held, derived) = if grads {
+            (&self.grads, self.grads_held[s], &self.derived_grads)
+        } else {
+            (&self.values, self.values_held[s], &self.derived_values)
+        };
+        match held {
+            Held::Own => (buffers[s].view(), None),
+            // The slot it lies in has a buffer or is derived (`hold`).
+            Held::In(w) => (self.whole(w.slot, grads).0, Some(w)),
+            Held::Derived(d) => {
+                // Every slot's buffer has the pass's rows, if no columns.
+                let rows = buffers[s].nrows();
+                (derived[s].get_or_init(|| self.derive(d, 0..rows)).view(), None)
+            }
+        }
     }
 
     /// The specs of this record's graph and its nested graphs.
@@ -316,18 +419,18 @@ impl<F: Float> Record<F> {
     pub fn resize(&mut self, rows: usize) {
         for (slot, (v, g)) in self.values.iter_mut().zip(&mut self.grads).enumerate() {
             let ids = slot < self.spec.inputs.len() && self.spec.inputs[slot].ids;
-            // No memory for ids, a slot the plan passes on, or one whose
-            // values or gradients lie in another slot.
+            // No memory for ids, a slot the plan passes on, or values or
+            // gradients that lie in another slot or are derived.
             let own = !ids && self.kept[slot];
-            let width = |shared: Option<Within>| {
-                if own && shared.is_none() {
+            let width = |held: Held| {
+                if own && held == Held::Own {
                     self.widths[slot]
                 } else {
                     0
                 }
             };
-            ensure_shape(v, rows, width(self.values_in[slot]));
-            ensure_shape(g, rows, width(self.grads_in[slot]));
+            ensure_shape(v, rows, width(self.values_held[slot]));
+            ensure_shape(g, rows, width(self.grads_held[slot]));
         }
         for (i, ids) in self.ids.iter_mut().enumerate() {
             if self.spec.inputs[i].ids {
@@ -413,6 +516,77 @@ impl<F: Float> Record<F> {
     }
 }
 
+/// Where the nodes of a fused LSTM group keep their values and gradients.
+/// The pass writes what backward needs and what the graph reads: the sum's
+/// gradient (which its parts' are columns of, and, when nothing else reads
+/// them, the projections' are), the four activations, `c_next`, `tanh_c`
+/// and `h_next`; backward writes `c_next`'s gradient (which `f·c`'s and
+/// `i·g`'s are). The rest is computed from those when read by name.
+fn group_storage<F: Float>(record: &mut Record<F>, group: &crate::spec::LstmGates) {
+    let spec = record.spec;
+    let slot = |k: usize| spec.node_slot(k);
+    for k in group.inner() {
+        record.written[slot(k)] = true;
+    }
+    let value = |slot: usize| Operand { slot, grad: false };
+    let grad = |slot: usize| Operand { slot, grad: true };
+    let derived = |op: Op, x: Operand, y: Operand| Held::Derived(Derived { op, x, y });
+    let (sum, ab) = (slot(group.sum), spec.nodes[group.sum].inputs);
+    let width = record.widths[sum];
+    record.hold(sum, derived(Op::Add, value(ab[0]), value(ab[1])), false);
+    for (i, &k) in group.parts.iter().enumerate() {
+        let part = Held::In(Within {
+            slot: sum,
+            start: i * width / 4,
+            width: width / 4,
+        });
+        record.hold(slot(k), part, false);
+        record.hold(slot(k), part, true);
+    }
+    // An input of the sum that nothing else reads has the sum's gradient.
+    for (&s, sole) in ab.iter().zip(group.writes_input_grads(spec)) {
+        if sole {
+            record.hold(
+                s,
+                Held::In(Within {
+                    slot: sum,
+                    start: 0,
+                    width,
+                }),
+                true,
+            );
+        }
+    }
+    let (sig_i, sig_f, tanh_g, sig_o) = (
+        slot(group.sig_i),
+        slot(group.sig_f),
+        slot(group.tanh_g),
+        slot(group.sig_o),
+    );
+    let (c_next, tanh_c, h_next) = (slot(group.c_next), slot(group.tanh_c), slot(group.h_next));
+    let c = group.c;
+    record.hold(slot(group.f_c), derived(Op::Mul, value(sig_f), value(c)), false);
+    record.hold(
+        slot(group.i_g),
+        derived(Op::Mul, value(sig_i), value(tanh_g)),
+        false,
+    );
+    // `c_next = f·c + i·g`: both products have `c_next`'s gradient.
+    let whole = Held::In(Within {
+        slot: c_next,
+        start: 0,
+        width: record.widths[c_next],
+    });
+    record.hold(slot(group.f_c), whole, true);
+    record.hold(slot(group.i_g), whole, true);
+    // The CMul layers' input gradients: `h_next = σ(o)·tanh_c`, `f·c`, `i·g`.
+    record.hold(sig_o, derived(Op::Mul, grad(h_next), value(tanh_c)), true);
+    record.hold(tanh_c, derived(Op::Mul, grad(h_next), value(sig_o)), true);
+    record.hold(sig_f, derived(Op::Mul, grad(c_next), value(c)), true);
+    record.hold(sig_i, derived(Op::Mul, grad(c_next), value(tanh_g)), true);
+    record.hold(tanh_g, derived(Op::Mul, grad(c_next), value(sig_i)), true);
+}
+
 /// The record of a pass of a graph over `T` steps of `B` samples (`T = 1`
 /// for a single step): every input's and node's value and, after backward,
 /// every gradient, one `(T·B, width)` matrix per slot, step `t` being rows
@@ -455,45 +629,7 @@ impl<F: Float> Tape<F> {
                 let record = root.at_mut(plan.path(u));
                 let spec = record.spec;
                 let crate::spec::Fusion::LstmGates(group) = &spec.fusions[fusion];
-                for k in group.inner() {
-                    let slot = spec.node_slot(k);
-                    record.written[slot] = true;
-                }
-                // The parts are columns of the sum, values and gradients;
-                // an input of a sum that nothing else reads has the sum's
-                // gradient, so it lies there too.
-                let sum = spec.node_slot(group.sum);
-                let width = record.widths[sum];
-                for (i, &k) in group.parts.iter().enumerate() {
-                    let part = Within {
-                        slot: sum,
-                        start: i * width / 4,
-                        width: width / 4,
-                    };
-                    record.share(spec.node_slot(k), part, false);
-                    record.share(spec.node_slot(k), part, true);
-                }
-                // `c_next = f_c + i_g`, and nothing else reads either.
-                let c_next = spec.node_slot(group.c_next);
-                for k in [group.f_c, group.i_g] {
-                    let whole = Within {
-                        slot: c_next,
-                        start: 0,
-                        width: record.widths[c_next],
-                    };
-                    record.share(spec.node_slot(k), whole, true);
-                }
-                let ab = spec.nodes[group.sum].inputs;
-                for (&slot, writes) in ab.iter().zip(group.writes_input_grads(spec)) {
-                    if writes {
-                        let whole = Within {
-                            slot: sum,
-                            start: 0,
-                            width,
-                        };
-                        record.share(slot, whole, true);
-                    }
-                }
+                group_storage(record, group);
             }
         }
         for (path, slot) in plan.elided_slots() {
@@ -565,10 +701,14 @@ impl<F: Float> Tape<F> {
 
     /// The recorded value of the input or node `name` over all steps,
     /// `(T·B, width)` (a nested graph's node by its path: `layer1.h_next`).
+    /// The nodes of a fused LSTM group that its pass does not keep (the
+    /// gates' sum and its parts, `σ(f)·c`, `σ(i)·tanh(g)`; for gradients,
+    /// those of the activations) are computed at their first read after a
+    /// pass, exactly as the nodes one by one compute them.
     pub fn value(&self, name: &str) -> Result<ArrayView2<'_, F>> {
         let (r, s) = self.slot(name)?;
-        let (m, within) = r.buffer(s, false);
-        Ok(columns(m.view(), within))
+        let (m, within) = r.whole(s, false);
+        Ok(columns(m, within))
     }
 
     /// The record and slot of `name`; an error for a slot the plan does not
@@ -592,21 +732,21 @@ impl<F: Float> Tape<F> {
     /// `(T·B, width)`, valid after backward.
     pub fn grad(&self, name: &str) -> Result<ArrayView2<'_, F>> {
         let (r, s) = self.slot(name)?;
-        let (m, within) = r.buffer(s, true);
-        Ok(columns(m.view(), within))
+        let (m, within) = r.whole(s, true);
+        Ok(columns(m, within))
     }
 
     /// [`value`](Self::value) step by step, `(T, B, width)`.
     pub fn value_seq(&self, name: &str) -> Result<ArrayView3<'_, F>> {
         let (r, s) = self.slot(name)?;
-        let (m, within) = r.buffer(s, false);
+        let (m, within) = r.whole(s, false);
         Ok(columns(self.steps_view(m), within))
     }
 
     /// [`grad`](Self::grad) step by step, `(T, B, width)`.
     pub fn grad_seq(&self, name: &str) -> Result<ArrayView3<'_, F>> {
         let (r, s) = self.slot(name)?;
-        let (m, within) = r.buffer(s, true);
+        let (m, within) = r.whole(s, true);
         Ok(columns(self.steps_view(m), within))
     }
 
@@ -678,16 +818,16 @@ impl<F: Float> Tape<F> {
     fn steps_view_of(&self, slot: Option<usize>, grad: bool) -> ArrayView3<'_, F> {
         let buffers = if grad { &self.root.grads } else { &self.root.values };
         match slot.and_then(|s| buffers.get(s)) {
-            Some(m) => self.steps_view(m),
+            Some(m) => self.steps_view(m.view()),
             None => ArrayView3::from_shape((0, 0, 0), &[]).expect("an empty view"),
         }
     }
 
-    fn steps_view<'a>(&self, m: &'a Array2<F>) -> ArrayView3<'a, F> {
+    /// A row-major `(T·B, width)` matrix as `(T, B, width)`.
+    fn steps_view<'a>(&self, m: ArrayView2<'a, F>) -> ArrayView3<'a, F> {
         let (rows, cols) = m.dim();
         let steps = rows.checked_div(self.batch).unwrap_or(0);
-        m.view()
-            .into_shape_with_order((steps, self.batch, cols))
+        m.into_shape_with_order((steps, self.batch, cols))
             .unwrap_or_else(|_| ArrayView3::from_shape((0, 0, cols), &[]).expect("an empty view"))
     }
 }
@@ -737,21 +877,6 @@ fn columns<'a, F, D: ndarray::Dimension>(
             view.slice_axis_inplace(last, w.cols().into());
             view
         }
-    }
-}
-
-/// Rows `rows` of slot `s` of `buffers`, or of the columns of another
-/// slot that hold them (`within`).
-#[inline]
-fn shared_rows<'a, F>(
-    buffers: &'a [Array2<F>],
-    within: &[Option<Within>],
-    s: usize,
-    rows: Range<usize>,
-) -> ArrayView2<'a, F> {
-    match within[s] {
-        None => row_range(&buffers[s], rows),
-        Some(w) => row_range(&buffers[w.slot], rows).slice_move(ndarray::s![.., w.cols()]),
     }
 }
 

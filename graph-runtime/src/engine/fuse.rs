@@ -1,8 +1,10 @@
 //! Fused units: groups of nodes computed in one pass over their rows (see
-//! [`Fusion`]), each node still writing its own slot, so that its value and
-//! gradient stay on the tape. The arithmetic is the layers' own, element by
-//! element (the same activation kernels, the same derivative formulas), so
-//! a fused pass gives what the nodes one by one give. Large row ranges are
+//! [`Fusion`]). The pass writes what backward needs and what the graph
+//! reads; every other node of the group stays readable on the tape by its
+//! name, computed from those when read (`tape::group_storage`). The
+//! arithmetic is the layers' own, element by element (the same activation
+//! kernels, the same derivative formulas, each product rounded on its own),
+//! so a fused pass gives what the nodes one by one give. Large row ranges are
 //! split across the pool's threads; every element is computed the same way
 //! whatever the split, so results are bit-identical for any thread count.
 
@@ -22,16 +24,27 @@ const PARALLEL_ELEMENTS: usize = 1 << 13;
 struct Slot<F>(SlotPtr<F>);
 
 impl<F> Slot<F> {
-    /// The rows `rows`.
+    /// The rows `rows`, writable.
     ///
     /// # Safety
     /// The pointers were taken in this pass, and no other live slice may
     /// cover these rows (each thread of a pass takes its own rows, and each
-    /// slot of a pass is a distinct buffer, or is only read).
+    /// slot a pass writes is a distinct buffer).
     #[inline]
     unsafe fn rows<'a>(self, rows: &Range<usize>) -> &'a mut [F] {
         // SAFETY: as the caller guarantees.
         unsafe { self.0.rows_mut(rows) }
+    }
+
+    /// The rows `rows`, only read.
+    ///
+    /// # Safety
+    /// The pointers were taken in this pass, and no thread writes these
+    /// rows while the slice lives.
+    #[inline]
+    unsafe fn read<'a>(self, rows: &Range<usize>) -> &'a [F] {
+        // SAFETY: as the caller guarantees.
+        unsafe { self.0.rows_ref(rows) }
     }
 }
 
@@ -40,14 +53,13 @@ struct Gates<F> {
     a: Slot<F>,
     b: Slot<F>,
     c: Slot<F>,
-    /// The sum, whose columns are the four parts (`Record::share`).
+    /// The sum, whose gradient's columns are the four parts' (its value
+    /// and theirs are not kept: `tape::group_storage`).
     sum: Slot<F>,
     sig_i: Slot<F>,
     sig_f: Slot<F>,
     tanh_g: Slot<F>,
     sig_o: Slot<F>,
-    f_c: Slot<F>,
-    i_g: Slot<F>,
     c_next: Slot<F>,
     tanh_c: Slot<F>,
     h_next: Slot<F>,
@@ -82,8 +94,6 @@ impl<F: Float> Gates<F> {
             sig_f: slot(node_slot(group.sig_f)),
             tanh_g: slot(node_slot(group.tanh_g)),
             sig_o: slot(node_slot(group.sig_o)),
-            f_c: slot(node_slot(group.f_c)),
-            i_g: slot(node_slot(group.i_g)),
             c_next: slot(node_slot(group.c_next)),
             tanh_c: slot(node_slot(group.tanh_c)),
             h_next: slot(node_slot(group.h_next)),
@@ -148,11 +158,7 @@ pub(crate) fn backward<F: Float>(record: &Record<F>, fusion: &Fusion, rows: Rang
 /// See [`Slot::rows`].
 unsafe fn lstm_forward<F: Float>(v: &Gates<F>, rows: &Range<usize>, h: usize) {
     // SAFETY (each `rows` call): see this function's contract.
-    let (a, b, c) = unsafe { (v.a.rows(rows), v.b.rows(rows), v.c.rows(rows)) };
-    let sum = unsafe { v.sum.rows(rows) };
-    for ((s, &x), &y) in sum.iter_mut().zip(&*a).zip(&*b) {
-        *s = x + y;
-    }
+    let (a, b, c) = unsafe { (v.a.read(rows), v.b.read(rows), v.c.read(rows)) };
     let (sig_i, sig_f, tanh_g, sig_o) = unsafe {
         (
             v.sig_i.rows(rows),
@@ -161,7 +167,8 @@ unsafe fn lstm_forward<F: Float>(v: &Gates<F>, rows: &Range<usize>, h: usize) {
             v.sig_o.rows(rows),
         )
     };
-    // Part k of the sum is columns k·h .. (k + 1)·h of each of its rows.
+    // Part k of the sum `a + b` is its columns k·h .. (k + 1)·h; the sum is
+    // not kept, only its activations.
     for (k, (out, activation)) in [
         (&mut *sig_i, F::sigmoid_in_place as fn(&mut [F])),
         (&mut *sig_f, F::sigmoid_in_place),
@@ -171,23 +178,25 @@ unsafe fn lstm_forward<F: Float>(v: &Gates<F>, rows: &Range<usize>, h: usize) {
     .into_iter()
     .enumerate()
     {
-        for (out, row) in out.chunks_exact_mut(h).zip(sum.chunks_exact(4 * h)) {
-            out.copy_from_slice(&row[k * h..(k + 1) * h]);
+        let parts = a.chunks_exact(4 * h).zip(b.chunks_exact(4 * h));
+        for (out, (a, b)) in out.chunks_exact_mut(h).zip(parts) {
+            let (a, b) = (&a[k * h..(k + 1) * h], &b[k * h..(k + 1) * h]);
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = x + y;
+            }
         }
         activation(out);
     }
-    let (f_c, i_g, c_next) = unsafe { (v.f_c.rows(rows), v.i_g.rows(rows), v.c_next.rows(rows)) };
-    // Zipped slices, so that the loops vectorise.
-    for ((out, &f), &c) in f_c.iter_mut().zip(&*sig_f).zip(&*c) {
-        *out = f * c;
+    let (c_next, tanh_c, h_next) = unsafe { (v.c_next.rows(rows), v.tanh_c.rows(rows), v.h_next.rows(rows)) };
+    // c_next = σ(f)·c + σ(i)·tanh(g), each product rounded as the CMul
+    // layers round it (the products are not kept).
+    for ((out, (&f, &c)), (&i, &g)) in c_next
+        .iter_mut()
+        .zip(sig_f.iter().zip(c))
+        .zip(sig_i.iter().zip(&*tanh_g))
+    {
+        *out = f * c + i * g;
     }
-    for ((out, &i), &g) in i_g.iter_mut().zip(&*sig_i).zip(&*tanh_g) {
-        *out = i * g;
-    }
-    for ((out, &a), &b) in c_next.iter_mut().zip(&*f_c).zip(&*i_g) {
-        *out = a + b;
-    }
-    let (tanh_c, h_next) = unsafe { (v.tanh_c.rows(rows), v.h_next.rows(rows)) };
     tanh_c.copy_from_slice(c_next);
     F::tanh_in_place(tanh_c);
     for ((out, &o), &t) in h_next.iter_mut().zip(&*sig_o).zip(&*tanh_c) {
@@ -201,81 +210,54 @@ unsafe fn lstm_backward<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize
     let one = F::one();
     // SAFETY (each `rows` call): see this function's contract.
     // Values are only read: shared slices.
-    let (sig_i, sig_f, tanh_g, sig_o): (&[F], &[F], &[F], &[F]) = unsafe {
+    let (sig_i, sig_f, tanh_g, sig_o) = unsafe {
         (
-            v.sig_i.rows(rows),
-            v.sig_f.rows(rows),
-            v.tanh_g.rows(rows),
-            v.sig_o.rows(rows),
+            v.sig_i.read(rows),
+            v.sig_f.read(rows),
+            v.tanh_g.read(rows),
+            v.sig_o.read(rows),
         )
     };
-    let (c, tanh_c): (&[F], &[F]) = unsafe { (v.c.rows(rows), v.tanh_c.rows(rows)) };
+    let (c, tanh_c) = unsafe { (v.c.read(rows), v.tanh_c.read(rows)) };
     let d_c = g.wanted[2].then(|| unsafe { g.c.rows(rows) });
-    let (d_h, d_c_next, d_tanh_c) =
-        unsafe { (g.h_next.rows(rows), g.c_next.rows(rows), g.tanh_c.rows(rows)) };
-    let d_sig_o = unsafe { g.sig_o.rows(rows) };
-    let (d_sig_i, d_sig_f, d_tanh_g) =
-        unsafe { (g.sig_i.rows(rows), g.sig_f.rows(rows), g.tanh_g.rows(rows)) };
-    // Zipped slices, a few at a time, so that the loops vectorise. h_next =
-    // σ(o)·tanh_c, tanh_c = tanh(c_next): the CMul and Tanh layers'
-    // derivatives.
-    for (((ds, dt), &dh), (&t, &o)) in d_sig_o
-        .iter_mut()
-        .zip(d_tanh_c.iter_mut())
-        .zip(&*d_h)
-        .zip(tanh_c.iter().zip(sig_o))
-    {
-        *ds = dh * t;
-        *dt = dh * o;
-    }
-    // c_next = f_c + i_g: both get c_next's gradient, which is theirs on
-    // the tape (`Record::share`).
-    for ((dc, &dt), &t) in d_c_next.iter_mut().zip(&*d_tanh_c).zip(tanh_c) {
+    let (d_h, d_c_next) = unsafe { (g.h_next.read(rows), g.c_next.rows(rows)) };
+    // h_next = σ(o)·tanh_c, tanh_c = tanh(c_next): c_next's gradient gets
+    // tanh_c's, dh·σ(o), through the Tanh layer's derivative.
+    for ((dc, &dh), (&o, &t)) in d_c_next.iter_mut().zip(d_h).zip(sig_o.iter().zip(tanh_c)) {
+        let dt = dh * o;
         *dc += dt * (one - t * t);
     }
-    let (d_f_c, d_i_g): (&[F], &[F]) = (d_c_next, d_c_next);
-    // f_c = σ(f)·c, i_g = σ(i)·tanh(g).
-    for ((d, &df), &c) in d_sig_f.iter_mut().zip(d_f_c).zip(c) {
-        *d = df * c;
-    }
-    for (((dsi, dtg), &di), (&g, &i)) in d_sig_i
-        .iter_mut()
-        .zip(d_tanh_g.iter_mut())
-        .zip(d_i_g)
-        .zip(tanh_g.iter().zip(sig_i))
-    {
-        *dsi = di * g;
-        *dtg = di * i;
-    }
-    // The activations, by their outputs, into the parts' gradients: the
-    // columns of the sum's.
-    let sigmoid_back = |d_part: &mut [F], d: &[F], y: &[F]| {
-        for ((dp, &d), &y) in d_part.iter_mut().zip(d).zip(y) {
-            *dp = d * (y * (one - y));
-        }
-    };
+    let d_c_next: &[F] = d_c_next;
+    // c_next = f·c + i·g: both products have c_next's gradient. Each part of
+    // the sum's gradient is the CMul layer's input gradient (`x·z`: not
+    // kept) through the activation's derivative (by its output `y`).
     let d_sum = unsafe { g.sum.rows(rows) };
-    let gates: [(&[F], &[F]); 4] = [
-        (d_sig_i, sig_i),
-        (d_sig_f, sig_f),
-        (d_tanh_g, tanh_g),
-        (d_sig_o, sig_o),
+    // Per part: the two factors, the activation's output, whether it is tanh.
+    type Part<'a, F> = (&'a [F], &'a [F], &'a [F], bool);
+    let gates: [Part<'_, F>; 4] = [
+        (d_c_next, tanh_g, sig_i, false),
+        (d_c_next, c, sig_f, false),
+        (d_c_next, sig_i, tanh_g, true),
+        (d_h, tanh_c, sig_o, false),
     ];
-    for (k, (d, y)) in gates.into_iter().enumerate() {
-        let by_rows = d.chunks_exact(h).zip(y.chunks_exact(h));
-        for (row, (d, y)) in d_sum.chunks_exact_mut(4 * h).zip(by_rows) {
+    for (k, (x, z, y, tanh)) in gates.into_iter().enumerate() {
+        let by_rows = x.chunks_exact(h).zip(z.chunks_exact(h)).zip(y.chunks_exact(h));
+        for (row, ((x, z), y)) in d_sum.chunks_exact_mut(4 * h).zip(by_rows) {
             let d_part = &mut row[k * h..(k + 1) * h];
-            if k == 2 {
-                for ((dp, &d), &y) in d_part.iter_mut().zip(d).zip(y) {
-                    *dp = d * (one - y * y);
+            let factors = d_part.iter_mut().zip(x).zip(z.iter().zip(y));
+            if tanh {
+                for ((dp, &x), (&z, &y)) in factors {
+                    *dp = (x * z) * (one - y * y);
                 }
             } else {
-                sigmoid_back(d_part, d, y);
+                for ((dp, &x), (&z, &y)) in factors {
+                    *dp = (x * z) * (y * (one - y));
+                }
             }
         }
     }
     if let Some(d_c) = d_c {
-        for ((dc, &df), &f) in d_c.iter_mut().zip(d_f_c).zip(sig_f) {
+        for ((dc, &df), &f) in d_c.iter_mut().zip(d_c_next).zip(sig_f) {
             *dc += df * f;
         }
     }

@@ -336,7 +336,7 @@ impl<'a> Run<'a> {
                 let r = root.at(path);
                 for &k in &self.plan.computes[unit.computes.clone()] {
                     let values = r.value_rows(r.spec.node_slot(k), rows.clone());
-                    check_finite(r.spec, k, Pass::Forward, values)
+                    check_finite(r.spec, k, Pass::Forward, values.view())
                         .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
                 }
             }
@@ -386,7 +386,7 @@ impl<'a> Run<'a> {
                 let r = root.at(path);
                 for &k in self.plan.computes[unit.computes.clone()].iter().rev() {
                     let grads = r.grad_rows(r.spec.node_slot(k), rows.clone());
-                    check_finite(r.spec, k, Pass::Backward, grads)
+                    check_finite(r.spec, k, Pass::Backward, grads.view())
                         .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
                 }
                 Ok(())

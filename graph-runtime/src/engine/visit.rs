@@ -13,7 +13,7 @@ use crate::graph::{Graph, Visit};
 use crate::layer::{Backward, Forward, Input, Layer};
 use crate::spec::{GraphSpec, NodeSpec};
 use crate::stack::Stack;
-use crate::tape::{row_range, row_range_mut, Record};
+use crate::tape::{row_range, row_range_mut, Held, Record};
 use crate::Float;
 use ndarray::{Array2, ArrayView2};
 use std::ops::Range;
@@ -361,7 +361,10 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
         // The output's gradient is read while the inputs' are written; it
         // may lie in another slot's buffer (`Record::share`: one the node
         // feeds, so none of its inputs).
-        let within = record.grads_in[slot];
+        let within = match record.grads_held[slot] {
+            Held::In(w) => Some(w),
+            _ => None,
+        };
         let Around {
             at: d_output,
             others: mut grads,
