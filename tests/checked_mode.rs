@@ -181,3 +181,51 @@ fn checked_mode_names_a_node_inside_a_nested_graph_by_its_path_and_the_outer_lin
         other => panic!("unexpected error {other}"),
     }
 }
+
+#[test]
+fn checked_mode_names_a_fused_lstm_node_the_pass_does_not_keep() {
+    // ih = hh = 1e308 in every gate: finite, but their sum (a node of the
+    // fused gate group whose value the pass computes and does not keep) is
+    // not; backward, σ(f)'s gradient dc·c overflows where c_next's does not.
+    let mut g = Host::<f64>::zeros().unwrap();
+    let p = g.params_mut();
+    p.fill(0.0);
+    for r in 0..8 {
+        p[r * 3] = 1.0; // weight_ih[r][0]
+        p[32 + r * 2] = 1.0; // weight_hh[r][0]
+    }
+    g.set_checked(true);
+    let mut tape = g.tape();
+    let err = g
+        .forward(&mut tape, &[1e308, 0.0, 0.0], &[1e308, 0.0], &[0.0; 2])
+        .unwrap_err();
+    match &err {
+        Error::NonFinite { node, pass, .. } => {
+            assert_eq!(node, "h1_lstmcell.i_cadd", "{err}");
+            assert_eq!(*pass, nngraph::runtime::Pass::Forward);
+        }
+        other => panic!("{other}"),
+    }
+    // Unchecked, the sum is read by name as it was computed.
+    g.set_checked(false);
+    g.forward(&mut tape, &[1e308, 0.0, 0.0], &[1e308, 0.0], &[0.0; 2])
+        .unwrap();
+    assert!(tape
+        .value("h1_lstmcell.i_cadd")
+        .unwrap()
+        .iter()
+        .all(|v| *v == f64::INFINITY));
+    // Backward: c = 1e300 and dc_next = 1e10 are finite, dσ(f) = 1e310 is not.
+    g.params_mut().fill(0.0);
+    g.set_checked(true);
+    g.forward(&mut tape, &[0.0; 3], &[0.0; 2], &[1e300, 1e300])
+        .unwrap();
+    let err = g.backward(&mut tape, &[0.0; 2], &[1e10, 1e10]).unwrap_err();
+    match &err {
+        Error::NonFinite { node, pass, .. } => {
+            assert_eq!(node, "h1_lstmcell.c_next_sigmoid", "{err}");
+            assert_eq!(*pass, nngraph::runtime::Pass::Backward);
+        }
+        other => panic!("{other}"),
+    }
+}
