@@ -359,7 +359,7 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
             std::array::from_fn(|i| grad_wanted(spec, &record.input_grads, node.inputs[i]));
         let inputs: [Input<'_, F>; N] = node_inputs(spec, &record.values, &record.ids, node, &rows);
         // The output's gradient is read while the inputs' are written; it
-        // may lie in another slot's buffer (`Record::share`: one the node
+        // may lie in another slot's buffer (`Record::hold`: one the node
         // feeds, so none of its inputs).
         let within = match record.grads_held[slot] {
             Held::In(w) => Some(w),
