@@ -51,6 +51,9 @@ pub(crate) struct Record<F> {
     /// slots' when read ([`Held`]; the inner nodes of a fused group).
     pub values_held: Vec<Held>,
     pub grads_held: Vec<Held>,
+    /// Whether any slot is held otherwise than [`Held::Own`] (most graphs:
+    /// none, and a pass need not look).
+    any_held: bool,
     /// Per slot: the values, and the gradients, of a [`Held::Derived`]
     /// slot, computed at its first read by name after a pass.
     derived_values: Vec<OnceLock<Array2<F>>>,
@@ -288,6 +291,7 @@ impl<F: Float> Record<F> {
             kept: vec![true; slots],
             values_held: vec![Held::Own; slots],
             grads_held: vec![Held::Own; slots],
+            any_held: false,
             derived_values: (0..slots).map(|_| OnceLock::new()).collect(),
             derived_grads: (0..slots).map(|_| OnceLock::new()).collect(),
             value_ptrs: vec![SlotPtr::NONE; slots],
@@ -299,16 +303,29 @@ impl<F: Float> Record<F> {
     /// records' too, and forgets the derived slots' values computed from
     /// the last pass: at the start of a pass, after any reallocation.
     pub fn take_pointers(&mut self) {
-        for cell in self.derived_values.iter_mut().chain(&mut self.derived_grads) {
-            if cell.get().is_some() {
-                *cell = OnceLock::new();
-            }
-        }
         for (p, m) in self.value_ptrs.iter_mut().zip(&mut self.values) {
             *p = SlotPtr::of(m);
         }
         for (p, m) in self.grad_ptrs.iter_mut().zip(&mut self.grads) {
             *p = SlotPtr::of(m);
+        }
+        if self.any_held {
+            self.take_held_pointers();
+        }
+        for &k in &self.hosts {
+            for n in &mut self.nested[k] {
+                n.take_pointers();
+            }
+        }
+    }
+
+    /// [`take_pointers`](Self::take_pointers) for the slots not held in a
+    /// buffer of their own.
+    fn take_held_pointers(&mut self) {
+        for cell in self.derived_values.iter_mut().chain(&mut self.derived_grads) {
+            if cell.get().is_some() {
+                *cell = OnceLock::new();
+            }
         }
         // Columns of a slot that has a buffer (those of a derived one have
         // none either).
@@ -324,11 +341,6 @@ impl<F: Float> Record<F> {
                 }
             }
         }
-        for &k in &self.hosts {
-            for n in &mut self.nested[k] {
-                n.take_pointers();
-            }
-        }
     }
 
     /// Says where slot `slot`'s values (or gradients, `grads`) are, when
@@ -339,6 +351,7 @@ impl<F: Float> Record<F> {
                 w.slot != slot && w.start + w.width <= self.widths[w.slot] && w.width == self.widths[slot],
             _ => true,
         });
+        self.any_held = true;
         if grads {
             self.grads_held[slot] = held;
         } else {

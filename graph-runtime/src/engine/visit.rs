@@ -13,7 +13,7 @@ use crate::graph::{Graph, Visit};
 use crate::layer::{Backward, Forward, Input, Layer};
 use crate::spec::{GraphSpec, NodeSpec};
 use crate::stack::Stack;
-use crate::tape::{row_range, row_range_mut, Held, Record};
+use crate::tape::{row_range, row_range_mut, Held, Record, Within};
 use crate::Float;
 use ndarray::{Array2, ArrayView2};
 use std::ops::Range;
@@ -123,6 +123,13 @@ fn inputs_around<'t, F: Float, const N: usize>(
             Input::Values(row_range(values.get(s), rows.clone()))
         }
     })
+}
+
+/// Columns `w` of a view: out of line, for the few slots that lie in
+/// another's buffer, so that every layer's call stays small.
+#[inline(never)]
+fn columns_of<F>(view: ArrayView2<'_, F>, w: Within) -> ArrayView2<'_, F> {
+    view.slice_move(ndarray::s![.., w.cols()])
 }
 
 /// Whether backward computes the gradient of `slot`: every node's; an
@@ -361,19 +368,18 @@ impl<F: Float> Visit<F> for BackwardVisit<'_, '_, F> {
         // The output's gradient is read while the inputs' are written; it
         // may lie in another slot's buffer (`Record::hold`: one the node
         // feeds, so none of its inputs).
-        let within = match record.grads_held[slot] {
-            Held::In(w) => Some(w),
+        let within = match &record.grads_held[slot] {
+            Held::In(w) => Some(*w),
             _ => None,
         };
         let Around {
             at: d_output,
             others: mut grads,
         } = Around::split(&mut record.grads, within.map_or(slot, |w| w.slot));
-        let d_output = row_range(d_output, rows.clone());
-        let d_output = match within {
-            None => d_output,
-            Some(w) => d_output.slice_move(ndarray::s![.., w.cols()]),
-        };
+        let mut d_output = row_range(d_output, rows.clone());
+        if let Some(w) = within {
+            d_output = columns_of(d_output, w);
+        }
         let states = &record.states[k];
         let state = if self.part == Part::Params { 0 } else { run };
         let state = states.get(state).unwrap_or(&states[0]).view();
