@@ -103,11 +103,18 @@ impl LstmGates {
         ]
     }
 
-    /// Per input of the sum (`a`, `b`): whether the fused backward pass
-    /// writes its whole gradient rather than adding into it, so that it
-    /// need not be cleared first: a node's slot (not an input's), read by
-    /// the sum alone (once) and not an output of the graph.
+    /// The old name of [`sole_inputs`](Self::sole_inputs), from when the
+    /// fused backward pass wrote those gradients rather than sharing the
+    /// sum's.
+    #[deprecated(note = "renamed `sole_inputs`")]
     pub fn writes_input_grads(&self, spec: &GraphSpec) -> [bool; 2] {
+        self.sole_inputs(spec)
+    }
+
+    /// Per input of the sum (`a`, `b`): whether the sum is all that reads
+    /// it (a node's slot, not an input's, read once, and not an output of
+    /// the graph), so that its gradient is the sum's.
+    pub fn sole_inputs(&self, spec: &GraphSpec) -> [bool; 2] {
         let ab = spec.nodes[self.sum].inputs;
         let sole = |slot: usize| {
             let reads: usize = spec

@@ -557,7 +557,7 @@ fn group_storage<F: Float>(record: &mut Record<F>, group: &crate::spec::LstmGate
         record.hold(slot(k), part, true);
     }
     // An input of the sum that nothing else reads has the sum's gradient.
-    for (&s, sole) in ab.iter().zip(group.writes_input_grads(spec)) {
+    for (&s, sole) in ab.iter().zip(group.sole_inputs(spec)) {
         if sole {
             record.hold(
                 s,

@@ -68,7 +68,7 @@ struct Gates<F> {
     wanted: [bool; 3],
     same_ab: bool,
     /// Whether the gradients of `a` and `b` are the sum's, lying in its
-    /// buffer (`LstmGates::writes_input_grads`), rather than added to.
+    /// buffer (`LstmGates::sole_inputs`), rather than added to.
     shared_ab: [bool; 2],
 }
 
@@ -99,7 +99,7 @@ impl<F: Float> Gates<F> {
             h_next: slot(node_slot(group.h_next)),
             wanted,
             same_ab: a == b,
-            shared_ab: group.writes_input_grads(spec),
+            shared_ab: group.sole_inputs(spec),
         }
     }
 }
