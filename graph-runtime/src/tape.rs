@@ -189,17 +189,9 @@ impl<F> SlotPtr<F> {
     /// rows while the view lives.
     #[inline]
     pub unsafe fn view<'a>(&self, rows: Range<usize>, cols: Range<usize>) -> ArrayView2<'a, F> {
-        assert!(
-            rows.end <= self.rows && cols.end <= self.width,
-            "rows and columns of the slot"
-        );
-        // SAFETY: inside the buffer (checked above), as the caller guarantees.
-        unsafe {
-            ArrayView2::from_shape_ptr(
-                (rows.len(), cols.len()).strides((self.stride, 1)),
-                self.at(rows.start, cols.start),
-            )
-        }
+        let (shape, first) = self.block(&rows, &cols);
+        // SAFETY: inside the buffer (`block`), as the caller guarantees.
+        unsafe { ArrayView2::from_shape_ptr(shape, first) }
     }
 
     /// Rows `rows`, columns `cols`, writable.
@@ -209,17 +201,21 @@ impl<F> SlotPtr<F> {
     /// rows lives meanwhile (each thread has its own rows).
     #[inline]
     pub unsafe fn view_mut<'a>(&self, rows: Range<usize>, cols: Range<usize>) -> ArrayViewMut2<'a, F> {
+        let (shape, first) = self.block(&rows, &cols);
+        // SAFETY: inside the buffer (`block`), as the caller guarantees.
+        unsafe { ArrayViewMut2::from_shape_ptr(shape, first) }
+    }
+
+    /// The shape of rows `rows`, columns `cols`, and their first element;
+    /// a panic if they are not the slot's.
+    #[inline]
+    fn block(&self, rows: &Range<usize>, cols: &Range<usize>) -> (ndarray::StrideShape<Ix2>, *mut F) {
         assert!(
             rows.end <= self.rows && cols.end <= self.width,
             "rows and columns of the slot"
         );
-        // SAFETY: inside the buffer (checked above), as the caller guarantees.
-        unsafe {
-            ArrayViewMut2::from_shape_ptr(
-                (rows.len(), cols.len()).strides((self.stride, 1)),
-                self.at(rows.start, cols.start),
-            )
-        }
+        let shape = (rows.len(), cols.len()).strides((self.stride, 1));
+        (shape, self.at(rows.start, cols.start))
     }
 
     /// The address of row `row`, column `col` (`row` up to `rows`, `col`
@@ -241,13 +237,9 @@ impl<F> SlotPtr<F> {
     /// As [`view`](Self::view).
     #[inline]
     pub unsafe fn rows_ref<'a>(&self, rows: &Range<usize>) -> &'a [F] {
-        assert!(rows.end <= self.rows, "rows of the slot");
-        assert!(
-            self.stride == self.width,
-            "rows of a slot that is columns of another"
-        );
-        // SAFETY: inside the buffer (checked above), as the caller guarantees.
-        unsafe { std::slice::from_raw_parts(self.ptr.add(rows.start * self.width), rows.len() * self.width) }
+        let (first, len) = self.run(rows);
+        // SAFETY: inside the buffer (`run`), as the caller guarantees.
+        unsafe { std::slice::from_raw_parts(first, len) }
     }
 
     /// Rows `rows` as one slice (of a slot with its own buffer).
@@ -256,15 +248,22 @@ impl<F> SlotPtr<F> {
     /// As [`view_mut`](Self::view_mut).
     #[inline]
     pub unsafe fn rows_mut<'a>(&self, rows: &Range<usize>) -> &'a mut [F] {
+        let (first, len) = self.run(rows);
+        // SAFETY: inside the buffer (`run`), as the caller guarantees.
+        unsafe { std::slice::from_raw_parts_mut(first, len) }
+    }
+
+    /// The first element of rows `rows` and their number of elements, as
+    /// one run; a panic if they are not the slot's, or the slot is columns
+    /// of another (its rows are not one run).
+    #[inline]
+    fn run(&self, rows: &Range<usize>) -> (*mut F, usize) {
         assert!(rows.end <= self.rows, "rows of the slot");
         assert!(
             self.stride == self.width,
             "rows of a slot that is columns of another"
         );
-        // SAFETY: inside the buffer (checked above), as the caller guarantees.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.ptr.add(rows.start * self.width), rows.len() * self.width)
-        }
+        (self.at(rows.start, 0), rows.len() * self.width)
     }
 }
 

@@ -12,11 +12,13 @@
 //! write only their own rows, through the slot pointers taken at the start
 //! of the pass (`tape.rs`, `SlotPtr`).
 
-use super::check::{at_step, nested_error, node_error};
+use super::check::{at_step, node_error};
 use super::copies;
 use super::fuse;
 use super::plan::{Hop, UnitKind};
-use super::visit::{descend_to_nested, grad_wanted, mix_seed, visit_layer, Descend, Place};
+use super::visit::{
+    descend_to_nested, grad_wanted, mix_seed, nested_seed, node_of_nested, visit_layer, Descend, Place,
+};
 use super::{Mode, Run};
 use crate::error::{Error, Result};
 use crate::graph::{Graph, GraphCore, Visit};
@@ -440,18 +442,9 @@ impl<F: Float> Descend<F> for RowsForward<'_, '_, F> {
             mode: self.mode,
             record: inner,
             place,
-            seed: mix_seed(self.seed, k as u64, 0x6e65_7374 ^ index as u64, 1),
+            seed: nested_seed(self.seed, k, index),
         };
-        G::node(layers, next, &mut child).map_err(|e| {
-            nested_error(
-                spec,
-                Hop {
-                    node: k,
-                    layer: index,
-                },
-                e,
-            )
-        })
+        node_of_nested::<F, G, _>(spec, k, index, layers, next, &mut child)
     }
 }
 
@@ -518,15 +511,6 @@ impl<F: Float> Descend<F> for RowsBackward<'_, '_, F> {
             record: inner,
             place,
         };
-        G::node(layers, next, &mut child).map_err(|e| {
-            nested_error(
-                spec,
-                Hop {
-                    node: k,
-                    layer: index,
-                },
-                e,
-            )
-        })
+        node_of_nested::<F, G, _>(spec, k, index, layers, next, &mut child)
     }
 }

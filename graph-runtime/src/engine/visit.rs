@@ -205,6 +205,34 @@ macro_rules! descend_to_nested {
 }
 pub(super) use descend_to_nested;
 
+/// Runs node `next` of nested graph `G` (number `index` of host node `k`
+/// of a graph of `spec`) with `child`, a visitor of that graph, naming the
+/// host in an error.
+pub(super) fn node_of_nested<F: Float, G: Graph<F>, V: Visit<F>>(
+    spec: &GraphSpec,
+    k: usize,
+    index: usize,
+    layers: &G::Layers,
+    next: usize,
+    child: &mut V,
+) -> Result<()> {
+    G::node(layers, next, child).map_err(|e| {
+        nested_error(
+            spec,
+            Hop {
+                node: k,
+                layer: index,
+            },
+            e,
+        )
+    })
+}
+
+/// The seed of nested graph `index` of host node `k`, from its host's.
+pub(super) fn nested_seed(seed: u64, k: usize, index: usize) -> u64 {
+    mix_seed(seed, k as u64, 0x6e65_7374 ^ index as u64, 1)
+}
+
 /// Runs the forward of one unit's layer.
 pub(crate) struct ForwardVisit<'a, 'p, F> {
     pub spec: &'static GraphSpec,
@@ -305,18 +333,9 @@ impl<F: Float> Descend<F> for ForwardVisit<'_, '_, F> {
             mode: self.mode,
             record: inner,
             place,
-            seed: mix_seed(self.seed, k as u64, 0x6e65_7374 ^ index as u64, 1),
+            seed: nested_seed(self.seed, k, index),
         };
-        G::node(layers, next, &mut child).map_err(|e| {
-            nested_error(
-                spec,
-                Hop {
-                    node: k,
-                    layer: index,
-                },
-                e,
-            )
-        })
+        node_of_nested::<F, G, _>(spec, k, index, layers, next, &mut child)
     }
 }
 
@@ -433,15 +452,6 @@ impl<F: Float> Descend<F> for BackwardVisit<'_, '_, F> {
             place,
             part: self.part,
         };
-        G::node(layers, next, &mut child).map_err(|e| {
-            nested_error(
-                spec,
-                Hop {
-                    node: k,
-                    layer: index,
-                },
-                e,
-            )
-        })
+        node_of_nested::<F, G, _>(spec, k, index, layers, next, &mut child)
     }
 }
