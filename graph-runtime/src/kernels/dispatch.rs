@@ -173,9 +173,7 @@ macro_rules! gemm_for {
                     .with(|cache| {
                         with_packed(cache, b, n, k, nr, |wt| {
                             by_cols(m, n, m * k * n, nr, c, |c| {
-                                $pack.with(|buf| {
-                                    rows_times_wt::<$t>(m, k, a, wt, bias, c, &mut buf.borrow_mut())
-                                })
+                                rows_times_wt::<$t>(m, k, a, wt, bias, c)
                             })
                         })
                     })
@@ -197,17 +195,7 @@ macro_rules! gemm_for {
                     let bt = &bt[..];
                     by_rows(m, n, m * k * n, <$t as Kernel>::MR, c, |r0, r1, c| {
                         let c = Columns::all(c, r1 - r0, n);
-                        $pack.with(|buf| {
-                            rows_times_wt::<$t>(
-                                r1 - r0,
-                                k,
-                                &a[r0 * k..r1 * k],
-                                bt,
-                                bias,
-                                c,
-                                &mut buf.borrow_mut(),
-                            )
-                        })
+                        rows_times_wt::<$t>(r1 - r0, k, &a[r0 * k..r1 * k], bt, bias, c)
                     })
                 })
             }

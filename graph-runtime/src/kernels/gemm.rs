@@ -25,11 +25,11 @@ pub(super) fn rows_times_packed<T: Kernel>(
 ) {
     let (mr, nr) = (T::MR, T::nr());
     let panels = m.div_ceil(nr);
-    let (x_len, w_len) = (panels * k * nr, k * mr);
-    if buf.len() < x_len + w_len {
-        buf.resize(x_len + w_len, T::zero());
+    let x_len = panels * k * nr;
+    if buf.len() < x_len {
+        buf.resize(x_len, T::zero());
     }
-    let (xpack, wpack) = buf.split_at_mut(x_len);
+    let xpack = &mut buf[..x_len];
     // xᵀ(p, j) = x[j * k + p]: lane j (a sample) is contiguous along p.
     let xt = Operand {
         data: x,
@@ -53,31 +53,10 @@ pub(super) fn rows_times_packed<T: Kernel>(
     let cols = c.cols();
     for i0 in cols.clone().step_by(mr) {
         let rows = mr.min(cols.end - i0);
-        let packed_rows = rows < mr;
-        if packed_rows {
-            pack(
-                &mut wpack[..k * mr],
-                mr,
-                Operand {
-                    data: w,
-                    rs: k,
-                    cs: 1,
-                },
-                i0,
-                0,
-                k,
-                rows,
-                true,
-            );
-        }
         for (q, j0) in (0..m).step_by(nr).enumerate() {
             let xpanel = &xpack[q * k * nr..(q + 1) * k * nr];
-            let a = if packed_rows {
-                Lanes::packed(&wpack[..k * mr])
-            } else {
-                Lanes::rows(&w[i0 * k..(i0 + mr) * k], k)
-            };
-            T::tile(k, a, xpanel, nr, tile, nr, false);
+            let a = Lanes::rows(&w[i0 * k..(i0 + rows) * k], k);
+            T::tile(k, a, xpanel, nr, tile, nr, false, rows);
             // The tile is cᵀ[i0.., j0..]: write it back transposed.
             for jj in 0..nr.min(m - j0) {
                 let row = &mut c.row(j0 + jj)[i0 - cols.start..i0 - cols.start + rows];
@@ -107,12 +86,8 @@ pub(super) fn rows_times_wt<T: Kernel>(
     wt: &[T],
     bias: Option<&[T]>,
     mut c: Columns<'_, T>,
-    buf: &mut Vec<T>,
 ) {
     let (mr, nr) = (T::MR, T::nr());
-    if buf.len() < mr * k {
-        buf.resize(mr * k, T::zero());
-    }
     let mut tile = [T::zero(); MAX_TILE];
     let tile = &mut tile[..mr * nr];
     let cols = c.cols();
@@ -121,15 +96,8 @@ pub(super) fn rows_times_wt<T: Kernel>(
         let (at, width) = (j0 - cols.start, nr.min(cols.end - j0));
         for i0 in (0..m).step_by(mr) {
             let rows = mr.min(m - i0);
-            let a: &[T] = if rows == mr {
-                &x[i0 * k..(i0 + mr) * k]
-            } else {
-                // The last rows, zero padded to a whole tile.
-                buf[..rows * k].copy_from_slice(&x[i0 * k..(i0 + rows) * k]);
-                buf[rows * k..mr * k].fill(T::zero());
-                &buf[..mr * k]
-            };
-            T::tile(k, Lanes::rows(a, k), panel, nr, tile, nr, false);
+            let a = Lanes::rows(&x[i0 * k..(i0 + rows) * k], k);
+            T::tile(k, a, panel, nr, tile, nr, false, rows);
             for ii in 0..rows {
                 let (out, t) = (
                     &mut c.row(i0 + ii)[at..at + width],
@@ -218,10 +186,22 @@ pub(super) trait Kernel: Float {
     /// Columns of the register tile, which the CPU decides (wider with
     /// AVX-512); the same for every call of one product.
     fn nr() -> usize;
-    /// `c (MR x NR at row stride ldc) = [c +] Σ_p a(p, i) · b[p * ldb + j]`
-    /// over `kc` steps, `b` packed (`ldb == NR`) or read in place.
+    /// `c (rows x NR at row stride ldc) = [c +] Σ_p a(p, i) · b[p * ldb + j]`
+    /// over `kc` steps, `b` packed (`ldb == NR`) or read in place, for the
+    /// first `rows` (1 to `MR`) rows of the tile: `a`'s other lanes are not
+    /// read, `c`'s other rows not written. Each element is the same chain of
+    /// fused multiply-adds whatever `rows` is.
     #[allow(clippy::too_many_arguments)]
-    fn tile(kc: usize, a: Lanes<'_, Self>, b: &[Self], ldb: usize, c: &mut [Self], ldc: usize, add: bool);
+    fn tile(
+        kc: usize,
+        a: Lanes<'_, Self>,
+        b: &[Self],
+        ldb: usize,
+        c: &mut [Self],
+        ldc: usize,
+        add: bool,
+        rows: usize,
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -277,13 +257,13 @@ pub(super) fn blocked<T: Kernel>(
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
                 // Pack A[ic.., pc..] into row panels of MR, zero padded,
-                // unless a whole panel can be read in place.
-                for (panel, i0) in (0..mc).step_by(mr).enumerate() {
-                    if a_in_place && mr <= mc - i0 {
-                        continue;
+                // unless it is read in place (a last panel of fewer rows
+                // too: the kernel reads only its rows).
+                if !a_in_place {
+                    for (panel, i0) in (0..mc).step_by(mr).enumerate() {
+                        let dst = &mut apack[panel * kc * mr..(panel + 1) * kc * mr];
+                        pack(dst, mr, a, ic + i0, pc, kc, mr.min(mc - i0), true);
                     }
-                    let dst = &mut apack[panel * kc * mr..(panel + 1) * kc * mr];
-                    pack(dst, mr, a, ic + i0, pc, kc, mr.min(mc - i0), true);
                 }
                 for (bp, j0) in (0..nc).step_by(nr).enumerate() {
                     let cols = nr.min(nc - j0);
@@ -298,7 +278,7 @@ pub(super) fn blocked<T: Kernel>(
                     };
                     for (ap, i0) in (0..mc).step_by(mr).enumerate() {
                         let rows = mr.min(mc - i0);
-                        let apanel = if a_in_place && rows == mr {
+                        let apanel = if a_in_place {
                             // Lane i at step p is A(ic + i0 + i, pc + p).
                             let at = &a.data[(ic + i0) * a.rs + pc * a.cs..];
                             if a.cs == 1 {
@@ -309,13 +289,13 @@ pub(super) fn blocked<T: Kernel>(
                         } else {
                             Lanes::packed(&apack[ap * kc * mr..(ap + 1) * kc * mr])
                         };
-                        if rows == mr && cols == nr {
+                        if cols == nr {
                             let start = (ic + i0) * n + jc + j0;
-                            let end = start + (mr - 1) * n + nr;
-                            T::tile(kc, apanel, bpanel, ldb, &mut c[start..end], n, add);
+                            let end = start + (rows - 1) * n + nr;
+                            T::tile(kc, apanel, bpanel, ldb, &mut c[start..end], n, add, rows);
                             continue;
                         }
-                        T::tile(kc, apanel, bpanel, ldb, tile, nr, false);
+                        T::tile(kc, apanel, bpanel, ldb, tile, nr, false, rows);
                         for ii in 0..rows {
                             let start = (ic + i0 + ii) * n + jc + j0;
                             let out = &mut c[start..start + cols];

@@ -8,7 +8,9 @@ use super::gemm::{Kernel, Lanes};
 use super::simd;
 use crate::Float;
 
-/// The portable micro-kernel: fixed-size loops the compiler unrolls.
+/// The portable micro-kernel: fixed-size loops the compiler unrolls, over
+/// the first `rows` rows of the tile.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn portable<T: Float, const MR: usize, const NR: usize>(
     kc: usize,
     a: Lanes<'_, T>,
@@ -17,12 +19,14 @@ pub(super) fn portable<T: Float, const MR: usize, const NR: usize>(
     c: &mut [T],
     ldc: usize,
     add: bool,
+    rows: usize,
 ) {
     let mut acc = [[T::zero(); NR]; MR];
+    let acc = &mut acc[..rows];
     for p in 0..kc {
-        let ap: [T; MR] = std::array::from_fn(|i| a.data[p * a.step + i * a.lane]);
         let bp = &b[p * ldb..p * ldb + NR];
-        for (row, ai) in acc.iter_mut().zip(ap) {
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = a.data[p * a.step + i * a.lane];
             for (x, &bj) in row.iter_mut().zip(bp) {
                 *x += ai * bj;
             }
@@ -40,7 +44,7 @@ pub(super) fn portable<T: Float, const MR: usize, const NR: usize>(
 
 /// A SIMD tile function of `simd.rs`: `(kc, a, step, lane, b, ldb, c, ldc, add)`.
 #[cfg(target_arch = "x86_64")]
-type SimdTile<T> = unsafe fn(usize, *const T, usize, usize, *const T, usize, *mut T, usize, bool);
+type SimdTile<T> = unsafe fn(usize, *const T, usize, usize, *const T, usize, *mut T, usize, bool, usize);
 
 /// Runs a SIMD tile `nr` wide after checking that the operands hold what
 /// it reads and writes, so that it may access them unchecked.
@@ -59,11 +63,16 @@ unsafe fn checked<T>(
     c: &mut [T],
     ldc: usize,
     add: bool,
+    rows: usize,
 ) {
     assert!(kc > 0 && ldb >= nr && ldc >= nr, "tile strides");
-    assert!(a.data.len() > (kc - 1) * a.step + 5 * a.lane, "a tile's a");
+    assert!((1..=6).contains(&rows), "a tile's rows");
+    assert!(
+        a.data.len() > (kc - 1) * a.step + (rows - 1) * a.lane,
+        "a tile's a"
+    );
     assert!(b.len() >= (kc - 1) * ldb + nr, "a tile's b");
-    assert!(c.len() >= 5 * ldc + nr, "a tile's c");
+    assert!(c.len() >= (rows - 1) * ldc + nr, "a tile's c");
     // SAFETY: the bounds are checked above; the features are the caller's.
     unsafe {
         tile(
@@ -76,6 +85,7 @@ unsafe fn checked<T>(
             c.as_mut_ptr(),
             ldc,
             add,
+            rows,
         )
     }
 }
@@ -91,18 +101,27 @@ impl Kernel for f32 {
         16
     }
 
-    fn tile(kc: usize, a: Lanes<'_, f32>, b: &[f32], ldb: usize, c: &mut [f32], ldc: usize, add: bool) {
+    fn tile(
+        kc: usize,
+        a: Lanes<'_, f32>,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        ldc: usize,
+        add: bool,
+        rows: usize,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if simd::wide() {
             // SAFETY: the CPU has AVX-512 F.
-            return unsafe { checked(simd::tile_f32_wide, 32, kc, a, b, ldb, c, ldc, add) };
+            return unsafe { checked(simd::tile_f32_wide, 32, kc, a, b, ldb, c, ldc, add, rows) };
         }
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
             // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { checked(simd::tile_f32, 16, kc, a, b, ldb, c, ldc, add) };
+            return unsafe { checked(simd::tile_f32, 16, kc, a, b, ldb, c, ldc, add, rows) };
         }
-        portable::<f32, 6, 16>(kc, a, b, ldb, c, ldc, add);
+        portable::<f32, 6, 16>(kc, a, b, ldb, c, ldc, add, rows);
     }
 }
 
@@ -113,12 +132,21 @@ impl Kernel for f64 {
         8
     }
 
-    fn tile(kc: usize, a: Lanes<'_, f64>, b: &[f64], ldb: usize, c: &mut [f64], ldc: usize, add: bool) {
+    fn tile(
+        kc: usize,
+        a: Lanes<'_, f64>,
+        b: &[f64],
+        ldb: usize,
+        c: &mut [f64],
+        ldc: usize,
+        add: bool,
+        rows: usize,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if simd::available() {
             // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { checked(simd::tile_f64, 8, kc, a, b, ldb, c, ldc, add) };
+            return unsafe { checked(simd::tile_f64, 8, kc, a, b, ldb, c, ldc, add, rows) };
         }
-        portable::<f64, 6, 8>(kc, a, b, ldb, c, ldc, add);
+        portable::<f64, 6, 8>(kc, a, b, ldb, c, ldc, add, rows);
     }
 }

@@ -24,7 +24,9 @@ pub fn wide() -> bool {
 /// One register-tiled micro-kernel per vector width and float type: a tile
 /// of 6 rows by two vectors, `c (6 x NR at row stride ldc) = [c +]
 /// Σ_p a(p, i) · b[p * ldb + j]`, twelve accumulators, two loads of `b`
-/// and six broadcasts of `a` per step. `a`'s lane `i` at step `p` is
+/// and six broadcasts of `a` per step; or only its first `rows` rows (a
+/// batch's last rows: 25 samples are four whole tiles and one row, which a
+/// whole tile would compute six times over). `a`'s lane `i` at step `p` is
 /// `a[p * step + i * lane]`: packed (`step = 6`, `lane = 1`), rows read in
 /// place (`step = 1`, `lane` the row stride) or steps read in place
 /// (`step` the row stride, `lane = 1`). Every tile computes each element by
@@ -37,10 +39,12 @@ macro_rules! tile_kernel {
         ///
         /// A packed `a` and a packed `b` (`ldb` of two vectors) each take a
         /// copy of the loop with the strides known at compile time: a
-        /// run-time stride costs a quarter of the speed.
+        /// run-time stride costs a quarter of the speed. A tile of fewer
+        /// rows takes the run-time strides: it is at most one per column
+        /// panel of a product.
         ///
         /// # Safety
-        #[doc = concat!("The CPU has ", $feature, "; `kc > 0`; `a` holds every `a[p * step + i * lane]` for `p < kc`, `i < 6`; `b` holds `(kc - 1) * ldb + ", stringify!($half), " * 2` values; `c` has 6 rows of that many writable values `ldc` apart.")]
+        #[doc = concat!("The CPU has ", $feature, "; `kc > 0`; `1 <= rows <= 6`; `a` holds every `a[p * step + i * lane]` for `p < kc`, `i < rows`; `b` holds `(kc - 1) * ldb + ", stringify!($half), " * 2` values; `c` has `rows` rows of that many writable values `ldc` apart.")]
         #[allow(clippy::too_many_arguments)]
         pub unsafe fn $name(
             kc: usize,
@@ -52,21 +56,27 @@ macro_rules! tile_kernel {
             c: *mut $t,
             ldc: usize,
             add: bool,
+            rows: usize,
         ) {
             const NR: usize = 2 * $half;
-            match (step == 6 && lane == 1, ldb == NR) {
-                (true, true) => $body::<true, true>(kc, a, 6, 1, b, NR, c, ldc, add),
-                (true, false) => $body::<true, false>(kc, a, 6, 1, b, ldb, c, ldc, add),
-                (false, true) => $body::<false, true>(kc, a, step, lane, b, NR, c, ldc, add),
-                (false, false) => $body::<false, false>(kc, a, step, lane, b, ldb, c, ldc, add),
+            match (rows, step == 6 && lane == 1, ldb == NR) {
+                (6, true, true) => $body::<true, true, 6>(kc, a, 6, 1, b, NR, c, ldc, add),
+                (6, true, false) => $body::<true, false, 6>(kc, a, 6, 1, b, ldb, c, ldc, add),
+                (6, false, true) => $body::<false, true, 6>(kc, a, step, lane, b, NR, c, ldc, add),
+                (6, false, false) => $body::<false, false, 6>(kc, a, step, lane, b, ldb, c, ldc, add),
+                (5, ..) => $body::<false, false, 5>(kc, a, step, lane, b, ldb, c, ldc, add),
+                (4, ..) => $body::<false, false, 4>(kc, a, step, lane, b, ldb, c, ldc, add),
+                (3, ..) => $body::<false, false, 3>(kc, a, step, lane, b, ldb, c, ldc, add),
+                (2, ..) => $body::<false, false, 2>(kc, a, step, lane, b, ldb, c, ldc, add),
+                _ => $body::<false, false, 1>(kc, a, step, lane, b, ldb, c, ldc, add),
             }
         }
 
         /// # Safety
-        #[doc = concat!("As [`", stringify!($name), "`], with `a` packed when `PACKED_A` and `ldb` of two vectors when `PACKED_B`.")]
+        #[doc = concat!("As [`", stringify!($name), "`] for `ROWS` rows, with `a` packed when `PACKED_A` and `ldb` of two vectors when `PACKED_B`.")]
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = $feature)]
-        unsafe fn $body<const PACKED_A: bool, const PACKED_B: bool>(
+        unsafe fn $body<const PACKED_A: bool, const PACKED_B: bool, const ROWS: usize>(
             kc: usize,
             a: *const $t,
             step: usize,
@@ -79,8 +89,8 @@ macro_rules! tile_kernel {
         ) {
             let (step, lane) = if PACKED_A { (6, 1) } else { (step, lane) };
             let ldb = if PACKED_B { 2 * $half } else { ldb };
-            let lanes: [*const $t; 6] = std::array::from_fn(|i| a.add(i * lane));
-            let mut acc = [[$zero(); 2]; 6];
+            let lanes: [*const $t; ROWS] = std::array::from_fn(|i| a.add(i * lane));
+            let mut acc = [[$zero(); 2]; ROWS];
             for p in 0..kc {
                 let bp = b.add(p * ldb);
                 let b0 = $load(bp);

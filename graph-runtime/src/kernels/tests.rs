@@ -172,7 +172,9 @@ fn portable_products_match_naive_for_awkward_sizes() {
 
 /// Every micro-kernel (portable, AVX2, AVX-512 where the CPU has them) on
 /// each layout of `a` (packed, rows in place, steps in place), with `b` and
-/// `c` strided, stored and added, against the sums written out.
+/// `c` strided, stored and added, against the sums written out; and on
+/// fewer rows than a whole tile: those rows bit for bit as the whole tile's,
+/// the others of `c` untouched.
 #[test]
 fn every_tile_reads_each_layout_of_a() {
     fn check<T: Kernel + Into<f64>>(from: fn(f64) -> T, tol: f64) {
@@ -189,14 +191,14 @@ fn every_tile_reads_each_layout_of_a() {
         for (name, step, lane) in layouts {
             let at = |p: usize, i: usize| a[p * step + i * lane].into();
             for add in [false, true] {
-                let mut c = c0.clone();
+                let mut whole = c0.clone();
                 let lanes = Lanes { data: &a, step, lane };
-                T::tile(kc, lanes, &b, ldb, &mut c, ldc, add);
+                T::tile(kc, lanes, &b, ldb, &mut whole, ldc, add, mr);
                 for i in 0..mr {
                     for j in 0..nr {
                         let sum: f64 = (0..kc).map(|p| at(p, i) * b[p * ldb + j].into()).sum();
                         let want = sum + if add { c0[i * ldc + j].into() } else { 0.0 };
-                        let got: f64 = c[i * ldc + j].into();
+                        let got: f64 = whole[i * ldc + j].into();
                         assert!(
                             (got - want).abs() < tol,
                             "{name} add={add} ({i}, {j}): {got} vs {want}"
@@ -205,10 +207,36 @@ fn every_tile_reads_each_layout_of_a() {
                     // Past the tile's columns nothing is written.
                     for j in nr..ldc {
                         assert_eq!(
-                            c[i * ldc + j].into(),
+                            whole[i * ldc + j].into(),
                             c0[i * ldc + j].into(),
                             "{name} wrote past nr"
                         );
+                    }
+                }
+                for rows in 1..mr {
+                    // `a` just long enough for `rows` lanes, `c` for `rows` rows.
+                    let used = (kc - 1) * step + (rows - 1) * lane + 1;
+                    let lanes = Lanes {
+                        data: &a[..used],
+                        step,
+                        lane,
+                    };
+                    let mut c = c0.clone();
+                    let end = (rows - 1) * ldc + nr;
+                    T::tile(kc, lanes, &b, ldb, &mut c[..end], ldc, add, rows);
+                    for i in 0..mr {
+                        for j in 0..ldc {
+                            let (got, want): (f64, f64) = if i < rows && j < nr {
+                                (c[i * ldc + j].into(), whole[i * ldc + j].into())
+                            } else {
+                                (c[i * ldc + j].into(), c0[i * ldc + j].into())
+                            };
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "{name} add={add} rows={rows} ({i}, {j})"
+                            );
+                        }
                     }
                 }
             }
