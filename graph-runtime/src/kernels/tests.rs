@@ -406,6 +406,63 @@ fn vectorised_tanh_and_sigmoid_are_within_their_documented_ulps() {
     assert!(nan.iter().all(|v| v.is_nan()) && sigmoid(f32::NAN).is_nan() && tanh(f32::NAN).is_nan());
 }
 
+/// `exp`, `tanh` and the logistic function give the same bits with the
+/// AVX-512 kernels, the AVX2 ones and the portable twins (each where the CPU
+/// has it), over the accuracy sweep and the special values, for slices of
+/// every length up to 40 (whole vectors and a last, partial one) and at
+/// every offset of a longer slice.
+#[test]
+fn activations_give_the_same_bits_on_every_kernel_level() {
+    use super::activations::{exp_in_place, sigmoid_in_place, tanh_in_place};
+    let mut xs = sweep();
+    xs.extend([
+        f32::NAN,
+        -f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MAX,
+        f32::MIN,
+        1e-45,
+        -1e-45,
+    ]);
+    type InPlace = fn(&mut [f32]);
+    let functions: [(&str, InPlace); 3] = [
+        ("exp", exp_in_place),
+        ("tanh", tanh_in_place),
+        ("sigmoid", sigmoid_in_place),
+    ];
+    for (name, f) in functions {
+        let at = |level: Level, xs: &[f32]| {
+            let mut ys = xs.to_vec();
+            with_level(level, || f(&mut ys));
+            ys.iter().map(|y| y.to_bits()).collect::<Vec<u32>>()
+        };
+        let portable = at(Level::Portable, &xs);
+        for level in [Level::Avx2, Level::Best] {
+            let got = at(level, &xs);
+            let first = got.iter().zip(&portable).position(|(a, b)| a != b);
+            assert_eq!(
+                first,
+                None,
+                "{name} at {level:?} differs from the portable twin (at x = {:?})",
+                first.map(|i| xs[i])
+            );
+            // Short slices, and slices starting anywhere in a vector.
+            let tail = &xs[xs.len() - 48..];
+            for len in 0..=40 {
+                for start in [0, 3] {
+                    let part = &tail[start..start + len];
+                    assert_eq!(
+                        at(level, part),
+                        at(Level::Portable, part),
+                        "{name} at {level:?}, {len} values from {start}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn vectorised_exp_is_within_one_ulp_and_saturates() {
     use super::activations::{exp, exp_in_place};
