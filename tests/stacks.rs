@@ -203,6 +203,58 @@ fn a_stack_of_two_equals_the_two_layers_written_out() {
             );
         }
     }
+    // Each layer's nodes and inputs, by name, values and gradients: the
+    // fused cells read their state `c` and write `c_next` and `h_next`
+    // where the enclosing graph keeps them (the stack's group columns, the
+    // written-out model's own slots), and both read back as the layer's.
+    let layer = <Layer<f64> as Graph<f64>>::SPEC;
+    let names = layer
+        .inputs
+        .iter()
+        .map(|i| i.name)
+        .chain(layer.nodes.iter().map(|n| n.name));
+    for name in names {
+        for l in 0..2 {
+            let (a, b) = (
+                format!("top_layer[{l}].{name}"),
+                format!("h{}_next_layer.{name}", l + 1),
+            );
+            let values = (tape.value(&a).unwrap(), tape2.value(&b).unwrap());
+            assert_close(&a, values.0.iter().copied(), values.1.iter().copied(), 1e-13);
+            let grads = (tape.grad(&a).unwrap(), tape2.grad(&b).unwrap());
+            assert_close(&a, grads.0.iter().copied(), grads.1.iter().copied(), 1e-13);
+        }
+    }
+    // A layer's state is its block of the group, and so is its gradient.
+    for l in 0..2 {
+        let block = s![.., l * hidden..(l + 1) * hidden];
+        let layer = |name: &str| format!("top_layer[{l}].{name}");
+        assert_eq!(
+            tape.value(&layer("c")).unwrap(),
+            tape.value("c").unwrap().slice(block)
+        );
+        assert_eq!(
+            tape.grad(&layer("c")).unwrap(),
+            tape.grad("c").unwrap().slice(block)
+        );
+        assert_eq!(
+            tape.value(&layer("c_next")).unwrap(),
+            tape.value("c_n").unwrap().slice(block)
+        );
+        assert_eq!(
+            tape.value(&layer("h_next")).unwrap(),
+            tape.value("h_n").unwrap().slice(block)
+        );
+    }
+    // The gradients of the outputs `h_n`, `c_n` are their readers' alone
+    // (the next step's states), not what the layers add inside: nothing
+    // reads the last step's.
+    let last = s![(steps - 1) * batch.., ..];
+    for name in ["h_n", "c_n"] {
+        let grad = tape.grad(name).unwrap();
+        assert!(grad.slice(last).iter().all(|&g| g == 0.0), "{name}: {grad}");
+        assert!(grad.iter().any(|&g| g != 0.0), "{name}");
+    }
 }
 
 #[test]

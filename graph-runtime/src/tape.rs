@@ -51,6 +51,8 @@ pub(crate) struct Record<F> {
     /// slots' when read ([`Held`]; the inner nodes of a fused group).
     pub values_held: Vec<Held>,
     pub grads_held: Vec<Held>,
+    /// Where the [`Held::Outer`] slots are.
+    pub outer: Vec<OuterSlot>,
     /// Whether any slot is held otherwise than [`Held::Own`] (most graphs:
     /// none, and a pass need not look).
     any_held: bool,
@@ -93,6 +95,21 @@ pub(crate) enum Held {
     /// (a fused group's `a + b`, `σ(f)·c`, and the gradients of its
     /// activations).
     Derived(Derived),
+    /// In columns of a slot of an enclosing graph's record
+    /// ([`Record::outer`], by index): a nested LSTM cell's state that its
+    /// fused pass reads and writes where the enclosing graph keeps it,
+    /// instead of copying it in and out at every step (`Tape::new`).
+    Outer(usize),
+}
+
+/// Columns `start .. start + width` of slot `slot` of the record at `path`
+/// from the tape's root: where a [`Held::Outer`] slot is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OuterSlot {
+    pub path: Vec<Hop>,
+    pub slot: usize,
+    pub start: usize,
+    pub width: usize,
 }
 
 /// `x op y`, element by element, of two slots' values or gradients.
@@ -231,6 +248,38 @@ impl<F> SlotPtr<F> {
         self.ptr.wrapping_add((row * self.stride + col).min(end))
     }
 
+    /// Whether columns `cols` of this slot are columns `other_cols` of
+    /// `other`, the same memory (a copy between them does nothing).
+    pub fn same_columns(&self, cols: &Range<usize>, other: &SlotPtr<F>, other_cols: &Range<usize>) -> bool {
+        self.rows > 0
+            && self.rows == other.rows
+            && self.stride == other.stride
+            && cols.len() == other_cols.len()
+            && self.at(0, cols.start) == other.at(0, other_cols.start)
+    }
+
+    /// Row `row`, readable.
+    ///
+    /// # Safety
+    /// As [`view`](Self::view).
+    #[inline]
+    pub unsafe fn row_ref<'a>(&self, row: usize) -> &'a [F] {
+        assert!(row < self.rows, "a row of the slot");
+        // SAFETY: inside the buffer (`row < rows`), as the caller guarantees.
+        unsafe { std::slice::from_raw_parts(self.at(row, 0), self.width) }
+    }
+
+    /// Row `row`, writable.
+    ///
+    /// # Safety
+    /// As [`view_mut`](Self::view_mut).
+    #[inline]
+    pub unsafe fn row_mut<'a>(&self, row: usize) -> &'a mut [F] {
+        assert!(row < self.rows, "a row of the slot");
+        // SAFETY: inside the buffer (`row < rows`), as the caller guarantees.
+        unsafe { std::slice::from_raw_parts_mut(self.at(row, 0), self.width) }
+    }
+
     /// Rows `rows` as one slice, readable (of a slot with its own buffer).
     ///
     /// # Safety
@@ -290,6 +339,7 @@ impl<F: Float> Record<F> {
             kept: vec![true; slots],
             values_held: vec![Held::Own; slots],
             grads_held: vec![Held::Own; slots],
+            outer: Vec::new(),
             any_held: false,
             derived_values: (0..slots).map(|_| OnceLock::new()).collect(),
             derived_grads: (0..slots).map(|_| OnceLock::new()).collect(),
@@ -359,17 +409,28 @@ impl<F: Float> Record<F> {
     }
 
     /// The values of slot `s`, rows `rows`: borrowed from its buffer (or the
-    /// columns of another's), or computed for a derived slot.
-    pub fn value_rows(&self, s: usize, rows: Range<usize>) -> CowArray<'_, F, Ix2> {
-        self.rows_of(Operand { slot: s, grad: false }, rows)
+    /// columns of another's, here or in an enclosing record of `root`'s),
+    /// or computed for a derived slot.
+    pub fn value_rows<'a>(
+        &'a self,
+        root: &'a Record<F>,
+        s: usize,
+        rows: Range<usize>,
+    ) -> CowArray<'a, F, Ix2> {
+        self.rows_of(root, Operand { slot: s, grad: false }, rows)
     }
 
     /// The gradients of slot `s`, rows `rows`, as [`value_rows`](Self::value_rows).
-    pub fn grad_rows(&self, s: usize, rows: Range<usize>) -> CowArray<'_, F, Ix2> {
-        self.rows_of(Operand { slot: s, grad: true }, rows)
+    pub fn grad_rows<'a>(
+        &'a self,
+        root: &'a Record<F>,
+        s: usize,
+        rows: Range<usize>,
+    ) -> CowArray<'a, F, Ix2> {
+        self.rows_of(root, Operand { slot: s, grad: true }, rows)
     }
 
-    fn rows_of(&self, of: Operand, rows: Range<usize>) -> CowArray<'_, F, Ix2> {
+    fn rows_of<'a>(&'a self, root: &'a Record<F>, of: Operand, rows: Range<usize>) -> CowArray<'a, F, Ix2> {
         let (buffers, held) = if of.grad {
             (&self.grads, self.grads_held[of.slot])
         } else {
@@ -378,15 +439,24 @@ impl<F: Float> Record<F> {
         match held {
             Held::Own => row_range(&buffers[of.slot], rows).into(),
             Held::In(w) => self
-                .rows_of(Operand { slot: w.slot, ..of }, rows)
+                .rows_of(root, Operand { slot: w.slot, ..of }, rows)
                 .slice_move(ndarray::s![.., w.cols()]),
-            Held::Derived(d) => self.derive(d, rows).into(),
+            Held::Derived(d) => self.derive(root, d, rows).into(),
+            Held::Outer(i) => {
+                let o = &self.outer[i];
+                root.at(&o.path)
+                    .rows_of(root, Operand { slot: o.slot, ..of }, rows)
+                    .slice_move(ndarray::s![.., o.start..o.start + o.width])
+            }
         }
     }
 
     /// A derived slot's rows `rows`, computed as the pass would have.
-    fn derive(&self, d: Derived, rows: Range<usize>) -> Array2<F> {
-        let (x, y) = (self.rows_of(d.x, rows.clone()), self.rows_of(d.y, rows));
+    fn derive(&self, root: &Record<F>, d: Derived, rows: Range<usize>) -> Array2<F> {
+        let (x, y) = (
+            self.rows_of(root, d.x, rows.clone()),
+            self.rows_of(root, d.y, rows),
+        );
         let op = match d.op {
             Op::Add => |x: &F, y: &F| *x + *y,
             Op::Mul => |x: &F, y: &F| *x * *y,
@@ -396,8 +466,14 @@ impl<F: Float> Record<F> {
 
     /// All rows of slot `s`'s values (or gradients, `grads`) as a
     /// row-major matrix, and the columns of it that are the slot's when it
-    /// lies in another slot's. A derived slot is computed once after a pass.
-    fn whole(&self, s: usize, grads: bool) -> (ArrayView2<'_, F>, Option<Within>) {
+    /// lies in another slot's (here or in an enclosing record of `root`'s).
+    /// A derived slot is computed once after a pass.
+    fn whole<'a>(
+        &'a self,
+        root: &'a Record<F>,
+        s: usize,
+        grads: bool,
+    ) -> (ArrayView2<'a, F>, Option<Within>) {
         let (buffers, held, derived) = if grads {
             (&self.grads, self.grads_held[s], &self.derived_grads)
         } else {
@@ -406,11 +482,24 @@ impl<F: Float> Record<F> {
         match held {
             Held::Own => (buffers[s].view(), None),
             // The slot it lies in has a buffer or is derived (`hold`).
-            Held::In(w) => (self.whole(w.slot, grads).0, Some(w)),
+            Held::In(w) => (self.whole(root, w.slot, grads).0, Some(w)),
             Held::Derived(d) => {
                 // Every slot's buffer has the pass's rows, if no columns.
                 let rows = buffers[s].nrows();
-                (derived[s].get_or_init(|| self.derive(d, 0..rows)).view(), None)
+                (
+                    derived[s].get_or_init(|| self.derive(root, d, 0..rows)).view(),
+                    None,
+                )
+            }
+            // The enclosing slot has a buffer of its own (`Tape::new`).
+            Held::Outer(i) => {
+                let o = &self.outer[i];
+                let within = Within {
+                    slot: o.slot,
+                    start: o.start,
+                    width: o.width,
+                };
+                (root.at(&o.path).whole(root, o.slot, grads).0, Some(within))
             }
         }
     }
@@ -630,6 +719,9 @@ pub struct Tape<F> {
     /// Per unit of the plan: not run, because it depends on an absent input.
     pub(crate) skipped: Vec<bool>,
     pub(crate) any_skipped: bool,
+    /// The slots of nested records held in an enclosing record's columns
+    /// ([`Held::Outer`]): their record's path and the slot.
+    outer_slots: Vec<(Vec<Hop>, usize)>,
 }
 
 impl<F: Float> Tape<F> {
@@ -647,7 +739,20 @@ impl<F: Float> Tape<F> {
         for (path, slot) in plan.elided_slots() {
             root.at_mut(path).kept[slot] = false;
         }
+        let shared = crate::engine::copies::shared_states(&root, &plan);
+        let mut outer_slots = Vec::with_capacity(shared.len());
+        for state in shared {
+            let record = root.at_mut(&state.path);
+            record.outer.push(state.at);
+            let held = Held::Outer(record.outer.len() - 1);
+            record.hold(state.slot, held, false);
+            if state.grads {
+                record.hold(state.slot, held, true);
+            }
+            outer_slots.push((state.path, state.slot));
+        }
         Tape {
+            outer_slots,
             carry: spec.recurrent.iter().map(|_| Array2::zeros((0, 0))).collect(),
             absent: vec![false; spec.inputs.len()],
             skipped: vec![false; plan.units.len()],
@@ -659,6 +764,43 @@ impl<F: Float> Tape<F> {
             valid: false,
             weights: 0,
             calls: 0,
+        }
+    }
+
+    /// Takes the addresses of every slot's values and gradients for a
+    /// pass ([`Record::take_pointers`]), those of the slots held in an
+    /// enclosing record's columns pointing there.
+    pub(crate) fn take_pointers(&mut self) {
+        self.root.take_pointers();
+        for (path, slot) in &self.outer_slots {
+            for grads in [false, true] {
+                let record = self.root.at(path);
+                let held = if grads {
+                    record.grads_held[*slot]
+                } else {
+                    record.values_held[*slot]
+                };
+                let Held::Outer(i) = held else { continue };
+                let o = &record.outer[i];
+                let within = Within {
+                    slot: o.slot,
+                    start: o.start,
+                    width: o.width,
+                };
+                let from = self.root.at(&o.path);
+                let at = if grads {
+                    from.grad_ptrs[o.slot]
+                } else {
+                    from.value_ptrs[o.slot]
+                }
+                .columns(&within);
+                let record = self.root.at_mut(path);
+                if grads {
+                    record.grad_ptrs[*slot] = at;
+                } else {
+                    record.value_ptrs[*slot] = at;
+                }
+            }
         }
     }
 
@@ -719,7 +861,7 @@ impl<F: Float> Tape<F> {
     /// pass, exactly as the nodes one by one compute them.
     pub fn value(&self, name: &str) -> Result<ArrayView2<'_, F>> {
         let (r, s) = self.slot(name)?;
-        let (m, within) = r.whole(s, false);
+        let (m, within) = r.whole(&self.root, s, false);
         Ok(columns(m, within))
     }
 
@@ -744,21 +886,21 @@ impl<F: Float> Tape<F> {
     /// `(T·B, width)`, valid after backward.
     pub fn grad(&self, name: &str) -> Result<ArrayView2<'_, F>> {
         let (r, s) = self.slot(name)?;
-        let (m, within) = r.whole(s, true);
+        let (m, within) = r.whole(&self.root, s, true);
         Ok(columns(m, within))
     }
 
     /// [`value`](Self::value) step by step, `(T, B, width)`.
     pub fn value_seq(&self, name: &str) -> Result<ArrayView3<'_, F>> {
         let (r, s) = self.slot(name)?;
-        let (m, within) = r.whole(s, false);
+        let (m, within) = r.whole(&self.root, s, false);
         Ok(columns(self.steps_view(m), within))
     }
 
     /// [`grad`](Self::grad) step by step, `(T, B, width)`.
     pub fn grad_seq(&self, name: &str) -> Result<ArrayView3<'_, F>> {
         let (r, s) = self.slot(name)?;
-        let (m, within) = r.whole(s, true);
+        let (m, within) = r.whole(&self.root, s, true);
         Ok(columns(self.steps_view(m), within))
     }
 

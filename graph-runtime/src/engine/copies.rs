@@ -7,8 +7,9 @@
 
 use super::plan::{Block, Hop, Plan, UnitKind};
 use super::visit::grad_wanted;
+use crate::spec::Fusion;
 use crate::spec::{GraphSpec, NodeKind};
-use crate::tape::{Record, SlotPtr};
+use crate::tape::{Held, OuterSlot, Record, SlotPtr};
 use crate::Float;
 use std::ops::Range;
 
@@ -173,6 +174,11 @@ pub(super) fn resolve<F: Float>(
         }
         UnitKind::Node | UnitKind::Fused { .. } => return None,
     };
+    // A nested cell's state that its fused pass keeps where the enclosing
+    // graph does (`shared_states`) is there already.
+    if later == 0 && src.same_columns(&src_cols, &dst, &dst_cols) {
+        return None;
+    }
     Some(if back {
         // The gradient goes the other way, added.
         RowCopy {
@@ -195,4 +201,150 @@ pub(super) fn resolve<F: Float>(
             to_later: later,
         }
     })
+}
+
+/// A slot of a nested record that needs no copy: its record's path, the
+/// slot, whether its gradients are shared too (or only its values), and
+/// where it is instead.
+pub(crate) struct SharedState {
+    pub path: Vec<Hop>,
+    pub slot: usize,
+    pub grads: bool,
+    pub at: OuterSlot,
+}
+
+/// The `Enter` and `Leave` copies of a fused LSTM cell's state that the
+/// cell's pass can do without, reading and writing the columns of the
+/// enclosing graph's slot in place: a state `c` entering the cell (its
+/// values and gradients: the enclosing slot's columns have no other
+/// reader, so their gradient is the cell's), and `c_next`, `h_next`
+/// leaving it (their values only: the enclosing slot's gradient is its
+/// own readers', the cell's adds what the cell reads). Only slots no
+/// layer reads qualify, since the fused pass alone addresses the strided
+/// columns (a layer reads its input as contiguous rows).
+pub(crate) fn shared_states<F: Float>(root: &Record<F>, plan: &Plan) -> Vec<SharedState> {
+    // The records with a fused group, and the group.
+    let fused: Vec<(&[Hop], usize)> = (0..plan.units.len())
+        .filter_map(|u| match plan.units[u].kind {
+            UnitKind::Fused { fusion } => Some((plan.path(u), fusion)),
+            _ => None,
+        })
+        .collect();
+    // Whether `slot` of the record at `path` is one of `pick`'s slots of a
+    // fused group there, read by the group's nodes alone.
+    let group_slot = |path: &[Hop], slot: usize, pick: &dyn Fn(&crate::spec::LstmGates) -> [usize; 2]| {
+        let spec = root.at(path).spec;
+        fused.iter().any(|&(p, fusion)| {
+            let Fusion::LstmGates(group) = &spec.fusions[fusion];
+            p == path
+                && pick(group).contains(&slot)
+                && spec
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| n.inputs.contains(&slot))
+                    .all(|(k, _)| group.nodes().contains(&k))
+        })
+    };
+    let own = |r: &Record<F>, s: usize, grads: bool| {
+        r.kept[s] && r.values_held[s] == Held::Own && (!grads || r.grads_held[s] == Held::Own)
+    };
+    let mut shared: Vec<SharedState> = Vec::new();
+    for u in 0..plan.units.len() {
+        let unit = &plan.units[u];
+        let (path, source, from) = (plan.path(u), plan.source(u), unit.source_slot);
+        match unit.kind {
+            UnitKind::Enter {
+                input: j,
+                layer,
+                outer,
+                inner: None,
+            } => {
+                if copies_ids(root, plan, u) || !path.starts_with(source) {
+                    continue;
+                }
+                let host = root.at(path);
+                let Some(i) = entry(host.spec, unit.node, j) else {
+                    continue;
+                };
+                if host.nested[unit.node].get(layer).is_none() {
+                    continue;
+                }
+                let mut inner_path = path.to_vec();
+                inner_path.push(Hop {
+                    node: unit.node,
+                    layer,
+                });
+                let (src, dst) = (root.at(source), root.at(&inner_path));
+                // The enclosing slot is read by one node (the host this copy
+                // enters, or the one on the way to it) and is no output.
+                let readers = src.spec.nodes.iter().filter(|n| n.inputs.contains(&from)).count();
+                let output =
+                    |r: &Record<F>, s: usize| (0..r.spec.outputs.len()).any(|o| r.spec.output_slot(o) == s);
+                if readers != 1
+                    || output(src, from)
+                    || output(dst, i)
+                    || !own(src, from, true)
+                    || !own(dst, i, true)
+                {
+                    continue;
+                }
+                if !group_slot(&inner_path, i, &|g| [g.c, g.c]) {
+                    continue;
+                }
+                let cols = Block::columns(outer, src.widths[from]);
+                if cols.len() != dst.widths[i] {
+                    continue;
+                }
+                shared.push(SharedState {
+                    path: inner_path,
+                    slot: i,
+                    grads: true,
+                    at: OuterSlot {
+                        path: source.to_vec(),
+                        slot: from,
+                        start: cols.start,
+                        width: cols.len(),
+                    },
+                });
+            }
+            UnitKind::Leave {
+                outer, inner: None, ..
+            } => {
+                if !source.starts_with(path) || source.len() == path.len() {
+                    continue;
+                }
+                let (src, dst) = (root.at(source), root.at(path));
+                let to = dst.spec.node_slot(unit.node);
+                if !own(src, from, false) || !own(dst, to, false) {
+                    continue;
+                }
+                let spec = src.spec;
+                let pick = |g: &crate::spec::LstmGates| [spec.node_slot(g.c_next), spec.node_slot(g.h_next)];
+                // One destination per slot: the first copy out of it.
+                if !group_slot(source, from, &pick)
+                    || shared.iter().any(|s| s.path == source && s.slot == from)
+                {
+                    continue;
+                }
+                let cols = Block::columns(outer, dst.widths[to]);
+                if cols.len() != src.widths[from] {
+                    continue;
+                }
+                shared.push(SharedState {
+                    path: source.to_vec(),
+                    slot: from,
+                    grads: false,
+                    at: OuterSlot {
+                        path: path.to_vec(),
+                        slot: to,
+                        start: cols.start,
+                        width: cols.len(),
+                    },
+                });
+            }
+            _ => {}
+        }
+    }
+    shared
 }

@@ -158,7 +158,7 @@ pub(crate) fn backward<F: Float>(record: &Record<F>, fusion: &Fusion, rows: Rang
 /// See [`Slot::rows`].
 unsafe fn lstm_forward<F: Float>(v: &Gates<F>, rows: &Range<usize>, h: usize) {
     // SAFETY (each `rows` call): see this function's contract.
-    let (a, b, c) = unsafe { (v.a.read(rows), v.b.read(rows), v.c.read(rows)) };
+    let (a, b) = unsafe { (v.a.read(rows), v.b.read(rows)) };
     let (sig_i, sig_f, tanh_g, sig_o) = unsafe {
         (
             v.sig_i.rows(rows),
@@ -187,20 +187,27 @@ unsafe fn lstm_forward<F: Float>(v: &Gates<F>, rows: &Range<usize>, h: usize) {
         }
         activation(out);
     }
-    let (c_next, tanh_c, h_next) = unsafe { (v.c_next.rows(rows), v.tanh_c.rows(rows), v.h_next.rows(rows)) };
-    // c_next = σ(f)·c + σ(i)·tanh(g), each product rounded as the CMul
-    // layers round it (the products are not kept).
-    for ((out, (&f, &c)), (&i, &g)) in c_next
-        .iter_mut()
-        .zip(sig_f.iter().zip(c))
-        .zip(sig_i.iter().zip(&*tanh_g))
-    {
-        *out = f * c + i * g;
+    // `c`, `c_next` and `h_next` may be columns of an enclosing graph's
+    // slots (`copies::shared_states`): row by row.
+    let tanh_c = unsafe { v.tanh_c.rows(rows) };
+    for (i, r) in rows.clone().enumerate() {
+        let span = i * h..(i + 1) * h;
+        let (c, c_next) = unsafe { (v.c.0.row_ref(r), v.c_next.0.row_mut(r)) };
+        // c_next = σ(f)·c + σ(i)·tanh(g), each product rounded as the CMul
+        // layers round it (the products are not kept).
+        let (f, i, g) = (&sig_f[span.clone()], &sig_i[span.clone()], &tanh_g[span.clone()]);
+        for ((out, (&f, &c)), (&i, &g)) in c_next.iter_mut().zip(f.iter().zip(c)).zip(i.iter().zip(g)) {
+            *out = f * c + i * g;
+        }
+        tanh_c[span].copy_from_slice(c_next);
     }
-    tanh_c.copy_from_slice(c_next);
     F::tanh_in_place(tanh_c);
-    for ((out, &o), &t) in h_next.iter_mut().zip(&*sig_o).zip(&*tanh_c) {
-        *out = o * t;
+    for (i, r) in rows.clone().enumerate() {
+        let span = i * h..(i + 1) * h;
+        let h_next = unsafe { v.h_next.0.row_mut(r) };
+        for ((out, &o), &t) in h_next.iter_mut().zip(&sig_o[span.clone()]).zip(&tanh_c[span]) {
+            *out = o * t;
+        }
     }
 }
 
@@ -218,8 +225,7 @@ unsafe fn lstm_backward<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize
             v.sig_o.read(rows),
         )
     };
-    let (c, tanh_c) = unsafe { (v.c.read(rows), v.tanh_c.read(rows)) };
-    let d_c = g.wanted[2].then(|| unsafe { g.c.rows(rows) });
+    let tanh_c = unsafe { v.tanh_c.read(rows) };
     let (d_h, d_c_next) = unsafe { (g.h_next.read(rows), g.c_next.rows(rows)) };
     // h_next = σ(o)·tanh_c, tanh_c = tanh(c_next): c_next's gradient gets
     // tanh_c's, dh·σ(o), through the Tanh layer's derivative.
@@ -230,20 +236,30 @@ unsafe fn lstm_backward<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize
     let d_c_next: &[F] = d_c_next;
     // c_next = f·c + i·g: both products have c_next's gradient. Each part of
     // the sum's gradient is the CMul layer's input gradient (`x·z`: not
-    // kept) through the activation's derivative (by its output `y`).
+    // kept) through the activation's derivative (by its output `y`). `c`
+    // (and its gradient) may be columns of an enclosing graph's slot: read
+    // row by row.
     let d_sum = unsafe { g.sum.rows(rows) };
-    // Per part: the two factors, the activation's output, whether it is tanh.
-    type Part<'a, F> = (&'a [F], &'a [F], &'a [F], bool);
-    let gates: [Part<'_, F>; 4] = [
-        (d_c_next, tanh_g, sig_i, false),
-        (d_c_next, c, sig_f, false),
-        (d_c_next, sig_i, tanh_g, true),
-        (d_h, tanh_c, sig_o, false),
-    ];
-    for (k, (x, z, y, tanh)) in gates.into_iter().enumerate() {
-        let by_rows = x.chunks_exact(h).zip(z.chunks_exact(h)).zip(y.chunks_exact(h));
-        for (row, ((x, z), y)) in d_sum.chunks_exact_mut(4 * h).zip(by_rows) {
-            let d_part = &mut row[k * h..(k + 1) * h];
+    for k in 0..4 {
+        for (i, r) in rows.clone().enumerate() {
+            let span = i * h..(i + 1) * h;
+            let (x, z, y, tanh): (&[F], &[F], &[F], bool) = match k {
+                0 => (
+                    &d_c_next[span.clone()],
+                    &tanh_g[span.clone()],
+                    &sig_i[span],
+                    false,
+                ),
+                1 => (
+                    &d_c_next[span.clone()],
+                    unsafe { v.c.0.row_ref(r) },
+                    &sig_f[span],
+                    false,
+                ),
+                2 => (&d_c_next[span.clone()], &sig_i[span.clone()], &tanh_g[span], true),
+                _ => (&d_h[span.clone()], &tanh_c[span.clone()], &sig_o[span], false),
+            };
+            let d_part = &mut d_sum[(4 * i + k) * h..(4 * i + k + 1) * h];
             let factors = d_part.iter_mut().zip(x).zip(z.iter().zip(y));
             if tanh {
                 for ((dp, &x), (&z, &y)) in factors {
@@ -256,9 +272,13 @@ unsafe fn lstm_backward<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize
             }
         }
     }
-    if let Some(d_c) = d_c {
-        for ((dc, &df), &f) in d_c.iter_mut().zip(d_c_next).zip(sig_f) {
-            *dc += df * f;
+    if g.wanted[2] {
+        for (i, r) in rows.clone().enumerate() {
+            let span = i * h..(i + 1) * h;
+            let d_c = unsafe { g.c.0.row_mut(r) };
+            for ((dc, &df), &f) in d_c.iter_mut().zip(&d_c_next[span.clone()]).zip(&sig_f[span]) {
+                *dc += df * f;
+            }
         }
     }
     // Both inputs of the sum get its gradient: there already when it is

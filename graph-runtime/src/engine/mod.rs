@@ -22,7 +22,7 @@
 //! - `check.rs`: naming errors by node path and step; checked mode.
 
 pub(crate) mod check;
-mod copies;
+pub(crate) mod copies;
 mod fuse;
 pub(crate) mod load;
 pub(crate) mod plan;
@@ -92,7 +92,7 @@ pub(crate) fn forward<F: Float, G: Graph<F>>(graph: &G, tape: &mut Tape<F>) -> R
     tape.weights = core.store.generation();
     tape.calls = tape.calls.wrapping_add(1);
     let seed = mix_seed(mode.seed, tape.calls, 0, 0);
-    tape.root.take_pointers();
+    tape.take_pointers();
     let (run, root) = Run::split(tape);
     let (steps, plan) = (run.steps, run.plan);
     for seg in segments(plan, steps) {
@@ -141,7 +141,7 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
             return Err(check::earlier_non_finite(spec, &core.store, i));
         }
     }
-    tape.root.take_pointers();
+    tape.take_pointers();
     let (run, root) = Run::split(tape);
     let (steps, plan) = (run.steps, run.plan);
     wanted_inside(root);
@@ -335,7 +335,7 @@ impl<'a> Run<'a> {
                 let root = &*visit.record;
                 let r = root.at(path);
                 for &k in &self.plan.computes[unit.computes.clone()] {
-                    let values = r.value_rows(r.spec.node_slot(k), rows.clone());
+                    let values = r.value_rows(root, r.spec.node_slot(k), rows.clone());
                     check_finite(r.spec, k, Pass::Forward, values.view())
                         .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
                 }
@@ -385,7 +385,7 @@ impl<'a> Run<'a> {
             let check = |root: &Record<F>| -> Result<()> {
                 let r = root.at(path);
                 for &k in self.plan.computes[unit.computes.clone()].iter().rev() {
-                    let grads = r.grad_rows(r.spec.node_slot(k), rows.clone());
+                    let grads = r.grad_rows(root, r.spec.node_slot(k), rows.clone());
                     check_finite(r.spec, k, Pass::Backward, grads.view())
                         .map_err(|e| at_step(from_path(root, path, e), step, self.step_rows()))?;
                 }
