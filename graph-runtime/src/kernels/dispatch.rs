@@ -56,6 +56,9 @@ pub trait Kernels: Copy + sealed::Sealed {
         bias: Option<&[Self]>,
         c: &mut [Self],
     );
+    /// `f` on this thread's scratch buffer of `len` values (kept between
+    /// calls: allocation-free once warmed up), for partial results.
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
     /// `c = [c +] a · b` on strided operands.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
@@ -80,6 +83,9 @@ thread_local! {
     static PACK_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
     static WEIGHTS_F32: RefCell<Vec<Entry<f32>>> = const { RefCell::new(Vec::new()) };
     static WEIGHTS_F64: RefCell<Vec<Entry<f64>>> = const { RefCell::new(Vec::new()) };
+    /// Partial column sums (see `add_column_sums`).
+    static SCRATCH_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
     /// `bᵀ` packed for one product with many rows (see `many_rows_times_bt`).
     static BT_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static BT_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
@@ -145,8 +151,18 @@ macro_rules! activations_for {
 }
 
 macro_rules! gemm_for {
-    ($t:ident, $pack:ident, $weights:ident, $bt:ident) => {
+    ($t:ident, $pack:ident, $weights:ident, $bt:ident, $scratch:ident) => {
         impl Kernels for $t {
+            fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
+                $scratch.with(|buf| {
+                    let mut buf = buf.borrow_mut();
+                    if buf.len() < len {
+                        buf.resize(len, 0.0);
+                    }
+                    f(&mut buf[..len])
+                })
+            }
+
             fn exp_in_place(x: &mut [$t]) {
                 activations_for!($t, exp, x)
             }
@@ -225,5 +241,5 @@ macro_rules! gemm_for {
         }
     };
 }
-gemm_for!(f32, PACK_F32, WEIGHTS_F32, BT_F32);
-gemm_for!(f64, PACK_F64, WEIGHTS_F64, BT_F64);
+gemm_for!(f32, PACK_F32, WEIGHTS_F32, BT_F32, SCRATCH_F32);
+gemm_for!(f64, PACK_F64, WEIGHTS_F64, BT_F64, SCRATCH_F64);

@@ -14,7 +14,7 @@ use std::ops::Range;
 /// takes one in well under a microsecond: measured on a 2-core Zen 4, a
 /// 32 x 64 x 128 product (0.26M multiply-adds) ran 1.6x faster on two
 /// threads, a step of the char model's LSTM (50 x 128 x 512) 1.9x.
-pub(super) const PARALLEL_WORK: usize = 1 << 17;
+pub(crate) const PARALLEL_WORK: usize = 1 << 17;
 
 /// Rows per unit of a split, for products tiled by `MR` rows of the output
 /// and for `x · wᵀ`, which is tiled by 32 or 16 (f32) or 8 (f64) of its
@@ -69,6 +69,28 @@ pub(super) fn by_rows<F: Float>(
         product(r0, r1, c);
     };
     pool::run(parts, &part);
+}
+
+/// A buffer whose disjoint runs the threads of one job write, each its own.
+pub(super) struct Disjoint<T>(*mut T, usize);
+// SAFETY: the threads of a job write disjoint runs (see `slice`).
+unsafe impl<T: Send> Sync for Disjoint<T> {}
+
+impl<T> Disjoint<T> {
+    pub(super) fn new(buffer: &mut [T]) -> Self {
+        Disjoint(buffer.as_mut_ptr(), buffer.len())
+    }
+
+    /// The `len` values from `start`, writable.
+    ///
+    /// # Safety
+    /// No other thread uses these values while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(super) unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
+        assert!(start + len <= self.1, "a run of the buffer");
+        // SAFETY: within the buffer (checked above), as the caller guarantees.
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
 }
 
 /// Columns `cols` of a row-major matrix with `n` columns: what one thread
