@@ -112,6 +112,17 @@ pub(crate) struct OuterSlot {
     pub width: usize,
 }
 
+impl OuterSlot {
+    /// The columns, within their record.
+    fn within(&self) -> Within {
+        Within {
+            slot: self.slot,
+            start: self.start,
+            width: self.width,
+        }
+    }
+}
+
 /// `x op y`, element by element, of two slots' values or gradients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Derived {
@@ -494,12 +505,7 @@ impl<F: Float> Record<F> {
             // The enclosing slot has a buffer of its own (`Tape::new`).
             Held::Outer(i) => {
                 let o = &self.outer[i];
-                let within = Within {
-                    slot: o.slot,
-                    start: o.start,
-                    width: o.width,
-                };
-                (root.at(&o.path).whole(root, o.slot, grads).0, Some(within))
+                (root.at(&o.path).whole(root, o.slot, grads).0, Some(o.within()))
             }
         }
     }
@@ -782,18 +788,13 @@ impl<F: Float> Tape<F> {
                 };
                 let Held::Outer(i) = held else { continue };
                 let o = &record.outer[i];
-                let within = Within {
-                    slot: o.slot,
-                    start: o.start,
-                    width: o.width,
-                };
                 let from = self.root.at(&o.path);
                 let at = if grads {
                     from.grad_ptrs[o.slot]
                 } else {
                     from.value_ptrs[o.slot]
                 }
-                .columns(&within);
+                .columns(&o.within());
                 let record = self.root.at_mut(path);
                 if grads {
                     record.grad_ptrs[*slot] = at;

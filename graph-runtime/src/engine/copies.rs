@@ -230,14 +230,20 @@ pub(crate) fn shared_states<F: Float>(root: &Record<F>, plan: &Plan) -> Vec<Shar
             _ => None,
         })
         .collect();
-    // Whether `slot` of the record at `path` is one of `pick`'s slots of a
-    // fused group there, read by the group's nodes alone.
-    let group_slot = |path: &[Hop], slot: usize, pick: &dyn Fn(&crate::spec::LstmGates) -> [usize; 2]| {
+    // Whether `slot` of the record at `path` is the state entering a fused
+    // group there (`entering`) or one leaving it, read by the group's nodes
+    // alone.
+    let group_slot = |path: &[Hop], slot: usize, entering: bool| {
         let spec = root.at(path).spec;
         fused.iter().any(|&(p, fusion)| {
             let Fusion::LstmGates(group) = &spec.fusions[fusion];
+            let state = if entering {
+                slot == group.c
+            } else {
+                slot == spec.node_slot(group.c_next) || slot == spec.node_slot(group.h_next)
+            };
             p == path
-                && pick(group).contains(&slot)
+                && state
                 && spec
                     .nodes
                     .iter()
@@ -289,7 +295,7 @@ pub(crate) fn shared_states<F: Float>(root: &Record<F>, plan: &Plan) -> Vec<Shar
                 {
                     continue;
                 }
-                if !group_slot(&inner_path, i, &|g| [g.c, g.c]) {
+                if !group_slot(&inner_path, i, true) {
                     continue;
                 }
                 let cols = Block::columns(outer, src.widths[from]);
@@ -319,10 +325,8 @@ pub(crate) fn shared_states<F: Float>(root: &Record<F>, plan: &Plan) -> Vec<Shar
                 if !own(src, from, false) || !own(dst, to, false) {
                     continue;
                 }
-                let spec = src.spec;
-                let pick = |g: &crate::spec::LstmGates| [spec.node_slot(g.c_next), spec.node_slot(g.h_next)];
                 // One destination per slot: the first copy out of it.
-                if !group_slot(source, from, &pick)
+                if !group_slot(source, from, false)
                     || shared.iter().any(|s| s.path == source && s.slot == from)
                 {
                     continue;
