@@ -131,6 +131,9 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
     if tape.weights != core.store.generation() {
         return Err(stale_weights(spec));
     }
+    // Backward writes the gradients, never the weights: products may keep
+    // the weights packed for the pass's steps, as forward's do.
+    let _pass = crate::kernels::packed::PassScope::enter();
     let checked = core.checked;
     if checked {
         core.saved_grads.clear();

@@ -4,7 +4,7 @@
 //! to the portable micro-kernels used to test them on any CPU.
 
 use super::gemm::{blocked, rows_times_packed, rows_times_wt, Kernel};
-use super::packed::{pack_transposed, with_packed, Entry};
+use super::packed::{pack_columns, pack_transposed, with_packed, Entry};
 use super::split::Columns;
 use super::split::{by_cols, by_rows};
 use super::{activations, Operand};
@@ -44,6 +44,11 @@ pub trait Kernels: Copy + sealed::Sealed {
         bias: Option<&[Self]>,
         c: &mut [Self],
     ) -> bool;
+    /// `c += a · b` with `b` (`k x n`) packed by columns once per pass
+    /// (`packed.rs`), split by rows across the pool; `false` (nothing done)
+    /// where no packed copy is kept.
+    fn times_packed_weights_acc(m: usize, k: usize, n: usize, a: &[Self], b: &[Self], c: &mut [Self])
+        -> bool;
     /// `c = a · bᵀ` with many rows: `bᵀ` packed for this call (a small
     /// cost beside the product), `a` read in place, split by rows.
     #[allow(clippy::too_many_arguments)]
@@ -83,6 +88,9 @@ thread_local! {
     static PACK_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
     static WEIGHTS_F32: RefCell<Vec<Entry<f32>>> = const { RefCell::new(Vec::new()) };
     static WEIGHTS_F64: RefCell<Vec<Entry<f64>>> = const { RefCell::new(Vec::new()) };
+    /// Weights packed by columns for `dy · w` (see `times_packed_weights_acc`).
+    static COLUMNS_F32: RefCell<Vec<Entry<f32>>> = const { RefCell::new(Vec::new()) };
+    static COLUMNS_F64: RefCell<Vec<Entry<f64>>> = const { RefCell::new(Vec::new()) };
     /// Partial column sums (see `add_column_sums`).
     static SCRATCH_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static SCRATCH_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
@@ -151,7 +159,7 @@ macro_rules! activations_for {
 }
 
 macro_rules! gemm_for {
-    ($t:ident, $pack:ident, $weights:ident, $bt:ident, $scratch:ident) => {
+    ($t:ident, $pack:ident, $weights:ident, $columns:ident, $bt:ident, $scratch:ident) => {
         impl Kernels for $t {
             fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
                 $scratch.with(|buf| {
@@ -187,9 +195,51 @@ macro_rules! gemm_for {
                 let nr = <$t as Kernel>::nr();
                 $weights
                     .with(|cache| {
-                        with_packed(cache, b, n, k, nr, |wt| {
+                        with_packed(cache, pack_transposed, b, n, k, nr, |wt| {
                             by_cols(m, n, m * k * n, nr, c, |c| {
                                 rows_times_wt::<$t>(m, k, a, wt, bias, c)
+                            })
+                        })
+                    })
+                    .is_some()
+            }
+
+            fn times_packed_weights_acc(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: &[$t],
+                b: &[$t],
+                c: &mut [$t],
+            ) -> bool {
+                let nr = <$t as Kernel>::nr();
+                $columns
+                    .with(|cache| {
+                        with_packed(cache, pack_columns, b, k, n, nr, |panels| {
+                            by_rows(m, n, m * k * n, <$t as Kernel>::MR, c, |r0, r1, c| {
+                                let a = Operand {
+                                    data: &a[r0 * k..],
+                                    rs: k,
+                                    cs: 1,
+                                };
+                                let b = Operand {
+                                    data: b,
+                                    rs: n,
+                                    cs: 1,
+                                };
+                                $pack.with(|buf| {
+                                    blocked::<$t>(
+                                        r1 - r0,
+                                        n,
+                                        k,
+                                        a,
+                                        b,
+                                        Some(panels),
+                                        c,
+                                        true,
+                                        &mut buf.borrow_mut(),
+                                    )
+                                })
                             })
                         })
                     })
@@ -236,10 +286,10 @@ macro_rules! gemm_for {
                 c: &mut [$t],
                 accumulate: bool,
             ) {
-                $pack.with(|buf| blocked::<$t>(m, n, k, a, b, c, accumulate, &mut buf.borrow_mut()));
+                $pack.with(|buf| blocked::<$t>(m, n, k, a, b, None, c, accumulate, &mut buf.borrow_mut()));
             }
         }
     };
 }
-gemm_for!(f32, PACK_F32, WEIGHTS_F32, BT_F32, SCRATCH_F32);
-gemm_for!(f64, PACK_F64, WEIGHTS_F64, BT_F64, SCRATCH_F64);
+gemm_for!(f32, PACK_F32, WEIGHTS_F32, COLUMNS_F32, BT_F32, SCRATCH_F32);
+gemm_for!(f64, PACK_F64, WEIGHTS_F64, COLUMNS_F64, BT_F64, SCRATCH_F64);

@@ -128,6 +128,10 @@ const NC: usize = 2048;
 /// The longest row of `B` read in place (see `blocked`).
 const IN_PLACE_ROW_BYTES: usize = 1024;
 
+/// Products of at least this many rows pack `B` however it is laid out
+/// (see `blocked`): the packing costs at most 1/128 of the multiply-adds.
+const PACK_B_ROWS: usize = 128;
+
 /// The longest stride of an A read in place (see `blocked`). At 4 KiB a
 /// 1024³ `aᵀ · b` ran slower in place than packed (50.7 against 63.3
 /// GFLOP/s, one thread, Intel AVX-512 VM), likely because a block of `MC`
@@ -204,6 +208,9 @@ pub(super) trait Kernel: Float {
     );
 }
 
+/// `c (m x n) = [c +] a · b`. `packed_b`, when given, is `b` packed by
+/// columns for all `k` steps (`packed::pack_columns`), read instead of
+/// packing `b` or reading it in place.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn blocked<T: Kernel>(
     m: usize,
@@ -211,18 +218,24 @@ pub(super) fn blocked<T: Kernel>(
     k: usize,
     a: Operand<'_, T>,
     b: Operand<'_, T>,
+    packed_b: Option<&[T]>,
     c: &mut [T],
     accumulate: bool,
     buf: &mut Vec<T>,
 ) {
     let (mr, nr) = (T::MR, T::nr());
     // A B whose rows are contiguous and short (a weight matrix in backward,
-    // or the activations) is read in place rather than packed, which would
-    // be done again at every step of a sequence. Rows far apart are packed
-    // all the same: a panel reads KC rows, and one page per row costs more
-    // in address translation than the packing saves. A last, partial panel
-    // is always packed.
-    let in_place = b.cs == 1 && b.rs * std::mem::size_of::<T>() <= IN_PLACE_ROW_BYTES;
+    // or the activations) is read in place rather than packed when the
+    // product has few rows (a step's batch): packing would be done again at
+    // every step of a sequence. With many rows the packing is paid once for
+    // all of them, and a packed panel stays in L1 where one read in place,
+    // its rows a power of two apart, falls into a few of L1's sets and is
+    // read from L2 by every tile (W4's gradients over a sequence, one
+    // thread: 13% faster packed). Rows far apart are packed all the same:
+    // a panel reads KC rows, and one page per row costs more in address
+    // translation than the packing saves. A last, partial panel is always
+    // packed.
+    let in_place = b.cs == 1 && b.rs * std::mem::size_of::<T>() <= IN_PLACE_ROW_BYTES && m < PACK_B_ROWS;
     // An A whose rows, or whose columns, are contiguous and close is read
     // in place by the micro-kernel (MR rows, or MR adjacent columns, `kc`
     // steps long): packing a row-major A is a transposition that cost more
@@ -247,7 +260,7 @@ pub(super) fn blocked<T: Kernel>(
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             // Pack B[pc.., jc..] into column panels of NR, zero padded.
-            if !in_place {
+            if !in_place && packed_b.is_none() {
                 for (panel, j0) in (0..nc).step_by(nr).enumerate() {
                     let dst = &mut bpack[panel * kc * nr..(panel + 1) * kc * nr];
                     pack(dst, nr, b, pc, jc + j0, kc, nr.min(nc - j0), false);
@@ -267,7 +280,10 @@ pub(super) fn blocked<T: Kernel>(
                 }
                 for (bp, j0) in (0..nc).step_by(nr).enumerate() {
                     let cols = nr.min(nc - j0);
-                    let (bpanel, ldb): (&[T], usize) = if !in_place {
+                    let (bpanel, ldb): (&[T], usize) = if let Some(panels) = packed_b {
+                        let at = (jc + j0) / nr * k * nr + pc * nr;
+                        (&panels[at..at + kc * nr], nr)
+                    } else if !in_place {
                         (&bpack[bp * kc * nr..(bp + 1) * kc * nr], nr)
                     } else if cols == nr {
                         let start = pc * b.rs + jc + j0;

@@ -308,6 +308,17 @@ pub fn matmul_a_b_acc<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usiz
     });
 }
 
+/// [`matmul_a_b_acc`] for `dy · w` where `w` is a parameter of the graph
+/// the current engine pass runs (see [`matmul_x_wt`]): from its second use
+/// in the pass, `w` is taken packed once for the pass (`packed.rs`).
+pub(crate) fn matmul_dy_w<F: Float>(dy: &[F], w: &[F], dx: &mut [F], m: usize, k: usize, n: usize) {
+    debug_assert_eq!((dy.len(), w.len(), dx.len()), (m * k, k * n, m * n));
+    let packed = m * k * n > SMALL_WORK && F::times_packed_weights_acc(m, k, n, dy, w, dx);
+    if !packed {
+        matmul_a_b_acc(dy, w, dx, m, k, n);
+    }
+}
+
 /// `c += aᵀ · b` where `a` is `(k, m)`, `b` is `(k, n)` and `c` is `(m, n)`.
 pub fn matmul_at_b_acc<F: Float>(a: &[F], b: &[F], c: &mut [F], k: usize, m: usize, n: usize) {
     debug_assert_eq!((a.len(), b.len(), c.len()), (k * m, k * n, m * n));

@@ -1,9 +1,12 @@
-//! Weights packed once per engine pass for `x · wᵀ` with few rows (one
-//! step's batch): `wᵀ` in panels of the micro-kernel's width, so that the
-//! step's activations are read in place and each tile is `c`'s own layout
-//! (no transposed write-back, no packing of the activations per product).
+//! Weights packed once per engine pass for products with few rows (one
+//! step's batch): `wᵀ` in panels of the micro-kernel's width for `x · wᵀ`
+//! (forward), so that the step's activations are read in place and each
+//! tile is `c`'s own layout (no transposed write-back, no packing of the
+//! activations per product); `w` in such panels for `dy · w` (backward),
+//! so that each tile reads its panel from L1 rather than `w`'s rows, a
+//! power of two apart, from L2.
 //!
-//! Packing `wᵀ` costs about as much as one such product, so it pays only
+//! Packing costs about as much as one such product, so it pays only
 //! when it is reused: over a pass's steps. A pass holds its graph borrowed,
 //! so its weights cannot change while it runs; a packed copy is keyed by the
 //! weight's address and length and by the pass, and is packed again (into
@@ -68,12 +71,18 @@ pub(super) struct Entry<T> {
     data: Vec<T>,
 }
 
-/// The packed `wᵀ` of `w` (`n` rows of `k`) in panels `nr` wide, passed to
+/// How a weight is packed: `pack(w, rows, cols, nr, out)` for `w` of
+/// `rows x cols` ([`pack_transposed`], [`pack_columns`]).
+pub(super) type Packing<T> = fn(&[T], usize, usize, usize, &mut Vec<T>);
+
+/// `w` (`n` rows of `k`) packed by `pack` in panels `nr` wide, passed to
 /// `f`, from its second use in a pass on (packed then, into a buffer kept
-/// in `cache`); `None` outside a pass and at a weight's first use in one,
-/// so that a weight used once per pass (a single step) is never packed.
+/// in `cache`, which holds one packing's copies); `None` outside a pass and
+/// at a weight's first use in one, so that a weight used once per pass (a
+/// single step) is never packed.
 pub(super) fn with_packed<T: Copy + Default, R>(
     cache: &RefCell<Vec<Entry<T>>>,
+    pack: Packing<T>,
     w: &[T],
     n: usize,
     k: usize,
@@ -110,7 +119,7 @@ pub(super) fn with_packed<T: Copy + Default, R>(
             e.seen = pass;
             return None;
         }
-        pack_transposed(w, n, k, nr, &mut e.data);
+        pack(w, n, k, nr, &mut e.data);
         e.pass = pass;
     }
     Some(f(&e.data))
@@ -128,6 +137,21 @@ pub(super) fn pack_transposed<T: Copy + Default>(w: &[T], n: usize, k: usize, nr
             for (p, &v) in row.iter().enumerate() {
                 panel[p * nr + l] = v;
             }
+        }
+    }
+}
+
+/// `w` (`k` rows of `n`) in panels of its columns, the layout the blocked
+/// GEMM packs `B` in: panel `q` holds columns `q * nr..`, step `p` of lane
+/// `l` at `q * k * nr + p * nr + l`, zero padded.
+pub(super) fn pack_columns<T: Copy + Default>(w: &[T], k: usize, n: usize, nr: usize, out: &mut Vec<T>) {
+    let panels = n.div_ceil(nr);
+    out.clear();
+    out.resize(panels * k * nr, T::default());
+    for (q, panel) in out.chunks_exact_mut(k * nr).enumerate() {
+        let (j0, lanes) = (q * nr, nr.min(n - q * nr));
+        for (p, step) in panel.chunks_exact_mut(nr).enumerate() {
+            step[..lanes].copy_from_slice(&w[p * n + j0..p * n + j0 + lanes]);
         }
     }
 }

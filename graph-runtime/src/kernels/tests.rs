@@ -668,6 +668,130 @@ fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passe
     }
 }
 
+/// Inside a pass, `dy · w` (a layer's input gradient) takes `w` packed by
+/// columns from its second use on: the same bits as `matmul_a_b_acc` (with
+/// each kernel the CPU has and the portable ones, on 1 and 2 threads, over
+/// several blocks of `k` and a last, partial panel of columns), adding to
+/// what `c` holds; a weight changed between passes is packed again.
+#[test]
+fn weights_packed_by_columns_for_a_pass_give_the_same_bits_and_follow_changes() {
+    use super::packed::PassScope;
+    use super::pool::with_threads;
+    for (m, k, n) in [
+        (25, 512, 128),
+        (50, 512, 128),
+        (7, 33, 31),
+        (13, 600, 65),
+        (6, 300, 17),
+    ] {
+        let dy: Vec<f32> = fill(m * k, 0.4).iter().map(|&v| v as f32).collect();
+        let mut w: Vec<f32> = fill(k * n, 0.8).iter().map(|&v| v as f32).collect();
+        let start: Vec<f32> = fill(m * n, 0.2).iter().map(|&v| v as f32).collect();
+        let product = |w: &[f32], packed: bool| {
+            let mut c = start.clone();
+            if packed {
+                matmul_dy_w(&dy, w, &mut c, m, k, n);
+            } else {
+                matmul_a_b_acc(&dy, w, &mut c, m, k, n);
+            }
+            c
+        };
+        for threads in [1, 2] {
+            for (path, _) in on_both_paths(|| ()) {
+                let run = |f: &dyn Fn() -> Vec<f32>| {
+                    with_threads(threads, || {
+                        if path == "SIMD" {
+                            f()
+                        } else {
+                            with_portable_kernels(f)
+                        }
+                    })
+                };
+                let unpacked = run(&|| product(&w, false));
+                let _pass = PassScope::enter();
+                // The first use reads `w` as it lies, the next ones the packed copy.
+                for use_ in 0..3 {
+                    let inside = run(&|| product(&w, true));
+                    assert!(
+                        unpacked
+                            .iter()
+                            .zip(&inside)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{m} x {k} x {n}, {threads} thread(s), {path}, use {use_}"
+                    );
+                }
+            }
+        }
+        // The weight changes between two passes: the next pass sees it.
+        {
+            let _pass = PassScope::enter();
+            product(&w, true);
+            product(&w, true);
+        }
+        w.iter_mut().for_each(|v| *v = -*v * 0.5);
+        let (dyf, wf): (Vec<f64>, Vec<f64>) = (
+            dy.iter().map(|&v| v as f64).collect(),
+            w.iter().map(|&v| v as f64).collect(),
+        );
+        let want: Vec<f64> = naive(&dyf, &wf, m, k, n)
+            .iter()
+            .zip(&start)
+            .map(|(p, &s)| p + s as f64)
+            .collect();
+        let _pass = PassScope::enter();
+        for _ in 0..2 {
+            let got = product(&w, true);
+            for (g, e) in got.iter().zip(&want) {
+                assert!(
+                    (*g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "{m} x {k} x {n}: {g} against {e}"
+                );
+            }
+        }
+    }
+}
+
+/// With many rows the blocked product packs `b` whatever its layout, and
+/// with few reads short rows in place: the same bits either way, on every
+/// kernel (the rows of one product computed with many and with few).
+#[test]
+fn many_and_few_rows_of_a_b_give_the_same_bits() {
+    for (k, n) in [(512, 128), (300, 17), (64, 40)] {
+        let many = 300;
+        let a: Vec<f32> = fill(many * k, 0.6).iter().map(|&v| v as f32).collect();
+        let b: Vec<f32> = fill(k * n, 0.1).iter().map(|&v| v as f32).collect();
+        for path in ["SIMD", "portable"] {
+            let go = |f: &dyn Fn() -> Vec<f32>| {
+                if path == "SIMD" {
+                    f()
+                } else {
+                    with_portable_kernels(f)
+                }
+            };
+            let all = go(&|| {
+                let mut c = vec![0.0f32; many * n];
+                super::pool::with_threads(1, || matmul_a_b_acc(&a, &b, &mut c, many, k, n));
+                c
+            });
+            for r0 in (0..many).step_by(25) {
+                let part = go(&|| {
+                    let mut c = vec![0.0f32; 25 * n];
+                    super::pool::with_threads(1, || {
+                        matmul_a_b_acc(&a[r0 * k..(r0 + 25) * k], &b, &mut c, 25, k, n)
+                    });
+                    c
+                });
+                assert!(
+                    part.iter()
+                        .zip(&all[r0 * n..(r0 + 25) * n])
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{k} x {n}, {path}, rows from {r0}"
+                );
+            }
+        }
+    }
+}
+
 /// A split covers every row once, in runs of whole tiles, and the parts
 /// differ by at most a tile, the first ones (the caller's) the larger.
 #[test]

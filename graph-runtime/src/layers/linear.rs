@@ -1,7 +1,7 @@
 //! `Linear(in, out)`: `y = x · Wᵀ + b`, torch layout (`weight` is `(out, in)`
 //! row-major, then `bias` of length `out`).
 
-use crate::kernels::{add_column_sums, matmul_a_b_acc, matmul_at_b_acc, matmul_x_wt};
+use crate::kernels::{add_column_sums, matmul_at_b_acc, matmul_dy_w, matmul_x_wt};
 use crate::layer::{Backward, Forward, Layer, LayerResult, ParamShape};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
@@ -116,7 +116,7 @@ impl<F: Float> Layer<F> for Linear {
         let batch = d_output.nrows();
         match (d_output.as_slice(), d_input.as_slice_mut()) {
             // dX += dY · W
-            (Some(dy), Some(dx)) => matmul_a_b_acc(dy, w, dx, batch, n_out, n_in),
+            (Some(dy), Some(dx)) => matmul_dy_w(dy, w, dx, batch, n_out, n_in),
             _ => {
                 let w = weight_view(w, n_out, n_in)?;
                 ndarray::linalg::general_mat_mul(F::one(), &d_output, &w, F::one(), &mut d_input);
