@@ -123,9 +123,8 @@ impl Run<'_> {
         }
         let failed = AtomicBool::new(false);
         let pass = PassScope::current();
-        pool::run(parts, &|p| {
+        pool::run_rows(parts, self.batch, 1, &|p, samples| {
             let _pass = (p > 0).then(|| PassScope::join(pass));
-            let samples = self.samples(parts, p);
             for t in 0..self.steps {
                 let rows = t * self.batch + samples.start..t * self.batch + samples.end;
                 if self
@@ -164,9 +163,8 @@ impl Run<'_> {
         // over a whole step would meet those first).
         let first: Mutex<Option<(usize, usize, usize, Error)>> = Mutex::new(None);
         let pass = PassScope::current();
-        pool::run(parts, &|p| {
+        pool::run_rows(parts, self.batch, 1, &|p, samples| {
             let _pass = (p > 0).then(|| PassScope::join(pass));
-            let samples = self.samples(parts, p);
             for t in (0..self.steps).rev() {
                 let rows = t * self.batch + samples.start..t * self.batch + samples.end;
                 let mut u = 0;
@@ -184,11 +182,6 @@ impl Run<'_> {
         });
         let first = first.into_inner().unwrap_or_else(|e| e.into_inner());
         Some(first.map_or(Ok(()), |(_, _, _, e)| Err(e)))
-    }
-
-    /// The samples of part `p` of `parts`.
-    fn samples(&self, parts: usize, p: usize) -> Range<usize> {
-        pool::split(self.batch, parts, 1, p)..pool::split(self.batch, parts, 1, p + 1)
     }
 
     /// The units `units` forward at step `t`, over `rows` (part of the step's).

@@ -24,37 +24,27 @@ pub(super) fn rows_times_packed<T: Kernel>(
     buf: &mut Vec<T>,
 ) {
     let (mr, nr) = (T::MR, T::nr());
-    let panels = m.div_ceil(nr);
-    let x_len = panels * k * nr;
+    // One panel of `xᵀ` at a time: the buffer's size does not depend on
+    // how many rows this thread was given, so a warm thread never grows it.
+    let x_len = k * nr;
     if buf.len() < x_len {
         buf.resize(x_len, T::zero());
     }
-    let xpack = &mut buf[..x_len];
+    let xpanel = &mut buf[..x_len];
     // xᵀ(p, j) = x[j * k + p]: lane j (a sample) is contiguous along p.
     let xt = Operand {
         data: x,
         rs: 1,
         cs: k,
     };
-    for (q, j0) in (0..m).step_by(nr).enumerate() {
-        pack(
-            &mut xpack[q * k * nr..(q + 1) * k * nr],
-            nr,
-            xt,
-            0,
-            j0,
-            k,
-            nr.min(m - j0),
-            false,
-        );
-    }
     let mut tile = [T::zero(); MAX_TILE];
     let tile = &mut tile[..mr * nr];
     let cols = c.cols();
-    for i0 in cols.clone().step_by(mr) {
-        let rows = mr.min(cols.end - i0);
-        for (q, j0) in (0..m).step_by(nr).enumerate() {
-            let xpanel = &xpack[q * k * nr..(q + 1) * k * nr];
+    for j0 in (0..m).step_by(nr) {
+        pack(xpanel, nr, xt, 0, j0, k, nr.min(m - j0), false);
+        let xpanel: &[T] = xpanel;
+        for i0 in cols.clone().step_by(mr) {
+            let rows = mr.min(cols.end - i0);
             let a = Lanes::rows(&w[i0 * k..(i0 + rows) * k], k);
             T::tile(k, a, xpanel, nr, tile, nr, false, rows);
             // The tile is cᵀ[i0.., j0..]: write it back transposed.
@@ -245,7 +235,10 @@ pub(super) fn blocked<T: Kernel>(
     let a_in_place = (a.cs == 1 || a.rs == 1) && a_stride * std::mem::size_of::<T>() <= IN_PLACE_A_BYTES;
     let nc_max = if in_place { nr } else { NC.min(n.div_ceil(nr) * nr) };
     let kc_max = KC.min(k);
-    let mc_max = MC.min(m.div_ceil(mr) * mr);
+    // A whole block of A whatever `m` is: a thread's share of rows changes
+    // from job to job (`pool::run_rows`), and its buffer is then never
+    // grown once warm.
+    let mc_max = MC;
     let (b_len, a_len) = (kc_max * nc_max, kc_max * mc_max);
     if buf.len() < a_len + b_len {
         buf.resize(a_len + b_len, T::zero());

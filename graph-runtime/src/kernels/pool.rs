@@ -1,7 +1,9 @@
 //! The threads matrix products (and loops split by samples,
 //! `engine/split.rs`) are split across: a small persistent pool (spawned
-//! once, on first use) that runs one job at a time, each thread a fixed
-//! share of the output. Handing out a job allocates nothing, so a
+//! once, on first use) that runs one job at a time, each thread a share
+//! of the output: even, or (`run_rows`, for rows that are independent) in
+//! proportion to how fast each thread has lately been, since two cores are
+//! rarely equally fast for long. Handing out a job allocates nothing, so a
 //! warmed-up training step stays allocation-free at any thread count
 //! (rayon's `join`, measured, may allocate per call).
 //!
@@ -18,6 +20,7 @@
 //! thread's product) runs alone on its caller, with the same result.
 
 use std::cell::{Cell, UnsafeCell};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -257,21 +260,26 @@ impl Pool {
 /// others on the pool's workers, and returns when all are done. Runs every
 /// part on the caller when the pool is busy or `parts` is 1.
 pub fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
+    run_parts(parts, f);
+}
+
+/// [`run`], saying whether the parts ran on as many threads.
+fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
     if parts <= 1 {
         f(0);
-        return;
+        return false;
     }
     let pool = pool();
     let Ok(_busy) = pool.busy.try_lock() else {
         (0..parts).for_each(f);
-        return;
+        return false;
     };
     // With fewer workers than asked for (none could be spawned), the parts
     // without a worker run on the caller: the same result.
     let workers = pool.grow(parts - 1);
     if workers + 1 < parts {
         (0..parts).for_each(f);
-        return;
+        return false;
     }
     // The workers use the caller's kernels.
     let level = super::dispatch::level();
@@ -310,6 +318,7 @@ pub fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         std::panic::resume_unwind(payload);
     }
     assert!(!panicked, "a matrix-product thread panicked");
+    true
 }
 
 /// Splits `rows` into `parts` runs of whole micro-tiles (`align` rows):
@@ -321,4 +330,94 @@ pub fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
 pub fn split(rows: usize, parts: usize, align: usize, p: usize) -> usize {
     let tiles = rows.div_ceil(align);
     ((tiles * p).div_ceil(parts) * align).min(rows)
+}
+
+/// How fast each thread has been on the jobs of [`run_rows`] lately, as
+/// its share of a job (in units of [`Shares::ONE`]; 0 before any job): the
+/// calling thread at 0, the workers after it. Two cores are rarely equally
+/// fast for long: another process, or a virtual machine's host, takes
+/// time from one of them, and an even split then leaves the other waiting
+/// (measured on a 2-vCPU VM: one thread 10% to 40% slower than the other
+/// over minutes, the side changing from run to run).
+struct Shares([AtomicU64; MAX_THREADS]);
+
+impl Shares {
+    const ONE: u64 = 1 << 20;
+
+    /// The share of thread `p` among `parts` (equal until measured).
+    fn of(&self, p: usize, parts: usize) -> u64 {
+        match self.0[p].load(Ordering::Relaxed) {
+            0 => Self::ONE / parts as u64,
+            w => w,
+        }
+    }
+}
+
+static SHARES: Shares = Shares([const { AtomicU64::new(0) }; MAX_THREADS]);
+
+/// Sets the threads' shares (tests: a split as uneven as it may get).
+#[cfg(test)]
+pub(crate) fn set_shares(shares: &[u64]) {
+    for (p, s) in SHARES.0.iter().enumerate() {
+        s.store(shares.get(p).copied().unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
+/// Parts shorter than this (on every thread) are too short to time.
+const TIMED: Duration = Duration::from_micros(50);
+
+/// Runs `f(p, rows)` for `parts` runs of `0..rows` in whole tiles of
+/// `align` rows, one per thread as [`run`] does, the runs' lengths in
+/// proportion to how fast each thread has been (see [`Shares`]), each run
+/// at least a tile while there are tiles enough. For work whose rows are
+/// independent (the results do not depend on the split): how fast each
+/// part ran is measured and the shares moved a quarter of the way to it.
+pub(crate) fn run_rows(parts: usize, rows: usize, align: usize, f: &(dyn Fn(usize, Range<usize>) + Sync)) {
+    let parts = parts.clamp(1, MAX_THREADS);
+    let tiles = rows.div_ceil(align.max(1));
+    let mut starts = [0usize; MAX_THREADS + 1];
+    let share = |p: usize| SHARES.of(p, parts);
+    let total: u64 = (0..parts).map(share).sum();
+    let mut before = 0u64;
+    for p in 1..parts {
+        before += share(p - 1);
+        let at = ((tiles as u128 * before as u128 + total as u128 / 2) / total as u128) as usize;
+        // At least one tile for each part while there are tiles enough.
+        let at = at.clamp(
+            starts[p - 1] + usize::from(tiles >= parts),
+            tiles - (parts - p).min(tiles),
+        );
+        starts[p] = at.max(starts[p - 1]);
+    }
+    starts[parts] = tiles;
+    let run_of = |p: usize| (starts[p] * align).min(rows)..(starts[p + 1] * align).min(rows);
+    let took: [AtomicU64; MAX_THREADS] = [const { AtomicU64::new(0) }; MAX_THREADS];
+    let split = run_parts(parts, &|p| {
+        let start = Instant::now();
+        f(p, run_of(p));
+        took[p].store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    });
+    if !split {
+        return;
+    }
+    // Rows per nanosecond on each thread; nothing learned from parts too
+    // short to time, or empty.
+    let mut rates = [0f64; MAX_THREADS];
+    for (p, (rate, took)) in rates.iter_mut().zip(&took).take(parts).enumerate() {
+        let (len, ns) = (run_of(p).len(), took.load(Ordering::Relaxed));
+        if len == 0 || ns < TIMED.as_nanos() as u64 {
+            return;
+        }
+        *rate = len as f64 / ns as f64;
+    }
+    let sum: f64 = rates[..parts].iter().sum();
+    let even = Shares::ONE as f64 / parts as f64;
+    for (p, rate) in rates.iter().take(parts).enumerate() {
+        let now = SHARES.of(p, parts) as f64;
+        let measured = Shares::ONE as f64 * rate / sum;
+        // A quarter of the way, and never below half or above one and a
+        // half of an even share: one disturbed job moves the split little.
+        let next = (now + (measured - now) / 4.0).clamp(even / 2.0, even * 1.5);
+        SHARES.0[p].store(next.max(1.0) as u64, Ordering::Relaxed);
+    }
 }

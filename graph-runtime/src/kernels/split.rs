@@ -58,17 +58,12 @@ pub(super) fn by_rows<F: Float>(
         return;
     }
     let rows = Rows(c.as_mut_ptr());
-    let part = |p: usize| {
-        let (r0, r1) = (
-            pool::split(m, parts, align, p),
-            pool::split(m, parts, align, p + 1),
-        );
-        // SAFETY: the runs r0..r1 of the parts are disjoint and within `c`
-        // (`split` is increasing in `p`, from 0 to `m`).
-        let c = unsafe { std::slice::from_raw_parts_mut(rows.at(r0 * n), (r1 - r0) * n) };
-        product(r0, r1, c);
-    };
-    pool::run(parts, &part);
+    pool::run_rows(parts, m, align, &|_, run| {
+        // SAFETY: the runs of the parts are disjoint and within `c`
+        // (`run_rows` splits `0..m`).
+        let c = unsafe { std::slice::from_raw_parts_mut(rows.at(run.start * n), run.len() * n) };
+        product(run.start, run.end, c);
+    });
 }
 
 /// A buffer whose disjoint runs the threads of one job write, each its own.

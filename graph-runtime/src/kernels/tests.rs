@@ -792,6 +792,80 @@ fn many_and_few_rows_of_a_b_give_the_same_bits() {
     }
 }
 
+/// Runs split by the threads' measured shares cover every row once, in
+/// order, in whole tiles (the last may be short), each part at least a tile
+/// while there are tiles enough, however uneven the shares.
+#[test]
+fn runs_by_shares_cover_every_row_once_in_whole_tiles() {
+    use super::pool::{run_rows, set_shares, with_threads};
+    use std::sync::Mutex;
+    let _serial = SHARES_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for shares in [[0, 0, 0], [1, 3, 1], [900, 10, 1], [1, 1000, 1000]] {
+        set_shares(&shares);
+        for rows in [1, 5, 7, 50, 64, 65, 2500] {
+            for align in [1, 6, 32] {
+                for parts in 1..=3 {
+                    let seen = Mutex::new(vec![None; parts]);
+                    with_threads(parts, || {
+                        run_rows(parts, rows, align, &|p, run| {
+                            seen.lock().unwrap()[p] = Some(run);
+                        })
+                    });
+                    let runs: Vec<_> = seen
+                        .into_inner()
+                        .unwrap()
+                        .into_iter()
+                        .map(Option::unwrap)
+                        .collect();
+                    let tiles = rows.div_ceil(align);
+                    assert_eq!(
+                        (runs[0].start, runs[parts - 1].end),
+                        (0, rows),
+                        "{shares:?} {rows} {align} {parts}"
+                    );
+                    for p in 0..parts {
+                        assert!(runs[p].start % align == 0 || runs[p].start == rows, "{runs:?}");
+                        assert!(tiles < parts || !runs[p].is_empty(), "{shares:?}: {runs:?}");
+                        if p > 0 {
+                            assert_eq!(runs[p - 1].end, runs[p].start, "{runs:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    set_shares(&[]);
+}
+
+/// Products split by uneven shares give the bits of one thread.
+#[test]
+fn products_split_by_uneven_shares_give_the_bits_of_one_thread() {
+    use super::pool::{set_shares, with_threads};
+    let _serial = SHARES_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (m, k, n) = (300, 130, 70);
+    let a: Vec<f32> = fill(m * k, 0.7).iter().map(|&v| v as f32).collect();
+    let b: Vec<f32> = fill(k * n, 0.3).iter().map(|&v| v as f32).collect();
+    let g: Vec<f32> = fill(m * n, 0.9).iter().map(|&v| v as f32).collect();
+    let products = || {
+        let (mut ab, mut atg) = (vec![0.0f32; m * n], vec![0.0f32; k * n]);
+        matmul_a_b_acc(&a, &b, &mut ab, m, k, n);
+        matmul_at_b_acc(&a, &g, &mut atg, m, k, n);
+        (ab, atg)
+    };
+    let one = with_threads(1, products);
+    for shares in [[1, 5], [5, 1], [1, 1]] {
+        set_shares(&shares);
+        let two = with_threads(2, products);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&one.0), bits(&two.0), "a · b, shares {shares:?}");
+        assert_eq!(bits(&one.1), bits(&two.1), "aᵀ · g, shares {shares:?}");
+    }
+    set_shares(&[]);
+}
+
+/// The tests that set the threads' shares, one at a time.
+static SHARES_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A split covers every row once, in runs of whole tiles, and the parts
 /// differ by at most a tile, the first ones (the caller's) the larger.
 #[test]
