@@ -123,6 +123,12 @@ fn a_bt<F: Float>(
 /// read every other kilobyte of the rows, and two threads took longer than
 /// one (W4's gates' gradient, 2500 x 512: 0.93 ms on two threads by
 /// columns, 0.39 ms by runs of rows).
+///
+/// Within an engine pass, the sums of a large `a` are kept until the next
+/// large call on this thread: the two projections of an LSTM cell (input
+/// and recurrent) have one gradient, and the second bias gradient takes the
+/// first one's sums. A gradient is complete before any layer reads it, so
+/// it does not change within the pass (debug builds check the kept sums).
 pub(crate) fn add_column_sums<F: Float>(a: &[F], m: usize, n: usize, sums: &mut [F]) {
     assert_eq!((a.len(), sums.len()), (m * n, n), "add_column_sums: sizes");
     if n == 0 {
@@ -132,24 +138,53 @@ pub(crate) fn add_column_sums<F: Float>(a: &[F], m: usize, n: usize, sums: &mut 
         add_rows(a, n, sums);
         return;
     }
-    F::with_scratch(SUM_RUNS * n, |partial| {
-        let parts = pool::threads().min(SUM_RUNS);
-        let runs = split::Disjoint::new(partial);
-        pool::run(parts, &|p| {
-            for run in (p..SUM_RUNS).step_by(parts) {
-                let (r0, r1) = (m * run / SUM_RUNS, m * (run + 1) / SUM_RUNS);
-                // SAFETY: each run's `n` values are written by the one part
-                // that takes the run.
-                let out = unsafe { runs.slice(run * n, n) };
-                out.fill(F::zero());
-                add_rows(&a[r0 * n..r1 * n], n, out);
+    let pass = packed::PassScope::current();
+    let key = (a.as_ptr() as usize, m, n, std::mem::size_of::<F>(), pass);
+    F::with_scratch((SUM_RUNS + 1) * n, |scratch| {
+        let (partial, total) = scratch.split_at_mut(SUM_RUNS * n);
+        let kept = pass != 0 && SUMMED.get() == Some(key);
+        if !kept || cfg!(debug_assertions) {
+            let parts = pool::threads().min(SUM_RUNS);
+            let runs = split::Disjoint::new(partial);
+            pool::run(parts, &|p| {
+                for run in (p..SUM_RUNS).step_by(parts) {
+                    let (r0, r1) = (m * run / SUM_RUNS, m * (run + 1) / SUM_RUNS);
+                    // SAFETY: each run's `n` values are written by the one part
+                    // that takes the run.
+                    let out = unsafe { runs.slice(run * n, n) };
+                    out.fill(F::zero());
+                    add_rows(&a[r0 * n..r1 * n], n, out);
+                }
+            });
+            // The runs' sums added in order, into the first.
+            let (first, rest) = partial.split_at_mut(n);
+            for run in rest.chunks_exact(n) {
+                first.iter_mut().zip(run).for_each(|(s, &v)| *s += v);
             }
-        });
-        for run in partial.chunks_exact(n) {
-            sums.iter_mut().zip(run).for_each(|(s, &v)| *s += v);
+            if kept {
+                let same = |x: F, y: F| x == y || (x.is_nan() && y.is_nan());
+                debug_assert!(
+                    first.iter().zip(total.iter()).all(|(&x, &y)| same(x, y)),
+                    "add_column_sums: a matrix changed after its sums were kept in this pass"
+                );
+            } else {
+                total.copy_from_slice(first);
+            }
         }
+        SUMMED.set((pass != 0).then_some(key));
+        sums.iter_mut().zip(total.iter()).for_each(|(s, &v)| *s += v);
     });
 }
+
+thread_local! {
+    /// Which matrix's column sums this thread's scratch buffer keeps (see
+    /// [`add_column_sums`]): its address, shape, element size and pass.
+    static SUMMED: std::cell::Cell<Option<SummedKey>> = const { std::cell::Cell::new(None) };
+}
+
+/// A matrix whose column sums are kept: address, rows, columns, element
+/// size, pass.
+type SummedKey = (usize, usize, usize, usize, u64);
 
 /// Runs of rows a large column sum is split into, whatever the thread count.
 const SUM_RUNS: usize = 4;

@@ -952,8 +952,10 @@ fn a_bias_added_as_tiles_are_stored_gives_the_bits_of_adding_it_after() {
 
 /// A bias's gradient, the column sums, matches the sums written out (in
 /// row order for a small matrix; for a large one, four runs of rows each
-/// summed from zero, then added in order) and has the same bits on any
-/// thread count.
+/// summed from zero, the runs' sums added in order, then to the gradient)
+/// and has the same bits on any thread count; within a pass, the sums kept
+/// for a second call are the same, and a new pass sums a changed matrix
+/// again.
 #[test]
 fn column_sums_match_and_do_not_depend_on_the_thread_count() {
     use super::pool::with_threads;
@@ -977,15 +979,43 @@ fn column_sums_match_and_do_not_depend_on_the_thread_count() {
             let want = if runs == 1 {
                 (0..m).fold(start[j], |s, r| s + a[r * n + j])
             } else {
-                (0..runs).fold(start[j], |s, k| {
-                    s + (m * k / runs..m * (k + 1) / runs).fold(0.0f32, |p, r| p + a[r * n + j])
-                })
+                let run_sum =
+                    |k: usize| (m * k / runs..m * (k + 1) / runs).fold(0.0f32, |p, r| p + a[r * n + j]);
+                start[j] + (1..runs).fold(run_sum(0), |s, k| s + run_sum(k))
             };
             assert_eq!(one[j].to_bits(), want.to_bits(), "column {j} of {m} x {n}");
         }
         for threads in [2, 3] {
             assert_eq!(run(threads), one, "{m} x {n} on {threads} threads");
         }
+        {
+            let _pass = super::packed::PassScope::enter();
+            for threads in [1, 2, 1] {
+                assert_eq!(run(threads), one, "{m} x {n}, in a pass, {threads} thread(s)");
+            }
+        }
+    }
+    // A matrix changed between two passes is summed again.
+    let (m, n) = (2500, 512);
+    let mut a: Vec<f32> = fill(m * n, 0.8).iter().map(|&v| v as f32).collect();
+    let sum_of = |a: &[f32]| {
+        let _pass = super::packed::PassScope::enter();
+        let mut sums = vec![0.0f32; n];
+        add_column_sums(a, m, n, &mut sums);
+        add_column_sums(a, m, n, &mut sums);
+        sums
+    };
+    let before = sum_of(&a);
+    a.iter_mut().for_each(|v| *v = -*v * 0.5);
+    let after = sum_of(&a);
+    for j in 0..n {
+        let want = 2.0 * (0..m).map(|r| a[r * n + j] as f64).sum::<f64>();
+        assert!(
+            (after[j] as f64 - want).abs() <= 1e-3 * (1.0 + want.abs()),
+            "column {j}: {} against {want}",
+            after[j]
+        );
+        assert_ne!(before[j], after[j], "column {j}");
     }
 }
 
