@@ -136,15 +136,17 @@ unsafe impl Send for Task {}
 const SPIN: Duration = Duration::from_micros(1000);
 
 struct Pool {
-    /// Incremented per job (Release, after the job is written); a worker
-    /// runs each generation once.
+    /// Per job, the job's number and how many threads take part in it (the
+    /// caller is part 0), as `number << 8 | parts`, written once the job is
+    /// (SeqCst); a worker runs each generation once. One word, so that a
+    /// worker reads the part count of the job it saw: read apart, a worker
+    /// not in one job but late to see it could read the next job's count,
+    /// take part in that job, then take part in it again.
     generation: AtomicU64,
     /// The job: written by the dispatcher while no worker reads it (every
     /// worker of the previous job has finished), read by the workers after
     /// they see its generation.
     task: UnsafeCell<Option<Task>>,
-    /// Threads taking part in the job (the caller is part 0).
-    parts: AtomicUsize,
     /// Workers of the job not yet done.
     pending: AtomicUsize,
     /// A worker's task panicked.
@@ -169,7 +171,6 @@ fn pool() -> &'static Pool {
     POOL.get_or_init(|| Pool {
         generation: AtomicU64::new(0),
         task: UnsafeCell::new(None),
-        parts: AtomicUsize::new(0),
         pending: AtomicUsize::new(0),
         panicked: AtomicBool::new(false),
         busy: Mutex::new(()),
@@ -233,7 +234,7 @@ impl Pool {
     fn work(&self, index: usize, mut seen: u64) {
         loop {
             seen = self.next(seen);
-            if index >= self.parts.load(Ordering::Acquire) {
+            if index >= generation_parts(seen) {
                 continue; // not part of this job
             }
             // SAFETY: see `Pool`'s `Sync`: the job is not written again
@@ -260,7 +261,13 @@ impl Pool {
 /// others on the pool's workers, and returns when all are done. Runs every
 /// part on the caller when the pool is busy or `parts` is 1.
 pub fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
+    const _: () = assert!(MAX_THREADS < 256, "a generation keeps the part count in 8 bits");
     run_parts(parts, f);
+}
+
+/// The part count of a job's generation (see `Pool::generation`).
+fn generation_parts(generation: u64) -> usize {
+    (generation & 0xff) as usize
 }
 
 /// [`run`], saying whether the parts ran on as many threads.
@@ -293,10 +300,12 @@ fn run_parts(parts: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
     // SAFETY: no worker reads the job now (the last one's workers are all
     // done: its dispatcher waited for them), and `busy` is ours.
     unsafe { *pool.task.get() = Some(task) };
-    pool.parts.store(parts, Ordering::Relaxed);
     pool.pending.store(parts - 1, Ordering::Relaxed);
     pool.panicked.store(false, Ordering::Relaxed);
-    pool.generation.fetch_add(1, Ordering::SeqCst);
+    // `busy` is ours: no other dispatcher writes the generation meanwhile.
+    let number = (pool.generation.load(Ordering::Relaxed) >> 8) + 1;
+    pool.generation
+        .store(number << 8 | parts as u64, Ordering::SeqCst);
     if pool.sleepers.load(Ordering::SeqCst) > 0 {
         let _guard = pool.park.lock().unwrap_or_else(|e| e.into_inner());
         pool.wake.notify_all();
