@@ -7,6 +7,7 @@
 
 use super::plan::{Block, Hop, Plan, UnitKind};
 use super::visit::grad_wanted;
+use crate::kernels::pool;
 use crate::spec::Fusion;
 use crate::spec::{GraphSpec, NodeKind};
 use crate::tape::{Held, OuterSlot, Record, SlotPtr};
@@ -64,6 +65,35 @@ impl<F: Float> RowCopy<F> {
         }
     }
 }
+
+impl<F: Float> RowCopy<F> {
+    /// [`RowCopy::run`] over many rows (a copy outside a loop, over all
+    /// of a sequence's rows), split across the pool's threads by runs of
+    /// rows: on one thread the other waited for it.
+    ///
+    /// # Safety
+    /// As [`RowCopy::run`], for the calling thread and the pool's.
+    pub(super) unsafe fn run_split(&self, rows: Range<usize>) {
+        let (n, width) = (rows.len(), self.from_cols.len());
+        let parts = if n * width >= PARALLEL_COPY {
+            pool::threads().min(n).max(1)
+        } else {
+            1
+        };
+        if parts == 1 {
+            // SAFETY: as this function's caller guarantees.
+            return unsafe { self.run(rows) };
+        }
+        pool::run_rows(parts, n, 1, &|_, run| {
+            // SAFETY: each thread copies its own rows (`run_rows` splits
+            // them), as the caller guarantees for all of them.
+            unsafe { self.run(rows.start + run.start..rows.start + run.end) }
+        });
+    }
+}
+
+/// Values a copy moves at least before it is split across threads.
+const PARALLEL_COPY: usize = 1 << 16;
 
 /// The nested graph's input that host node `host`'s input `j` feeds.
 pub(super) fn entry(spec: &GraphSpec, host: usize, j: usize) -> Option<usize> {

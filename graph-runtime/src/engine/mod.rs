@@ -430,8 +430,8 @@ impl<'a> Run<'a> {
         }
         if let Some(copy) = copies::resolve(root, self.plan, u, self.batch, back) {
             // SAFETY: the pointers were taken at the start of this pass,
-            // and this thread alone runs the pass.
-            unsafe { copy.run(rows) };
+            // and this thread alone runs the pass (and hands out the rows).
+            unsafe { copy.run_split(rows) };
         }
     }
 }

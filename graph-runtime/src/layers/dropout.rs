@@ -3,6 +3,7 @@
 //! evaluation mode it is exactly the identity. The mask of each pass is the
 //! node's state in the tape, kept for backward.
 
+use crate::kernels::for_row_runs;
 use crate::layer::{Backward, Forward, Layer, LayerResult};
 use crate::tape::ensure_shape;
 use crate::Float;
@@ -42,7 +43,16 @@ impl<F: Float> Layer<F> for Dropout {
         let p = cx.dropout.unwrap_or(self.p).clamp(0.0, 1.0 - f64::EPSILON);
         if !cx.training || p == 0.0 {
             ensure_shape(cx.state, 0, 0);
-            output.assign(&input);
+            match (input.as_slice(), output.as_slice_mut()) {
+                // A sequence's rows, copied by the pool's threads together.
+                (Some(x), Some(y)) => {
+                    let width = input.ncols();
+                    for_row_runs(input.nrows(), width, x.len(), y, |r0, r1, y| {
+                        y.copy_from_slice(&x[r0 * width..r1 * width])
+                    })
+                }
+                _ => output.assign(&input),
+            }
             return Ok(());
         }
         ensure_shape(cx.state, input.nrows(), input.ncols());
@@ -66,7 +76,17 @@ impl<F: Float> Layer<F> for Dropout {
         mut d_input: ArrayViewMut2<'_, F>,
     ) -> LayerResult {
         if cx.state.is_empty() {
-            d_input += &cx.d_output;
+            let width = d_input.ncols();
+            match (cx.d_output.as_slice(), d_input.as_slice_mut()) {
+                (Some(d), Some(di)) => {
+                    for_row_runs(di.len() / width.max(1), width, d.len(), di, |r0, r1, di| {
+                        di.iter_mut()
+                            .zip(&d[r0 * width..r1 * width])
+                            .for_each(|(di, &d)| *di += d)
+                    })
+                }
+                _ => d_input += &cx.d_output,
+            }
             return Ok(());
         }
         Zip::from(d_input)
