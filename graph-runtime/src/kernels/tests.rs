@@ -575,6 +575,28 @@ fn the_thread_count_from_the_environment_follows_its_rule_and_says_what_it_ignor
     }
 }
 
+/// `f` on `threads` threads with the kernels the CPU has (`path` "SIMD")
+/// or the portable ones.
+fn on_threads_and_path(threads: usize, path: &str, f: &dyn Fn() -> Vec<f32>) -> Vec<f32> {
+    super::pool::with_threads(threads, || {
+        if path == "SIMD" {
+            f()
+        } else {
+            with_portable_kernels(f)
+        }
+    })
+}
+
+/// Each of `got` within 1e-4 (relative, and absolute near zero) of `want`.
+fn assert_close(got: &[f32], want: &[f64], what: &str) {
+    for (g, e) in got.iter().zip(want) {
+        assert!(
+            (*g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
+            "{what}: {g} against {e}"
+        );
+    }
+}
+
 /// Inside a pass, `x · wᵀ` with few rows takes `wᵀ` packed from its second
 /// use on: the same bits as outside a pass (with each kernel the CPU has
 /// and the portable ones, on 1 and 2 threads), and a weight changed
@@ -582,7 +604,6 @@ fn the_thread_count_from_the_environment_follows_its_rule_and_says_what_it_ignor
 #[test]
 fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passes() {
     use super::packed::PassScope;
-    use super::pool::with_threads;
     for (m, k, n) in [
         (50, 128, 512),
         (7, 33, 31),
@@ -599,15 +620,7 @@ fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passe
         };
         for threads in [1, 2] {
             for (path, _) in on_both_paths(|| ()) {
-                let run = |f: &dyn Fn() -> Vec<f32>| {
-                    with_threads(threads, || {
-                        if path == "SIMD" {
-                            f()
-                        } else {
-                            with_portable_kernels(f)
-                        }
-                    })
-                };
+                let run = |f: &dyn Fn() -> Vec<f32>| on_threads_and_path(threads, path, f);
                 let outside = run(&|| product(&w));
                 let unpacked = run(&|| {
                     let mut c = vec![0.0f32; m * n];
@@ -642,12 +655,7 @@ fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passe
         let _pass = PassScope::enter();
         for _ in 0..2 {
             let got = product(&w);
-            for (g, e) in got.iter().zip(&want) {
-                assert!(
-                    (*g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "{m} x {k} x {n}: {g} against {e}"
-                );
-            }
+            assert_close(&got, &want, &format!("{m} x {k} x {n}"));
         }
         // `matmul_a_bt`, for any matrix, keeps nothing: a matrix changed in
         // place within one pass is read as it is now.
@@ -658,12 +666,7 @@ fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passe
             let want = naive(&xf, &transpose(&of, n, k), m, k, n);
             let mut got = vec![0.0f32; m * n];
             matmul_a_bt(&x, &other, &mut got, m, k, n);
-            for (g, e) in got.iter().zip(&want) {
-                assert!(
-                    (*g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "round {round}: {g} against {e}"
-                );
-            }
+            assert_close(&got, &want, &format!("round {round}"));
         }
     }
 }
@@ -676,7 +679,6 @@ fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passe
 #[test]
 fn weights_packed_by_columns_for_a_pass_give_the_same_bits_and_follow_changes() {
     use super::packed::PassScope;
-    use super::pool::with_threads;
     for (m, k, n) in [
         (25, 512, 128),
         (50, 512, 128),
@@ -698,15 +700,7 @@ fn weights_packed_by_columns_for_a_pass_give_the_same_bits_and_follow_changes() 
         };
         for threads in [1, 2] {
             for (path, _) in on_both_paths(|| ()) {
-                let run = |f: &dyn Fn() -> Vec<f32>| {
-                    with_threads(threads, || {
-                        if path == "SIMD" {
-                            f()
-                        } else {
-                            with_portable_kernels(f)
-                        }
-                    })
-                };
+                let run = |f: &dyn Fn() -> Vec<f32>| on_threads_and_path(threads, path, f);
                 let unpacked = run(&|| product(&w, false));
                 let _pass = PassScope::enter();
                 // The first use reads `w` as it lies, the next ones the packed copy.
@@ -741,12 +735,7 @@ fn weights_packed_by_columns_for_a_pass_give_the_same_bits_and_follow_changes() 
         let _pass = PassScope::enter();
         for _ in 0..2 {
             let got = product(&w, true);
-            for (g, e) in got.iter().zip(&want) {
-                assert!(
-                    (*g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "{m} x {k} x {n}: {g} against {e}"
-                );
-            }
+            assert_close(&got, &want, &format!("{m} x {k} x {n}"));
         }
     }
 }
