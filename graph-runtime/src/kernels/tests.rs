@@ -831,23 +831,54 @@ fn runs_by_shares_cover_every_row_once_in_whole_tiles() {
 fn products_split_by_uneven_shares_give_the_bits_of_one_thread() {
     use super::pool::{set_shares, with_threads};
     let _serial = SHARES_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let (m, k, n) = (300, 130, 70);
-    let a: Vec<f32> = fill(m * k, 0.7).iter().map(|&v| v as f32).collect();
-    let b: Vec<f32> = fill(k * n, 0.3).iter().map(|&v| v as f32).collect();
-    let g: Vec<f32> = fill(m * n, 0.9).iter().map(|&v| v as f32).collect();
-    let products = || {
-        let (mut ab, mut atg) = (vec![0.0f32; m * n], vec![0.0f32; k * n]);
-        matmul_a_b_acc(&a, &b, &mut ab, m, k, n);
-        matmul_at_b_acc(&a, &g, &mut atg, m, k, n);
-        (ab, atg)
-    };
-    let one = with_threads(1, products);
-    for shares in [[1, 5], [5, 1], [1, 1]] {
-        set_shares(&shares);
-        let two = with_threads(2, products);
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&one.0), bits(&two.0), "a · b, shares {shares:?}");
-        assert_eq!(bits(&one.1), bits(&two.1), "aᵀ · g, shares {shares:?}");
+    // The second shape: many rows per thread (`b` packed), two blocks of
+    // `k` and a last, partial panel.
+    for (m, k, n) in [(300, 130, 70), (600, 300, 70)] {
+        let a: Vec<f32> = fill(m * k, 0.7).iter().map(|&v| v as f32).collect();
+        let b: Vec<f32> = fill(k * n, 0.3).iter().map(|&v| v as f32).collect();
+        let g: Vec<f32> = fill(m * n, 0.9).iter().map(|&v| v as f32).collect();
+        let start = |len: usize| fill(len, 0.5).iter().map(|&v| v as f32).collect::<Vec<f32>>();
+        let products = || {
+            let (mut ab, mut atg) = (start(m * n), start(k * n));
+            matmul_a_b_acc(&a, &b, &mut ab, m, k, n);
+            matmul_at_b_acc(&a, &g, &mut atg, m, k, n);
+            (ab, atg)
+        };
+        let one = with_threads(1, products);
+        let (af, bf, gf): (Vec<f64>, Vec<f64>, Vec<f64>) = (
+            a.iter().map(|&v| v as f64).collect(),
+            b.iter().map(|&v| v as f64).collect(),
+            g.iter().map(|&v| v as f64).collect(),
+        );
+        let plus_start = |p: Vec<f64>| {
+            p.iter()
+                .zip(start(p.len()))
+                .map(|(p, s)| p + s as f64)
+                .collect::<Vec<f64>>()
+        };
+        assert_close(&one.0, &plus_start(naive(&af, &bf, m, k, n)), "a · b");
+        assert_close(
+            &one.1,
+            &plus_start(naive(&transpose(&af, m, k), &gf, k, m, n)),
+            "aᵀ · g",
+        );
+        for shares in [[1, 5], [5, 1], [1, 1]] {
+            set_shares(&shares);
+            for threads in [2, 3] {
+                let many = with_threads(threads, products);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&one.0),
+                    bits(&many.0),
+                    "a · b, {m} x {k} x {n}, shares {shares:?}, {threads} threads"
+                );
+                assert_eq!(
+                    bits(&one.1),
+                    bits(&many.1),
+                    "aᵀ · g, {m} x {k} x {n}, shares {shares:?}, {threads} threads"
+                );
+            }
+        }
     }
     set_shares(&[]);
 }
