@@ -45,6 +45,8 @@ pub struct CharIteration<G> {
 pub const W4: (usize, usize, usize, usize) = (65, 128, 50, 50);
 
 impl<G: Graph<f32>> CharIteration<G> {
+    /// `model` with its tape, an Adam optimiser and W4's text (a fixed
+    /// pattern over the vocabulary: inputs and their next characters).
     pub fn new(model: G) -> Self {
         let (vocab, _, steps, batch) = W4;
         let tape = model.tape();
@@ -65,6 +67,7 @@ impl<G: Graph<f32>> CharIteration<G> {
         (6 * batch * steps * (2 * 4 * hidden * 2 * hidden + hidden * vocab)) as u64
     }
 
+    /// One training iteration; its loss.
     pub fn iteration(&mut self) -> f32 {
         let CharIteration {
             model,

@@ -61,14 +61,17 @@ fn pairs<G: Graph<f32>>(name: &str, model: G, pairs: usize, threads: usize) {
 fn main() {
     // `cargo bench` passes `--bench`; this takes `--pairs N` and `--threads T`.
     let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str, default: usize| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .map_or(default, |v| {
-                v.parse()
-                    .unwrap_or_else(|_| panic!("{flag} takes a whole number, not {v}"))
-            })
+    let value = |flag: &str, default: usize| -> usize {
+        let Some(i) = args.iter().position(|a| a == flag) else {
+            return default;
+        };
+        match args.get(i + 1).map(|v| v.parse::<usize>()) {
+            Some(Ok(n)) if n > 0 => n,
+            _ => {
+                eprintln!("w4_vs_gemm: {flag} takes a whole number from 1 up");
+                std::process::exit(2);
+            }
+        }
     };
     let (count, threads) = (value("--pairs", 30), value("--threads", 2));
     let (vocab, hidden, _, _) = W4;

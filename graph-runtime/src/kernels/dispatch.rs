@@ -217,16 +217,8 @@ macro_rules! gemm_for {
                     .with(|cache| {
                         with_packed(cache, pack_columns, b, k, n, nr, |panels| {
                             by_rows(m, n, m * k * n, <$t as Kernel>::MR, c, |r0, r1, c| {
-                                let a = Operand {
-                                    data: &a[r0 * k..],
-                                    rs: k,
-                                    cs: 1,
-                                };
-                                let b = Operand {
-                                    data: b,
-                                    rs: n,
-                                    cs: 1,
-                                };
+                                let a = Operand::row_major(&a[r0 * k..], k);
+                                let b = Operand::row_major(b, n);
                                 $pack.with(|buf| {
                                     blocked::<$t>(
                                         r1 - r0,

@@ -33,6 +33,17 @@ pub struct Operand<'a, T> {
     cs: usize,
 }
 
+impl<'a, T> Operand<'a, T> {
+    /// A row-major matrix of rows `cols` long, from `data`'s start.
+    fn row_major(data: &'a [T], cols: usize) -> Self {
+        Operand {
+            data,
+            rs: cols,
+            cs: 1,
+        }
+    }
+}
+
 /// `c = a · bᵀ` where `a` is `(m, k)`, `b` is `(n, k)` and `c` is `(m, n)`,
 /// all row-major and contiguous. Overwrites `c`.
 pub fn matmul_a_bt<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, n: usize) {
@@ -85,11 +96,7 @@ fn a_bt<F: Float>(
         return;
     }
     if m * k * n <= SMALL_WORK {
-        let a = Operand {
-            data: a,
-            rs: k,
-            cs: 1,
-        };
+        let a = Operand::row_major(a, k);
         // bᵀ(p, j) = b[j * k + p].
         let bt = Operand {
             data: b,
@@ -329,16 +336,8 @@ fn small_body<F: Float, const FUSED: bool>(
 pub fn matmul_a_b_acc<F: Float>(a: &[F], b: &[F], c: &mut [F], m: usize, k: usize, n: usize) {
     debug_assert_eq!((a.len(), b.len(), c.len()), (m * k, k * n, m * n));
     by_rows(m, n, m * k * n, ROW_TILES, c, |r0, r1, c| {
-        let a = Operand {
-            data: &a[r0 * k..],
-            rs: k,
-            cs: 1,
-        };
-        let b = Operand {
-            data: b,
-            rs: n,
-            cs: 1,
-        };
+        let a = Operand::row_major(&a[r0 * k..], k);
+        let b = Operand::row_major(b, n);
         gemm(r1 - r0, n, k, a, b, c, true)
     });
 }
@@ -364,11 +363,7 @@ pub fn matmul_at_b_acc<F: Float>(a: &[F], b: &[F], c: &mut [F], k: usize, m: usi
             rs: 1,
             cs: m,
         };
-        let b = Operand {
-            data: b,
-            rs: n,
-            cs: 1,
-        };
+        let b = Operand::row_major(b, n);
         gemm(r1 - r0, n, k, a, b, c, true)
     });
 }
