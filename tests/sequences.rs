@@ -13,6 +13,9 @@ use nngraph::ndarray::s;
 use nngraph::prelude::*;
 use nngraph::runtime::Objective;
 
+#[path = "common/lstm_layer.rs"]
+mod lstm_layer;
+
 const TOL: f64 = 1e-12;
 
 graph! {
@@ -36,6 +39,14 @@ graph! {
         (i, f, g, o) = Split(4)(CAdd()(ih, hh));
         c_next = CAdd()(Identity()(CMul()(Sigmoid()(f), c)), CMul()(Sigmoid()(i), Tanh()(g)));
         h_next = CMul()(Sigmoid()(o), Tanh()(c_next));
+    }
+
+    /// Two nested LSTM layers (a loop each) and a projection.
+    #[recurrent(h1 = h1_next, c1 = c1_next, h2 = h2_next, c2 = c2_next)]
+    pub TwoLayers(x: [3], h1: [5], c1: [5], h2: [5], c2: [5]) -> (y, h1_next, c1_next, h2_next, c2_next) {
+        (h1_next, c1_next) = lstm_layer::Layer[3, 5](x, h1, c1);
+        (h2_next, c2_next) = lstm_layer::Layer[5, 5](h1_next, h2, c2);
+        y = Linear(5, 2)(h2_next);
     }
 
     /// A recurrent cell nested in a graph, with a post-loop output.
@@ -498,5 +509,82 @@ fn an_lstm_cells_gate_arithmetic_runs_fused_and_every_node_stays_on_the_tape() {
             reference.input_grad(t, "f").iter().copied(),
             TOL,
         );
+    }
+}
+
+/// Gradient buffers whose first contribution comes from a loop are cleared
+/// step by step inside it, but those given gradients before backward: a
+/// reused tape, the states' gradients given or not from pass to pass, on
+/// one thread and split across two, gives the step-by-step numbers every
+/// time (a row not cleared would add the last pass's gradient).
+#[test]
+fn gradients_cleared_in_loops_match_step_by_step_pass_after_pass() {
+    let mut g = TwoLayers::<f64>::new(&mut StdRng::seed_from_u64(9)).unwrap();
+    let spec = TwoLayers::<f64>::SPEC;
+    let (steps, batch) = (4, 16);
+    let xs = wave((steps, batch, 3), 0.2);
+    let states: Vec<Array2<f64>> = (0..4)
+        .map(|i| Array2::from_shape_fn((batch, 5), |(b, j)| 0.05 * (b + j + i) as f64 - 0.3))
+        .collect();
+    let mut feeds = vec![Feed::Seq(xs.view())];
+    feeds.extend(states.iter().map(|s| Feed::Values(s.view())));
+    let dy = wave((steps, batch, 2), 1.3);
+    let d_states: Vec<Array3<f64>> = (0..4).map(|i| wave((steps, batch, 5), 2.0 + i as f64)).collect();
+    // Per "states' gradients given": the parameter gradients and the
+    // initial states' gradients, step by step.
+    let mut want = Vec::new();
+    for given in [false, true] {
+        g.zero_grad();
+        let mut reference = StepByStep::forward(&g, &feeds);
+        let mut d = vec![dy.clone()];
+        d.extend(
+            d_states
+                .iter()
+                .map(|a| if given { a.clone() } else { Array3::zeros(a.dim()) }),
+        );
+        reference.backward(&mut g, &d);
+        let initial: Vec<Array2<f64>> = spec
+            .recurrent
+            .iter()
+            .map(|&(i, _)| reference.input_grad(0, spec.inputs[i].name).to_owned())
+            .collect();
+        want.push((g.grads().to_vec(), initial));
+    }
+    for threads in [1, 2] {
+        nngraph::runtime::with_threads(threads, || {
+            let mut tape = g.tape();
+            for given in [false, true, false, true] {
+                g.zero_grad();
+                g.forward_feeds(&mut tape, &feeds).unwrap();
+                let mut ds = vec![Feed::Seq(dy.view())];
+                ds.extend(
+                    d_states
+                        .iter()
+                        .map(|a| if given { Feed::Seq(a.view()) } else { Feed::Absent }),
+                );
+                g.backward_feeds(&mut tape, &ds).unwrap();
+                let (params, initial) = &want[usize::from(given)];
+                let case = format!("{threads} threads, states' gradients given: {given}");
+                assert_close(
+                    &format!("parameter gradients ({case})"),
+                    g.grads().iter().copied(),
+                    params.iter().copied(),
+                    TOL,
+                );
+                for (k, &(i, _)) in spec.recurrent.iter().enumerate() {
+                    let name = spec.inputs[i].name;
+                    assert_close(
+                        &format!("initial {name} ({case})"),
+                        tape.grad_seq(name)
+                            .unwrap()
+                            .index_axis(Axis(0), 0)
+                            .iter()
+                            .copied(),
+                        initial[k].iter().copied(),
+                        TOL,
+                    );
+                }
+            }
+        });
     }
 }

@@ -43,6 +43,10 @@ pub(crate) struct Record<F> {
     /// Per slot: whether backward writes its whole gradient (the inner nodes
     /// of a fused group), so that it need not be cleared first.
     pub written: Vec<bool>,
+    /// Per slot: whether backward clears its gradient step by step, in the
+    /// loop that first adds to it (`engine::clear`), when the pass runs its
+    /// loops step by step.
+    pub cleared_in_loop: Vec<bool>,
     /// Per slot: whether it holds its value (not a slot the plan passes
     /// on without a copy, which takes no memory).
     pub kept: Vec<bool>,
@@ -347,6 +351,7 @@ impl<F: Float> Record<F> {
             nested,
             input_grads: vec![true; inputs],
             written: vec![false; slots],
+            cleared_in_loop: vec![false; slots],
             kept: vec![true; slots],
             values_held: vec![Held::Own; slots],
             grads_held: vec![Held::Own; slots],
@@ -551,17 +556,20 @@ impl<F: Float> Record<F> {
         }
     }
 
-    /// Sets every gradient to zero, nested records' too, but those that
-    /// backward writes in full unless `all`.
-    pub fn clear_grads(&mut self, all: bool) {
-        for (g, &written) in self.grads.iter_mut().zip(&self.written) {
-            if all || !written {
+    /// Sets every gradient to zero, nested records' too, but unless `all`
+    /// those that backward writes in full and, with `in_loops`, those it
+    /// clears step by step (not the slots `seeded` here, given gradients
+    /// before backward).
+    pub fn clear_grads(&mut self, all: bool, in_loops: bool, seeded: &[bool]) {
+        for (s, g) in self.grads.iter_mut().enumerate() {
+            let later = in_loops && self.cleared_in_loop[s] && !seeded.get(s).copied().unwrap_or(false);
+            if all || !(self.written[s] || later) {
                 zero(g);
             }
         }
         for &k in &self.hosts {
             for n in &mut self.nested[k] {
-                n.clear_grads(all);
+                n.clear_grads(all, in_loops, &[]);
             }
         }
     }
@@ -728,6 +736,13 @@ pub struct Tape<F> {
     /// The slots of nested records held in an enclosing record's columns
     /// ([`Held::Outer`]): their record's path and the slot.
     outer_slots: Vec<(Vec<Hop>, usize)>,
+    /// The gradient buffers backward clears step by step in a loop.
+    pub(crate) loop_clears: Vec<crate::engine::clear::LoopClear>,
+    /// Whether the last clearing left [`loop_clears`](Self::loop_clears)
+    /// to the loops, and per top-level slot, whether it was given
+    /// gradients before backward (it is cleared before then).
+    pub(crate) clear_in_loops: bool,
+    pub(crate) seeded: Vec<bool>,
 }
 
 impl<F: Float> Tape<F> {
@@ -757,8 +772,15 @@ impl<F: Float> Tape<F> {
             }
             outer_slots.push((state.path, state.slot));
         }
+        let loop_clears = crate::engine::clear::loop_clears(&root, &plan);
+        for c in &loop_clears {
+            root.at_mut(&c.path).cleared_in_loop[c.slot] = true;
+        }
         Tape {
             outer_slots,
+            loop_clears,
+            clear_in_loops: false,
+            seeded: Vec::new(),
             carry: spec.recurrent.iter().map(|_| Array2::zeros((0, 0))).collect(),
             absent: vec![false; spec.inputs.len()],
             skipped: vec![false; plan.units.len()],
@@ -771,6 +793,18 @@ impl<F: Float> Tape<F> {
             weights: 0,
             calls: 0,
         }
+    }
+
+    /// Clears the gradients for a backward pass, before the top-level slots
+    /// `seeded` are given theirs. A pass whose loops run step by step
+    /// (more than one step) clears [`loop_clears`](Self::loop_clears)
+    /// itself, in the loops, but those seeded.
+    pub(crate) fn clear_grads(&mut self, seeded: impl Fn(usize) -> bool) {
+        self.clear_in_loops = !self.any_skipped && self.steps > 1 && !self.loop_clears.is_empty();
+        self.seeded.clear();
+        self.seeded.extend((0..self.root.spec.slots()).map(seeded));
+        self.root
+            .clear_grads(self.any_skipped, self.clear_in_loops, &self.seeded);
     }
 
     /// Takes the addresses of every slot's values and gradients for a

@@ -375,7 +375,9 @@ pub(crate) fn output_grads<F: Float>(tape: &mut Tape<F>, grads: &[Feed<'_, F>]) 
             return Err(not_computed(tape, o));
         }
     }
-    tape.root.clear_grads(tape.any_skipped);
+    tape.clear_grads(|slot| {
+        (0..spec.outputs.len()).any(|o| spec.output_slot(o) == slot && !matches!(grads[o], Feed::Absent))
+    });
     for (o, feed) in grads.iter().enumerate() {
         let slot = spec.output_slot(o);
         let seed = tape.root.grads[slot]
@@ -410,7 +412,7 @@ pub(crate) fn loss_grads<F: Float>(tape: &mut Tape<F>, reduction: Reduction) -> 
     if let Some(o) = losses().find(|&o| output_skipped(tape, o)) {
         return Err(not_computed(tape, o));
     }
-    tape.root.clear_grads(tape.any_skipped);
+    tape.clear_grads(|slot| losses().any(|o| spec.output_slot(o) == slot));
     let scale = F::from_f64(reduction.scale(tape.steps * tape.batch));
     let mut total = F::zero();
     for o in losses() {
@@ -435,10 +437,10 @@ pub(crate) type StepTerm<'a, F> = &'a mut dyn FnMut(
 /// each term adds its gradient into its output's buffer.
 pub(crate) fn each_step<F: Float>(tape: &mut Tape<F>, grads: bool, term: StepTerm<'_, F>) -> Result<F> {
     completed(tape)?;
-    if grads {
-        tape.root.clear_grads(tape.any_skipped);
-    }
     let spec = tape.root.spec;
+    if grads {
+        tape.clear_grads(|slot| (0..spec.outputs.len()).any(|o| spec.output_slot(o) == slot));
+    }
     let (steps, batch) = (tape.steps, tape.batch);
     let mut total = F::zero();
     for t in 0..steps {

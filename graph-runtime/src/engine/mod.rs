@@ -17,11 +17,14 @@
 //! - `visit.rs`: how a unit reaches its layer through nested graphs.
 //! - `load.rs`: what a pass is given (feeds, output gradients), checked and
 //!   copied into the tape.
+//! - `clear.rs`: gradient buffers cleared step by step in the loop that
+//!   first adds to them, rather than whole before backward.
 //! - `fuse.rs`: fused units, groups of nodes computed in one pass (the
 //!   gate arithmetic of an LSTM cell).
 //! - `check.rs`: naming errors by node path and step; checked mode.
 
 pub(crate) mod check;
+pub(crate) mod clear;
 pub(crate) mod copies;
 mod fuse;
 pub(crate) mod load;
@@ -170,6 +173,10 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
                     Some(result) => result?,
                     None => {
                         for t in (0..steps).rev() {
+                            // SAFETY: pointers of this pass, one thread.
+                            unsafe {
+                                run.clear_step(root, seg.units.start, t * run.batch..(t + 1) * run.batch)
+                            };
                             run.backward::<F, G>(
                                 layers,
                                 &mut pass,
@@ -243,6 +250,11 @@ struct Run<'a> {
     batch: usize,
     /// Per unit, whether it is not run (an input it depends on is absent).
     skipped: Option<&'a [bool]>,
+    /// The gradient buffers backward's loops clear step by step (none when
+    /// the clearing before the pass did), and the top-level slots not to
+    /// (see [`Tape::clear_grads`]).
+    clears: &'a [clear::LoopClear],
+    seeded: &'a [bool],
 }
 
 impl<'a> Run<'a> {
@@ -253,6 +265,12 @@ impl<'a> Run<'a> {
             steps: tape.steps,
             batch: tape.batch,
             skipped: tape.any_skipped.then_some(&tape.skipped[..]),
+            clears: if tape.clear_in_loops {
+                &tape.loop_clears
+            } else {
+                &[]
+            },
+            seeded: &tape.seeded,
         };
         (run, &mut tape.root)
     }
@@ -274,6 +292,20 @@ impl<'a> Run<'a> {
             self.batch
         } else {
             0
+        }
+    }
+
+    /// Zeroes rows `rows` (of one step) of the gradient buffers that the
+    /// loop starting at unit `loop_start` clears step by step, before the
+    /// loop's units run backward at that step.
+    ///
+    /// # Safety
+    /// `root`'s pointers were taken in this pass, and no other thread reads
+    /// or writes these rows meanwhile.
+    unsafe fn clear_step<F: Float>(&self, root: &Record<F>, loop_start: usize, rows: Range<usize>) {
+        if !self.clears.is_empty() {
+            // SAFETY: as this function's caller guarantees.
+            unsafe { clear::clear_rows(root, self.clears, self.seeded, loop_start, rows) }
         }
     }
 

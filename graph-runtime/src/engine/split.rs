@@ -167,6 +167,8 @@ impl Run<'_> {
             let _pass = (p > 0).then(|| PassScope::join(pass));
             for t in (0..self.steps).rev() {
                 let rows = t * self.batch + samples.start..t * self.batch + samples.end;
+                // SAFETY: pointers of this pass; this thread's rows.
+                unsafe { self.clear_step(root, units.start, rows.clone()) };
                 let mut u = 0;
                 if let Err(e) =
                     self.backward_rows::<F, G>(layers, ranges, params, root, units.clone(), rows, t, &mut u)
