@@ -79,6 +79,19 @@ fn the_same_bits_on_one_two_and_three_threads() {
     }
 }
 
+/// The kernels for AVX-512 (products, activations, the fused gate passes)
+/// compute what the AVX2 ones do, bit for bit: a checkpoint does not depend
+/// on which the CPU has. (On a CPU without AVX-512 both runs take AVX2.)
+#[test]
+fn the_same_bits_with_avx512_and_with_avx2_kernels() {
+    use nngraph::runtime::kernels::{with_level, Level};
+    let (best, avx2) = (
+        with_level(Level::Best, || train(1)),
+        with_level(Level::Avx2, || train(1)),
+    );
+    assert!(best.iter().zip(&avx2).all(|(a, b)| a.to_bits() == b.to_bits()));
+}
+
 /// The stacked model's mean loss as an objective for the gradient checker.
 struct MeanLoss<'a> {
     g: &'a mut Stacked<f64>,

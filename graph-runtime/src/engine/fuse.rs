@@ -132,7 +132,7 @@ pub(crate) fn forward<F: Float>(record: &Record<F>, fusion: &Fusion, rows: Range
             split_rows(rows, 4 * h, &|rows| {
                 // SAFETY: each slot is its own buffer (distinct nodes, and
                 // the inputs only read), and each thread has its own rows.
-                unsafe { lstm_forward(&gates, &rows, h) }
+                unsafe { lstm_forward_wide(&gates, &rows, h) }
             });
         }
     }
@@ -148,14 +148,54 @@ pub(crate) fn backward<F: Float>(record: &Record<F>, fusion: &Fusion, rows: Rang
             let h = values.sig_i.0.width();
             split_rows(rows, 4 * h, &|rows| {
                 // SAFETY: as in `forward`; values are only read here.
-                unsafe { lstm_backward(&values, &grads, &rows, h) }
+                unsafe { lstm_backward_wide(&values, &grads, &rows, h) }
             });
         }
     }
 }
 
+/// Defines `$name`, which calls `$pass` compiled for the widest vectors
+/// the CPU has ([`kernels::vectors`](crate::kernels::vectors)), so that its
+/// element-wise loops vectorise (the default target, x86-64's baseline,
+/// has 4-lane SSE2). LLVM forms no fused multiply-add from `a * b + c` in
+/// Rust, so every width computes the same bits.
+macro_rules! vectorised {
+    ($name:ident => $pass:ident($($arg:ident: $ty:ty),*)) => {
+        /// # Safety
+        #[doc = concat!("As [`", stringify!($pass), "`].")]
+        unsafe fn $name<F: Float>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512<F: Float>($($arg: $ty),*) {
+                // SAFETY: as the caller's contract.
+                unsafe { $pass($($arg),*) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<F: Float>($($arg: $ty),*) {
+                // SAFETY: as the caller's contract.
+                unsafe { $pass($($arg),*) }
+            }
+            match crate::kernels::vectors() {
+                // SAFETY: the CPU has these features; the rest as the
+                // caller's contract.
+                #[cfg(target_arch = "x86_64")]
+                crate::kernels::Vectors::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                crate::kernels::Vectors::Avx2 => unsafe { avx2($($arg),*) },
+                // SAFETY: as the caller's contract.
+                _ => unsafe { $pass($($arg),*) },
+            }
+        }
+    };
+}
+
+vectorised!(lstm_forward_wide => lstm_forward(v: &Gates<F>, rows: &Range<usize>, h: usize));
+vectorised!(lstm_backward_wide => lstm_backward(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize>, h: usize));
+
 /// # Safety
 /// See [`Slot::rows`].
+#[inline(always)]
 unsafe fn lstm_forward<F: Float>(v: &Gates<F>, rows: &Range<usize>, h: usize) {
     // SAFETY (each `rows` call): see this function's contract.
     let (a, b) = unsafe { (v.a.read(rows), v.b.read(rows)) };
@@ -213,6 +253,7 @@ unsafe fn lstm_forward<F: Float>(v: &Gates<F>, rows: &Range<usize>, h: usize) {
 
 /// # Safety
 /// See [`Slot::rows`]; `v` holds values (read only), `g` gradients.
+#[inline(always)]
 unsafe fn lstm_backward<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize>, h: usize) {
     let one = F::one();
     // SAFETY (each `rows` call): see this function's contract.

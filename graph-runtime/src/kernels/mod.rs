@@ -394,6 +394,31 @@ fn gemm<F: Float>(
     F::gemm(m, n, k, a, b, c, accumulate);
 }
 
+/// The widest vectors element-wise loops may be compiled for here: what
+/// the CPU has, unless this thread asked for narrower kernels
+/// (`dispatch::with_level`, which the tests use to run every path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) enum Vectors {
+    Portable,
+    Avx2,
+    Avx512,
+}
+
+/// See [`Vectors`].
+pub(crate) fn vectors() -> Vectors {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if simd::wide() {
+            return Vectors::Avx512;
+        }
+        if simd::available() {
+            return Vectors::Avx2;
+        }
+    }
+    Vectors::Portable
+}
+
 pub mod activations;
 mod dispatch;
 mod gemm;
