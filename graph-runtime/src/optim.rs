@@ -230,10 +230,10 @@ pub fn clip_grad_value<F: Float>(store: &mut ParamStore<F>, clip_value: F) -> Re
         clip_value >= F::zero(),
         "at least 0",
     )?;
-    store
-        .grads_mut()
-        .iter_mut()
-        .for_each(|g| *g = g.max(-clip_value).min(clip_value));
+    let grads = store.grads_mut();
+    crate::kernels::for_each_run(grads.len(), 2, [grads], |_, [g]| {
+        g.iter_mut().for_each(|g| *g = g.max(-clip_value).min(clip_value))
+    });
     Ok(())
 }
 
@@ -337,19 +337,21 @@ impl<F: Float> Adam<F> {
         let one = F::one();
         let bias1 = one - self.beta1.powi(self.step);
         let bias2 = one - self.beta2.powi(self.step);
-        for (((p, &g), m), v) in values
-            .iter_mut()
-            .zip(grads.iter())
-            .zip(&mut self.m)
-            .zip(&mut self.v)
-        {
-            let g = g + self.weight_decay * *p;
-            *m = self.beta1 * *m + (one - self.beta1) * g;
-            *v = self.beta2 * *v + (one - self.beta2) * g * g;
-            let m_hat = *m / bias1;
-            let v_hat = *v / bias2;
-            *p -= self.lr * m_hat / (v_hat.sqrt() + self.eps);
-        }
+        let (lr, beta1, beta2, eps, weight_decay) =
+            (self.lr, self.beta1, self.beta2, self.eps, self.weight_decay);
+        let grads: &[F] = grads;
+        // Each parameter on its own: the pool's threads take runs of them.
+        let state = [values, &mut self.m[..], &mut self.v[..]];
+        crate::kernels::for_each_run(grads.len(), 16, state, |run, [values, m, v]| {
+            for (((p, &g), m), v) in values.iter_mut().zip(&grads[run]).zip(m).zip(v) {
+                let g = g + weight_decay * *p;
+                *m = beta1 * *m + (one - beta1) * g;
+                *v = beta2 * *v + (one - beta2) * g * g;
+                let m_hat = *m / bias1;
+                let v_hat = *v / bias2;
+                *p -= lr * m_hat / (v_hat.sqrt() + eps);
+            }
+        });
         Ok(())
     }
 
@@ -561,6 +563,51 @@ mod tests {
         s.values_mut().copy_from_slice(values);
         s.grads_mut().copy_from_slice(grads);
         s
+    }
+
+    /// A store large enough that Adam, clipping and zeroing split it
+    /// across the pool: the same bits on one, two and three threads, and
+    /// the same as each parameter updated on its own.
+    #[test]
+    fn adam_clipping_and_zeroing_give_the_same_bits_on_any_thread_count() {
+        let n = 140_000;
+        let values: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+        let grads =
+            |k: usize| -> Vec<f64> { (0..n).map(|i| 8.0 * ((i + 7 * k) as f64 * 0.11).cos()).collect() };
+        let run = |threads: usize| {
+            crate::kernels::pool::with_threads(threads, || {
+                let mut s = store(&values, &grads(0));
+                let mut adam = Adam::new(0.01).weight_decay(0.1);
+                for k in 0..3 {
+                    s.grads_mut().copy_from_slice(&grads(k));
+                    clip_grad_value(&mut s, 5.0).unwrap();
+                    adam.step(&mut s).unwrap();
+                }
+                s.zero_grad();
+                assert!(s.grads().iter().all(|&g| g == 0.0));
+                s.values().to_vec()
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert!(one
+                .iter()
+                .zip(run(threads))
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+        // Parameter 0 alone, by the formulas above.
+        let (mut p, mut m, mut v) = (values[0], 0.0, 0.0);
+        for k in 0..3 {
+            let g = grads(k)[0].clamp(-5.0, 5.0) + 0.1 * p;
+            m = 0.9 * m + 0.1 * g;
+            v = 0.999 * v + 0.001 * g * g;
+            let (m_hat, v_hat) = (
+                m / (1.0 - 0.9f64.powi(k as i32 + 1)),
+                v / (1.0 - 0.999f64.powi(k as i32 + 1)),
+            );
+            p -= 0.01 * m_hat / (v_hat.sqrt() + 1e-8);
+        }
+        assert!((one[0] - p).abs() < 1e-15, "{} vs {p}", one[0]);
     }
 
     #[test]

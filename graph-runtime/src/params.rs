@@ -272,7 +272,8 @@ impl<F: Float> ParamStore<F> {
 
     /// Sets every gradient to zero.
     pub fn zero_grad(&mut self) {
-        self.grads.iter_mut().for_each(|g| *g = F::zero());
+        let grads = &mut self.grads[..];
+        crate::kernels::for_each_run(grads.len(), 1, [grads], |_, [g]| g.fill(F::zero()));
     }
 
     /// Names, shapes and offsets of every tensor, in buffer order.

@@ -21,6 +21,7 @@
 
 use crate::Float;
 use split::{by_cols, by_rows, ROW_TILES, TRANSPOSED_TILES};
+use std::ops::Range;
 
 pub use dispatch::{with_level, with_portable_kernels, Kernels, Level};
 
@@ -240,6 +241,39 @@ pub(crate) fn for_row_runs<F: Float>(
 ) {
     assert_eq!(c.len(), m * n, "for_row_runs: a matrix of {m} x {n}");
     by_rows(m, n, cost, 1, c, f);
+}
+
+/// Runs `f(run, parts)` over runs of `0..len`, `parts` being those runs of
+/// the `S` buffers `bufs` (each `len` long), split across the pool when
+/// `len · cost` (`cost` about the operations per element) is large: for
+/// element-wise work, each element's result depending on that element's
+/// values only, so that results do not depend on the split.
+pub(crate) fn for_each_run<F: Float, const S: usize>(
+    len: usize,
+    cost: usize,
+    bufs: [&mut [F]; S],
+    f: impl Fn(Range<usize>, [&mut [F]; S]) + Sync,
+) {
+    assert!(
+        bufs.iter().all(|b| b.len() == len),
+        "for_each_run: buffers of {len} values"
+    );
+    let parts = if len.saturating_mul(cost) >= split::PARALLEL_WORK {
+        pool::threads().min(len).max(1)
+    } else {
+        1
+    };
+    if parts == 1 {
+        return f(0..len, bufs);
+    }
+    let runs = bufs.map(split::Disjoint::new);
+    // Runs start on cache lines, so that no line is written by two threads.
+    let line = (64 / std::mem::size_of::<F>()).max(1);
+    pool::run_rows(parts, len, line, &|_, run| {
+        // SAFETY: `run_rows` gives each part a run of its own.
+        let parts = std::array::from_fn(|i| unsafe { runs[i].slice(run.start, run.len()) });
+        f(run, parts)
+    });
 }
 
 /// `c += bias` on each row (`n` wide).
