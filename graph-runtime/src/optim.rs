@@ -149,21 +149,28 @@ impl<F: Float> Sgd<F> {
         Owner::check(self.owner, "Sgd", store)?;
         let owner = Owner::of(store);
         let (values, grads) = store.values_and_grads_mut();
-        if self.momentum == F::zero() {
+        let (lr, momentum, weight_decay) = (self.lr, self.momentum, self.weight_decay);
+        let grads: &[F] = grads;
+        if momentum == F::zero() {
             // No state: plain SGD may step any store.
-            for (p, &g) in values.iter_mut().zip(grads.iter()) {
-                *p -= self.lr * (g + self.weight_decay * *p);
-            }
+            crate::kernels::for_each_run(grads.len(), 4, [values], |run, [values]| {
+                for (p, &g) in values.iter_mut().zip(&grads[run]) {
+                    *p -= lr * (g + weight_decay * *p);
+                }
+            });
             return Ok(());
         }
         if self.velocity.len() != values.len() {
             self.velocity = vec![F::zero(); values.len()];
         }
         self.owner = Some(owner);
-        for ((p, &g), v) in values.iter_mut().zip(grads.iter()).zip(&mut self.velocity) {
-            *v = self.momentum * *v + g + self.weight_decay * *p;
-            *p -= self.lr * *v;
-        }
+        let state = [values, &mut self.velocity[..]];
+        crate::kernels::for_each_run(grads.len(), 6, state, |run, [values, velocity]| {
+            for ((p, &g), v) in values.iter_mut().zip(&grads[run]).zip(velocity) {
+                *v = momentum * *v + g + weight_decay * *p;
+                *p -= lr * *v;
+            }
+        });
         Ok(())
     }
 
@@ -500,10 +507,15 @@ impl<F: Float> RmsProp<F> {
         if self.square.len() != values.len() {
             self.square = vec![F::zero(); values.len()];
         }
-        for ((p, &g), s) in values.iter_mut().zip(grads.iter()).zip(&mut self.square) {
-            *s = self.alpha * *s + (F::one() - self.alpha) * g * g;
-            *p -= self.lr * g / (s.sqrt() + self.eps);
-        }
+        let (lr, alpha, eps) = (self.lr, self.alpha, self.eps);
+        let grads: &[F] = grads;
+        let state = [values, &mut self.square[..]];
+        crate::kernels::for_each_run(grads.len(), 12, state, |run, [values, square]| {
+            for ((p, &g), s) in values.iter_mut().zip(&grads[run]).zip(square) {
+                *s = alpha * *s + (F::one() - alpha) * g * g;
+                *p -= lr * g / (s.sqrt() + eps);
+            }
+        });
         Ok(())
     }
 
@@ -565,11 +577,11 @@ mod tests {
         s
     }
 
-    /// A store large enough that Adam, clipping and zeroing split it
-    /// across the pool: the same bits on one, two and three threads, and
-    /// the same as each parameter updated on its own.
+    /// A store large enough that the optimizers, clipping and zeroing split
+    /// it across the pool: the same bits on one, two and three threads, and
+    /// Adam's the same as each parameter updated on its own.
     #[test]
-    fn adam_clipping_and_zeroing_give_the_same_bits_on_any_thread_count() {
+    fn optimizers_clipping_and_zeroing_give_the_same_bits_on_any_thread_count() {
         let n = 140_000;
         let values: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
         let grads =
@@ -585,7 +597,17 @@ mod tests {
                 }
                 s.zero_grad();
                 assert!(s.grads().iter().all(|&g| g == 0.0));
-                s.values().to_vec()
+                let mut others = s.values().to_vec();
+                let (mut sgd, mut plain, mut rms) =
+                    (Sgd::new(0.01).momentum(0.9), Sgd::new(0.01), RmsProp::new(0.01));
+                for k in 0..2 {
+                    s.grads_mut().copy_from_slice(&grads(k));
+                    sgd.step(&mut s).unwrap();
+                    plain.step(&mut s).unwrap();
+                    rms.step(&mut s).unwrap();
+                }
+                let adam_values = std::mem::replace(&mut others, s.values().to_vec());
+                [adam_values, others].concat()
             })
         };
         let one = run(1);
