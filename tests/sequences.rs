@@ -49,6 +49,13 @@ graph! {
         y = Linear(5, 2)(h2_next);
     }
 
+    /// The same two layers as a stack: each state one group of both layers'.
+    #[recurrent(h = h_n, c = c_n)]
+    pub TwoStacked(x: [3], h: [10], c: [10]) -> (y, h_n, c_n) {
+        (top, h_n, c_n) = Stack(2, lstm_layer::Layer[3, 5], lstm_layer::Layer[5, 5])(x, h, c);
+        y = Linear(5, 2)(top);
+    }
+
     /// A recurrent cell nested in a graph, with a post-loop output.
     #[recurrent(h = h1)]
     pub Wrapped(x: [3], h: [4]) -> (y, h1) {
@@ -513,36 +520,61 @@ fn an_lstm_cells_gate_arithmetic_runs_fused_and_every_node_stays_on_the_tape() {
 }
 
 /// Gradient buffers whose first contribution comes from a loop are cleared
-/// step by step inside it, but those given gradients before backward: a
-/// reused tape, the states' gradients given or not from pass to pass, on
-/// one thread and split across two, gives the step-by-step numbers every
-/// time (a row not cleared would add the last pass's gradient).
+/// step by step inside it, but those given gradients before backward: a reused tape, the states'
+/// gradients given or not from pass to pass, on one thread and split
+/// across two, gives the step-by-step numbers every time (a row not
+/// cleared would add the last pass's gradient). Layers nested one by one,
+/// and as a stack (whose state groups two loops write half each).
 #[test]
 fn gradients_cleared_in_loops_match_step_by_step_pass_after_pass() {
-    let mut g = TwoLayers::<f64>::new(&mut StdRng::seed_from_u64(9)).unwrap();
-    let spec = TwoLayers::<f64>::SPEC;
     let (steps, batch) = (4, 16);
     let xs = wave((steps, batch, 3), 0.2);
-    let states: Vec<Array2<f64>> = (0..4)
-        .map(|i| Array2::from_shape_fn((batch, 5), |(b, j)| 0.05 * (b + j + i) as f64 - 0.3))
-        .collect();
+    let state = |width: usize, i: usize| {
+        Array2::from_shape_fn((batch, width), |(b, j)| 0.05 * (b + j + i) as f64 - 0.3)
+    };
+    let mut layers = TwoLayers::<f64>::new(&mut StdRng::seed_from_u64(9)).unwrap();
+    let states: Vec<Array2<f64>> = (0..4).map(|i| state(5, i)).collect();
     let mut feeds = vec![Feed::Seq(xs.view())];
     feeds.extend(states.iter().map(|s| Feed::Values(s.view())));
-    let dy = wave((steps, batch, 2), 1.3);
-    let d_states: Vec<Array3<f64>> = (0..4).map(|i| wave((steps, batch, 5), 2.0 + i as f64)).collect();
+    cleared_in_loops(&mut layers, &feeds);
+    let mut stacked = TwoStacked::<f64>::new(&mut StdRng::seed_from_u64(10)).unwrap();
+    let states: Vec<Array2<f64>> = (0..2).map(|i| state(10, i)).collect();
+    let mut feeds = vec![Feed::Seq(xs.view())];
+    feeds.extend(states.iter().map(|s| Feed::Values(s.view())));
+    cleared_in_loops(&mut stacked, &feeds);
+}
+
+/// See `gradients_cleared_in_loops_match_step_by_step_pass_after_pass`:
+/// `g`'s output 0 gets a gradient in every pass, the others (its states)
+/// in every other pass.
+fn cleared_in_loops<G: Graph<f64>>(g: &mut G, feeds: &[Feed<f64>]) {
+    let spec = G::SPEC;
+    let Feed::Seq(xs) = &feeds[0] else { unreachable!() };
+    let (steps, batch, _) = xs.dim();
+    let d_outputs: Vec<Array3<f64>> = spec
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(o, out)| wave((steps, batch, g.output_width(out.name).unwrap()), 1.3 + o as f64))
+        .collect();
     // Per "states' gradients given": the parameter gradients and the
     // initial states' gradients, step by step.
     let mut want = Vec::new();
     for given in [false, true] {
         g.zero_grad();
-        let mut reference = StepByStep::forward(&g, &feeds);
-        let mut d = vec![dy.clone()];
-        d.extend(
-            d_states
-                .iter()
-                .map(|a| if given { a.clone() } else { Array3::zeros(a.dim()) }),
-        );
-        reference.backward(&mut g, &d);
+        let mut reference = StepByStep::forward(g, feeds);
+        let d: Vec<Array3<f64>> = d_outputs
+            .iter()
+            .enumerate()
+            .map(|(o, a)| {
+                if o == 0 || given {
+                    a.clone()
+                } else {
+                    Array3::zeros(a.dim())
+                }
+            })
+            .collect();
+        reference.backward(g, &d);
         let initial: Vec<Array2<f64>> = spec
             .recurrent
             .iter()
@@ -555,16 +587,24 @@ fn gradients_cleared_in_loops_match_step_by_step_pass_after_pass() {
             let mut tape = g.tape();
             for given in [false, true, false, true] {
                 g.zero_grad();
-                g.forward_feeds(&mut tape, &feeds).unwrap();
-                let mut ds = vec![Feed::Seq(dy.view())];
-                ds.extend(
-                    d_states
-                        .iter()
-                        .map(|a| if given { Feed::Seq(a.view()) } else { Feed::Absent }),
-                );
+                g.forward_feeds(&mut tape, feeds).unwrap();
+                let ds: Vec<Feed<f64>> = d_outputs
+                    .iter()
+                    .enumerate()
+                    .map(|(o, a)| {
+                        if o == 0 || given {
+                            Feed::Seq(a.view())
+                        } else {
+                            Feed::Absent
+                        }
+                    })
+                    .collect();
                 g.backward_feeds(&mut tape, &ds).unwrap();
                 let (params, initial) = &want[usize::from(given)];
-                let case = format!("{threads} threads, states' gradients given: {given}");
+                let case = format!(
+                    "{}, {threads} threads, states' gradients given: {given}",
+                    spec.name
+                );
                 assert_close(
                     &format!("parameter gradients ({case})"),
                     g.grads().iter().copied(),
