@@ -7,7 +7,7 @@
 
 use super::plan::{Block, Hop, Plan, UnitKind};
 use super::visit::grad_wanted;
-use crate::kernels::pool;
+use crate::kernels::{pool, vectorised};
 use crate::spec::Fusion;
 use crate::spec::{GraphSpec, NodeKind};
 use crate::tape::{Held, OuterSlot, Record, SlotPtr};
@@ -37,6 +37,17 @@ impl<F: Float> RowCopy<F> {
     /// The slot pointers were taken in this pass, and no other thread reads
     /// or writes the rows this writes, nor writes the rows it reads.
     pub(super) unsafe fn run(&self, rows: Range<usize>) {
+        // SAFETY: as this function's caller guarantees.
+        unsafe { run_wide(self, rows) }
+    }
+
+    /// [`run`](Self::run), for the vectors it is compiled for
+    /// ([`run_wide`]).
+    ///
+    /// # Safety
+    /// As [`run`](Self::run).
+    #[inline(always)]
+    unsafe fn run_rows(&self, rows: Range<usize>) {
         let later = self.from_later.max(self.to_later);
         let end = rows
             .end
@@ -64,6 +75,15 @@ impl<F: Float> RowCopy<F> {
             }
         }
     }
+}
+
+vectorised! {
+    /// [`RowCopy::run`] for the widest vectors the CPU has (a stack's
+    /// state groups are copied row by row, and backward adds).
+    ///
+    /// # Safety
+    /// As [`RowCopy::run`].
+    unsafe fn run_wide<F: Float>(copy: &RowCopy<F>, rows: Range<usize>) => RowCopy::run_rows
 }
 
 impl<F: Float> RowCopy<F> {

@@ -8,7 +8,7 @@
 //! split across the pool's threads; every element is computed the same way
 //! whatever the split, so results are bit-identical for any thread count.
 
-use crate::kernels::pool;
+use crate::kernels::{pool, vectorised};
 use crate::spec::{Fusion, LstmGates};
 use crate::tape::{Record, SlotPtr};
 use crate::Float;
@@ -154,44 +154,21 @@ pub(crate) fn backward<F: Float>(record: &Record<F>, fusion: &Fusion, rows: Rang
     }
 }
 
-/// Defines `$name`, which calls `$pass` compiled for the widest vectors
-/// the CPU has ([`kernels::vectors`](crate::kernels::vectors)), so that its
-/// element-wise loops vectorise (the default target, x86-64's baseline,
-/// has 4-lane SSE2). LLVM forms no fused multiply-add from `a * b + c` in
-/// Rust, so every width computes the same bits.
-macro_rules! vectorised {
-    ($name:ident => $pass:ident($($arg:ident: $ty:ty),*)) => {
-        /// # Safety
-        #[doc = concat!("As [`", stringify!($pass), "`].")]
-        unsafe fn $name<F: Float>($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx2,fma")]
-            unsafe fn avx512<F: Float>($($arg: $ty),*) {
-                // SAFETY: as the caller's contract.
-                unsafe { $pass($($arg),*) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2<F: Float>($($arg: $ty),*) {
-                // SAFETY: as the caller's contract.
-                unsafe { $pass($($arg),*) }
-            }
-            match crate::kernels::vectors() {
-                // SAFETY: the CPU has these features; the rest as the
-                // caller's contract.
-                #[cfg(target_arch = "x86_64")]
-                crate::kernels::Vectors::Avx512 => unsafe { avx512($($arg),*) },
-                #[cfg(target_arch = "x86_64")]
-                crate::kernels::Vectors::Avx2 => unsafe { avx2($($arg),*) },
-                // SAFETY: as the caller's contract.
-                _ => unsafe { $pass($($arg),*) },
-            }
-        }
-    };
+vectorised! {
+    /// [`lstm_forward`] for the widest vectors the CPU has.
+    ///
+    /// # Safety
+    /// As [`lstm_forward`].
+    unsafe fn lstm_forward_wide<F: Float>(v: &Gates<F>, rows: &Range<usize>, h: usize) => lstm_forward
 }
 
-vectorised!(lstm_forward_wide => lstm_forward(v: &Gates<F>, rows: &Range<usize>, h: usize));
-vectorised!(lstm_backward_wide => lstm_backward(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize>, h: usize));
+vectorised! {
+    /// [`lstm_backward`] for the widest vectors the CPU has.
+    ///
+    /// # Safety
+    /// As [`lstm_backward`].
+    unsafe fn lstm_backward_wide<F: Float>(v: &Gates<F>, g: &Gates<F>, rows: &Range<usize>, h: usize) => lstm_backward
+}
 
 /// # Safety
 /// See [`Slot::rows`].

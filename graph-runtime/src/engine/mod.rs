@@ -1,7 +1,7 @@
 //! The engine: one forward and one backward pass loop, for a single step
 //! and for a sequence alike (a single step is a sequence of one).
 //!
-//! A pass follows the tape's [`Plan`](plan::Plan): a list of units (a
+//! A pass follows the tape's [`Plan`]: a list of units (a
 //! node's layer, a copy into or out of a nested graph, the carry of a
 //! recurrent state to the next step) cut into segments. A segment that is
 //! not a loop runs each unit once over all `T·B` rows of the tape; a loop

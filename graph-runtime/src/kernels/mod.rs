@@ -453,6 +453,43 @@ pub(crate) fn vectors() -> Vectors {
     Vectors::Portable
 }
 
+/// Defines `unsafe fn $name`, which calls `$body` (an `#[inline(always)]`
+/// function of the same arguments) compiled for the widest vectors the CPU
+/// has ([`vectors`]), so that its element-wise loops vectorise: the default
+/// target, x86-64's baseline, has 4-lane SSE2. For loops of `+`, `-`, `*`,
+/// `/` and copies only: LLVM forms no fused multiply-add from `a * b + c`
+/// in Rust, so every width computes the same bits.
+macro_rules! vectorised {
+    ($(#[$attr:meta])* $vis:vis unsafe fn $name:ident<$g:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?) => $body:path) => {
+        $(#[$attr])*
+        $vis unsafe fn $name<$g: $bound>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn avx512<$g: $bound>($($arg: $ty),*) {
+                // SAFETY: as the caller's contract.
+                unsafe { $body($($arg),*) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<$g: $bound>($($arg: $ty),*) {
+                // SAFETY: as the caller's contract.
+                unsafe { $body($($arg),*) }
+            }
+            match $crate::kernels::vectors() {
+                // SAFETY: the CPU has these features; the rest as the
+                // caller's contract.
+                #[cfg(target_arch = "x86_64")]
+                $crate::kernels::Vectors::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                $crate::kernels::Vectors::Avx2 => unsafe { avx2($($arg),*) },
+                // SAFETY: as the caller's contract.
+                _ => unsafe { $body($($arg),*) },
+            }
+        }
+    };
+}
+pub(crate) use vectorised;
+
 pub mod activations;
 mod dispatch;
 mod gemm;
