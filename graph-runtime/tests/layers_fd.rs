@@ -438,6 +438,35 @@ fn embedding() {
     );
 }
 
+/// Many rows (a sequence's) are gathered by the pool's threads: each row is
+/// its id's row of the table, on one thread or two; the first bad id is
+/// the one named, wherever it is.
+#[test]
+fn embedding_over_many_rows() {
+    let (vocab, dim) = (70, 64);
+    let table = Embedding::new(vocab, dim);
+    let params: Vec<f64> = (0..vocab * dim).map(|i| (i as f64 * 0.17).cos()).collect();
+    let ids: Vec<usize> = (0..3000).map(|b| (b * 31 + 7) % vocab).collect();
+    for threads in [1, 2] {
+        let out =
+            graph_runtime::kernels::pool::with_threads(threads, || embed(&table, &params, &ids)).unwrap();
+        for (b, &id) in ids.iter().enumerate() {
+            assert_eq!(
+                out.row(b).as_slice().unwrap(),
+                &params[id * dim..(id + 1) * dim],
+                "row {b}"
+            );
+        }
+    }
+    let mut bad = ids.clone();
+    (bad[2500], bad[2900]) = (vocab, vocab + 1);
+    let err = graph_runtime::kernels::pool::with_threads(2, || embed(&table, &params, &bad)).unwrap_err();
+    assert_eq!(
+        err,
+        "id 70 at row 2500 is outside the table of 70 ids (Embedding(70, 64))"
+    );
+}
+
 /// A class criterion on logits, as an objective over the logits.
 struct ClassObjective<C> {
     criterion: C,

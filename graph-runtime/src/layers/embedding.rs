@@ -55,14 +55,28 @@ impl<F: Float> Layer<F> for Embedding {
     fn forward(&self, cx: Forward<'_, F>, mut output: ArrayViewMut2<'_, F>) -> LayerResult {
         let ids = cx.inputs[0].ids()?;
         let table = ArrayView2::from_shape((self.vocab, self.dim), cx.params).map_err(|e| e.to_string())?;
-        for (b, (&id, mut row)) in ids.iter().zip(output.axis_iter_mut(Axis(0))).enumerate() {
-            if id >= self.vocab {
-                return Err(format!(
-                    "id {id} at row {b} is outside the table of {} ids (Embedding({}, {}))",
-                    self.vocab, self.vocab, self.dim
-                ));
+        if let Some((b, &id)) = ids.iter().enumerate().find(|(_, &id)| id >= self.vocab) {
+            return Err(format!(
+                "id {id} at row {b} is outside the table of {} ids (Embedding({}, {}))",
+                self.vocab, self.vocab, self.dim
+            ));
+        }
+        let dim = self.dim;
+        match output.as_slice_mut() {
+            // A sequence's rows (T·B of them) are gathered by the pool's
+            // threads, each its own run of rows.
+            Some(out) if out.len() == ids.len() * dim => {
+                crate::kernels::for_row_runs(ids.len(), dim, ids.len() * dim, out, |r0, r1, rows| {
+                    for (row, &id) in rows.chunks_exact_mut(dim.max(1)).zip(&ids[r0..r1]) {
+                        row.copy_from_slice(&cx.params[id * dim..(id + 1) * dim]);
+                    }
+                });
             }
-            row.assign(&table.row(id));
+            _ => {
+                for (&id, mut row) in ids.iter().zip(output.axis_iter_mut(Axis(0))) {
+                    row.assign(&table.row(id));
+                }
+            }
         }
         Ok(())
     }
