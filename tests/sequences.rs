@@ -527,7 +527,8 @@ fn an_lstm_cells_gate_arithmetic_runs_fused_and_every_node_stays_on_the_tape() {
 /// and as a stack (whose state groups two loops write half each).
 #[test]
 fn gradients_cleared_in_loops_match_step_by_step_pass_after_pass() {
-    let (steps, batch) = (4, 16);
+    // 256 rows: passes this long clear in the loops (`LOOP_CLEAR_ROWS`).
+    let (steps, batch) = (4, 64);
     let xs = wave((steps, batch, 3), 0.2);
     let state = |width: usize, i: usize| {
         Array2::from_shape_fn((batch, width), |(b, j)| 0.05 * (b + j + i) as f64 - 0.3)

@@ -797,10 +797,14 @@ impl<F: Float> Tape<F> {
 
     /// Clears the gradients for a backward pass, before the top-level slots
     /// `seeded` are given theirs. A pass whose loops run step by step
-    /// (more than one step) clears [`loop_clears`](Self::loop_clears)
-    /// itself, in the loops, but those seeded.
+    /// over many rows (more than one step, [`LOOP_CLEAR_ROWS`] in all)
+    /// clears [`loop_clears`](Self::loop_clears) itself, in the loops, but
+    /// those seeded.
     pub(crate) fn clear_grads(&mut self, seeded: impl Fn(usize) -> bool) {
-        self.clear_in_loops = !self.any_skipped && self.steps > 1 && !self.loop_clears.is_empty();
+        self.clear_in_loops = !self.any_skipped
+            && self.steps > 1
+            && self.steps * self.batch >= LOOP_CLEAR_ROWS
+            && !self.loop_clears.is_empty();
         self.seeded.clear();
         self.seeded.extend((0..self.root.spec.slots()).map(seeded));
         self.root
@@ -1107,6 +1111,12 @@ pub(crate) fn row_range_mut<F>(a: &mut Array2<F>, rows: Range<usize>) -> ArrayVi
     }
     a.slice_mut(ndarray::s![rows, ..])
 }
+
+/// Rows (`T·B`) from which a pass clears the gradients its loops write
+/// first step by step in the loops (`engine::clear`): below, the buffers
+/// fit in cache, and one `memset` each before the pass costs less than one
+/// per step (the seed cell's W1, 5 rows: 2% of its time).
+const LOOP_CLEAR_ROWS: usize = 256;
 
 /// Sets every element to zero: a `memset` on the contiguous buffer (ndarray's
 /// `fill` goes element by element, which showed in profiles of sequences).
