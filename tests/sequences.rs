@@ -71,6 +71,16 @@ fn wave(shape: (usize, usize, usize), seed: f64) -> Array3<f64> {
     })
 }
 
+/// The gradient of input `name` at the first step (an initial state's).
+fn first_step_grad(tape: &Tape<f64>, name: &str) -> Vec<f64> {
+    tape.grad_seq(name)
+        .unwrap()
+        .index_axis(Axis(0), 0)
+        .iter()
+        .copied()
+        .collect()
+}
+
 /// Runs `graph` both ways on the same inputs and output gradients, and
 /// compares outputs, parameter gradients, initial-state and input gradients.
 fn same_as_step_by_step<G: Graph<f64>>(graph: &mut G, feeds: &[Feed<f64>]) {
@@ -125,11 +135,7 @@ fn same_as_step_by_step<G: Graph<f64>>(graph: &mut G, feeds: &[Feed<f64>]) {
         let name = spec.inputs[i].name;
         assert_close(
             &format!("initial state {name}"),
-            tape.grad_seq(name)
-                .unwrap()
-                .index_axis(Axis(0), 0)
-                .iter()
-                .copied(),
+            first_step_grad(&tape, name),
             reference.input_grad(0, name).iter().copied(),
             TOL,
         );
@@ -616,11 +622,7 @@ fn cleared_in_loops<G: Graph<f64>>(g: &mut G, feeds: &[Feed<f64>]) {
                     let name = spec.inputs[i].name;
                     assert_close(
                         &format!("initial {name} ({case})"),
-                        tape.grad_seq(name)
-                            .unwrap()
-                            .index_axis(Axis(0), 0)
-                            .iter()
-                            .copied(),
+                        first_step_grad(&tape, name),
                         initial[k].iter().copied(),
                         TOL,
                     );
