@@ -443,11 +443,13 @@ pub(crate) enum Vectors {
 pub(crate) fn vectors() -> Vectors {
     #[cfg(target_arch = "x86_64")]
     {
-        if simd::wide() {
-            return Vectors::Avx512;
-        }
+        // The AVX-512 build also enables AVX2 and FMA: ask for both.
         if simd::available() {
-            return Vectors::Avx2;
+            return if simd::wide() {
+                Vectors::Avx512
+            } else {
+                Vectors::Avx2
+            };
         }
     }
     Vectors::Portable
