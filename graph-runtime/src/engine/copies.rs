@@ -37,8 +37,14 @@ impl<F: Float> RowCopy<F> {
     /// The slot pointers were taken in this pass, and no other thread reads
     /// or writes the rows this writes, nor writes the rows it reads.
     pub(super) unsafe fn run(&self, rows: Range<usize>) {
-        // SAFETY: as this function's caller guarantees.
-        unsafe { run_wide(self, rows) }
+        // SAFETY (both calls): as this function's caller guarantees.
+        if rows.len() * self.from_cols.len() < WIDE_COPY {
+            // A few values: not worth choosing the vector width for (a
+            // batch-1 cell copies a handful per step).
+            unsafe { self.run_rows(rows) }
+        } else {
+            unsafe { run_wide(self, rows) }
+        }
     }
 
     /// [`run`](Self::run), for the vectors it is compiled for
@@ -111,6 +117,9 @@ impl<F: Float> RowCopy<F> {
         });
     }
 }
+
+/// Values a copy moves at least before it runs compiled for wide vectors.
+const WIDE_COPY: usize = 256;
 
 /// Values a copy moves at least before it is split across threads.
 const PARALLEL_COPY: usize = 1 << 16;
