@@ -142,10 +142,7 @@ fn the_wide_and_the_narrow_tiles_give_the_same_bits() {
         };
         let (best, avx2) = (with_level(Level::Best, run), with_level(Level::Avx2, run));
         for (x, y) in best.iter().zip(&avx2) {
-            assert!(
-                x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
-                "{m} x {k} x {n}"
-            );
+            assert!(same_bits(x, y), "{m} x {k} x {n}");
         }
     }
 }
@@ -292,7 +289,7 @@ fn bit_identical_to_one_thread(m: usize, k: usize, n: usize, threads: usize) {
         let many = with_threads(threads, run);
         for (x, y) in one.iter().zip(&many) {
             assert!(
-                x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                same_bits(x, y),
                 "the same bits on 1 and {threads} threads for {m} x {k} x {n}"
             );
         }
@@ -369,7 +366,7 @@ fn the_kernel_level_reaches_the_threads_a_product_is_split_across() {
     };
     let one = run(1);
     for _ in 0..5 {
-        assert!(run(2).iter().zip(&one).all(|(p, q)| p.to_bits() == q.to_bits()));
+        assert!(same_bits(&run(2), &one));
     }
 }
 
@@ -588,12 +585,44 @@ fn on_threads_and_path(threads: usize, path: &str, f: &dyn Fn() -> Vec<f32>) -> 
 }
 
 /// Each of `got` within 1e-4 (relative, and absolute near zero) of `want`.
+/// Whether `a` and `b` hold the same values bit for bit (and as many).
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
 fn assert_close(got: &[f32], want: &[f64], what: &str) {
     for (g, e) in got.iter().zip(want) {
         assert!(
             (*g as f64 - e).abs() <= 1e-4 * (1.0 + e.abs()),
             "{what}: {g} against {e}"
         );
+    }
+}
+
+/// On 1 and 2 threads, with each kernel the CPU has and the portable ones:
+/// `product` outside a pass, then at its first three uses inside one (the
+/// first reads the weight as it lies, the next ones its packed copy), gives
+/// the bits of `reference`, which packs nothing.
+fn assert_packed_uses_match(what: &str, reference: &dyn Fn() -> Vec<f32>, product: &dyn Fn() -> Vec<f32>) {
+    use super::packed::PassScope;
+    for threads in [1, 2] {
+        for (path, _) in on_both_paths(|| ()) {
+            let run = |f: &dyn Fn() -> Vec<f32>| on_threads_and_path(threads, path, f);
+            let want = run(reference);
+            let outside = run(product);
+            assert!(
+                same_bits(&outside, &want),
+                "{what}, {threads} thread(s), {path}, outside a pass"
+            );
+            let _pass = PassScope::enter();
+            for use_ in 0..3 {
+                let inside = run(product);
+                assert!(
+                    same_bits(&inside, &want),
+                    "{what}, {threads} thread(s), {path}, use {use_}"
+                );
+            }
+        }
     }
 }
 
@@ -618,30 +647,12 @@ fn weights_packed_for_a_pass_give_the_same_bits_and_follow_changes_between_passe
             matmul_x_wt(&x, w, None, &mut c, m, k, n);
             c
         };
-        for threads in [1, 2] {
-            for (path, _) in on_both_paths(|| ()) {
-                let run = |f: &dyn Fn() -> Vec<f32>| on_threads_and_path(threads, path, f);
-                let outside = run(&|| product(&w));
-                let unpacked = run(&|| {
-                    let mut c = vec![0.0f32; m * n];
-                    matmul_a_bt(&x, &w, &mut c, m, k, n);
-                    c
-                });
-                assert_eq!(outside, unpacked);
-                let _pass = PassScope::enter();
-                // The first use reads `w` in place, the next ones the packed copy.
-                for use_ in 0..3 {
-                    let inside = run(&|| product(&w));
-                    assert!(
-                        outside
-                            .iter()
-                            .zip(&inside)
-                            .all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "{m} x {k} x {n}, {threads} thread(s), {path}, use {use_}"
-                    );
-                }
-            }
-        }
+        let unpacked = || {
+            let mut c = vec![0.0f32; m * n];
+            matmul_a_bt(&x, &w, &mut c, m, k, n);
+            c
+        };
+        assert_packed_uses_match(&format!("{m} x {k} x {n}"), &unpacked, &|| product(&w));
         // The weight changes between two passes: the next pass sees it.
         {
             let _pass = PassScope::enter();
@@ -698,24 +709,9 @@ fn weights_packed_by_columns_for_a_pass_give_the_same_bits_and_follow_changes() 
             }
             c
         };
-        for threads in [1, 2] {
-            for (path, _) in on_both_paths(|| ()) {
-                let run = |f: &dyn Fn() -> Vec<f32>| on_threads_and_path(threads, path, f);
-                let unpacked = run(&|| product(&w, false));
-                let _pass = PassScope::enter();
-                // The first use reads `w` as it lies, the next ones the packed copy.
-                for use_ in 0..3 {
-                    let inside = run(&|| product(&w, true));
-                    assert!(
-                        unpacked
-                            .iter()
-                            .zip(&inside)
-                            .all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "{m} x {k} x {n}, {threads} thread(s), {path}, use {use_}"
-                    );
-                }
-            }
-        }
+        assert_packed_uses_match(&format!("{m} x {k} x {n}"), &|| product(&w, false), &|| {
+            product(&w, true)
+        });
         // The weight changes between two passes: the next pass sees it.
         {
             let _pass = PassScope::enter();
@@ -771,9 +767,7 @@ fn many_and_few_rows_of_a_b_give_the_same_bits() {
                     c
                 });
                 assert!(
-                    part.iter()
-                        .zip(&all[r0 * n..(r0 + 25) * n])
-                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    same_bits(&part, &all[r0 * n..(r0 + 25) * n]),
                     "{k} x {n}, {path}, rows from {r0}"
                 );
             }
@@ -954,7 +948,7 @@ fn a_bias_added_as_tiles_are_stored_gives_the_bits_of_adding_it_after() {
                 let first = with_threads(threads, || with_level(level, fused));
                 let packed = with_threads(threads, || with_level(level, fused));
                 for got in [outside, first, packed] {
-                    let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                    let same = same_bits(&got, &want);
                     // The portable kernel rounds each product apart from its sum.
                     let close = got
                         .iter()
