@@ -51,8 +51,14 @@ fn each_layer_gets_a_loop_and_the_upper_input_projection_runs_between_them() {
 /// Three training iterations (dropout on, Adam, clipping) on `threads`
 /// threads, from the same start: the parameters after them.
 fn train(threads: usize) -> Vec<f32> {
+    train_checked(threads, false)
+}
+
+/// [`train`], in checked mode or not.
+fn train_checked(threads: usize, checked: bool) -> Vec<f32> {
     nngraph::runtime::with_threads(threads, || {
         let mut model = Stacked::<f32>::new(&mut StdRng::seed_from_u64(3), 24, 64).unwrap();
+        model.set_checked(checked);
         let (xs, ys) = (ids(5, 32, 24, 0), ids(5, 32, 24, 1));
         let mut tape = model.tape();
         let mut adam = Adam::new(2e-3f32);
@@ -75,6 +81,24 @@ fn the_same_bits_on_one_two_and_three_threads() {
         assert!(
             one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()),
             "{threads} threads"
+        );
+    }
+}
+
+/// An unchecked backward pass runs the weight gradients of each layer's
+/// two projections, which share the gates' gradient, as one product
+/// (`kernels::grouped`); checked mode runs each as its layer makes it:
+/// the same bits, on one thread and on two.
+#[test]
+fn the_same_bits_checked_and_unchecked() {
+    for threads in [1, 2] {
+        let (unchecked, checked) = (train_checked(threads, false), train_checked(threads, true));
+        assert!(
+            unchecked
+                .iter()
+                .zip(&checked)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{threads} thread(s)"
         );
     }
 }

@@ -158,6 +158,14 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
         grads,
         checked,
     };
+    // Weight gradients sharing their dY may run as one product (`grouped`):
+    // not in checked mode, which reads each layer's as it is made.
+    // SAFETY: the products' operands are the tape's buffers and the store's
+    // gradients, borrowed for this function; the scope ends (the queue is
+    // run) below, before either borrow does. Backward never writes a
+    // layer's output gradient or any value after that layer's backward,
+    // and a parameter's gradient is written only by its layer.
+    let grouped = (!checked).then(|| unsafe { crate::kernels::grouped::Scope::open() });
     let result = (|| {
         for seg in segments(plan, steps).iter().rev() {
             if looped(seg.looped, steps) {
@@ -209,6 +217,7 @@ pub(crate) fn backward<F: Float, G: Graph<F>>(graph: &mut G, tape: &mut Tape<F>)
         }
         Ok(())
     })();
+    drop(grouped);
     if checked && result.is_err() {
         core.store.grads_mut().copy_from_slice(&core.saved_grads);
     }

@@ -3,7 +3,7 @@
 //! micro-kernel and packing buffer, and its activations), and the switch
 //! to the portable micro-kernels used to test them on any CPU.
 
-use super::gemm::{blocked, rows_times_packed, rows_times_wt, Kernel};
+use super::gemm::{blocked, rows_times_packed, rows_times_wt, Kernel, Part};
 use super::packed::{pack_columns, pack_transposed, with_packed, Entry};
 use super::split::Columns;
 use super::split::{by_cols, by_rows};
@@ -64,17 +64,9 @@ pub trait Kernels: Copy + sealed::Sealed {
     /// `f` on this thread's scratch buffer of `len` values (kept between
     /// calls: allocation-free once warmed up), for partial results.
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
-    /// `c = [c +] a · b` on strided operands.
-    #[allow(clippy::too_many_arguments)]
-    fn gemm(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: Operand<'_, Self>,
-        b: Operand<'_, Self>,
-        c: &mut [Self],
-        accumulate: bool,
-    );
+    /// `c = [c +] a · b` on strided operands, for each part `(b, c)` of
+    /// products sharing `a` (`m x k`).
+    fn gemm(m: usize, k: usize, a: Operand<'_, Self>, parts: &mut [Part<'_, Self>], accumulate: bool);
 }
 
 mod sealed {
@@ -220,17 +212,13 @@ macro_rules! gemm_for {
                                 let a = Operand::row_major(&a[r0 * k..], k);
                                 let b = Operand::row_major(b, n);
                                 $pack.with(|buf| {
-                                    blocked::<$t>(
-                                        r1 - r0,
+                                    let part = Part {
                                         n,
-                                        k,
-                                        a,
                                         b,
-                                        Some(panels),
+                                        packed_b: Some(panels),
                                         c,
-                                        true,
-                                        &mut buf.borrow_mut(),
-                                    )
+                                    };
+                                    blocked::<$t>(r1 - r0, k, a, &mut [part], true, &mut buf.borrow_mut())
                                 })
                             })
                         })
@@ -269,16 +257,8 @@ macro_rules! gemm_for {
                 $pack.with(|buf| rows_times_packed::<$t>(m, k, a, b, bias, c, &mut buf.borrow_mut()));
             }
 
-            fn gemm(
-                m: usize,
-                n: usize,
-                k: usize,
-                a: Operand<'_, $t>,
-                b: Operand<'_, $t>,
-                c: &mut [$t],
-                accumulate: bool,
-            ) {
-                $pack.with(|buf| blocked::<$t>(m, n, k, a, b, None, c, accumulate, &mut buf.borrow_mut()));
+            fn gemm(m: usize, k: usize, a: Operand<'_, $t>, parts: &mut [Part<'_, $t>], accumulate: bool) {
+                $pack.with(|buf| blocked::<$t>(m, k, a, parts, accumulate, &mut buf.borrow_mut()));
             }
         }
     };

@@ -198,18 +198,48 @@ pub(super) trait Kernel: Float {
     );
 }
 
-/// `c (m x n) = [c +] a · b`. `packed_b`, when given, is `b` packed by
-/// columns for all `k` steps (`packed::pack_columns`), read instead of
-/// packing `b` or reading it in place.
-#[allow(clippy::too_many_arguments)]
+/// One product of [`blocked`]: `c (m x n) = [c +] a · b` for the `A` all
+/// parts share. `packed_b`, when given, is `b` packed by columns for all
+/// `k` steps (`packed::pack_columns`), read instead of packing `b` or
+/// reading it in place.
+#[doc(hidden)]
+pub struct Part<'a, T> {
+    pub(super) n: usize,
+    pub(super) b: Operand<'a, T>,
+    pub(super) packed_b: Option<&'a [T]>,
+    pub(super) c: &'a mut [T],
+}
+
+impl<T> Part<'_, T> {
+    /// Its column panels of `nr`, the last one maybe partial.
+    fn panels(&self, nr: usize) -> usize {
+        self.n.div_ceil(nr)
+    }
+}
+
+/// The part and the first column of the `g`-th column panel of `parts`,
+/// counted across them (each part's panels start on its column 0).
+fn panel_of<T>(parts: &[Part<'_, T>], nr: usize, mut g: usize) -> (usize, usize) {
+    for (i, part) in parts.iter().enumerate() {
+        let panels = part.panels(nr);
+        if g < panels {
+            return (i, g * nr);
+        }
+        g -= panels;
+    }
+    unreachable!("a panel past the parts")
+}
+
+/// `c = [c +] a · b` for each part `(b, c)`: products that share their `A`
+/// (`m x k`), as the weight gradients of the two projections of an LSTM
+/// cell share the gates' gradient, run as one, each block of `A` read for
+/// the panels of every part. Every element of each `c` is the same chain of
+/// operations as when its part runs alone.
 pub(super) fn blocked<T: Kernel>(
     m: usize,
-    n: usize,
     k: usize,
     a: Operand<'_, T>,
-    b: Operand<'_, T>,
-    packed_b: Option<&[T]>,
-    c: &mut [T],
+    parts: &mut [Part<'_, T>],
     accumulate: bool,
     buf: &mut Vec<T>,
 ) {
@@ -225,7 +255,10 @@ pub(super) fn blocked<T: Kernel>(
     // a panel reads KC rows, and one page per row costs more in address
     // translation than the packing saves. A last, partial panel is always
     // packed.
-    let in_place = b.cs == 1 && b.rs * std::mem::size_of::<T>() <= IN_PLACE_ROW_BYTES && m < PACK_B_ROWS;
+    let in_place = |b: &Operand<'_, T>| {
+        b.cs == 1 && b.rs * std::mem::size_of::<T>() <= IN_PLACE_ROW_BYTES && m < PACK_B_ROWS
+    };
+    let any_in_place = parts.iter().any(|p| p.packed_b.is_none() && in_place(&p.b));
     // An A whose rows, or whose columns, are contiguous and close is read
     // in place by the micro-kernel (MR rows, or MR adjacent columns, `kc`
     // steps long): packing a row-major A is a transposition that cost more
@@ -233,7 +266,8 @@ pub(super) fn blocked<T: Kernel>(
     // iteration). Far apart, a block spans too many pages and is packed.
     let a_stride = if a.cs == 1 { a.rs } else { a.cs };
     let a_in_place = (a.cs == 1 || a.rs == 1) && a_stride * std::mem::size_of::<T>() <= IN_PLACE_A_BYTES;
-    let nc_max = if in_place { nr } else { NC.min(n.div_ceil(nr) * nr) };
+    let panels: usize = parts.iter().map(|p| p.panels(nr)).sum();
+    let nc_max = if any_in_place { nr } else { NC.min(panels * nr) };
     let kc_max = KC.min(k);
     // A whole block of A whatever `m` is: a thread's share of rows changes
     // from job to job (`pool::run_rows`), and its buffer is then never
@@ -248,15 +282,19 @@ pub(super) fn blocked<T: Kernel>(
     let mut tile = [T::zero(); MAX_TILE];
     let tile = &mut tile[..mr * nr];
 
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
+    // Blocks of `nc_max / nr` column panels, counted across the parts.
+    let per_block = nc_max / nr;
+    for first in (0..panels).step_by(per_block) {
+        let block = first..panels.min(first + per_block);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            // Pack B[pc.., jc..] into column panels of NR, zero padded.
-            if !in_place && packed_b.is_none() {
-                for (panel, j0) in (0..nc).step_by(nr).enumerate() {
-                    let dst = &mut bpack[panel * kc * nr..(panel + 1) * kc * nr];
-                    pack(dst, nr, b, pc, jc + j0, kc, nr.min(nc - j0), false);
+            // Pack B[pc.., panel] for each panel of the block, zero padded.
+            for (slot, g) in block.clone().enumerate() {
+                let (i, j0) = panel_of(parts, nr, g);
+                let part = &parts[i];
+                if part.packed_b.is_none() && !in_place(&part.b) {
+                    let dst = &mut bpack[slot * kc * nr..(slot + 1) * kc * nr];
+                    pack(dst, nr, part.b, pc, j0, kc, nr.min(part.n - j0), false);
                 }
             }
             let add = accumulate || pc > 0;
@@ -271,20 +309,24 @@ pub(super) fn blocked<T: Kernel>(
                         pack(dst, mr, a, ic + i0, pc, kc, mr.min(mc - i0), true);
                     }
                 }
-                for (bp, j0) in (0..nc).step_by(nr).enumerate() {
-                    let cols = nr.min(nc - j0);
-                    let (bpanel, ldb): (&[T], usize) = if let Some(panels) = packed_b {
-                        let at = (jc + j0) / nr * k * nr + pc * nr;
+                for (slot, g) in block.clone().enumerate() {
+                    let (i, j0) = panel_of(parts, nr, g);
+                    let part = &mut parts[i];
+                    let (n, b) = (part.n, part.b);
+                    let cols = nr.min(n - j0);
+                    let (bpanel, ldb): (&[T], usize) = if let Some(panels) = part.packed_b {
+                        let at = j0 / nr * k * nr + pc * nr;
                         (&panels[at..at + kc * nr], nr)
-                    } else if !in_place {
-                        (&bpack[bp * kc * nr..(bp + 1) * kc * nr], nr)
+                    } else if !in_place(&b) {
+                        (&bpack[slot * kc * nr..(slot + 1) * kc * nr], nr)
                     } else if cols == nr {
-                        let start = pc * b.rs + jc + j0;
+                        let start = pc * b.rs + j0;
                         (&b.data[start..start + (kc - 1) * b.rs + nr], b.rs)
                     } else {
-                        pack(&mut bpack[..kc * nr], nr, b, pc, jc + j0, kc, cols, false);
+                        pack(&mut bpack[..kc * nr], nr, b, pc, j0, kc, cols, false);
                         (&bpack[..kc * nr], nr)
                     };
+                    let c = &mut *part.c;
                     for (ap, i0) in (0..mc).step_by(mr).enumerate() {
                         let rows = mr.min(mc - i0);
                         let apanel = if a_in_place {
@@ -299,14 +341,14 @@ pub(super) fn blocked<T: Kernel>(
                             Lanes::packed(&apack[ap * kc * mr..(ap + 1) * kc * mr])
                         };
                         if cols == nr {
-                            let start = (ic + i0) * n + jc + j0;
+                            let start = (ic + i0) * n + j0;
                             let end = start + (rows - 1) * n + nr;
                             T::tile(kc, apanel, bpanel, ldb, &mut c[start..end], n, add, rows);
                             continue;
                         }
                         T::tile(kc, apanel, bpanel, ldb, tile, nr, false, rows);
                         for ii in 0..rows {
-                            let start = (ic + i0 + ii) * n + jc + j0;
+                            let start = (ic + i0 + ii) * n + j0;
                             let out = &mut c[start..start + cols];
                             let t = &tile[ii * nr..ii * nr + cols];
                             if add {

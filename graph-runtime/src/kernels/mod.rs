@@ -14,12 +14,14 @@
 //! for tiny ones); `split.rs`: splitting a product across threads;
 //! `pool.rs`: the threads; `gemm.rs`: the blocked driver and packing;
 //! `packed.rs`: weights packed once per engine pass for a sequence's steps;
+//! `grouped.rs`: weight gradients sharing their `dY` run as one product;
 //! `dispatch.rs`: the `Kernels` trait `Float` carries; `micro.rs`: each
 //! type's micro-kernel (SIMD or portable); `simd.rs`: the AVX2 + FMA and
 //! AVX-512 kernels; `activations.rs`: vectorised f32 `exp`, `tanh`, logistic;
 //! `tests.rs`.
 
 use crate::Float;
+use gemm::Part;
 use split::{by_cols, by_rows, ROW_TILES, TRANSPOSED_TILES};
 use std::ops::Range;
 
@@ -425,7 +427,13 @@ fn gemm<F: Float>(
         small(m, n, k, a, b, c, accumulate, gemm::KC);
         return;
     }
-    F::gemm(m, n, k, a, b, c, accumulate);
+    let part = Part {
+        n,
+        b,
+        packed_b: None,
+        c,
+    };
+    F::gemm(m, k, a, &mut [part], accumulate);
 }
 
 /// The widest vectors element-wise loops may be compiled for here: what
@@ -495,6 +503,7 @@ pub(crate) use vectorised;
 pub mod activations;
 mod dispatch;
 mod gemm;
+pub(crate) mod grouped;
 mod micro;
 pub(crate) mod packed;
 pub mod pool;

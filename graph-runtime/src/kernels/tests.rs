@@ -584,12 +584,12 @@ fn on_threads_and_path(threads: usize, path: &str, f: &dyn Fn() -> Vec<f32>) -> 
     })
 }
 
-/// Each of `got` within 1e-4 (relative, and absolute near zero) of `want`.
 /// Whether `a` and `b` hold the same values bit for bit (and as many).
 fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
+/// Each of `got` within 1e-4 (relative, and absolute near zero) of `want`.
 fn assert_close(got: &[f32], want: &[f64], what: &str) {
     for (g, e) in got.iter().zip(want) {
         assert!(
@@ -1154,5 +1154,66 @@ fn a_products_rows_have_the_same_bits_whatever_its_number_of_rows() {
             check::<f32>(|v| v as f32);
             check::<f64>(|v| v);
         });
+    }
+}
+
+/// Weight gradients given in a scope wait until one with another `A`
+/// comes, or the scope closes, and then run as one product per `A`; each
+/// output gets the bits of its product alone, on any thread count and
+/// kernel path.
+#[test]
+fn weight_gradients_grouped_in_a_scope_give_the_bits_of_each_product_alone() {
+    use super::grouped::{weight_grad, Scope};
+    // Two blocks of k and a last partial one, rows not whole tiles, and
+    // widths of whole and partial panels of 32, 16 and 8.
+    let (k, m) = (600, 70);
+    let widths = [128, 45, 33];
+    let f32s =
+        |len: usize, seed: f64| -> Vec<f32> { fill(len, seed).into_iter().map(|v| v as f32).collect() };
+    let (a, other_a) = (f32s(k * m, 1.0), f32s(k * m, 2.0));
+    let bs: Vec<Vec<f32>> = widths.iter().map(|&n| f32s(k * n, n as f64)).collect();
+    let start = |n: usize| f32s(m * n, 7.0);
+    for path in ["SIMD", "portable"] {
+        for threads in [1, 2, 3] {
+            let what = format!("{path}, {threads} thread(s)");
+            let got = on_threads_and_path(threads, path, &|| {
+                let mut alone: Vec<Vec<f32>> = widths.iter().map(|&n| start(n)).collect();
+                for ((c, b), &n) in alone.iter_mut().zip(&bs).zip(&widths) {
+                    matmul_at_b_acc(&a, b, c, k, m, n);
+                }
+                let mut after = start(widths[0]);
+                matmul_at_b_acc(&other_a, &bs[0], &mut after, k, m, widths[0]);
+
+                let mut grouped: Vec<Vec<f32>> = widths.iter().map(|&n| start(n)).collect();
+                let mut next = start(widths[0]);
+                // SAFETY: every buffer outlives the scope, and is only
+                // looked at (on this thread, no product running) before it
+                // ends.
+                let scope = unsafe { Scope::open() };
+                for ((c, b), &n) in grouped.iter_mut().zip(&bs).zip(&widths) {
+                    weight_grad(&a, b, c, k, m, n);
+                }
+                let waited = grouped.iter().zip(&widths).all(|(c, &n)| same_bits(c, &start(n)));
+                assert!(waited, "{what}: the products ran before another A came");
+                weight_grad(&other_a, &bs[0], &mut next, k, m, widths[0]);
+                for ((got, want), n) in grouped.iter().zip(&alone).zip(widths) {
+                    assert!(
+                        same_bits(got, want),
+                        "{what}: the product of width {n} in a group"
+                    );
+                }
+                assert!(
+                    same_bits(&next, &start(widths[0])),
+                    "{what}: another A ran at once"
+                );
+                drop(scope);
+                assert!(
+                    same_bits(&next, &after),
+                    "{what}: the product left when the scope closed"
+                );
+                grouped.concat()
+            });
+            assert!(got.iter().all(|v| v.is_finite()), "{what}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! `Linear(in, out)`: `y = x · Wᵀ + b`, torch layout (`weight` is `(out, in)`
 //! row-major, then `bias` of length `out`).
 
-use crate::kernels::{add_column_sums, matmul_at_b_acc, matmul_dy_w, matmul_x_wt};
+use crate::kernels::grouped::weight_grad;
+use crate::kernels::{add_column_sums, matmul_dy_w, matmul_x_wt};
 use crate::layer::{Backward, Forward, Layer, LayerResult, ParamShape};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
@@ -88,9 +89,10 @@ impl<F: Float> Layer<F> for Linear {
         let (dw, db) = grads.split_at_mut(n_in * n_out);
         let (x, d_output) = (cx.inputs[0].values()?, cx.d_output);
         match (x.as_slice(), d_output.as_slice()) {
-            // dW += dYᵀ · X, db += the column sums of dY
+            // dW += dYᵀ · X (in a backward pass maybe later, in one product
+            // with another layer's sharing dY), db += the column sums of dY
             (Some(xs), Some(dys)) => {
-                matmul_at_b_acc(dys, xs, dw, x.nrows(), n_out, n_in);
+                weight_grad(dys, xs, dw, x.nrows(), n_out, n_in);
                 add_column_sums(dys, d_output.nrows(), n_out, db);
             }
             _ => {
