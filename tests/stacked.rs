@@ -51,15 +51,15 @@ fn each_layer_gets_a_loop_and_the_upper_input_projection_runs_between_them() {
 /// Three training iterations (dropout on, Adam, clipping) on `threads`
 /// threads, from the same start: the parameters after them.
 fn train(threads: usize) -> Vec<f32> {
-    train_checked(threads, false)
+    train_with(threads, false, 5)
 }
 
-/// [`train`], in checked mode or not.
-fn train_checked(threads: usize, checked: bool) -> Vec<f32> {
+/// [`train`], in checked mode or not, over `steps` steps of 32 samples.
+fn train_with(threads: usize, checked: bool, steps: usize) -> Vec<f32> {
     nngraph::runtime::with_threads(threads, || {
         let mut model = Stacked::<f32>::new(&mut StdRng::seed_from_u64(3), 24, 64).unwrap();
         model.set_checked(checked);
-        let (xs, ys) = (ids(5, 32, 24, 0), ids(5, 32, 24, 1));
+        let (xs, ys) = (ids(steps, 32, 24, 0), ids(steps, 32, 24, 1));
         let mut tape = model.tape();
         let mut adam = Adam::new(2e-3f32);
         for _ in 0..3 {
@@ -73,15 +73,19 @@ fn train_checked(threads: usize, checked: bool) -> Vec<f32> {
     })
 }
 
+/// Also over 32 steps, whose 1024 rows the first layer's input projection
+/// takes as 24 distinct embedding rows, each computed once (`Linear`).
 #[test]
 fn the_same_bits_on_one_two_and_three_threads() {
-    let one = train(1);
-    for threads in [2, 3] {
-        let many = train(threads);
-        assert!(
-            one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()),
-            "{threads} threads"
-        );
+    for steps in [5, 32] {
+        let one = train_with(1, false, steps);
+        for threads in [2, 3] {
+            let many = train_with(threads, false, steps);
+            assert!(
+                one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{threads} threads, {steps} steps"
+            );
+        }
     }
 }
 
@@ -92,7 +96,7 @@ fn the_same_bits_on_one_two_and_three_threads() {
 #[test]
 fn the_same_bits_checked_and_unchecked() {
     for threads in [1, 2] {
-        let (unchecked, checked) = (train_checked(threads, false), train_checked(threads, true));
+        let (unchecked, checked) = (train_with(threads, false, 5), train_with(threads, true, 5));
         assert!(
             unchecked
                 .iter()

@@ -62,8 +62,13 @@ pub trait Kernels: Copy + sealed::Sealed {
         c: &mut [Self],
     );
     /// `f` on this thread's scratch buffer of `len` values (kept between
-    /// calls: allocation-free once warmed up), for partial results.
+    /// calls: allocation-free once warmed up), for partial results. Column
+    /// sums keep theirs in it within a pass (`add_column_sums`).
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+    /// [`with_scratch`](Kernels::with_scratch) on another buffer, for the
+    /// distinct rows of a layer's input and their products
+    /// (`distinct.rs`), which must not overwrite kept column sums.
+    fn with_rows_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
     /// `c = [c +] a · b` on strided operands, for each part `(b, c)` of
     /// products sharing `a` (`m x k`).
     fn gemm(m: usize, k: usize, a: Operand<'_, Self>, parts: &mut [Part<'_, Self>], accumulate: bool);
@@ -86,6 +91,9 @@ thread_local! {
     /// Partial column sums (see `add_column_sums`).
     static SCRATCH_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static SCRATCH_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
+    /// Distinct rows and their products (see `with_rows_scratch`).
+    static ROWS_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static ROWS_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
     /// `bᵀ` packed for one product with many rows (see `many_rows_times_bt`).
     static BT_F32: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
     static BT_F64: RefCell<Vec<f64>> = const { RefCell::new(Vec::new()) };
@@ -150,17 +158,30 @@ macro_rules! activations_for {
     };
 }
 
+/// `f` on the first `len` values of `buffer`, grown if shorter.
+fn scratch<T: Copy + Default, R>(
+    buffer: &'static std::thread::LocalKey<RefCell<Vec<T>>>,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    buffer.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if buf.len() < len {
+            buf.resize(len, T::default());
+        }
+        f(&mut buf[..len])
+    })
+}
+
 macro_rules! gemm_for {
-    ($t:ident, $pack:ident, $weights:ident, $columns:ident, $bt:ident, $scratch:ident) => {
+    ($t:ident, $pack:ident, $weights:ident, $columns:ident, $bt:ident, $scratch:ident, $rows:ident) => {
         impl Kernels for $t {
             fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
-                $scratch.with(|buf| {
-                    let mut buf = buf.borrow_mut();
-                    if buf.len() < len {
-                        buf.resize(len, 0.0);
-                    }
-                    f(&mut buf[..len])
-                })
+                scratch(&$scratch, len, f)
+            }
+
+            fn with_rows_scratch<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
+                scratch(&$rows, len, f)
             }
 
             fn exp_in_place(x: &mut [$t]) {
@@ -263,5 +284,21 @@ macro_rules! gemm_for {
         }
     };
 }
-gemm_for!(f32, PACK_F32, WEIGHTS_F32, COLUMNS_F32, BT_F32, SCRATCH_F32);
-gemm_for!(f64, PACK_F64, WEIGHTS_F64, COLUMNS_F64, BT_F64, SCRATCH_F64);
+gemm_for!(
+    f32,
+    PACK_F32,
+    WEIGHTS_F32,
+    COLUMNS_F32,
+    BT_F32,
+    SCRATCH_F32,
+    ROWS_F32
+);
+gemm_for!(
+    f64,
+    PACK_F64,
+    WEIGHTS_F64,
+    COLUMNS_F64,
+    BT_F64,
+    SCRATCH_F64,
+    ROWS_F64
+);

@@ -15,6 +15,7 @@
 //! `pool.rs`: the threads; `gemm.rs`: the blocked driver and packing;
 //! `packed.rs`: weights packed once per engine pass for a sequence's steps;
 //! `grouped.rs`: weight gradients sharing their `dY` run as one product;
+//! `distinct.rs`: the distinct rows of a matrix whose rows repeat;
 //! `dispatch.rs`: the `Kernels` trait `Float` carries; `micro.rs`: each
 //! type's micro-kernel (SIMD or portable); `simd.rs`: the AVX2 + FMA and
 //! AVX-512 kernels; `activations.rs`: vectorised f32 `exp`, `tanh`, logistic;
@@ -502,6 +503,7 @@ pub(crate) use vectorised;
 
 pub mod activations;
 mod dispatch;
+pub(crate) mod distinct;
 mod gemm;
 pub(crate) mod grouped;
 mod micro;

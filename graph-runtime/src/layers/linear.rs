@@ -1,8 +1,9 @@
 //! `Linear(in, out)`: `y = x · Wᵀ + b`, torch layout (`weight` is `(out, in)`
 //! row-major, then `bias` of length `out`).
 
+use crate::kernels::distinct::{with_distinct_rows, Distinct};
 use crate::kernels::grouped::weight_grad;
-use crate::kernels::{add_column_sums, matmul_dy_w, matmul_x_wt};
+use crate::kernels::{add_column_sums, for_row_runs, matmul_at_b_acc, matmul_dy_w, matmul_x_wt};
 use crate::layer::{Backward, Forward, Layer, LayerResult, ParamShape};
 use crate::Float;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
@@ -71,8 +72,18 @@ impl<F: Float> Layer<F> for Linear {
         let x = cx.inputs[0].values()?;
         let (batch, n_in, n_out) = (x.nrows(), self.in_features, self.out_features);
         match (x.as_slice(), output.as_slice_mut()) {
-            // y = x · Wᵀ + b, the bias added as each tile is stored.
-            (Some(x), Some(y)) => matmul_x_wt(x, w, Some(b), y, batch, n_in, n_out),
+            // y = x · Wᵀ + b, the bias added as each tile is stored; over
+            // rows that repeat (an embedding's), each distinct row's once.
+            (Some(x), Some(y)) => {
+                let repeated = batch >= REPEATS_FROM
+                    && with_distinct_rows(x, n_in, batch / REPEATS, |d| {
+                        d.map(|d| forward_distinct(d, x, w, b, y, n_in, n_out))
+                    })
+                    .is_some();
+                if !repeated {
+                    matmul_x_wt(x, w, Some(b), y, batch, n_in, n_out);
+                }
+            }
             _ => {
                 let w = weight_view(w, n_out, n_in)?;
                 ndarray::linalg::general_mat_mul(F::one(), &x, &w.t(), F::zero(), &mut output);
@@ -92,7 +103,15 @@ impl<F: Float> Layer<F> for Linear {
             // dW += dYᵀ · X (in a backward pass maybe later, in one product
             // with another layer's sharing dY), db += the column sums of dY
             (Some(xs), Some(dys)) => {
-                weight_grad(dys, xs, dw, x.nrows(), n_out, n_in);
+                let rows = x.nrows();
+                let repeated = rows >= REPEATS_FROM
+                    && with_distinct_rows(xs, n_in, rows / REPEATS, |d| {
+                        d.map(|d| weight_grad_distinct(d, xs, dys, dw, n_in, n_out))
+                    })
+                    .is_some();
+                if !repeated {
+                    weight_grad(dys, xs, dw, rows, n_out, n_in);
+                }
                 add_column_sums(dys, d_output.nrows(), n_out, db);
             }
             _ => {
@@ -126,6 +145,65 @@ impl<F: Float> Layer<F> for Linear {
         }
         Ok(())
     }
+}
+
+/// Inputs of at least this many rows are looked at for rows that repeat.
+const REPEATS_FROM: usize = 1024;
+
+/// ... and taken as repeating with at most one distinct row in this many:
+/// then the product over the distinct rows is at least this many times
+/// smaller, and a matrix that does not repeat costs the hashing of this
+/// fraction of its rows.
+const REPEATS: usize = 8;
+
+/// `y = x · Wᵀ + b` over the distinct rows `d` of `x`, each product row
+/// copied to the rows equal to it. Each row is the product's chain for that
+/// row, whatever the number of rows: the same bits as the whole product.
+fn forward_distinct<F: Float>(
+    d: &Distinct,
+    x: &[F],
+    w: &[F],
+    b: &[F],
+    y: &mut [F],
+    n_in: usize,
+    n_out: usize,
+) {
+    let count = d.first.len();
+    F::with_rows_scratch(count * (n_in + n_out), |scratch| {
+        let (rows, products) = scratch.split_at_mut(count * n_in);
+        for (out, &r) in rows.chunks_exact_mut(n_in).zip(&d.first) {
+            out.copy_from_slice(&x[r * n_in..(r + 1) * n_in]);
+        }
+        matmul_x_wt(rows, w, Some(b), products, count, n_in, n_out);
+        let products: &[F] = products;
+        let batch = d.of_row.len();
+        for_row_runs(batch, n_out, batch * n_out, y, |r0, r1, y| {
+            for (out, &i) in y.chunks_exact_mut(n_out).zip(&d.of_row[r0..r1]) {
+                let i = i as usize;
+                out.copy_from_slice(&products[i * n_out..(i + 1) * n_out]);
+            }
+        });
+    })
+}
+
+/// `dW += dYᵀ · X` over the distinct rows `d` of `X`: each distinct row
+/// times the sum of the rows of `dY` where it appears (summed in row order),
+/// `Gᵀ · U`. The same sums in another order than the product over all rows.
+fn weight_grad_distinct<F: Float>(d: &Distinct, x: &[F], dy: &[F], dw: &mut [F], n_in: usize, n_out: usize) {
+    let count = d.first.len();
+    F::with_rows_scratch(count * (n_in + n_out), |scratch| {
+        let (rows, sums) = scratch.split_at_mut(count * n_in);
+        for (out, &r) in rows.chunks_exact_mut(n_in).zip(&d.first) {
+            out.copy_from_slice(&x[r * n_in..(r + 1) * n_in]);
+        }
+        sums.fill(F::zero());
+        for (dy, &i) in dy.chunks_exact(n_out).zip(&d.of_row) {
+            let i = i as usize;
+            let sum = &mut sums[i * n_out..(i + 1) * n_out];
+            sum.iter_mut().zip(dy).for_each(|(s, &g)| *s += g);
+        }
+        matmul_at_b_acc(sums, rows, dw, count, n_out, n_in);
+    })
 }
 
 fn weight_view<F>(w: &[F], n_out: usize, n_in: usize) -> LayerResult<ArrayView2<'_, F>> {
