@@ -698,4 +698,21 @@ fn linear_over_repeating_rows() {
         n_in,
     );
     assert_eq!(bits(&grads[..n_in * n_out]), bits(&dw), "rows that do not repeat");
+    // No columns at all: every row is the bias.
+    let empty = Linear::new(0, 3);
+    let (x, mut y, mut state) = (
+        Array2::<f32>::zeros((rows, 0)),
+        Array2::zeros((rows, 3)),
+        Array2::zeros((0, 0)),
+    );
+    let cx = Forward {
+        params: &[0.5, -1.0, 2.0],
+        inputs: &[Input::Values(x.view())],
+        training: true,
+        dropout: None,
+        seed: 0,
+        state: &mut state,
+    };
+    empty.forward(cx, y.view_mut()).expect("the layer runs");
+    assert!(y.rows().into_iter().all(|r| r.to_vec() == [0.5, -1.0, 2.0]));
 }

@@ -76,6 +76,7 @@ impl<F: Float> Layer<F> for Linear {
             // rows that repeat (an embedding's), each distinct row's once.
             (Some(x), Some(y)) => {
                 let repeated = batch >= REPEATS_FROM
+                    && n_in > 0
                     && with_distinct_rows(x, n_in, batch / REPEATS, |d| {
                         d.map(|d| forward_distinct(d, x, w, b, y, n_in, n_out))
                     })
@@ -105,6 +106,7 @@ impl<F: Float> Layer<F> for Linear {
             (Some(xs), Some(dys)) => {
                 let rows = x.nrows();
                 let repeated = rows >= REPEATS_FROM
+                    && n_in > 0
                     && with_distinct_rows(xs, n_in, rows / REPEATS, |d| {
                         d.map(|d| weight_grad_distinct(d, xs, dys, dw, n_in, n_out))
                     })
